@@ -1,0 +1,230 @@
+"""Numba kernels of the SOAP power spectrum and its position and strain gradients.
+
+Everything here takes plain arrays; ``soap.py`` checks inputs and builds them.
+
+Notation: ``k = species * n_max + n`` indexes a (species, radial function) channel; the
+density expansion of one centre is ``c[k, lm]``. Features are ordered ``(k1, k2, l)`` with
+``k1 <= k2``, ``l`` fastest::
+
+    p[k1, k2, l] = w(k1, k2) * sum_m c[k1, lm] c[k2, lm],   w = 1 if k1 == k2 else sqrt(2)
+
+so that ``p . p'`` equals the sum over all ordered channel pairs.
+"""
+
+import math
+
+import numba
+import numpy as np
+
+from ._radial import evaluate_spline
+from ._ylm import solid_harmonics
+
+
+@numba.njit(cache=True, nogil=True)
+def cosine_cutoff(d, r_cut, width):
+    """Smooth cutoff: 1 below ``r_cut - width``, cosine down to 0 at ``r_cut``."""
+    r_inner = r_cut - width
+    if d <= r_inner:
+        return 1.0, 0.0
+    if d >= r_cut:
+        return 0.0, 0.0
+    phase = math.pi * (d - r_inner) / width
+    return 0.5 * (1.0 + math.cos(phase)), -0.5 * math.pi / width * math.sin(phase)
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def compute_soap(
+    first_center,
+    last_center,
+    center_offsets,
+    pair_vectors,
+    pair_species,
+    pair_rows,
+    self_rows,
+    atom_species,
+    n_species,
+    spline_coefficients,
+    spline_step,
+    ylm_prefactors,
+    r_cut,
+    cutoff_width,
+    center_weight,
+    normalize,
+    with_gradients,
+    with_strain,
+    values,
+    dpos,
+    dstrain,
+):
+    """Compute features (and gradients) of centres ``first_center <= i < last_center``.
+
+    Pairs are sorted by centre: those of centre ``i`` are
+    ``center_offsets[i]:center_offsets[i + 1]``, with vectors ``r_j - r_i`` (periodic
+    image included) and the neighbour's species index. ``pair_rows[p]`` is the row of
+    ``dpos`` that receives ``d values[i] / d r_j`` (``-1`` when ``j`` is an image of
+    ``i``), ``self_rows[i]`` the row of ``d values[i] / d r_i``.
+    """
+    n_max = spline_coefficients.shape[2]
+    l_max = spline_coefficients.shape[3] - 1
+    n_lm = (l_max + 1) * (l_max + 1)
+    n_channels = n_species * n_max
+    n_features = values.shape[1]
+
+    radial = np.empty((n_max, l_max + 1))
+    radial_d = np.empty((n_max, l_max + 1))
+    ylm = np.empty(n_lm)
+    ylm_grad = np.empty((n_lm, 3))
+    q_scratch = np.zeros((l_max + 1, l_max + 1))
+    cs_scratch = np.zeros((2, l_max + 1))
+    power = np.empty(n_features)
+    dpower = np.empty((3, n_features))
+    self_grad = np.empty((3, n_features))
+    strain_grad = np.empty((3, 3, n_features))
+    l_of_lm = np.empty(n_lm, dtype=np.int64)
+    for l in range(l_max + 1):
+        for lm in range(l * l, (l + 1) * (l + 1)):
+            l_of_lm[lm] = l
+    max_neighbors = 0
+    for i in range(first_center, last_center):
+        max_neighbors = max(max_neighbors, center_offsets[i + 1] - center_offsets[i])
+    # coeffs[lm, k]; dcoeffs[lm, column] with column = (jj * 3 + a) * n_max + n holds
+    # d c[k(jj), lm] / d r_ij[a], stored flat with the row length of the current centre
+    # so that each l block is a contiguous (2l+1, n_columns) matrix: one matrix product
+    # per l then contracts all neighbour gradients with the expansion.
+    coeffs = np.empty((n_lm, n_channels))
+    max_columns = max_neighbors * 3 * n_max if with_gradients else 0
+    dcoeffs_buffer = np.empty(n_lm * max_columns)
+    contracted_buffer = np.empty((l_max + 1) * max_columns * n_channels)
+
+    # radial integral at d = 0 for the central atom's own Gaussian (l = 0 only)
+    evaluate_spline(spline_coefficients, spline_step, 0.0, radial, radial_d)
+    center_radial = radial[:, 0].copy()
+    y00 = ylm_prefactors[0, 0]
+    sqrt2 = math.sqrt(2.0)
+
+    for i in range(first_center, last_center):
+        start = center_offsets[i]
+        n_neighbors = center_offsets[i + 1] - start
+        coeffs[:, :] = 0.0
+        base = atom_species[i] * n_max
+        for n in range(n_max):
+            coeffs[0, base + n] += center_weight * center_radial[n] * y00
+
+        n_columns = n_neighbors * 3 * n_max if with_gradients else 0
+        dcoeffs = dcoeffs_buffer[:n_lm * n_columns].reshape((n_lm, n_columns))
+
+        # density expansion c[k, lm] and its gradient with respect to each r_ij
+        for jj in range(n_neighbors):
+            p = start + jj
+            x = pair_vectors[p, 0]
+            y = pair_vectors[p, 1]
+            z = pair_vectors[p, 2]
+            d = math.sqrt(x * x + y * y + z * z)
+            fc, dfc = cosine_cutoff(d, r_cut, cutoff_width)
+            evaluate_spline(spline_coefficients, spline_step, d, radial, radial_d)
+            solid_harmonics(x, y, z, ylm_prefactors, q_scratch, cs_scratch, ylm, ylm_grad,
+                            with_gradients)
+            base = pair_species[p] * n_max
+            for lm in range(n_lm):
+                l = l_of_lm[lm]
+                for n in range(n_max):
+                    coeffs[lm, base + n] += fc * radial[n, l] * ylm[lm]
+            if with_gradients:
+                ux = x / d
+                uy = y / d
+                uz = z / d
+                for lm in range(n_lm):
+                    l = l_of_lm[lm]
+                    for n in range(n_max):
+                        g = radial[n, l]
+                        radial_part = (dfc * g + fc * radial_d[n, l]) * ylm[lm]
+                        fg = fc * g
+                        column = jj * 3 * n_max + n
+                        dcoeffs[lm, column] = radial_part * ux + fg * ylm_grad[lm, 0]
+                        dcoeffs[lm, column + n_max] = radial_part * uy + fg * ylm_grad[lm, 1]
+                        dcoeffs[lm, column + 2 * n_max] = radial_part * uz + fg * ylm_grad[lm, 2]
+
+        # power spectrum
+        f = 0
+        for k1 in range(n_channels):
+            for k2 in range(k1, n_channels):
+                w = 1.0 if k1 == k2 else sqrt2
+                for l in range(l_max + 1):
+                    acc = 0.0
+                    for lm in range(l * l, (l + 1) * (l + 1)):
+                        acc += coeffs[lm, k1] * coeffs[lm, k2]
+                    power[f] = w * acc
+                    f += 1
+        norm = 1.0
+        if normalize:
+            norm = 0.0
+            for f in range(n_features):
+                norm += power[f] * power[f]
+            norm = math.sqrt(norm)
+            if norm == 0.0:
+                norm = 1.0
+        for f in range(n_features):
+            values[i, f] = power[f] / norm
+
+        if not with_gradients or n_neighbors == 0:
+            continue
+        self_grad[:, :] = 0.0
+        strain_grad[:, :, :] = 0.0
+
+        # contracted[l, (jj, a, n), k] = sum_m dc[n(jj), lm] / dr_ij[a] * c[k, lm]
+        contracted = contracted_buffer[:(l_max + 1) * n_columns * n_channels].reshape(
+            (l_max + 1, n_columns, n_channels)
+        )
+        for l in range(l_max + 1):
+            lm_block = dcoeffs[l * l:(l + 1) * (l + 1)]
+            np.dot(lm_block.T, np.ascontiguousarray(coeffs[l * l:(l + 1) * (l + 1)]), contracted[l])
+
+        # gradient of the power spectrum with respect to each neighbour vector
+        for jj in range(n_neighbors):
+            p = start + jj
+            s = pair_species[p]
+            f = 0
+            for k1 in range(n_channels):
+                s1 = k1 // n_max
+                n1 = k1 - s1 * n_max
+                for k2 in range(k1, n_channels):
+                    s2 = k2 // n_max
+                    n2 = k2 - s2 * n_max
+                    w = 1.0 if k1 == k2 else sqrt2
+                    for l in range(l_max + 1):
+                        for a in range(3):
+                            row = (jj * 3 + a) * n_max
+                            acc = 0.0
+                            if s1 == s:
+                                acc += contracted[l, row + n1, k2]
+                            if s2 == s:
+                                acc += contracted[l, row + n2, k1]
+                            dpower[a, f] = w * acc
+                        f += 1
+            if normalize:
+                # d(p/|p|) = (dp - v (v . dp)) / |p| with v = p/|p|
+                for a in range(3):
+                    projection = 0.0
+                    for f in range(n_features):
+                        projection += values[i, f] * dpower[a, f]
+                    for f in range(n_features):
+                        dpower[a, f] = (dpower[a, f] - values[i, f] * projection) / norm
+            row = pair_rows[p]
+            if row >= 0:
+                for a in range(3):
+                    for f in range(n_features):
+                        dpos[row, a, f] += dpower[a, f]
+                        self_grad[a, f] -= dpower[a, f]
+            if with_strain:
+                for a in range(3):
+                    for b in range(3):
+                        r_b = pair_vectors[p, b]
+                        for f in range(n_features):
+                            strain_grad[a, b, f] += dpower[a, f] * r_b
+        if n_neighbors > 0:
+            self_row = self_rows[i]
+            for a in range(3):
+                for f in range(n_features):
+                    dpos[self_row, a, f] += self_grad[a, f]
+            if with_strain:
+                dstrain[i] = strain_grad

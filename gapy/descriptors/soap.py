@@ -1,0 +1,332 @@
+"""SOAP power-spectrum descriptor with analytic position and strain gradients."""
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+from numbers import Integral, Real
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from ase import Atoms
+from joblib import Parallel, delayed
+
+from ..exceptions import StructureError
+from ..structures import atomic_number, neighbor_pairs, structure_name
+from ._radial import radial_spline
+from ._soap_numba import compute_soap
+from ._ylm import solid_harmonic_prefactors
+
+GradientsArg = Union[bool, str, Sequence[str]]
+
+
+@dataclass
+class SOAPGradients:
+    """Sparse gradients of SOAP features of one structure.
+
+    Attributes
+    ----------
+    centers, neighbors : ndarray of int of shape (n_pairs,)
+        Row ``k`` holds the derivative of the features of atom ``centers[k]`` with
+        respect to the position of atom ``neighbors[k]`` (each atom's own position
+        included). Sorted by centre, then neighbour.
+    dpos : ndarray of shape (n_pairs, 3, n_features)
+        ``dpos[k, a] = d values[centers[k]] / d positions[neighbors[k], a]`` (1/Angstrom).
+    dstrain : ndarray of shape (n_atoms, 3, 3, n_features) or None
+        ``dstrain[i, a, b] = d values[i] / d epsilon[a, b]`` under the homogeneous
+        deformation ``r -> (1 + epsilon) r`` of positions and cell. ``None`` unless
+        strain gradients were asked for.
+    """
+
+    centers: np.ndarray
+    neighbors: np.ndarray
+    dpos: np.ndarray
+    dstrain: Optional[np.ndarray]
+
+    def dense(self, n_atoms: int) -> np.ndarray:
+        """Position gradients as a dense array of shape (n_atoms, n_atoms, 3, n_features)."""
+        out = np.zeros((n_atoms, n_atoms, 3, self.dpos.shape[2]))
+        out[self.centers, self.neighbors] = self.dpos
+        return out
+
+
+@lru_cache(maxsize=16)
+def _radial_table(n_max, l_max, r_cut, atom_sigma):
+    return radial_spline(n_max, l_max, r_cut, atom_sigma)
+
+
+def _parse_gradients(gradients: GradientsArg) -> Tuple[bool, bool]:
+    """Map the ``gradients`` argument to (positions, strain) flags."""
+    if gradients is True:
+        return True, True
+    if gradients is False or gradients is None:
+        return False, False
+    names = {gradients} if isinstance(gradients, str) else set(gradients)
+    unknown = names - {"positions", "strain"}
+    if unknown:
+        raise ValueError(
+            f"gradients must be True, False, 'positions' or ('positions', 'strain'); "
+            f"got unknown {sorted(unknown)}"
+        )
+    return True, "strain" in names
+
+
+class SOAP:
+    """Smooth Overlap of Atomic Positions power spectrum (Bartok et al. 2013).
+
+    The neighbour density of each atom, a sum of Gaussians of width ``atom_sigma`` times
+    a smooth cosine cutoff, is expanded on an orthonormal GTO radial basis and real
+    spherical harmonics; the features are the rotationally invariant power spectrum,
+    one block per pair of neighbour species. See ``docs/soap.md`` for the formulas.
+
+    Parameters
+    ----------
+    species : sequence of str or int
+        Every chemical species that may occur, as symbols or atomic numbers.
+    r_cut : float, default=5.0
+        Cutoff radius in Angstrom.
+    n_max : int, default=8
+        Number of radial basis functions.
+    l_max : int, default=6
+        Largest angular momentum of the spherical harmonics.
+    atom_sigma : float, default=0.5
+        Width of the Gaussian on each neighbour, in Angstrom.
+    cutoff_width : float, default=0.5
+        Width of the cosine transition below ``r_cut`` (QUIP's
+        ``cutoff_transition_width``), in Angstrom; ``0 < cutoff_width <= r_cut``.
+    center_weight : float, default=1.0
+        Weight of the central atom's own Gaussian in its density (QUIP's
+        ``central_weight``).
+    normalize : bool, default=True
+        Divide each atom's feature vector by its Euclidean norm.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> soap = SOAP(species=["Si"], r_cut=4.0, n_max=4, l_max=3)
+    >>> soap.compute(bulk("Si")).shape
+    (2, 40)
+    """
+
+    def __init__(
+        self,
+        species: Sequence[Union[str, int]],
+        r_cut: float = 5.0,
+        n_max: int = 8,
+        l_max: int = 6,
+        atom_sigma: float = 0.5,
+        cutoff_width: float = 0.5,
+        center_weight: float = 1.0,
+        normalize: bool = True,
+    ):
+        if isinstance(species, (str, Integral)) or len(species) == 0:
+            raise ValueError(f"species must be a non-empty list of species, got {species!r}")
+        numbers = [atomic_number(s) for s in species]
+        if len(set(numbers)) != len(numbers):
+            raise ValueError(f"species has duplicates: {list(species)!r}")
+        _check_number("r_cut", r_cut, low=0.0)
+        _check_integer("n_max", n_max, low=1, high=20)
+        _check_integer("l_max", l_max, low=0, high=20)
+        _check_number("atom_sigma", atom_sigma, low=0.0)
+        _check_number("cutoff_width", cutoff_width, low=0.0)
+        if cutoff_width > r_cut:
+            raise ValueError(f"cutoff_width={cutoff_width} must not exceed r_cut={r_cut}")
+        _check_number("center_weight", center_weight, low=None)
+        self.species = list(species)
+        self.r_cut = float(r_cut)
+        self.n_max = int(n_max)
+        self.l_max = int(l_max)
+        self.atom_sigma = float(atom_sigma)
+        self.cutoff_width = float(cutoff_width)
+        self.center_weight = float(center_weight)
+        self.normalize = bool(normalize)
+        self.atomic_numbers = np.array(sorted(numbers))
+
+    def get_params(self) -> dict:
+        """Constructor arguments, so that ``SOAP(**soap.get_params())`` is a copy."""
+        return {
+            "species": list(self.species),
+            "r_cut": self.r_cut,
+            "n_max": self.n_max,
+            "l_max": self.l_max,
+            "atom_sigma": self.atom_sigma,
+            "cutoff_width": self.cutoff_width,
+            "center_weight": self.center_weight,
+            "normalize": self.normalize,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"SOAP({args})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SOAP) and self.get_params() == other.get_params()
+
+    @property
+    def n_features(self) -> int:
+        """Number of features: ``K (K + 1) / 2 * (l_max + 1)`` with ``K = n_species n_max``."""
+        n_channels = len(self.atomic_numbers) * self.n_max
+        return n_channels * (n_channels + 1) // 2 * (self.l_max + 1)
+
+    def feature_labels(self) -> np.ndarray:
+        """Feature labels, ndarray of shape (n_features, 5): ``(Z1, n1, Z2, n2, l)``."""
+        labels = []
+        n_channels = len(self.atomic_numbers) * self.n_max
+        for k1 in range(n_channels):
+            for k2 in range(k1, n_channels):
+                for l in range(self.l_max + 1):
+                    z1, n1 = self.atomic_numbers[k1 // self.n_max], k1 % self.n_max
+                    z2, n2 = self.atomic_numbers[k2 // self.n_max], k2 % self.n_max
+                    labels.append((z1, n1, z2, n2, l))
+        return np.array(labels, dtype=np.int64)
+
+    def species_indices(self, atoms: Atoms, name: str = "structure") -> np.ndarray:
+        """Index of each atom's species in ``atomic_numbers``, with a clear error."""
+        numbers = atoms.numbers
+        index = np.searchsorted(self.atomic_numbers, numbers)
+        index = np.minimum(index, len(self.atomic_numbers) - 1)
+        unknown = self.atomic_numbers[index] != numbers
+        if unknown.any():
+            symbols = sorted({str(s) for s in np.array(atoms.get_chemical_symbols())[unknown]})
+            raise StructureError(
+                f"{name}: species {symbols} not in the descriptor's species "
+                f"{list(self.species)} (field 'numbers'); add them to SOAP(species=...)"
+            )
+        return index
+
+    def compute(
+        self,
+        atoms: Atoms,
+        gradients: GradientsArg = False,
+        n_jobs: int = 1,
+        *,
+        index: Optional[int] = None,
+    ):
+        """SOAP features of every atom of one structure, and optionally their gradients.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Periodic, partly periodic or isolated structure.
+        gradients : bool, str or sequence of str, default=False
+            ``True`` for position and strain gradients, ``"positions"`` for position
+            gradients only, ``("positions", "strain")`` for both.
+        n_jobs : int, default=1
+            Threads splitting the atoms of this structure.
+        index : int, optional
+            Index of the structure in a data set, used in error messages.
+
+        Returns
+        -------
+        values : ndarray of shape (n_atoms, n_features)
+        gradients : SOAPGradients
+            Only when ``gradients`` is not False.
+
+        Raises
+        ------
+        StructureError
+            Unknown species, non-finite positions, degenerate cell, overlapping atoms.
+        """
+        with_gradients, with_strain = _parse_gradients(gradients)
+        name = structure_name(atoms, index)
+        species = self.species_indices(atoms, name)
+        pairs = neighbor_pairs(atoms, self.r_cut, name)
+        n_atoms = len(atoms)
+        n_features = self.n_features
+
+        # one gradient row per unique (centre, neighbour) and per atom for itself
+        keys = pairs.centers * n_atoms + pairs.neighbors
+        row_keys = np.unique(np.concatenate([keys, np.arange(n_atoms) * (n_atoms + 1)]))
+        pair_rows = np.searchsorted(row_keys, keys)
+        pair_rows[pairs.centers == pairs.neighbors] = -1
+        self_rows = np.searchsorted(row_keys, np.arange(n_atoms) * (n_atoms + 1))
+
+        values = np.empty((n_atoms, n_features))
+        n_rows = row_keys.size if with_gradients else 0
+        dpos = np.zeros((n_rows, 3, n_features))
+        dstrain = np.zeros((n_atoms if with_strain else 0, 3, 3, n_features))
+        coefficients, step = _radial_table(self.n_max, self.l_max, self.r_cut, self.atom_sigma)
+        prefactors = solid_harmonic_prefactors(self.l_max)
+
+        def run(first: int, last: int) -> None:
+            compute_soap(
+                first, last, pairs.offsets, pairs.vectors, species[pairs.neighbors],
+                pair_rows, self_rows, species, len(self.atomic_numbers), coefficients, step,
+                prefactors, self.r_cut, self.cutoff_width, self.center_weight,
+                self.normalize, with_gradients, with_strain, values, dpos, dstrain,
+            )
+
+        if n_jobs == 1 or n_atoms < 2:
+            run(0, n_atoms)
+        else:
+            bounds = np.linspace(0, n_atoms, _n_workers(n_jobs) + 1).astype(int)
+            with ThreadPoolExecutor(len(bounds) - 1) as pool:
+                list(pool.map(run, bounds[:-1], bounds[1:]))
+
+        if not with_gradients:
+            return values
+        grad = SOAPGradients(
+            centers=row_keys // n_atoms,
+            neighbors=row_keys % n_atoms,
+            dpos=dpos,
+            dstrain=dstrain if with_strain else None,
+        )
+        return values, grad
+
+    def compute_many(
+        self,
+        frames: Sequence[Atoms],
+        gradients: GradientsArg = False,
+        n_jobs: int = 1,
+        progress: bool = False,
+    ) -> List:
+        """:meth:`compute` for each structure, in parallel threads.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+        gradients : bool, str or sequence of str, default=False
+            As in :meth:`compute`.
+        n_jobs : int, default=1
+            Number of threads (``-1``: all cores). The numba kernels release the GIL.
+        progress : bool, default=False
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        list
+            One result of :meth:`compute` per structure, in order.
+        """
+        frames = list(frames)
+        _parse_gradients(gradients)
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(frames, desc="SOAP", unit="structure")
+        else:
+            iterator = frames
+        if _n_workers(n_jobs) == 1:
+            return [self.compute(atoms, gradients, index=i) for i, atoms in enumerate(iterator)]
+        tasks = (delayed(self.compute)(atoms, gradients, index=i) for i, atoms in enumerate(iterator))
+        return Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
+
+
+def _n_workers(n_jobs: int) -> int:
+    from joblib import cpu_count
+
+    if n_jobs is None or n_jobs == 0:
+        return 1
+    return cpu_count() + 1 + n_jobs if n_jobs < 0 else int(n_jobs)
+
+
+def _check_number(name: str, value, low: Optional[float]) -> None:
+    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if low is not None and value <= low:
+        raise ValueError(f"{name} must be > {low}, got {value!r}")
+
+
+def _check_integer(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
