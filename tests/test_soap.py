@@ -229,3 +229,19 @@ def test_bad_structures_are_rejected_with_clear_messages(rattled_si):
         soap.compute(rattled_si, gradients="forces")
     with pytest.raises(TypeError, match="expected ase.Atoms"):
         soap.compute(rattled_si.positions)
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("system", ["triclinic_sige", "cluster"])
+def test_reverse_mode_contraction_equals_explicit_gradients(system, normalize, request):
+    atoms = request.getfixturevalue(system)
+    soap = make_soap(atoms, normalize=normalize)
+    values, grad = soap.compute(atoms, gradients=True)
+    weights = np.random.default_rng(1).normal(size=values.shape)
+    forces, virial = soap.contract_gradients(atoms, weights)
+    expected_forces = -np.einsum("kaf,kf->ka", grad.dpos, weights[grad.centers])
+    expected_forces = np.array([expected_forces[grad.neighbors == j].sum(0) for j in range(len(atoms))])
+    assert_allclose_relative(forces, expected_forces, 1e-10, "forces")
+    assert_allclose_relative(virial, -np.einsum("iabf,if->ab", grad.dstrain, weights), 1e-10, "virial")
+    with pytest.raises(ValueError, match="weights must have shape"):
+        soap.contract_gradients(atoms, weights[:, :-1])

@@ -32,30 +32,112 @@ def cosine_cutoff(d, r_cut, width):
     return 0.5 * (1.0 + math.cos(phase)), -0.5 * math.pi / width * math.sin(phase)
 
 
+@numba.njit(cache=True, nogil=True)
+def make_scratch(n_max, l_max):
+    """Scratch arrays for ``expand_density``: radial values, derivatives, harmonics."""
+    n_lm = (l_max + 1) * (l_max + 1)
+    l_of_lm = np.empty(n_lm, dtype=np.int64)
+    for l in range(l_max + 1):
+        for lm in range(l * l, (l + 1) * (l + 1)):
+            l_of_lm[lm] = l
+    return (
+        np.empty((n_max, l_max + 1)),
+        np.empty((n_max, l_max + 1)),
+        np.empty(n_lm),
+        np.empty((n_lm, 3)),
+        np.zeros((l_max + 1, l_max + 1)),
+        np.zeros((2, l_max + 1)),
+        l_of_lm,
+    )
+
+
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def compute_soap(
-    first_center,
-    last_center,
-    center_offsets,
-    pair_vectors,
-    pair_species,
-    pair_rows,
-    self_rows,
-    atom_species,
-    n_species,
-    spline_coefficients,
-    spline_step,
-    ylm_prefactors,
-    r_cut,
-    cutoff_width,
-    center_weight,
-    normalize,
-    with_gradients,
-    with_strain,
-    values,
-    dpos,
-    dstrain,
-):
+def expand_density(start, n_neighbors, pair_vectors, pair_species, center_species, basis,
+                   scratch, coeffs, dcoeffs, with_gradients):
+    """Density expansion ``coeffs[lm, k]`` of one centre and its pair gradients.
+
+    ``basis = (spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width,
+    center_weight)``. With gradients, ``dcoeffs[lm, (jj * 3 + a) * n_max + n]`` receives
+    ``d c[(species(jj), n), lm] / d r_ij[a]`` for the neighbours ``jj`` of the centre.
+    """
+    spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width, center_weight = basis
+    radial, radial_d, ylm, ylm_grad, q_scratch, cs_scratch, l_of_lm = scratch
+    n_max = radial.shape[0]
+    n_lm = ylm.shape[0]
+    coeffs[:, :] = 0.0
+    # the central atom's own Gaussian (d = 0: l = 0 only)
+    evaluate_spline(spline_coefficients, spline_step, 0.0, radial, radial_d)
+    for n in range(n_max):
+        coeffs[0, center_species * n_max + n] += center_weight * radial[n, 0] * ylm_prefactors[0, 0]
+
+    for jj in range(n_neighbors):
+        p = start + jj
+        x = pair_vectors[p, 0]
+        y = pair_vectors[p, 1]
+        z = pair_vectors[p, 2]
+        d = math.sqrt(x * x + y * y + z * z)
+        fc, dfc = cosine_cutoff(d, r_cut, cutoff_width)
+        evaluate_spline(spline_coefficients, spline_step, d, radial, radial_d)
+        solid_harmonics(x, y, z, ylm_prefactors, q_scratch, cs_scratch, ylm, ylm_grad,
+                        with_gradients)
+        base = pair_species[p] * n_max
+        for lm in range(n_lm):
+            l = l_of_lm[lm]
+            for n in range(n_max):
+                coeffs[lm, base + n] += fc * radial[n, l] * ylm[lm]
+        if with_gradients:
+            ux = x / d
+            uy = y / d
+            uz = z / d
+            for lm in range(n_lm):
+                l = l_of_lm[lm]
+                for n in range(n_max):
+                    g = radial[n, l]
+                    radial_part = (dfc * g + fc * radial_d[n, l]) * ylm[lm]
+                    fg = fc * g
+                    column = jj * 3 * n_max + n
+                    dcoeffs[lm, column] = radial_part * ux + fg * ylm_grad[lm, 0]
+                    dcoeffs[lm, column + n_max] = radial_part * uy + fg * ylm_grad[lm, 1]
+                    dcoeffs[lm, column + 2 * n_max] = radial_part * uz + fg * ylm_grad[lm, 2]
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def power_spectrum(coeffs, l_max, normalize, out):
+    """Fill ``out`` with the power spectrum of ``coeffs[lm, k]``; return the raw norm."""
+    n_channels = coeffs.shape[1]
+    sqrt2 = math.sqrt(2.0)
+    f = 0
+    for k1 in range(n_channels):
+        for k2 in range(k1, n_channels):
+            w = 1.0 if k1 == k2 else sqrt2
+            for l in range(l_max + 1):
+                acc = 0.0
+                for lm in range(l * l, (l + 1) * (l + 1)):
+                    acc += coeffs[lm, k1] * coeffs[lm, k2]
+                out[f] = w * acc
+                f += 1
+    norm = 0.0
+    for f in range(out.shape[0]):
+        norm += out[f] * out[f]
+    norm = math.sqrt(norm)
+    if normalize and norm > 0.0:
+        for f in range(out.shape[0]):
+            out[f] /= norm
+    return norm
+
+
+@numba.njit(cache=True, nogil=True)
+def _max_neighbors(center_offsets, first_center, last_center):
+    result = 0
+    for i in range(first_center, last_center):
+        result = max(result, center_offsets[i + 1] - center_offsets[i])
+    return result
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def compute_soap(first_center, last_center, center_offsets, pair_vectors, pair_species,
+                 pair_rows, self_rows, atom_species, n_species, basis, normalize,
+                 with_gradients, with_strain, values, dpos, dstrain):
     """Compute features (and gradients) of centres ``first_center <= i < last_center``.
 
     Pairs are sorted by centre: those of centre ``i`` are
@@ -64,112 +146,38 @@ def compute_soap(
     ``dpos`` that receives ``d values[i] / d r_j`` (``-1`` when ``j`` is an image of
     ``i``), ``self_rows[i]`` the row of ``d values[i] / d r_i``.
     """
-    n_max = spline_coefficients.shape[2]
-    l_max = spline_coefficients.shape[3] - 1
+    n_max = basis[0].shape[2]
+    l_max = basis[0].shape[3] - 1
     n_lm = (l_max + 1) * (l_max + 1)
     n_channels = n_species * n_max
     n_features = values.shape[1]
-
-    radial = np.empty((n_max, l_max + 1))
-    radial_d = np.empty((n_max, l_max + 1))
-    ylm = np.empty(n_lm)
-    ylm_grad = np.empty((n_lm, 3))
-    q_scratch = np.zeros((l_max + 1, l_max + 1))
-    cs_scratch = np.zeros((2, l_max + 1))
-    power = np.empty(n_features)
+    scratch = make_scratch(n_max, l_max)
     dpower = np.empty((3, n_features))
     self_grad = np.empty((3, n_features))
     strain_grad = np.empty((3, 3, n_features))
-    l_of_lm = np.empty(n_lm, dtype=np.int64)
-    for l in range(l_max + 1):
-        for lm in range(l * l, (l + 1) * (l + 1)):
-            l_of_lm[lm] = l
-    max_neighbors = 0
-    for i in range(first_center, last_center):
-        max_neighbors = max(max_neighbors, center_offsets[i + 1] - center_offsets[i])
-    # coeffs[lm, k]; dcoeffs[lm, column] with column = (jj * 3 + a) * n_max + n holds
-    # d c[k(jj), lm] / d r_ij[a], stored flat with the row length of the current centre
-    # so that each l block is a contiguous (2l+1, n_columns) matrix: one matrix product
-    # per l then contracts all neighbour gradients with the expansion.
+    # dcoeffs is stored flat with the row length of the current centre so that each l
+    # block is a contiguous (2l+1, n_columns) matrix: one matrix product per l then
+    # contracts all neighbour gradients with the expansion.
     coeffs = np.empty((n_lm, n_channels))
-    max_columns = max_neighbors * 3 * n_max if with_gradients else 0
+    max_columns = _max_neighbors(center_offsets, first_center, last_center) * 3 * n_max
+    if not with_gradients:
+        max_columns = 0
     dcoeffs_buffer = np.empty(n_lm * max_columns)
     contracted_buffer = np.empty((l_max + 1) * max_columns * n_channels)
-
-    # radial integral at d = 0 for the central atom's own Gaussian (l = 0 only)
-    evaluate_spline(spline_coefficients, spline_step, 0.0, radial, radial_d)
-    center_radial = radial[:, 0].copy()
-    y00 = ylm_prefactors[0, 0]
     sqrt2 = math.sqrt(2.0)
 
     for i in range(first_center, last_center):
         start = center_offsets[i]
         n_neighbors = center_offsets[i + 1] - start
-        coeffs[:, :] = 0.0
-        base = atom_species[i] * n_max
-        for n in range(n_max):
-            coeffs[0, base + n] += center_weight * center_radial[n] * y00
-
         n_columns = n_neighbors * 3 * n_max if with_gradients else 0
         dcoeffs = dcoeffs_buffer[:n_lm * n_columns].reshape((n_lm, n_columns))
-
-        # density expansion c[k, lm] and its gradient with respect to each r_ij
-        for jj in range(n_neighbors):
-            p = start + jj
-            x = pair_vectors[p, 0]
-            y = pair_vectors[p, 1]
-            z = pair_vectors[p, 2]
-            d = math.sqrt(x * x + y * y + z * z)
-            fc, dfc = cosine_cutoff(d, r_cut, cutoff_width)
-            evaluate_spline(spline_coefficients, spline_step, d, radial, radial_d)
-            solid_harmonics(x, y, z, ylm_prefactors, q_scratch, cs_scratch, ylm, ylm_grad,
-                            with_gradients)
-            base = pair_species[p] * n_max
-            for lm in range(n_lm):
-                l = l_of_lm[lm]
-                for n in range(n_max):
-                    coeffs[lm, base + n] += fc * radial[n, l] * ylm[lm]
-            if with_gradients:
-                ux = x / d
-                uy = y / d
-                uz = z / d
-                for lm in range(n_lm):
-                    l = l_of_lm[lm]
-                    for n in range(n_max):
-                        g = radial[n, l]
-                        radial_part = (dfc * g + fc * radial_d[n, l]) * ylm[lm]
-                        fg = fc * g
-                        column = jj * 3 * n_max + n
-                        dcoeffs[lm, column] = radial_part * ux + fg * ylm_grad[lm, 0]
-                        dcoeffs[lm, column + n_max] = radial_part * uy + fg * ylm_grad[lm, 1]
-                        dcoeffs[lm, column + 2 * n_max] = radial_part * uz + fg * ylm_grad[lm, 2]
-
-        # power spectrum
-        f = 0
-        for k1 in range(n_channels):
-            for k2 in range(k1, n_channels):
-                w = 1.0 if k1 == k2 else sqrt2
-                for l in range(l_max + 1):
-                    acc = 0.0
-                    for lm in range(l * l, (l + 1) * (l + 1)):
-                        acc += coeffs[lm, k1] * coeffs[lm, k2]
-                    power[f] = w * acc
-                    f += 1
-        norm = 1.0
-        if normalize:
-            norm = 0.0
-            for f in range(n_features):
-                norm += power[f] * power[f]
-            norm = math.sqrt(norm)
-            if norm == 0.0:
-                norm = 1.0
-        for f in range(n_features):
-            values[i, f] = power[f] / norm
-
+        expand_density(start, n_neighbors, pair_vectors, pair_species, atom_species[i],
+                       basis, scratch, coeffs, dcoeffs, with_gradients)
+        norm = power_spectrum(coeffs, l_max, normalize, values[i])
+        if not normalize or norm == 0.0:
+            norm = 1.0
         if not with_gradients or n_neighbors == 0:
             continue
-        self_grad[:, :] = 0.0
-        strain_grad[:, :, :] = 0.0
 
         # contracted[l, (jj, a, n), k] = sum_m dc[n(jj), lm] / dr_ij[a] * c[k, lm]
         contracted = contracted_buffer[:(l_max + 1) * n_columns * n_channels].reshape(
@@ -179,6 +187,8 @@ def compute_soap(
             lm_block = dcoeffs[l * l:(l + 1) * (l + 1)]
             np.dot(lm_block.T, np.ascontiguousarray(coeffs[l * l:(l + 1) * (l + 1)]), contracted[l])
 
+        self_grad[:, :] = 0.0
+        strain_grad[:, :, :] = 0.0
         # gradient of the power spectrum with respect to each neighbour vector
         for jj in range(n_neighbors):
             p = start + jj
@@ -221,10 +231,102 @@ def compute_soap(
                         r_b = pair_vectors[p, b]
                         for f in range(n_features):
                             strain_grad[a, b, f] += dpower[a, f] * r_b
-        if n_neighbors > 0:
-            self_row = self_rows[i]
-            for a in range(3):
-                for f in range(n_features):
-                    dpos[self_row, a, f] += self_grad[a, f]
-            if with_strain:
-                dstrain[i] = strain_grad
+        self_row = self_rows[i]
+        for a in range(3):
+            for f in range(n_features):
+                dpos[self_row, a, f] += self_grad[a, f]
+        if with_strain:
+            dstrain[i] = strain_grad
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def contract_soap_gradients(center_offsets, pair_vectors, pair_species, pair_neighbors,
+                            atom_species, n_species, basis, normalize, weights, forces,
+                            virial):
+    """Reverse mode: ``sum_i weights[i] . d values[i] / d r`` without full gradients.
+
+    For a scalar ``E = sum_i e(values[i])`` with ``weights[i] = de / d values[i]``, adds
+    ``-dE/dr_j`` to ``forces[j]`` and ``-dE/d eps`` to ``virial``. The gradient is taken
+    back to the density coefficients once per centre (``dE/dc = H c``), then to each
+    neighbour vector: no (pairs x features) array is ever formed.
+    """
+    n_atoms = weights.shape[0]
+    n_features = weights.shape[1]
+    n_max = basis[0].shape[2]
+    l_max = basis[0].shape[3] - 1
+    n_lm = (l_max + 1) * (l_max + 1)
+    n_channels = n_species * n_max
+    scratch = make_scratch(n_max, l_max)
+    sqrt2 = math.sqrt(2.0)
+    coeffs = np.empty((n_lm, n_channels))
+    max_columns = _max_neighbors(center_offsets, 0, n_atoms) * 3 * n_max
+    dcoeffs_buffer = np.empty(n_lm * max_columns)
+    power = np.empty(n_features)
+    h = np.empty(n_features)
+    # symmetric[l, k1, k2] = dE/dp[k1, k2, l] * w, doubled on the diagonal
+    symmetric = np.empty((l_max + 1, n_channels, n_channels))
+    dcoeff_energy = np.empty((n_lm, n_channels))
+
+    for i in range(n_atoms):
+        start = center_offsets[i]
+        n_neighbors = center_offsets[i + 1] - start
+        if n_neighbors == 0:
+            continue
+        n_columns = n_neighbors * 3 * n_max
+        dcoeffs = dcoeffs_buffer[:n_lm * n_columns].reshape((n_lm, n_columns))
+        expand_density(start, n_neighbors, pair_vectors, pair_species, atom_species[i],
+                       basis, scratch, coeffs, dcoeffs, True)
+        norm = power_spectrum(coeffs, l_max, normalize, power)
+        # dE/dp from dE/dv, v = p / |p|
+        projection = 0.0
+        if normalize and norm > 0.0:
+            for f in range(n_features):
+                projection += weights[i, f] * power[f]
+            for f in range(n_features):
+                h[f] = (weights[i, f] - power[f] * projection) / norm
+        else:
+            for f in range(n_features):
+                h[f] = weights[i, f]
+        f = 0
+        for k1 in range(n_channels):
+            for k2 in range(k1, n_channels):
+                for l in range(l_max + 1):
+                    if k1 == k2:
+                        symmetric[l, k1, k1] = 2.0 * h[f]
+                    else:
+                        symmetric[l, k1, k2] = sqrt2 * h[f]
+                        symmetric[l, k2, k1] = sqrt2 * h[f]
+                    f += 1
+        # dE/dc[lm, k] = sum_k2 symmetric[l, k, k2] c[lm, k2]
+        for lm in range(n_lm):
+            l = scratch[6][lm]
+            for k in range(n_channels):
+                acc = 0.0
+                for k2 in range(n_channels):
+                    acc += symmetric[l, k, k2] * coeffs[lm, k2]
+                dcoeff_energy[lm, k] = acc
+        for jj in range(n_neighbors):
+            p = start + jj
+            base = pair_species[p] * n_max
+            gx = 0.0
+            gy = 0.0
+            gz = 0.0
+            column = jj * 3 * n_max
+            for lm in range(n_lm):
+                for n in range(n_max):
+                    e = dcoeff_energy[lm, base + n]
+                    gx += e * dcoeffs[lm, column + n]
+                    gy += e * dcoeffs[lm, column + n_max + n]
+                    gz += e * dcoeffs[lm, column + 2 * n_max + n]
+            j = pair_neighbors[p]
+            forces[j, 0] -= gx
+            forces[j, 1] -= gy
+            forces[j, 2] -= gz
+            forces[i, 0] += gx
+            forces[i, 1] += gy
+            forces[i, 2] += gz
+            for b in range(3):
+                r_b = pair_vectors[p, b]
+                virial[0, b] -= gx * r_b
+                virial[1, b] -= gy * r_b
+                virial[2, b] -= gz * r_b

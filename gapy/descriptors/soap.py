@@ -13,7 +13,7 @@ from joblib import Parallel, delayed
 from ..exceptions import StructureError
 from ..structures import atomic_number, neighbor_pairs, structure_name
 from ._radial import radial_spline
-from ._soap_numba import compute_soap
+from ._soap_numba import compute_soap, contract_soap_gradients
 from ._ylm import solid_harmonic_prefactors
 
 GradientsArg = Union[bool, str, Sequence[str]]
@@ -244,14 +244,12 @@ class SOAP:
         n_rows = row_keys.size if with_gradients else 0
         dpos = np.zeros((n_rows, 3, n_features))
         dstrain = np.zeros((n_atoms if with_strain else 0, 3, 3, n_features))
-        coefficients, step = _radial_table(self.n_max, self.l_max, self.r_cut, self.atom_sigma)
-        prefactors = solid_harmonic_prefactors(self.l_max)
+        basis = self._basis()
 
         def run(first: int, last: int) -> None:
             compute_soap(
                 first, last, pairs.offsets, pairs.vectors, species[pairs.neighbors],
-                pair_rows, self_rows, species, len(self.atomic_numbers), coefficients, step,
-                prefactors, self.r_cut, self.cutoff_width, self.center_weight,
+                pair_rows, self_rows, species, len(self.atomic_numbers), basis,
                 self.normalize, with_gradients, with_strain, values, dpos, dstrain,
             )
 
@@ -271,6 +269,44 @@ class SOAP:
             dstrain=dstrain if with_strain else None,
         )
         return values, grad
+
+    def _basis(self) -> tuple:
+        """Arguments of the numba kernels that define the expansion."""
+        coefficients, step = _radial_table(self.n_max, self.l_max, self.r_cut, self.atom_sigma)
+        prefactors = solid_harmonic_prefactors(self.l_max)
+        return (coefficients, step, prefactors, self.r_cut, self.cutoff_width, self.center_weight)
+
+    def contract_gradients(self, atoms: Atoms, weights: np.ndarray, *, index: Optional[int] = None):
+        """Forces and virial of an energy ``E = sum_i e(values[i])`` in reverse mode.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+        weights : ndarray of shape (n_atoms, n_features)
+            ``de / d values[i]`` for each atom.
+
+        Returns
+        -------
+        forces : ndarray of shape (n_atoms, 3)
+            ``-dE / d positions`` (eV/A when ``E`` is in eV).
+        virial : ndarray of shape (3, 3)
+            ``-dE / d epsilon`` (eV); the ASE stress is ``-virial / volume``.
+        """
+        name = structure_name(atoms, index)
+        species = self.species_indices(atoms, name)
+        pairs = neighbor_pairs(atoms, self.r_cut, name)
+        weights = np.ascontiguousarray(weights, dtype=float)
+        if weights.shape != (len(atoms), self.n_features):
+            raise ValueError(
+                f"weights must have shape {(len(atoms), self.n_features)}, got {weights.shape}"
+            )
+        forces = np.zeros((len(atoms), 3))
+        virial = np.zeros((3, 3))
+        contract_soap_gradients(
+            pairs.offsets, pairs.vectors, species[pairs.neighbors], pairs.neighbors, species,
+            len(self.atomic_numbers), self._basis(), self.normalize, weights, forces, virial,
+        )
+        return forces, virial
 
     def compute_many(
         self,
