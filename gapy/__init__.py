@@ -1,8 +1,17 @@
 """gapy: Gaussian Approximation Potentials in Python."""
 
-from .descriptors import SOAP, SOAPGradients
-from .exceptions import GapyError, ModelFileError, StructureError
-
 __version__ = "0.1.0"
 
-__all__ = ["SOAP", "SOAPGradients", "GapyError", "ModelFileError", "StructureError", "__version__"]
+from .descriptors import SOAP, SOAPGradients  # noqa: E402
+from .estimator import GAPRegressor  # noqa: E402
+from .exceptions import GapyError, ModelFileError, StructureError  # noqa: E402
+
+__all__ = [
+    "GAPRegressor",
+    "SOAP",
+    "SOAPGradients",
+    "GapyError",
+    "ModelFileError",
+    "StructureError",
+    "__version__",
+]

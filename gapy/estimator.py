@@ -1,0 +1,548 @@
+"""``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
+
+import logging
+from numbers import Integral, Real
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+from ase import Atoms
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .descriptors import SOAP
+from .exceptions import StructureError
+from .gp import SparseGP
+from .gp._solve import IncrementalQR, kmm_cholesky
+from .gp.design import kernel_rows, voigt
+from .gp.sparse_gp import VARIANCE_KINDS
+from .kernels import check_zeta, dot_product_kernel
+from .labels import Labels, read_labels
+from .sparsify import METHODS, select_points
+from .structures import atomic_number, structure_name
+
+logger = logging.getLogger(__name__)
+
+#: Structures whose descriptor gradients are computed together in pass 2 of ``fit``.
+_BATCH = 16
+
+
+class GAPRegressor(RegressorMixin, BaseEstimator):
+    """Gaussian Approximation Potential: SOAP features and a sparse GP on local energies.
+
+    The total energy is ``sum_s n_s e0_s + sum_i e(q_i)`` with the local energy
+    ``e(q) = sum_m alpha_m delta^2 (q . x_m)^zeta`` over sparse points ``x_m`` of the same
+    species. Fitted jointly on total energies, forces and (optionally) virials.
+
+    Parameters
+    ----------
+    descriptor : SOAP, optional
+        Descriptor; by default ``SOAP`` with the species found in the training data.
+    zeta : int, default=4
+        Kernel exponent.
+    delta : float, default=1.0
+        Kernel scale in eV (prior standard deviation of a local energy).
+    n_sparse : int or dict, default=1000
+        Sparse points per species (a dict maps species symbol or number to a count).
+    sparse_method : {"cur", "fps", "random"}, default="cur"
+        How sparse points are chosen, see :mod:`gapy.sparsify`.
+    sigma_energy : float, default=0.01
+        Energy noise in eV per atom (with ``sigma_per_atom``; the total-energy sigma of a
+        structure of ``N`` atoms is then ``sigma_energy * sqrt(N)``, as ``gap_fit``).
+    sigma_force : float or None, default=0.05
+        Force noise in eV/A per component; ``None``: forces are not fitted.
+    sigma_virial : float or None, default=None
+        Virial noise in eV per atom (scaled like the energy); ``None``: stress is not
+        fitted and no strain gradients are computed.
+    sigma_per_atom : bool, default=True
+        Scale energy and virial sigmas by ``sqrt(N)``.
+    config_type_sigma : dict, optional
+        Per ``atoms.info["config_type"]`` overrides, each a dict with any of the keys
+        ``"energy"``, ``"force"``, ``"virial"``.
+    e0 : dict, float or {"average", "isolated", "fit"}, default="average"
+        Reference energy per species (eV): a dict by symbol or number, one number for all,
+        ``"average"`` (mean energy per atom of the training set, for every species),
+        ``"isolated"`` (energies of single-atom, non-periodic structures in the data,
+        which are then not fitted), or ``"fit"`` (least squares of the total energies on
+        the composition).
+    sparse_jitter : float, default=1e-8
+        Added to the diagonal of ``K_MM``.
+    energy_key, forces_key, stress_key, virial_key : str
+        Label names in ``atoms.calc.results`` or ``atoms.info``/``atoms.arrays``.
+    variance : {"sor", "dtc", "local"}, default="dtc"
+        Default kind of predictive variance, see :meth:`SparseGP.variance`.
+    block_rows : int, default=4096
+        Observation rows folded into the QR factor at a time (memory bound).
+    n_jobs : int, default=1
+        Threads for descriptors and kernel rows.
+    random_state : int or None, default=None
+        Seed of the sparse point selection.
+    verbose : bool, default=False
+        Progress bars and a memory estimate.
+
+    Attributes
+    ----------
+    descriptor_ : SOAP
+    gp_ : SparseGP
+    e0_ : dict
+        Atomic number to reference energy (eV).
+    species_ : ndarray of int
+        Atomic numbers the model knows.
+    """
+
+    def __init__(
+        self,
+        descriptor: Optional[SOAP] = None,
+        *,
+        zeta: int = 4,
+        delta: float = 1.0,
+        n_sparse=1000,
+        sparse_method: str = "cur",
+        sigma_energy: float = 0.01,
+        sigma_force: Optional[float] = 0.05,
+        sigma_virial: Optional[float] = None,
+        sigma_per_atom: bool = True,
+        config_type_sigma: Optional[Dict[str, Dict[str, float]]] = None,
+        e0="average",
+        sparse_jitter: float = 1e-8,
+        energy_key: str = "energy",
+        forces_key: str = "forces",
+        stress_key: str = "stress",
+        virial_key: str = "virial",
+        variance: str = "dtc",
+        block_rows: int = 4096,
+        n_jobs: int = 1,
+        random_state=None,
+        verbose: bool = False,
+    ):
+        self.descriptor = descriptor
+        self.zeta = zeta
+        self.delta = delta
+        self.n_sparse = n_sparse
+        self.sparse_method = sparse_method
+        self.sigma_energy = sigma_energy
+        self.sigma_force = sigma_force
+        self.sigma_virial = sigma_virial
+        self.sigma_per_atom = sigma_per_atom
+        self.config_type_sigma = config_type_sigma
+        self.e0 = e0
+        self.sparse_jitter = sparse_jitter
+        self.energy_key = energy_key
+        self.forces_key = forces_key
+        self.stress_key = stress_key
+        self.virial_key = virial_key
+        self.variance = variance
+        self.block_rows = block_rows
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, frames: Sequence[Atoms], y=None, sample_weight=None) -> "GAPRegressor":
+        """Fit on structures whose labels are on ``atoms.calc`` or in ``info``/``arrays``.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+        y : ignored
+            Labels are read from the structures.
+        sample_weight : array-like of shape (n_frames,), optional
+            Per-structure weights: every sigma of structure ``k`` is divided by
+            ``sqrt(sample_weight[k])``; a weight of 0 leaves the structure out.
+
+        Returns
+        -------
+        self
+        """
+        frames = _as_frames(frames)
+        self._check_parameters()
+        zeta = check_zeta(self.zeta)
+        descriptor = self._make_descriptor(frames)
+        weights = _sample_weights(sample_weight, len(frames))
+        labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
+        species = [descriptor.species_indices(atoms, structure_name(atoms, k)) for k, atoms in enumerate(frames)]
+        self.e0_ = self._reference_energies(frames, labels, descriptor)
+        used = [
+            k for k, atoms in enumerate(frames)
+            if weights[k] > 0 and not (self.e0 == "isolated" and _is_isolated_atom(atoms))
+        ]
+        if not used:
+            raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
+
+        # pass 1: features of every environment, to choose the sparse points
+        values = descriptor.compute_many([frames[k] for k in used], n_jobs=self.n_jobs, progress=self.verbose)
+        all_values = np.concatenate(values)
+        all_species = np.concatenate([species[k] for k in used])
+        n_sparse = self._n_sparse_per_species(descriptor)
+        chosen = select_points(
+            all_values, n_sparse, self.sparse_method, all_species, self.random_state, zeta
+        )
+        sparse, sparse_species = all_values[chosen], all_species[chosen]
+        m = len(sparse)
+        kmm, _ = dot_product_kernel(sparse, sparse_species, sparse, sparse_species, zeta)
+        kmm_factor = kmm_cholesky(self.delta**2 * kmm, self.sparse_jitter)
+        self._log_memory(frames, used, descriptor, m)
+
+        # pass 2: noise-scaled kernel rows of every observation, folded into a QR factor
+        solver = IncrementalQR(kmm_factor, self.block_rows)
+        gp = SparseGP(sparse, sparse_species, zeta, float(self.delta), np.zeros(m), kmm_factor.T, kmm_factor)
+        batches = [used[i:i + _BATCH] for i in range(0, len(used), _BATCH)]
+        progress = _progress(len(used), "kernel rows", self.verbose)
+        n_observations = 0
+        for batch in batches:
+            results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+                delayed(self._observation_rows)(
+                    frames[k], k, labels[k], species[k], descriptor, gp, weights[k]
+                )
+                for k in batch
+            )
+            for rows, targets in results:
+                solver.add(rows, targets)
+                n_observations += len(targets)
+            progress.update(len(batch))
+        progress.close()
+        if n_observations == 0:
+            raise ValueError("the training structures have no label to fit (energy, forces or stress)")
+        gp.alpha = solver.solve()
+        gp.r_factor = solver.r_factor
+        self.gp_ = gp
+        self.descriptor_ = descriptor
+        self.species_ = descriptor.atomic_numbers.copy()
+        self.n_observations_ = n_observations
+        return self
+
+    def _check_parameters(self) -> None:
+        if self.sparse_method not in METHODS:
+            raise ValueError(f"sparse_method must be one of {METHODS}, got {self.sparse_method!r}")
+        if self.variance not in VARIANCE_KINDS:
+            raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {self.variance!r}")
+        for name in ("sigma_energy", "sigma_force", "sigma_virial"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, Real) or not value > 0):
+                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
+        if not isinstance(self.delta, Real) or not self.delta > 0:
+            raise ValueError(f"delta must be a positive number, got {self.delta!r}")
+        if not isinstance(self.sparse_jitter, Real) or self.sparse_jitter < 0:
+            raise ValueError(f"sparse_jitter must be a non-negative number, got {self.sparse_jitter!r}")
+        if self.descriptor is not None and not isinstance(self.descriptor, SOAP):
+            raise TypeError(f"descriptor must be a gapy.SOAP, got {type(self.descriptor).__name__}")
+
+    def _make_descriptor(self, frames: List[Atoms]) -> SOAP:
+        if self.descriptor is not None:
+            return SOAP(**self.descriptor.get_params())
+        numbers = sorted({int(z) for atoms in frames for z in atoms.numbers})
+        return SOAP(species=numbers)
+
+    def _read_labels(self, atoms: Atoms, index: int) -> Labels:
+        return read_labels(atoms, index, self.energy_key, self.forces_key, self.stress_key, self.virial_key)
+
+    def _n_sparse_per_species(self, descriptor: SOAP):
+        if isinstance(self.n_sparse, dict):
+            per_species = {}
+            for key, count in self.n_sparse.items():
+                z = atomic_number(key)
+                if z not in descriptor.atomic_numbers:
+                    raise ValueError(f"n_sparse names species {key!r}, which is not in the descriptor")
+                per_species[int(np.searchsorted(descriptor.atomic_numbers, z))] = int(count)
+            return per_species
+        if isinstance(self.n_sparse, bool) or not isinstance(self.n_sparse, Integral) or self.n_sparse < 1:
+            raise ValueError(f"n_sparse must be a positive integer or a dict, got {self.n_sparse!r}")
+        return int(self.n_sparse)
+
+    def _sigmas(self, atoms: Atoms, weight: float):
+        """(energy, force, virial) sigmas of one structure: total energy and virial in eV."""
+        sigmas = {"energy": self.sigma_energy, "force": self.sigma_force, "virial": self.sigma_virial}
+        config_type = atoms.info.get("config_type")
+        if self.config_type_sigma and config_type in self.config_type_sigma:
+            override = self.config_type_sigma[config_type]
+            unknown = set(override) - set(sigmas)
+            if unknown:
+                raise ValueError(f"config_type_sigma[{config_type!r}] has unknown keys {sorted(unknown)}")
+            sigmas.update(override)
+        scale = np.sqrt(len(atoms)) if self.sigma_per_atom else 1.0
+        factor = 1.0 / np.sqrt(weight)
+        energy = sigmas["energy"] * scale * factor if sigmas["energy"] is not None else None
+        force = sigmas["force"] * factor if sigmas["force"] is not None else None
+        virial = sigmas["virial"] * scale * factor if sigmas["virial"] is not None else None
+        return energy, force, virial
+
+    def _observation_rows(self, atoms, index, labels, species, descriptor, gp, weight):
+        """Noise-scaled kernel rows and targets of one structure."""
+        sigma_energy, sigma_force, sigma_virial = self._sigmas(atoms, weight)
+        use_energy = labels.energy is not None and sigma_energy is not None
+        use_forces = labels.forces is not None and sigma_force is not None
+        use_virial = labels.virial is not None and sigma_virial is not None
+        gradients = ["positions"] if use_forces or use_virial else []
+        if use_virial:
+            gradients.append("strain")
+        result = descriptor.compute(atoms, gradients=gradients or False, index=index)
+        values, grad = result if gradients else (result, None)
+        rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
+        blocks, targets = [], []
+        if use_energy:
+            reference = sum(self.e0_[int(z)] for z in atoms.numbers)
+            blocks.append(rows["energy"][None, :] / sigma_energy)
+            targets.append([(labels.energy - reference) / sigma_energy])
+        if use_forces:
+            blocks.append(rows["forces"].reshape(-1, len(gp.sparse)) / sigma_force)
+            targets.append(labels.forces.ravel() / sigma_force)
+        if use_virial:
+            blocks.append(rows["virial"] / sigma_virial)
+            targets.append(labels.virial / sigma_virial)
+        if not blocks:
+            return np.zeros((0, len(gp.sparse))), np.zeros(0)
+        return np.concatenate(blocks), np.concatenate(targets)
+
+    def _reference_energies(self, frames, labels, descriptor) -> Dict[int, float]:
+        """e0 per atomic number, as the ``e0`` parameter says."""
+        numbers = [int(z) for z in descriptor.atomic_numbers]
+        e0 = self.e0
+        if isinstance(e0, dict):
+            given = {atomic_number(k): float(v) for k, v in e0.items()}
+            missing = [z for z in numbers if z not in given]
+            if missing:
+                raise ValueError(f"e0 has no value for atomic numbers {missing}")
+            return {z: given[z] for z in numbers}
+        if isinstance(e0, Real) and not isinstance(e0, bool):
+            return {z: float(e0) for z in numbers}
+        with_energy = [(atoms, lab.energy) for atoms, lab in zip(frames, labels) if lab.energy is not None]
+        if e0 == "average":
+            if not with_energy:
+                return {z: 0.0 for z in numbers}
+            total = sum(energy for _, energy in with_energy)
+            return {z: total / sum(len(atoms) for atoms, _ in with_energy) for z in numbers}
+        if e0 == "isolated":
+            found = {int(atoms.numbers[0]): energy for atoms, energy in with_energy if _is_isolated_atom(atoms)}
+            missing = [z for z in numbers if z not in found]
+            if missing:
+                raise ValueError(
+                    f"e0='isolated' but there is no single-atom, non-periodic structure with an "
+                    f"energy for atomic numbers {missing}"
+                )
+            return {z: found[z] for z in numbers}
+        if e0 == "fit":
+            if not with_energy:
+                raise ValueError("e0='fit' needs structures with energies")
+            composition = np.array([[np.count_nonzero(a.numbers == z) for z in numbers] for a, _ in with_energy])
+            energies = np.array([energy for _, energy in with_energy])
+            solution = np.linalg.lstsq(composition, energies, rcond=None)[0]
+            return dict(zip(numbers, solution.tolist()))
+        raise ValueError(f"e0 must be a dict, a number, 'average', 'isolated' or 'fit'; got {e0!r}")
+
+    def _log_memory(self, frames, used, descriptor, m) -> None:
+        """Estimate peak memory before the heavy pass and report it."""
+        largest = max(len(frames[k]) for k in used)
+        neighbors = 4.0 / 3.0 * np.pi * descriptor.r_cut**3 * 0.1  # generous density
+        gradient_bytes = largest * neighbors * 3 * (descriptor.n_features + m) * 8
+        qr_bytes = (self.block_rows + 2 * m) * (m + 1) * 8 + 3 * m * m * 8
+        threads = max(1, self.n_jobs if self.n_jobs > 0 else 2)
+        total = qr_bytes + threads * gradient_bytes
+        message = (
+            f"fit: {len(used)} structures, {m} sparse points; estimated peak memory "
+            f"{total / 2**30:.2f} GiB (QR {qr_bytes / 2**30:.2f} GiB; block_rows caps it)"
+        )
+        logger.info(message)
+        if self.verbose:
+            print(message)
+
+    # -------------------------------------------------------------- predict
+    def predict(self, frames: Sequence[Atoms], return_std: bool = False):
+        """Total energies (eV), and their standard deviations with ``return_std``.
+
+        Returns
+        -------
+        energy : ndarray of shape (n_frames,)
+        energy_std : ndarray of shape (n_frames,)
+            Only with ``return_std=True``.
+        """
+        results = self.predict_all(frames, return_std=return_std, properties=("energy",))
+        energy = np.array([r["energy"] for r in results])
+        if return_std:
+            return energy, np.array([r["energy_std"] for r in results])
+        return energy
+
+    def predict_all(
+        self,
+        frames: Sequence[Atoms],
+        return_std: bool = False,
+        variance: Optional[str] = None,
+        properties: Sequence[str] = ("energy", "energies", "forces", "stress"),
+    ) -> List[dict]:
+        """Energies, per-atom energies, forces and stress of each structure.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+        return_std : bool, default=False
+            Also return ``"<key>_std"`` standard deviations.
+        variance : {"sor", "dtc", "local"}, optional
+            Kind of variance (default: the ``variance`` parameter).
+        properties : sequence of str
+            Subset of ``"energy"``, ``"energies"``, ``"forces"``, ``"stress"``.
+
+        Returns
+        -------
+        list of dict
+            ASE result keys: ``energy`` (eV), ``energies`` (n_atoms,), ``forces``
+            (n_atoms, 3) in eV/A, ``stress`` (6,) in eV/A^3 (periodic structures only).
+        """
+        check_is_fitted(self, "gp_")
+        frames = _as_frames(frames)
+        kind = variance or self.variance
+        if kind not in VARIANCE_KINDS:
+            raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
+        return Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            delayed(self._predict_one)(atoms, k, return_std, kind, set(properties))
+            for k, atoms in enumerate(frames)
+        ) if self.n_jobs != 1 else [
+            self._predict_one(atoms, k, return_std, kind, set(properties)) for k, atoms in enumerate(frames)
+        ]
+
+    def _predict_one(self, atoms: Atoms, index: int, return_std: bool, kind: str, properties) -> dict:
+        descriptor, gp = self.descriptor_, self.gp_
+        species = descriptor.species_indices(atoms, structure_name(atoms, index))
+        e0 = np.array([self.e0_[int(z)] for z in atoms.numbers])
+        periodic = bool(atoms.pbc.all())
+        need_forces = "forces" in properties
+        need_stress = "stress" in properties and periodic
+        if not return_std:
+            values = descriptor.compute(atoms, index=index)
+            kernel, factor = gp.local_kernel(values, species)
+            energies = kernel @ gp.alpha + e0
+            result = {"energy": float(energies.sum()), "energies": energies, "free_energy": float(energies.sum())}
+            if need_forces or need_stress:
+                weights = gp.energy_gradient_weights(factor)
+                forces, virial = descriptor.contract_gradients(atoms, weights, index=index)
+                result["forces"] = forces
+                if need_stress:
+                    result["stress"] = -voigt(virial) / atoms.get_volume()
+            return result
+        gradients = False
+        if need_forces or need_stress:
+            gradients = ("positions", "strain") if need_stress else "positions"
+        computed = descriptor.compute(atoms, gradients=gradients, index=index)
+        values, grad = computed if gradients else (computed, None)
+        rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
+        local_prior = gp.delta**2 * np.ones(len(atoms))
+        same = species[:, None] == species[None, :]
+        energy_prior = gp.delta**2 * ((values @ values.T) ** gp.zeta * same).sum()
+        energies = rows["energies"] @ gp.alpha + e0
+        result = {
+            "energy": float(energies.sum()),
+            "free_energy": float(energies.sum()),
+            "energies": energies,
+            "energies_std": np.sqrt(gp.variance(rows["energies"], kind, local_prior)),
+            "energy_std": float(np.sqrt(gp.variance(rows["energy"], kind, [energy_prior])[0])),
+        }
+        if need_forces:
+            force_rows = rows["forces"].reshape(-1, len(gp.sparse))
+            result["forces"] = (force_rows @ gp.alpha).reshape(-1, 3)
+            prior = _force_prior(values, species, grad, gp) if kind != "sor" else None
+            result["forces_std"] = np.sqrt(gp.variance(force_rows, kind, prior)).reshape(-1, 3)
+        if need_stress:
+            volume = atoms.get_volume()
+            result["stress"] = -(rows["virial"] @ gp.alpha) / volume
+            prior = _virial_prior(values, species, grad, gp) if kind != "sor" else None
+            result["stress_std"] = np.sqrt(gp.variance(rows["virial"], kind, prior)) / volume
+        return result
+
+    def score(self, frames: Sequence[Atoms], y=None, sample_weight=None) -> float:
+        """Negative energy RMSE per atom (eV/atom): higher is better.
+
+        Compares predicted and reference total energies divided by the number of atoms.
+        """
+        frames = _as_frames(frames)
+        labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
+        missing = [k for k, lab in enumerate(labels) if lab.energy is None]
+        if missing:
+            raise StructureError(f"score needs energies; structures {missing[:10]} have none")
+        n_atoms = np.array([len(atoms) for atoms in frames])
+        predicted = self.predict(frames) / n_atoms
+        reference = np.array([lab.energy for lab in labels]) / n_atoms
+        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
+        return -float(np.sqrt(np.average((predicted - reference) ** 2, weights=weights)))
+
+
+def _kernel_hessian_terms(values, species, gp):
+    """``c = q_i . q_i'`` and the two kernel second-derivative coefficients, masked."""
+    same = (species[:, None] == species[None, :]).astype(float)
+    dots = values @ values.T
+    zeta = gp.zeta
+    first = gp.delta**2 * zeta * dots ** (zeta - 1) * same
+    second = gp.delta**2 * zeta * (zeta - 1) * dots ** max(zeta - 2, 0) * same
+    return first, second
+
+
+def _force_prior(values, species, grad, gp) -> np.ndarray:
+    """Prior variance of each force component, ``d^2 k / dr dr'`` summed over centres."""
+    first, second = _kernel_hessian_terms(values, species, gp)
+    n_atoms = len(values)
+    out = np.zeros((n_atoms, 3))
+    for j in range(n_atoms):
+        rows = np.flatnonzero(grad.neighbors == j)
+        centers = grad.centers[rows]
+        d = grad.dpos[rows]  # (r, 3, F)
+        q = values[centers]  # (r, F)
+        cross = np.einsum("raf,sf->ras", d, q)  # D_r,a . q_s
+        gram = np.einsum("raf,saf->ras", d, d)  # D_r,a . D_s,a
+        c1 = first[np.ix_(centers, centers)]
+        c2 = second[np.ix_(centers, centers)]
+        # sum_{r,s} c2 (D_r.q_s)(q_r.D_s) + c1 (D_r.D_s)
+        out[j] = np.einsum("rs,ras,sar->a", c2, cross, cross) + np.einsum(
+            "rs,ras->a", c1, gram
+        )
+    return out.ravel()
+
+
+def _virial_prior(values, species, grad, gp) -> np.ndarray:
+    """Prior variance of each Voigt virial component."""
+    first, second = _kernel_hessian_terms(values, species, gp)
+    out = []
+    for a, b in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)):
+        d = (grad.dstrain[:, a, b] + grad.dstrain[:, b, a]) / 2  # (n_atoms, F)
+        cross = d @ values.T  # D_i . q_i'
+        out.append((second * cross * cross.T).sum() + (first * (d @ d.T)).sum())
+    return np.array(out)
+
+
+def _as_frames(frames) -> List[Atoms]:
+    if isinstance(frames, Atoms):
+        return [frames]
+    frames = list(frames)
+    for k, atoms in enumerate(frames):
+        if not isinstance(atoms, Atoms):
+            raise TypeError(f"structure {k}: expected ase.Atoms, got {type(atoms).__name__}")
+    if not frames:
+        raise ValueError("no structures given")
+    return frames
+
+
+def _sample_weights(sample_weight, n_frames: int) -> np.ndarray:
+    if sample_weight is None:
+        return np.ones(n_frames)
+    weights = np.asarray(sample_weight, dtype=float)
+    if weights.shape != (n_frames,):
+        raise ValueError(f"sample_weight must have shape ({n_frames},), got {weights.shape}")
+    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+        raise ValueError("sample_weight must be finite and non-negative")
+    return weights
+
+
+def _is_isolated_atom(atoms: Atoms) -> bool:
+    return len(atoms) == 1 and not atoms.pbc.any()
+
+
+class _NoProgress:
+    def update(self, n):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress(total: int, description: str, enabled: bool):
+    if not enabled:
+        return _NoProgress()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=description, unit="structure")

@@ -1,0 +1,106 @@
+"""Read and check the DFT labels (energy, forces, stress/virial) of training structures."""
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+from ase import Atoms
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from .exceptions import StructureError
+from .structures import structure_name
+
+
+@dataclass
+class Labels:
+    """Labels of one structure; ``None`` where a label is missing.
+
+    Attributes
+    ----------
+    energy : float or None
+        Total energy (eV).
+    forces : ndarray of shape (n_atoms, 3) or None
+        Forces (eV/A).
+    virial : ndarray of shape (6,) or None
+        Virial ``-stress * volume`` (eV), Voigt order (xx, yy, zz, yz, xz, xy).
+    """
+
+    energy: Optional[float] = None
+    forces: Optional[np.ndarray] = None
+    virial: Optional[np.ndarray] = None
+
+
+def _calculator_result(atoms: Atoms, key: str):
+    calc = atoms.calc
+    if calc is None:
+        return None
+    return getattr(calc, "results", {}).get(key)
+
+
+def _finite(value, name: str, field: str, shape=None) -> np.ndarray:
+    array = np.asarray(value, dtype=float)
+    if shape is not None and array.shape != shape:
+        raise StructureError(f"{name}: field '{field}' has shape {array.shape}, expected {shape}")
+    if not np.all(np.isfinite(array)):
+        raise StructureError(f"{name}: field '{field}' contains NaN or inf")
+    return array
+
+
+def read_labels(
+    atoms: Atoms,
+    index: Optional[int] = None,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    virial_key: str = "virial",
+) -> Labels:
+    """Labels from ``atoms.calc`` results, else from ``atoms.info`` / ``atoms.arrays``.
+
+    The stress (eV/A^3, ASE sign: positive is tensile; 6 Voigt or 3x3) is converted to
+    the virial ``-stress * volume``; a virial given directly (eV, 3x3 or 9 or Voigt 6, as
+    QUIP's ``virial``) is used as it is.
+
+    Raises
+    ------
+    StructureError
+        A label of the wrong shape, NaN or inf, or a stress on a non-periodic structure.
+    """
+    name = structure_name(atoms, index)
+    labels = Labels()
+    energy = _calculator_result(atoms, energy_key)
+    if energy is None:
+        energy = atoms.info.get(energy_key)
+    if energy is not None:
+        labels.energy = float(_finite(energy, name, energy_key, shape=()))
+    forces = _calculator_result(atoms, forces_key)
+    if forces is None:
+        forces = atoms.arrays.get(forces_key)
+    if forces is not None:
+        labels.forces = _finite(forces, name, forces_key, shape=(len(atoms), 3))
+    stress = _calculator_result(atoms, stress_key)
+    if stress is None:
+        stress = atoms.info.get(stress_key)
+    virial = atoms.info.get(virial_key)
+    if stress is not None:
+        stress = _finite(stress, name, stress_key)
+        if stress.shape in ((3, 3), (9,)):
+            stress = full_3x3_to_voigt_6_stress(stress.reshape(3, 3))
+        stress = _finite(stress, name, stress_key, shape=(6,))
+        labels.virial = -stress * _volume(atoms, name, stress_key)
+    elif virial is not None:
+        virial = _finite(virial, name, virial_key)
+        if virial.shape in ((3, 3), (9,)):
+            virial = full_3x3_to_voigt_6_stress(virial.reshape(3, 3))
+        labels.virial = _finite(virial, name, virial_key, shape=(6,))
+    return labels
+
+
+def _volume(atoms: Atoms, name: str, field: str) -> float:
+    if not atoms.pbc.all():
+        raise StructureError(f"{name}: field '{field}' given for a structure that is not periodic")
+    return abs(atoms.get_volume())
+
+
+def stress_from_virial(virial_voigt: np.ndarray, atoms: Atoms) -> np.ndarray:
+    """ASE stress (eV/A^3, Voigt) from the virial (eV, Voigt)."""
+    return -np.asarray(virial_voigt) / abs(atoms.get_volume())

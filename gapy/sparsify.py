@@ -1,0 +1,125 @@
+"""Choose sparse points (representative environments or structures).
+
+Each function takes a matrix of row vectors and returns sorted row indices; all are
+seeded through ``random_state`` (an int, a ``numpy.random.Generator`` or None).
+"""
+
+import logging
+from typing import Dict, Optional, Union
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("cur", "fps", "random")
+
+
+def random_points(X: np.ndarray, n: int, random_state=None) -> np.ndarray:
+    """``n`` rows drawn uniformly without replacement."""
+    rng = np.random.default_rng(random_state)
+    return np.sort(rng.choice(len(X), size=n, replace=False))
+
+
+def cur_points(X: np.ndarray, n: int, random_state=None) -> np.ndarray:
+    """``n`` rows drawn without replacement with probability given by their leverage.
+
+    The leverage of row ``i`` is ``sum_{j<k} U_ij^2 / k`` over the top ``k = min(n, rank)``
+    left singular vectors of ``X`` (as ``gap_fit``'s ``sparse_method=cur_points``). It is
+    computed from the small ``X^T X`` eigenproblem, so memory stays ``O(n_features^2)``.
+    """
+    rng = np.random.default_rng(random_state)
+    eigenvalues, eigenvectors = np.linalg.eigh(X.T @ X)
+    keep = eigenvalues > eigenvalues.max() * 1e-12
+    order = np.argsort(eigenvalues[keep])[::-1][:n]
+    scaled = eigenvectors[:, keep][:, order] / np.sqrt(eigenvalues[keep][order])
+    leverage = ((X @ scaled) ** 2).sum(axis=1)
+    probability = np.maximum(leverage, 0.0)
+    if np.count_nonzero(probability) < n:  # rank-deficient data: fill uniformly
+        probability = probability + 1e-12 * probability.max() + 1e-300
+    probability /= probability.sum()
+    return np.sort(rng.choice(len(X), size=n, replace=False, p=probability))
+
+
+def fps_points(X: np.ndarray, n: int, random_state=None, zeta: Optional[int] = None) -> np.ndarray:
+    """Farthest-point sampling: each new row is the farthest from those already chosen.
+
+    Distances are Euclidean, or with ``zeta`` the kernel distance
+    ``d^2 = k(a, a) + k(b, b) - 2 k(a, b)`` of the kernel ``(a . b)^zeta``. The first row
+    is drawn at random.
+    """
+    rng = np.random.default_rng(random_state)
+    if zeta is None:
+        norms = (X**2).sum(axis=1)
+
+        def distances(i):
+            return norms + norms[i] - 2.0 * X @ X[i]
+    else:
+        diagonal = ((X**2).sum(axis=1)) ** zeta
+
+        def distances(i):
+            return diagonal + diagonal[i] - 2.0 * (X @ X[i]) ** zeta
+
+    chosen = [int(rng.integers(len(X)))]
+    nearest = distances(chosen[0])
+    for _ in range(1, n):
+        nearest[chosen[-1]] = -np.inf
+        chosen.append(int(np.argmax(nearest)))
+        nearest = np.minimum(nearest, distances(chosen[-1]))
+    return np.sort(np.array(chosen))
+
+
+def select_points(
+    X: np.ndarray,
+    n_sparse: Union[int, Dict[int, int]],
+    method: str = "cur",
+    species: Optional[np.ndarray] = None,
+    random_state=None,
+    zeta: Optional[int] = None,
+) -> np.ndarray:
+    """Choose sparse rows of ``X``, separately for each species.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n, n_features)
+    n_sparse : int or dict
+        Points per species, or a dict ``{species: n}`` keyed like ``species``.
+    method : {"cur", "fps", "random"}
+    species : ndarray of shape (n,), optional
+        Species of each row; all rows are one species when omitted.
+    random_state : int, Generator or None
+    zeta : int, optional
+        Kernel exponent for ``fps`` in kernel distance.
+
+    Returns
+    -------
+    ndarray of int
+        Sorted row indices. Duplicate rows are never chosen twice; where a species has
+        fewer distinct rows than asked for, all of them are taken and a warning is logged.
+    """
+    if method not in METHODS:
+        raise ValueError(f"sparse_method must be one of {METHODS}, got {method!r}")
+    X = np.asarray(X, dtype=float)
+    species = np.zeros(len(X), dtype=int) if species is None else np.asarray(species)
+    rng = np.random.default_rng(random_state)
+    chosen = []
+    for s in np.unique(species):
+        n = n_sparse.get(s, 0) if isinstance(n_sparse, dict) else int(n_sparse)
+        rows = np.flatnonzero(species == s)
+        _, first = np.unique(np.round(X[rows], 12), axis=0, return_index=True)
+        distinct = rows[np.sort(first)]
+        if n >= len(distinct):
+            if n > len(distinct):
+                logger.warning(
+                    "species %s: %d sparse points asked for but only %d distinct "
+                    "environments; using all of them", s, n, len(distinct),
+                )
+            chosen.append(distinct)
+            continue
+        if method == "cur":
+            picked = cur_points(X[distinct], n, rng)
+        elif method == "fps":
+            picked = fps_points(X[distinct], n, rng, zeta)
+        else:
+            picked = random_points(X[distinct], n, rng)
+        chosen.append(distinct[picked])
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
