@@ -5,6 +5,7 @@ __version__ = "0.1.0"
 from .descriptors import SOAP, SOAPGradients  # noqa: E402
 from .estimator import GAPRegressor  # noqa: E402
 from .exceptions import GapyError, ModelFileError, StructureError  # noqa: E402
+from .io.model import load_model as load  # noqa: E402
 
 __all__ = [
     "GAPRegressor",
@@ -13,5 +14,6 @@ __all__ = [
     "GapyError",
     "ModelFileError",
     "StructureError",
+    "load",
     "__version__",
 ]

@@ -446,6 +446,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             result["stress_std"] = np.sqrt(gp.variance(rows["virial"], kind, prior)) / volume
         return result
 
+    def save(self, path) -> None:
+        """Write the fitted model to ``path`` (see :func:`gapy.io.save_model`; no pickle)."""
+        from .io.model import save_model
+
+        save_model(self, path)
+
     def score(self, frames: Sequence[Atoms], y=None, sample_weight=None) -> float:
         """Negative energy RMSE per atom (eV/atom): higher is better.
 

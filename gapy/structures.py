@@ -36,6 +36,8 @@ def atomic_number(species) -> int:
             return int(species)
     elif isinstance(species, str) and species in atomic_numbers:
         return atomic_numbers[species]
+    elif isinstance(species, str) and species.isdigit():  # JSON keys
+        return atomic_number(int(species))
     raise ValueError(f"unknown species {species!r}: give a chemical symbol or atomic number")
 
 

@@ -1,0 +1,328 @@
+"""Sparse GP potential: exactness against a dense GP, derivatives, variances, persistence."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+
+import gapy
+from gapy import GAPRegressor, ModelFileError, SOAP, StructureError
+from gapy.gp._solve import IncrementalQR, kmm_cholesky
+from gapy.sparsify import cur_points, fps_points, select_points
+from gapy.testing import assert_allclose_relative, finite_difference_positions, finite_difference_strain
+
+SOAP_SETTINGS = dict(r_cut=4.0, n_max=4, l_max=3, atom_sigma=0.5, cutoff_width=1.0)
+
+
+def toy_energy(atoms):
+    """A smooth many-body reference: pair terms plus a per-atom density term."""
+    i, j, d = _pairs(atoms)
+    smooth = 0.5 * (1 + np.cos(np.pi * d / 4.0))
+    pair = 0.5 * np.sum(smooth * (np.exp(-((d - 2.4) ** 2)) - 0.3 * np.exp(-d)))
+    density = np.bincount(i, weights=smooth * np.exp(-d), minlength=len(atoms))
+    return float(pair - 0.2 * np.sum(np.sqrt(density + 0.1)))
+
+
+def _pairs(atoms):
+    from ase.neighborlist import neighbor_list
+
+    return neighbor_list("ijd", atoms, 4.0)
+
+
+def labelled(atoms, with_stress=True):
+    atoms = atoms.copy()
+    forces = -finite_difference_positions(lambda a: toy_energy(a), atoms, 1e-4)
+    results = {"energy": toy_energy(atoms), "forces": forces}
+    if with_stress and atoms.pbc.all():
+        strain = finite_difference_strain(lambda a: toy_energy(a), atoms, 1e-4)
+        stress = strain / atoms.get_volume()
+        results["stress"] = np.array([stress[0, 0], stress[1, 1], stress[2, 2], stress[1, 2], stress[0, 2], stress[0, 1]])
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+@pytest.fixture(scope="module")
+def training_set():
+    frames = []
+    for k in range(6):
+        atoms = bulk("Si", "diamond", a=5.43 + 0.05 * k)
+        atoms = atoms.repeat((2, 1, 1))
+        atoms.rattle(0.15, seed=k)
+        frames.append(labelled(atoms))
+    return frames
+
+
+@pytest.fixture(scope="module")
+def fitted(training_set):
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=20, sigma_energy=0.002,
+                         sigma_force=0.02, sigma_virial=0.02, e0=0.0, random_state=0)
+    return model.fit(training_set)
+
+
+def test_energy_only_fit_equals_dense_gp_when_all_environments_are_sparse(training_set):
+    """With every environment a sparse point, DTC is the exact GP on energies."""
+    soap = SOAP(["Si"], **SOAP_SETTINGS)
+    frames = training_set[:4]
+    model = GAPRegressor(soap, n_sparse=1000, sigma_energy=0.01, sigma_force=None, zeta=2,
+                         delta=0.7, e0=0.0, sparse_jitter=1e-12, variance="dtc").fit(frames)
+    values = [soap.compute(a) for a in frames]
+    X = np.concatenate(values)
+    assert len(model.gp_.sparse) == len(X)
+    kernel = 0.49 * (X @ X.T) ** 2
+    assign = np.zeros((len(frames), len(X)))
+    start = 0
+    for k, v in enumerate(values):
+        assign[k, start:start + len(v)] = 1.0
+        start += len(v)
+    noise = np.diag([(0.01 * np.sqrt(len(a))) ** 2 for a in frames])
+    y = np.array([a.get_potential_energy() for a in frames])
+    covariance = assign @ kernel @ assign.T + noise
+    test = training_set[5]
+    q = soap.compute(test)
+    k_star = 0.49 * (q @ X.T) ** 2
+    k_energy = k_star.sum(0) @ assign.T
+    mean = k_energy @ np.linalg.solve(covariance, y)
+    prior = 0.49 * ((q @ q.T) ** 2).sum()
+    variance = prior - k_energy @ np.linalg.solve(covariance, k_energy)
+    energy, std = model.predict([test], return_std=True)
+    np.testing.assert_allclose(energy[0], mean, rtol=1e-6)
+    np.testing.assert_allclose(std[0] ** 2, variance, rtol=1e-4)
+    # local energies too
+    local = model.predict_all([test], return_std=True)[0]
+    k_local = k_star @ assign.T
+    local_var = 0.49 - np.einsum("ik,ik->i", k_local, np.linalg.solve(covariance, k_local.T).T)
+    np.testing.assert_allclose(local["energies_std"] ** 2, local_var, rtol=1e-4, atol=1e-10)
+
+
+def test_variance_kinds_are_ordered(fitted, training_set):
+    test = training_set[0]
+    results = {kind: fitted.predict_all([test], return_std=True, variance=kind)[0] for kind in ("sor", "dtc", "local")}
+    for key in ("energy_std", "energies_std", "forces_std", "stress_std"):
+        sor, dtc, local = (np.asarray(results[k][key]) for k in ("sor", "dtc", "local"))
+        np.testing.assert_allclose(dtc**2, sor**2 + local**2, rtol=1e-8, atol=1e-14)
+        assert np.all(sor > 0) and np.all(local >= 0)
+
+
+def test_forces_and_stress_are_derivatives_of_the_energy(fitted, training_set):
+    atoms = training_set[2].copy()
+    atoms.rattle(0.05, seed=9)
+    result = fitted.predict_all([atoms])[0]
+    numeric = -finite_difference_positions(lambda a: fitted.predict([a])[0], atoms, 1e-5)
+    assert_allclose_relative(result["forces"], numeric, 1e-6, "forces")
+    assert abs(result["forces"].sum(0)).max() < 1e-10
+    strain = finite_difference_strain(lambda a: fitted.predict([a])[0], atoms, 1e-5) / atoms.get_volume()
+    voigt = np.array([strain[0, 0], strain[1, 1], strain[2, 2], strain[1, 2], strain[0, 2], strain[0, 1]])
+    assert_allclose_relative(result["stress"], voigt, 1e-6, "stress")
+
+
+def test_reverse_mode_and_explicit_predictions_agree(fitted, training_set):
+    fast = fitted.predict_all(training_set[:2])
+    full = fitted.predict_all(training_set[:2], return_std=True)
+    for a, b in zip(fast, full):
+        np.testing.assert_allclose(a["energies"], b["energies"], rtol=1e-12)
+        np.testing.assert_allclose(a["forces"], b["forces"], atol=1e-10)
+        np.testing.assert_allclose(a["stress"], b["stress"], atol=1e-12)
+
+
+def _prior_covariance(model, first, second):
+    """delta^2 sum_{i,i'} k(q_i, q'_i') between two structures."""
+    soap, gp = model.descriptor_, model.gp_
+    return gp.delta**2 * ((soap.compute(first) @ soap.compute(second).T) ** gp.zeta).sum()
+
+
+def test_force_and_stress_prior_variances_match_finite_differences(fitted, training_set):
+    """The prior of DTC/local force variances: mixed second derivative of the kernel."""
+    atoms = training_set[1]
+    result = fitted.predict_all([atoms], return_std=True, variance="local")[0]
+    rows_free = fitted.predict_all([atoms], return_std=True, variance="sor")[0]
+    gp = fitted.gp_
+    h = 1e-4
+    j, a = 3, 1
+    moved = []
+    for sign in (1, -1):
+        b = atoms.copy()
+        b.positions[j, a] += sign * h
+        moved.append(b)
+    mixed = (
+        _prior_covariance(fitted, moved[0], moved[0]) - _prior_covariance(fitted, moved[0], moved[1])
+        - _prior_covariance(fitted, moved[1], moved[0]) + _prior_covariance(fitted, moved[1], moved[1])
+    ) / (4 * h * h)
+    # local variance = prior - explained; recover the prior from the kernel rows
+    soap = fitted.descriptor_
+    values, grad = soap.compute(atoms, gradients=True)
+    from gapy.gp.design import kernel_rows
+    from scipy.linalg import solve_triangular
+
+    rows = kernel_rows(values, np.zeros(len(atoms), int), gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
+    explained = (solve_triangular(gp.kmm_factor, rows["forces"][j, a], lower=True) ** 2).sum()
+    np.testing.assert_allclose(result["forces_std"][j, a] ** 2 + explained, mixed, rtol=1e-4)
+    assert rows_free["forces_std"][j, a] > 0
+
+
+def test_save_and_load_give_identical_predictions(fitted, training_set, tmp_path):
+    path = tmp_path / "model.gapy"
+    fitted.save(path)
+    loaded = gapy.load(path)
+    a = fitted.predict_all(training_set[:2], return_std=True)
+    b = loaded.predict_all(training_set[:2], return_std=True)
+    for x, y in zip(a, b):
+        for key in x:
+            np.testing.assert_array_equal(x[key], y[key])
+    assert loaded.get_params()["n_sparse"] == fitted.get_params()["n_sparse"]
+
+
+def test_corrupt_truncated_and_foreign_model_files_are_rejected(fitted, tmp_path):
+    path = tmp_path / "model.gapy"
+    fitted.save(path)
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.gapy"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="not a readable gapy model"):
+        gapy.load(truncated)
+    # a future format version
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    header = json.loads(str(arrays["header"]))
+    header["format_version"] = 99
+    future = tmp_path / "future.gapy"
+    np.savez(open(future, "wb"), **{**arrays, "header": np.array(json.dumps(header))})
+    with pytest.raises(ModelFileError, match="format version 99"):
+        gapy.load(future)
+    # flipped weights
+    arrays["alpha"] = arrays["alpha"] + 1e-9
+    corrupt = tmp_path / "corrupt.gapy"
+    np.savez(open(corrupt, "wb"), **arrays)
+    with pytest.raises(ModelFileError, match="checksum of 'alpha'"):
+        gapy.load(corrupt)
+    other = tmp_path / "other.npz"
+    np.savez(open(other, "wb"), x=np.zeros(3))
+    with pytest.raises(ModelFileError, match="no header"):
+        gapy.load(other)
+    with zipfile.ZipFile(tmp_path / "pickle.gapy", "w") as archive:
+        archive.writestr("header.npy", b"garbage")
+    with pytest.raises(ModelFileError):
+        gapy.load(tmp_path / "pickle.gapy")
+
+
+def test_fit_learns_the_reference(training_set):
+    """More data and sparse points reduce the error on held-out structures."""
+    test = [labelled(a) for a in (training_set[0].copy(),)]
+    test[0].rattle(0.1, seed=42)
+    test = [labelled(test[0])]
+    errors = []
+    for n_sparse, frames in ((4, training_set[:2]), (40, training_set)):
+        model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=n_sparse, sigma_energy=0.001,
+                             sigma_force=0.01, e0="fit", random_state=1).fit(frames)
+        errors.append(np.abs(model.predict_all(test)[0]["forces"] - test[0].get_forces()).mean())
+    assert errors[1] < 0.7 * errors[0]
+    assert errors[1] < 0.2 * np.abs(test[0].get_forces()).mean()
+
+
+def test_sample_weights_and_config_type_sigmas(training_set):
+    frames = [a.copy() for a in training_set]
+    for k, a in enumerate(frames):
+        a.calc = training_set[k].calc
+        a.info["config_type"] = "bad" if k == 0 else "good"
+    base = dict(descriptor=SOAP(["Si"], **SOAP_SETTINGS), n_sparse=20, e0=0.0, random_state=0)
+    dropped = GAPRegressor(**base).fit(frames, sample_weight=[0, 1, 1, 1, 1, 1])
+    subset = GAPRegressor(**base).fit(frames[1:])
+    np.testing.assert_allclose(dropped.predict(frames), subset.predict(frames), rtol=1e-9)
+    # a structure with a huge config_type sigma barely matters: garbage labels on it
+    # change nothing, while with the default sigmas they do
+    garbage = [a.copy() for a in frames]
+    for a, b in zip(garbage, frames):
+        a.calc = b.calc
+    garbage[0].calc = SinglePointCalculator(garbage[0], energy=100.0, forces=np.ones((len(garbage[0]), 3)))
+    huge = {"bad": {"energy": 1e6, "force": 1e6}}
+    clean = GAPRegressor(**base, config_type_sigma=huge).fit(frames).predict(frames)
+    spoiled = GAPRegressor(**base, config_type_sigma=huge).fit(garbage).predict(frames)
+    np.testing.assert_allclose(spoiled, clean, atol=1e-5)
+    spoiled_default = GAPRegressor(**base).fit(garbage).predict(frames)
+    assert np.abs(spoiled_default - clean).max() > 1e-2
+
+
+def test_e0_options(training_set):
+    frames = training_set[:3]
+    energies = np.array([a.get_potential_energy() for a in frames])
+    n = np.array([len(a) for a in frames])
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5, e0="average").fit(frames)
+    assert model.e0_[14] == pytest.approx(energies.sum() / n.sum())
+    isolated = Atoms("Si", positions=[[0, 0, 0]])
+    isolated.calc = SinglePointCalculator(isolated, energy=-0.5, forces=np.zeros((1, 3)))
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5, e0="isolated").fit(frames + [isolated])
+    assert model.e0_ == {14: -0.5}
+    with pytest.raises(ValueError, match="no single-atom"):
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), e0="isolated").fit(frames)
+    with pytest.raises(ValueError, match="e0 has no value"):
+        GAPRegressor(SOAP(["Si", "Ge"], **SOAP_SETTINGS), e0={"Si": 0.0}).fit(frames)
+
+
+def test_bad_training_data_gives_clear_errors(training_set):
+    soap = SOAP(["Si"], **SOAP_SETTINGS)
+    unlabelled = training_set[0].copy()
+    with pytest.raises(ValueError, match="no label to fit"):
+        GAPRegressor(soap, n_sparse=5, e0=0.0).fit([unlabelled])
+    nan = training_set[0].copy()
+    forces = training_set[0].get_forces().copy()
+    forces[1, 2] = np.nan
+    nan.calc = SinglePointCalculator(nan, energy=1.0, forces=forces)
+    with pytest.raises(StructureError, match=r"structure 1 \(Si4\): field 'forces' contains NaN"):
+        GAPRegressor(soap, n_sparse=5, e0=0.0).fit([training_set[1], nan])
+    germanium = training_set[0].copy()
+    germanium.symbols[0] = "Ge"
+    with pytest.raises(StructureError, match=r"species \['Ge'\] not in"):
+        GAPRegressor(soap, n_sparse=5, e0=0.0).fit([germanium])
+    with pytest.raises(ValueError, match="sigma_force must be a positive number"):
+        GAPRegressor(soap, sigma_force=-1.0).fit(training_set)
+    with pytest.raises(ValueError, match="sparse_method must be one of"):
+        GAPRegressor(soap, sparse_method="kmeans").fit(training_set)
+    with pytest.raises(ValueError, match="zeta must be a positive integer"):
+        GAPRegressor(soap, zeta=2.5).fit(training_set)
+
+
+def test_too_few_environments_uses_all_distinct_ones(caplog):
+    crystal = bulk("Si", "diamond", a=5.43)  # two identical environments
+    crystal.calc = SinglePointCalculator(crystal, energy=-10.0, forces=np.zeros((2, 3)))
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=10, e0=0.0).fit([crystal])
+    assert len(model.gp_.sparse) == 1
+    assert "only 1 distinct environments" in caplog.text
+
+
+def test_sparsification_is_seeded_and_sensible():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    X[:100] *= 0.01  # a dense cluster and a spread-out cloud
+    for method in ("cur", "fps", "random"):
+        a = select_points(X, 20, method, random_state=3)
+        b = select_points(X, 20, method, random_state=3)
+        np.testing.assert_array_equal(a, b)
+        assert len(np.unique(a)) == 20
+    fps = fps_points(X, 20, random_state=0)
+    assert np.count_nonzero(fps >= 100) >= 18  # farthest points avoid the cluster
+    cur = cur_points(X, 20, random_state=0)
+    assert np.count_nonzero(cur >= 100) >= 15  # high leverage in the cloud
+    species = np.repeat([0, 1], 100)
+    chosen = select_points(X, {0: 5, 1: 7}, "fps", species, random_state=0)
+    assert np.count_nonzero(chosen < 100) == 5 and np.count_nonzero(chosen >= 100) == 7
+
+
+def test_incremental_qr_equals_direct_least_squares():
+    rng = np.random.default_rng(1)
+    m = 6
+    kmm = rng.normal(size=(m, m))
+    kmm = kmm @ kmm.T + m * np.eye(m)
+    L = kmm_cholesky(kmm, 0.0)
+    A, b = rng.normal(size=(50, m)), rng.normal(size=50)
+    solver = IncrementalQR(L, block_rows=7)
+    for start in range(0, 50, 5):
+        solver.add(A[start:start + 5], b[start:start + 5])
+    alpha = solver.solve()
+    expected = np.linalg.solve(kmm + A.T @ A, A.T @ b)
+    np.testing.assert_allclose(alpha, expected, rtol=1e-10)
+    np.testing.assert_allclose(solver.r_factor.T @ solver.r_factor, kmm + A.T @ A, rtol=1e-10)
+    with pytest.raises(np.linalg.LinAlgError, match="duplicate sparse points"):
+        kmm_cholesky(np.ones((3, 3)), 0.0)
