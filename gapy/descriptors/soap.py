@@ -131,20 +131,25 @@ class SOAP:
         if cutoff_width > r_cut:
             raise ValueError(f"cutoff_width={cutoff_width} must not exceed r_cut={r_cut}")
         _check_number("center_weight", center_weight, low=None)
-        self.species = list(species)
-        self.r_cut = float(r_cut)
-        self.n_max = int(n_max)
-        self.l_max = int(l_max)
-        self.atom_sigma = float(atom_sigma)
-        self.cutoff_width = float(cutoff_width)
-        self.center_weight = float(center_weight)
-        self.normalize = bool(normalize)
+        # stored as given, so that scikit-learn's clone() sees the same objects
+        self.species = species
+        self.r_cut = r_cut
+        self.n_max = n_max
+        self.l_max = l_max
+        self.atom_sigma = atom_sigma
+        self.cutoff_width = cutoff_width
+        self.center_weight = center_weight
+        self.normalize = normalize
         self.atomic_numbers = np.array(sorted(numbers))
 
-    def get_params(self) -> dict:
-        """Constructor arguments, so that ``SOAP(**soap.get_params())`` is a copy."""
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor arguments, so that ``SOAP(**soap.get_params())`` is a copy.
+
+        Together with :meth:`set_params` this lets scikit-learn clone, grid-search
+        (``descriptor__r_cut``) and print a ``GAPRegressor`` holding a ``SOAP``.
+        """
         return {
-            "species": list(self.species),
+            "species": self.species,
             "r_cut": self.r_cut,
             "n_max": self.n_max,
             "l_max": self.l_max,
@@ -154,12 +159,22 @@ class SOAP:
             "normalize": self.normalize,
         }
 
+    def set_params(self, **params) -> "SOAP":
+        """Change settings (validated as in the constructor); returns ``self``."""
+        unknown = set(params) - set(self.get_params())
+        if unknown:
+            raise ValueError(f"SOAP has no parameters {sorted(unknown)}")
+        self.__init__(**{**self.get_params(), **params})
+        return self
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"SOAP({args})"
 
     def __eq__(self, other) -> bool:
-        return isinstance(other, SOAP) and self.get_params() == other.get_params()
+        return isinstance(other, SOAP) and _canonical(self) == _canonical(other)
+
+    __hash__ = None
 
     @property
     def n_features(self) -> int:
@@ -229,7 +244,7 @@ class SOAP:
         with_gradients, with_strain = _parse_gradients(gradients)
         name = structure_name(atoms, index)
         species = self.species_indices(atoms, name)
-        pairs = neighbor_pairs(atoms, self.r_cut, name)
+        pairs = neighbor_pairs(atoms, float(self.r_cut), name)
         n_atoms = len(atoms)
         n_features = self.n_features
 
@@ -250,7 +265,7 @@ class SOAP:
             compute_soap(
                 first, last, pairs.offsets, pairs.vectors, species[pairs.neighbors],
                 pair_rows, self_rows, species, len(self.atomic_numbers), basis,
-                self.normalize, with_gradients, with_strain, values, dpos, dstrain,
+                bool(self.normalize), with_gradients, with_strain, values, dpos, dstrain,
             )
 
         if n_jobs == 1 or n_atoms < 2:
@@ -272,9 +287,12 @@ class SOAP:
 
     def _basis(self) -> tuple:
         """Arguments of the numba kernels that define the expansion."""
-        coefficients, step = _radial_table(self.n_max, self.l_max, self.r_cut, self.atom_sigma)
-        prefactors = solid_harmonic_prefactors(self.l_max)
-        return (coefficients, step, prefactors, self.r_cut, self.cutoff_width, self.center_weight)
+        coefficients, step = _radial_table(
+            int(self.n_max), int(self.l_max), float(self.r_cut), float(self.atom_sigma)
+        )
+        prefactors = solid_harmonic_prefactors(int(self.l_max))
+        return (coefficients, step, prefactors, float(self.r_cut), float(self.cutoff_width),
+                float(self.center_weight))
 
     def contract_gradients(self, atoms: Atoms, weights: np.ndarray, *, index: Optional[int] = None):
         """Forces and virial of an energy ``E = sum_i e(values[i])`` in reverse mode.
@@ -294,7 +312,7 @@ class SOAP:
         """
         name = structure_name(atoms, index)
         species = self.species_indices(atoms, name)
-        pairs = neighbor_pairs(atoms, self.r_cut, name)
+        pairs = neighbor_pairs(atoms, float(self.r_cut), name)
         weights = np.ascontiguousarray(weights, dtype=float)
         if weights.shape != (len(atoms), self.n_features):
             raise ValueError(
@@ -304,7 +322,7 @@ class SOAP:
         virial = np.zeros((3, 3))
         contract_soap_gradients(
             pairs.offsets, pairs.vectors, species[pairs.neighbors], pairs.neighbors, species,
-            len(self.atomic_numbers), self._basis(), self.normalize, weights, forces, virial,
+            len(self.atomic_numbers), self._basis(), bool(self.normalize), weights, forces, virial,
         )
         return forces, virial
 
@@ -344,6 +362,12 @@ class SOAP:
             return [self.compute(atoms, gradients, index=i) for i, atoms in enumerate(iterator)]
         tasks = (delayed(self.compute)(atoms, gradients, index=i) for i, atoms in enumerate(iterator))
         return Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
+
+
+def _canonical(soap: SOAP) -> tuple:
+    params = soap.get_params()
+    params["species"] = tuple(soap.atomic_numbers)
+    return tuple(sorted((k, v if k == "species" else float(v)) for k, v in params.items()))
 
 
 def _n_workers(n_jobs: int) -> int:
