@@ -326,3 +326,49 @@ def test_incremental_qr_equals_direct_least_squares():
     np.testing.assert_allclose(solver.r_factor.T @ solver.r_factor, kmm + A.T @ A, rtol=1e-10)
     with pytest.raises(np.linalg.LinAlgError, match="duplicate sparse points"):
         kmm_cholesky(np.ones((3, 3)), 0.0)
+
+
+def test_force_and_stress_variances_equal_dense_gp_when_all_environments_are_sparse(training_set):
+    """Trained on energies with every environment sparse, DTC is the exact GP for any
+    linear functional: forces and stress too. The dense reference is built from finite
+    differences of the kernel between structures, independently of the kernel rows."""
+    soap = SOAP(["Si"], **SOAP_SETTINGS)
+    frames = training_set[:3]
+    delta2, zeta, sigma = 0.49, 2, 0.01
+    model = GAPRegressor(soap, n_sparse=1000, sigma_energy=sigma, sigma_force=None, zeta=zeta,
+                         delta=0.7, e0=0.0, sparse_jitter=1e-12, variance="dtc").fit(frames)
+
+    def covariance(a, b):
+        return delta2 * ((soap.compute(a) @ soap.compute(b).T) ** zeta).sum()
+
+    noise = np.diag([(sigma * np.sqrt(len(a))) ** 2 for a in frames])
+    gram = np.array([[covariance(a, b) for b in frames] for a in frames]) + noise
+    test = training_set[4].copy()
+    test.rattle(0.05, seed=3)
+    result = model.predict_all([test], return_std=True)[0]
+    h = 1e-4
+    for j, a in ((0, 0), (2, 1)):
+        moved = []
+        for sign in (1, -1):
+            b = test.copy()
+            b.positions[j, a] += sign * h
+            moved.append(b)
+        cross = np.array([-(covariance(moved[0], f) - covariance(moved[1], f)) / (2 * h) for f in frames])
+        prior = (covariance(moved[0], moved[0]) - covariance(moved[0], moved[1])
+                 - covariance(moved[1], moved[0]) + covariance(moved[1], moved[1])) / (4 * h * h)
+        variance = prior - cross @ np.linalg.solve(gram, cross)
+        np.testing.assert_allclose(result["forces_std"][j, a] ** 2, variance, rtol=1e-3)
+    # stress component xx: derivative with respect to the strain eps_xx, divided by volume
+    volume = test.get_volume()
+    strained = []
+    for sign in (1, -1):
+        b = test.copy()
+        deformation = np.eye(3)
+        deformation[0, 0] += sign * h
+        b.set_cell(test.cell.array @ deformation.T, scale_atoms=True)
+        strained.append(b)
+    cross = np.array([(covariance(strained[0], f) - covariance(strained[1], f)) / (2 * h) for f in frames]) / volume
+    prior = (covariance(strained[0], strained[0]) - covariance(strained[0], strained[1])
+             - covariance(strained[1], strained[0]) + covariance(strained[1], strained[1])) / (4 * h * h) / volume**2
+    variance = prior - cross @ np.linalg.solve(gram, cross)
+    np.testing.assert_allclose(result["stress_std"][0] ** 2, variance, rtol=1e-3)
