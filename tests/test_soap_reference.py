@@ -13,7 +13,7 @@ from ase import Atoms
 from scipy.special import sph_harm_y
 
 from gapy import SOAP
-from gapy.descriptors._radial import evaluate_spline, gto_basis, radial_integrals, radial_spline
+from gapy.descriptors._radial import evaluate_spline, radial_basis, radial_integrals, radial_spline
 from gapy.descriptors._ylm import solid_harmonic_prefactors, solid_harmonics
 
 
@@ -23,7 +23,7 @@ def reference_power_spectrum(atoms, soap, n_radial=120, n_theta=90, n_phi=180):
     nodes, weights = np.polynomial.legendre.leggauss(n_radial)
     radii = 0.5 * r_max * (nodes + 1.0)
     radial_weights = 0.5 * r_max * weights * radii**2
-    basis = gto_basis(soap.n_max, soap.r_cut)(radii)  # (n, r)
+    basis = radial_basis(soap.radial_basis, soap.n_max, soap.r_cut, soap.atom_sigma)(radii)  # (n, r)
     cos_theta, theta_weights = np.polynomial.legendre.leggauss(n_theta)
     phi = 2 * np.pi * np.arange(n_phi) / n_phi
     theta = np.arccos(cos_theta)
@@ -68,13 +68,14 @@ def reference_power_spectrum(atoms, soap, n_radial=120, n_theta=90, n_phi=180):
     return np.array(features)
 
 
-def test_soap_matches_direct_numerical_integration():
+@pytest.mark.parametrize("basis", ["gaussian", "gto"])
+def test_soap_matches_direct_numerical_integration(basis):
     atoms = Atoms(
         "Si2GeSi",
         positions=[[0, 0, 0], [2.1, 0.3, -0.2], [-0.4, 1.9, 0.8], [0.9, -1.2, 2.6]],
     )
     soap = SOAP(["Si", "Ge"], r_cut=3.2, n_max=3, l_max=3, atom_sigma=0.6, cutoff_width=0.8,
-                center_weight=0.7, normalize=False)
+                center_weight=0.7, normalize=False, radial_basis=basis)
     reference = reference_power_spectrum(atoms, soap)
     values = soap.compute(atoms)
     assert np.abs(reference).max() > 1e-2
@@ -113,18 +114,21 @@ def test_solid_harmonics_are_orthonormal_and_differentiable():
         np.testing.assert_allclose(analytic[:, a], numeric, atol=1e-7 * np.abs(numeric).max())
 
 
-def test_radial_basis_is_orthonormal():
+@pytest.mark.parametrize("kind", ["gaussian", "gto"])
+def test_radial_basis_is_orthonormal(kind):
     r = np.linspace(0, 40, 400001)
-    basis = gto_basis(8, 5.0)(r)
+    basis = radial_basis(kind, 8, 5.0, 0.5)(r)
     overlap = (basis * r**2) @ basis.T * (r[1] - r[0])
     np.testing.assert_allclose(overlap, np.eye(8), atol=1e-8)
 
 
-@pytest.mark.parametrize("n_max, l_max, r_cut, sigma", [(8, 8, 5.4, 0.5), (4, 6, 3.0, 0.3)])
-def test_spline_matches_direct_radial_integrals(n_max, l_max, r_cut, sigma):
-    coefficients, step = radial_spline(n_max, l_max, r_cut, sigma)
+@pytest.mark.parametrize(
+    "n_max, l_max, r_cut, sigma, basis", [(8, 8, 5.4, 0.5, "gaussian"), (4, 6, 3.0, 0.3, "gto")]
+)
+def test_spline_matches_direct_radial_integrals(n_max, l_max, r_cut, sigma, basis):
+    coefficients, step = radial_spline(n_max, l_max, r_cut, sigma, basis)
     distances = np.random.default_rng(0).uniform(0, r_cut, 300)
-    direct = radial_integrals(distances, n_max, l_max, r_cut, sigma)
+    direct = radial_integrals(distances, n_max, l_max, r_cut, sigma, basis)
     values, derivatives = np.zeros((n_max, l_max + 1)), np.zeros((n_max, l_max + 1))
     splined = []
     for d in distances:
@@ -135,6 +139,6 @@ def test_spline_matches_direct_radial_integrals(n_max, l_max, r_cut, sigma):
     # derivative of the spline against differences of the direct integrals
     d0 = 2.345
     evaluate_spline(coefficients, step, d0, values, derivatives)
-    numeric = (radial_integrals([d0 + 1e-5], n_max, l_max, r_cut, sigma)
-               - radial_integrals([d0 - 1e-5], n_max, l_max, r_cut, sigma))[0] / 2e-5
+    numeric = (radial_integrals([d0 + 1e-5], n_max, l_max, r_cut, sigma, basis)
+               - radial_integrals([d0 - 1e-5], n_max, l_max, r_cut, sigma, basis))[0] / 2e-5
     np.testing.assert_allclose(derivatives, numeric, atol=1e-5 * np.abs(numeric).max())

@@ -1,4 +1,4 @@
-"""Orthonormal GTO radial basis and the splined radial integrals of SOAP.
+"""Orthonormal radial bases and the splined radial integrals of SOAP.
 
 A neighbour at distance ``d`` adds a Gaussian of width ``sigma`` to the atomic density.
 Its projection on ``R_n(r) Y_lm(r_hat)`` is ``I_nl(d) Y_lm(d_hat)`` with the radial
@@ -13,12 +13,13 @@ the solid harmonic ``d^l Y_lm``. The table is a cubic spline on a uniform grid, 
 coefficients are evaluated in numba (see ``evaluate_spline``).
 """
 
-import math
-
 import numba
 import numpy as np
 from scipy.interpolate import CubicSpline
 from scipy.special import ive
+
+
+RADIAL_BASES = ("gaussian", "gto")
 
 
 def gto_widths(n_max: int, r_cut: float) -> np.ndarray:
@@ -27,35 +28,47 @@ def gto_widths(n_max: int, r_cut: float) -> np.ndarray:
     return r_cut * np.maximum(np.sqrt(n), 1.0) / n_max
 
 
-def gto_basis(n_max: int, r_cut: float):
-    """Return a function evaluating the orthonormal GTO basis ``R_n(r)``, shape (n_max, n_r).
-
-    Primitives are ``r^n exp(-r^2 / 2 sigma_n^2)``; they are orthonormalised with the
-    symmetric (Loewdin) transform ``S^{-1/2}``, with ``S`` their overlap under the
-    ``r^2 dr`` measure on ``[0, inf)``.
-    """
+def _primitives(kind: str, n_max: int, r_cut: float, atom_sigma: float):
+    """Primitive radial functions, as a function of ``r`` returning (n_max, n_r)."""
     n = np.arange(n_max)
-    alpha = 1.0 / (2.0 * gto_widths(n_max, r_cut) ** 2)
-    power = n[:, None] + n[None, :] + 3
-    a = alpha[:, None] + alpha[None, :]
-    # int_0^inf r^(n+n'+2) exp(-a r^2) dr = Gamma(p/2) / (2 a^(p/2)), p = n + n' + 3
-    gamma = np.vectorize(math.lgamma)(power / 2.0)
-    overlap = np.exp(gamma - (power / 2.0) * np.log(a)) / 2.0
+    if kind == "gto":
+        alpha = 1.0 / (2.0 * gto_widths(n_max, r_cut) ** 2)
+        return lambda r: r[None, :] ** n[:, None] * np.exp(-alpha[:, None] * r[None, :] ** 2)
+    if kind == "gaussian":
+        centers = r_cut * n / n_max
+        return lambda r: np.exp(-((r[None, :] - centers[:, None]) ** 2) / (2.0 * atom_sigma**2))
+    raise ValueError(f"radial_basis must be one of {RADIAL_BASES}, got {kind!r}")
+
+
+def radial_basis(kind: str, n_max: int, r_cut: float, atom_sigma: float):
+    """Return a function evaluating the orthonormal radial basis ``R_n(r)``, shape (n_max, n_r).
+
+    ``kind="gto"``: primitives ``r^n exp(-r^2 / 2 sigma_n^2)`` (see ``gto_widths``);
+    ``kind="gaussian"``: Gaussians of width ``atom_sigma`` centred at ``r_cut n / n_max``
+    (equispaced, as QUIP's SOAP), which resolve every distance equally well.
+    The primitives are orthonormalised with the symmetric (Loewdin) transform
+    ``S^{-1/2}``, ``S`` being their overlap under the ``r^2 dr`` measure on ``[0, inf)``
+    (Gauss-Legendre quadrature, converged to machine precision).
+    """
+    primitives = _primitives(kind, n_max, r_cut, atom_sigma)
+    r_max = 3.0 * r_cut + 12.0 * atom_sigma
+    nodes, weights = np.polynomial.legendre.leggauss(2000)
+    r = 0.5 * r_max * (nodes + 1.0)
+    values = primitives(r)
+    overlap = (values * (0.5 * r_max * weights * r**2)) @ values.T
     # normalise the primitives first: a unit diagonal keeps eigh accurate
     scale = 1.0 / np.sqrt(np.diag(overlap))
     overlap = overlap * np.outer(scale, scale)
     eigenvalues, eigenvectors = np.linalg.eigh(overlap)
     if eigenvalues.min() < 1e-12 * eigenvalues.max():
         raise ValueError(
-            f"the GTO radial basis is numerically degenerate for n_max={n_max}; use a "
+            f"the {kind} radial basis is numerically degenerate for n_max={n_max}; use a "
             "smaller n_max"
         )
     transform = eigenvectors @ np.diag(eigenvalues**-0.5) @ eigenvectors.T * scale[None, :]
 
     def basis(r: np.ndarray) -> np.ndarray:
-        r = np.asarray(r, dtype=float)
-        primitives = r[None, :] ** n[:, None] * np.exp(-alpha[:, None] * r[None, :] ** 2)
-        return transform @ primitives
+        return transform @ primitives(np.asarray(r, dtype=float))
 
     return basis
 
@@ -74,7 +87,7 @@ def _scaled_bessel_over_power(l: int, kappa: np.ndarray) -> np.ndarray:
     return out
 
 
-def radial_integrals(distances, n_max, l_max, r_cut, atom_sigma, n_quad=None):
+def radial_integrals(distances, n_max, l_max, r_cut, atom_sigma, basis="gaussian", n_quad=None):
     """``I_nl(d) / d^l`` for each distance, shape (n_distances, n_max, l_max + 1).
 
     Computed by Gauss-Legendre quadrature over ``r`` in ``[0, r_cut + 10 sigma]``, beyond
@@ -88,7 +101,7 @@ def radial_integrals(distances, n_max, l_max, r_cut, atom_sigma, n_quad=None):
     nodes, weights = np.polynomial.legendre.leggauss(n_quad)
     r = 0.5 * r_max * (nodes + 1.0)
     w = 0.5 * r_max * weights
-    basis = gto_basis(n_max, r_cut)(r) * (w * r**2)[None, :]  # (n_max, n_quad)
+    basis = radial_basis(basis, n_max, r_cut, atom_sigma)(r) * (w * r**2)[None, :]
     s2 = atom_sigma**2
     gauss = np.exp(-((r[None, :] - distances[:, None]) ** 2) / (2.0 * s2))
     kappa = distances[:, None] * r[None, :] / s2
@@ -99,7 +112,7 @@ def radial_integrals(distances, n_max, l_max, r_cut, atom_sigma, n_quad=None):
     return out
 
 
-def radial_spline(n_max, l_max, r_cut, atom_sigma, points_per_angstrom=100):
+def radial_spline(n_max, l_max, r_cut, atom_sigma, basis="gaussian", points_per_angstrom=100):
     """Cubic-spline table of ``I_nl(d) / d^l`` on ``[0, r_cut]``.
 
     Returns
@@ -112,7 +125,7 @@ def radial_spline(n_max, l_max, r_cut, atom_sigma, points_per_angstrom=100):
     """
     n_points = max(int(points_per_angstrom * r_cut), 64) + 1
     grid = np.linspace(0.0, r_cut, n_points)
-    values = radial_integrals(grid, n_max, l_max, r_cut, atom_sigma)
+    values = radial_integrals(grid, n_max, l_max, r_cut, atom_sigma, basis)
     spline = CubicSpline(grid, values, axis=0)
     coefficients = np.ascontiguousarray(np.moveaxis(spline.c, 0, 1))
     return coefficients, grid[1] - grid[0]

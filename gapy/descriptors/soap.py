@@ -12,7 +12,7 @@ from joblib import Parallel, delayed
 
 from ..exceptions import StructureError
 from ..structures import atomic_number, neighbor_pairs, structure_name
-from ._radial import radial_spline
+from ._radial import RADIAL_BASES, radial_spline
 from ._soap_numba import compute_soap, contract_soap_gradients
 from ._ylm import solid_harmonic_prefactors
 
@@ -50,8 +50,8 @@ class SOAPGradients:
 
 
 @lru_cache(maxsize=16)
-def _radial_table(n_max, l_max, r_cut, atom_sigma):
-    return radial_spline(n_max, l_max, r_cut, atom_sigma)
+def _radial_table(n_max, l_max, r_cut, atom_sigma, basis):
+    return radial_spline(n_max, l_max, r_cut, atom_sigma, basis)
 
 
 def _parse_gradients(gradients: GradientsArg) -> Tuple[bool, bool]:
@@ -98,6 +98,9 @@ class SOAP:
         ``central_weight``).
     normalize : bool, default=True
         Divide each atom's feature vector by its Euclidean norm.
+    radial_basis : {"gaussian", "gto"}, default="gaussian"
+        Radial functions before orthonormalisation: equispaced Gaussians of width
+        ``atom_sigma`` (as QUIP) or Gaussian-type orbitals ``r^n exp(-r^2/2 sigma_n^2)``.
 
     Examples
     --------
@@ -117,6 +120,7 @@ class SOAP:
         cutoff_width: float = 0.5,
         center_weight: float = 1.0,
         normalize: bool = True,
+        radial_basis: str = "gaussian",
     ):
         if isinstance(species, (str, Integral)) or len(species) == 0:
             raise ValueError(f"species must be a non-empty list of species, got {species!r}")
@@ -131,6 +135,8 @@ class SOAP:
         if cutoff_width > r_cut:
             raise ValueError(f"cutoff_width={cutoff_width} must not exceed r_cut={r_cut}")
         _check_number("center_weight", center_weight, low=None)
+        if radial_basis not in RADIAL_BASES:
+            raise ValueError(f"radial_basis must be one of {RADIAL_BASES}, got {radial_basis!r}")
         # stored as given, so that scikit-learn's clone() sees the same objects
         self.species = species
         self.r_cut = r_cut
@@ -140,6 +146,7 @@ class SOAP:
         self.cutoff_width = cutoff_width
         self.center_weight = center_weight
         self.normalize = normalize
+        self.radial_basis = radial_basis
         self.atomic_numbers = np.array(sorted(numbers))
 
     def get_params(self, deep: bool = True) -> dict:
@@ -157,6 +164,7 @@ class SOAP:
             "cutoff_width": self.cutoff_width,
             "center_weight": self.center_weight,
             "normalize": self.normalize,
+            "radial_basis": self.radial_basis,
         }
 
     def set_params(self, **params) -> "SOAP":
@@ -288,7 +296,8 @@ class SOAP:
     def _basis(self) -> tuple:
         """Arguments of the numba kernels that define the expansion."""
         coefficients, step = _radial_table(
-            int(self.n_max), int(self.l_max), float(self.r_cut), float(self.atom_sigma)
+            int(self.n_max), int(self.l_max), float(self.r_cut), float(self.atom_sigma),
+            self.radial_basis,
         )
         prefactors = solid_harmonic_prefactors(int(self.l_max))
         return (coefficients, step, prefactors, float(self.r_cut), float(self.cutoff_width),
@@ -367,7 +376,7 @@ class SOAP:
 def _canonical(soap: SOAP) -> tuple:
     params = soap.get_params()
     params["species"] = tuple(soap.atomic_numbers)
-    return tuple(sorted((k, v if k == "species" else float(v)) for k, v in params.items()))
+    return tuple(sorted((k, v if k in ("species", "radial_basis") else float(v)) for k, v in params.items()))
 
 
 def _n_workers(n_jobs: int) -> int:
