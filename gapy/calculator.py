@@ -1,0 +1,217 @@
+"""``GAPCalculator``: an ASE calculator for a fitted GAP, with optional uncertainties."""
+
+import os
+from typing import Optional, Sequence, Union
+
+import numpy as np
+from ase import Atoms
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.calculators.singlepoint import SinglePointCalculator
+from sklearn.utils.validation import check_is_fitted
+
+from .estimator import GAPRegressor
+from .gp.sparse_gp import VARIANCE_KINDS
+from .io.model import load_model
+
+#: Result keys that ``SinglePointCalculator`` accepts and extxyz writes as they are.
+_STANDARD_KEYS = ("energy", "free_energy", "energies", "forces", "stress")
+#: Uncertainty keys, stored per structure (``atoms.info``) or per atom (``atoms.arrays``).
+_INFO_STD_KEYS = ("energy_std", "stress_std")
+_ARRAY_STD_KEYS = ("energies_std", "forces_std")
+
+
+class GAPCalculator(Calculator):
+    """ASE calculator evaluating a fitted :class:`~gapy.GAPRegressor`.
+
+    Results are in ASE units: ``energy``, ``free_energy`` (eV, equal), ``energies``
+    (eV per atom, shape (n_atoms,)), ``forces`` (eV/A, shape (n_atoms, 3)) and, for
+    structures periodic in all three directions, ``stress`` (eV/A^3, Voigt order xx,
+    yy, zz, yz, xz, xy; positive is tensile). Standard deviations of the predictions
+    are under ``energy_std``, ``energies_std``, ``forces_std`` and ``stress_std``
+    (same units and shapes, always >= 0).
+
+    Without ``compute_std`` a calculation takes the reverse-mode path of
+    :meth:`GAPRegressor.predict_all` (no kernel rows, no variances), so molecular
+    dynamics pays nothing for the uncertainty machinery. Asking for any ``*_std``
+    property (``calc.get_property("forces_std", atoms)``) computes the variances on
+    demand for the current structure; results are cached until the structure changes.
+
+    Parameters
+    ----------
+    model : GAPRegressor, str or os.PathLike
+        A fitted model, or the path of a model file written by :meth:`GAPRegressor.save`.
+    compute_std : bool, default=False
+        Compute the standard deviations with every calculation.
+    variance : {"sor", "dtc", "local"}, optional
+        Kind of predictive variance (default: the model's ``variance`` parameter), see
+        :meth:`gapy.gp.SparseGP.variance`.
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator` (``label``, ``atoms``,
+        ...).
+
+    Attributes
+    ----------
+    model : GAPRegressor
+        The fitted model.
+    n_calculations : int
+        Number of times the model was evaluated (ASE's cache avoids re-evaluations).
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        ``model`` is an unfitted ``GAPRegressor``.
+    gapy.ModelFileError
+        ``model`` is a path to a corrupt file or not a gapy model.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from gapy import GAPCalculator, GAPRegressor, SOAP
+    >>> from gapy.datasets import load_si
+    >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20,
+    ...                      random_state=0).fit(load_si("train")[:4])
+    >>> atoms = bulk("Si", cubic=True)
+    >>> atoms.calc = GAPCalculator(model)
+    >>> atoms.get_forces().shape
+    (8, 3)
+    >>> atoms.calc.get_property("forces_std", atoms).shape
+    (8, 3)
+    """
+
+    implemented_properties = [
+        "energy",
+        "free_energy",
+        "energies",
+        "forces",
+        "stress",
+        "energy_std",
+        "energies_std",
+        "forces_std",
+        "stress_std",
+    ]
+    nolabel = True
+
+    def __init__(
+        self,
+        model: Union[GAPRegressor, str, os.PathLike],
+        compute_std: bool = False,
+        variance: Optional[str] = None,
+        **kwargs,
+    ):
+        if isinstance(model, (str, os.PathLike)):
+            model = load_model(model)
+        elif not isinstance(model, GAPRegressor):
+            raise TypeError(
+                f"model must be a fitted GAPRegressor or the path of a model file, "
+                f"got {type(model).__name__}"
+            )
+        check_is_fitted(model, "gp_")
+        if variance is not None and variance not in VARIANCE_KINDS:
+            raise ValueError(f"variance must be one of {VARIANCE_KINDS} or None, got {variance!r}")
+        Calculator.__init__(self, **kwargs)
+        self.model = model
+        self.compute_std = bool(compute_std)
+        self.variance = variance
+        self.n_calculations = 0
+
+    def calculate(
+        self,
+        atoms: Optional[Atoms] = None,
+        properties: Optional[Sequence[str]] = None,
+        system_changes: Sequence[str] = all_changes,
+    ) -> None:
+        """Evaluate the model on ``atoms`` and fill ``self.results``.
+
+        Energy, per-atom energies, forces and (periodic structures) stress are computed
+        together: they come from one pass. With ``compute_std`` all standard deviations
+        are added; otherwise a requested ``*_std`` property computes the standard
+        deviations of the energies and of the requested quantity only (force and stress
+        variances are the expensive part), merged into the cached results.
+
+        Raises
+        ------
+        ase.calculators.calculator.PropertyNotImplementedError
+            ``stress`` or ``stress_std`` requested for a structure that is not periodic
+            in all three directions.
+        """
+        properties = list(properties) if properties is not None else ["energy"]
+        Calculator.calculate(self, atoms, properties, system_changes)
+        atoms = self.atoms
+        periodic = bool(atoms.pbc.all())
+        if not periodic and {"stress", "stress_std"} & set(properties):
+            raise PropertyNotImplementedError(
+                f"stress is only defined for structures periodic in all directions; "
+                f"this one has pbc={atoms.pbc.tolist()}"
+            )
+        if system_changes:
+            self.results = {}
+        requested_std = [name[: -len("_std")] for name in properties if name.endswith("_std")]
+        predicted = _PREDICTED
+        if self.compute_std:
+            with_std = True
+        elif requested_std:
+            # force and stress variances are the costly part: only what was asked for
+            with_std = True
+            predicted = ("energy", "energies") + tuple(p for p in ("forces", "stress") if p in requested_std)
+        else:
+            with_std = False
+        (result,) = self.model.predict_all(
+            [atoms], return_std=with_std, variance=self.variance, properties=predicted
+        )
+        self.n_calculations += 1
+        self.results.update(result)
+
+
+#: What :meth:`GAPCalculator.calculate` asks the model for (stress only if periodic).
+_PREDICTED = ("energy", "energies", "forces", "stress")
+
+
+def store_results(atoms: Atoms, results: dict) -> None:
+    """Attach ``results`` to ``atoms`` so that extxyz writes all of them, stds included.
+
+    ``SinglePointCalculator`` (and so ``ase.io.write``) keeps only ASE's standard
+    properties. This puts ``energy``, ``free_energy``, ``energies``, ``forces`` and
+    ``stress`` on a ``SinglePointCalculator`` and copies the uncertainties to
+    ``atoms.info`` (``energy_std``, ``stress_std``) and ``atoms.arrays``
+    (``energies_std``, ``forces_std``). ``atoms`` is modified in place: that is the
+    purpose of this function. Stds left from an earlier call are removed first.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure the results belong to.
+    results : dict
+        Results of a :class:`GAPCalculator` (``calc.results``) or an element of
+        :meth:`GAPRegressor.predict_all`.
+
+    Raises
+    ------
+    ValueError
+        A per-atom result whose length is not ``len(atoms)``.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> atoms = bulk("Si")
+    >>> store_results(atoms, {"energy": -10.0, "energy_std": 0.01})
+    >>> atoms.get_potential_energy(), atoms.info["energy_std"]
+    (-10.0, 0.01)
+    """
+    for key in _ARRAY_STD_KEYS + ("energies",):
+        value = results.get(key)
+        if value is not None and len(value) != len(atoms):
+            raise ValueError(f"results[{key!r}] has {len(value)} rows but the structure has {len(atoms)} atoms")
+    for key in _INFO_STD_KEYS:
+        atoms.info.pop(key, None)
+    for key in _ARRAY_STD_KEYS:
+        if key in atoms.arrays:
+            del atoms.arrays[key]
+    standard = {key: results[key] for key in _STANDARD_KEYS if key in results}
+    atoms.calc = SinglePointCalculator(atoms, **standard)
+    for key in _INFO_STD_KEYS:
+        if key in results:
+            value = results[key]
+            atoms.info[key] = float(value) if np.ndim(value) == 0 else np.array(value, dtype=float)
+    for key in _ARRAY_STD_KEYS:
+        if key in results:
+            atoms.arrays[key] = np.array(results[key], dtype=float)
