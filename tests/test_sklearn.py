@@ -1,0 +1,108 @@
+"""GAPRegressor as a scikit-learn estimator: clone, params, fitted checks, pickle, CV."""
+
+import pickle
+
+import joblib
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
+from sklearn.utils.validation import check_is_fitted
+
+from gapy import GAPRegressor, SOAP
+from gapy.datasets import load_si
+
+
+def small_model(**params) -> GAPRegressor:
+    soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+    return GAPRegressor(soap, n_sparse=20, e0={"Si": -0.79}, random_state=0, **params)
+
+
+@pytest.fixture(scope="module")
+def frames():
+    """Nine bundled DFT structures of all four config_types, as a plain list."""
+    return load_si("train")[::4][:9]
+
+
+@pytest.fixture(scope="module")
+def fitted(frames):
+    return small_model().fit(frames)
+
+
+def test_clone_copies_parameters_not_state(fitted):
+    copy = clone(fitted)
+    assert copy.get_params(deep=False).keys() == fitted.get_params(deep=False).keys()
+    assert copy.descriptor is not fitted.descriptor
+    assert copy.descriptor == fitted.descriptor
+    assert copy.e0 == {"Si": -0.79}
+    with pytest.raises(NotFittedError):
+        check_is_fitted(copy)
+
+
+def test_get_and_set_nested_parameters():
+    model = small_model()
+    params = model.get_params()
+    assert params["descriptor__r_cut"] == 4.0 and params["zeta"] == 4
+    model.set_params(descriptor__r_cut=3.5, zeta=2)
+    assert model.descriptor.r_cut == 3.5 and model.zeta == 2
+    assert model.get_params()["descriptor__r_cut"] == 3.5
+    with pytest.raises(ValueError, match="r_cut"):
+        model.set_params(descriptor__r_cut=-1.0)
+
+
+def test_unfitted_model_raises_not_fitted(frames):
+    model = small_model()
+    with pytest.raises(NotFittedError):
+        check_is_fitted(model)
+    with pytest.raises(NotFittedError):
+        model.predict(frames)
+    check_is_fitted(small_model().fit(frames[:2]))
+
+
+def test_pickle_round_trip_gives_the_same_predictions(fitted, frames, tmp_path):
+    expected = fitted.predict_all(frames[:3], return_std=True)
+    for copy in (pickle.loads(pickle.dumps(fitted)), _joblib_round_trip(fitted, tmp_path)):
+        for got, want in zip(copy.predict_all(frames[:3], return_std=True), expected):
+            assert got.keys() == want.keys()
+            for key in want:
+                np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def _joblib_round_trip(model, tmp_path):
+    path = tmp_path / "model.joblib"
+    joblib.dump(model, path)
+    return joblib.load(path)
+
+
+def test_score_is_negative_energy_rmse_per_atom(fitted, frames):
+    assert "higher is better" in GAPRegressor.score.__doc__
+    n_atoms = np.array([len(atoms) for atoms in frames])
+    reference = np.array([atoms.get_potential_energy() for atoms in frames]) / n_atoms
+    rmse = np.sqrt(np.mean((fitted.predict(frames) / n_atoms - reference) ** 2))
+    assert fitted.score(frames) == pytest.approx(-rmse, rel=1e-12)
+    assert fitted.score(frames) < 0
+
+
+def test_cross_val_score_on_a_list_of_atoms(frames):
+    scores = cross_val_score(small_model(), frames, cv=KFold(3))
+    assert scores.shape == (3,)
+    assert np.all(np.isfinite(scores)) and np.all(scores < 0)
+    assert np.all(scores > -0.5)  # eV/atom: a fitted model, not noise
+
+
+def test_grid_search_picks_the_highest_score(frames):
+    search = GridSearchCV(small_model(), {"zeta": [2, 4]}, cv=3).fit(frames)
+    means = search.cv_results_["mean_test_score"]
+    assert search.best_params_["zeta"] == [2, 4][int(np.argmax(means))]
+    assert search.best_estimator_.zeta == search.best_params_["zeta"]
+    check_is_fitted(search.best_estimator_)
+    assert search.score(frames) == pytest.approx(search.best_estimator_.score(frames))
+
+
+def test_grid_search_over_a_descriptor_parameter(frames):
+    # cutoff_width, not r_cut: a new r_cut costs seconds of radial-basis tabulation
+    search = GridSearchCV(small_model(), {"descriptor__cutoff_width": [0.5, 1.0]}, cv=KFold(2)).fit(frames)
+    best = search.best_params_["descriptor__cutoff_width"]
+    assert search.best_estimator_.descriptor_.cutoff_width == best
+    assert len(set(search.cv_results_["mean_test_score"])) == 2
