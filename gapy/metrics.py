@@ -1,0 +1,215 @@
+"""Errors of predicted energies, forces and stresses against reference labels.
+
+:func:`compare` pairs reference labels with predictions in report units (energy in
+meV/atom, force components in eV/A, stress components in GPa); :func:`error_table`
+gives RMSE and MAE overall and per ``atoms.info["config_type"]``; :func:`format_table`,
+:func:`write_csv` and :func:`write_json` present them.
+"""
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+from ase import Atoms
+
+from .labels import read_labels
+
+#: 1 eV/A^3 in GPa.
+EV_PER_A3_IN_GPA = 160.21766208
+#: Report unit of each quantity.
+UNITS = {"energy": "meV/atom", "forces": "eV/A", "stress": "GPa"}
+#: ``config_type`` of structures that have none.
+NO_CONFIG_TYPE = "(none)"
+#: Group name of the rows over all structures.
+ALL = "all"
+#: Columns of :func:`error_table` rows, in order.
+COLUMNS = ("quantity", "unit", "config_type", "n_structures", "n_values", "rmse", "mae")
+
+
+@dataclass
+class Comparison:
+    """Reference and predicted values of one quantity, flattened over structures.
+
+    Attributes
+    ----------
+    quantity : {"energy", "forces", "stress"}
+    unit : str
+        ``"meV/atom"``, ``"eV/A"`` or ``"GPa"``.
+    reference, predicted : ndarray of shape (n_values,)
+        Energies per atom, force components or Voigt stress components.
+    std : ndarray of shape (n_values,) or None
+        Predicted standard deviations, when the predictions have them.
+    structure : ndarray of int of shape (n_values,)
+        Index of the structure each value belongs to.
+    config_type : ndarray of str of shape (n_values,)
+    """
+
+    quantity: str
+    unit: str
+    reference: np.ndarray
+    predicted: np.ndarray
+    std: Optional[np.ndarray]
+    structure: np.ndarray
+    config_type: np.ndarray
+
+    @property
+    def error(self) -> np.ndarray:
+        """``predicted - reference``, ndarray of shape (n_values,)."""
+        return self.predicted - self.reference
+
+
+def config_type_of(atoms: Atoms) -> str:
+    """``atoms.info["config_type"]`` as a string, or ``"(none)"``."""
+    value = atoms.info.get("config_type")
+    return NO_CONFIG_TYPE if value is None else str(value)
+
+
+def compare(
+    frames: Sequence[Atoms],
+    predictions: Sequence[dict],
+    *,
+    energy_key: str = "energy",
+    forces_key: str = "forces",
+    stress_key: str = "stress",
+    virial_key: str = "virial",
+) -> Dict[str, Comparison]:
+    """Pair the reference labels of ``frames`` with ``predictions``, in report units.
+
+    Parameters
+    ----------
+    frames : sequence of ase.Atoms
+        Structures with reference labels (read as :func:`gapy.labels.read_labels` does).
+    predictions : sequence of dict
+        One result of :meth:`GAPRegressor.predict_all` per structure (eV, eV/A,
+        eV/A^3; ``*_std`` keys optional).
+    energy_key, forces_key, stress_key, virial_key : str
+        Label names.
+
+    Returns
+    -------
+    dict
+        ``"energy"``, ``"forces"`` and ``"stress"`` :class:`Comparison` objects, each
+        only if at least one structure has that label. Energies are per atom in
+        meV/atom, forces in eV/A, stresses in GPa (from a stress label, or from a
+        virial label of a structure periodic in all directions).
+
+    Raises
+    ------
+    ValueError
+        ``frames`` and ``predictions`` differ in length, or a prediction lacks a
+        quantity the structure has a label for.
+    gapy.StructureError
+        A label has the wrong shape or is not finite.
+    """
+    if len(frames) != len(predictions):
+        raise ValueError(f"{len(frames)} structures but {len(predictions)} predictions")
+    collected = {quantity: {"reference": [], "predicted": [], "std": [], "structure": [], "config_type": []}
+                 for quantity in UNITS}
+    for k, (atoms, prediction) in enumerate(zip(frames, predictions)):
+        labels = read_labels(atoms, k, energy_key, forces_key, stress_key, virial_key)
+        n_atoms = len(atoms)
+        pairs = {}
+        if labels.energy is not None:
+            pairs["energy"] = (labels.energy, "energy", 1000.0 / n_atoms)
+        if labels.forces is not None:
+            pairs["forces"] = (labels.forces, "forces", 1.0)
+        if labels.virial is not None and atoms.pbc.all():  # a virial alone may come with a cluster
+            pairs["stress"] = (-labels.virial / abs(atoms.get_volume()), "stress", EV_PER_A3_IN_GPA)
+        for quantity, (reference, key, scale) in pairs.items():
+            if key not in prediction:
+                raise ValueError(f"structure {k}: the prediction has no {key!r} to compare with")
+            reference = np.ravel(reference) * scale
+            store = collected[quantity]
+            store["reference"].append(reference)
+            store["predicted"].append(np.ravel(prediction[key]) * scale)
+            std = prediction.get(f"{key}_std")
+            store["std"].append(None if std is None else np.ravel(std) * scale)
+            store["structure"].append(np.full(reference.size, k))
+            store["config_type"].append(np.full(reference.size, config_type_of(atoms), dtype=object))
+    out = {}
+    for quantity, store in collected.items():
+        if not store["reference"]:
+            continue
+        stds = store["std"]
+        out[quantity] = Comparison(
+            quantity=quantity,
+            unit=UNITS[quantity],
+            reference=np.concatenate(store["reference"]),
+            predicted=np.concatenate(store["predicted"]),
+            std=None if any(s is None for s in stds) else np.concatenate(stds),
+            structure=np.concatenate(store["structure"]),
+            config_type=np.concatenate(store["config_type"]).astype(str),
+        )
+    return out
+
+
+def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
+    """RMSE and MAE of each quantity over all structures and per config_type.
+
+    Returns
+    -------
+    list of dict
+        One row per quantity and group (``"all"`` first, then config_types in sorted
+        order) with the keys of :data:`COLUMNS`; ``rmse`` and ``mae`` in ``unit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c = Comparison("energy", "meV/atom", np.zeros(2), np.array([3.0, -4.0]), None,
+    ...                np.arange(2), np.array(["a", "b"]))
+    >>> [(row["config_type"], round(row["rmse"], 3), row["mae"]) for row in error_table({"energy": c})]
+    [('all', 3.536, 3.5), ('a', 3.0, 3.0), ('b', 4.0, 4.0)]
+    """
+    rows = []
+    for quantity, comparison in comparisons.items():
+        groups = [ALL] + sorted(set(comparison.config_type.tolist()))
+        for group in groups:
+            mask = np.ones(comparison.error.size, bool) if group == ALL else comparison.config_type == group
+            error = comparison.error[mask]
+            rows.append({
+                "quantity": quantity,
+                "unit": comparison.unit,
+                "config_type": group,
+                "n_structures": int(np.unique(comparison.structure[mask]).size),
+                "n_values": int(error.size),
+                "rmse": float(np.sqrt(np.mean(error**2))),
+                "mae": float(np.mean(np.abs(error))),
+            })
+    return rows
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The rows of :func:`error_table` as an aligned text table."""
+    header = ["quantity", "unit", "config_type", "structures", "values", "RMSE", "MAE"]
+    body = [
+        [row["quantity"], row["unit"], row["config_type"], str(row["n_structures"]),
+         str(row["n_values"]), f"{row['rmse']:.4g}", f"{row['mae']:.4g}"]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
+    numeric = [False, False, False, True, True, True, True]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if right else c.ljust(w) for c, w, right in zip(cells, widths, numeric)).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(header), rule] + [line(cells) for cells in body])
+
+
+def write_csv(rows: Sequence[dict], path: Union[str, Path]) -> None:
+    """Write the rows of :func:`error_table` as CSV with a header line."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: row[key] for key in COLUMNS})
+
+
+def write_json(report: dict, path: Union[str, Path]) -> None:
+    """Write a report (a dict of JSON types, e.g. with ``"errors": error_table(...)``)."""
+    with open(path, "w") as handle:
+        json.dump(report, handle, indent=2)
+        handle.write("\n")
