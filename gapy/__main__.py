@@ -1,0 +1,7 @@
+"""``python -m gapy``: the ``gapy`` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,237 @@
+"""The gapy command line: fit -> eval -> predict on tiny data, config files, errors, demo."""
+
+import csv
+import inspect
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.io import read, write
+
+import gapy
+from gapy import GAPRegressor, SOAP
+from gapy.cli import FIT_OPTIONS, main, run_demo
+from gapy.datasets import load_si
+
+SMALL = ["--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "10", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """Eight training and five test structures of the bundled data, as extxyz files."""
+    folder = tmp_path_factory.mktemp("data")
+    write(folder / "train.xyz", load_si("train")[::5], format="extxyz")
+    write(folder / "test.xyz", load_si("test")[::6], format="extxyz")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def model_file(data):
+    path = data / "model.gapy"
+    args = ["fit", str(data / "train.xyz"), *SMALL, "--sigma-virial", "0.05", "--e0", "Si:-0.79",
+            "--seed", "0", "-o", str(path)]
+    assert main(args) == 0
+    return path
+
+
+def one_line_error(capsys, argv, status=1) -> str:
+    """Run ``gapy argv``, check the exit status and that stderr is one line; return it."""
+    assert main(argv) == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_fit_writes_a_model_and_reports_errors(data, tmp_path, capsys):
+    path = tmp_path / "si.gapy"
+    argv = ["fit", str(data / "train.xyz"), *SMALL, "--e0", "Si:-0.79", "--validation-fraction", "0.25",
+            "--seed", "1", "-o", str(path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "training on 6 structures" in out and "validating on 2" in out
+    assert "errors on the training set" in out and "errors on the validation set" in out
+    model = gapy.load(path)
+    assert len(model.gp_.sparse) == 10
+    assert model.e0_ == {14: -0.79}
+    assert model.descriptor_.r_cut == 4.0 and model.descriptor_.l_max == 3
+
+
+def test_config_file_with_command_line_overrides(data, tmp_path, capsys):
+    config = tmp_path / "fit.toml"
+    config.write_text(
+        'r_cut = 4.0\nn_max = 4\nl_max = 3\nn_sparse = 7\nzeta = 2\ne0 = {Si = -0.79}\n'
+        'sigma_force = "none"\nconfig_type_sigma = {Surface = {energy = 0.02}}\nprogress = false\n'
+        f'output = "{tmp_path / "from_toml.gapy"}"\n'
+    )
+    argv = ["fit", str(data / "train.xyz"), "--config", str(config), "--n-sparse", "9", "--zeta", "3"]
+    assert main(argv) == 0
+    model = gapy.load(tmp_path / "from_toml.gapy")
+    assert len(model.gp_.sparse) == 9 and model.gp_.zeta == 3  # flags win
+    assert model.sigma_force is None and model.config_type_sigma == {"Surface": {"energy": 0.02}}
+    assert "forces" not in capsys.readouterr().err
+
+
+def test_eval_writes_tables_and_plots(model_file, data, tmp_path, capsys):
+    report = tmp_path / "report"
+    assert main(["eval", str(model_file), str(data / "test.xyz"), "-o", str(report)]) == 0
+    out = capsys.readouterr().out
+    assert "meV/atom" in out and "AIMD-NVT" in out
+    with open(report / "errors.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    overall = {row["quantity"]: row for row in rows if row["config_type"] == "all"}
+    assert set(overall) == {"energy", "forces", "stress"}
+    assert {row["config_type"] for row in rows} >= {"all", "AIMD-NVT", "Elastic", "Vacancy"}
+    for row in rows:
+        rmse, mae = float(row["rmse"]), float(row["mae"])
+        assert np.isfinite(rmse) and 0 <= mae <= rmse + 1e-12
+    assert int(overall["energy"]["n_structures"]) == 5
+    assert int(overall["forces"]["n_values"]) == 3 * sum(len(a) for a in read(data / "test.xyz", ":"))
+    assert overall["stress"]["unit"] == "GPa" and int(overall["stress"]["n_values"]) == 30
+    report_json = json.loads((report / "errors.json").read_text())
+    assert report_json["n_structures"] == 5 and report_json["variance"] == "dtc"
+    assert [r["rmse"] for r in report_json["errors"]] == pytest.approx([float(r["rmse"]) for r in rows])
+    for name in ("parity_energy", "parity_forces", "parity_stress", "uncertainty"):
+        assert (report / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_eval_units_match_a_direct_computation(model_file, data, tmp_path):
+    report = tmp_path / "report"
+    assert main(["eval", str(model_file), str(data / "test.xyz"), "-o", str(report), "--no-std", "--no-plots"]) == 0
+    rows = {r["quantity"]: r for r in json.loads((report / "errors.json").read_text())["errors"]
+            if r["config_type"] == "all"}
+    frames = read(data / "test.xyz", ":")
+    model = gapy.load(model_file)
+    n_atoms = np.array([len(a) for a in frames])
+    reference = np.array([a.get_potential_energy() for a in frames]) / n_atoms
+    energy_rmse = 1000 * np.sqrt(np.mean((model.predict(frames) / n_atoms - reference) ** 2))
+    assert rows["energy"]["rmse"] == pytest.approx(energy_rmse, rel=1e-10)
+    assert rows["energy"]["rmse"] == pytest.approx(-1000 * model.score(frames), rel=1e-10)
+    predicted = model.predict_all(frames)
+    stress_error = np.concatenate([p["stress"] - a.get_stress() for p, a in zip(predicted, frames)])
+    assert rows["stress"]["rmse"] == pytest.approx(160.21766208 * np.sqrt(np.mean(stress_error**2)), rel=1e-10)
+    assert sorted(p.name for p in report.iterdir()) == ["errors.csv", "errors.json"]
+
+
+def test_predict_writes_extxyz_with_stds(model_file, data, tmp_path):
+    out = tmp_path / "out.xyz"
+    assert main(["predict", str(model_file), str(data / "test.xyz"), "-o", str(out), "--std"]) == 0
+    frames = read(out, ":")
+    model = gapy.load(model_file)
+    expected = model.predict_all(read(data / "test.xyz", ":"), return_std=True)
+    assert len(frames) == 5
+    for atoms, want in zip(frames, expected):
+        assert atoms.get_potential_energy() == pytest.approx(want["energy"], rel=1e-12)
+        np.testing.assert_allclose(atoms.get_forces(), want["forces"], atol=1e-8)
+        np.testing.assert_allclose(atoms.get_stress(), want["stress"], rtol=1e-12)
+        assert atoms.info["energy_std"] == pytest.approx(want["energy_std"], rel=1e-12)
+        assert np.all(atoms.arrays["forces_std"] >= 0) and atoms.arrays["forces_std"].shape == (len(atoms), 3)
+        assert atoms.info["config_type"]  # input metadata kept
+    assert main(["predict", str(model_file), str(data / "test.xyz"), "-o", str(out)]) == 0
+    plain = read(out, 0)
+    assert "energy_std" not in plain.info and "forces_std" not in plain.arrays
+
+
+def test_errors_are_one_line_with_the_file_and_field(model_file, data, tmp_path, capsys):
+    garbage = tmp_path / "garbage.xyz"
+    garbage.write_text("garbage\n")
+    unlabelled = read(data / "train.xyz", ":")
+    unlabelled[2].calc = None
+    write(tmp_path / "unlabelled.xyz", unlabelled, format="extxyz")
+    truncated = tmp_path / "truncated.gapy"
+    truncated.write_bytes(model_file.read_bytes()[:2000])
+    train, test = str(data / "train.xyz"), str(data / "test.xyz")
+    cases = [
+        (["fit", str(tmp_path / "missing.xyz")], "missing.xyz: no such file"),
+        (["fit", str(garbage)], "garbage.xyz: cannot read structure 0"),
+        (["fit", str(tmp_path / "unlabelled.xyz"), *SMALL], "structure 2 (Si24, config_type=Surface) has no label"),
+        (["eval", str(tmp_path / "missing.gapy"), test], "missing.gapy: no such model file"),
+        (["eval", train, test], "train.xyz: not a gapy model file"),
+        (["eval", str(truncated), test], "truncated.gapy"),
+        (["predict", str(model_file), str(garbage), "-o", str(tmp_path / "x.xyz")], "garbage.xyz"),
+        (["fit", train, "--species", "Ge", *SMALL], "species ['Si'] not in --species Ge"),
+        (["fit", train, "--config", str(tmp_path / "none.toml")], "none.toml: no such config file"),
+    ]
+    for argv, expected in cases:
+        err = one_line_error(capsys, argv)
+        assert err.startswith(f"gapy {argv[0]}: error: ") and expected in err, (argv, err)
+
+
+def test_config_file_errors(data, tmp_path, capsys):
+    train = str(data / "train.xyz")
+    for text, expected in [
+        ("r_cutt = 4.0\n", "unknown key 'r_cutt'; did you mean 'r_cut'?"),
+        ("n_max = 4.5\n", "n_max must be an integer, got 4.5"),
+        ("normalize = 1\n", "normalize must be true or false"),
+        ("e0 = 'Si=1'\n", "e0: expected a number, 'average'"),
+        ("n_max = \n", "invalid TOML"),
+    ]:
+        config = tmp_path / "bad.toml"
+        config.write_text(text)
+        err = one_line_error(capsys, ["fit", train, "--config", str(config)])
+        assert "bad.toml" in err and expected in err, err
+
+
+def test_usage_errors_exit_with_status_2(data, capsys):
+    train = str(data / "train.xyz")
+    err = one_line_error(capsys, ["fit", train, "--n-max", "x"], status=2)
+    assert "argument --n-max: expected an integer, got 'x'" in err
+    err = one_line_error(capsys, ["fit", train, "--e0", "Xx:1"], status=2)
+    assert "unknown species 'Xx'" in err
+    err = one_line_error(capsys, ["fit", train, "--validation", "v.xyz", "--validation-fraction", "0.2",
+                                  "--validation-fraction", "2"], status=2)
+    assert "between 0 and 1" in err
+    one_line_error(capsys, ["predict", "m.gapy", train], status=2)  # -o missing
+    one_line_error(capsys, ["frobnicate"], status=2)
+
+
+def test_debug_shows_the_traceback(data, tmp_path):
+    with pytest.raises(gapy.GapyError, match="no such file"):
+        main(["--debug", "fit", str(tmp_path / "missing.xyz")])
+    with pytest.raises(gapy.GapyError, match="no such file"):
+        main(["fit", str(tmp_path / "missing.xyz"), "--debug"])
+
+
+def test_help_mentions_every_option(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(command in out for command in ("fit", "eval", "predict", "demo"))
+    assert main(["fit", "--help"]) == 0
+    out = capsys.readouterr().out
+    for option in FIT_OPTIONS:
+        assert option.flag in out, option.flag
+    for command in ("eval", "predict", "demo"):
+        assert main([command, "--help"]) == 0
+        assert "--n-jobs" in capsys.readouterr().out
+
+
+def test_fit_has_a_flag_for_every_constructor_argument():
+    """New SOAP or GAPRegressor arguments must get a flag (and a TOML key)."""
+    names = {option.argument or option.name for option in FIT_OPTIONS}
+    for cls, skipped in ((SOAP, set()), (GAPRegressor, {"descriptor", "verbose"})):
+        arguments = set(inspect.signature(cls.__init__).parameters) - {"self"} - skipped
+        assert arguments <= names, sorted(arguments - names)
+
+
+def test_console_entry_point_in_a_subprocess():
+    where = Path(gapy.__file__).parents[1]  # so that this gapy is the one imported
+    result = subprocess.run([sys.executable, "-m", "gapy", "--help"], capture_output=True, text=True,
+                            timeout=60, cwd=where)
+    assert result.returncode == 0 and "gapy fit" not in result.stderr
+    assert "usage: gapy" in result.stdout and "demo" in result.stdout
+
+
+def test_demo_pipeline_with_a_small_descriptor(tmp_path, capsys):
+    """The full demo runs ~30 s (run by hand); here the same pipeline with small settings."""
+    soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+    rows = run_demo(tmp_path / "demo", descriptor=soap, n_sparse=10, train=load_si("train")[::6],
+                    test=load_si("test")[::12], n_jobs=1, progress=False)
+    out = capsys.readouterr().out
+    assert "errors on the bundled test set" in out
+    assert {row["quantity"] for row in rows} == {"energy", "forces", "stress"}
+    written = sorted(p.name for p in (tmp_path / "demo").iterdir())
+    assert written == ["errors.csv", "errors.json", "model.gapy", "parity_energy.png", "parity_forces.png",
+                       "parity_stress.png", "uncertainty.png"]
+    assert gapy.load(tmp_path / "demo" / "model.gapy").descriptor_ == soap
