@@ -63,7 +63,8 @@ def reference_power_spectrum(atoms, soap, n_radial=120, n_theta=90, n_phi=180):
                 w = 1.0 if k1 == k2 else np.sqrt(2.0)
                 for l in range(soap.l_max + 1):
                     block = slice(l * l, (l + 1) ** 2)
-                    row.append(w * np.real(np.vdot(channels[k1, block], channels[k2, block])))
+                    power = np.real(np.vdot(channels[k1, block], channels[k2, block]))
+                    row.append(w * power / np.sqrt(2 * l + 1))
         features.append(row)
     return np.array(features)
 

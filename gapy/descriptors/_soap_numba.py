@@ -6,9 +6,11 @@ Notation: ``k = species * n_max + n`` indexes a (species, radial function) chann
 density expansion of one centre is ``c[k, lm]``. Features are ordered ``(k1, k2, l)`` with
 ``k1 <= k2``, ``l`` fastest::
 
-    p[k1, k2, l] = w(k1, k2) * sum_m c[k1, lm] c[k2, lm],   w = 1 if k1 == k2 else sqrt(2)
+    p[k1, k2, l] = w(k1, k2) / sqrt(2l + 1) * sum_m c[k1, lm] c[k2, lm],
+    w = 1 if k1 == k2 else sqrt(2)
 
-so that ``p . p'`` equals the sum over all ordered channel pairs.
+so that ``p . p'`` equals the sum over all ordered channel pairs, each ``l`` weighted by
+``1 / (2l + 1)`` (as QUIP and featomic).
 """
 
 import math
@@ -114,7 +116,7 @@ def power_spectrum(coeffs, l_max, normalize, out):
                 acc = 0.0
                 for lm in range(l * l, (l + 1) * (l + 1)):
                     acc += coeffs[lm, k1] * coeffs[lm, k2]
-                out[f] = w * acc
+                out[f] = w * acc / math.sqrt(2.0 * l + 1.0)
                 f += 1
     norm = 0.0
     for f in range(out.shape[0]):
@@ -209,7 +211,7 @@ def compute_soap(first_center, last_center, center_offsets, pair_vectors, pair_s
                                 acc += contracted[l, row + n1, k2]
                             if s2 == s:
                                 acc += contracted[l, row + n2, k1]
-                            dpower[a, f] = w * acc
+                            dpower[a, f] = w * acc / math.sqrt(2.0 * l + 1.0)
                         f += 1
             if normalize:
                 # d(p/|p|) = (dp - v (v . dp)) / |p| with v = p/|p|
@@ -291,11 +293,12 @@ def contract_soap_gradients(center_offsets, pair_vectors, pair_species, pair_nei
         for k1 in range(n_channels):
             for k2 in range(k1, n_channels):
                 for l in range(l_max + 1):
+                    weighted = h[f] / math.sqrt(2.0 * l + 1.0)
                     if k1 == k2:
-                        symmetric[l, k1, k1] = 2.0 * h[f]
+                        symmetric[l, k1, k1] = 2.0 * weighted
                     else:
-                        symmetric[l, k1, k2] = sqrt2 * h[f]
-                        symmetric[l, k2, k1] = sqrt2 * h[f]
+                        symmetric[l, k1, k2] = sqrt2 * weighted
+                        symmetric[l, k2, k1] = sqrt2 * weighted
                     f += 1
         # dE/dc[lm, k] = sum_k2 symmetric[l, k, k2] c[lm, k2]
         for lm in range(n_lm):
