@@ -65,7 +65,8 @@ def uncertainty_plot(comparisons: Dict[str, Comparison], path: Union[str, Path],
 
     A calibrated model scatters around the line ``|error| = std``; the fraction of
     errors within two standard deviations (95 % for Gaussian errors) is printed.
-    Zeros are drawn at the lower edge of the axes.
+    The axes span four decades below the largest value; smaller values (such as force
+    components that vanish by symmetry) are drawn at the lower edge.
 
     Parameters
     ----------
@@ -89,14 +90,16 @@ def uncertainty_plot(comparisons: Dict[str, Comparison], path: Union[str, Path],
         axes = figure.add_subplot(1, len(with_std), position)
         error = np.abs(comparison.error)
         std = comparison.std
-        positive = np.concatenate([error[error > 0], std[std > 0]])
-        floor = positive.min() if positive.size else 1e-12
+        largest = max(error.max(), std.max())
+        floor = 1e-4 * largest if largest > 0 else 1e-12
         x, y = np.maximum(std, floor), np.maximum(error, floor)
         for config_type in sorted(set(comparison.config_type.tolist())):
             mask = comparison.config_type == config_type
             axes.scatter(x[mask], y[mask], s=6, alpha=0.6, label=config_type, rasterized=True)
-        low, high = min(x.min(), y.min()), max(x.max(), y.max())
-        axes.plot([low, high], [low, high], color="black", linewidth=0.8)
+        limits = (0.7 * floor, 1.5 * max(x.max(), y.max()))
+        axes.plot(limits, limits, color="black", linewidth=0.8)
+        axes.set_xlim(limits)
+        axes.set_ylim(limits)
         axes.set_xscale("log")
         axes.set_yscale("log")
         unit = comparison.unit
@@ -104,7 +107,7 @@ def uncertainty_plot(comparisons: Dict[str, Comparison], path: Union[str, Path],
         axes.set_ylabel(f"|error| ({unit})")
         axes.set_title(_LABELS[comparison.quantity])
         within = np.mean(error <= 2 * std)
-        axes.text(0.03, 0.97, f"|error| <= 2 std: {within:.0%}", transform=axes.transAxes, va="top")
+        axes.text(0.03, 0.97, f"|error| \u2264 2 std: {within:.0%}", transform=axes.transAxes, va="top")
         axes.legend(loc="lower right", fontsize="small", markerscale=2)
     if title:
         figure.suptitle(title)
