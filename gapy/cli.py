@@ -14,7 +14,7 @@ import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, TextIO, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
@@ -272,7 +272,10 @@ def read_config(path: Union[str, Path]) -> Dict[str, Any]:
     GapyError
         Missing or invalid file, an unknown key or a value of the wrong type.
     """
-    import tomllib  # Python >= 3.11
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        raise GapyError("--config needs Python 3.11 or newer (tomllib); give the settings as flags") from None
 
     path = Path(path)
     try:
@@ -423,9 +426,9 @@ def _write_report(report_dir: Path, comparisons, rows: List[dict], info: dict, t
     return written
 
 
-def _print_table(title: str, rows: List[dict], out: TextIO) -> None:
-    print(f"\n{title}", file=out)
-    print(format_table(rows), file=out)
+def _print_table(title: str, rows: List[dict]) -> None:
+    print(f"\n{title}")
+    print(format_table(rows))
 
 
 # -------------------------------------------------------------------- commands
@@ -482,7 +485,7 @@ def _fit_command(args: argparse.Namespace) -> int:
     for name, data, path in (("training set", frames, train_path), ("validation set", validation, validation_name)):
         if data:
             rows = error_table(_compare(model, data, _predict(model, data, path, False), path))
-            _print_table(f"errors on the {name} ({path})", rows, sys.stdout)
+            _print_table(f"errors on the {name} ({path})", rows)
     return 0
 
 
@@ -505,7 +508,7 @@ def _eval_command(args: argparse.Namespace) -> int:
     rows = error_table(comparisons)
     print(f"{len(frames)} structures from {args.data} predicted in {elapsed:.1f} s"
           + (f" (with {args.variance or model.variance} standard deviations)" if with_std else ""))
-    _print_table(f"errors of {args.model} on {args.data}", rows, sys.stdout)
+    _print_table(f"errors of {args.model} on {args.data}", rows)
     if args.output:
         info = {
             "gapy_version": __version__,
@@ -590,7 +593,7 @@ def run_demo(
     comparisons = compare(test, predictions)
     rows = error_table(comparisons)
     print(f"test set predicted with {model.variance} standard deviations in {time.perf_counter() - fitted:.1f} s")
-    _print_table("errors on the bundled test set", rows, sys.stdout)
+    _print_table("errors on the bundled test set", rows)
     info = {"gapy_version": __version__, "model": str(output / "model.gapy"), "data": "gapy.datasets.load_si('test')",
             "n_structures": len(test), "n_atoms": int(sum(len(a) for a in test)), "variance": model.variance}
     written = _write_report(output, comparisons, rows, info, title="bundled Si test set")
@@ -668,8 +671,9 @@ def build_parser() -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", parents=[common], help="write predictions (and uncertainties) to extxyz",
         description="Predict energies, per-atom energies, forces and (periodic structures) stresses and "
-                    "write them as extxyz; labels in the input are replaced. With --std, energy_std and "
-                    "stress_std are written per structure, energies_std and forces_std per atom.",
+                    "write them as extxyz (eV, eV/A, eV/A^3); labels in the input are replaced. With "
+                    "--std, energy_std and stress_std are written per structure, energies_std and "
+                    "forces_std per atom, in the same units.",
     )
     predict.add_argument("model", metavar="MODEL", help="model file written by 'gapy fit'")
     predict.add_argument("input", metavar="IN.xyz", help="structures")
@@ -684,7 +688,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", parents=[common], help="fit and evaluate the bundled Si data",
         description="Fit a Si model (SOAP r_cut=5.4 A, n_max=8, l_max=8; zeta=4, 500 sparse points) to "
                     "the bundled mlearn training data, evaluate it on the bundled test set and write "
-                    "the model, error tables and plots. Takes about half a minute.",
+                    "the model, error tables and plots. Takes 30-60 s on two cores.",
     )
     demo.add_argument("-o", "--output", default="gapy-demo", metavar="DIR",
                       help="output directory (default: gapy-demo)")
