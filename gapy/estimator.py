@@ -16,6 +16,7 @@ from .gp import SparseGP
 from .gp._solve import IncrementalQR, kmm_cholesky
 from .gp.design import kernel_rows, voigt
 from .gp.sparse_gp import VARIANCE_KINDS
+from .gp.variance import energy_prior_variance, force_prior_variance, virial_prior_variance
 from .kernels import check_zeta, dot_product_kernel
 from .labels import Labels, read_labels
 from .sparsify import METHODS, select_points
@@ -424,8 +425,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         values, grad = computed if gradients else (computed, None)
         rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
         local_prior = gp.delta**2 * np.ones(len(atoms))
-        same = species[:, None] == species[None, :]
-        energy_prior = gp.delta**2 * ((values @ values.T) ** gp.zeta * same).sum()
+        energy_prior = energy_prior_variance(values, species, gp.zeta, gp.delta)
         energies = rows["energies"] @ gp.alpha + e0
         result = {
             "energy": float(energies.sum()),
@@ -437,12 +437,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if need_forces:
             force_rows = rows["forces"].reshape(-1, len(gp.sparse))
             result["forces"] = (force_rows @ gp.alpha).reshape(-1, 3)
-            prior = _force_prior(values, species, grad, gp) if kind != "sor" else None
+            prior = None if kind == "sor" else force_prior_variance(values, species, grad, gp.zeta, gp.delta)
             result["forces_std"] = np.sqrt(gp.variance(force_rows, kind, prior)).reshape(-1, 3)
         if need_stress:
             volume = atoms.get_volume()
             result["stress"] = -(rows["virial"] @ gp.alpha) / volume
-            prior = _virial_prior(values, species, grad, gp) if kind != "sor" else None
+            prior = None if kind == "sor" else virial_prior_variance(values, species, grad, gp.zeta, gp.delta)
             result["stress_std"] = np.sqrt(gp.variance(rows["virial"], kind, prior)) / volume
         return result
 
@@ -467,48 +467,6 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         reference = np.array([lab.energy for lab in labels]) / n_atoms
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         return -float(np.sqrt(np.average((predicted - reference) ** 2, weights=weights)))
-
-
-def _kernel_hessian_terms(values, species, gp):
-    """``c = q_i . q_i'`` and the two kernel second-derivative coefficients, masked."""
-    same = (species[:, None] == species[None, :]).astype(float)
-    dots = values @ values.T
-    zeta = gp.zeta
-    first = gp.delta**2 * zeta * dots ** (zeta - 1) * same
-    second = gp.delta**2 * zeta * (zeta - 1) * dots ** max(zeta - 2, 0) * same
-    return first, second
-
-
-def _force_prior(values, species, grad, gp) -> np.ndarray:
-    """Prior variance of each force component, ``d^2 k / dr dr'`` summed over centres."""
-    first, second = _kernel_hessian_terms(values, species, gp)
-    n_atoms = len(values)
-    out = np.zeros((n_atoms, 3))
-    for j in range(n_atoms):
-        rows = np.flatnonzero(grad.neighbors == j)
-        centers = grad.centers[rows]
-        d = grad.dpos[rows]  # (r, 3, F)
-        q = values[centers]  # (r, F)
-        cross = np.einsum("raf,sf->ras", d, q)  # D_r,a . q_s
-        gram = np.einsum("raf,saf->ras", d, d)  # D_r,a . D_s,a
-        c1 = first[np.ix_(centers, centers)]
-        c2 = second[np.ix_(centers, centers)]
-        # sum_{r,s} c2 (D_r.q_s)(q_r.D_s) + c1 (D_r.D_s)
-        out[j] = np.einsum("rs,ras,sar->a", c2, cross, cross) + np.einsum(
-            "rs,ras->a", c1, gram
-        )
-    return out.ravel()
-
-
-def _virial_prior(values, species, grad, gp) -> np.ndarray:
-    """Prior variance of each Voigt virial component."""
-    first, second = _kernel_hessian_terms(values, species, gp)
-    out = []
-    for a, b in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)):
-        d = (grad.dstrain[:, a, b] + grad.dstrain[:, b, a]) / 2  # (n_atoms, F)
-        cross = d @ values.T  # D_i . q_i'
-        out.append((second * cross * cross.T).sum() + (first * (d @ d.T)).sum())
-    return np.array(out)
 
 
 def _as_frames(frames) -> List[Atoms]:
