@@ -1,9 +1,10 @@
 """Relax positions and cell of a Si vacancy with BFGS and ASE's FrechetCellFilter.
 
 Run ``python examples/relax_cell.py`` (after ``fit_si.py``, or it fits the model first).
-A 63-atom cell (a 64-atom cube, strained by 2 %, one atom removed, rattled) is relaxed
-until the largest force, and stress times volume per atom, is below 0.02 eV/A; prints
-the vacancy formation energy and the relaxed lattice constant.
+A 63-atom cell (one atom removed from a 64-atom cube) is relaxed, positions and cell,
+until the largest force (and stress times volume per atom) is below 0.02 eV/A; prints
+the vacancy formation energy and relaxation volume. Most of the time goes into BFGS's
+linear algebra on 198 degrees of freedom and the filter's matrix functions, not the GAP.
 """
 
 import warnings
@@ -28,16 +29,14 @@ energy_per_atom = perfect.get_potential_energy() / len(perfect)
 
 atoms = perfect.copy()
 del atoms[0]
-atoms.set_cell(atoms.cell.array * 1.02, scale_atoms=True)
-atoms.rattle(0.05, seed=1)
 atoms.calc = calc
 print(f"start: max force {np.abs(atoms.get_forces()).max():.3f} eV/A, "
       f"max stress {np.abs(atoms.get_stress()).max() / GPa:.2f} GPa")
 BFGS(FrechetCellFilter(atoms), trajectory="relax.traj").run(fmax=0.02, steps=200)
 print(f"end: max force {np.abs(atoms.get_forces()).max():.3f} eV/A, "
       f"max stress {np.abs(atoms.get_stress()).max() / GPa:.3f} GPa")
-a = np.cbrt(atoms.get_volume()) / 2  # a 2x2x2 supercell of the cubic cell
 formation = atoms.get_potential_energy() - len(atoms) * energy_per_atom
-print(f"lattice constant with the vacancy {a:.4f} A (perfect crystal 5.468 A); "
-      f"vacancy formation energy {formation:.2f} eV (PBE: about 3.6 eV)")
+relaxation_volume = (atoms.get_volume() - perfect.get_volume()) / (perfect.get_volume() / len(perfect))
+print(f"vacancy formation energy {formation:.2f} eV (PBE: about 3.6 eV); "
+      f"relaxation volume {relaxation_volume:.2f} atomic volumes")
 print("trajectory in relax.traj (ase gui relax.traj)")
