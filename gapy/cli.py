@@ -661,7 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("-o", "--output", metavar="REPORT_DIR", help="directory for errors.csv, errors.json "
                           "and the PNG plots (default: print the table only)")
     evaluate.add_argument("--no-std", action="store_true", help="skip the standard deviations and the "
-                          "uncertainty plot (several times faster)")
+                          "uncertainty plot (faster)")
     evaluate.add_argument("--no-plots", action="store_true", help="write CSV and JSON only")
     evaluate.add_argument("--variance", type=_choice(VARIANCE_KINDS), metavar="KIND",
                           help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
