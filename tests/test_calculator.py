@@ -1,5 +1,7 @@
 """GAPCalculator: derivatives, uncertainties, caching, MD, relaxation, model files, extxyz."""
 
+import pickle
+
 import numpy as np
 import pytest
 from ase import Atoms, units
@@ -57,6 +59,16 @@ def test_std_path_gives_the_same_predictions(model, si8):
     slow.calculate(si8, ["energy"])
     for key in ("energy", "energies", "forces", "stress"):
         np.testing.assert_allclose(slow.results[key], fast.results[key], rtol=1e-9, atol=1e-10)
+
+
+def test_a_threaded_model_gives_the_same_results(model, si8):
+    serial = GAPCalculator(model, compute_std=True)
+    serial.calculate(si8, ["energy"])
+    threaded_model = pickle.loads(pickle.dumps(model)).set_params(n_jobs=2)
+    threaded = GAPCalculator(threaded_model, compute_std=True)
+    threaded.calculate(si8, ["energy"])
+    for key, value in serial.results.items():
+        np.testing.assert_array_equal(threaded.results[key], value, err_msg=key)
 
 
 def test_compute_std_fills_every_std(model, si8):
