@@ -226,7 +226,7 @@ def test_console_entry_point_in_a_subprocess():
 def test_demo_pipeline_with_a_small_descriptor(tmp_path, capsys):
     """The full demo runs ~30 s (run by hand); here the same pipeline with small settings."""
     soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
-    rows = run_demo(tmp_path / "demo", descriptor=soap, n_sparse=10, train=load_si("train")[::6],
+    rows = run_demo(tmp_path / "demo", descriptor=soap, n_sparse=10, train=load_si("train")[::10],
                     test=load_si("test")[::12], n_jobs=1, progress=False)
     out = capsys.readouterr().out
     assert "errors on the bundled test set" in out
