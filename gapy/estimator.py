@@ -392,12 +392,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         kind = variance or self.variance
         if kind not in VARIANCE_KINDS:
             raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
+        properties = set(properties)
+        if self.n_jobs == 1 or len(frames) == 1:
+            return [self._predict_one(atoms, k, return_std, kind, properties) for k, atoms in enumerate(frames)]
         return Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(self._predict_one)(atoms, k, return_std, kind, set(properties))
+            delayed(self._predict_one)(atoms, k, return_std, kind, properties)
             for k, atoms in enumerate(frames)
-        ) if self.n_jobs != 1 else [
-            self._predict_one(atoms, k, return_std, kind, set(properties)) for k, atoms in enumerate(frames)
-        ]
+        )
 
     def _predict_one(self, atoms: Atoms, index: int, return_std: bool, kind: str, properties) -> dict:
         descriptor, gp = self.descriptor_, self.gp_

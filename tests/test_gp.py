@@ -181,8 +181,22 @@ def test_corrupt_truncated_and_foreign_model_files_are_rejected(fitted, tmp_path
     data = path.read_bytes()
     truncated = tmp_path / "truncated.gapy"
     truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFileError, match="not a readable gapy model"):
+    with pytest.raises(ModelFileError, match="not a gapy model file|not a readable gapy model"):
         gapy.load(truncated)
+    # a damaged member inside an intact archive
+    damaged = tmp_path / "damaged.gapy"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(damaged, "w") as target:
+        for item in source.infolist():
+            payload = source.read(item.filename)
+            if item.filename == "alpha.npy":
+                payload = payload[: len(payload) // 2]
+            target.writestr(item, payload)
+    with pytest.raises(ModelFileError, match="not a readable gapy model"):
+        gapy.load(damaged)
+    pickled = tmp_path / "pickled.gapy"
+    pickled.write_bytes(b"\x80\x04\x95 not an archive")
+    with pytest.raises(ModelFileError, match=r"not an \.npz archive"):
+        gapy.load(pickled)
     # a future format version
     with np.load(path) as archive:
         arrays = {k: archive[k] for k in archive.files}

@@ -16,7 +16,7 @@ coefficients are evaluated in numba (see ``evaluate_spline``).
 import numba
 import numpy as np
 from scipy.interpolate import CubicSpline
-from scipy.special import ive
+from scipy.special import ive, roots_legendre
 
 
 RADIAL_BASES = ("gaussian", "gto")
@@ -52,7 +52,7 @@ def radial_basis(kind: str, n_max: int, r_cut: float, atom_sigma: float):
     """
     primitives = _primitives(kind, n_max, r_cut, atom_sigma)
     r_max = 3.0 * r_cut + 12.0 * atom_sigma
-    nodes, weights = np.polynomial.legendre.leggauss(2000)
+    nodes, weights = roots_legendre(2000)
     r = 0.5 * r_max * (nodes + 1.0)
     values = primitives(r)
     overlap = (values * (0.5 * r_max * weights * r**2)) @ values.T
@@ -98,7 +98,7 @@ def radial_integrals(distances, n_max, l_max, r_cut, atom_sigma, basis="gaussian
     r_max = r_cut + 10.0 * atom_sigma
     if n_quad is None:
         n_quad = max(150, int(8 * r_max / atom_sigma))
-    nodes, weights = np.polynomial.legendre.leggauss(n_quad)
+    nodes, weights = roots_legendre(n_quad)
     r = 0.5 * r_max * (nodes + 1.0)
     w = 0.5 * r_max * weights
     basis = radial_basis(basis, n_max, r_cut, atom_sigma)(r) * (w * r**2)[None, :]

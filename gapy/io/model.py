@@ -67,6 +67,8 @@ def load_model(path: Union[str, Path]):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(f"{path} is not a gapy model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "header" not in archive.files:
