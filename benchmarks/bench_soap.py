@@ -14,7 +14,7 @@ reported as ``skipped: <reason>``.
 
 Usage (from the project root)::
 
-    python benchmarks/bench_soap.py            # full data set (~10 min)
+    python benchmarks/bench_soap.py            # full data set (~7 min on 2 cores)
     python benchmarks/bench_soap.py --quick    # first 20 frames
 """
 
@@ -240,13 +240,20 @@ class QuipRunner(Runner):
 
     @staticmethod
     def _strain(frame, out):
-        """dX_i/d(strain) = sum_j r_ij (x) dX_i/dr_j, shape (n_atoms, 3, 3, F)."""
-        centers, neighbors = out["grad_index_0based"].T
-        r_ij = out["pos"] - frame.positions[centers]
-        pair_terms = r_ij[:, :, None, None] * out["grad_data"][:, None, :, :]
-        dstrain = np.zeros((len(frame), 3, 3, out["grad_data"].shape[2]))
-        np.add.at(dstrain, centers, pair_terms)
-        return dstrain
+        """dX_i/d(strain)[a, b] = sum_j r_ij[a] dX_i/dr_j[b], shape (n_atoms, 3, 3, F)."""
+        centers = out["grad_index_0based"][:, 0]
+        grad, pos = out["grad_data"], out["pos"]
+        if np.any(np.diff(centers) < 0):  # QUIP already sorts pairs by centre
+            order = np.argsort(centers, kind="stable")
+            centers, grad, pos = centers[order], grad[order], pos[order]
+        r_ij = pos - frame.positions[centers]
+        n_atoms, n_features = len(frame), grad.shape[2]
+        bounds = np.searchsorted(centers, np.arange(n_atoms + 1))
+        dstrain = np.empty((n_atoms, 3, 3 * n_features))
+        for i in range(n_atoms):
+            pairs = slice(bounds[i], bounds[i + 1])
+            dstrain[i] = r_ij[pairs].T @ grad[pairs].reshape(-1, 3 * n_features)
+        return dstrain.reshape(n_atoms, 3, 3, n_features)
 
     def deriv_nbytes(self, result, task):
         if task == "values":
@@ -388,6 +395,23 @@ def worker_env(code, threads, numba_cache):
     return env
 
 
+def busy_cores(seconds=1.0):
+    """Number of CPU cores kept busy by the system over ``seconds`` (Linux only)."""
+
+    def sample():
+        with open("/proc/stat") as stat:
+            fields = [float(x) for x in stat.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except OSError:
+        return None
+    return (1 - (idle1 - idle0) / (total1 - total0)) * os.cpu_count()
+
+
 def spawn(code, threads, args, numba_cache):
     """Run one worker subprocess and return its parsed report."""
     command = [sys.executable, str(Path(__file__).resolve()),
@@ -522,9 +546,9 @@ def main():
     frames = ase.io.read(args.data, ":")[: args.n_frames]
     n_frames, n_atoms = len(frames), sum(len(frame) for frame in frames)
     print(f"data: {args.data} ({n_frames} frames, {n_atoms} atoms)", flush=True)
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(f"warning: load average is {load:.1f} before starting, timings "
+    busy = busy_cores()
+    if busy is not None and busy > 0.3:
+        print(f"warning: other processes keep {busy:.1f} cores busy; timings "
               f"(especially multi-threaded ones) will be perturbed", flush=True)
 
     threads = [int(t) for t in args.threads.split(",")]
