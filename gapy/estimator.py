@@ -6,13 +6,13 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from ase import Atoms
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 from .descriptors import SOAP
-from .descriptors.soap import _n_workers
 from .exceptions import StructureError
 from .gp import SparseGP
 from .gp._solve import IncrementalQR, kmm_cholesky
@@ -190,13 +190,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         solver = IncrementalQR(kmm_factor, self.block_rows)
         gp = SparseGP(sparse, sparse_species, zeta, float(self.delta), np.zeros(m), kmm_factor.T, kmm_factor)
         batches = [used[i:i + _BATCH] for i in range(0, len(used), _BATCH)]
-        progress = _progress(len(used), "kernel rows", self.verbose)
+        progress = tqdm(total=len(used), desc="kernel rows", unit="structure", disable=not self.verbose)
         n_observations = 0
         for batch in batches:
             # threads over structures, one BLAS thread each: n_jobs x all-core BLAS
             # oversubscribes the machine (3.5x slower on Mo); the QR fold below keeps
             # every BLAS thread
-            with threadpool_limits(1 if _n_workers(self.n_jobs) > 1 else None, user_api="blas"):
+            with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
                 results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
                     delayed(self._observation_rows)(
                         frames[k], k, labels[k], species[k], descriptor, gp, weights[k]
@@ -501,19 +501,3 @@ def _sample_weights(sample_weight, n_frames: int) -> np.ndarray:
 
 def _is_isolated_atom(atoms: Atoms) -> bool:
     return len(atoms) == 1 and not atoms.pbc.any()
-
-
-class _NoProgress:
-    def update(self, n):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total: int, description: str, enabled: bool):
-    if not enabled:
-        return _NoProgress()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=description, unit="structure")

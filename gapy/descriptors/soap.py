@@ -8,7 +8,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 
 from ..exceptions import StructureError
 from ..structures import atomic_number, neighbor_pairs, structure_name
@@ -279,7 +279,7 @@ class SOAP:
         if n_jobs == 1 or n_atoms < 2:
             run(0, n_atoms)
         else:
-            bounds = np.linspace(0, n_atoms, _n_workers(n_jobs) + 1).astype(int)
+            bounds = np.linspace(0, n_atoms, effective_n_jobs(n_jobs) + 1).astype(int)
             with ThreadPoolExecutor(len(bounds) - 1) as pool:
                 list(pool.map(run, bounds[:-1], bounds[1:]))
 
@@ -367,7 +367,7 @@ class SOAP:
             iterator = tqdm(frames, desc="SOAP", unit="structure")
         else:
             iterator = frames
-        if _n_workers(n_jobs) == 1:
+        if effective_n_jobs(n_jobs) == 1:
             return [self.compute(atoms, gradients, index=i) for i, atoms in enumerate(iterator)]
         tasks = (delayed(self.compute)(atoms, gradients, index=i) for i, atoms in enumerate(iterator))
         return Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
@@ -377,14 +377,6 @@ def _canonical(soap: SOAP) -> tuple:
     params = soap.get_params()
     params["species"] = tuple(soap.atomic_numbers)
     return tuple(sorted((k, v if k in ("species", "radial_basis") else float(v)) for k, v in params.items()))
-
-
-def _n_workers(n_jobs: int) -> int:
-    from joblib import cpu_count
-
-    if n_jobs is None or n_jobs == 0:
-        return 1
-    return cpu_count() + 1 + n_jobs if n_jobs < 0 else int(n_jobs)
 
 
 def _check_number(name: str, value, low: Optional[float]) -> None:
