@@ -12,19 +12,22 @@ J. Chem. Phys. 159, 064802 (2023)). Values are stored at index ``l*l + l + m``.
 """
 
 import math
+from functools import lru_cache
 
 import numba
 import numpy as np
 
 
+@lru_cache(maxsize=None)
 def solid_harmonic_prefactors(l_max: int) -> np.ndarray:
-    """Return ``F[l, m]`` for ``0 <= m <= l <= l_max``."""
+    """Return ``F[l, m]`` for ``0 <= m <= l <= l_max`` (cached, read-only)."""
     prefactors = np.zeros((l_max + 1, l_max + 1))
     for l in range(l_max + 1):
         prefactors[l, 0] = math.sqrt((2 * l + 1) / (4 * math.pi))
         for m in range(1, l + 1):
             ratio = math.factorial(l - m) / math.factorial(l + m)
             prefactors[l, m] = math.sqrt((2 * l + 1) / (2 * math.pi) * ratio)
+    prefactors.flags.writeable = False
     return prefactors
 
 

@@ -256,16 +256,20 @@ class SOAP:
         n_atoms = len(atoms)
         n_features = self.n_features
 
-        # one gradient row per unique (centre, neighbour) and per atom for itself
-        keys = pairs.centers * n_atoms + pairs.neighbors
-        row_keys = np.unique(np.concatenate([keys, np.arange(n_atoms) * (n_atoms + 1)]))
-        pair_rows = np.searchsorted(row_keys, keys)
-        pair_rows[pairs.centers == pairs.neighbors] = -1
-        self_rows = np.searchsorted(row_keys, np.arange(n_atoms) * (n_atoms + 1))
+        if with_gradients:
+            # one gradient row per unique (centre, neighbour) and per atom for itself
+            keys = pairs.centers * n_atoms + pairs.neighbors
+            row_keys = np.unique(np.concatenate([keys, np.arange(n_atoms) * (n_atoms + 1)]))
+            pair_rows = np.searchsorted(row_keys, keys)
+            pair_rows[pairs.centers == pairs.neighbors] = -1
+            self_rows = np.searchsorted(row_keys, np.arange(n_atoms) * (n_atoms + 1))
+        else:
+            row_keys = np.zeros(0, dtype=np.int64)
+            pair_rows = np.full(len(pairs.centers), -1, dtype=np.int64)
+            self_rows = np.zeros(n_atoms, dtype=np.int64)
 
         values = np.empty((n_atoms, n_features))
-        n_rows = row_keys.size if with_gradients else 0
-        dpos = np.zeros((n_rows, 3, n_features))
+        dpos = np.zeros((row_keys.size, 3, n_features))
         dstrain = np.zeros((n_atoms if with_strain else 0, 3, 3, n_features))
         basis = self._basis()
 
