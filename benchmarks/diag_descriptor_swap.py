@@ -89,7 +89,7 @@ def fit(descriptor, frames, n_sparse, e0):
 
 
 def test_errors(descriptor, alpha, sparse, frames, e0):
-    """Energy (meV/atom) and force (eV/A) RMSE on ``frames``."""
+    """Energy RMSE (meV/atom) overall and per config_type, and force RMSE (eV/A)."""
     de, df = [], []
     for atoms in frames:
         values, grad = descriptor.compute(atoms, gradients=True)
@@ -97,7 +97,11 @@ def test_errors(descriptor, alpha, sparse, frames, e0):
         energy = rows["energy"] @ alpha + e0 * len(atoms)
         de.append((energy - atoms.get_potential_energy()) / len(atoms) * 1000)
         df.append((rows["forces"] @ alpha - atoms.get_forces()).ravel())
-    return float(np.sqrt(np.mean(np.square(de)))), float(np.sqrt(np.mean(np.concatenate(df) ** 2)))
+    de = np.array(de)
+    types = np.array([a.info.get("config_type", "default") for a in frames])
+    energy = {"all": float(np.sqrt(np.mean(de**2)))}
+    energy.update({t: float(np.sqrt(np.mean(de[types == t] ** 2))) for t in sorted(set(types))})
+    return energy, float(np.sqrt(np.mean(np.concatenate(df) ** 2)))
 
 
 def main():
@@ -111,14 +115,18 @@ def main():
     test = read(DEFAULT_DATA_DIR / args.element / "test.xyz", ":")
     n_sparse = args.n_sparse or settings["n_sparse"]
     print(f"{args.element}: {len(train)} training structures, n_sparse {n_sparse}; gapy sparse GP on each descriptor")
-    print("| descriptor | energy RMSE (meV/atom) | force RMSE (eV/A) | fit (s) |\n|---|---|---|---|")
+    groups = ["all"] + sorted({a.info.get("config_type", "default") for a in test})
+    print("| descriptor | " + " | ".join(f"energy RMSE {g} (meV/atom)" for g in groups)
+          + " | force RMSE (eV/A) | fit (s) |")
+    print("|" + "---|" * (len(groups) + 3))
     for name, cls in (("gapy SOAP", GapySOAP), ("QUIP soap", QuipSOAP)):
         descriptor = cls(args.element, settings["cutoff"])
         start = time.perf_counter()
         alpha, sparse = fit(descriptor, train, n_sparse, settings["e0"])
         seconds = time.perf_counter() - start
         energy, force = test_errors(descriptor, alpha, sparse, test, settings["e0"])
-        print(f"| {name} | {energy:.2f} | {force:.4f} | {seconds:.0f} |", flush=True)
+        cells = " | ".join(f"{energy[g]:.2f}" for g in groups)
+        print(f"| {name} | {cells} | {force:.4f} | {seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
