@@ -351,7 +351,7 @@ def _check_training_frames(frames: Sequence[Atoms], path: Path, model: GAPRegres
         name = structure_name(atoms, k)
         try:
             labels = read_labels(atoms, k, model.energy_key, model.forces_key, model.stress_key, model.virial_key)
-            neighbor_pairs(atoms, 1.0, name)  # non-finite positions, bad cell, overlapping atoms
+            neighbor_pairs(atoms, 1.0, k)  # non-finite positions, bad cell, overlapping atoms
         except GapyError as error:
             raise GapyError(f"{path}: {error}") from None
         if needed and all(getattr(labels, attribute) is None for attribute, _ in needed):

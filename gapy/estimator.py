@@ -22,7 +22,7 @@ from .gp.variance import energy_prior_variance, force_prior_variance, virial_pri
 from .kernels import check_zeta, dot_product_kernel
 from .labels import Labels, read_labels
 from .sparsify import METHODS, select_points
-from .structures import atomic_number, structure_name
+from .structures import atomic_number
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +163,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         descriptor = self._make_descriptor(frames)
         weights = _sample_weights(sample_weight, len(frames))
         labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
-        species = [descriptor.species_indices(atoms, structure_name(atoms, k)) for k, atoms in enumerate(frames)]
+        species = [descriptor.species_indices(atoms, k) for k, atoms in enumerate(frames)]
         self.e0_ = self._reference_energies(frames, labels, descriptor)
         used = [
             k for k, atoms in enumerate(frames)
@@ -408,7 +408,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
     def _predict_one(self, atoms: Atoms, index: int, return_std: bool, kind: str, properties) -> dict:
         descriptor, gp = self.descriptor_, self.gp_
-        species = descriptor.species_indices(atoms, structure_name(atoms, index))
+        species = descriptor.species_indices(atoms, index)
         e0 = np.array([self.e0_[int(z)] for z in atoms.numbers])
         periodic = bool(atoms.pbc.all())
         need_forces = "forces" in properties

@@ -1,8 +1,10 @@
 """Checked geometry of ``ase.Atoms`` and neighbour pairs within a cutoff."""
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
+import numba
 import numpy as np
 import vesin
 from ase import Atoms
@@ -14,14 +16,19 @@ from .exceptions import StructureError
 MIN_DISTANCE = 0.1
 
 
+def require_atoms(atoms, index: Optional[int] = None) -> None:
+    """Raise ``TypeError`` when ``atoms`` is not an ``ase.Atoms``."""
+    if not isinstance(atoms, Atoms):
+        where = f"structure {index}" if index is not None else "structure"
+        raise TypeError(f"{where}: expected ase.Atoms, got {type(atoms).__name__}")
+
+
 def structure_name(atoms: Atoms, index: Optional[int] = None) -> str:
     """Name a structure in error messages: its index, formula and config_type.
 
     Raises ``TypeError`` when ``atoms`` is not an ``ase.Atoms``.
     """
-    if not isinstance(atoms, Atoms):
-        where = f"structure {index}" if index is not None else "structure"
-        raise TypeError(f"{where}: expected ase.Atoms, got {type(atoms).__name__}")
+    require_atoms(atoms, index)
     parts = [f"structure {index}" if index is not None else "structure"]
     parts.append(f"({atoms.get_chemical_formula()}")
     config_type = atoms.info.get("config_type")
@@ -62,47 +69,86 @@ class NeighborPairs:
     offsets: np.ndarray
 
 
-def check_geometry(atoms: Atoms, name: str) -> None:
-    """Raise :class:`StructureError` for NaN positions or a degenerate periodic cell."""
+def check_geometry(atoms: Atoms, index: Optional[int] = None) -> None:
+    """Raise :class:`StructureError` for NaN positions or a degenerate periodic cell.
+
+    ``index`` (the structure's place in a data set) only serves the error message.
+    """
+    require_atoms(atoms, index)
+
+    def fail(problem: str):
+        raise StructureError(f"{structure_name(atoms, index)}{problem}")
+
     if len(atoms) == 0:
-        raise StructureError(f"{name} has no atoms")
+        fail(" has no atoms")
     positions = atoms.positions
-    if not np.all(np.isfinite(positions)):
-        bad = np.flatnonzero(~np.all(np.isfinite(positions), axis=1))
-        raise StructureError(f"{name}: field 'positions' is not finite for atoms {bad[:10].tolist()}")
-    pbc = atoms.pbc
-    if pbc.any():
-        cell = atoms.cell.array
-        if not np.all(np.isfinite(cell)):
-            raise StructureError(f"{name}: field 'cell' is not finite")
-        if pbc.all() and abs(np.linalg.det(cell)) < 1e-6:
-            raise StructureError(
-                f"{name}: periodic cell has zero volume (cell={cell.tolist()}); "
-                "set a proper cell or pbc=False"
-            )
-        for axis in np.flatnonzero(pbc):
-            if np.linalg.norm(cell[axis]) < 1e-6:
-                raise StructureError(
-                    f"{name}: cell vector {axis} is zero but pbc[{axis}] is True"
-                )
+    if not np.isfinite(positions).all():
+        bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))
+        fail(f": field 'positions' is not finite for atoms {bad[:10].tolist()}")
+    pbc = atoms.pbc.tolist()
+    if any(pbc):
+        cell = atoms.cell.array.tolist()  # Python floats: cheaper than numpy for 3x3
+        if not all(math.isfinite(x) for row in cell for x in row):
+            fail(": field 'cell' is not finite")
+        (ax, ay, az), (bx, by, bz), (cx, cy, cz) = cell
+        volume = ax * (by * cz - bz * cy) - ay * (bx * cz - bz * cx) + az * (bx * cy - by * cx)
+        if all(pbc) and abs(volume) < 1e-6:
+            fail(f": periodic cell has zero volume (cell={cell}); set a proper cell or pbc=False")
+        for axis in range(3):
+            if pbc[axis] and math.hypot(*cell[axis]) < 1e-6:
+                fail(f": cell vector {axis} is zero but pbc[{axis}] is True")
 
 
-def neighbor_pairs(atoms: Atoms, cutoff: float, name: str = "structure") -> NeighborPairs:
-    """All pairs closer than ``cutoff`` (with periodic images), checked for overlaps."""
-    check_geometry(atoms, name)
+def neighbor_pairs(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> NeighborPairs:
+    """All pairs closer than ``cutoff`` (with periodic images), checked for overlaps.
+
+    ``index`` (the structure's place in a data set) only serves error messages.
+    """
+    check_geometry(atoms, index)
     n_atoms = len(atoms)
-    calculator = vesin.NeighborList(cutoff=cutoff, full_list=True)
+    # one thread: callers parallelise over structures, and vesin's OpenMP threads
+    # would oversubscribe the cores (and are slower for small cells anyway)
+    calculator = vesin.NeighborList(cutoff=cutoff, full_list=True, n_threads=1)
     centers, neighbors, vectors, distances = calculator.compute(
-        atoms.positions, atoms.cell.array, atoms.pbc.tolist(), "ijDd"
+        atoms.positions, atoms.cell.array, atoms.pbc, "ijDd"
     )
-    centers = centers.astype(np.int64)
-    neighbors = neighbors.astype(np.int64)
     if distances.size and distances.min() < MIN_DISTANCE:
         k = int(np.argmin(distances))
         raise StructureError(
-            f"{name}: atoms {centers[k]} and {neighbors[k]} are {distances[k]:.3g} A apart "
-            f"(less than {MIN_DISTANCE} A); check field 'positions' and the cell"
+            f"{structure_name(atoms, index)}: atoms {centers[k]} and {neighbors[k]} are "
+            f"{distances[k]:.3g} A apart (less than {MIN_DISTANCE} A); check field "
+            "'positions' and the cell"
         )
-    order = np.lexsort((neighbors, centers))
-    offsets = np.searchsorted(centers[order], np.arange(n_atoms + 1))
-    return NeighborPairs(centers[order], neighbors[order], np.ascontiguousarray(vectors[order]), offsets)
+    return NeighborPairs(
+        *_sort_pairs(centers.astype(np.int64), neighbors.astype(np.int64), vectors, n_atoms)
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def _sort_pairs(centers, neighbors, vectors, n_atoms):
+    """Pairs sorted by centre, then neighbour (stable), and the offsets of each centre."""
+    offsets = np.zeros(n_atoms + 1, dtype=np.int64)
+    for i in centers:
+        offsets[i + 1] += 1
+    for i in range(n_atoms):
+        offsets[i + 1] += offsets[i]
+    fill = offsets[:-1].copy()
+    order = np.empty(centers.shape[0], dtype=np.int64)
+    for p in range(centers.shape[0]):
+        i = centers[p]
+        # insertion into the centre's block keeps neighbours sorted and ties in order
+        q = fill[i]
+        while q > offsets[i] and neighbors[order[q - 1]] > neighbors[p]:
+            order[q] = order[q - 1]
+            q -= 1
+        order[q] = p
+        fill[i] += 1
+    sorted_centers = np.empty_like(order)
+    sorted_neighbors = np.empty_like(order)
+    sorted_vectors = np.empty((order.shape[0], 3))
+    for q in range(order.shape[0]):
+        p = order[q]
+        sorted_centers[q] = centers[p]
+        sorted_neighbors[q] = neighbors[p]
+        sorted_vectors[q] = vectors[p]
+    return sorted_centers, sorted_neighbors, sorted_vectors, offsets

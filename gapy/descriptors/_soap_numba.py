@@ -129,6 +129,49 @@ def power_spectrum(coeffs, l_max, normalize, out):
 
 
 @numba.njit(cache=True, nogil=True)
+def gradient_rows(center_offsets, pair_neighbors):
+    """Rows of the sparse position gradients: one per distinct (centre, neighbour).
+
+    Pairs are sorted by centre, then neighbour; each centre also gets a row for its own
+    position. Returns ``row_centers``, ``row_neighbors`` (sorted the same way),
+    ``pair_rows`` (row of each pair, ``-1`` for images of the centre itself) and
+    ``self_rows`` (row of each centre's own position).
+    """
+    n_atoms = center_offsets.shape[0] - 1
+    n_pairs = pair_neighbors.shape[0]
+    row_centers = np.empty(n_pairs + n_atoms, dtype=np.int64)
+    row_neighbors = np.empty(n_pairs + n_atoms, dtype=np.int64)
+    pair_rows = np.empty(n_pairs, dtype=np.int64)
+    self_rows = np.empty(n_atoms, dtype=np.int64)
+    n_rows = 0
+    for i in range(n_atoms):
+        first_row = n_rows
+        self_done = False
+        for p in range(center_offsets[i], center_offsets[i + 1]):
+            j = pair_neighbors[p]
+            if j == i:
+                pair_rows[p] = -1
+                continue
+            if not self_done and j > i:
+                self_rows[i] = n_rows
+                row_centers[n_rows] = i
+                row_neighbors[n_rows] = i
+                n_rows += 1
+                self_done = True
+            if n_rows == first_row or row_neighbors[n_rows - 1] != j:
+                row_centers[n_rows] = i
+                row_neighbors[n_rows] = j
+                n_rows += 1
+            pair_rows[p] = n_rows - 1
+        if not self_done:
+            self_rows[i] = n_rows
+            row_centers[n_rows] = i
+            row_neighbors[n_rows] = i
+            n_rows += 1
+    return row_centers[:n_rows].copy(), row_neighbors[:n_rows].copy(), pair_rows, self_rows
+
+
+@numba.njit(cache=True, nogil=True)
 def _max_neighbors(center_offsets, first_center, last_center):
     result = 0
     for i in range(first_center, last_center):

@@ -11,9 +11,9 @@ from ase import Atoms
 from joblib import Parallel, delayed, effective_n_jobs
 
 from ..exceptions import StructureError
-from ..structures import atomic_number, neighbor_pairs, structure_name
+from ..structures import atomic_number, neighbor_pairs, require_atoms, structure_name
 from ._radial import RADIAL_BASES, radial_spline
-from ._soap_numba import compute_soap, contract_soap_gradients
+from ._soap_numba import compute_soap, contract_soap_gradients, gradient_rows
 from ._ylm import solid_harmonic_prefactors
 
 GradientsArg = Union[bool, str, Sequence[str]]
@@ -202,19 +202,23 @@ class SOAP:
                     labels.append((z1, n1, z2, n2, l))
         return np.array(labels, dtype=np.int64)
 
-    def species_indices(self, atoms: Atoms, name: str = "structure") -> np.ndarray:
-        """Index of each atom's species in ``atomic_numbers``, with a clear error."""
+    def species_indices(self, atoms: Atoms, index: Optional[int] = None) -> np.ndarray:
+        """Index of each atom's species in ``atomic_numbers``, with a clear error.
+
+        ``index`` (the structure's place in a data set) only serves the error message.
+        """
+        require_atoms(atoms, index)
         numbers = atoms.numbers
-        index = np.searchsorted(self.atomic_numbers, numbers)
-        index = np.minimum(index, len(self.atomic_numbers) - 1)
-        unknown = self.atomic_numbers[index] != numbers
+        position = np.searchsorted(self.atomic_numbers, numbers)
+        position = np.minimum(position, len(self.atomic_numbers) - 1)
+        unknown = self.atomic_numbers[position] != numbers
         if unknown.any():
             symbols = sorted({str(s) for s in np.array(atoms.get_chemical_symbols())[unknown]})
             raise StructureError(
-                f"{name}: species {symbols} not in the descriptor's species "
-                f"{list(self.species)} (field 'numbers'); add them to SOAP(species=...)"
+                f"{structure_name(atoms, index)}: species {symbols} not in the descriptor's "
+                f"species {list(self.species)} (field 'numbers'); add them to SOAP(species=...)"
             )
-        return index
+        return position
 
     def compute(
         self,
@@ -250,26 +254,22 @@ class SOAP:
             Unknown species, non-finite positions, degenerate cell, overlapping atoms.
         """
         with_gradients, with_strain = _parse_gradients(gradients)
-        name = structure_name(atoms, index)
-        species = self.species_indices(atoms, name)
-        pairs = neighbor_pairs(atoms, float(self.r_cut), name)
+        species = self.species_indices(atoms, index)
+        pairs = neighbor_pairs(atoms, float(self.r_cut), index)
         n_atoms = len(atoms)
         n_features = self.n_features
 
         if with_gradients:
-            # one gradient row per unique (centre, neighbour) and per atom for itself
-            keys = pairs.centers * n_atoms + pairs.neighbors
-            row_keys = np.unique(np.concatenate([keys, np.arange(n_atoms) * (n_atoms + 1)]))
-            pair_rows = np.searchsorted(row_keys, keys)
-            pair_rows[pairs.centers == pairs.neighbors] = -1
-            self_rows = np.searchsorted(row_keys, np.arange(n_atoms) * (n_atoms + 1))
+            row_centers, row_neighbors, pair_rows, self_rows = gradient_rows(
+                pairs.offsets, pairs.neighbors
+            )
         else:
-            row_keys = np.zeros(0, dtype=np.int64)
+            row_centers = row_neighbors = np.zeros(0, dtype=np.int64)
             pair_rows = np.full(len(pairs.centers), -1, dtype=np.int64)
             self_rows = np.zeros(n_atoms, dtype=np.int64)
 
         values = np.empty((n_atoms, n_features))
-        dpos = np.zeros((row_keys.size, 3, n_features))
+        dpos = np.zeros((row_centers.size, 3, n_features))
         dstrain = np.zeros((n_atoms if with_strain else 0, 3, 3, n_features))
         basis = self._basis()
 
@@ -290,8 +290,8 @@ class SOAP:
         if not with_gradients:
             return values
         grad = SOAPGradients(
-            centers=row_keys // n_atoms,
-            neighbors=row_keys % n_atoms,
+            centers=row_centers,
+            neighbors=row_neighbors,
             dpos=dpos,
             dstrain=dstrain if with_strain else None,
         )
@@ -323,9 +323,8 @@ class SOAP:
         virial : ndarray of shape (3, 3)
             ``-dE / d epsilon`` (eV); the ASE stress is ``-virial / volume``.
         """
-        name = structure_name(atoms, index)
-        species = self.species_indices(atoms, name)
-        pairs = neighbor_pairs(atoms, float(self.r_cut), name)
+        species = self.species_indices(atoms, index)
+        pairs = neighbor_pairs(atoms, float(self.r_cut), index)
         weights = np.ascontiguousarray(weights, dtype=float)
         if weights.shape != (len(atoms), self.n_features):
             raise ValueError(
