@@ -40,12 +40,20 @@ def cur_points(X: np.ndarray, n: int, random_state=None) -> np.ndarray:
     return np.sort(rng.choice(len(X), size=n, replace=False, p=probability))
 
 
-def fps_points(X: np.ndarray, n: int, random_state=None, zeta: Optional[int] = None) -> np.ndarray:
+def fps_points(
+    X: np.ndarray,
+    n: int,
+    random_state=None,
+    zeta: Optional[int] = None,
+    weights: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """Farthest-point sampling: each new row is the farthest from those already chosen.
 
     Distances are Euclidean, or with ``zeta`` the kernel distance
     ``d^2 = k(a, a) + k(b, b) - 2 k(a, b)`` of the kernel ``(a . b)^zeta``. The first row
-    is drawn at random.
+    is drawn at random. With ``weights`` (non-negative, one per row) the first row is the
+    heaviest and each next one maximises ``weight * distance``: far from the chosen rows
+    and heavy (e.g. uncertain) at once.
     """
     rng = np.random.default_rng(random_state)
     if zeta is None:
@@ -59,11 +67,20 @@ def fps_points(X: np.ndarray, n: int, random_state=None, zeta: Optional[int] = N
         def distances(i):
             return diagonal + diagonal[i] - 2.0 * (X @ X[i]) ** zeta
 
-    chosen = [int(rng.integers(len(X)))]
+    if weights is None:
+        chosen = [int(rng.integers(len(X)))]
+    else:
+        weights = np.asarray(weights, dtype=float)
+        chosen = [int(np.argmax(weights))]
     nearest = distances(chosen[0])
     for _ in range(1, n):
         nearest[chosen[-1]] = -np.inf
-        chosen.append(int(np.argmax(nearest)))
+        if weights is None:
+            chosen.append(int(np.argmax(nearest)))
+        else:
+            merit = weights * np.sqrt(np.maximum(nearest, 0.0))
+            merit[chosen] = -np.inf
+            chosen.append(int(np.argmax(merit)))
         nearest = np.minimum(nearest, distances(chosen[-1]))
     return np.sort(np.array(chosen))
 

@@ -1,0 +1,406 @@
+"""Uncertainty-driven sampling: which structures are worth a reference calculation.
+
+:func:`uncertainty_scores` rates structures by the model's own predictive standard
+deviation; :func:`select_structures` picks the uncertain ones that are also different
+from each other (uncertainty-weighted farthest-point sampling on structure
+fingerprints), so that a batch of DFT calculations is not spent on ten near-copies of
+the same frame; :func:`active_learning` runs the whole loop: molecular dynamics with the
+model, selection, labelling with any ASE calculator, refit.
+"""
+
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Union
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator
+from ase.constraints import FixCom
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.md.langevin import Langevin
+from ase.md.velocitydistribution import Stationary
+from sklearn.base import clone
+from sklearn.utils.validation import check_is_fitted
+
+from .calculator import GAPCalculator
+from .exceptions import GapyError, StructureError
+from .sparsify import fps_points
+from .structures import structure_name
+
+logger = logging.getLogger(__name__)
+
+#: Kinds of uncertainty score, see :func:`uncertainty_scores`.
+SCORES = ("forces", "energy", "energies")
+
+#: ``atoms.info["config_type"]`` of structures labelled by :func:`active_learning`.
+ACTIVE_LEARNING_CONFIG_TYPE = "active_learning"
+
+
+def uncertainty_scores(model, frames: Sequence[Atoms], score: str = "forces",
+                       variance: Optional[str] = None) -> np.ndarray:
+    """Uncertainty of the model on each structure, from its predictive variance.
+
+    Parameters
+    ----------
+    model : GAPRegressor
+        A fitted model.
+    frames : sequence of ase.Atoms
+    score : {"forces", "energy", "energies"}, default="forces"
+        ``"forces"``: largest force-component standard deviation (eV/A), the usual
+        active-learning signal; ``"energy"``: total-energy standard deviation per atom
+        (eV/atom); ``"energies"``: largest local-energy standard deviation (eV), the
+        cheapest (no gradients).
+    variance : {"sor", "dtc", "local"}, optional
+        Kind of variance (default: the model's).
+
+    Returns
+    -------
+    ndarray of shape (n_frames,)
+    """
+    if score not in SCORES:
+        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    check_is_fitted(model, "gp_")
+    properties = ("energy", "energies", "forces") if score == "forces" else ("energy", "energies")
+    results = model.predict_all(frames, return_std=True, variance=variance, properties=properties)
+    if score == "forces":
+        return np.array([r["forces_std"].max() for r in results])
+    if score == "energy":
+        return np.array([r["energy_std"] / len(r["energies"]) for r in results])
+    return np.array([r["energies_std"].max() for r in results])
+
+
+def structure_fingerprints(descriptor, frames: Sequence[Atoms], n_jobs: int = 1) -> np.ndarray:
+    """One unit vector per structure: the normalised mean of its atoms' descriptors.
+
+    Parameters
+    ----------
+    descriptor : SOAP
+    frames : sequence of ase.Atoms
+    n_jobs : int, default=1
+        Threads.
+
+    Returns
+    -------
+    ndarray of shape (n_frames, n_features)
+    """
+    values = descriptor.compute_many(frames, n_jobs=n_jobs)
+    means = np.array([v.mean(axis=0) for v in values])
+    norms = np.linalg.norm(means, axis=1, keepdims=True)
+    return means / np.where(norms > 0, norms, 1.0)
+
+
+@dataclass
+class Selection:
+    """Structures chosen by :func:`select_structures`.
+
+    Attributes
+    ----------
+    indices : ndarray of int
+        Chosen structures, most uncertain first.
+    scores : ndarray of shape (n_frames,)
+        Uncertainty score of every candidate structure.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+
+
+def select_structures(
+    model,
+    frames: Sequence[Atoms],
+    n: int,
+    *,
+    score: str = "forces",
+    threshold: Optional[float] = None,
+    diverse: bool = True,
+    zeta: Optional[int] = None,
+    variance: Optional[str] = None,
+) -> Selection:
+    """Choose up to ``n`` uncertain and mutually different structures to label.
+
+    Structures whose score does not exceed ``threshold`` are never chosen. With
+    ``diverse`` the first choice is the most uncertain structure and each next one
+    maximises ``score * distance to the structures already chosen`` (kernel distance
+    between :func:`structure_fingerprints`), so that near-duplicates (consecutive MD
+    frames) are not all taken; otherwise the ``n`` highest scores are taken.
+
+    Parameters
+    ----------
+    model : GAPRegressor
+        A fitted model; its descriptor gives the fingerprints.
+    frames : sequence of ase.Atoms
+        Candidates.
+    n : int
+        Largest number of structures to choose.
+    score : {"forces", "energy", "energies"}, default="forces"
+        See :func:`uncertainty_scores`.
+    threshold : float, optional
+        Only structures with a larger score are eligible (units of ``score``).
+    diverse : bool, default=True
+        Spread the choice out in descriptor space.
+    zeta : int, optional
+        Kernel exponent of the fingerprint distance (default: the model's ``zeta``).
+    variance : {"sor", "dtc", "local"}, optional
+        Kind of variance (default: the model's).
+
+    Returns
+    -------
+    Selection
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    frames = list(frames)
+    scores = uncertainty_scores(model, frames, score, variance)
+    eligible = np.flatnonzero(scores > (threshold if threshold is not None else -np.inf))
+    if len(eligible) <= n:
+        chosen = eligible
+    elif diverse:
+        fingerprints = structure_fingerprints(model.descriptor_, [frames[k] for k in eligible],
+                                              model.n_jobs)
+        zeta = model.gp_.zeta if zeta is None else zeta
+        chosen = eligible[fps_points(fingerprints, n, zeta=zeta, weights=scores[eligible])]
+    else:
+        chosen = eligible[np.argsort(scores[eligible])[::-1][:n]]
+    chosen = chosen[np.argsort(scores[chosen], kind="stable")[::-1]]
+    return Selection(indices=chosen, scores=scores)
+
+
+def label_structures(frames: Sequence[Atoms], reference: Calculator,
+                     config_type: Optional[str] = ACTIVE_LEARNING_CONFIG_TYPE) -> List[Atoms]:
+    """Copies of ``frames`` labelled with energy, forces and (periodic) stress.
+
+    Parameters
+    ----------
+    frames : sequence of ase.Atoms
+    reference : ase Calculator
+        Any ASE calculator (DFT, a classical potential, ...); it is attached to each copy
+        in turn.
+    config_type : str or None, default="active_learning"
+        Written to ``atoms.info["config_type"]`` of the copies (``None``: keep).
+
+    Returns
+    -------
+    list of ase.Atoms
+        With the labels on a ``SinglePointCalculator``, as ``ase.io`` writes them.
+    """
+    labelled = []
+    for k, atoms in enumerate(frames):
+        copy = atoms.copy()
+        copy.calc = reference
+        try:
+            results = {"energy": copy.get_potential_energy(), "forces": copy.get_forces()}
+            if copy.pbc.all():
+                results["stress"] = copy.get_stress()
+        except Exception as error:
+            raise GapyError(f"{structure_name(atoms, k)}: reference calculation failed: {error}") from error
+        copy.calc = SinglePointCalculator(copy, **results)
+        if config_type is not None:
+            copy.info["config_type"] = config_type
+        labelled.append(copy)
+    return labelled
+
+
+@dataclass
+class Iteration:
+    """What one round of :func:`active_learning` saw and did.
+
+    Attributes
+    ----------
+    n_train : int
+        Training structures of the model that ran the dynamics.
+    n_candidates : int
+        MD frames scored.
+    max_score, median_score : float
+        Of the candidates (units of the score).
+    selected_scores : ndarray
+        Scores of the structures sent to the reference calculator.
+    md_stopped : int
+        Trajectories stopped early (atoms closer than physical, non-finite positions).
+    """
+
+    n_train: int
+    n_candidates: int
+    max_score: float
+    median_score: float
+    selected_scores: np.ndarray
+    md_stopped: int
+
+
+@dataclass
+class ActiveLearningResult:
+    """Outcome of :func:`active_learning`.
+
+    Attributes
+    ----------
+    model : GAPRegressor
+        Fitted on ``frames``.
+    frames : list of ase.Atoms
+        The initial training structures followed by every labelled one.
+    history : list of Iteration
+    converged : bool
+        True when the loop stopped because no candidate exceeded ``threshold``.
+    """
+
+    model: object
+    frames: List[Atoms]
+    history: List[Iteration] = field(default_factory=list)
+    converged: bool = False
+
+
+def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
+           timestep: float = 1.0, friction: float = 0.02, random_state=None) -> tuple:
+    """Langevin dynamics with the model; snapshots every ``interval`` steps.
+
+    A trajectory that reaches an unphysical geometry (atoms closer than
+    :data:`gapy.structures.MIN_DISTANCE`, non-finite positions), as a poor model can
+    drive it to, is stopped there; the snapshots so far are kept.
+
+    Parameters
+    ----------
+    model : GAPRegressor
+    start : ase.Atoms
+        Initial structure (not modified).
+    steps, interval : int
+        Number of MD steps and steps between snapshots.
+    temperature : float
+        Kelvin; initial velocities are drawn at this temperature.
+    timestep : float, default=1.0
+        Femtoseconds.
+    friction : float, default=0.02
+        Langevin friction (1/fs, ASE units scaled).
+    random_state : int, Generator or None
+
+    Returns
+    -------
+    snapshots : list of ase.Atoms
+    stopped : bool
+        Whether the trajectory was stopped early.
+    """
+    rng = np.random.default_rng(random_state)
+    atoms = start.copy()
+    atoms.calc = GAPCalculator(model)
+    set_temperature(atoms, temperature, rng)
+    atoms.set_constraint(FixCom())
+    dynamics = Langevin(atoms, timestep=timestep * units.fs, temperature_K=temperature,
+                        friction=friction / units.fs, fixcm=False, rng=rng)
+    snapshots = []
+    dynamics.attach(lambda: snapshots.append(_bare_copy(atoms)), interval=interval)
+    try:
+        dynamics.run(steps)
+    except StructureError as error:
+        logger.warning("MD stopped after %d steps: %s", dynamics.get_number_of_steps(), error)
+        return snapshots[1:], True
+    return snapshots[1:], False  # the first snapshot is the start structure
+
+
+def set_temperature(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
+    """Maxwell-Boltzmann momenta at ``temperature`` (K), without centre-of-mass motion."""
+    masses = atoms.get_masses()[:, None]
+    atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * np.sqrt(masses * units.kB * temperature))
+    Stationary(atoms)
+
+
+def _bare_copy(atoms: Atoms) -> Atoms:
+    copy = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+    copy.info.update({k: v for k, v in atoms.info.items() if k == "config_type"})
+    return copy
+
+
+def active_learning(
+    model,
+    frames: Sequence[Atoms],
+    reference: Calculator,
+    starts: Union[Atoms, Sequence[Atoms]],
+    *,
+    n_iterations: int = 5,
+    n_select: int = 4,
+    md_steps: int = 200,
+    md_interval: int = 10,
+    temperature: float = 300.0,
+    timestep: float = 1.0,
+    score: str = "forces",
+    threshold: Optional[float] = None,
+    random_state=None,
+    callback: Optional[Callable[[Iteration, object], None]] = None,
+) -> ActiveLearningResult:
+    """Grow a training set where the model is uncertain, and refit.
+
+    Each iteration fits ``clone(model)`` on the training set, runs Langevin MD with it
+    from every structure in ``starts``, scores the snapshots with the model's own
+    uncertainty, labels the :func:`select_structures` choice with ``reference`` and adds
+    them to the training set. The loop stops after ``n_iterations`` or when no snapshot
+    scores above ``threshold``.
+
+    Parameters
+    ----------
+    model : GAPRegressor
+        Settings of the model (fitted or not; it is cloned).
+    frames : sequence of ase.Atoms
+        Initial labelled training structures.
+    reference : ase Calculator
+        Labels new structures (DFT or any ASE calculator).
+    starts : ase.Atoms or sequence of ase.Atoms
+        Initial structures of the MD runs.
+    n_iterations : int, default=5
+    n_select : int, default=4
+        Structures labelled per iteration.
+    md_steps, md_interval : int, default=200, 10
+        MD steps per run and steps between candidate snapshots.
+    temperature : float, default=300.0
+        Kelvin.
+    timestep : float, default=1.0
+        Femtoseconds.
+    score : {"forces", "energy", "energies"}, default="forces"
+        See :func:`uncertainty_scores`.
+    threshold : float, optional
+        Convergence: stop when no candidate scores above it; also the eligibility
+        threshold of :func:`select_structures`.
+    random_state : int or None
+        Seeds the MD.
+    callback : callable, optional
+        ``callback(iteration, model)`` after each iteration (logging, checkpoints).
+
+    Returns
+    -------
+    ActiveLearningResult
+    """
+    starts = [starts] if isinstance(starts, Atoms) else list(starts)
+    if not starts:
+        raise ValueError("starts: give at least one initial structure for the MD")
+    for name, value in (("n_iterations", n_iterations), ("n_select", n_select),
+                        ("md_steps", md_steps), ("md_interval", md_interval)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    rng = np.random.default_rng(random_state)
+    frames = list(frames)
+    result = ActiveLearningResult(model=clone(model).fit(frames), frames=frames)
+    for _ in range(n_iterations):
+        candidates, stopped = [], 0
+        for start in starts:
+            snapshots, was_stopped = run_md(result.model, start, md_steps, md_interval, temperature,
+                                            timestep, random_state=rng)
+            candidates += snapshots
+            stopped += was_stopped
+        if not candidates:
+            raise GapyError("active learning: every MD run stopped before its first snapshot; "
+                            "start from better structures or a smaller timestep")
+        selection = select_structures(result.model, candidates, n_select, score=score,
+                                      threshold=threshold)
+        scores = selection.scores
+        iteration = Iteration(
+            n_train=len(result.frames), n_candidates=len(candidates), max_score=float(scores.max()),
+            median_score=float(np.median(scores)), selected_scores=scores[selection.indices],
+            md_stopped=stopped,
+        )
+        result.history.append(iteration)
+        if len(selection.indices) == 0:
+            result.converged = True
+            if callback is not None:
+                callback(iteration, result.model)
+            break
+        new = label_structures([candidates[k] for k in selection.indices], reference)
+        result.frames = result.frames + new
+        result.model = clone(model).fit(result.frames)
+        if callback is not None:
+            callback(iteration, result.model)
+    return result
