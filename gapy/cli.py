@@ -1,4 +1,5 @@
-"""The ``gapy`` command line: ``gapy fit``, ``gapy eval``, ``gapy predict`` and ``gapy demo``.
+"""The ``gapy`` command line: ``gapy fit``, ``gapy eval``, ``gapy predict``, ``gapy select`` and
+``gapy demo``.
 
 Run ``gapy --help`` or ``gapy COMMAND --help``. Errors are reported as one line on
 stderr with exit status 1 (2 for bad command-line usage); ``--debug`` shows the
@@ -31,6 +32,7 @@ from .gp.sparse_gp import VARIANCE_KINDS
 from .io.model import load_model
 from .labels import read_labels
 from .metrics import compare, error_table, format_table, write_csv, write_json
+from .sampling import SCORES, select_structures
 from .sparsify import METHODS
 from .structures import atomic_number, neighbor_pairs, structure_name
 
@@ -537,6 +539,40 @@ def _predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _select_command(args: argparse.Namespace) -> int:
+    model = _load_model(args.model)
+    if args.n_jobs is not None:
+        model.set_params(n_jobs=args.n_jobs)
+    frames = read_frames(args.pool)
+    try:
+        selection = select_structures(model, frames, args.n, score=args.score, threshold=args.threshold,
+                                      diverse=not args.no_diversity, variance=args.variance)
+    except GapyError as error:
+        raise GapyError(f"{args.pool}: {error}") from None
+    unit = SCORE_UNITS[args.score]
+    scores = selection.scores
+    print(f"{len(frames)} structures in {args.pool}: {args.score} uncertainty median "
+          f"{np.median(scores):.4g}, max {scores.max():.4g} {unit}")
+    if len(selection.indices) == 0:
+        print(f"no structure scores above the threshold {args.threshold} {unit}; nothing written")
+        return 0
+    print(f"\n{'score (' + unit + ')':>14}  structure (index in the pool)")
+    chosen = []
+    for k in selection.indices:
+        atoms = frames[k].copy()
+        atoms.calc = None  # the selection is to be labelled: old labels would mislead
+        atoms.info["uncertainty_score"] = float(scores[k])
+        atoms.info["pool_index"] = int(k)
+        chosen.append(atoms)
+        print(f"{scores[k]:>14.4g}  {structure_name(frames[k], k)}")
+    write(args.output, chosen, format="extxyz")
+    print(f"\n{len(chosen)} structures written to {args.output} (info: uncertainty_score, pool_index)")
+    return 0
+
+
+#: Unit of each uncertainty score of ``gapy select``.
+SCORE_UNITS = {"forces": "eV/A", "energy": "eV/atom", "energies": "eV"}
+
 #: SOAP and GAP settings of ``gapy demo``.
 DEMO_SOAP = dict(species=["Si"], r_cut=5.4, n_max=8, l_max=8, atom_sigma=0.5, cutoff_width=0.5)
 DEMO_GAP = dict(zeta=4, n_sparse=500, sigma_energy=0.005, sigma_force=0.05, sigma_virial=0.05,
@@ -618,7 +654,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gapy`` argument parser with its four subcommands."""
+    """The ``gapy`` argument parser with its subcommands."""
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback on errors")
@@ -683,6 +719,29 @@ def build_parser() -> argparse.ArgumentParser:
                          help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
     predict.add_argument("--n-jobs", type=_integer, metavar="N", help="threads (default: the model's n_jobs)")
     predict.set_defaults(run=_predict_command)
+
+    select = commands.add_parser(
+        "select", parents=[common], help="choose uncertain, diverse structures to label next",
+        description="Score every structure of a pool (e.g. MD snapshots) by the model's predicted "
+                    "uncertainty and write the N most worth a reference (DFT) calculation: uncertain, "
+                    "and different from each other (uncertainty-weighted farthest-point sampling on "
+                    "structure fingerprints). Labels in the pool are dropped from the output.",
+    )
+    select.add_argument("model", metavar="MODEL", help="model file written by 'gapy fit'")
+    select.add_argument("pool", metavar="POOL.xyz", help="candidate structures")
+    select.add_argument("-n", type=_integer, required=True, metavar="N", help="number of structures to choose")
+    select.add_argument("-o", "--output", metavar="OUT.xyz", required=True, help="extxyz file to write")
+    select.add_argument("--score", type=_choice(SCORES), default="forces", metavar="KIND",
+                        help="forces: largest force std (eV/A, default); energy: energy std per atom "
+                             "(eV/atom); energies: largest local-energy std (eV, fastest)")
+    select.add_argument("--threshold", type=_number, metavar="VALUE",
+                        help="only structures scoring above VALUE (units of --score) are chosen")
+    select.add_argument("--no-diversity", action="store_true",
+                        help="take the N highest scores, even if they are near-copies")
+    select.add_argument("--variance", type=_choice(VARIANCE_KINDS), metavar="KIND",
+                        help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
+    select.add_argument("--n-jobs", type=_integer, metavar="N", help="threads (default: the model's n_jobs)")
+    select.set_defaults(run=_select_command)
 
     demo = commands.add_parser(
         "demo", parents=[common], help="fit and evaluate the bundled Si data",

@@ -235,3 +235,32 @@ def test_demo_pipeline_with_a_small_descriptor(tmp_path, capsys):
     assert written == ["errors.csv", "errors.json", "model.gapy", "parity_energy.png", "parity_forces.png",
                        "parity_stress.png", "uncertainty.png"]
     assert gapy.load(tmp_path / "demo" / "model.gapy").descriptor_ == soap
+
+
+def test_select_writes_the_most_uncertain_structures(model_file, data, tmp_path, capsys):
+    pool = read(data / "test.xyz", ":")
+    far = pool[0].copy()
+    far.rattle(0.3, seed=7)  # far from anything in training: the most uncertain
+    pool.append(far)
+    write(tmp_path / "pool.xyz", pool, format="extxyz")
+    out_path = tmp_path / "selected.xyz"
+    assert main(["select", str(model_file), str(tmp_path / "pool.xyz"), "-n", "2", "-o", str(out_path)]) == 0
+    out = capsys.readouterr().out
+    chosen = read(out_path, ":")
+    assert len(chosen) == 2
+    assert chosen[0].info["pool_index"] == len(pool) - 1  # most uncertain first
+    assert chosen[0].info["uncertainty_score"] >= chosen[1].info["uncertainty_score"]
+    np.testing.assert_allclose(chosen[0].positions, far.positions, atol=1e-6)  # extxyz precision
+    assert chosen[0].calc is None  # labels dropped: these go to the reference code
+    model = gapy.load(model_file)
+    as_read = read(tmp_path / "pool.xyz", -1)
+    expected = model.predict_all([as_read], return_std=True)[0]["forces_std"].max()
+    assert chosen[0].info["uncertainty_score"] == pytest.approx(expected)
+    assert f"structure {len(pool) - 1}" in out
+    # above every score: nothing to write, said plainly
+    assert main(["select", str(model_file), str(tmp_path / "pool.xyz"), "-n", "2", "-o",
+                 str(tmp_path / "none.xyz"), "--threshold", "1e6"]) == 0
+    assert "nothing written" in capsys.readouterr().out and not (tmp_path / "none.xyz").exists()
+    err = one_line_error(capsys, ["select", str(model_file), str(tmp_path / "pool.xyz"), "-n", "2",
+                                  "-o", str(out_path), "--score", "stress"], status=2)
+    assert "--score" in err
