@@ -26,7 +26,8 @@ NO_CONFIG_TYPE = "(none)"
 #: Group name of the rows over all structures.
 ALL = "all"
 #: Columns of :func:`error_table` rows, in order.
-COLUMNS = ("quantity", "unit", "config_type", "n_structures", "n_values", "rmse", "mae")
+COLUMNS = ("quantity", "unit", "config_type", "n_structures", "n_values", "rmse", "mae", "z_rms",
+           "within_2std")
 
 
 @dataclass
@@ -149,6 +150,12 @@ def compare(
 def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
     """RMSE and MAE of each quantity over all structures and per config_type.
 
+    Where the predictions have standard deviations, two calibration measures say how
+    honest they are: ``z_rms``, the RMS of ``error / std`` (1 for calibrated stds, above
+    1 when the model is overconfident), and ``within_2std``, the fraction of errors
+    within two standard deviations (0.954 for calibrated Gaussian errors). Both are
+    ``None`` without stds.
+
     Returns
     -------
     list of dict
@@ -169,6 +176,11 @@ def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
         for group in groups:
             mask = np.ones(comparison.error.size, bool) if group == ALL else comparison.config_type == group
             error = comparison.error[mask]
+            z_rms = within = None
+            if comparison.std is not None:
+                std = np.maximum(comparison.std[mask], np.finfo(float).tiny)
+                z_rms = float(np.sqrt(np.mean((error / std) ** 2)))
+                within = float(np.mean(np.abs(error) <= 2.0 * std))
             rows.append({
                 "quantity": quantity,
                 "unit": comparison.unit,
@@ -177,20 +189,31 @@ def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
                 "n_values": int(error.size),
                 "rmse": float(np.sqrt(np.mean(error**2))),
                 "mae": float(np.mean(np.abs(error))),
+                "z_rms": z_rms,
+                "within_2std": within,
             })
     return rows
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """The rows of :func:`error_table` as an aligned text table."""
+    """The rows of :func:`error_table` as an aligned text table.
+
+    The calibration columns (``z_rms``, ``within_2std``) appear when some row has them.
+    """
     header = ["quantity", "unit", "config_type", "structures", "values", "RMSE", "MAE"]
     body = [
         [row["quantity"], row["unit"], row["config_type"], str(row["n_structures"]),
          str(row["n_values"]), f"{row['rmse']:.4g}", f"{row['mae']:.4g}"]
         for row in rows
     ]
+    if any(row.get("z_rms") is not None for row in rows):
+        header += ["RMS(err/std)", "|err|<2std"]
+        for cells, row in zip(body, rows):
+            calibrated = row.get("z_rms") is not None
+            cells += [f"{row['z_rms']:.3g}" if calibrated else "-",
+                      f"{row['within_2std']:.1%}" if calibrated else "-"]
     widths = [max(len(line[i]) for line in [header] + body) for i in range(len(header))]
-    numeric = [False, False, False, True, True, True, True]
+    numeric = [False, False, False] + [True] * (len(header) - 3)
 
     def line(cells):
         return "  ".join(c.rjust(w) if right else c.ljust(w) for c, w, right in zip(cells, widths, numeric)).rstrip()

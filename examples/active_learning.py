@@ -1,0 +1,59 @@
+"""Active learning of a Cu potential, with EMT standing in for DFT.
+
+Run ``python examples/active_learning.py``. Starts from two slightly rattled fcc cells,
+then five times: Langevin MD at 1000 K with the current model, score the snapshots by the
+model's own force uncertainty, label the four most uncertain and mutually different ones
+with the reference calculator, refit. Any ASE calculator (VASP, Quantum ESPRESSO, ...) can
+take EMT's place. Prints the largest uncertainty seen in each round and the force error on
+an independent EMT trajectory, and writes the grown training set to ``al_train.xyz``.
+"""
+
+import numpy as np
+from ase import units
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.io import write
+from ase.md.langevin import Langevin
+
+from gapy import GAPRegressor, SOAP
+from gapy.sampling import active_learning, label_structures, set_temperature
+
+cell = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms
+rattled = []
+for seed in range(2):
+    atoms = cell.copy()
+    atoms.rattle(0.03, seed=seed)
+    rattled.append(atoms)
+train = label_structures(rattled, EMT(), config_type="initial")
+
+# an independent test trajectory, run with the reference itself
+reference = cell.copy()
+reference.calc = EMT()
+set_temperature(reference, 1000.0, np.random.default_rng(1))
+dynamics = Langevin(reference, 2 * units.fs, temperature_K=1000.0, friction=0.02 / units.fs, fixcm=False,
+                    rng=np.random.default_rng(1))
+test = []
+dynamics.attach(lambda: test.append(reference.copy()), interval=20)
+dynamics.run(400)
+test = label_structures(test[1:], EMT(), config_type="test")
+
+
+def force_rmse(model) -> float:
+    predicted = model.predict_all(test, properties=("energy", "forces"))
+    return float(np.sqrt(np.mean([(p["forces"] - a.get_forces()) ** 2 for p, a in zip(predicted, test)])))
+
+
+def report(iteration, model) -> None:
+    print(f"{iteration.n_train:5d}  {iteration.n_candidates:10d}  {iteration.max_score:14.3f}  "
+          f"{iteration.median_score:14.3f}  {force_rmse(model):16.4f}")
+
+
+settings = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=6, l_max=4), n_sparse=200, sigma_energy=0.001,
+                        sigma_force=0.02, random_state=0)
+print(f"initial model ({len(train)} structures): test force RMSE {force_rmse(settings.fit(train)):.4f} eV/A")
+print("train  candidates  max std (eV/A)  median std (eV/A)  test F RMSE (eV/A)")
+result = active_learning(settings, train, EMT(), cell, n_iterations=5, n_select=4, md_steps=200, md_interval=5,
+                         temperature=1000.0, timestep=2.0, random_state=0, callback=report)
+write("al_train.xyz", result.frames, format="extxyz")
+print(f"final model: {len(result.frames)} structures, test force RMSE {force_rmse(result.model):.4f} eV/A; "
+      "wrote al_train.xyz")
