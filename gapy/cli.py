@@ -1,5 +1,5 @@
-"""The ``gapy`` command line: ``gapy fit``, ``gapy eval``, ``gapy predict``, ``gapy select`` and
-``gapy demo``.
+"""The ``gapy`` command line: ``gapy fit``, ``gapy eval``, ``gapy predict``, ``gapy select``,
+``gapy coverage`` and ``gapy demo``.
 
 Run ``gapy --help`` or ``gapy COMMAND --help``. Errors are reported as one line on
 stderr with exit status 1 (2 for bad command-line usage); ``--debug`` shows the
@@ -7,6 +7,7 @@ traceback instead.
 """
 
 import argparse
+import csv
 import difflib
 import inspect
 import json
@@ -19,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 from ase.io import iread, write
 
 from . import __version__
@@ -573,6 +575,94 @@ def _select_command(args: argparse.Namespace) -> int:
 #: Unit of each uncertainty score of ``gapy select``.
 SCORE_UNITS = {"forces": "eV/A", "energy": "eV/atom", "energies": "eV"}
 
+def _coverage_command(args: argparse.Namespace) -> int:
+    from .coverage import CoverageMap
+    from .plots import coverage_plot  # matplotlib: only when plotting
+
+    soap_flags = {name: getattr(args, name) for name in ("species", "r_cut", "n_max", "l_max", "atom_sigma")
+                  if getattr(args, name) is not None}
+    train = read_frames(args.train)
+    new = read_frames(args.new) if args.new else []
+    if args.model:
+        if soap_flags:
+            flags = ", ".join("--" + name.replace("_", "-") for name in soap_flags)
+            raise GapyError(f"give either --model or SOAP settings ({flags}), not both")
+        model = _load_model(args.model)
+        descriptor = model.descriptor_
+        zeta = model.zeta if args.zeta is None else args.zeta
+    else:
+        species = soap_flags.pop("species", None) or sorted(
+            {s for atoms in train + new for s in atoms.get_chemical_symbols()}, key=atomic_number)
+        try:
+            descriptor = SOAP(species, **soap_flags)
+        except (TypeError, ValueError) as error:
+            raise GapyError(f"invalid setting: {error}") from None
+        zeta = 4 if args.zeta is None else args.zeta
+    coverage = CoverageMap(descriptor, n_components=args.n_components, level=args.level, species=args.center,
+                           zeta=zeta, max_reference=args.max_reference, random_state=args.seed, n_jobs=args.n_jobs)
+    start = time.perf_counter()
+    try:
+        coverage.fit(train)
+    except GapyError as error:
+        raise GapyError(f"{args.train}: {error}") from None
+    ratio = coverage.pca_.explained_variance_ratio_
+    rows = "environments" if args.level == "atoms" else "structures"
+    distance = coverage.train_distance_
+    print(f"coverage map of {len(distance)} training {rows} from {args.train}; {descriptor}, zeta={zeta}; "
+          + ", ".join(f"PC{i + 1} {100 * r:.1f} %" for i, r in enumerate(ratio)) + " of the variance")
+    if len(coverage.reference_) < len(distance):
+        print(f"PCA and distances use a random subsample of {len(coverage.reference_)} training {rows} "
+              f"(--max-reference {args.max_reference})")
+    finite = distance[np.isfinite(distance)]
+    median = f"{np.median(finite):.4f}" if finite.size else "-"
+    print(f"training nearest-neighbour kernel distance (leave one out): median {median}, "
+          f"max {coverage.threshold_:.4f}")
+
+    table = [("train", coverage.row_index_, coverage.row_species_, coverage.config_type_, coverage.embedding_,
+              distance)]
+    new_xy = new_distance = None
+    if new:
+        try:
+            new_xy, new_distance = coverage.transform(new, return_distance=True)
+            index = coverage.row_index(new)
+        except GapyError as error:
+            raise GapyError(f"{args.new}: {error}") from None
+        numbers = np.array([new[k].numbers[i] if i >= 0 else 0 for k, i in index], dtype=np.int64)
+        config = np.array([str(new[k].info.get("config_type", "(none)")) for k in index[:, 0]], dtype=str)
+        table.append(("new", index, numbers, config, new_xy, new_distance))
+        beyond = ~(new_distance <= coverage.threshold_)
+        print(f"{len(new_distance)} new {rows} from {args.new}: kernel distance to the training set median "
+              f"{np.median(new_distance):.4f}, max {np.max(new_distance):.4f}; {beyond.mean():.1%} "
+              f"({beyond.sum()}) beyond the largest training nearest-neighbour distance {coverage.threshold_:.4f}")
+        for row in np.argsort(-new_distance, kind="stable")[:min(5, int(beyond.sum()))]:
+            k, i = index[row]
+            where = f"structure {k}" + (f" atom {i} ({chemical_symbols[numbers[row]]})" if i >= 0 else "")
+            print(f"  {where}, config_type={config[row]}: {new_distance[row]:.4f}")
+    print(f"done in {time.perf_counter() - start:.1f} s")
+
+    output = Path(args.output)
+    output.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = output / "coverage.csv", output / "coverage.png"
+    with open(csv_path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["set", "structure", "atom", "species", "config_type"]
+                        + [f"pc{i + 1}" for i in range(coverage.n_components)] + ["distance"])
+        for name, index, numbers, config, xy, dist in table:
+            for row in range(len(index)):
+                writer.writerow([name, int(index[row, 0]), int(index[row, 1]),
+                                 chemical_symbols[numbers[row]] if numbers[row] else "", config[row]]
+                                + [f"{x:.6g}" for x in xy[row]] + [f"{dist[row]:.6g}"])
+    written = [csv_path]
+    if coverage.n_components >= 2:
+        title = Path(args.train).name + (f" and {Path(args.new).name}" if new else "")
+        coverage_plot(coverage.embedding_, png_path, config_type=coverage.config_type_, new=new_xy,
+                      values=new_distance, value_label=f"kernel distance to the training set (zeta={zeta})",
+                      explained_variance_ratio=ratio, title=title)
+        written.append(png_path)
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 #: SOAP and GAP settings of ``gapy demo``.
 DEMO_SOAP = dict(species=["Si"], r_cut=5.4, n_max=8, l_max=8, atom_sigma=0.5, cutoff_width=0.5)
 DEMO_GAP = dict(zeta=4, n_sparse=500, sigma_energy=0.005, sigma_force=0.05, sigma_virial=0.05,
@@ -742,6 +832,46 @@ def build_parser() -> argparse.ArgumentParser:
                         help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
     select.add_argument("--n-jobs", type=_integer, metavar="N", help="threads (default: the model's n_jobs)")
     select.set_defaults(run=_select_command)
+
+    coverage = commands.add_parser(
+        "coverage", parents=[common], help="map how new structures sit in the training set (PCA, distances)",
+        description="PCA map of the SOAP vectors of the training environments (or structures) and the "
+                    "kernel distance sqrt(2 - 2 (q.x)^zeta) of each environment to its nearest training "
+                    "environment of the same species. Writes coverage.csv (PCA coordinates and distances; "
+                    "for training rows the leave-one-out distance) and coverage.png (with two or more "
+                    "components), and prints the fraction of new environments farther than the largest "
+                    "training nearest-neighbour distance.",
+    )
+    coverage.add_argument("train", metavar="TRAIN.xyz", help="training structures")
+    coverage.add_argument("new", metavar="NEW.xyz", nargs="?", help="structures to place on the map (e.g. from MD)")
+    coverage.add_argument("-o", "--output", default="coverage", metavar="DIR",
+                          help="output directory (default: coverage)")
+    coverage.add_argument("--model", metavar="MODEL", help="take the descriptor and zeta from a model file "
+                          "written by 'gapy fit' (instead of the SOAP options)")
+    coverage.add_argument("--species", type=_species_list, metavar="SYMBOLS", help="SOAP species, e.g. Si,Ge "
+                          "(default: those in the data)")
+    coverage.add_argument("--r-cut", type=_number, metavar="A", help="SOAP cutoff radius in Angstrom "
+                          f"(default: {_SOAP_DEFAULTS['r_cut']})")
+    coverage.add_argument("--n-max", type=_integer, metavar="N", help="SOAP radial basis functions "
+                          f"(default: {_SOAP_DEFAULTS['n_max']})")
+    coverage.add_argument("--l-max", type=_integer, metavar="L", help="largest SOAP angular momentum "
+                          f"(default: {_SOAP_DEFAULTS['l_max']})")
+    coverage.add_argument("--atom-sigma", type=_number, metavar="A", help="SOAP Gaussian width in Angstrom "
+                          f"(default: {_SOAP_DEFAULTS['atom_sigma']})")
+    coverage.add_argument("--zeta", type=_integer, metavar="Z", help="kernel exponent of the distance "
+                          "(default: the model's, else 4)")
+    coverage.add_argument("--level", type=_choice(("atoms", "structures")), default="atoms", metavar="LEVEL",
+                          help="map atomic environments or whole structures (mean SOAP vector): atoms, "
+                          "structures (default: atoms)")
+    coverage.add_argument("--center", metavar="SYMBOL", help="only environments centred on this species")
+    coverage.add_argument("--n-components", type=_integer, default=2, metavar="N",
+                          help="principal components written to the CSV (default: 2)")
+    coverage.add_argument("--max-reference", type=_integer, default=20000, metavar="N",
+                          help="cap on training rows per species for the PCA and distances; larger sets "
+                          "are subsampled at random (default: 20000)")
+    coverage.add_argument("--seed", type=_integer, metavar="N", help="random seed of that subsample")
+    coverage.add_argument("--n-jobs", type=_integer, default=1, metavar="N", help="threads (default: 1)")
+    coverage.set_defaults(run=_coverage_command)
 
     demo = commands.add_parser(
         "demo", parents=[common], help="fit and evaluate the bundled Si data",

@@ -1,11 +1,12 @@
-"""Parity and uncertainty plots of :class:`gapy.metrics.Comparison` objects (PNG files).
+"""Parity and uncertainty plots of :class:`gapy.metrics.Comparison` objects, and coverage
+maps of :class:`gapy.coverage.CoverageMap` (PNG files).
 
 Figures are drawn on matplotlib's Agg canvas directly, without ``pyplot``: no display,
 no global state, safe in scripts, threads and on clusters.
 """
 
 from pathlib import Path
-from typing import Dict, Union
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -111,4 +112,87 @@ def uncertainty_plot(comparisons: Dict[str, Comparison], path: Union[str, Path],
         axes.legend(loc="lower right", fontsize="small", markerscale=2)
     if title:
         figure.suptitle(title)
+    figure.savefig(path, dpi=120)
+
+
+def coverage_plot(
+    train: np.ndarray,
+    path: Union[str, Path],
+    *,
+    config_type: Optional[Sequence[str]] = None,
+    new: Optional[np.ndarray] = None,
+    values: Optional[np.ndarray] = None,
+    value_label: str = "distance to the training set",
+    explained_variance_ratio: Optional[Sequence[float]] = None,
+    title: str = "",
+) -> None:
+    """Training points coloured by config_type and new points coloured by a value (PNG).
+
+    Draws the first two columns (principal components), e.g. of
+    :attr:`gapy.coverage.CoverageMap.embedding_` and of ``CoverageMap.transform(new)``.
+
+    Parameters
+    ----------
+    train : ndarray of shape (n_train, n_components >= 2)
+        Coordinates of the training rows, drawn as small dots.
+    path : str or Path
+        PNG file to write.
+    config_type : sequence of str of shape (n_train,), optional
+        Colours the training points (one colour, "training", if omitted).
+    new : ndarray of shape (n_new, n_components >= 2), optional
+        Coordinates of new rows, drawn as crosses on top.
+    values : ndarray of shape (n_new,), optional
+        Colours the new points (viridis, with a colour bar), e.g. distances or
+        predicted standard deviations; non-finite values are drawn in red.
+    value_label : str, default="distance to the training set"
+        Colour bar label (give the unit).
+    explained_variance_ratio : sequence of float, optional
+        Shown in the axis labels as percentages.
+    title : str, optional
+
+    Raises
+    ------
+    ValueError
+        Fewer than two columns, or lengths that do not match.
+    """
+    train = np.asarray(train, dtype=float)
+    if train.ndim != 2 or train.shape[1] < 2:
+        raise ValueError(f"train must have shape (n_points, >=2), got {train.shape}")
+    if config_type is None:
+        labels = np.full(len(train), "training", dtype=object)
+    else:
+        labels = np.asarray(config_type, dtype=object)
+    if labels.shape != (len(train),):
+        raise ValueError(f"config_type has {labels.size} entries for {len(train)} training points")
+    figure = _figure(6.4 if new is not None and values is not None else 5.4, 4.8)
+    axes = figure.add_subplot()
+    for group in sorted(set(labels.tolist())):
+        mask = labels == group
+        axes.scatter(train[mask, 0], train[mask, 1], s=5, alpha=0.5, label=str(group), rasterized=True)
+    if new is not None:
+        new = np.asarray(new, dtype=float)
+        if new.ndim != 2 or new.shape[1] < 2:
+            raise ValueError(f"new must have shape (n_points, >=2), got {new.shape}")
+        if values is None:
+            axes.scatter(new[:, 0], new[:, 1], s=14, marker="x", color="black", label="new", rasterized=True)
+        else:
+            values = np.asarray(values, dtype=float)
+            if values.shape != (len(new),):
+                raise ValueError(f"values has shape {values.shape}, expected ({len(new)},)")
+            finite = np.isfinite(values)
+            points = axes.scatter(new[finite, 0], new[finite, 1], c=values[finite], s=14, marker="x",
+                                  cmap="viridis", label="new", rasterized=True)
+            if (~finite).any():
+                axes.scatter(new[~finite, 0], new[~finite, 1], s=14, marker="x", color="red",
+                             label="new (no value)", rasterized=True)
+            figure.colorbar(points, ax=axes, label=value_label)
+    ratio = list(explained_variance_ratio) if explained_variance_ratio is not None else None
+    for set_label, axis in ((axes.set_xlabel, 0), (axes.set_ylabel, 1)):
+        text = f"PC{axis + 1}"
+        if ratio is not None and len(ratio) > axis:
+            text += f" ({100 * ratio[axis]:.1f} % of variance)"
+        set_label(text)
+    axes.legend(loc="best", fontsize="small", markerscale=2)
+    if title:
+        axes.set_title(title)
     figure.savefig(path, dpi=120)

@@ -1,0 +1,551 @@
+"""Training-set coverage: PCA maps, kernel distances to the training set, GDF weights.
+
+:class:`CoverageMap` projects SOAP vectors of atomic environments (or of whole
+structures) on the principal components of a training set and measures how far each
+new environment is from its nearest training environment; :func:`gdf_weights` and
+:func:`structure_weights` give the Gaussian density function weights of Jeong et al.
+(2018) that down-weight over-represented environments in a fit. Every pairwise quantity
+is computed in chunks of rows, so memory stays ``O(chunk x n_reference)``, never
+``O(N^2)``. Formulas in ``docs/coverage.md``.
+"""
+
+from numbers import Integral, Real
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from ase import Atoms
+from sklearn.base import BaseEstimator
+from sklearn.decomposition import PCA
+from sklearn.utils.validation import check_is_fitted
+
+from .descriptors import SOAP
+from .estimator import _as_frames
+from .kernels import check_zeta
+from .metrics import config_type_of
+from .structures import atomic_number
+
+#: Largest number of pair entries (rows x reference rows) held in memory at once
+#: (2**22 float64 = 32 MiB per array).
+CHUNK_ELEMENTS = 2**22
+
+#: Default cap on the reference environments per species (see ``max_reference``).
+MAX_REFERENCE = 20000
+
+LEVELS = ("atoms", "structures")
+
+
+def _chunks(n_rows: int, n_reference: int):
+    """Slices of ``range(n_rows)`` with at most :data:`CHUNK_ELEMENTS` pair entries each."""
+    step = max(1, CHUNK_ELEMENTS // max(1, n_reference))
+    for start in range(0, n_rows, step):
+        yield slice(start, min(start + step, n_rows))
+
+
+def nearest_distance(
+    values: np.ndarray,
+    species: np.ndarray,
+    reference: np.ndarray,
+    reference_species: np.ndarray,
+    zeta: int = 4,
+    *,
+    exclude: Optional[np.ndarray] = None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Kernel distance of each row to its nearest reference row of the same species.
+
+    ``d(q, x)^2 = k(q, q) + k(x, x) - 2 k(q, x)`` with ``k(q, x) = (q . x)^zeta``, i.e.
+    ``sqrt(2 - 2 (q . x)^zeta)`` for normalised vectors (between 0 and ``sqrt(2)`` when
+    ``q . x >= 0``). The kernel across species is zero, so only reference rows of the
+    same species count. Computed in chunks of rows.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n, n_features)
+    species : ndarray of int of shape (n,)
+    reference : ndarray of shape (m, n_features)
+        E.g. training environments, or a model's sparse points (``model.gp_.sparse``).
+    reference_species : ndarray of int of shape (m,)
+    zeta : int, default=4
+        Kernel exponent.
+    exclude : ndarray of int of shape (n,), optional
+        Reference row to ignore for each row (``-1``: none), for leave-one-out distances
+        of the reference set itself.
+
+    Returns
+    -------
+    distance : ndarray of shape (n,)
+        ``inf`` where no reference row has the row's species.
+    nearest : ndarray of int of shape (n,)
+        Index of the nearest reference row, ``-1`` where there is none.
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
+    >>> nearest_distance(x, np.zeros(2, int), x[:1], np.zeros(1, int), zeta=1)[0].round(3)
+    array([0.   , 1.414])
+    """
+    zeta = check_zeta(zeta)
+    values = np.asarray(values, dtype=float)
+    reference = np.asarray(reference, dtype=float)
+    species, reference_species = np.asarray(species), np.asarray(reference_species)
+    distance = np.full(len(values), np.inf)
+    nearest = np.full(len(values), -1, dtype=np.int64)
+    for s in np.unique(species):
+        rows = np.flatnonzero(species == s)
+        columns = np.flatnonzero(reference_species == s)
+        if columns.size == 0:
+            continue
+        x = reference[columns]
+        kxx = np.einsum("ij,ij->i", x, x) ** zeta
+        position = np.full(len(reference), -1, dtype=np.int64)  # reference row -> column
+        position[columns] = np.arange(columns.size)
+        for part in _chunks(rows.size, columns.size):
+            q = values[rows[part]]
+            kqq = np.einsum("ij,ij->i", q, q) ** zeta
+            squared = kqq[:, None] + kxx[None, :] - 2.0 * (q @ x.T) ** zeta
+            if exclude is not None:
+                own = np.asarray(exclude)[rows[part]]
+                own = np.where(own >= 0, position[np.maximum(own, 0)], -1)
+                hit = np.flatnonzero(own >= 0)
+                squared[hit, own[hit]] = np.inf
+            best = np.argmin(squared, axis=1)
+            smallest = squared[np.arange(len(best)), best]
+            found = np.isfinite(smallest)
+            distance[rows[part]] = np.where(found, np.sqrt(np.maximum(smallest, 0.0)), np.inf)
+            nearest[rows[part]] = np.where(found, columns[best], -1)
+    return distance, nearest
+
+
+def _subsample(species: np.ndarray, max_reference: int, random_state) -> np.ndarray:
+    """Sorted row indices: all rows of a species, or ``max_reference`` of them at random."""
+    rng = np.random.default_rng(random_state)
+    chosen = []
+    for s in np.unique(species):
+        rows = np.flatnonzero(species == s)
+        if rows.size > max_reference:
+            rows = np.sort(rng.choice(rows, size=max_reference, replace=False))
+        chosen.append(rows)
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
+
+
+def _check_max_reference(max_reference) -> int:
+    if isinstance(max_reference, bool) or not isinstance(max_reference, Integral) or max_reference < 2:
+        raise ValueError(f"max_reference must be an integer >= 2, got {max_reference!r}")
+    return int(max_reference)
+
+
+def _descriptor_for(descriptor: Optional[SOAP], frames: List[Atoms]) -> SOAP:
+    if descriptor is None:
+        return SOAP(species=sorted({int(z) for atoms in frames for z in atoms.numbers}))
+    if not isinstance(descriptor, SOAP):
+        raise TypeError(f"descriptor must be a gapy.SOAP, got {type(descriptor).__name__}")
+    return descriptor
+
+
+def _atom_features(descriptor: SOAP, frames: List[Atoms], n_jobs: int):
+    """SOAP rows of every atom, their species index and (structure, atom) indices.
+
+    Species are checked first, so an unknown species is named before any SOAP work.
+    """
+    species = [descriptor.species_indices(atoms, k) for k, atoms in enumerate(frames)]
+    values = descriptor.compute_many(frames, n_jobs=n_jobs)
+    structure = np.concatenate([np.full(len(atoms), k) for k, atoms in enumerate(frames)])
+    atom = np.concatenate([np.arange(len(atoms)) for atoms in frames])
+    return np.concatenate(values), np.concatenate(species), structure, atom
+
+
+def _unit_rows(values: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(values, axis=1, keepdims=True)
+    return values / np.where(norms > 0, norms, 1.0)
+
+
+class CoverageMap(BaseEstimator):
+    """PCA map of a training set's SOAP vectors and kernel distances to it.
+
+    ``fit`` computes the SOAP vectors of the training environments (``level="atoms"``:
+    one row per atom; ``"structures"``: one row per structure, the mean of its atoms'
+    normalised SOAP vectors, renormalised), fits a PCA on them and stores them as the
+    reference set. ``transform`` projects new structures on the same components and
+    ``distance`` gives each new row's kernel distance to its nearest training row of the
+    same central species, ``sqrt(2 - 2 (q . x)^zeta)`` for normalised vectors: 0 for an
+    environment seen in training, up to ``sqrt(2)`` for an unrelated one.
+
+    Large sets: at most ``max_reference`` rows per species are used to fit the PCA and
+    as the distance reference, a random subsample seeded by ``random_state`` (distances
+    are then upper bounds of those to the full set). Distances are computed in chunks,
+    so no ``N x N`` matrix is built; the time is ``O(N x max_reference)``.
+
+    Parameters
+    ----------
+    descriptor : SOAP, optional
+        Default: ``SOAP`` with the species of the training data. Use the model's
+        (``CoverageMap.from_model``) so distances are those the GP kernel sees.
+    n_components : int, default=2
+        Principal components kept.
+    level : {"atoms", "structures"}, default="atoms"
+        Map atomic environments or whole structures.
+    species : str or int, optional
+        Keep only atoms of this central species (symbol or atomic number); by default
+        all atoms, in one PCA (the first components then often separate the species).
+        With ``level="structures"``, structures without this species are left out.
+    zeta : int, default=4
+        Kernel exponent of the distance (the model's ``zeta``).
+    max_reference : int, default=20000
+        Cap on the training rows per species used for the PCA and as distance reference.
+    random_state : int, Generator or None, default=None
+        Seed of that subsample (the PCA itself is an exact, deterministic SVD).
+    n_jobs : int, default=1
+        Threads for the SOAP vectors.
+
+    Attributes
+    ----------
+    descriptor_ : SOAP
+    pca_ : sklearn.decomposition.PCA
+    embedding_ : ndarray of shape (n_rows, n_components)
+        PCA coordinates of every training row.
+    train_distance_ : ndarray of shape (n_rows,)
+        Leave-one-out distance of each training row to its nearest other training row
+        (0 for duplicated environments).
+    threshold_ : float
+        Largest finite ``train_distance_``: new rows beyond it are farther from the
+        training set than any training row is from the rest.
+    row_index_ : ndarray of int of shape (n_rows, 2)
+        (structure, atom) of each training row; atom is -1 with ``level="structures"``.
+    row_species_ : ndarray of int of shape (n_rows,)
+        Atomic number of each training row (0 with ``level="structures"``).
+    config_type_ : ndarray of str of shape (n_rows,)
+        ``atoms.info["config_type"]`` of each training row's structure, or ``"(none)"``.
+    reference_ : ndarray of shape (n_reference, n_features)
+        Training rows the distances are measured to.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+    >>> train = [bulk("Si", cubic=True), bulk("Si", "fcc", a=3.9)]
+    >>> coverage = CoverageMap(soap).fit(train)
+    >>> coverage.transform(train[:1]).shape
+    (8, 2)
+    >>> float(coverage.distance(train[:1]).max())
+    0.0
+    """
+
+    def __init__(
+        self,
+        descriptor: Optional[SOAP] = None,
+        *,
+        n_components: int = 2,
+        level: str = "atoms",
+        species: Optional[Union[str, int]] = None,
+        zeta: int = 4,
+        max_reference: int = MAX_REFERENCE,
+        random_state=None,
+        n_jobs: int = 1,
+    ):
+        self.descriptor = descriptor
+        self.n_components = n_components
+        self.level = level
+        self.species = species
+        self.zeta = zeta
+        self.max_reference = max_reference
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    @classmethod
+    def from_model(cls, model, **kwargs) -> "CoverageMap":
+        """A map with the descriptor and ``zeta`` of a fitted :class:`~gapy.GAPRegressor`.
+
+        Other arguments as in the constructor.
+        """
+        check_is_fitted(model, "gp_")
+        return cls(model.descriptor_, **{"zeta": model.zeta, **kwargs})
+
+    def fit(self, frames: Sequence[Atoms], y=None) -> "CoverageMap":
+        """Compute the training rows, fit the PCA and the leave-one-out distances.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            Training structures.
+        y : ignored
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Bad parameters, no structures, or fewer rows than ``n_components``.
+        gapy.StructureError
+            A structure has a species the descriptor does not know (named by index).
+        """
+        frames = _as_frames(frames)
+        if self.level not in LEVELS:
+            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
+        zeta = check_zeta(self.zeta)
+        max_reference = _check_max_reference(self.max_reference)
+        n_components = self.n_components
+        if isinstance(n_components, bool) or not isinstance(n_components, Integral) or n_components < 1:
+            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        descriptor = _descriptor_for(self.descriptor, frames)
+        self.descriptor_ = descriptor
+        self._zeta = zeta
+        values, species, index = self._rows(frames)
+        if len(values) < max(n_components, 2):
+            raise ValueError(
+                f"{len(values)} training rows (level={self.level!r}, species={self.species!r}) "
+                f"are too few for n_components={n_components}"
+            )
+        if n_components > values.shape[1]:
+            raise ValueError(f"n_components={n_components} exceeds the {values.shape[1]} SOAP features")
+        chosen = _subsample(species, max_reference, self.random_state)
+        # the exact SVD: deterministic, and O(n_rows n_features^2) on the capped rows
+        self.pca_ = PCA(n_components=n_components, svd_solver="full").fit(values[chosen])
+        self.reference_ = values[chosen]
+        self.reference_species_ = species[chosen]
+        self_row = np.full(len(values), -1, dtype=np.int64)
+        self_row[chosen] = np.arange(chosen.size)
+        self.train_distance_, _ = nearest_distance(
+            values, species, self.reference_, self.reference_species_, zeta, exclude=self_row
+        )
+        finite = self.train_distance_[np.isfinite(self.train_distance_)]
+        self.threshold_ = float(finite.max()) if finite.size else float("inf")
+        self.embedding_ = self.pca_.transform(values)
+        self.row_index_ = index
+        self.row_species_ = self._atomic_numbers(species)
+        self.config_type_ = np.array([config_type_of(frames[k]) for k in index[:, 0]], dtype=str)
+        return self
+
+    def _species_filter(self) -> Optional[int]:
+        if self.species is None:
+            return None
+        z = atomic_number(self.species)
+        if z not in self.descriptor_.atomic_numbers:
+            raise ValueError(
+                f"species={self.species!r} is not among the descriptor's species "
+                f"{list(self.descriptor_.species)}"
+            )
+        return int(np.searchsorted(self.descriptor_.atomic_numbers, z))
+
+    def _rows(self, frames: List[Atoms]):
+        """Feature rows, their species index and (structure, atom) index."""
+        keep_species = self._species_filter()
+        values, species, structure, atom = _atom_features(self.descriptor_, frames, self.n_jobs)
+        if keep_species is not None:
+            keep = species == keep_species
+            values, species, structure, atom = values[keep], species[keep], structure[keep], atom[keep]
+        if self.level == "atoms":
+            return values, species, np.column_stack([structure, atom])
+        unit = _unit_rows(values)
+        present = np.unique(structure)
+        sums = np.zeros((len(frames), values.shape[1]))
+        np.add.at(sums, structure, unit)
+        rows = _unit_rows(sums[present])
+        index = np.column_stack([present, np.full(present.size, -1)])
+        return rows, np.zeros(present.size, dtype=np.int64), index
+
+    def _atomic_numbers(self, species: np.ndarray) -> np.ndarray:
+        if self.level == "structures":
+            return np.zeros(len(species), dtype=np.int64)
+        return self.descriptor_.atomic_numbers[species]
+
+    def transform(self, frames: Sequence[Atoms], return_distance: bool = False):
+        """PCA coordinates of the rows of new structures (and their distances).
+
+        Rows are the atoms of ``frames[0]``, then of ``frames[1]``, ... (only atoms of
+        ``species`` if set), or one row per structure with ``level="structures"``; see
+        :meth:`row_index`.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+        return_distance : bool, default=False
+            Also return :meth:`distance` (computed from the same SOAP vectors).
+
+        Returns
+        -------
+        coordinates : ndarray of shape (n_rows, n_components)
+        distance : ndarray of shape (n_rows,)
+            Only with ``return_distance=True``.
+        """
+        check_is_fitted(self, "pca_")
+        values, species, _ = self._rows(_as_frames(frames))
+        coordinates = self.pca_.transform(values)
+        if not return_distance:
+            return coordinates
+        distance, _ = nearest_distance(values, species, self.reference_, self.reference_species_, self._zeta)
+        return coordinates, distance
+
+    def distance(self, frames: Sequence[Atoms]) -> np.ndarray:
+        """Kernel distance of each row to the nearest training row of the same species.
+
+        Returns
+        -------
+        ndarray of shape (n_rows,)
+            Between 0 (seen in training) and about ``sqrt(2)``; ``inf`` for a central
+            species absent from the training rows. Rows as in :meth:`transform`.
+        """
+        return self.transform(frames, return_distance=True)[1]
+
+    def row_index(self, frames: Sequence[Atoms]) -> np.ndarray:
+        """(structure, atom) of each row :meth:`transform` returns for ``frames``.
+
+        Returns
+        -------
+        ndarray of int of shape (n_rows, 2)
+            Atom is -1 with ``level="structures"``.
+        """
+        check_is_fitted(self, "pca_")
+        frames = _as_frames(frames)
+        keep_species = self._species_filter()
+        index = []
+        for k, atoms in enumerate(frames):
+            species = self.descriptor_.species_indices(atoms, k)
+            atoms_kept = np.arange(len(atoms)) if keep_species is None else np.flatnonzero(species == keep_species)
+            if self.level == "atoms":
+                index.extend((k, i) for i in atoms_kept)
+            elif atoms_kept.size:
+                index.append((k, -1))
+        return np.array(index, dtype=np.int64).reshape(-1, 2)
+
+
+def gdf_weights(
+    frames: Sequence[Atoms],
+    descriptor: SOAP,
+    sigma: float = 0.05,
+    *,
+    power: float = 1.0,
+    max_weight: Optional[float] = 10.0,
+    max_reference: int = MAX_REFERENCE,
+    random_state=None,
+    n_jobs: int = 1,
+    return_density: bool = False,
+):
+    """Gaussian density function (GDF) weights of every atom (Jeong et al. 2018).
+
+    The density of atom ``i`` among the training environments of its species is
+    ``rho_i = mean_j exp(-|q_i - q_j|^2 / (2 sigma^2))`` (``j`` runs over all of them,
+    ``i`` included, so ``rho_i`` is in ``(0, 1]``). The weight is
+    ``w_i = rho_i^(-power)``, scaled to mean 1 within each species, then (with
+    ``max_weight``) clipped at ``max_weight`` and scaled to mean 1 again, so rare
+    environments weigh at most about ``max_weight`` times the average. ``power < 1``
+    softens the weighting; ``power=0`` gives all ones.
+
+    Above ``max_reference`` environments of a species, ``j`` runs over a random subsample
+    of that size (seeded by ``random_state``); distances are computed in chunks, so
+    memory is ``O(chunk x max_reference)``.
+
+    Parameters
+    ----------
+    frames : sequence of ase.Atoms
+        Training structures.
+    descriptor : SOAP
+        With ``normalize=True`` (the default) ``|q_i - q_j|^2 = 2 - 2 q_i . q_j`` lies
+        in ``[0, 4]``, so ``sigma`` is comparable across descriptor settings.
+    sigma : float, default=0.05
+        Width of the Gaussian, in units of the (dimensionless) SOAP vectors. Too small:
+        only exact duplicates count, so only duplicated environments are down-weighted;
+        too large: every environment sees all others and all weights tend to 1. On the
+        bundled Si data the nearest-neighbour distance ``|q_i - q_j|`` has median 0.011
+        and 90th percentile 0.085; see ``docs/coverage.md``.
+    power : float, default=1.0
+        Exponent of ``1 / rho`` (SIMPLE-NN uses 1, with a sigmoid modifier instead).
+    max_weight : float or None, default=10.0
+        Clip the weights (relative to the mean) at this value; ``None``: no clipping.
+    max_reference : int, default=20000
+        Cap on the reference environments per species.
+    random_state : int, Generator or None, default=None
+        Seed of the reference subsample.
+    n_jobs : int, default=1
+        Threads for the SOAP vectors.
+    return_density : bool, default=False
+        Also return ``rho`` per atom.
+
+    Returns
+    -------
+    weights : list of ndarray of shape (n_atoms,)
+        One array per structure; mean 1 over the atoms of each species.
+    density : list of ndarray of shape (n_atoms,)
+        Only with ``return_density=True``.
+
+    Raises
+    ------
+    ValueError
+        ``sigma``, ``power`` or ``max_weight`` out of range, or no structures.
+    gapy.StructureError
+        A structure has a species the descriptor does not know (named by index).
+
+    References
+    ----------
+    W. Jeong, K. Lee, D. Yoo, D. Lee and S. Han, "Toward reliable and transferable
+    machine learning potentials: uniform training by overcoming sampling bias",
+    J. Phys. Chem. C 122, 22790 (2018).
+    """
+    frames = _as_frames(frames)
+    if isinstance(sigma, bool) or not isinstance(sigma, Real) or not np.isfinite(sigma) or sigma <= 0:
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if isinstance(power, bool) or not isinstance(power, Real) or not np.isfinite(power) or power < 0:
+        raise ValueError(f"power must be a non-negative number, got {power!r}")
+    if max_weight is not None and (isinstance(max_weight, bool) or not isinstance(max_weight, Real)
+                                   or not max_weight > 1):
+        raise ValueError(f"max_weight must be a number > 1 or None, got {max_weight!r}")
+    max_reference = _check_max_reference(max_reference)
+    descriptor = _descriptor_for(descriptor, frames)
+    values, species, structure, _ = _atom_features(descriptor, frames, n_jobs)
+    chosen = _subsample(species, max_reference, random_state)
+    density = np.empty(len(values))
+    weights = np.empty(len(values))
+    scale = -0.5 / float(sigma) ** 2
+    for s in np.unique(species):
+        rows = np.flatnonzero(species == s)
+        x = values[chosen[species[chosen] == s]]
+        xx = np.einsum("ij,ij->i", x, x)
+        for part in _chunks(rows.size, len(x)):
+            q = values[rows[part]]
+            squared = np.einsum("ij,ij->i", q, q)[:, None] + xx[None, :] - 2.0 * q @ x.T
+            density[rows[part]] = np.exp(scale * np.maximum(squared, 0.0)).mean(axis=1)
+        w = density[rows] ** -float(power)
+        w /= w.mean()
+        if max_weight is not None:
+            w = np.minimum(w, float(max_weight))
+            w /= w.mean()
+        weights[rows] = w
+    split = np.cumsum([len(atoms) for atoms in frames])[:-1]
+    per_structure = np.split(weights, split)
+    if return_density:
+        return per_structure, np.split(density, split)
+    return per_structure
+
+
+def structure_weights(atom_weights: Sequence[np.ndarray]) -> np.ndarray:
+    """Per-structure weights: the mean of each structure's atom weights, scaled to mean 1.
+
+    Directly usable as ``GAPRegressor.fit(frames, sample_weight=...)``, which divides
+    every sigma of structure ``k`` by ``sqrt(w[k])``.
+
+    Parameters
+    ----------
+    atom_weights : sequence of ndarray of shape (n_atoms,)
+        E.g. from :func:`gdf_weights`.
+
+    Returns
+    -------
+    ndarray of shape (n_structures,)
+
+    Examples
+    --------
+    >>> structure_weights([np.array([1.0, 3.0]), np.array([0.5])]).round(3)
+    array([1.6, 0.4])
+    """
+    atom_weights = [np.asarray(w, dtype=float) for w in atom_weights]
+    if not atom_weights:
+        raise ValueError("no structures given")
+    for k, w in enumerate(atom_weights):
+        if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(
+                f"atom_weights[{k}] must be a non-empty 1-d array of finite, non-negative weights"
+            )
+    means = np.array([w.mean() for w in atom_weights])
+    if means.sum() <= 0:
+        raise ValueError("all atom weights are zero")
+    return means / means.mean()
