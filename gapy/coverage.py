@@ -432,8 +432,9 @@ def gdf_weights(
     softens the weighting; ``power=0`` gives all ones.
 
     Above ``max_reference`` environments of a species, ``j`` runs over a random subsample
-    of that size (seeded by ``random_state``); distances are computed in chunks, so
-    memory is ``O(chunk x max_reference)``.
+    of that size (seeded by ``random_state``), and ``rho_i`` is at least ``1 /
+    max_reference`` (the atom's own term); distances are computed in chunks, so memory is
+    ``O(chunk x max_reference)``.
 
     Parameters
     ----------
@@ -480,6 +481,16 @@ def gdf_weights(
     W. Jeong, K. Lee, D. Yoo, D. Lee and S. Han, "Toward reliable and transferable
     machine learning potentials: uniform training by overcoming sampling bias",
     J. Phys. Chem. C 122, 22790 (2018).
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> crystal = bulk("Si", cubic=True)
+    >>> rattled = crystal.copy()
+    >>> rattled.rattle(0.1, seed=0)
+    >>> w = gdf_weights([crystal, crystal, rattled], SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3))
+    >>> bool(w[0].max() < w[2].min())  # the duplicated crystal atoms weigh less
+    True
     """
     frames = _as_frames(frames)
     if isinstance(sigma, bool) or not isinstance(sigma, Real) or not np.isfinite(sigma) or sigma <= 0:
@@ -503,7 +514,8 @@ def gdf_weights(
         for part in _chunks(rows.size, len(x)):
             q = values[rows[part]]
             squared = np.einsum("ij,ij->i", q, q)[:, None] + xx[None, :] - 2.0 * q @ x.T
-            density[rows[part]] = np.exp(scale * np.maximum(squared, 0.0)).mean(axis=1)
+            # at least the atom's own term, which a subsampled reference set may lack
+            density[rows[part]] = np.maximum(np.exp(scale * np.maximum(squared, 0.0)).mean(axis=1), 1.0 / len(x))
         w = density[rows] ** -float(power)
         w /= w.mean()
         if max_weight is not None:

@@ -235,3 +235,16 @@ def test_cli_writes_map_table_and_summary(tmp_path, capsys, soap, train):
     assert main([*argv, "--r-cut", "3"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "give either --model or SOAP settings (--r-cut)" in err
+
+
+def test_subsampled_reference_is_seeded_and_gives_upper_bounds(soap, train, fitted):
+    small = CoverageMap(soap, n_components=3, max_reference=40, random_state=3).fit(train)
+    assert len(small.reference_) == 40
+    again = CoverageMap(soap, n_components=3, max_reference=40, random_state=3).fit(train)
+    np.testing.assert_array_equal(small.reference_, again.reference_)
+    new = load_si("test")[:2]
+    assert np.all(small.distance(new) >= fitted.distance(new) - 1e-12)
+    weights = np.concatenate(gdf_weights(train, soap, sigma=0.05, max_reference=30, random_state=0))
+    assert np.all(np.isfinite(weights)) and weights.mean() == pytest.approx(1.0)
+    same = np.concatenate(gdf_weights(train, soap, sigma=0.05, max_reference=30, random_state=0))
+    np.testing.assert_array_equal(weights, same)
