@@ -7,7 +7,6 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.calculators.singlepoint import SinglePointCalculator
-from joblib import parallel_config
 from sklearn.utils.validation import check_is_fitted
 
 from .estimator import GAPRegressor
@@ -156,12 +155,9 @@ class GAPCalculator(Calculator):
             predicted = ("energy", "energies") + tuple(p for p in ("forces", "stress") if p in requested_std)
         else:
             with_std = False
-        # one structure: a model with n_jobs != 1 would start a thread pool per call,
-        # ~15 ms, ten times a small cell's evaluation
-        with parallel_config(backend="sequential"):
-            (result,) = self.model.predict_all(
-                [atoms], return_std=with_std, variance=self.variance, properties=predicted
-            )
+        (result,) = self.model.predict_all(
+            [atoms], return_std=with_std, variance=self.variance, properties=predicted
+        )
         self.n_calculations += 1
         self.results.update(result)
 

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from ase import Atoms
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
@@ -21,6 +21,7 @@ from .gp.sparse_gp import VARIANCE_KINDS
 from .gp.variance import energy_prior_variance, force_prior_variance, virial_prior_variance
 from .kernels import check_zeta, dot_product_kernel
 from .labels import Labels, read_labels
+from .parallel import thread_map
 from .sparsify import METHODS, select_points
 from .structures import atomic_number
 
@@ -197,11 +198,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             # oversubscribes the machine (3.5x slower on Mo); the QR fold below keeps
             # every BLAS thread
             with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
-                results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-                    delayed(self._observation_rows)(
+                results = thread_map(
+                    lambda k: self._observation_rows(
                         frames[k], k, labels[k], species[k], descriptor, gp, weights[k]
-                    )
-                    for k in batch
+                    ),
+                    batch, self.n_jobs,
                 )
             for rows, targets in results:
                 solver.add(rows, targets)
@@ -399,11 +400,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if kind not in VARIANCE_KINDS:
             raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
         properties = set(properties)
-        if self.n_jobs == 1 or len(frames) == 1:
-            return [self._predict_one(atoms, k, return_std, kind, properties) for k, atoms in enumerate(frames)]
-        return Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(self._predict_one)(atoms, k, return_std, kind, properties)
-            for k, atoms in enumerate(frames)
+        return thread_map(
+            lambda item: self._predict_one(item[1], item[0], return_std, kind, properties),
+            list(enumerate(frames)), self.n_jobs,
         )
 
     def _predict_one(self, atoms: Atoms, index: int, return_std: bool, kind: str, properties) -> dict:

@@ -8,9 +8,11 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import effective_n_jobs
+from tqdm.auto import tqdm
 
 from ..exceptions import StructureError
+from ..parallel import thread_map
 from ..structures import atomic_number, neighbor_pairs, require_atoms, structure_name
 from ._radial import RADIAL_BASES, radial_spline
 from ._soap_numba import compute_soap, contract_soap_gradients, gradient_rows
@@ -364,16 +366,12 @@ class SOAP:
         """
         frames = list(frames)
         _parse_gradients(gradients)
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(frames, desc="SOAP", unit="structure")
-        else:
-            iterator = frames
-        if effective_n_jobs(n_jobs) == 1:
-            return [self.compute(atoms, gradients, index=i) for i, atoms in enumerate(iterator)]
-        tasks = (delayed(self.compute)(atoms, gradients, index=i) for i, atoms in enumerate(iterator))
-        return Parallel(n_jobs=n_jobs, prefer="threads")(tasks)
+        bar = tqdm(total=len(frames), desc="SOAP", unit="structure", disable=not progress)
+        with bar:
+            return thread_map(
+                lambda item: self.compute(item[1], gradients, index=item[0]),
+                list(enumerate(frames)), n_jobs, bar,
+            )
 
 
 def _canonical(soap: SOAP) -> tuple:

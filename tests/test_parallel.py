@@ -1,0 +1,66 @@
+"""thread_map: local threads by default, the user's joblib backend (dask) when chosen."""
+
+import threading
+
+import numpy as np
+import pytest
+from joblib import parallel_config
+from sklearn.base import clone
+
+from gapy import GAPRegressor, SOAP
+from gapy.datasets import load_si
+from gapy.parallel import thread_map
+
+
+def test_results_in_order_on_several_threads():
+    names = set()
+
+    def work(x):
+        names.add(threading.current_thread().name)
+        return x * x
+
+    assert thread_map(work, range(50), n_jobs=2) == [x * x for x in range(50)]
+    assert thread_map(work, [], n_jobs=2) == []
+    with parallel_config(backend="sequential"):
+        names.clear()
+        assert thread_map(work, range(5), n_jobs=2) == [x * x for x in range(5)]
+        assert names == {threading.current_thread().name}
+
+
+def test_errors_reach_the_caller():
+    def work(x):
+        if x == 3:
+            raise ValueError("structure 3: bad")
+        return x
+
+    with pytest.raises(ValueError, match="structure 3"):
+        thread_map(work, range(6), n_jobs=2)
+
+
+def test_progress_advances_once_per_item():
+    class Counter:
+        n = 0
+
+        def update(self, k):
+            self.n += k
+
+    counter = Counter()
+    thread_map(abs, range(-7, 0), n_jobs=2, progress=counter)
+    assert counter.n == 7
+
+
+def test_fit_and_descriptors_run_on_a_dask_cluster():
+    distributed = pytest.importorskip("distributed")
+    frames = load_si("train")[:6]
+    soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+    model = GAPRegressor(soap, n_sparse=20, random_state=0, n_jobs=2, sigma_virial=0.05)
+    local = clone(model).fit(frames)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=None) as client:
+        with parallel_config(backend="dask"), distributed.get_task_stream(client) as tasks:
+            on_cluster = clone(model).fit(frames)
+            values = soap.compute_many(frames, n_jobs=2)
+        assert len(tasks.data) > 0  # the work really went through the scheduler
+    np.testing.assert_allclose(on_cluster.gp_.alpha, local.gp_.alpha, rtol=1e-10, atol=1e-12)
+    for got, frame in zip(values, frames):
+        np.testing.assert_array_equal(got, soap.compute(frame))
