@@ -153,8 +153,9 @@ def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
     Where the predictions have standard deviations, two calibration measures say how
     honest they are: ``z_rms``, the RMS of ``error / std`` (1 for calibrated stds, above
     1 when the model is overconfident), and ``within_2std``, the fraction of errors
-    within two standard deviations (0.954 for calibrated Gaussian errors). Both are
-    ``None`` without stds.
+    within two standard deviations (0.954 for calibrated Gaussian errors). Both leave out
+    values predicted with no variance at all (forces fixed by symmetry) and are ``None``
+    without stds.
 
     Returns
     -------
@@ -178,9 +179,13 @@ def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
             error = comparison.error[mask]
             z_rms = within = None
             if comparison.std is not None:
-                std = np.maximum(comparison.std[mask], np.finfo(float).tiny)
-                z_rms = float(np.sqrt(np.mean((error / std) ** 2)))
-                within = float(np.mean(np.abs(error) <= 2.0 * std))
+                std = comparison.std[mask]
+                # values with no predicted variance (forces zero by symmetry) say nothing
+                uncertain = std > 1e-9 * comparison.std.max()
+                if uncertain.any():
+                    z = error[uncertain] / std[uncertain]
+                    z_rms = float(np.sqrt(np.mean(z**2)))
+                    within = float(np.mean(np.abs(z) <= 2.0))
             rows.append({
                 "quantity": quantity,
                 "unit": comparison.unit,

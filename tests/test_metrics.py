@@ -30,3 +30,8 @@ def test_no_calibration_without_stds():
     (row,) = error_table({"forces": comparison([0.1], None, ["a"])})[:1]
     assert row["z_rms"] is None and row["within_2std"] is None
     assert "RMS(err/std)" not in format_table([row])
+
+
+def test_values_without_variance_are_left_out_of_the_calibration():
+    rows = error_table({"forces": comparison([1e-9, 0.1, -0.1], [0.0, 0.1, 0.1], ["a", "a", "b"])})
+    assert rows[0]["z_rms"] == pytest.approx(1.0) and rows[0]["within_2std"] == 1.0
