@@ -225,10 +225,13 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
     _Option("validation", "run", str, (), "structures to report validation errors on", "VAL.xyz"),
     _Option("validation_fraction", "run", _fraction, (float,), "hold out this random fraction of the "
             "training structures for validation", "F"),
+    _Option("calibrate", "run", None, (bool,), "scale the predicted standard deviations to the errors "
+            "on the validation structures (needs --validation or --validation-fraction)"),
     _Option("output", "run", str, (), "model file to write", "MODEL"),
     _Option("progress", "run", None, (bool,), "progress bars"),
 )
-_RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "output": "model.gapy", "progress": True}
+_RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "calibrate": False, "output": "model.gapy",
+                 "progress": True}
 
 
 def _default(option: _Option) -> Any:
@@ -448,6 +451,8 @@ def _fit_command(args: argparse.Namespace) -> int:
     settings.update(given)
     if settings.get("validation") and settings.get("validation_fraction"):
         raise GapyError("give either validation or validation_fraction, not both")
+    if settings.get("calibrate") and not (settings.get("validation") or settings.get("validation_fraction")):
+        raise GapyError("calibrate needs validation structures: give validation or validation_fraction")
     run = {**_RUN_DEFAULTS, **{k: v for k, v in settings.items() if k in _RUN_DEFAULTS}}
 
     train_path = Path(args.train)
@@ -486,10 +491,20 @@ def _fit_command(args: argparse.Namespace) -> int:
     model.save(output)
     print(f"model written to {output}")
 
-    for name, data, path in (("training set", frames, train_path), ("validation set", validation, validation_name)):
-        if data:
-            rows = error_table(_compare(model, data, _predict(model, data, path, False), path))
-            _print_table(f"errors on the {name} ({path})", rows)
+    rows = error_table(_compare(model, frames, _predict(model, frames, train_path, False), train_path))
+    _print_table(f"errors on the training set ({train_path})", rows)
+    if validation:
+        predictions = _predict(model, validation, validation_name, run["calibrate"])
+        rows = error_table(_compare(model, validation, predictions, validation_name))
+        _print_table(f"errors on the validation set ({validation_name})", rows)
+    if run["calibrate"]:
+        try:
+            model.calibrate(validation)
+        except GapyError as error:
+            raise GapyError(f"{validation_name}: {error}") from None
+        model.save(output)
+        factors = ", ".join(f"{quantity} x{factor:.3g}" for quantity, factor in model.std_scale_.items())
+        print(f"\nstandard deviations calibrated on the validation set ({factors}); model updated")
     return 0
 
 

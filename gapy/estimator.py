@@ -92,6 +92,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Atomic number to reference energy (eV).
     species_ : ndarray of int
         Atomic numbers the model knows.
+    std_scale_ : dict
+        Factors applied to the predicted standard deviations of ``"energy"`` (total and
+        local energies), ``"forces"`` and ``"stress"``; empty (all 1) until
+        :meth:`calibrate`.
     """
 
     def __init__(
@@ -217,6 +221,45 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.descriptor_ = descriptor
         self.species_ = descriptor.atomic_numbers.copy()
         self.n_observations_ = n_observations
+        self.std_scale_ = {}
+        return self
+
+    def calibrate(self, frames: Sequence[Atoms]) -> "GAPRegressor":
+        """Scale the predicted standard deviations to match the errors on held-out data.
+
+        For each of energy (per atom), forces and stress the factor is the RMS of
+        ``error / std`` over ``frames``: the maximum-likelihood scale of Gaussian errors
+        (Musil et al., J. Chem. Theory Comput. 15, 906 (2019)). Afterwards that RMS is
+        1 on ``frames`` and the stds of new predictions are multiplied by the factors
+        (kept in :attr:`std_scale_` and in saved models). Means do not change. Use
+        structures that were not fitted, and the ``variance`` kind you predict with.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            Labelled structures that were not in the training set.
+
+        Returns
+        -------
+        self
+        """
+        from .metrics import compare
+
+        check_is_fitted(self, "gp_")
+        frames = _as_frames(frames)
+        self.std_scale_ = {}
+        predictions = self.predict_all(frames, return_std=True)
+        comparisons = compare(frames, predictions, energy_key=self.energy_key, forces_key=self.forces_key,
+                              stress_key=self.stress_key, virial_key=self.virial_key)
+        if not comparisons:
+            raise StructureError("calibrate needs labelled structures: none has an energy, forces or stress")
+        scale = {}
+        for quantity, comparison in comparisons.items():
+            uncertain = comparison.std > 1e-9 * comparison.std.max()
+            if uncertain.any():
+                z = comparison.error[uncertain] / comparison.std[uncertain]
+                scale[quantity] = float(np.sqrt(np.mean(z**2)))
+        self.std_scale_ = scale
         return self
 
     def _check_parameters(self) -> None:
@@ -432,24 +475,26 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
         local_prior = gp.delta**2 * np.ones(len(atoms))
         energy_prior = energy_prior_variance(values, species, gp.zeta, gp.delta)
+        scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0, **getattr(self, "std_scale_", {})}
         energies = rows["energies"] @ gp.alpha + e0
+        energy_variance = gp.variance(rows["energy"], kind, [energy_prior])[0]
         result = {
             "energy": float(energies.sum()),
             "free_energy": float(energies.sum()),
             "energies": energies,
-            "energies_std": np.sqrt(gp.variance(rows["energies"], kind, local_prior)),
-            "energy_std": float(np.sqrt(gp.variance(rows["energy"], kind, [energy_prior])[0])),
+            "energies_std": np.sqrt(gp.variance(rows["energies"], kind, local_prior)) * scale["energy"],
+            "energy_std": float(np.sqrt(energy_variance)) * scale["energy"],
         }
         if need_forces:
             force_rows = rows["forces"].reshape(-1, len(gp.sparse))
             result["forces"] = (force_rows @ gp.alpha).reshape(-1, 3)
             prior = None if kind == "sor" else force_prior_variance(values, species, grad, gp.zeta, gp.delta)
-            result["forces_std"] = np.sqrt(gp.variance(force_rows, kind, prior)).reshape(-1, 3)
+            result["forces_std"] = np.sqrt(gp.variance(force_rows, kind, prior)).reshape(-1, 3) * scale["forces"]
         if need_stress:
             volume = atoms.get_volume()
             result["stress"] = -(rows["virial"] @ gp.alpha) / volume
             prior = None if kind == "sor" else virial_prior_variance(values, species, grad, gp.zeta, gp.delta)
-            result["stress_std"] = np.sqrt(gp.variance(rows["virial"], kind, prior)) / volume
+            result["stress_std"] = np.sqrt(gp.variance(rows["virial"], kind, prior)) / volume * scale["stress"]
         return result
 
     def save(self, path) -> None:

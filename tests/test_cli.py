@@ -264,3 +264,16 @@ def test_select_writes_the_most_uncertain_structures(model_file, data, tmp_path,
     err = one_line_error(capsys, ["select", str(model_file), str(tmp_path / "pool.xyz"), "-n", "2",
                                   "-o", str(out_path), "--score", "stress"], status=2)
     assert "--score" in err
+
+
+def test_fit_calibrates_stds_on_the_validation_set(data, tmp_path, capsys):
+    path = tmp_path / "calibrated.gapy"
+    argv = ["fit", str(data / "train.xyz"), *SMALL, "--e0", "Si:-0.79", "--validation-fraction", "0.25",
+            "--seed", "1", "--calibrate", "-o", str(path)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "calibrated on the validation set (energy x" in out and "RMS(err/std)" in out
+    model = gapy.load(path)
+    assert set(model.std_scale_) == {"energy", "forces", "stress"} and all(f > 0 for f in model.std_scale_.values())
+    err = one_line_error(capsys, ["fit", str(data / "train.xyz"), *SMALL, "--calibrate", "-o", str(path)])
+    assert "calibrate needs validation structures" in err

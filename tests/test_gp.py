@@ -8,6 +8,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
+from sklearn.base import clone
 
 import gapy
 from gapy import GAPRegressor, ModelFileError, SOAP, StructureError
@@ -386,3 +387,55 @@ def test_force_and_stress_variances_equal_dense_gp_when_all_environments_are_spa
              - covariance(strained[1], strained[0]) + covariance(strained[1], strained[1])) / (4 * h * h) / volume**2
     variance = prior - cross @ np.linalg.solve(gram, cross)
     np.testing.assert_allclose(result["stress_std"][0] ** 2, variance, rtol=1e-3)
+
+
+def test_calibrate_scales_stds_to_the_held_out_errors(tmp_path):
+    from gapy.datasets import load_si
+    from gapy.metrics import compare, error_table
+
+    frames = load_si("train")
+    fit_set, calibration_set, test_set = frames[:12], frames[12:24], load_si("test")[::3]
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=40, sigma_energy=0.005, sigma_force=0.05,
+                         sigma_virial=0.05, e0={"Si": -0.79}, random_state=0).fit(fit_set)
+    before = model.predict_all(calibration_set, return_std=True)
+    model.calibrate(calibration_set)
+    after = model.predict_all(calibration_set, return_std=True)
+    assert set(model.std_scale_) == {"energy", "forces", "stress"}
+    for old, new in zip(before, after):
+        assert new["energy"] == old["energy"]
+        np.testing.assert_array_equal(new["forces"], old["forces"])
+        np.testing.assert_allclose(new["forces_std"], old["forces_std"] * model.std_scale_["forces"])
+        np.testing.assert_allclose(new["energies_std"], old["energies_std"] * model.std_scale_["energy"])
+        assert new["stress_std"] == pytest.approx(old["stress_std"] * model.std_scale_["stress"])
+    # on the calibration structures RMS(error/std) is now 1 for every quantity
+    rows = {r["quantity"]: r for r in error_table(compare(calibration_set, after)) if r["config_type"] == "all"}
+    for quantity in ("energy", "forces", "stress"):
+        assert rows[quantity]["z_rms"] == pytest.approx(1.0)
+    # and the stds describe unseen errors better than before
+    uncalibrated = clone(model).fit(fit_set)
+    z_before = {r["quantity"]: r["z_rms"] for r in error_table(
+        compare(test_set, uncalibrated.predict_all(test_set, return_std=True))) if r["config_type"] == "all"}
+    z_after = {r["quantity"]: r["z_rms"] for r in error_table(
+        compare(test_set, model.predict_all(test_set, return_std=True))) if r["config_type"] == "all"}
+    assert abs(np.log(z_after["forces"])) < abs(np.log(z_before["forces"]))
+    # kept in model files; a refit forgets it; labels are required
+    model.save(tmp_path / "calibrated.gapy")
+    assert gapy.load(tmp_path / "calibrated.gapy").std_scale_ == model.std_scale_
+    assert uncalibrated.std_scale_ == {}
+    with pytest.raises(StructureError, match="labelled"):
+        model.calibrate([Atoms("Si2", positions=[[0, 0, 0], [2.3, 0, 0]])])
+
+
+def test_version_1_model_files_still_load(fitted, tmp_path):
+    path = tmp_path / "v2.gapy"
+    fitted.save(path)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    header = json.loads(str(arrays["header"]))
+    header["format_version"] = 1
+    del header["std_scale"]
+    old = tmp_path / "v1.gapy"
+    np.savez(open(old, "wb"), **{**arrays, "header": np.array(json.dumps(header))})
+    model = gapy.load(old)
+    assert model.std_scale_ == {}
+    np.testing.assert_array_equal(model.gp_.alpha, fitted.gp_.alpha)

@@ -20,7 +20,9 @@ from ..exceptions import ModelFileError
 from ..gp import SparseGP
 
 FORMAT = "gapy-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this gapy reads: 2 added ``std_scale`` (from ``GAPRegressor.calibrate``).
+READABLE_VERSIONS = (1, 2)
 _ARRAYS = ("sparse", "sparse_species", "alpha", "r_factor", "kmm_factor")
 
 
@@ -46,6 +48,7 @@ def save_model(model, path: Union[str, Path]) -> None:
         "zeta": gp.zeta,
         "delta": gp.delta,
         "n_observations": int(model.n_observations_),
+        "std_scale": dict(getattr(model, "std_scale_", {})),
         "checksums": {name: _checksum(array) for name, array in arrays.items()},
     }
     path = Path(path)
@@ -82,10 +85,11 @@ def load_model(path: Union[str, Path]):
     if header.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a gapy model file (format {header.get('format')!r})")
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelFileError(
             f"{path} has model format version {version}; this gapy {__version__} reads "
-            f"version {FORMAT_VERSION}: load it with the gapy {header.get('gapy_version')} that wrote it"
+            f"versions {list(READABLE_VERSIONS)}: load it with the gapy {header.get('gapy_version')} "
+            "that wrote it"
         )
     for name, array in arrays.items():
         if _checksum(array) != header["checksums"].get(name):
@@ -107,6 +111,7 @@ def load_model(path: Union[str, Path]):
     )
     model.species_ = descriptor.atomic_numbers.copy()
     model.n_observations_ = header["n_observations"]
+    model.std_scale_ = {str(k): float(v) for k, v in header.get("std_scale", {}).items()}
     return model
 
 
