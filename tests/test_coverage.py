@@ -10,7 +10,8 @@ from sklearn.decomposition import PCA
 import gapy.coverage
 from gapy import SOAP, GAPRegressor, StructureError
 from gapy.cli import main
-from gapy.coverage import CoverageMap, gdf_weights, nearest_distance, structure_weights
+from gapy.coverage import (CoverageMap, density_weights, gaussian_density, gdf_weights, nearest_distance,
+                           structure_weights)
 from gapy.datasets import load_si
 from gapy.plots import coverage_plot
 
@@ -248,3 +249,21 @@ def test_subsampled_reference_is_seeded_and_gives_upper_bounds(soap, train, fitt
     assert np.all(np.isfinite(weights)) and weights.mean() == pytest.approx(1.0)
     same = np.concatenate(gdf_weights(train, soap, sigma=0.05, max_reference=30, random_state=0))
     np.testing.assert_array_equal(weights, same)
+
+
+def test_gaussian_density_in_chunks_matches_brute_force(monkeypatch):
+    rng = np.random.default_rng(2)
+    values = rng.normal(size=(25, 4))
+    species = np.arange(25) % 3
+    monkeypatch.setattr(gapy.coverage, "CHUNK_ELEMENTS", 5)
+    density = gaussian_density(values, species, sigma=0.7)
+    for s in range(3):
+        x = values[species == s]
+        squared = ((x[:, None, :] - x[None, :, :]) ** 2).sum(axis=2)
+        np.testing.assert_allclose(density[species == s], np.exp(-squared / (2 * 0.7**2)).mean(axis=1))
+    weights = density_weights(density, species, max_weight=None)
+    for s in range(3):
+        expected = 1 / density[species == s]
+        np.testing.assert_allclose(weights[species == s], expected / expected.mean())
+    with pytest.raises(ValueError, match="density must be"):
+        density_weights(np.array([1.0, 0.0]))
