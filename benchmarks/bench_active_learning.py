@@ -2,8 +2,10 @@
 """Does uncertainty-driven selection beat random picks? Cu with EMT as the reference.
 
 Three strategies grow the same initial training set (two slightly rattled 32-atom fcc
-cells) for a few rounds; each round runs Langevin MD at 1000 K with the current model
-and labels ``n_select`` of its snapshots:
+cells) for a few rounds; each round runs Langevin MD with the current model under mixed
+conditions, as an exploration campaign would (three runs of the perfect crystal at
+300 K, one at 1400 K, one of a vacancy cell at 1000 K: most snapshots are alike and
+easy), and labels ``n_select`` of the snapshots:
 
 * ``diverse``  -- ``select_structures`` (most uncertain, spread out in descriptor space),
 * ``top``      -- the ``n_select`` highest force uncertainties (``diverse=False``),
@@ -57,7 +59,8 @@ def test_set():
 
 def errors(model, test):
     predicted = model.predict_all(test, properties=("energy", "forces"))
-    force = np.sqrt(np.mean([(p["forces"] - a.get_forces()) ** 2 for p, a in zip(predicted, test)]))
+    force = np.sqrt(np.mean(np.concatenate([(p["forces"] - a.get_forces()).ravel()
+                                            for p, a in zip(predicted, test)]) ** 2))
     energy = np.sqrt(np.mean([((p["energy"] - a.get_potential_energy()) / len(a)) ** 2
                               for p, a in zip(predicted, test)]))
     return 1000 * energy, force
@@ -66,11 +69,11 @@ def errors(model, test):
 def grow(strategy, train, rounds, n_select, seed):
     rng = np.random.default_rng(seed)
     model = clone(SETTINGS).fit(train)
-    starts = [CELL, CELL[1:]]  # perfect cell and a vacancy
+    runs = [(CELL, 300.0), (CELL, 300.0), (CELL, 300.0), (CELL, 1400.0), (CELL[1:], 1000.0)]
     for _ in range(rounds):
         candidates = []
-        for start in starts:
-            candidates += run_md(model, start, 200, 5, 1000.0, timestep=2.0, random_state=rng)[0]
+        for start, temperature in runs:
+            candidates += run_md(model, start, 200, 5, temperature, timestep=2.0, random_state=rng)[0]
         if strategy == "random":
             chosen = rng.choice(len(candidates), n_select, replace=False)
         else:
