@@ -758,6 +758,13 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
 
 
+def _add_prediction_options(parser: argparse.ArgumentParser) -> None:
+    """``--variance`` and ``--n-jobs`` of the commands that predict with a model file."""
+    parser.add_argument("--variance", type=_choice(VARIANCE_KINDS), metavar="KIND",
+                        help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
+    parser.add_argument("--n-jobs", type=_integer, metavar="N", help="threads (default: the model's n_jobs)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``gapy`` argument parser with its subcommands."""
     common = _Parser(add_help=False)
@@ -804,9 +811,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--no-std", action="store_true", help="skip the standard deviations and the "
                           "uncertainty plot (faster)")
     evaluate.add_argument("--no-plots", action="store_true", help="write CSV and JSON only")
-    evaluate.add_argument("--variance", type=_choice(VARIANCE_KINDS), metavar="KIND",
-                          help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
-    evaluate.add_argument("--n-jobs", type=_integer, metavar="N", help="threads (default: the model's n_jobs)")
+    _add_prediction_options(evaluate)
     evaluate.set_defaults(run=_eval_command)
 
     predict = commands.add_parser(
@@ -820,9 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", metavar="IN.xyz", help="structures")
     predict.add_argument("-o", "--output", metavar="OUT.xyz", required=True, help="extxyz file to write")
     predict.add_argument("--std", action="store_true", help="also write standard deviations")
-    predict.add_argument("--variance", type=_choice(VARIANCE_KINDS), metavar="KIND",
-                         help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
-    predict.add_argument("--n-jobs", type=_integer, metavar="N", help="threads (default: the model's n_jobs)")
+    _add_prediction_options(predict)
     predict.set_defaults(run=_predict_command)
 
     select = commands.add_parser(
@@ -843,9 +846,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="only structures scoring above VALUE (units of --score) are chosen")
     select.add_argument("--no-diversity", action="store_true",
                         help="take the N highest scores, even if they are near-copies")
-    select.add_argument("--variance", type=_choice(VARIANCE_KINDS), metavar="KIND",
-                        help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
-    select.add_argument("--n-jobs", type=_integer, metavar="N", help="threads (default: the model's n_jobs)")
+    _add_prediction_options(select)
     select.set_defaults(run=_select_command)
 
     coverage = commands.add_parser(
