@@ -21,14 +21,12 @@ import argparse
 import time
 
 import numpy as np
-from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from ase.md.langevin import Langevin
 from sklearn.base import clone
 
 from gapy import GAPRegressor, SOAP
-from gapy.sampling import label_structures, run_md, select_structures, set_temperature
+from gapy.sampling import label_structures, run_md, select_structures
 
 CELL = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms
 SETTINGS = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=6, l_max=4), n_sparse=300, sigma_energy=0.001,
@@ -36,16 +34,8 @@ SETTINGS = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=6, l_max=4), n_sparse=300,
 
 
 def emt_trajectory(atoms, temperature, steps, seed):
-    atoms = atoms.copy()
-    atoms.calc = EMT()
-    rng = np.random.default_rng(seed)
-    set_temperature(atoms, temperature, rng)
-    dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02 / units.fs,
-                        fixcm=False, rng=rng)
-    frames = []
-    dynamics.attach(lambda: frames.append(atoms.copy()), interval=25)
-    dynamics.run(steps)
-    return label_structures(frames[2:], EMT(), config_type=f"{temperature:.0f} K")
+    snapshots = run_md(EMT(), atoms, steps, 25, temperature, timestep=2.0, random_state=seed)[0]
+    return label_structures(snapshots[1:], EMT(), config_type=f"{temperature:.0f} K")
 
 
 def test_set():

@@ -9,14 +9,12 @@ an independent EMT trajectory, and writes the grown training set to ``al_train.x
 """
 
 import numpy as np
-from ase import units
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import write
-from ase.md.langevin import Langevin
 
 from gapy import GAPRegressor, SOAP
-from gapy.sampling import active_learning, label_structures, set_temperature
+from gapy.sampling import active_learning, label_structures, run_md
 
 cell = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms
 rattled = []
@@ -27,15 +25,8 @@ for seed in range(2):
 train = label_structures(rattled, EMT(), config_type="initial")
 
 # an independent test trajectory, run with the reference itself
-reference = cell.copy()
-reference.calc = EMT()
-set_temperature(reference, 1000.0, np.random.default_rng(1))
-dynamics = Langevin(reference, 2 * units.fs, temperature_K=1000.0, friction=0.02 / units.fs, fixcm=False,
-                    rng=np.random.default_rng(1))
-test = []
-dynamics.attach(lambda: test.append(reference.copy()), interval=20)
-dynamics.run(400)
-test = label_structures(test[1:], EMT(), config_type="test")
+snapshots, _ = run_md(EMT(), cell, steps=400, interval=20, temperature=1000.0, timestep=2.0, random_state=1)
+test = label_structures(snapshots, EMT(), config_type="test")
 
 
 def force_rmse(model) -> float:

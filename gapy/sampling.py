@@ -249,7 +249,7 @@ class ActiveLearningResult:
 
 def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
            timestep: float = 1.0, friction: float = 0.02, random_state=None) -> tuple:
-    """Langevin dynamics with the model; snapshots every ``interval`` steps.
+    """Langevin dynamics with the model (or any ASE calculator); snapshots every ``interval`` steps.
 
     A trajectory that reaches an unphysical geometry (atoms closer than
     :data:`gapy.structures.MIN_DISTANCE`, non-finite positions), as a poor model can
@@ -257,7 +257,8 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
 
     Parameters
     ----------
-    model : GAPRegressor
+    model : GAPRegressor or ase Calculator
+        A fitted model, or a calculator such as the reference itself (for test sets).
     start : ase.Atoms
         Initial structure (not modified).
     steps, interval : int
@@ -267,19 +268,20 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     timestep : float, default=1.0
         Femtoseconds.
     friction : float, default=0.02
-        Langevin friction (1/fs, ASE units scaled).
+        Langevin friction in 1/fs.
     random_state : int, Generator or None
 
     Returns
     -------
     snapshots : list of ase.Atoms
+        Positions, cell and config_type only (no labels, no calculator).
     stopped : bool
         Whether the trajectory was stopped early.
     """
     rng = np.random.default_rng(random_state)
     atoms = start.copy()
-    atoms.calc = GAPCalculator(model)
-    set_temperature(atoms, temperature, rng)
+    atoms.calc = model if isinstance(model, Calculator) else GAPCalculator(model)
+    _set_temperature(atoms, temperature, rng)
     atoms.set_constraint(FixCom())
     dynamics = Langevin(atoms, timestep=timestep * units.fs, temperature_K=temperature,
                         friction=friction / units.fs, fixcm=False, rng=rng)
@@ -293,7 +295,7 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     return snapshots[1:], False  # the first snapshot is the start structure
 
 
-def set_temperature(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
+def _set_temperature(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
     """Maxwell-Boltzmann momenta at ``temperature`` (K), without centre-of-mass motion."""
     masses = atoms.get_masses()[:, None]
     atoms.set_momenta(rng.normal(size=(len(atoms), 3)) * np.sqrt(masses * units.kB * temperature))

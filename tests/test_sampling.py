@@ -2,11 +2,8 @@
 
 import numpy as np
 import pytest
-from ase import units
 from ase.build import bulk
-from ase.calculators.calculator import Calculator
 from ase.calculators.emt import EMT
-from ase.md.langevin import Langevin
 from sklearn.base import clone
 
 from gapy import GAPRegressor, GapyError, SOAP
@@ -15,7 +12,6 @@ from gapy.sampling import (
     label_structures,
     run_md,
     select_structures,
-    set_temperature,
     structure_fingerprints,
     uncertainty_scores,
 )
@@ -129,21 +125,8 @@ def test_md_snapshots_and_early_stop(model):
     assert stopped and snapshots == []
 
 
-def _emt_md(temperature: float, steps: int, seed: int):
-    atoms = cu8(0.0, 0)
-    atoms.calc = EMT()
-    rng = np.random.default_rng(seed)
-    set_temperature(atoms, temperature, rng)
-    dynamics = Langevin(atoms, 2 * units.fs, temperature_K=temperature, friction=0.02 / units.fs,
-                        fixcm=False, rng=rng)
-    frames = []
-    dynamics.attach(lambda: frames.append(atoms.copy()), interval=10)
-    dynamics.run(steps)
-    return label_structures(frames[1:], EMT(), config_type="test")
-
-
 def test_active_learning_lowers_the_error_on_unseen_md(model):
-    test = _emt_md(800.0, 100, seed=1)
+    test = label_structures(run_md(EMT(), cu8(0.0, 0), 100, 10, 800.0, 2.0, random_state=1)[0], EMT())
     train = label_structures([cu8(0.02, seed) for seed in range(2)], EMT(), config_type="initial")
     seen = []
     result = active_learning(model, train, EMT(), cu8(0.0, 0), n_iterations=2, n_select=3,
