@@ -27,6 +27,9 @@ from .structures import atomic_number
 
 logger = logging.getLogger(__name__)
 
+#: Fraction of a Gaussian within two standard deviations (the target of ``calibrate``).
+GAUSSIAN_2SIGMA = 0.9545
+
 #: Structures whose descriptor gradients are computed together in pass 2 of ``fit``.
 _BATCH = 16
 
@@ -227,12 +230,14 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def calibrate(self, frames: Sequence[Atoms]) -> "GAPRegressor":
         """Scale the predicted standard deviations to match the errors on held-out data.
 
-        For each of energy (per atom), forces and stress the factor is the RMS of
-        ``error / std`` over ``frames``: the maximum-likelihood scale of Gaussian errors
-        (Musil et al., J. Chem. Theory Comput. 15, 906 (2019)). Afterwards that RMS is
-        1 on ``frames`` and the stds of new predictions are multiplied by the factors
-        (kept in :attr:`std_scale_` and in saved models). Means do not change. Use
-        structures that were not fitted, and the ``variance`` kind you predict with.
+        For each of energy (per atom), forces and stress the factor is the one that puts
+        95.45 % of the errors on ``frames`` within two standard deviations, the fraction
+        of a Gaussian: ``s = quantile(|error / std|, 0.9545) / 2``. Unlike the RMS of
+        ``error / std`` (the maximum-likelihood factor) it is not dominated by a few
+        errors with near-zero predicted std (stresses of strained crystals). The stds of
+        later predictions are multiplied by the factors, kept in :attr:`std_scale_` and
+        in saved models; means do not change. Use structures that were not fitted (20 or
+        more), and the ``variance`` kind you predict with.
 
         Parameters
         ----------
@@ -258,7 +263,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             uncertain = comparison.std > 1e-9 * comparison.std.max()
             if uncertain.any():
                 z = comparison.error[uncertain] / comparison.std[uncertain]
-                scale[quantity] = float(np.sqrt(np.mean(z**2)))
+                scale[quantity] = float(np.quantile(np.abs(z), GAUSSIAN_2SIGMA) / 2.0)
         self.std_scale_ = scale
         return self
 
