@@ -205,12 +205,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             # oversubscribes the machine (3.5x slower on Mo); the QR fold below keeps
             # every BLAS thread
             with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
-                results = thread_map(
-                    lambda k: self._observation_rows(
-                        frames[k], k, labels[k], species[k], descriptor, gp, weights[k]
-                    ),
-                    batch, self.n_jobs,
-                )
+                # each task carries only its own structure (a dask worker gets no more)
+                tasks = [(frames[k], k, labels[k], species[k], descriptor, gp, weights[k]) for k in batch]
+                results = thread_map(lambda task: self._observation_rows(*task), tasks, self.n_jobs)
             for rows, targets in results:
                 solver.add(rows, targets)
                 n_observations += len(targets)
