@@ -47,6 +47,9 @@ def main() -> None:
                         help="GDF widths of the atom-level weights (averaged per structure)")
     parser.add_argument("--structure-sigmas", type=float, nargs="*", default=[],
                         help="GDF widths of weights from the density of structure fingerprints")
+    parser.add_argument("--force-sigmas", type=float, nargs="*", default=[],
+                        help="GDF widths of per-atom force weights (atoms.arrays['force_weights'], "
+                             "as Jeong et al.; energies unweighted)")
     parser.add_argument("--power", type=float, default=1.0, help="exponent of 1/rho (1: Jeong et al.)")
     parser.add_argument("--max-weight", type=float, default=10.0)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -101,13 +104,25 @@ def main() -> None:
             print(f"\nstructure-level GDF sigma={sigma}: structure weights {w.min():.3g}..{w.max():.3g}; "
                   + ", ".join(f"{g} {w[config == g].mean():.3f}" for g in groups))
 
+    fits = [(label, train, w) for label, w in fits]
+    for sigma in args.force_sigmas:
+        atom_w = gdf_weights(train, soap, sigma=sigma, power=args.power, max_weight=args.max_weight,
+                             n_jobs=args.n_jobs)
+        weighted = []
+        for atoms, w in zip(train, atom_w):
+            copy = atoms.copy()
+            copy.calc = atoms.calc
+            copy.arrays["force_weights"] = w
+            weighted.append(copy)
+        fits.append((f"atom F GDF {sigma}", weighted, None))
+
     results = {}
-    for label, sample_weight in fits:
+    for label, frames, sample_weight in fits:
         for seed in args.seeds:
             model = GAPRegressor(SOAP(**SOAP_SETTINGS), n_sparse=n_sparse, random_state=seed,
                                  n_jobs=args.n_jobs, **GAP_SETTINGS)
             start = time.perf_counter()
-            model.fit(train, sample_weight=sample_weight)
+            model.fit(frames, sample_weight=sample_weight)
             rows = error_table(compare(test, model.predict_all(test)))
             results.setdefault(label, []).append(rows)
             print(f"{label}, seed {seed}: fitted and predicted in {time.perf_counter() - start:.0f} s", flush=True)

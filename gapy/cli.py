@@ -215,6 +215,8 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
     _Option("forces_key", "gap", str, (), "name of the forces label", "KEY"),
     _Option("stress_key", "gap", str, (), "name of the stress label (eV/A^3, ASE sign)", "KEY"),
     _Option("virial_key", "gap", str, (), "name of the virial label (eV), used without a stress", "KEY"),
+    _Option("force_weights_key", "gap", str, (), "name of the optional per-atom force weights "
+            "(atoms.arrays; 0 leaves an atom's forces out)", "KEY"),
     _Option("variance", "gap", _choice(VARIANCE_KINDS), (), "default kind of predictive variance "
             "stored in the model: " + ", ".join(VARIANCE_KINDS), "KIND"),
     _Option("block_rows", "gap", _integer, (int,), "observation rows folded into the QR factor at "

@@ -76,6 +76,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Added to the diagonal of ``K_MM``.
     energy_key, forces_key, stress_key, virial_key : str
         Label names in ``atoms.calc.results`` or ``atoms.info``/``atoms.arrays``.
+    force_weights_key : str, default="force_weights"
+        Per-atom force weights in ``atoms.arrays`` (optional, non-negative): the force
+        sigma of atom ``i`` is divided by ``sqrt(w_i)``, and ``w_i = 0`` leaves its forces
+        out (fixed atoms, a buffer region; GDF weights from :mod:`gapy.coverage`).
     variance : {"sor", "dtc", "local"}, default="dtc"
         Default kind of predictive variance, see :meth:`SparseGP.variance`.
     block_rows : int, default=4096
@@ -120,6 +124,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         forces_key: str = "forces",
         stress_key: str = "stress",
         virial_key: str = "virial",
+        force_weights_key: str = "force_weights",
         variance: str = "dtc",
         block_rows: int = 4096,
         n_jobs: int = 1,
@@ -142,6 +147,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.forces_key = forces_key
         self.stress_key = stress_key
         self.virial_key = virial_key
+        self.force_weights_key = force_weights_key
         self.variance = variance
         self.block_rows = block_rows
         self.n_jobs = n_jobs
@@ -287,7 +293,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         return SOAP(species=numbers)
 
     def _read_labels(self, atoms: Atoms, index: int) -> Labels:
-        return read_labels(atoms, index, self.energy_key, self.forces_key, self.stress_key, self.virial_key)
+        return read_labels(atoms, index, self.energy_key, self.forces_key, self.stress_key, self.virial_key,
+                           self.force_weights_key)
 
     def _n_sparse_per_species(self, descriptor: SOAP):
         if isinstance(self.n_sparse, dict):
@@ -337,8 +344,14 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             blocks.append(rows["energy"][None, :] / sigma_energy)
             targets.append([(labels.energy - reference) / sigma_energy])
         if use_forces:
-            blocks.append(rows["forces"].reshape(-1, len(gp.sparse)) / sigma_force)
-            targets.append(labels.forces.ravel() / sigma_force)
+            sigma = np.full(3 * len(atoms), sigma_force)
+            keep = np.ones(3 * len(atoms), dtype=bool)
+            if labels.force_weights is not None:
+                weights = np.repeat(labels.force_weights, 3)
+                keep = weights > 0
+                sigma[keep] /= np.sqrt(weights[keep])
+            blocks.append(rows["forces"].reshape(-1, len(gp.sparse))[keep] / sigma[keep, None])
+            targets.append(labels.forces.ravel()[keep] / sigma[keep])
         if use_virial:
             blocks.append(rows["virial"] / sigma_virial)
             targets.append(labels.virial / sigma_virial)

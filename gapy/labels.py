@@ -23,11 +23,14 @@ class Labels:
         Forces (eV/A).
     virial : ndarray of shape (6,) or None
         Virial ``-stress * volume`` (eV), Voigt order (xx, yy, zz, yz, xz, xy).
+    force_weights : ndarray of shape (n_atoms,) or None
+        Non-negative weight of each atom's force (from ``atoms.arrays``).
     """
 
     energy: Optional[float] = None
     forces: Optional[np.ndarray] = None
     virial: Optional[np.ndarray] = None
+    force_weights: Optional[np.ndarray] = None
 
 
 def _calculator_result(atoms: Atoms, key: str):
@@ -53,17 +56,20 @@ def read_labels(
     forces_key: str = "forces",
     stress_key: str = "stress",
     virial_key: str = "virial",
+    force_weights_key: Optional[str] = None,
 ) -> Labels:
     """Labels from ``atoms.calc`` results, else from ``atoms.info`` / ``atoms.arrays``.
 
     The stress (eV/A^3, ASE sign: positive is tensile; 6 Voigt or 3x3) is converted to
     the virial ``-stress * volume``; a virial given directly (eV, 3x3 or 9 or Voigt 6, as
-    QUIP's ``virial``) is used as it is.
+    QUIP's ``virial``) is used as it is. With ``force_weights_key``, per-atom force
+    weights are read from ``atoms.arrays`` when present.
 
     Raises
     ------
     StructureError
-        A label of the wrong shape, NaN or inf, or a stress on a non-periodic structure.
+        A label of the wrong shape, NaN or inf, a stress on a non-periodic structure, or
+        a negative force weight.
     """
     name = structure_name(atoms, index)
     labels = Labels()
@@ -77,6 +83,12 @@ def read_labels(
         forces = atoms.arrays.get(forces_key)
     if forces is not None:
         labels.forces = _finite(forces, name, forces_key, shape=(len(atoms), 3))
+    if force_weights_key is not None and force_weights_key in atoms.arrays:
+        weights = _finite(atoms.arrays[force_weights_key], name, force_weights_key, shape=(len(atoms),))
+        if np.any(weights < 0):
+            raise StructureError(f"{name}: field '{force_weights_key}' has negative weights "
+                                 f"(atoms {np.flatnonzero(weights < 0)[:10].tolist()})")
+        labels.force_weights = weights
     stress = _calculator_result(atoms, stress_key)
     if stress is None:
         stress = atoms.info.get(stress_key)

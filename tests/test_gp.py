@@ -441,3 +441,50 @@ def test_version_1_model_files_still_load(fitted, tmp_path):
     model = gapy.load(old)
     assert model.std_scale_ == {}
     np.testing.assert_array_equal(model.gp_.alpha, fitted.gp_.alpha)
+
+
+def test_per_atom_force_weights(training_set):
+    settings = dict(n_sparse=20, sigma_energy=0.002, sigma_force=0.05, e0=0.0, random_state=0)
+    reference = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(training_set)
+    # zero weight: an atom's forces are left out, so garbage there changes nothing
+    damaged = []
+    for original in training_set:
+        atoms = original.copy()
+        forces = original.get_forces().copy()
+        forces[0] += 50.0
+        atoms.calc = SinglePointCalculator(atoms, energy=original.get_potential_energy(), forces=forces,
+                                           stress=original.get_stress())
+        atoms.arrays["force_weights"] = np.r_[0.0, np.ones(len(atoms) - 1)]
+        damaged.append(atoms)
+    masked = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(damaged)
+    unmasked = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(
+        [_without_weights(a) for a in damaged])
+    assert masked.n_observations_ == reference.n_observations_ - 3 * len(training_set)
+    test = training_set[0].copy()
+    test.rattle(0.05, seed=9)
+    error = lambda model: np.abs(model.predict_all([test])[0]["forces"] - labelled(test).get_forces()).max()
+    assert error(masked) < 0.2 * error(unmasked)
+    # a uniform weight w is a force sigma divided by sqrt(w)
+    weighted = [a.copy() for a in training_set]
+    for atoms, original in zip(weighted, training_set):
+        atoms.calc = original.calc
+        atoms.arrays["force_weights"] = np.full(len(atoms), 4.0)
+    by_weight = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(weighted)
+    by_sigma = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **{**settings, "sigma_force": 0.025}).fit(training_set)
+    np.testing.assert_allclose(by_weight.gp_.alpha, by_sigma.gp_.alpha, rtol=1e-8, atol=1e-10)
+    # bad weights name the structure and the field
+    bad = weighted[2].copy()
+    bad.calc = weighted[2].calc
+    bad.arrays["force_weights"] = np.r_[-1.0, np.ones(len(bad) - 1)]
+    with pytest.raises(StructureError, match=r"structure 2 .*'force_weights' has negative weights \(atoms \[0\]\)"):
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(weighted[:2] + [bad])
+    bad.arrays["force_weights"] = np.full(len(bad), np.nan)
+    with pytest.raises(StructureError, match="'force_weights' contains NaN"):
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(weighted[:2] + [bad])
+
+
+def _without_weights(atoms):
+    copy = atoms.copy()
+    copy.calc = atoms.calc
+    del copy.arrays["force_weights"]
+    return copy
