@@ -5,9 +5,8 @@ workers on one machine. A plain thread pool is used by default: ``joblib.Paralle
 costs 10-20 ms per call in dispatch and result polling, which is a quarter of the work
 when a call covers a few small structures. Inside ``joblib.parallel_config(backend=...)``
 with a backend other than loky, multiprocessing, threading or sequential (``"dask"`` on
-a cluster, ...),
-the work goes through ``joblib.Parallel`` on that backend instead; ``"sequential"`` runs
-everything in the calling thread.
+a cluster, ...), the work goes through ``joblib.Parallel`` on that backend instead;
+``"sequential"`` runs everything in the calling thread.
 """
 
 from concurrent.futures import ThreadPoolExecutor
