@@ -440,6 +440,16 @@ def _print_table(title: str, rows: List[dict]) -> None:
     print(format_table(rows))
 
 
+def _calibration_hint(rows: List[dict]) -> None:
+    """Say so when the predicted stds are clearly too small (uncalibrated model)."""
+    overconfident = [row["quantity"] for row in rows
+                     if row["config_type"] == "all" and (row.get("within_2std") or 1.0) < 0.8]
+    if overconfident:
+        print(f"\nthe predicted {', '.join(overconfident)} standard deviations are too small here "
+              "(fewer than 80 % of the errors within 2 std); 'gapy fit --calibrate' scales them to "
+              "the errors on held-out structures (docs/sampling.md)")
+
+
 # -------------------------------------------------------------------- commands
 
 
@@ -530,6 +540,8 @@ def _eval_command(args: argparse.Namespace) -> int:
     print(f"{len(frames)} structures from {args.data} predicted in {elapsed:.1f} s"
           + (f" (with {args.variance or model.variance} standard deviations)" if with_std else ""))
     _print_table(f"errors of {args.model} on {args.data}", rows)
+    if not model.std_scale_:
+        _calibration_hint(rows)
     if args.output:
         info = {
             "gapy_version": __version__,
@@ -737,6 +749,7 @@ def run_demo(
     rows = error_table(comparisons)
     print(f"test set predicted with {model.variance} standard deviations in {time.perf_counter() - fitted:.1f} s")
     _print_table("errors on the bundled test set", rows)
+    _calibration_hint(rows)
     info = {"gapy_version": __version__, "model": str(output / "model.gapy"), "data": "gapy.datasets.load_si('test')",
             "n_structures": len(test), "n_atoms": int(sum(len(a) for a in test)), "variance": model.variance}
     written = _write_report(output, comparisons, rows, info, title="bundled Si test set")

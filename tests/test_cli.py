@@ -277,3 +277,17 @@ def test_fit_calibrates_stds_on_the_validation_set(data, tmp_path, capsys):
     assert set(model.std_scale_) == {"energy", "forces", "stress"} and all(f > 0 for f in model.std_scale_.values())
     err = one_line_error(capsys, ["fit", str(data / "train.xyz"), *SMALL, "--calibrate", "-o", str(path)])
     assert "calibrate needs validation structures" in err
+
+
+def test_overconfident_stds_get_a_hint(capsys):
+    from gapy.cli import _calibration_hint
+
+    rows = [{"quantity": "forces", "config_type": "all", "within_2std": 0.62},
+            {"quantity": "energy", "config_type": "all", "within_2std": 0.93},
+            {"quantity": "stress", "config_type": "Surface", "within_2std": 0.1},
+            {"quantity": "stress", "config_type": "all", "within_2std": None}]
+    _calibration_hint(rows)
+    out = capsys.readouterr().out
+    assert "predicted forces standard deviations are too small" in out and "--calibrate" in out
+    _calibration_hint(rows[1:])
+    assert capsys.readouterr().out == ""
