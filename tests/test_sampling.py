@@ -156,3 +156,21 @@ def test_active_learning_stops_when_nothing_is_uncertain(model):
         active_learning(model, train, EMT(), [cu8(0.0, 0)], n_select=0)
     with pytest.raises(ValueError, match="starts"):
         active_learning(model, train, EMT(), [])
+
+
+def test_two_species_selection_finds_the_unseen_composition():
+    def alloy(gold, seed):
+        atoms = bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 1, 1))
+        atoms.symbols[list(gold)] = "Au"
+        atoms.rattle(0.05, seed=seed)
+        return atoms
+
+    train = label_structures([alloy([0, 4], seed) for seed in range(3)], EMT())
+    model = GAPRegressor(SOAP(["Cu", "Au"], r_cut=4.5, n_max=4, l_max=3), n_sparse=30, sigma_energy=0.001,
+                         sigma_force=0.01, random_state=0).fit(train)
+    seen = [alloy([0, 4], 10 + k) for k in range(3)]
+    unseen = alloy([0, 1, 2, 3, 4, 5], 20)  # gold-rich: environments the model never saw
+    selection = select_structures(model, seen + [unseen], 2)
+    assert selection.indices[0] == 3
+    fingerprints = structure_fingerprints(model.descriptor_, [seen[0], unseen])
+    assert np.linalg.norm(fingerprints[0] - fingerprints[1]) > 0.1
