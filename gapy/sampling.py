@@ -215,7 +215,8 @@ class Iteration:
     selected_scores : ndarray
         Scores of the structures sent to the reference calculator.
     md_stopped : int
-        Trajectories stopped early (atoms closer than physical, non-finite positions).
+        Trajectories stopped early (atoms closer than physical, non-finite positions, or
+        past ``md_max_force_std``).
     """
 
     n_train: int
@@ -248,7 +249,8 @@ class ActiveLearningResult:
 
 
 def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
-           timestep: float = 1.0, friction: float = 0.02, random_state=None) -> tuple:
+           timestep: float = 1.0, friction: float = 0.02, random_state=None,
+           max_force_std: Optional[float] = None) -> tuple:
     """Langevin dynamics with the model (or any ASE calculator); snapshots every ``interval`` steps.
 
     A trajectory that reaches an unphysical geometry (atoms closer than
@@ -270,6 +272,10 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     friction : float, default=0.02
         Langevin friction in 1/fs.
     random_state : int, Generator or None
+    max_force_std : float, optional
+        With a model: stop at the first snapshot whose largest force standard deviation
+        (eV/A) exceeds this, as on-the-fly learning does. The trajectory has left what
+        the model knows; later frames would only drift further. That snapshot is kept.
 
     Returns
     -------
@@ -286,13 +292,29 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     dynamics = Langevin(atoms, timestep=timestep * units.fs, temperature_K=temperature,
                         friction=friction / units.fs, fixcm=False, rng=rng)
     snapshots = []
-    dynamics.attach(lambda: snapshots.append(_bare_copy(atoms)), interval=interval)
+    watch = max_force_std is not None and isinstance(atoms.calc, GAPCalculator)
+
+    def snapshot():
+        snapshots.append(_bare_copy(atoms))
+        if watch and len(snapshots) > 1:
+            std = atoms.calc.get_property("forces_std", atoms).max()
+            if std > max_force_std:
+                raise _TooUncertain(f"largest force std {std:.3g} eV/A > {max_force_std} eV/A")
+
+    dynamics.attach(snapshot, interval=interval)
     try:
         dynamics.run(steps)
     except StructureError as error:
         logger.warning("MD stopped after %d steps: %s", dynamics.get_number_of_steps(), error)
         return snapshots[1:], True
+    except _TooUncertain as error:
+        logger.info("MD stopped after %d steps: %s", dynamics.get_number_of_steps(), error)
+        return snapshots[1:], True
     return snapshots[1:], False  # the first snapshot is the start structure
+
+
+class _TooUncertain(Exception):
+    """Stops :func:`run_md` when the model's uncertainty passes ``max_force_std``."""
 
 
 def _set_temperature(atoms: Atoms, temperature: float, rng: np.random.Generator) -> None:
@@ -322,6 +344,7 @@ def active_learning(
     timestep: float = 1.0,
     score: str = "forces",
     threshold: Optional[float] = None,
+    md_max_force_std: Optional[float] = None,
     random_state=None,
     callback: Optional[Callable[[Iteration, object], None]] = None,
 ) -> ActiveLearningResult:
@@ -357,6 +380,9 @@ def active_learning(
     threshold : float, optional
         Convergence: stop when no candidate scores above it; also the eligibility
         threshold of :func:`select_structures`.
+    md_max_force_std : float, optional
+        Stop each MD run at the first snapshot more uncertain than this (eV/A), see
+        :func:`run_md`.
     random_state : int or None
         Seeds the MD.
     callback : callable, optional
@@ -380,7 +406,7 @@ def active_learning(
         candidates, stopped = [], 0
         for start in starts:
             snapshots, was_stopped = run_md(result.model, start, md_steps, md_interval, temperature,
-                                            timestep, random_state=rng)
+                                            timestep, random_state=rng, max_force_std=md_max_force_std)
             candidates += snapshots
             stopped += was_stopped
         if not candidates:

@@ -123,6 +123,12 @@ def test_md_snapshots_and_early_stop(model):
     crushed.positions[1] = crushed.positions[0] + [0.05, 0, 0]
     snapshots, stopped = run_md(model, crushed, steps=10, interval=2, temperature=300, random_state=0)
     assert stopped and snapshots == []
+    # past max_force_std the run stops, keeping the snapshot that crossed it
+    snapshots, stopped = run_md(model, cu8(0.0, 0), steps=40, interval=5, temperature=2000,
+                                random_state=0, max_force_std=0.05)
+    assert stopped and 1 <= len(snapshots) < 8
+    last = uncertainty_scores(model, snapshots)
+    assert last[-1] > 0.05 and np.all(last[:-1] <= 0.05)
 
 
 def test_active_learning_lowers_the_error_on_unseen_md(model):
