@@ -540,7 +540,7 @@ def _eval_command(args: argparse.Namespace) -> int:
     print(f"{len(frames)} structures from {args.data} predicted in {elapsed:.1f} s"
           + (f" (with {args.variance or model.variance} standard deviations)" if with_std else ""))
     _print_table(f"errors of {args.model} on {args.data}", rows)
-    if not model.std_scale_:
+    if not model.std_scale_ or (args.variance or model.variance) != model.variance:
         _calibration_hint(rows)
     if args.output:
         info = {

@@ -240,7 +240,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         errors with near-zero predicted std (stresses of strained crystals). The stds of
         later predictions are multiplied by the factors, kept in :attr:`std_scale_` and
         in saved models; means do not change. Use structures that were not fitted (20 or
-        more), and the ``variance`` kind you predict with.
+        more). The factors are measured for, and applied to, the model's ``variance``
+        kind; stds of another kind (``predict_all(variance=...)``) stay unscaled.
 
         Parameters
         ----------
@@ -490,7 +491,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
         local_prior = gp.delta**2 * np.ones(len(atoms))
         energy_prior = energy_prior_variance(values, species, gp.zeta, gp.delta)
-        scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0, **getattr(self, "std_scale_", {})}
+        scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
+        if kind == self.variance:  # calibrate() measured the factors for this kind only
+            scale.update(getattr(self, "std_scale_", {}))
         energies = rows["energies"] @ gp.alpha + e0
         energy_variance = gp.variance(rows["energy"], kind, [energy_prior])[0]
         result = {

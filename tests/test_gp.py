@@ -420,6 +420,10 @@ def test_calibrate_scales_stds_to_the_held_out_errors(tmp_path):
         compare(test_set, model.predict_all(test_set, return_std=True))) if r["config_type"] == "all"}
     assert abs(np.log(test_after["forces"]["z_rms"])) < abs(np.log(test_before["forces"]["z_rms"]))
     assert abs(test_after["forces"]["within_2std"] - 0.9545) < abs(test_before["forces"]["within_2std"] - 0.9545)
+    # only the calibrated variance kind is scaled
+    other = model.predict_all(calibration_set[:1], return_std=True, variance="sor")[0]
+    plain = uncalibrated.predict_all(calibration_set[:1], return_std=True, variance="sor")[0]
+    np.testing.assert_allclose(other["forces_std"], plain["forces_std"], rtol=1e-10)
     # kept in model files; a refit forgets it; labels are required
     model.save(tmp_path / "calibrated.gapy")
     assert gapy.load(tmp_path / "calibrated.gapy").std_scale_ == model.std_scale_
