@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
+from scipy.stats import spearmanr
 from ase.data import chemical_symbols
 from ase.io import iread, write
 
@@ -608,6 +609,8 @@ def _coverage_command(args: argparse.Namespace) -> int:
     from .coverage import CoverageMap
     from .plots import coverage_plot  # matplotlib: only when plotting
 
+    if args.color == "std" and not (args.model and args.new):
+        raise GapyError("--color std needs a model (--model) and new structures (NEW.xyz)")
     soap_flags = {name: getattr(args, name) for name in ("species", "r_cut", "n_max", "l_max", "atom_sigma")
                   if getattr(args, name) is not None}
     train = read_frames(args.train)
@@ -649,7 +652,7 @@ def _coverage_command(args: argparse.Namespace) -> int:
 
     table = [("train", coverage.row_index_, coverage.row_species_, coverage.config_type_, coverage.embedding_,
               distance)]
-    new_xy = new_distance = None
+    new_xy = new_distance = new_std = None
     if new:
         try:
             new_xy, new_distance = coverage.transform(new, return_distance=True)
@@ -667,6 +670,11 @@ def _coverage_command(args: argparse.Namespace) -> int:
             k, i = index[row]
             where = f"structure {k}" + (f" atom {i} ({chemical_symbols[numbers[row]]})" if i >= 0 else "")
             print(f"  {where}, config_type={config[row]}: {new_distance[row]:.4f}")
+        if args.model:
+            new_std = _energy_std_of_rows(model, new, index, args.new)
+            correlation = spearmanr(new_distance, new_std).correlation
+            print(f"model's local-energy std of the new {rows}: median {np.median(new_std):.4g}, max "
+                  f"{new_std.max():.4g} eV/atom; rank correlation with the distance {correlation:.2f}")
     print(f"done in {time.perf_counter() - start:.1f} s")
 
     output = Path(args.output)
@@ -675,21 +683,36 @@ def _coverage_command(args: argparse.Namespace) -> int:
     with open(csv_path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["set", "structure", "atom", "species", "config_type"]
-                        + [f"pc{i + 1}" for i in range(coverage.n_components)] + ["distance"])
+                        + [f"pc{i + 1}" for i in range(coverage.n_components)] + ["distance", "energy_std"])
         for name, index, numbers, config, xy, dist in table:
+            std = new_std if name == "new" and new_std is not None else None
             for row in range(len(index)):
                 writer.writerow([name, int(index[row, 0]), int(index[row, 1]),
                                  chemical_symbols[numbers[row]] if numbers[row] else "", config[row]]
-                                + [f"{x:.6g}" for x in xy[row]] + [f"{dist[row]:.6g}"])
+                                + [f"{x:.6g}" for x in xy[row]] + [f"{dist[row]:.6g}"]
+                                + [f"{std[row]:.6g}" if std is not None else ""])
     written = [csv_path]
     if coverage.n_components >= 2:
         title = Path(args.train).name + (f" and {Path(args.new).name}" if new else "")
+        if args.color == "std":
+            values, label = new_std, "model's local-energy std (eV/atom)"
+        else:
+            values, label = new_distance, f"kernel distance to the training set (zeta={zeta})"
         coverage_plot(coverage.embedding_, png_path, config_type=coverage.config_type_, new=new_xy,
-                      values=new_distance, value_label=f"kernel distance to the training set (zeta={zeta})",
-                      explained_variance_ratio=ratio, title=title)
+                      values=values, value_label=label, explained_variance_ratio=ratio, title=title)
         written.append(png_path)
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _energy_std_of_rows(model: GAPRegressor, frames: List[Atoms], index: np.ndarray, path) -> np.ndarray:
+    """The model's local-energy std (eV) of each (structure, atom) row; per atom for whole structures."""
+    try:
+        predictions = model.predict_all(frames, return_std=True, properties=("energy", "energies"))
+    except GapyError as error:
+        raise GapyError(f"{path}: {error}") from None
+    return np.array([predictions[k]["energies_std"][i] if i >= 0
+                     else predictions[k]["energy_std"] / len(frames[k]) for k, i in index])
 
 
 #: SOAP and GAP settings of ``gapy demo``.
@@ -902,6 +925,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "are subsampled at random (default: 20000)")
     coverage.add_argument("--seed", type=_integer, metavar="N", help="random seed of that subsample")
     coverage.add_argument("--n-jobs", type=_integer, default=1, metavar="N", help="threads (default: 1)")
+    coverage.add_argument("--color", type=_choice(("distance", "std")), default="distance", metavar="BY",
+                          help="colour the new points by their distance to the training set (default) or by "
+                               "the model's local-energy std (needs --model)")
     coverage.set_defaults(run=_coverage_command)
 
     demo = commands.add_parser(

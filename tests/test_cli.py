@@ -291,3 +291,23 @@ def test_overconfident_stds_get_a_hint(capsys):
     assert "predicted forces standard deviations are too small" in out and "--calibrate" in out
     _calibration_hint(rows[1:])
     assert capsys.readouterr().out == ""
+
+
+def test_coverage_with_a_model_reports_its_uncertainty(model_file, data, tmp_path, capsys):
+    out_dir = tmp_path / "coverage"
+    argv = ["coverage", str(data / "train.xyz"), str(data / "test.xyz"), "--model", str(model_file),
+            "--color", "std", "-o", str(out_dir)]
+    assert main(argv) == 0
+    assert "rank correlation with the distance" in capsys.readouterr().out
+    with open(out_dir / "coverage.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    new = [row for row in rows if row["set"] == "new"]
+    assert all(row["energy_std"] == "" for row in rows if row["set"] == "train")
+    model = gapy.load(model_file)
+    first = read(data / "test.xyz", 0)
+    expected = model.predict_all([first], return_std=True)[0]["energies_std"]
+    got = [float(row["energy_std"]) for row in new if row["structure"] == "0"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+    assert (out_dir / "coverage.png").stat().st_size > 0
+    err = one_line_error(capsys, ["coverage", str(data / "train.xyz"), "--color", "std", "-o", str(out_dir)])
+    assert "--color std needs a model" in err

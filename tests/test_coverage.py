@@ -221,7 +221,8 @@ def test_cli_writes_map_table_and_summary(tmp_path, capsys, soap, train):
     with open(out / "coverage.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == sum(len(a) for a in train) + sum(len(a) for a in new)
-    assert set(rows[0]) == {"set", "structure", "atom", "species", "config_type", "pc1", "pc2", "distance"}
+    assert set(rows[0]) == {"set", "structure", "atom", "species", "config_type", "pc1", "pc2", "distance",
+                            "energy_std"}
     new_rows = [r for r in rows if r["set"] == "new"]
     expected = CoverageMap(soap).fit(train).distance(new)
     np.testing.assert_allclose([float(r["distance"]) for r in new_rows], expected, rtol=1e-5, atol=1e-7)
