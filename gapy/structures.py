@@ -4,7 +4,6 @@ import math
 from dataclasses import dataclass
 from typing import Optional
 
-import numba
 import numpy as np
 import vesin
 from ase import Atoms
@@ -119,36 +118,9 @@ def neighbor_pairs(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> 
             f"{distances[k]:.3g} A apart (less than {MIN_DISTANCE} A); check field "
             "'positions' and the cell"
         )
-    return NeighborPairs(
-        *_sort_pairs(centers.astype(np.int64), neighbors.astype(np.int64), vectors, n_atoms)
-    )
-
-
-@numba.njit(cache=True, nogil=True)
-def _sort_pairs(centers, neighbors, vectors, n_atoms):
-    """Pairs sorted by centre, then neighbour (stable), and the offsets of each centre."""
-    offsets = np.zeros(n_atoms + 1, dtype=np.int64)
-    for i in centers:
-        offsets[i + 1] += 1
-    for i in range(n_atoms):
-        offsets[i + 1] += offsets[i]
-    fill = offsets[:-1].copy()
-    order = np.empty(centers.shape[0], dtype=np.int64)
-    for p in range(centers.shape[0]):
-        i = centers[p]
-        # insertion into the centre's block keeps neighbours sorted and ties in order
-        q = fill[i]
-        while q > offsets[i] and neighbors[order[q - 1]] > neighbors[p]:
-            order[q] = order[q - 1]
-            q -= 1
-        order[q] = p
-        fill[i] += 1
-    sorted_centers = np.empty_like(order)
-    sorted_neighbors = np.empty_like(order)
-    sorted_vectors = np.empty((order.shape[0], 3))
-    for q in range(order.shape[0]):
-        p = order[q]
-        sorted_centers[q] = centers[p]
-        sorted_neighbors[q] = neighbors[p]
-        sorted_vectors[q] = vectors[p]
-    return sorted_centers, sorted_neighbors, sorted_vectors, offsets
+    centers = centers.astype(np.int64)
+    neighbors = neighbors.astype(np.int64)
+    order = np.argsort(centers * n_atoms + neighbors, kind="stable")
+    centers = centers[order]
+    offsets = np.searchsorted(centers, np.arange(n_atoms + 1))
+    return NeighborPairs(centers, neighbors[order], vectors[order], offsets)
