@@ -252,7 +252,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        from .metrics import compare
+        from .metrics import compare, standardized_errors
 
         check_is_fitted(self, "gp_")
         frames = _as_frames(frames)
@@ -264,9 +264,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             raise StructureError("calibrate needs labelled structures: none has an energy, forces or stress")
         scale = {}
         for quantity, comparison in comparisons.items():
-            uncertain = comparison.std > 1e-9 * comparison.std.max()
-            if uncertain.any():
-                z = comparison.error[uncertain] / comparison.std[uncertain]
+            z = standardized_errors(comparison)
+            if z.size:
                 scale[quantity] = float(np.quantile(np.abs(z), GAUSSIAN_2SIGMA) / 2.0)
         self.std_scale_ = scale
         return self

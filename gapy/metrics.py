@@ -147,6 +147,22 @@ def compare(
     return out
 
 
+def standardized_errors(comparison: Comparison, mask: Optional[np.ndarray] = None) -> Optional[np.ndarray]:
+    """``error / std`` of the values (under ``mask``) predicted with some variance.
+
+    Values with no predicted variance at all (forces fixed by symmetry; std below 1e-9
+    of the largest) say nothing about calibration and are left out. ``None`` when the
+    predictions have no stds.
+    """
+    if comparison.std is None:
+        return None
+    error, std = comparison.error, comparison.std
+    if mask is not None:
+        error, std = error[mask], std[mask]
+    uncertain = std > 1e-9 * comparison.std.max()
+    return error[uncertain] / std[uncertain]
+
+
 def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
     """RMSE and MAE of each quantity over all structures and per config_type.
 
@@ -178,14 +194,10 @@ def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
             mask = np.ones(comparison.error.size, bool) if group == ALL else comparison.config_type == group
             error = comparison.error[mask]
             z_rms = within = None
-            if comparison.std is not None:
-                std = comparison.std[mask]
-                # values with no predicted variance (forces zero by symmetry) say nothing
-                uncertain = std > 1e-9 * comparison.std.max()
-                if uncertain.any():
-                    z = error[uncertain] / std[uncertain]
-                    z_rms = float(np.sqrt(np.mean(z**2)))
-                    within = float(np.mean(np.abs(z) <= 2.0))
+            z = standardized_errors(comparison, mask)
+            if z is not None and z.size:
+                z_rms = float(np.sqrt(np.mean(z**2)))
+                within = float(np.mean(np.abs(z) <= 2.0))
             rows.append({
                 "quantity": quantity,
                 "unit": comparison.unit,
