@@ -27,8 +27,8 @@ from ase.io import read
 from bench_vs_quip import (ATOM_SIGMA, CUTOFF_WIDTH, DEFAULT_DATA_DIR, DELTA, L_MAX, N_MAX, PUBLISHED,
                            SIGMA_ENERGY, SIGMA_FORCE, SPARSE_JITTER, ZETA)
 from gapy import SOAP
-from gapy.gp._solve import IncrementalQR, kmm_cholesky
-from gapy.gp.design import kernel_rows
+from gapy.gp import IncrementalQR, kmm_cholesky
+from gapy.gp import kernel_rows
 from gapy.kernels import dot_product_kernel
 from gapy.sparsify import select_points
 

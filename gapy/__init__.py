@@ -1,7 +1,6 @@
 """gapy: Gaussian Approximation Potentials in Python."""
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .calculator import GAPCalculator  # noqa: E402
 from .descriptors import SOAP, SOAPGradients  # noqa: E402
 from .estimator import GAPRegressor  # noqa: E402

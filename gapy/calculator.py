@@ -10,7 +10,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from sklearn.utils.validation import check_is_fitted
 
 from .estimator import GAPRegressor
-from .gp.sparse_gp import VARIANCE_KINDS
+from .gp import VARIANCE_KINDS
 from .io.model import load_model
 
 #: Result keys that ``SinglePointCalculator`` accepts and extxyz writes as they are.

@@ -24,14 +24,14 @@ from scipy.stats import spearmanr
 from ase.data import chemical_symbols
 from ase.io import iread, write
 
-from . import __version__
+from ._version import __version__
 from .calculator import store_results
 from .datasets import load_si
 from .descriptors import SOAP
 from .descriptors._radial import RADIAL_BASES
 from .estimator import GAPRegressor
 from .exceptions import GapyError
-from .gp.sparse_gp import VARIANCE_KINDS
+from .gp import VARIANCE_KINDS
 from .io.model import load_model
 from .labels import read_labels
 from .metrics import compare, error_table, format_table, write_csv, write_json

@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from .descriptors import SOAP
-from .estimator import _as_frames
+from .structures import as_frames
 from .kernels import check_zeta
 from .metrics import config_type_of
 from .structures import atomic_number
@@ -279,7 +279,7 @@ class CoverageMap(BaseEstimator):
         gapy.StructureError
             A structure has a species the descriptor does not know (named by index).
         """
-        frames = _as_frames(frames)
+        frames = as_frames(frames)
         if self.level not in LEVELS:
             raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
         zeta = check_zeta(self.zeta)
@@ -369,7 +369,7 @@ class CoverageMap(BaseEstimator):
             Only with ``return_distance=True``.
         """
         check_is_fitted(self, "pca_")
-        values, species, _ = self._rows(_as_frames(frames))
+        values, species, _ = self._rows(as_frames(frames))
         coordinates = self.pca_.transform(values)
         if not return_distance:
             return coordinates
@@ -396,7 +396,7 @@ class CoverageMap(BaseEstimator):
             Atom is -1 with ``level="structures"``.
         """
         check_is_fitted(self, "pca_")
-        frames = _as_frames(frames)
+        frames = as_frames(frames)
         keep_species = self._species_filter()
         index = []
         for k, atoms in enumerate(frames):
@@ -592,7 +592,7 @@ def gdf_weights(
     >>> bool(w[0].max() < w[2].min())  # the duplicated crystal atoms weigh less
     True
     """
-    frames = _as_frames(frames)
+    frames = as_frames(frames)
     _check_sigma(sigma)
     _check_power(power, max_weight)
     _check_max_reference(max_reference)

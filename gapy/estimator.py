@@ -2,7 +2,7 @@
 
 import logging
 from numbers import Integral, Real
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms
@@ -14,21 +14,20 @@ from tqdm.auto import tqdm
 
 from .descriptors import SOAP
 from .exceptions import StructureError
-from .gp import SparseGP
-from .gp._solve import IncrementalQR, kmm_cholesky
-from .gp.design import kernel_rows, voigt
-from .gp.sparse_gp import VARIANCE_KINDS
-from .gp.variance import energy_prior_variance, force_prior_variance, virial_prior_variance
-from .kernels import check_zeta, dot_product_kernel
-from .labels import Labels, read_labels
+from .gp import VARIANCE_KINDS, check_variance_kind, fit_sparse_gp, kernel_rows, voigt
+from .kernels import check_zeta
+from .labels import Labels, read_labels, stress_from_virial
 from .parallel import thread_map
 from .sparsify import METHODS, select_points
-from .structures import atomic_number
+from .structures import as_frames, atomic_number
 
 logger = logging.getLogger(__name__)
 
 #: Fraction of a Gaussian within two standard deviations (the target of ``calibrate``).
 GAUSSIAN_2SIGMA = 0.9545
+
+#: What :meth:`GAPRegressor.predict_all` can predict.
+PROPERTIES = ("energy", "energies", "forces", "stress")
 
 #: Structures whose descriptor gradients are computed together in pass 2 of ``fit``.
 _BATCH = 16
@@ -171,18 +170,17 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        frames = _as_frames(frames)
+        frames = as_frames(frames)
         self._check_parameters()
         zeta = check_zeta(self.zeta)
         descriptor = self._make_descriptor(frames)
         weights = _sample_weights(sample_weight, len(frames))
         labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
         species = [descriptor.species_indices(atoms, k) for k, atoms in enumerate(frames)]
-        self.e0_ = self._reference_energies(frames, labels, descriptor)
-        used = [
-            k for k, atoms in enumerate(frames)
-            if weights[k] > 0 and not (self.e0 == "isolated" and _is_isolated_atom(atoms))
-        ]
+        weighted = [k for k in range(len(frames)) if weights[k] > 0]
+        self.e0_ = self._reference_energies([frames[k] for k in weighted], [labels[k] for k in weighted],
+                                            descriptor)
+        used = [k for k in weighted if not (self.e0 == "isolated" and _is_isolated_atom(frames[k]))]
         if not used:
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
 
@@ -195,38 +193,32 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             all_values, n_sparse, self.sparse_method, all_species, self.random_state, zeta
         )
         sparse, sparse_species = all_values[chosen], all_species[chosen]
-        m = len(sparse)
-        kmm, _ = dot_product_kernel(sparse, sparse_species, sparse, sparse_species, zeta)
-        kmm_factor = kmm_cholesky(self.delta**2 * kmm, self.sparse_jitter)
-        self._log_memory(frames, used, descriptor, m)
+        del values, all_values
+        self._log_memory(frames, used, descriptor, len(sparse))
 
-        # pass 2: noise-scaled kernel rows of every observation, folded into a QR factor
-        solver = IncrementalQR(kmm_factor, self.block_rows)
-        gp = SparseGP(sparse, sparse_species, zeta, float(self.delta), np.zeros(m), kmm_factor.T, kmm_factor)
-        batches = [used[i:i + _BATCH] for i in range(0, len(used), _BATCH)]
-        progress = tqdm(total=len(used), desc="kernel rows", unit="structure", disable=not self.verbose)
-        n_observations = 0
-        for batch in batches:
-            # threads over structures, one BLAS thread each: n_jobs x all-core BLAS
-            # oversubscribes the machine (3.5x slower on Mo); the QR fold below keeps
-            # every BLAS thread
-            with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
-                # each task carries only its own structure (a dask worker gets no more)
-                tasks = [(frames[k], k, labels[k], species[k], descriptor, gp, weights[k]) for k in batch]
-                results = thread_map(lambda task: self._observation_rows(*task), tasks, self.n_jobs)
-            for rows, targets in results:
-                solver.add(rows, targets)
-                n_observations += len(targets)
-            progress.update(len(batch))
-        progress.close()
-        if n_observations == 0:
-            raise ValueError("the training structures have no label to fit (energy, forces or stress)")
-        gp.alpha = solver.solve()
-        gp.r_factor = solver.r_factor
-        self.gp_ = gp
+        # pass 2: noise-scaled kernel rows of every observation, folded into the GP
+        def rows_of(values, species, grad):
+            return kernel_rows(values, species, sparse, sparse_species, zeta, self.delta, grad)
+
+        def row_blocks():
+            progress = tqdm(total=len(used), desc="kernel rows", unit="structure", disable=not self.verbose)
+            for start in range(0, len(used), _BATCH):
+                batch = used[start:start + _BATCH]
+                # threads over structures, one BLAS thread each: n_jobs x all-core BLAS
+                # oversubscribes the machine (3.5x slower on Mo); the QR fold keeps
+                # every BLAS thread
+                with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
+                    # each task carries only its own structure (a dask worker gets no more)
+                    tasks = [(frames[k], k, labels[k], species[k], descriptor, rows_of, weights[k]) for k in batch]
+                    yield from thread_map(lambda task: self._observation_rows(*task), tasks, self.n_jobs)
+                progress.update(len(batch))
+            progress.close()
+
+        self.gp_ = fit_sparse_gp(sparse, sparse_species, zeta, float(self.delta), row_blocks(),
+                                 jitter=self.sparse_jitter, block_rows=self.block_rows)
         self.descriptor_ = descriptor
         self.species_ = descriptor.atomic_numbers.copy()
-        self.n_observations_ = n_observations
+        self.n_observations_ = self.gp_.n_observations
         self.std_scale_ = {}
         return self
 
@@ -255,7 +247,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         from .metrics import compare, standardized_errors
 
         check_is_fitted(self, "gp_")
-        frames = _as_frames(frames)
+        frames = as_frames(frames)
         self.std_scale_ = {}
         predictions = self.predict_all(frames, return_std=True)
         comparisons = compare(frames, predictions, energy_key=self.energy_key, forces_key=self.forces_key,
@@ -273,8 +265,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def _check_parameters(self) -> None:
         if self.sparse_method not in METHODS:
             raise ValueError(f"sparse_method must be one of {METHODS}, got {self.sparse_method!r}")
-        if self.variance not in VARIANCE_KINDS:
-            raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {self.variance!r}")
+        check_variance_kind(self.variance)
         for name in ("sigma_energy", "sigma_force", "sigma_virial"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, Real) or not value > 0):
@@ -326,7 +317,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         virial = sigmas["virial"] * scale * factor if sigmas["virial"] is not None else None
         return energy, force, virial
 
-    def _observation_rows(self, atoms, index, labels, species, descriptor, gp, weight):
+    def _observation_rows(self, atoms, index, labels, species, descriptor, rows_of, weight):
         """Noise-scaled kernel rows and targets of one structure."""
         sigma_energy, sigma_force, sigma_virial = self._sigmas(atoms, weight)
         use_energy = labels.energy is not None and sigma_energy is not None
@@ -337,7 +328,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             gradients.append("strain")
         result = descriptor.compute(atoms, gradients=gradients or False, index=index)
         values, grad = result if gradients else (result, None)
-        rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
+        rows = rows_of(values, species, grad)
+        m = len(rows["energy"])
         blocks, targets = [], []
         if use_energy:
             reference = sum(self.e0_[int(z)] for z in atoms.numbers)
@@ -350,13 +342,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 weights = np.repeat(labels.force_weights, 3)
                 keep = weights > 0
                 sigma[keep] /= np.sqrt(weights[keep])
-            blocks.append(rows["forces"].reshape(-1, len(gp.sparse))[keep] / sigma[keep, None])
+            blocks.append(rows["forces"].reshape(-1, m)[keep] / sigma[keep, None])
             targets.append(labels.forces.ravel()[keep] / sigma[keep])
         if use_virial:
             blocks.append(rows["virial"] / sigma_virial)
             targets.append(labels.virial / sigma_virial)
         if not blocks:
-            return np.zeros((0, len(gp.sparse))), np.zeros(0)
+            return np.zeros((0, m)), np.zeros(0)
         return np.concatenate(blocks), np.concatenate(targets)
 
     def _reference_energies(self, frames, labels, descriptor) -> Dict[int, float]:
@@ -430,88 +422,97 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def predict_all(
         self,
         frames: Sequence[Atoms],
-        return_std: bool = False,
+        return_std: Union[bool, Sequence[str]] = False,
         variance: Optional[str] = None,
-        properties: Sequence[str] = ("energy", "energies", "forces", "stress"),
+        properties: Sequence[str] = PROPERTIES,
     ) -> List[dict]:
         """Energies, per-atom energies, forces and stress of each structure.
 
         Parameters
         ----------
         frames : sequence of ase.Atoms
-        return_std : bool, default=False
-            Also return ``"<key>_std"`` standard deviations.
+        return_std : bool or sequence of str, default=False
+            ``True``: also return the standard deviation ``"<key>_std"`` of every
+            property; a sequence: only of the properties named (``("energies",)`` costs
+            no descriptor gradients beyond those the means need).
         variance : {"sor", "dtc", "local"}, optional
             Kind of variance (default: the ``variance`` parameter).
-        properties : sequence of str
+        properties : sequence of str, default=("energy", "energies", "forces", "stress")
             Subset of ``"energy"``, ``"energies"``, ``"forces"``, ``"stress"``.
 
         Returns
         -------
         list of dict
-            ASE result keys: ``energy`` (eV), ``energies`` (n_atoms,), ``forces``
-            (n_atoms, 3) in eV/A, ``stress`` (6,) in eV/A^3 (periodic structures only).
+            ASE result keys: ``energy`` and ``free_energy`` (eV), ``energies``
+            (n_atoms,) in eV, ``forces`` (n_atoms, 3) in eV/A, ``stress`` (6,) in eV/A^3
+            (structures periodic in all directions only), and the ``*_std`` keys asked
+            for, in the same units and shapes.
         """
         check_is_fitted(self, "gp_")
-        frames = _as_frames(frames)
-        kind = variance or self.variance
-        if kind not in VARIANCE_KINDS:
-            raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
+        frames = as_frames(frames)
+        kind = check_variance_kind(variance or self.variance)
         properties = set(properties)
+        unknown = properties - set(PROPERTIES)
+        if unknown:
+            raise ValueError(f"properties must be among {PROPERTIES}, got {sorted(unknown)}")
+        if isinstance(return_std, (bool, np.bool_)):
+            std_of = set(properties) if return_std else set()
+        else:
+            std_of = set(return_std)
+            if std_of - set(PROPERTIES):
+                raise ValueError(f"return_std names unknown properties {sorted(std_of - set(PROPERTIES))}")
+            properties |= std_of
         return thread_map(
-            lambda item: self._predict_one(item[1], item[0], return_std, kind, properties),
+            lambda item: self._predict_one(item[1], item[0], std_of, kind, properties),
             list(enumerate(frames)), self.n_jobs,
         )
 
-    def _predict_one(self, atoms: Atoms, index: int, return_std: bool, kind: str, properties) -> dict:
+    def _predict_one(self, atoms: Atoms, index: int, std_of: set, kind: str, properties: set) -> dict:
         descriptor, gp = self.descriptor_, self.gp_
         species = descriptor.species_indices(atoms, index)
         e0 = np.array([self.e0_[int(z)] for z in atoms.numbers])
-        periodic = bool(atoms.pbc.all())
-        need_forces = "forces" in properties
-        need_stress = "stress" in properties and periodic
-        if not return_std:
-            values = descriptor.compute(atoms, index=index)
-            kernel, factor = gp.local_kernel(values, species)
-            energies = kernel @ gp.alpha + e0
-            result = {"energy": float(energies.sum()), "energies": energies, "free_energy": float(energies.sum())}
-            if need_forces or need_stress:
-                weights = gp.energy_gradient_weights(factor)
-                forces, virial = descriptor.contract_gradients(atoms, weights, index=index)
-                result["forces"] = forces
-                if need_stress:
-                    result["stress"] = -voigt(virial) / atoms.get_volume()
-            return result
+        if not atoms.pbc.all():
+            properties, std_of = properties - {"stress"}, std_of - {"stress"}
+        need_gradients = bool({"forces", "stress"} & properties)
+        # explicit kernel rows of forces and stress only where their variance is asked;
+        # otherwise the means come from the reverse-mode contraction (no gradient arrays)
+        explicit = {"forces", "stress"} & std_of
         gradients = False
-        if need_forces or need_stress:
-            gradients = ("positions", "strain") if need_stress else "positions"
+        if explicit:
+            gradients = ("positions", "strain") if "stress" in properties else "positions"
         computed = descriptor.compute(atoms, gradients=gradients, index=index)
         values, grad = computed if gradients else (computed, None)
-        rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
-        local_prior = gp.delta**2 * np.ones(len(atoms))
-        energy_prior = energy_prior_variance(values, species, gp.zeta, gp.delta)
+        kernel, factor = gp.local_kernel(values, species)
+        energies = kernel @ gp.alpha + e0
+        result = {"energy": float(energies.sum()), "free_energy": float(energies.sum()), "energies": energies}
+        if explicit:
+            rows = gp.rows(values, species, grad)
+            result["forces"] = gp.predict(rows["forces"].reshape(-1, len(gp.alpha))).reshape(-1, 3)
+            if "stress" in properties:
+                result["stress"] = stress_from_virial(gp.predict(rows["virial"]), atoms)
+        elif need_gradients:
+            forces, virial = descriptor.contract_gradients(atoms, gp.energy_gradient_weights(factor), index=index)
+            result["forces"] = forces
+            if "stress" in properties:
+                result["stress"] = stress_from_virial(voigt(virial), atoms)
+        if not std_of:
+            return result
         scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
         if kind == self.variance:  # calibrate() measured the factors for this kind only
             scale.update(getattr(self, "std_scale_", {}))
-        energies = rows["energies"] @ gp.alpha + e0
-        energy_variance = gp.variance(rows["energy"], kind, [energy_prior])[0]
-        result = {
-            "energy": float(energies.sum()),
-            "free_energy": float(energies.sum()),
-            "energies": energies,
-            "energies_std": np.sqrt(gp.variance(rows["energies"], kind, local_prior)) * scale["energy"],
-            "energy_std": float(np.sqrt(energy_variance)) * scale["energy"],
+        # the observation behind each property, its kernel rows and the std's unit factor
+        observed = {
+            "energies": ("energies", lambda: kernel, lambda: scale["energy"]),
+            "energy": ("energy", lambda: kernel.sum(axis=0), lambda: scale["energy"]),
+            "forces": ("forces", lambda: rows["forces"].reshape(-1, len(gp.alpha)), lambda: scale["forces"]),
+            "stress": ("virial", lambda: rows["virial"], lambda: scale["stress"] / atoms.get_volume()),
         }
-        if need_forces:
-            force_rows = rows["forces"].reshape(-1, len(gp.sparse))
-            result["forces"] = (force_rows @ gp.alpha).reshape(-1, 3)
-            prior = None if kind == "sor" else force_prior_variance(values, species, grad, gp.zeta, gp.delta)
-            result["forces_std"] = np.sqrt(gp.variance(force_rows, kind, prior)).reshape(-1, 3) * scale["forces"]
-        if need_stress:
-            volume = atoms.get_volume()
-            result["stress"] = -(rows["virial"] @ gp.alpha) / volume
-            prior = None if kind == "sor" else virial_prior_variance(values, species, grad, gp.zeta, gp.delta)
-            result["stress_std"] = np.sqrt(gp.variance(rows["virial"], kind, prior)) / volume * scale["stress"]
+        needed = [observed[name][0] for name in sorted(std_of)]
+        priors = gp.prior_variances(values, species, grad, needed) if kind != "sor" else {}
+        for name in sorted(std_of):
+            quantity, rows_of, unit = observed[name]
+            std = np.sqrt(gp.variance(rows_of(), kind, priors.get(quantity))) * unit()
+            result[f"{name}_std"] = float(std[0]) if name == "energy" else std.reshape(np.shape(result[name]))
         return result
 
     def save(self, path) -> None:
@@ -525,7 +526,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         Compares predicted and reference total energies divided by the number of atoms.
         """
-        frames = _as_frames(frames)
+        frames = as_frames(frames)
         labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
         missing = [k for k, lab in enumerate(labels) if lab.energy is None]
         if missing:
@@ -535,18 +536,6 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         reference = np.array([lab.energy for lab in labels]) / n_atoms
         weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         return -float(np.sqrt(np.average((predicted - reference) ** 2, weights=weights)))
-
-
-def _as_frames(frames) -> List[Atoms]:
-    if isinstance(frames, Atoms):
-        return [frames]
-    frames = list(frames)
-    for k, atoms in enumerate(frames):
-        if not isinstance(atoms, Atoms):
-            raise TypeError(f"structure {k}: expected ase.Atoms, got {type(atoms).__name__}")
-    if not frames:
-        raise ValueError("no structures given")
-    return frames
 
 
 def _sample_weights(sample_weight, n_frames: int) -> np.ndarray:

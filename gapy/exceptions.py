@@ -1,5 +1,7 @@
 """Exceptions raised by gapy."""
 
+import numpy as np
+
 
 class GapyError(Exception):
     """Base class of all errors raised by gapy."""
@@ -11,3 +13,7 @@ class StructureError(GapyError, ValueError):
 
 class ModelFileError(GapyError, ValueError):
     """A model file is corrupt, truncated or of an unsupported version."""
+
+
+class SingularKernelError(GapyError, np.linalg.LinAlgError):
+    """``K_MM`` is not positive definite, even with the jitter."""

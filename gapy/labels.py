@@ -5,9 +5,9 @@ from typing import Optional
 
 import numpy as np
 from ase import Atoms
-from ase.stress import full_3x3_to_voigt_6_stress
 
 from .exceptions import StructureError
+from .gp.design import voigt
 from .structures import structure_name
 
 
@@ -96,13 +96,13 @@ def read_labels(
     if stress is not None:
         stress = _finite(stress, name, stress_key)
         if stress.shape in ((3, 3), (9,)):
-            stress = full_3x3_to_voigt_6_stress(stress.reshape(3, 3))
+            stress = voigt(stress.reshape(3, 3))
         stress = _finite(stress, name, stress_key, shape=(6,))
         labels.virial = -stress * _volume(atoms, name, stress_key)
     elif virial is not None:
         virial = _finite(virial, name, virial_key)
         if virial.shape in ((3, 3), (9,)):
-            virial = full_3x3_to_voigt_6_stress(virial.reshape(3, 3))
+            virial = voigt(virial.reshape(3, 3))
         labels.virial = _finite(virial, name, virial_key, shape=(6,))
     return labels
 

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from ase import Atoms
 
-from .labels import read_labels
+from .labels import read_labels, stress_from_virial
 
 #: 1 eV/A^3 in GPa.
 EV_PER_A3_IN_GPA = 160.21766208
@@ -118,7 +118,7 @@ def compare(
         if labels.forces is not None:
             pairs["forces"] = (labels.forces, "forces", 1.0)
         if labels.virial is not None and atoms.pbc.all():  # a virial alone may come with a cluster
-            pairs["stress"] = (-labels.virial / abs(atoms.get_volume()), "stress", EV_PER_A3_IN_GPA)
+            pairs["stress"] = (stress_from_virial(labels.virial, atoms), "stress", EV_PER_A3_IN_GPA)
         for quantity, (reference, key, scale) in pairs.items():
             if key not in prediction:
                 raise ValueError(f"structure {k}: the prediction has no {key!r} to compare with")

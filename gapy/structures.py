@@ -2,7 +2,7 @@
 
 import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Iterable, List, Optional, Union
 
 import numpy as np
 import vesin
@@ -20,6 +20,26 @@ def require_atoms(atoms, index: Optional[int] = None) -> None:
     if not isinstance(atoms, Atoms):
         where = f"structure {index}" if index is not None else "structure"
         raise TypeError(f"{where}: expected ase.Atoms, got {type(atoms).__name__}")
+
+
+def as_frames(frames: Union[Atoms, Iterable[Atoms]]) -> List[Atoms]:
+    """A list of structures from one ``Atoms`` or an iterable of them.
+
+    Raises
+    ------
+    TypeError
+        An element is not an ``ase.Atoms`` (its index is named).
+    ValueError
+        No structure is given.
+    """
+    if isinstance(frames, Atoms):
+        return [frames]
+    frames = list(frames)
+    for k, atoms in enumerate(frames):
+        require_atoms(atoms, k)
+    if not frames:
+        raise ValueError("no structures given")
+    return frames
 
 
 def structure_name(atoms: Atoms, index: Optional[int] = None) -> str:

@@ -12,7 +12,7 @@ from sklearn.base import clone
 
 import gapy
 from gapy import GAPRegressor, ModelFileError, SOAP, StructureError
-from gapy.gp._solve import IncrementalQR, kmm_cholesky
+from gapy.gp import IncrementalQR, kmm_cholesky
 from gapy.sparsify import cur_points, fps_points, select_points
 from gapy.testing import assert_allclose_relative, finite_difference_positions, finite_difference_strain
 
@@ -155,7 +155,7 @@ def test_force_and_stress_prior_variances_match_finite_differences(fitted, train
     # local variance = prior - explained; recover the prior from the kernel rows
     soap = fitted.descriptor_
     values, grad = soap.compute(atoms, gradients=True)
-    from gapy.gp.design import kernel_rows
+    from gapy.gp import kernel_rows
     from scipy.linalg import solve_triangular
 
     rows = kernel_rows(values, np.zeros(len(atoms), int), gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)

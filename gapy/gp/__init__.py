@@ -1,5 +1,21 @@
-"""Sparse Gaussian process: arrays in, arrays out (no ASE)."""
+"""Sparse Gaussian process: arrays in, arrays out (no ASE).
 
-from .sparse_gp import VARIANCE_KINDS, SparseGP
+:func:`fit_sparse_gp` folds noise-scaled kernel rows into a :class:`SparseGP`, whose
+:meth:`~SparseGP.rows` and :meth:`~SparseGP.predict` give means and variances.
+"""
 
-__all__ = ["SparseGP", "VARIANCE_KINDS"]
+from .design import VOIGT, kernel_rows, voigt
+from .fit import IncrementalQR, fit_sparse_gp, kmm_cholesky
+from .sparse_gp import VARIANCE_KINDS, SparseGP, check_variance_kind
+
+__all__ = [
+    "IncrementalQR",
+    "SparseGP",
+    "VARIANCE_KINDS",
+    "VOIGT",
+    "check_variance_kind",
+    "fit_sparse_gp",
+    "kernel_rows",
+    "kmm_cholesky",
+    "voigt",
+]

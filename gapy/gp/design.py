@@ -10,8 +10,6 @@ Force and virial rows contract the explicit descriptor gradients with the sparse
 through one matrix product, so no (pairs x sparse points x features) array is formed.
 """
 
-from typing import Optional
-
 import numpy as np
 import scipy.sparse
 
@@ -58,18 +56,14 @@ def kernel_rows(values, species, sparse, sparse_species, zeta, delta, grad=None)
     if grad.dstrain is not None:
         strained = (grad.dstrain.reshape(-1, n_features) @ sparse.T).reshape(n_atoms, 9, m)
         virial = -scale * np.einsum("iam,im->am", strained, factor).reshape(3, 3, m)
-        rows["virial"] = np.array([(virial[a, b] + virial[b, a]) / 2 for a, b in VOIGT])
+        rows["virial"] = voigt(virial)
     return rows
 
 
 def voigt(tensor: np.ndarray) -> np.ndarray:
-    """Voigt vector (xx, yy, zz, yz, xz, xy) of a symmetric 3x3 tensor."""
-    return np.array([tensor[a, b] for a, b in VOIGT])
+    """Voigt vector (xx, yy, zz, yz, xz, xy) of the symmetric part of a 3x3 tensor.
 
-
-def full_tensor(voigt_vector: np.ndarray) -> Optional[np.ndarray]:
-    """Symmetric 3x3 tensor from its Voigt vector."""
-    out = np.zeros((3, 3))
-    for value, (a, b) in zip(voigt_vector, VOIGT):
-        out[a, b] = out[b, a] = value
-    return out
+    Works on a leading (3, 3) of any array: ``(3, 3, M)`` gives ``(6, M)``.
+    """
+    tensor = np.asarray(tensor)
+    return np.array([(tensor[a, b] + tensor[b, a]) / 2 for a, b in VOIGT])

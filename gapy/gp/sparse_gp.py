@@ -1,18 +1,34 @@
 """The fitted sparse GP: sparse points, weights and what the predictive variance needs.
 
-Arrays only; no ASE. The estimator builds kernel rows (``design.kernel_rows``) and asks
-this object for means and variances.
+Arrays only; no ASE. The estimator turns structures into descriptor values and
+gradients; :meth:`SparseGP.rows` turns those into kernel rows, and
+:meth:`SparseGP.predict` turns rows (and prior variances) into means and variances.
 """
 
+import warnings
 from dataclasses import dataclass
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..kernels import dot_product_kernel
+from .design import kernel_rows
+from .variance import energy_prior_variance, force_prior_variance, virial_prior_variance
 
-#: Kinds of predictive variance, see :meth:`SparseGP.variance`.
+#: Kinds of predictive variance, see :meth:`SparseGP.predict`.
 VARIANCE_KINDS = ("sor", "dtc", "local")
+
+#: Negative variances larger than this fraction of the prior are reported when clipped;
+#: smaller ones are round-off of ``k** - k* K_MM^-1 k*^T`` and clipped silently.
+NEGATIVE_VARIANCE_TOLERANCE = 1e-6
+
+
+def check_variance_kind(kind: str) -> str:
+    """Raise ``ValueError`` unless ``kind`` is one of :data:`VARIANCE_KINDS`."""
+    if kind not in VARIANCE_KINDS:
+        raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
+    return kind
 
 
 @dataclass
@@ -36,6 +52,8 @@ class SparseGP:
         posterior precision of the weights.
     kmm_factor : ndarray of shape (M, M)
         Lower Cholesky factor ``L`` of ``K_MM`` (with jitter).
+    n_observations : int
+        Rows (energies, force and virial components) the model was fitted on.
     """
 
     sparse: np.ndarray
@@ -45,6 +63,7 @@ class SparseGP:
     alpha: np.ndarray
     r_factor: np.ndarray
     kmm_factor: np.ndarray
+    n_observations: int = 0
 
     def local_kernel(self, values, species):
         """``K(q_i, x_m)`` (with ``delta^2``) and ``dK/dq_i = factor[i, m] x_m``."""
@@ -55,6 +74,59 @@ class SparseGP:
     def energy_gradient_weights(self, factor: np.ndarray) -> np.ndarray:
         """``d e_i / d q_i`` for every atom, from the kernel derivative factor."""
         return (factor * self.alpha) @ self.sparse
+
+    def rows(self, values, species, grad=None) -> Dict[str, np.ndarray]:
+        """Kernel rows of one structure against the sparse points, see :func:`kernel_rows`."""
+        return kernel_rows(values, species, self.sparse, self.sparse_species, self.zeta, self.delta, grad)
+
+    def prior_variances(self, values, species, grad=None, quantities=("energies", "energy")) -> Dict[str, np.ndarray]:
+        """Prior variances ``k**`` of the rows of :meth:`rows`, for the quantities asked.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_atoms, n_features)
+        species : ndarray of int of shape (n_atoms,)
+        grad : SOAPGradients, optional
+            Needed for ``"forces"`` (``dpos``) and ``"virial"`` (``dstrain``).
+        quantities : sequence of {"energies", "energy", "forces", "virial"}
+
+        Returns
+        -------
+        dict
+            ``"energies"`` (n_atoms,), ``"energy"`` (1,), ``"forces"`` (3 n_atoms,),
+            ``"virial"`` (6,), in eV^2.
+        """
+        compute = {
+            "energies": lambda: np.full(len(values), self.delta**2),
+            "energy": lambda: np.array([energy_prior_variance(values, species, self.zeta, self.delta)]),
+            "forces": lambda: force_prior_variance(values, species, grad, self.zeta, self.delta),
+            "virial": lambda: virial_prior_variance(values, species, grad, self.zeta, self.delta),
+        }
+        return {quantity: compute[quantity]() for quantity in quantities}
+
+    def predict(self, rows: np.ndarray, prior: Optional[np.ndarray] = None,
+                kind: Optional[str] = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+        """Mean, and with ``kind`` the variance, of observations with kernel rows ``rows``.
+
+        Parameters
+        ----------
+        rows : ndarray of shape (n, M)
+        prior : ndarray of shape (n,), optional
+            Prior variances ``k**``; needed for the ``"dtc"`` and ``"local"`` kinds.
+        kind : {"sor", "dtc", "local"}, optional
+            Kind of variance (see :meth:`variance`); ``None``: the mean only.
+
+        Returns
+        -------
+        mean : ndarray of shape (n,)
+        variance : ndarray of shape (n,)
+            Only with ``kind``.
+        """
+        rows = np.atleast_2d(rows)
+        mean = rows @ self.alpha
+        if kind is None:
+            return mean
+        return mean, self.variance(rows, kind, prior)
 
     def variance(self, rows: np.ndarray, kind: str = "sor", prior=None) -> np.ndarray:
         """Predictive variance of observations with kernel rows ``rows`` (n, M).
@@ -73,10 +145,12 @@ class SparseGP:
         Returns
         -------
         ndarray of shape (n,)
-            Variances (eV^2 for energies), clipped at zero.
+            Variances (eV^2 for energies). Negative values, which only round-off can
+            produce, are set to zero, with a ``RuntimeWarning`` when they exceed
+            :data:`NEGATIVE_VARIANCE_TOLERANCE` times the largest prior of the rows
+            (at least ``1e-6 delta^2``).
         """
-        if kind not in VARIANCE_KINDS:
-            raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
+        check_variance_kind(kind)
         rows = np.atleast_2d(rows)
         out = np.zeros(len(rows))
         if kind in ("sor", "dtc"):
@@ -85,6 +159,15 @@ class SparseGP:
         if kind in ("dtc", "local"):
             if prior is None:
                 raise ValueError(f"variance kind {kind!r} needs the prior variances")
-            explained = solve_triangular(self.kmm_factor, rows.T, lower=True)
-            out += np.asarray(prior) - (explained**2).sum(axis=0)
+            prior = np.asarray(prior, dtype=float)
+            explained = (solve_triangular(self.kmm_factor, rows.T, lower=True) ** 2).sum(axis=0)
+            out += prior - explained
+            scale = max(np.abs(prior).max(), explained.max(), 1e-6 * self.delta**2)
+            significant = out < -NEGATIVE_VARIANCE_TOLERANCE * scale
+            if significant.any():
+                warnings.warn(
+                    f"{significant.sum()} predicted variances were negative (down to {out.min():.3g}) and "
+                    "were set to zero: K_MM is ill-conditioned; increase sparse_jitter",
+                    RuntimeWarning, stacklevel=2,
+                )
         return np.maximum(out, 0.0)

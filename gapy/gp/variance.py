@@ -8,18 +8,23 @@ second derivative of the kernel::
     d^2 K / dq dq' = delta^2 zeta [(zeta - 1) (q . q')^(zeta - 2) q' q^T + (q . q')^(zeta - 1) I]
 
 so that ``D_r^T H D_s = c2 (D_r . q_s)(q_r . D_s) + c1 (D_r . D_s)``.
+
+Every function works on blocks of atoms, so memory is ``O(block x n_atoms)``, never
+``O(n_atoms^2)``: a 20,000-atom cell needs no more than a small one per block.
 """
 
 import numpy as np
 
+from .design import VOIGT
+
 #: Atoms whose force priors are computed together (bounds the padded gradient block).
 _ATOM_BLOCK = 128
+#: Rows of the atom-atom kernel held at once by the energy and virial priors.
+_ROW_BLOCK = 1024
 
 
-def _hessian_coefficients(values, species, zeta, delta):
+def _coefficients(dots, same, zeta, delta):
     """``c1 = delta^2 zeta c^(zeta-1)`` and ``c2 = delta^2 zeta (zeta-1) c^(zeta-2)``."""
-    same = (species[:, None] == species[None, :]).astype(float)
-    dots = values @ values.T
     first = delta**2 * zeta * dots ** (zeta - 1) * same
     second = delta**2 * zeta * (zeta - 1) * dots ** max(zeta - 2, 0) * same
     return first, second
@@ -27,8 +32,12 @@ def _hessian_coefficients(values, species, zeta, delta):
 
 def energy_prior_variance(values, species, zeta, delta) -> float:
     """Prior variance of a total energy: ``sum_ij K(q_i, q_j)``."""
-    same = species[:, None] == species[None, :]
-    return float(delta**2 * ((values @ values.T) ** zeta * same).sum())
+    total = 0.0
+    for start in range(0, len(values), _ROW_BLOCK):
+        rows = slice(start, start + _ROW_BLOCK)
+        same = species[rows, None] == species[None, :]
+        total += float(((values[rows] @ values.T) ** zeta * same).sum())
+    return delta**2 * total
 
 
 def force_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
@@ -37,12 +46,11 @@ def force_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
     The gradient rows that act on each atom are gathered into a padded block, so the
     double sum over them is a batched matrix product (no Python loop over atoms).
     """
-    first, second = _hessian_coefficients(values, species, zeta, delta)
     n_atoms = len(values)
     order = np.argsort(grad.neighbors, kind="stable")
     counts = np.bincount(grad.neighbors, minlength=n_atoms)
     slots = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
-    rows = np.full((n_atoms, counts.max()), -1)
+    rows = np.full((n_atoms, max(int(counts.max(initial=0)), 1)), -1)
     rows[grad.neighbors[order], slots] = order
     out = np.zeros((n_atoms, 3))
     for start in range(0, n_atoms, _ATOM_BLOCK):
@@ -50,11 +58,11 @@ def force_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
         valid = block >= 0
         d = grad.dpos[np.where(valid, block, 0)] * valid[..., None, None]  # (j, r, 3, F)
         centers = grad.centers[np.where(valid, block, 0)]
-        pair_mask = valid[:, :, None] & valid[:, None, :]
-        c1 = first[centers[:, :, None], centers[:, None, :]] * pair_mask  # (j, r, s)
-        c2 = second[centers[:, :, None], centers[:, None, :]] * pair_mask
+        q = values[centers]  # (j, r, F)
+        same = (species[centers][:, :, None] == species[centers][:, None, :]) & valid[:, :, None] & valid[:, None, :]
+        c1, c2 = _coefficients(q @ q.transpose(0, 2, 1), same, zeta, delta)  # (j, r, s)
         d_by_axis = d.transpose(0, 2, 1, 3)  # (j, 3, r, F)
-        cross = d_by_axis @ values[centers].transpose(0, 2, 1)[:, None]  # (j, 3, r, s)
+        cross = d_by_axis @ q.transpose(0, 2, 1)[:, None]  # (j, 3, r, s)
         gram = d_by_axis @ d_by_axis.transpose(0, 1, 3, 2)  # (j, 3, r, s)
         out[start:start + len(block)] = (
             (c2[:, None] * cross * cross.transpose(0, 1, 3, 2)).sum(axis=(2, 3))
@@ -65,10 +73,13 @@ def force_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
 
 def virial_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
     """Prior variance of each Voigt virial component (xx, yy, zz, yz, xz, xy)."""
-    first, second = _hessian_coefficients(values, species, zeta, delta)
-    out = []
-    for a, b in ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1)):
-        d = (grad.dstrain[:, a, b] + grad.dstrain[:, b, a]) / 2  # (n_atoms, F)
-        cross = d @ values.T  # D_i . q_i'
-        out.append((second * cross * cross.T).sum() + (first * (d @ d.T)).sum())
-    return np.array(out)
+    out = np.zeros(len(VOIGT))
+    symmetric = [(grad.dstrain[:, a, b] + grad.dstrain[:, b, a]) / 2 for a, b in VOIGT]  # (n_atoms, F) each
+    for start in range(0, len(values), _ROW_BLOCK):
+        rows = slice(start, start + _ROW_BLOCK)
+        same = species[rows, None] == species[None, :]
+        c1, c2 = _coefficients(values[rows] @ values.T, same, zeta, delta)
+        for k, d in enumerate(symmetric):
+            # sum_ij c2 (D_i . q_j)(q_i . D_j) + c1 (D_i . D_j), rows i of this block
+            out[k] += (c2 * (d[rows] @ values.T) * (values[rows] @ d.T)).sum() + (c1 * (d[rows] @ d.T)).sum()
+    return out

@@ -14,7 +14,7 @@ from typing import Union
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..descriptors import SOAP
 from ..exceptions import ModelFileError
 from ..gp import SparseGP

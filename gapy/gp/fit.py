@@ -1,4 +1,4 @@
-"""Numerically stable, memory-bounded solution of the sparse GP (DTC) equations.
+"""Fit a sparse GP: numerically stable, memory-bounded solution of the DTC equations.
 
 The weights minimise ``|Lambda^{-1/2} (y - K_NM alpha)|^2 + alpha^T K_MM alpha``, i.e. the
 least-squares problem ``[Lambda^{-1/2} K_NM; L^T] alpha = [Lambda^{-1/2} y; 0]`` with
@@ -7,14 +7,14 @@ rows arrive in blocks and each block is folded into the running triangular facto
 ``R`` (``R^T R = K_MM + K_MN Lambda^{-1} K_NM``), so memory is ``O(M^2 + block)``.
 """
 
+from typing import Iterable, Tuple
+
 import numpy as np
 from scipy.linalg import cho_factor, qr, solve_triangular
 
-from ..exceptions import GapyError
-
-
-class SingularKernelError(GapyError, np.linalg.LinAlgError):
-    """K_MM is not positive definite, even with the jitter."""
+from ..exceptions import SingularKernelError
+from ..kernels import dot_product_kernel
+from .sparse_gp import SparseGP
 
 
 def kmm_cholesky(kmm: np.ndarray, jitter: float) -> np.ndarray:
@@ -82,3 +82,56 @@ class IncrementalQR:
         self.r_factor *= signs[:, None]
         self.rhs *= signs
         return solve_triangular(self.r_factor, self.rhs, lower=False)
+
+
+def fit_sparse_gp(
+    sparse: np.ndarray,
+    sparse_species: np.ndarray,
+    zeta: int,
+    delta: float,
+    row_blocks: Iterable[Tuple[np.ndarray, np.ndarray]],
+    *,
+    jitter: float = 1e-8,
+    block_rows: int = 4096,
+) -> SparseGP:
+    """Fit the weights of a sparse GP to noise-scaled observations.
+
+    Parameters
+    ----------
+    sparse : ndarray of shape (M, n_features)
+        Sparse points.
+    sparse_species : ndarray of int of shape (M,)
+    zeta : int
+        Kernel exponent.
+    delta : float
+        Kernel scale (eV).
+    row_blocks : iterable of (rows, targets)
+        Kernel rows against the sparse points (n, M) and their targets (n,), both already
+        divided by the noise sigma of each observation; consumed once, block by block,
+        so the observations are never all in memory.
+    jitter : float, default=1e-8
+        Added to the diagonal of ``K_MM``.
+    block_rows : int, default=4096
+        Rows buffered before each QR update (memory bound).
+
+    Returns
+    -------
+    SparseGP
+
+    Raises
+    ------
+    SingularKernelError
+        ``K_MM`` is not positive definite with ``jitter``.
+    ValueError
+        ``row_blocks`` holds no observation.
+    """
+    kmm, _ = dot_product_kernel(sparse, sparse_species, sparse, sparse_species, zeta)
+    kmm_factor = kmm_cholesky(delta**2 * kmm, jitter)
+    solver = IncrementalQR(kmm_factor, block_rows)
+    for rows, targets in row_blocks:
+        solver.add(rows, targets)
+    if solver.n_rows == 0:
+        raise ValueError("the training structures have no label to fit (energy, forces or stress)")
+    alpha = solver.solve()
+    return SparseGP(sparse, sparse_species, int(zeta), float(delta), alpha, solver.r_factor, kmm_factor,
+                    n_observations=solver.n_rows)

@@ -1,0 +1,3 @@
+"""The version of gapy (one place; setup.cfg reads it)."""
+
+__version__ = "0.1.0"
