@@ -9,9 +9,8 @@ from ase.calculators.calculator import Calculator, PropertyNotImplementedError, 
 from ase.calculators.singlepoint import SinglePointCalculator
 from sklearn.utils.validation import check_is_fitted
 
-from .estimator import GAPRegressor
+from .estimator import GAPRegressor, load_model
 from .gp import VARIANCE_KINDS
-from .io.model import load_model
 
 #: Result keys that ``SinglePointCalculator`` accepts and extxyz writes as they are.
 _STANDARD_KEYS = ("energy", "free_energy", "energies", "forces", "stress")

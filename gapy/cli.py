@@ -32,7 +32,7 @@ from .descriptors._radial import RADIAL_BASES
 from .estimator import GAPRegressor
 from .exceptions import GapyError
 from .gp import VARIANCE_KINDS
-from .io.model import load_model
+from .estimator import load_model
 from .labels import read_labels
 from .metrics import compare, error_table, format_table, write_csv, write_json
 from .sampling import SCORES, select_structures

@@ -2,7 +2,8 @@
 
 import logging
 from numbers import Integral, Real
-from typing import Dict, List, Optional, Sequence, Union
+import os
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
@@ -13,8 +14,9 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .descriptors import SOAP
-from .exceptions import StructureError
-from .gp import VARIANCE_KINDS, check_variance_kind, fit_sparse_gp, kernel_rows, voigt
+from .exceptions import ModelFileError, StructureError
+from .gp import VARIANCE_KINDS, SparseGP, check_variance_kind, fit_sparse_gp, kernel_rows, voigt
+from .io.model import read_state, write_state
 from .kernels import check_zeta
 from .labels import Labels, read_labels, stress_from_virial
 from .parallel import thread_map
@@ -515,11 +517,83 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             result[f"{name}_std"] = float(std[0]) if name == "energy" else std.reshape(np.shape(result[name]))
         return result
 
-    def save(self, path) -> None:
-        """Write the fitted model to ``path`` (see :func:`gapy.io.save_model`; no pickle)."""
-        from .io.model import save_model
+    def to_state(self) -> Tuple[dict, Dict[str, np.ndarray]]:
+        """The fitted model as a JSON-able header and named arrays (what files store).
 
-        save_model(self, path)
+        Returns
+        -------
+        header : dict
+            Hyperparameters (``params``), descriptor settings, ``e0``, ``zeta``,
+            ``delta``, ``n_observations`` and ``std_scale``.
+        arrays : dict of str to ndarray
+            ``sparse``, ``sparse_species``, ``alpha``, ``r_factor``, ``kmm_factor``.
+        """
+        check_is_fitted(self, "gp_")
+        gp = self.gp_
+        params = self.get_params(deep=False)
+        params.pop("descriptor")
+        if isinstance(params["random_state"], np.random.Generator):  # a seed object is not stored
+            params["random_state"] = None
+        header = {
+            "descriptor": {"type": "SOAP", **self.descriptor_.get_params()},
+            "params": params,
+            "e0": {str(z): e for z, e in self.e0_.items()},
+            "zeta": gp.zeta,
+            "delta": gp.delta,
+            "n_observations": int(gp.n_observations),
+            "std_scale": dict(self.std_scale_),
+        }
+        arrays = {name: getattr(gp, name) for name in _STATE_ARRAYS}
+        return header, arrays
+
+    @classmethod
+    def from_state(cls, header: dict, arrays: Dict[str, np.ndarray]) -> "GAPRegressor":
+        """A fitted model from :meth:`to_state`'s output, every field checked.
+
+        Raises
+        ------
+        ModelFileError
+            A missing or malformed field, arrays of inconsistent shapes or non-finite
+            values.
+        """
+        try:
+            settings = dict(header["descriptor"])
+            if settings.pop("type") != "SOAP":
+                raise ValueError("unknown descriptor type")
+            descriptor = SOAP(**settings)
+            model = cls(descriptor=descriptor, **header["params"])
+            model._check_parameters()
+            zeta, delta = check_zeta(header["zeta"]), float(header["delta"])
+            e0 = {atomic_number(z): float(e) for z, e in header["e0"].items()}
+            std_scale = {str(k): float(v) for k, v in header.get("std_scale", {}).items()}
+            n_observations = int(header["n_observations"])
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ModelFileError(f"malformed model header ({type(error).__name__}: {error})") from None
+        _check_state_arrays(arrays, descriptor.n_features, len(descriptor.atomic_numbers))
+        missing = sorted(set(int(z) for z in descriptor.atomic_numbers) - set(e0))
+        if missing:
+            raise ModelFileError(f"malformed model header: e0 has no value for atomic numbers {missing}")
+        if not np.all(np.isfinite(list(e0.values()) + [delta] + list(std_scale.values()))) or delta <= 0:
+            raise ModelFileError("malformed model header: e0, delta and std_scale must be finite, delta > 0")
+        model.descriptor_ = descriptor
+        model.e0_ = e0
+        model.gp_ = SparseGP(
+            sparse=arrays["sparse"], sparse_species=arrays["sparse_species"], zeta=zeta, delta=delta,
+            alpha=arrays["alpha"], r_factor=arrays["r_factor"], kmm_factor=arrays["kmm_factor"],
+            n_observations=n_observations,
+        )
+        model.species_ = descriptor.atomic_numbers.copy()
+        model.n_observations_ = n_observations
+        model.std_scale_ = std_scale
+        return model
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the fitted model to ``path``: an ``.npz`` archive with a checked JSON header.
+
+        No pickle; the write is atomic (a failed save leaves a previous file unchanged).
+        Load it with :func:`gapy.load`.
+        """
+        write_state(*self.to_state(), path)
 
     def score(self, frames: Sequence[Atoms], y=None, sample_weight=None) -> float:
         """Negative energy RMSE per atom (eV/atom): higher is better.
@@ -551,3 +625,53 @@ def _sample_weights(sample_weight, n_frames: int) -> np.ndarray:
 
 def _is_isolated_atom(atoms: Atoms) -> bool:
     return len(atoms) == 1 and not atoms.pbc.any()
+
+
+#: Arrays of the sparse GP stored in model files.
+_STATE_ARRAYS = ("sparse", "sparse_species", "alpha", "r_factor", "kmm_factor")
+
+
+def _check_state_arrays(arrays: Dict[str, np.ndarray], n_features: int, n_species: int) -> None:
+    """Shapes, dtypes and finiteness of a model's arrays; ``ModelFileError`` otherwise."""
+    missing = [name for name in _STATE_ARRAYS if name not in arrays]
+    if missing:
+        raise ModelFileError(f"model arrays {missing} are missing")
+    m = len(arrays["alpha"])
+    expected = {"sparse": (m, n_features), "sparse_species": (m,), "alpha": (m,), "r_factor": (m, m),
+                "kmm_factor": (m, m)}
+    for name, shape in expected.items():
+        array = arrays[name]
+        if array.shape != shape:
+            raise ModelFileError(f"model array '{name}' has shape {array.shape}, expected {shape}")
+        if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
+            raise ModelFileError(f"model array '{name}' is not numeric and finite")
+    species = arrays["sparse_species"]
+    if not np.issubdtype(species.dtype, np.integer) or (m and (species.min() < 0 or species.max() >= n_species)):
+        raise ModelFileError(f"model array 'sparse_species' has indices outside 0..{n_species - 1}")
+
+
+def load_model(path: Union[str, os.PathLike]) -> GAPRegressor:
+    """Read a model file written by :meth:`GAPRegressor.save` (also ``gapy.load``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    GAPRegressor
+        Fitted, with the settings it was fitted with.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    gapy.ModelFileError
+        Not a gapy model, corrupt, truncated or edited, malformed, or of a format version
+        this gapy cannot read; the message names the file and what is wrong.
+    """
+    header, arrays = read_state(path)
+    try:
+        return GAPRegressor.from_state(header, arrays)
+    except ModelFileError as error:
+        raise ModelFileError(f"{path}: {error}") from None

@@ -1,5 +1,5 @@
 """Reading and writing gapy files."""
 
-from .model import load_model, save_model
+from .model import read_state, write_state
 
-__all__ = ["load_model", "save_model"]
+__all__ = ["read_state", "write_state"]

@@ -1,74 +1,132 @@
 """Model files: one ``.npz`` archive with a JSON header, never pickle.
 
-The archive holds the arrays of the sparse GP and a ``header`` entry (a JSON string) with
-the file format version, the gapy version, every hyperparameter, the descriptor settings,
-``e0`` and a SHA-256 checksum of each array. Loading checks all of it and raises
-:class:`~gapy.exceptions.ModelFileError` with the reason.
+A model is written as a *state*: a JSON-able ``header`` dict (file format version, gapy
+version, hyperparameters, descriptor settings, ``e0``, ...) and named arrays (see
+:meth:`gapy.GAPRegressor.to_state`). The archive holds the arrays, the header as a JSON
+string, and SHA-256 checksums of every array and of the header itself. Writing is atomic:
+the archive is built in memory, written to a temporary file in the same directory and
+moved over the target, so a failed or killed save leaves any previous file intact.
+Reading checks everything and raises :class:`~gapy.exceptions.ModelFileError` with the
+reason; this module knows nothing about estimators.
 """
 
 import hashlib
+import io
 import json
+import os
+import tempfile
 import zipfile
 from pathlib import Path
-from typing import Union
+from typing import Dict, Tuple, Union
 
 import numpy as np
 
 from .._version import __version__
-from ..descriptors import SOAP
 from ..exceptions import ModelFileError
-from ..gp import SparseGP
 
 FORMAT = "gapy-model"
-FORMAT_VERSION = 2
-#: Versions this gapy reads: 2 added ``std_scale`` (from ``GAPRegressor.calibrate``).
-READABLE_VERSIONS = (1, 2)
-_ARRAYS = ("sparse", "sparse_species", "alpha", "r_factor", "kmm_factor")
+FORMAT_VERSION = 3
+#: Versions this gapy reads: 2 added ``std_scale`` (``GAPRegressor.calibrate``), 3 the
+#: checksum of the header.
+READABLE_VERSIONS = (1, 2, 3)
+_HEADER_CHECKSUM = "header_sha256"
 
 
 def _checksum(array: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest()
 
 
-def save_model(model, path: Union[str, Path]) -> None:
-    """Write a fitted :class:`~gapy.GAPRegressor` to ``path`` (``.npz`` archive)."""
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(model, "gp_")
-    gp = model.gp_
-    arrays = {name: np.asarray(getattr(gp, name)) for name in _ARRAYS}
-    params = {k: v for k, v in model.get_params(deep=False).items() if k != "descriptor"}
-    header = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "gapy_version": __version__,
-        "descriptor": {"type": "SOAP", **model.descriptor_.get_params()},
-        "params": _jsonable(params),
-        "e0": {str(z): e for z, e in model.e0_.items()},
-        "zeta": gp.zeta,
-        "delta": gp.delta,
-        "n_observations": int(model.n_observations_),
-        "std_scale": dict(getattr(model, "std_scale_", {})),
-        "checksums": {name: _checksum(array) for name, array in arrays.items()},
-    }
-    path = Path(path)
-    with open(path, "wb") as handle:
-        np.savez(handle, header=np.array(json.dumps(header)), **arrays)
-
-
-def load_model(path: Union[str, Path]):
-    """Read a model written by :func:`save_model`; returns a fitted ``GAPRegressor``.
+def jsonable(value):
+    """``value`` with numpy scalars and arrays as Python numbers and lists, keys as str.
 
     Raises
     ------
-    ModelFileError
-        Not a gapy model, corrupt or truncated file, checksum mismatch, or a format
-        version this gapy cannot read.
+    TypeError
+        A value JSON cannot represent (named with its type).
     """
-    from ..estimator import GAPRegressor
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} ({value!r}) in a model file")
 
+
+def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Path]) -> None:
+    """Write a model state to ``path`` atomically.
+
+    Parameters
+    ----------
+    header : dict
+        JSON-able settings; ``format``, ``format_version``, ``gapy_version`` and the
+        checksums are added.
+    arrays : dict of str to ndarray
+    path : str or Path
+
+    Raises
+    ------
+    TypeError
+        A header value cannot be stored (before anything is written).
+    OSError
+        The file cannot be written; an existing file at ``path`` is left unchanged.
+    """
+    arrays = {name: np.asarray(array) for name, array in arrays.items()}
+    header = {
+        **jsonable(header),
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "gapy_version": __version__,
+        "checksums": {name: _checksum(array) for name, array in arrays.items()},
+    }
+    text = json.dumps(header, sort_keys=True, allow_nan=False)
+    buffer = io.BytesIO()
+    np.savez(buffer, header=np.array(text), **{_HEADER_CHECKSUM: np.array(_text_checksum(text))}, **arrays)
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory, not a model file name")
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(buffer.getbuffer())
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _text_checksum(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def read_state(path: Union[str, Path]) -> Tuple[dict, Dict[str, np.ndarray]]:
+    """Read and check a model state written by :func:`write_state`.
+
+    Returns
+    -------
+    header : dict
+    arrays : dict of str to ndarray
+        Every array named in the header's checksums, verified.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError
+        Not a gapy model (a directory, not an archive, no header), corrupt or truncated,
+        a checksum that does not match (header or array), or a format version this gapy
+        cannot read.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path} is a directory, not a gapy model file")
+    if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
     if not zipfile.is_zipfile(path):
         raise ModelFileError(f"{path} is not a gapy model file (not an .npz archive)")
@@ -76,11 +134,21 @@ def load_model(path: Union[str, Path]):
         with np.load(path, allow_pickle=False) as archive:
             if "header" not in archive.files:
                 raise ModelFileError(f"{path} is not a gapy model file (no header)")
-            header = json.loads(str(archive["header"]))
-            arrays = {name: archive[name] for name in _ARRAYS}
+            text = str(archive["header"])
+            header = json.loads(text)
+            if not isinstance(header, dict):
+                raise ModelFileError(f"{path} is not a gapy model file (the header is not a JSON object)")
+            stored_checksum = str(archive[_HEADER_CHECKSUM]) if _HEADER_CHECKSUM in archive.files else None
+            checksums = header.get("checksums")
+            if not isinstance(checksums, dict):
+                raise ModelFileError(f"{path} is corrupt: the header has no array checksums")
+            missing = [name for name in checksums if name not in archive.files]
+            if missing:
+                raise ModelFileError(f"{path} is corrupt: arrays {missing} are missing")
+            arrays = {name: archive[name] for name in checksums}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError) as error:
+    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, TypeError) as error:
         raise ModelFileError(f"{path} is not a readable gapy model file ({error})") from error
     if header.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a gapy model file (format {header.get('format')!r})")
@@ -91,38 +159,9 @@ def load_model(path: Union[str, Path]):
             f"versions {list(READABLE_VERSIONS)}: load it with the gapy {header.get('gapy_version')} "
             "that wrote it"
         )
+    if version >= 3 and stored_checksum != _text_checksum(text):
+        raise ModelFileError(f"{path} is corrupt or was edited: the checksum of its header does not match")
     for name, array in arrays.items():
-        if _checksum(array) != header["checksums"].get(name):
+        if _checksum(array) != checksums[name]:
             raise ModelFileError(f"{path} is corrupt: checksum of '{name}' does not match")
-    descriptor_settings = dict(header["descriptor"])
-    descriptor_settings.pop("type")
-    descriptor = SOAP(**descriptor_settings)
-    model = GAPRegressor(descriptor=descriptor, **header["params"])
-    model.descriptor_ = descriptor
-    model.e0_ = {int(z): float(e) for z, e in header["e0"].items()}
-    model.gp_ = SparseGP(
-        sparse=arrays["sparse"],
-        sparse_species=arrays["sparse_species"],
-        zeta=int(header["zeta"]),
-        delta=float(header["delta"]),
-        alpha=arrays["alpha"],
-        r_factor=arrays["r_factor"],
-        kmm_factor=arrays["kmm_factor"],
-    )
-    model.species_ = descriptor.atomic_numbers.copy()
-    model.n_observations_ = header["n_observations"]
-    model.std_scale_ = {str(k): float(v) for k, v in header.get("std_scale", {}).items()}
-    return model
-
-
-def _jsonable(value):
-    """Convert numpy scalars and dict keys so that ``json.dumps`` accepts them."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.random.Generator):  # a seed object cannot be stored
-        return None
-    return value
+    return header, arrays
