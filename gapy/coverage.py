@@ -9,11 +9,14 @@ is computed in chunks of rows, so memory stays ``O(chunk x n_reference)``, never
 ``O(N^2)``. Formulas in ``docs/coverage.md``.
 """
 
+import csv
+import os
 from numbers import Integral, Real
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 from sklearn.base import BaseEstimator
 from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
@@ -639,3 +642,56 @@ def structure_weights(atom_weights: Sequence[np.ndarray]) -> np.ndarray:
     if means.sum() <= 0:
         raise ValueError("all atom weights are zero")
     return means / means.mean()
+
+
+def local_energy_std(model, frames: Sequence[Atoms], index: np.ndarray) -> np.ndarray:
+    """The model's local-energy std (eV) of each ``(structure, atom)`` row of ``index``.
+
+    Rows with atom ``-1`` (whole structures, ``level="structures"``) get the total-energy
+    std per atom (eV/atom).
+
+    Parameters
+    ----------
+    model : GAPRegressor
+        A fitted model.
+    frames : sequence of ase.Atoms
+    index : ndarray of int of shape (n_rows, 2)
+        ``(structure, atom)`` per row, as :meth:`CoverageMap.row_index`.
+
+    Returns
+    -------
+    ndarray of shape (n_rows,)
+    """
+    predictions = model.predict_all(frames, return_std=True, properties=("energy", "energies"))
+    return np.array([predictions[k]["energies_std"][i] if i >= 0
+                     else predictions[k]["energy_std"] / len(frames[k]) for k, i in index])
+
+
+def write_coverage_csv(path: Union[str, os.PathLike], n_components: int, table, energy_std=None) -> None:
+    """Write a coverage table: one row per environment (or structure) of each set.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    n_components : int
+        Principal components per row.
+    table : sequence of tuples
+        ``(set_name, index, atomic_numbers, config_types, coordinates, distances)`` per
+        set (e.g. ``"train"`` and ``"new"``), ``index`` as :meth:`CoverageMap.row_index`.
+    energy_std : ndarray, optional
+        :func:`local_energy_std` of the rows of the set named ``"new"``.
+
+    Columns: ``set, structure, atom, species, config_type, pc1..pcN, distance,
+    energy_std``.
+    """
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["set", "structure", "atom", "species", "config_type"]
+                        + [f"pc{i + 1}" for i in range(n_components)] + ["distance", "energy_std"])
+        for name, index, numbers, config, xy, dist in table:
+            std = energy_std if name == "new" and energy_std is not None else None
+            for row in range(len(index)):
+                writer.writerow([name, int(index[row, 0]), int(index[row, 1]),
+                                 chemical_symbols[numbers[row]] if numbers[row] else "", config[row]]
+                                + [f"{x:.6g}" for x in xy[row]] + [f"{dist[row]:.6g}"]
+                                + [f"{std[row]:.6g}" if std is not None else ""])

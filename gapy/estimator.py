@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from .descriptors import SOAP
 from .exceptions import ModelFileError, StructureError
-from .gp import VARIANCE_KINDS, SparseGP, check_variance_kind, fit_sparse_gp, kernel_rows, voigt
+from .gp import SparseGP, check_variance_kind, fit_sparse_gp, kernel_rows, voigt
 from .io.model import read_state, write_state
 from .kernels import check_zeta
 from .labels import Labels, read_labels, stress_from_virial

@@ -31,6 +31,8 @@ logger = logging.getLogger(__name__)
 
 #: Kinds of uncertainty score, see :func:`uncertainty_scores`.
 SCORES = ("forces", "energy", "energies")
+#: Unit of each score.
+SCORE_UNITS = {"forces": "eV/A", "energy": "eV/atom", "energies": "eV"}
 
 #: ``atoms.info["config_type"]`` of structures labelled by :func:`active_learning`.
 ACTIVE_LEARNING_CONFIG_TYPE = "active_learning"

@@ -280,7 +280,7 @@ def test_fit_calibrates_stds_on_the_validation_set(data, tmp_path, capsys):
 
 
 def test_overconfident_stds_get_a_hint(capsys):
-    from gapy.cli import _calibration_hint
+    from gapy.cli._common import calibration_hint as _calibration_hint
 
     rows = [{"quantity": "forces", "config_type": "all", "within_2std": 0.62},
             {"quantity": "energy", "config_type": "all", "within_2std": 0.93},

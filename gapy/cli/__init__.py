@@ -1,0 +1,85 @@
+"""The ``gapy`` command line: ``gapy fit``, ``eval``, ``predict``, ``select``, ``coverage``
+and ``demo``, one module each.
+
+Run ``gapy --help`` or ``gapy COMMAND --help``. Errors are reported as one line on
+stderr with exit status 1 (2 for bad command-line usage); ``--debug`` shows the
+traceback instead. Each command module has ``add_parser(commands, common)`` and
+``run(args)``; it parses, checks its output paths before any work, calls library
+functions and prints.
+"""
+
+import argparse
+import sys
+from typing import List, Optional
+
+from .._version import __version__
+from ..exceptions import GapyError
+from . import coverage, demo, evaluate, fit, predict, select
+from .demo import DEMO_GAP, DEMO_SOAP, run_demo
+from .fit import FIT_OPTIONS, read_config
+
+__all__ = ["DEMO_GAP", "DEMO_SOAP", "FIT_OPTIONS", "build_parser", "main", "read_config", "run_demo"]
+
+#: Command modules, in the order ``gapy --help`` lists them.
+COMMANDS = (fit, evaluate, predict, select, coverage, demo)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr (exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gapy`` argument parser with its subcommands."""
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full traceback on errors")
+    parser = _Parser(
+        prog="gapy",
+        description="Gaussian Approximation Potentials: fit SOAP/GAP models to DFT data, evaluate "
+                    "them and predict energies, forces, stresses and their uncertainties.",
+        epilog="Start with 'gapy demo'. Structures are read with ase.io (extxyz for .xyz files); labels "
+               "are the energy (eV), forces (eV/A) and stress (eV/A^3) ASE reads from them, and "
+               "atoms.info['config_type'] groups the error tables.",
+    )
+    parser.add_argument("--version", action="version", version=f"gapy {__version__}")
+    parser.add_argument("--debug", action="store_true", default=False, help="show the full traceback on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for command in COMMANDS:
+        command.add_parser(commands, common)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``gapy`` console script; returns the exit status.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default: ``sys.argv[1:]``).
+    """
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:  # --help, --version and usage errors
+        return stop.code if isinstance(stop.code, int) else 2
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print(f"gapy {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line for users, the traceback with --debug
+        if args.debug:
+            raise
+        message = str(error) or type(error).__name__
+        if not isinstance(error, (GapyError, OSError, ValueError)):
+            message = f"{type(error).__name__}: {message} (run with --debug for the traceback)"
+        print(f"gapy {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""What every ``gapy`` command shares: value parsers, reading files, checking outputs
+before the work starts, and naming the file in error messages."""
+
+import argparse
+import os
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+
+from ase import Atoms
+from ase.io import iread
+
+from ..estimator import GAPRegressor, load_model
+from ..exceptions import GapyError
+from ..gp import VARIANCE_KINDS
+from ..metrics import format_table
+from ..structures import atomic_number
+
+PathLike = Union[str, Path]
+
+# ----------------------------------------------------------------- value parsers
+# Each turns a command-line string (or a string in a TOML file) into a value, raising
+# argparse.ArgumentTypeError with a message argparse prints after the option name.
+
+
+def number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+
+
+def number_or_none(text: str) -> Optional[float]:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def species_map(text: str, value: Callable[[str], Any]) -> Dict[str, Any]:
+    """``"Si:-0.79,Ge:-1.2"`` to ``{"Si": -0.79, "Ge": -1.2}``."""
+    out = {}
+    for item in text.split(","):
+        symbol, sep, value_text = item.partition(":")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected SYMBOL:VALUE pairs separated by commas, got {text!r}")
+        try:
+            atomic_number(symbol.strip())
+            out[symbol.strip()] = value(value_text.strip())
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"in {item!r}: {error}") from None
+    return out
+
+
+def species_list(text: str) -> List[str]:
+    species = [s.strip() for s in text.split(",") if s.strip()]
+    for symbol in species:
+        try:
+            atomic_number(symbol)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+    if not species:
+        raise argparse.ArgumentTypeError("expected chemical symbols separated by commas, e.g. Si,Ge")
+    return species
+
+
+def choice(choices: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}; got {text!r}")
+        return text
+
+    return parse
+
+
+def add_prediction_options(parser: argparse.ArgumentParser) -> None:
+    """``--variance`` and ``--n-jobs`` of the commands that predict with a model file."""
+    parser.add_argument("--variance", type=choice(VARIANCE_KINDS), metavar="KIND",
+                        help="kind of variance: " + ", ".join(VARIANCE_KINDS) + " (default: the model's)")
+    parser.add_argument("--n-jobs", type=integer, metavar="N", help="threads (default: the model's n_jobs)")
+
+
+# ------------------------------------------------------------------ files
+
+
+@contextmanager
+def about(path: Optional[PathLike]) -> Iterator[None]:
+    """Prefix gapy errors raised inside the block with the file they concern."""
+    try:
+        yield
+    except GapyError as error:
+        if path is None:
+            raise
+        raise GapyError(f"{path}: {error}") from None
+
+
+def read_frames(path: PathLike) -> List[Atoms]:
+    """All structures of a file ASE can read (extxyz for ``.xyz``), with clear errors.
+
+    Raises
+    ------
+    GapyError
+        The file is missing, unreadable (naming the structure that failed) or empty.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise GapyError(f"{path}: no such file")
+    frames = []
+    try:
+        for atoms in iread(str(path), index=":"):
+            frames.append(atoms)
+    except Exception as error:  # ASE raises many types for malformed files
+        raise GapyError(
+            f"{path}: cannot read structure {len(frames)} ({type(error).__name__}: {error})"
+        ) from error
+    if not frames:
+        raise GapyError(f"{path}: contains no structures")
+    return frames
+
+
+def read_model(path: PathLike, n_jobs: Optional[int] = None) -> GAPRegressor:
+    """A model file, with one-line errors; ``n_jobs`` overrides the stored threads."""
+    if not Path(path).is_file():
+        raise GapyError(f"{path}: no such model file")
+    if not zipfile.is_zipfile(path):
+        raise GapyError(f"{path}: not a gapy model file (model files are .npz archives written by 'gapy fit')")
+    model = load_model(path)
+    if n_jobs is not None:
+        model.set_params(n_jobs=n_jobs)
+    return model
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_outputs(inputs: Sequence[Optional[PathLike]], files: Sequence[Optional[PathLike]] = (),
+                  directories: Sequence[Optional[PathLike]] = ()) -> None:
+    """Check every output before any work: never an input, and writable.
+
+    Output files get their parent directories created; output directories are created.
+    A path that would overwrite an input (the same file, through any path) is refused.
+
+    Raises
+    ------
+    GapyError
+        An output is an input, or cannot be created or written.
+    """
+    sources = [Path(p) for p in inputs if p is not None]
+    for output in [Path(p) for p in list(files) + list(directories) if p is not None]:
+        for source in sources:
+            if output.resolve() == source.resolve() or _same_file(output, source):
+                raise GapyError(f"{output}: the output would overwrite the input {source}; choose another name")
+    for output in [Path(p) for p in files if p is not None]:
+        if output.is_dir():
+            raise GapyError(f"{output}: is a directory; give a file name")
+        _writable_directory(output.parent)
+    for output in [Path(p) for p in directories if p is not None]:
+        if output.exists() and not output.is_dir():
+            raise GapyError(f"{output}: exists and is not a directory")
+        _writable_directory(output)
+
+
+def _writable_directory(directory: Path) -> None:
+    directory = directory if str(directory) else Path(".")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as error:
+        raise GapyError(f"{directory}: cannot write there ({error.strerror or error})") from None
+
+
+def print_table(title: str, rows: List[dict]) -> None:
+    print(f"\n{title}")
+    print(format_table(rows))
+
+
+def calibration_hint(rows: List[dict]) -> None:
+    """Say so when the predicted stds are clearly too small (uncalibrated model)."""
+    overconfident = [row["quantity"] for row in rows
+                     if row["config_type"] == "all" and (row.get("within_2std") or 1.0) < 0.8]
+    if overconfident:
+        print(f"\nthe predicted {', '.join(overconfident)} standard deviations are too small here "
+              "(fewer than 80 % of the errors within 2 std); 'gapy fit --calibrate' scales them to "
+              "the errors on held-out structures (docs/sampling.md)")

@@ -1,0 +1,104 @@
+"""``gapy demo``: fit and evaluate the bundled Si data."""
+
+import argparse
+import time
+from pathlib import Path
+from typing import List, Optional, Union
+
+from ase import Atoms
+
+from .._version import __version__
+from ..datasets import load_si
+from ..descriptors import SOAP
+from ..estimator import GAPRegressor
+from ..report import evaluate, write_report
+from ._common import calibration_hint, check_outputs, integer, print_table
+from .fit import model_summary
+
+
+#: SOAP and GAP settings of ``gapy demo``.
+DEMO_SOAP = dict(species=["Si"], r_cut=5.4, n_max=8, l_max=8, atom_sigma=0.5, cutoff_width=0.5)
+DEMO_GAP = dict(zeta=4, n_sparse=500, sigma_energy=0.005, sigma_force=0.05, sigma_virial=0.05,
+                e0={"Si": -0.79}, random_state=0)
+
+
+def run_demo(
+    output: Union[str, Path] = "gapy-demo",
+    *,
+    n_jobs: int = -1,
+    descriptor: Optional[SOAP] = None,
+    n_sparse: int = DEMO_GAP["n_sparse"],
+    train: Optional[List[Atoms]] = None,
+    test: Optional[List[Atoms]] = None,
+    progress: bool = True,
+) -> List[dict]:
+    """Fit the bundled Si data, evaluate on the bundled test set, write model and plots.
+
+    Parameters
+    ----------
+    output : str or Path, default="gapy-demo"
+        Directory for ``model.gapy``, ``errors.csv``, ``errors.json`` and the plots.
+    n_jobs : int, default=-1
+        Threads (all cores).
+    descriptor : SOAP, optional
+        Default :data:`DEMO_SOAP`; a smaller one makes a quick check.
+    n_sparse : int, default=500
+    train, test : list of ase.Atoms, optional
+        Default :func:`gapy.datasets.load_si` ``("train")`` and ``("test")``.
+    progress : bool, default=True
+        Progress bars.
+
+    Returns
+    -------
+    list of dict
+        The test-set rows of :func:`gapy.metrics.error_table`.
+    """
+    start = time.perf_counter()
+    output = Path(output)
+    train = load_si("train") if train is None else train
+    test = load_si("test") if test is None else test
+    descriptor = SOAP(**DEMO_SOAP) if descriptor is None else descriptor
+    model = GAPRegressor(descriptor, **{**DEMO_GAP, "n_sparse": n_sparse}, n_jobs=n_jobs, verbose=progress)
+    print(f"gapy {__version__} demo: Si, mlearn data (Zuo et al., J. Phys. Chem. A 124, 731 (2020))")
+    print(f"training on {len(train)} structures ({sum(len(a) for a in train)} atoms), "
+          f"testing on {len(test)} ({sum(len(a) for a in test)} atoms)")
+    print(f"{descriptor}\n{model_summary(model)}")
+    model.fit(train)
+    fitted = time.perf_counter()
+    print(f"fitted in {fitted - start:.1f} s")
+    output.mkdir(parents=True, exist_ok=True)
+    model.save(output / "model.gapy")
+    predictions = model.predict_all(test, return_std=True)
+    comparisons, rows = evaluate(model, test, predictions)
+    print(f"test set predicted with {model.variance} standard deviations in {time.perf_counter() - fitted:.1f} s")
+    print_table("errors on the bundled test set", rows)
+    calibration_hint(rows)
+    info = {"gapy_version": __version__, "model": str(output / "model.gapy"), "data": "gapy.datasets.load_si('test')",
+            "n_structures": len(test), "n_atoms": int(sum(len(a) for a in test)), "variance": model.variance}
+    written = write_report(output, comparisons, rows, info, title="bundled Si test set")
+    print(f"\nwrote {output / 'model.gapy'}, " + ", ".join(str(p) for p in written))
+    print(f"total {time.perf_counter() - start:.1f} s. Next: gapy eval {output / 'model.gapy'} YOUR_DATA.xyz -o report/")
+    return rows
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``gapy demo``; returns the exit status."""
+    check_outputs([], directories=[args.output])
+    run_demo(args.output, n_jobs=args.n_jobs, progress=args.progress)
+    return 0
+
+
+def add_parser(commands, common: argparse.ArgumentParser) -> None:
+    """Register ``gapy demo``."""
+    demo = commands.add_parser(
+        "demo", parents=[common], help="fit and evaluate the bundled Si data",
+        description="Fit a Si model (SOAP r_cut=5.4 A, n_max=8, l_max=8; zeta=4, 500 sparse points) to "
+                    "the bundled mlearn training data, evaluate it on the bundled test set and write "
+                    "the model, error tables and plots. Takes 30-60 s on two cores.",
+    )
+    demo.add_argument("-o", "--output", default="gapy-demo", metavar="DIR",
+                      help="output directory (default: gapy-demo)")
+    demo.add_argument("--n-jobs", type=integer, default=-1, metavar="N", help="threads (default: -1, all cores)")
+    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
+                      help="progress bars (default: on)")
+    demo.set_defaults(run=run)

@@ -1,0 +1,368 @@
+"""``gapy fit``: fit a model to labelled structures and write it to a model file."""
+
+import argparse
+import difflib
+import inspect
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from ase import Atoms
+
+from ..descriptors import SOAP
+from ..descriptors.soap import RADIAL_BASES
+from ..estimator import GAPRegressor
+from ..exceptions import GapyError
+from ..gp import VARIANCE_KINDS
+from ..labels import read_labels
+from ..report import evaluate
+from ..sparsify import METHODS
+from ..structures import atomic_number, neighbor_pairs, structure_name
+from ._common import (about, check_outputs, choice, integer, number, number_or_none,
+                      print_table, read_frames, species_list, species_map)
+
+def _n_sparse(text: str) -> Union[int, Dict[str, int]]:
+    if ":" in text:
+        return species_map(text, int)
+    return integer(text)
+
+
+def _e0(text: str) -> Union[float, str, Dict[str, float]]:
+    if text in ("average", "isolated", "fit"):
+        return text
+    if ":" in text:
+        return species_map(text, float)
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number, 'average', 'isolated', 'fit' or SYMBOL:VALUE pairs (Si:-0.79,Ge:-1.2), got {text!r}"
+        ) from None
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"invalid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = number(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
+
+
+
+@dataclass(frozen=True)
+class _Option:
+    """A ``gapy fit`` setting: command-line flag ``--name-with-dashes`` and TOML key ``name``.
+
+    ``target`` is ``"soap"`` or ``"gap"`` (an argument of ``SOAP`` or ``GAPRegressor``,
+    under ``argument`` if it differs from ``name``) or ``"run"`` (used by the command).
+    ``types`` are the TOML value types accepted besides strings, which go through
+    ``parse``; switches (``types == (bool,)``, no ``parse``) take ``--no-...`` too.
+    """
+
+    name: str
+    target: str
+    parse: Optional[Callable[[str], Any]]
+    types: Tuple[type, ...]
+    help: str
+    metavar: Optional[str] = None
+    argument: Optional[str] = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def is_bool(self) -> bool:
+        return self.types == (bool,)
+
+
+def _defaults(cls) -> Dict[str, Any]:
+    return {
+        name: parameter.default
+        for name, parameter in inspect.signature(cls.__init__).parameters.items()
+        if parameter.default is not inspect.Parameter.empty
+    }
+
+
+SOAP_DEFAULTS = _defaults(SOAP)
+GAP_DEFAULTS = _defaults(GAPRegressor)
+_REAL = (int, float)
+
+FIT_OPTIONS: Tuple[_Option, ...] = (
+    _Option("species", "soap", species_list, (list,), "chemical species the model knows, e.g. Si,Ge "
+            "(default: those in the training data)", "SYMBOLS"),
+    _Option("r_cut", "soap", number, _REAL, "SOAP cutoff radius in Angstrom", "A"),
+    _Option("n_max", "soap", integer, (int,), "number of SOAP radial basis functions", "N"),
+    _Option("l_max", "soap", integer, (int,), "largest SOAP angular momentum", "L"),
+    _Option("atom_sigma", "soap", number, _REAL, "width of the Gaussian on each neighbour, Angstrom", "A"),
+    _Option("cutoff_width", "soap", number, _REAL, "width of the smooth cutoff transition below "
+            "r_cut, Angstrom", "A"),
+    _Option("center_weight", "soap", number, _REAL, "weight of an atom's own Gaussian in its density", "W"),
+    _Option("radial_basis", "soap", choice(RADIAL_BASES), (), "radial functions before "
+            "orthonormalisation: " + ", ".join(RADIAL_BASES), "BASIS"),
+    _Option("normalize", "soap", None, (bool,), "normalise each SOAP vector"),
+    _Option("zeta", "gap", integer, (int,), "kernel exponent", "Z"),
+    _Option("delta", "gap", number, _REAL, "kernel scale in eV (prior std of a local energy)", "EV"),
+    _Option("n_sparse", "gap", _n_sparse, (int, dict), "sparse points per species: a number or "
+            "SYMBOL:N pairs (Si:400,Ge:200)", "N"),
+    _Option("sparse_method", "gap", choice(METHODS), (), "how sparse points are chosen: "
+            + ", ".join(METHODS), "METHOD"),
+    _Option("sigma_energy", "gap", number, _REAL, "energy noise in eV/atom", "EV"),
+    _Option("sigma_force", "gap", number_or_none, _REAL, "force noise in eV/A; 'none': forces are "
+            "not fitted", "EV_A"),
+    _Option("sigma_virial", "gap", number_or_none, _REAL, "virial noise in eV/atom; 'none': stress "
+            "is not fitted", "EV"),
+    _Option("sigma_per_atom", "gap", None, (bool,), "scale energy and virial noise by sqrt(number of "
+            "atoms)"),
+    _Option("config_type_sigma", "gap", _json_object, (dict,), "per-config_type noise as JSON, e.g. "
+            "'{\"Surface\": {\"energy\": 0.002, \"force\": 0.1}}' (a table in the TOML file)", "JSON"),
+    _Option("e0", "gap", _e0, (int, float, dict), "reference energy per atom in eV: a number, "
+            "'average', 'isolated', 'fit' or SYMBOL:VALUE pairs (Si:-0.79,Ge:-1.2)", "E0"),
+    _Option("sparse_jitter", "gap", number, _REAL, "added to the diagonal of K_MM", "X"),
+    _Option("energy_key", "gap", str, (), "name of the energy label", "KEY"),
+    _Option("forces_key", "gap", str, (), "name of the forces label", "KEY"),
+    _Option("stress_key", "gap", str, (), "name of the stress label (eV/A^3, ASE sign)", "KEY"),
+    _Option("virial_key", "gap", str, (), "name of the virial label (eV), used without a stress", "KEY"),
+    _Option("force_weights_key", "gap", str, (), "name of the optional per-atom force weights "
+            "(atoms.arrays; 0 leaves an atom's forces out)", "KEY"),
+    _Option("variance", "gap", choice(VARIANCE_KINDS), (), "default kind of predictive variance "
+            "stored in the model: " + ", ".join(VARIANCE_KINDS), "KIND"),
+    _Option("block_rows", "gap", integer, (int,), "observation rows folded into the QR factor at "
+            "a time (bounds memory)", "N"),
+    _Option("n_jobs", "gap", integer, (int,), "threads (-1: all cores)", "N"),
+    _Option("seed", "gap", integer, (int,), "random seed of the sparse point selection and of "
+            "--validation-fraction", "N", argument="random_state"),
+    _Option("validation", "run", str, (), "structures to report validation errors on", "VAL.xyz"),
+    _Option("validation_fraction", "run", _fraction, (float,), "hold out this random fraction of the "
+            "training structures for validation", "F"),
+    _Option("calibrate", "run", None, (bool,), "scale the predicted standard deviations to the errors "
+            "on the validation structures (needs --validation or --validation-fraction)"),
+    _Option("output", "run", str, (), "model file to write", "MODEL"),
+    _Option("progress", "run", None, (bool,), "progress bars"),
+)
+_RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "calibrate": False, "output": "model.gapy",
+                 "progress": True}
+
+
+def _default(option: _Option) -> Any:
+    if option.target == "soap":
+        return SOAP_DEFAULTS.get(option.name)
+    if option.target == "gap":
+        return GAP_DEFAULTS.get(option.argument or option.name)
+    return _RUN_DEFAULTS[option.name]
+
+
+def _add_fit_options(parser: argparse.ArgumentParser) -> None:
+    groups = {
+        "soap": parser.add_argument_group("SOAP descriptor"),
+        "gap": parser.add_argument_group("GAP model"),
+        "run": parser.add_argument_group("data and output"),
+    }
+    for option in FIT_OPTIONS:
+        default = _default(option)
+        text = option.help
+        if option.parse is number_or_none and default is None:
+            text += " (default: none)"
+        elif default is not None and option.name != "species":
+            text += f" (default: {'on' if default is True else 'off' if default is False else default})"
+        names = (["-o"] if option.name == "output" else []) + [option.flag]
+        if option.is_bool:
+            groups[option.target].add_argument(
+                *names, dest=option.name, action=argparse.BooleanOptionalAction,
+                default=argparse.SUPPRESS, help=text,
+            )
+        else:
+            groups[option.target].add_argument(
+                *names, dest=option.name, type=option.parse, default=argparse.SUPPRESS,
+                metavar=option.metavar, help=text,
+            )
+
+
+def read_config(path: Union[str, Path]) -> Dict[str, Any]:
+    """Settings of ``gapy fit`` from a TOML file, keys as the options without ``--``.
+
+    Strings go through the same parsing as on the command line (``e0 = "Si:-0.79"``
+    works, as does ``e0 = {Si = -0.79}``).
+
+    Raises
+    ------
+    GapyError
+        Missing or invalid file, an unknown key or a value of the wrong type.
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:
+        raise GapyError("--config needs Python 3.11 or newer (tomllib); give the settings as flags") from None
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise GapyError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise GapyError(f"{path}: invalid TOML ({error})") from None
+    options = {option.name: option for option in FIT_OPTIONS}
+    settings = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_")
+        if name not in options:
+            close = difflib.get_close_matches(name, options, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(options)}"
+            raise GapyError(f"{path}: unknown key {key!r}{hint}")
+        option = options[name]
+        if isinstance(value, str) and not option.is_bool:
+            try:
+                value = option.parse(value)
+            except argparse.ArgumentTypeError as error:
+                raise GapyError(f"{path}: {key}: {error}") from None
+        elif isinstance(value, bool) != option.is_bool or not isinstance(value, option.types):
+            names = {int: "an integer", float: "a number", dict: "a table", list: "an array"}
+            expected = "true or false" if option.is_bool else " or ".join(
+                [names[t] for t in option.types if t in names] or ["a string"]
+            )
+            raise GapyError(f"{path}: {key} must be {expected}, got {value!r}")
+        settings[name] = value
+    return settings
+
+
+
+def _check_training_frames(frames: Sequence[Atoms], path: Path, model: GAPRegressor,
+                           species: Optional[Sequence[str]]) -> None:
+    """Labels, species and geometry of every structure, named by its index in ``path``."""
+    needed = []  # (Labels attribute, field names) of the labels the model fits
+    if model.sigma_energy is not None:
+        needed.append(("energy", f"'{model.energy_key}'"))
+    if model.sigma_force is not None:
+        needed.append(("forces", f"'{model.forces_key}'"))
+    if model.sigma_virial is not None:
+        needed.append(("virial", f"'{model.stress_key}' or '{model.virial_key}'"))
+    known = None if species is None else {atomic_number(s) for s in species}
+    for k, atoms in enumerate(frames):
+        name = structure_name(atoms, k)
+        with about(path):
+            labels = read_labels(atoms, k, model.energy_key, model.forces_key, model.stress_key, model.virial_key)
+            neighbor_pairs(atoms, 1.0, k)  # non-finite positions, bad cell, overlapping atoms
+        if needed and all(getattr(labels, attribute) is None for attribute, _ in needed):
+            fields = " or ".join(field for _, field in needed)
+            raise GapyError(f"{path}: {name} has no label to fit: needs field {fields}")
+        if known is not None:
+            unknown = sorted({s for s in atoms.get_chemical_symbols() if atomic_number(s) not in known})
+            if unknown:
+                raise GapyError(f"{path}: {name} has species {unknown} not in --species {','.join(species)}")
+
+
+def _split(frames: List[Atoms], fraction: float, seed: Optional[int]) -> Tuple[List[Atoms], List[Atoms]]:
+    n_validation = int(round(fraction * len(frames)))
+    if not 1 <= n_validation < len(frames):
+        raise GapyError(
+            f"--validation-fraction {fraction} of {len(frames)} structures leaves an empty training "
+            f"or validation set"
+        )
+    order = np.random.default_rng(seed).permutation(len(frames))
+    held_out = set(order[:n_validation].tolist())
+    return ([a for k, a in enumerate(frames) if k not in held_out],
+            [a for k, a in enumerate(frames) if k in held_out])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``gapy fit``; returns the exit status."""
+    settings = read_config(args.config) if args.config else {}
+    given = {option.name: getattr(args, option.name) for option in FIT_OPTIONS if hasattr(args, option.name)}
+    if "validation" in given:
+        settings.pop("validation_fraction", None)
+    if "validation_fraction" in given:
+        settings.pop("validation", None)
+    settings.update(given)
+    if settings.get("validation") and settings.get("validation_fraction"):
+        raise GapyError("give either validation or validation_fraction, not both")
+    if settings.get("calibrate") and not (settings.get("validation") or settings.get("validation_fraction")):
+        raise GapyError("calibrate needs validation structures: give validation or validation_fraction")
+    run = {**_RUN_DEFAULTS, **{k: v for k, v in settings.items() if k in _RUN_DEFAULTS}}
+
+    train_path = Path(args.train)
+    output = Path(run["output"])
+    check_outputs([train_path, run["validation"], args.config], files=[output])
+    frames = read_frames(train_path)
+    species = settings.get("species") or sorted({s for atoms in frames for s in atoms.get_chemical_symbols()},
+                                                key=atomic_number)
+    try:
+        soap = SOAP(species, **{o.name: settings[o.name] for o in FIT_OPTIONS
+                                if o.target == "soap" and o.name != "species" and o.name in settings})
+        model = GAPRegressor(soap, verbose=run["progress"], **{
+            o.argument or o.name: settings[o.name] for o in FIT_OPTIONS if o.target == "gap" and o.name in settings
+        })
+    except (TypeError, ValueError) as error:
+        raise GapyError(f"invalid setting: {error}") from None
+    _check_training_frames(frames, train_path, model, settings.get("species"))
+
+    validation, validation_name = [], None
+    if run["validation"]:
+        validation_name = Path(run["validation"])
+        validation = read_frames(validation_name)
+    elif run["validation_fraction"]:
+        frames, validation = _split(frames, run["validation_fraction"], settings.get("seed"))
+        validation_name = f"{train_path} (held out)"
+    n_atoms = sum(len(atoms) for atoms in frames)
+    print(f"training on {len(frames)} structures ({n_atoms} atoms) from {train_path}"
+          + (f"; validating on {len(validation)} from {validation_name}" if validation else ""))
+    print(f"{soap}\n{model_summary(model)}")
+    start = time.perf_counter()
+    with about(train_path):
+        model.fit(frames)
+    print(f"fitted in {time.perf_counter() - start:.1f} s: {len(model.gp_.sparse)} sparse points, "
+          f"{model.n_observations_} observations")
+    model.save(output)
+    print(f"model written to {output}")
+
+    with about(train_path):
+        _, rows = evaluate(model, frames, model.predict_all(frames))
+    print_table(f"errors on the training set ({train_path})", rows)
+    if validation:
+        with about(validation_name):
+            _, rows = evaluate(model, validation, model.predict_all(validation, return_std=run["calibrate"]))
+        print_table(f"errors on the validation set ({validation_name})", rows)
+    if run["calibrate"]:
+        with about(validation_name):
+            model.calibrate(validation)
+        model.save(output)
+        factors = ", ".join(f"{quantity} x{factor:.3g}" for quantity, factor in model.std_scale_.items())
+        print(f"\nstandard deviations calibrated on the validation set ({factors}); model updated")
+    return 0
+
+
+def model_summary(model: GAPRegressor) -> str:
+    params = model.get_params(deep=False)
+    shown = ("zeta", "delta", "n_sparse", "sparse_method", "sigma_energy", "sigma_force", "sigma_virial", "e0")
+    return "GAPRegressor(" + ", ".join(f"{k}={params[k]!r}" for k in shown) + ")"
+
+
+def add_parser(commands, common: argparse.ArgumentParser) -> None:
+    """Register ``gapy fit`` with the subcommand parsers."""
+    fit = commands.add_parser(
+        "fit", parents=[common], help="fit a model to labelled structures",
+        description="Fit a GAP model to labelled structures and write it to a model file.\n"
+                    "Settings come from the defaults, then --config, then the command line.\n"
+                    "Prints the errors on the training (and validation) structures at the end.",
+        epilog="Example fit.toml:\n  r_cut = 5.0\n  n_max = 8\n  l_max = 6\n  n_sparse = 500\n"
+               "  sigma_virial = 0.05\n  e0 = {Si = -0.79}\n  config_type_sigma = {Surface = {energy = 0.002}}\n"
+               "  validation_fraction = 0.1\n  output = \"si.gapy\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    fit.add_argument("train", metavar="TRAIN.xyz", help="training structures with energies, forces and/or stresses")
+    fit.add_argument("--config", metavar="FIT.toml", help="TOML file of settings, keys as the options "
+                     "below without '--' and with '_' (r_cut = 5.0); command-line flags override it")
+    _add_fit_options(fit)
+    fit.set_defaults(run=run)
