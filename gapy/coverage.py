@@ -23,7 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .descriptors import SOAP
 from .structures import as_frames
-from .kernels import check_zeta
+from .kernels import check_zeta, kernel_distance_squared, mean_unit_rows
 from .metrics import config_type_of
 from .structures import atomic_number
 
@@ -98,13 +98,10 @@ def nearest_distance(
         if columns.size == 0:
             continue
         x = reference[columns]
-        kxx = np.einsum("ij,ij->i", x, x) ** zeta
         position = np.full(len(reference), -1, dtype=np.int64)  # reference row -> column
         position[columns] = np.arange(columns.size)
         for part in _chunks(rows.size, columns.size):
-            q = values[rows[part]]
-            kqq = np.einsum("ij,ij->i", q, q) ** zeta
-            squared = kqq[:, None] + kxx[None, :] - 2.0 * (q @ x.T) ** zeta
+            squared = kernel_distance_squared(values[rows[part]], x, zeta)
             if exclude is not None:
                 own = np.asarray(exclude)[rows[part]]
                 own = np.where(own >= 0, position[np.maximum(own, 0)], -1)
@@ -154,11 +151,6 @@ def _atom_features(descriptor: SOAP, frames: List[Atoms], n_jobs: int):
     structure = np.concatenate([np.full(len(atoms), k) for k, atoms in enumerate(frames)])
     atom = np.concatenate([np.arange(len(atoms)) for atoms in frames])
     return np.concatenate(values), np.concatenate(species), structure, atom
-
-
-def _unit_rows(values: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(values, axis=1, keepdims=True)
-    return values / np.where(norms > 0, norms, 1.0)
 
 
 class CoverageMap(BaseEstimator):
@@ -339,11 +331,8 @@ class CoverageMap(BaseEstimator):
             values, species, structure, atom = values[keep], species[keep], structure[keep], atom[keep]
         if self.level == "atoms":
             return values, species, np.column_stack([structure, atom])
-        unit = _unit_rows(values)
         present = np.unique(structure)
-        sums = np.zeros((len(frames), values.shape[1]))
-        np.add.at(sums, structure, unit)
-        rows = _unit_rows(sums[present])
+        rows = mean_unit_rows(values, structure, len(frames))[present]
         index = np.column_stack([present, np.full(present.size, -1)])
         return rows, np.zeros(present.size, dtype=np.int64), index
 

@@ -9,6 +9,8 @@ from typing import Dict, Optional, Union
 
 import numpy as np
 
+from .kernels import kernel_distance_squared
+
 logger = logging.getLogger(__name__)
 
 METHODS = ("cur", "fps", "random")
@@ -62,10 +64,8 @@ def fps_points(
         def distances(i):
             return norms + norms[i] - 2.0 * X @ X[i]
     else:
-        diagonal = ((X**2).sum(axis=1)) ** zeta
-
         def distances(i):
-            return diagonal + diagonal[i] - 2.0 * (X @ X[i]) ** zeta
+            return kernel_distance_squared(X, X[i:i + 1], zeta)[:, 0]
 
     if weights is None:
         chosen = [int(rng.integers(len(X)))]

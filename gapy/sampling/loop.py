@@ -1,12 +1,5 @@
-"""Uncertainty-driven sampling: which structures are worth a reference calculation.
-
-:func:`uncertainty_scores` rates structures by the model's own predictive standard
-deviation; :func:`select_structures` picks the uncertain ones that are also different
-from each other (uncertainty-weighted farthest-point sampling on structure
-fingerprints), so that a batch of DFT calculations is not spent on ten near-copies of
-the same frame; :func:`active_learning` runs the whole loop: molecular dynamics with the
-model, selection, labelling with any ASE calculator, refit.
-"""
+"""The active-learning loop: molecular dynamics with the model, selection, labelling with
+any ASE calculator, refit."""
 
 import logging
 from dataclasses import dataclass, field
@@ -15,156 +8,21 @@ from typing import Callable, List, Optional, Sequence, Union
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator
-from ase.constraints import FixCom
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
 from sklearn.base import clone
-from sklearn.utils.validation import check_is_fitted
 
-from .calculator import GAPCalculator
-from .exceptions import GapyError, StructureError
-from .sparsify import fps_points
-from .structures import structure_name
+from ..calculator import GAPCalculator
+from ..exceptions import GapyError, StructureError
+from ..structures import structure_name
+from .select import select_structures
 
 logger = logging.getLogger(__name__)
 
-#: Kinds of uncertainty score, see :func:`uncertainty_scores`.
-SCORES = ("forces", "energy", "energies")
-#: Unit of each score.
-SCORE_UNITS = {"forces": "eV/A", "energy": "eV/atom", "energies": "eV"}
-
 #: ``atoms.info["config_type"]`` of structures labelled by :func:`active_learning`.
 ACTIVE_LEARNING_CONFIG_TYPE = "active_learning"
-
-
-def uncertainty_scores(model, frames: Sequence[Atoms], score: str = "forces",
-                       variance: Optional[str] = None) -> np.ndarray:
-    """Uncertainty of the model on each structure, from its predictive variance.
-
-    Parameters
-    ----------
-    model : GAPRegressor
-        A fitted model.
-    frames : sequence of ase.Atoms
-    score : {"forces", "energy", "energies"}, default="forces"
-        ``"forces"``: largest force-component standard deviation (eV/A), the usual
-        active-learning signal; ``"energy"``: total-energy standard deviation per atom
-        (eV/atom); ``"energies"``: largest local-energy standard deviation (eV), the
-        cheapest (no gradients).
-    variance : {"sor", "dtc", "local"}, optional
-        Kind of variance (default: the model's).
-
-    Returns
-    -------
-    ndarray of shape (n_frames,)
-    """
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-    check_is_fitted(model, "gp_")
-    properties = ("energy", "energies", "forces") if score == "forces" else ("energy", "energies")
-    results = model.predict_all(frames, return_std=True, variance=variance, properties=properties)
-    if score == "forces":
-        return np.array([r["forces_std"].max() for r in results])
-    if score == "energy":
-        return np.array([r["energy_std"] / len(r["energies"]) for r in results])
-    return np.array([r["energies_std"].max() for r in results])
-
-
-def structure_fingerprints(descriptor, frames: Sequence[Atoms], n_jobs: int = 1) -> np.ndarray:
-    """One unit vector per structure: the normalised mean of its atoms' descriptors.
-
-    Parameters
-    ----------
-    descriptor : SOAP
-    frames : sequence of ase.Atoms
-    n_jobs : int, default=1
-        Threads.
-
-    Returns
-    -------
-    ndarray of shape (n_frames, n_features)
-    """
-    values = descriptor.compute_many(frames, n_jobs=n_jobs)
-    means = np.array([v.mean(axis=0) for v in values])
-    norms = np.linalg.norm(means, axis=1, keepdims=True)
-    return means / np.where(norms > 0, norms, 1.0)
-
-
-@dataclass
-class Selection:
-    """Structures chosen by :func:`select_structures`.
-
-    Attributes
-    ----------
-    indices : ndarray of int
-        Chosen structures, most uncertain first.
-    scores : ndarray of shape (n_frames,)
-        Uncertainty score of every candidate structure.
-    """
-
-    indices: np.ndarray
-    scores: np.ndarray
-
-
-def select_structures(
-    model,
-    frames: Sequence[Atoms],
-    n: int,
-    *,
-    score: str = "forces",
-    threshold: Optional[float] = None,
-    diverse: bool = True,
-    zeta: Optional[int] = None,
-    variance: Optional[str] = None,
-) -> Selection:
-    """Choose up to ``n`` uncertain and mutually different structures to label.
-
-    Structures whose score does not exceed ``threshold`` are never chosen. With
-    ``diverse`` the first choice is the most uncertain structure and each next one
-    maximises ``score * distance to the structures already chosen`` (kernel distance
-    between :func:`structure_fingerprints`), so that near-duplicates (consecutive MD
-    frames) are not all taken; otherwise the ``n`` highest scores are taken.
-
-    Parameters
-    ----------
-    model : GAPRegressor
-        A fitted model; its descriptor gives the fingerprints.
-    frames : sequence of ase.Atoms
-        Candidates.
-    n : int
-        Largest number of structures to choose.
-    score : {"forces", "energy", "energies"}, default="forces"
-        See :func:`uncertainty_scores`.
-    threshold : float, optional
-        Only structures with a larger score are eligible (units of ``score``).
-    diverse : bool, default=True
-        Spread the choice out in descriptor space.
-    zeta : int, optional
-        Kernel exponent of the fingerprint distance (default: the model's ``zeta``).
-    variance : {"sor", "dtc", "local"}, optional
-        Kind of variance (default: the model's).
-
-    Returns
-    -------
-    Selection
-    """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    frames = list(frames)
-    scores = uncertainty_scores(model, frames, score, variance)
-    eligible = np.flatnonzero(scores > (threshold if threshold is not None else -np.inf))
-    if len(eligible) <= n:
-        chosen = eligible
-    elif diverse:
-        fingerprints = structure_fingerprints(model.descriptor_, [frames[k] for k in eligible],
-                                              model.n_jobs)
-        zeta = model.gp_.zeta if zeta is None else zeta
-        chosen = eligible[fps_points(fingerprints, n, zeta=zeta, weights=scores[eligible])]
-    else:
-        chosen = eligible[np.argsort(scores[eligible])[::-1][:n]]
-    chosen = chosen[np.argsort(scores[chosen], kind="stable")[::-1]]
-    return Selection(indices=chosen, scores=scores)
 
 
 def label_structures(frames: Sequence[Atoms], reference: Calculator,

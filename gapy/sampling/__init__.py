@@ -1,0 +1,25 @@
+"""Uncertainty-driven sampling: which structures are worth a reference calculation.
+
+:mod:`~gapy.sampling.select` scores structures by the model's own uncertainty and picks
+uncertain, mutually different ones; :mod:`~gapy.sampling.loop` runs molecular dynamics
+with the model, labels the selection with any ASE calculator and refits.
+"""
+
+from .loop import (ACTIVE_LEARNING_CONFIG_TYPE, ActiveLearningResult, Iteration, active_learning,
+                   label_structures, run_md)
+from .select import SCORE_UNITS, SCORES, Selection, select_structures, structure_fingerprints, uncertainty_scores
+
+__all__ = [
+    "ACTIVE_LEARNING_CONFIG_TYPE",
+    "ActiveLearningResult",
+    "Iteration",
+    "SCORES",
+    "SCORE_UNITS",
+    "Selection",
+    "active_learning",
+    "label_structures",
+    "run_md",
+    "select_structures",
+    "structure_fingerprints",
+    "uncertainty_scores",
+]
