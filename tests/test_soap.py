@@ -187,24 +187,37 @@ def test_center_weight_changes_only_through_the_center():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(r_cut=0.0), "r_cut must be > 0"),
-        (dict(r_cut=float("nan")), "r_cut must be a finite number"),
-        (dict(n_max=0), "n_max must be between 1"),
-        (dict(n_max=2.5), "n_max must be an integer"),
-        (dict(l_max=-1), "l_max must be between 0"),
-        (dict(atom_sigma=-0.1), "atom_sigma must be > 0"),
-        (dict(cutoff_width=0.0), "cutoff_width must be > 0"),
+        (dict(r_cut=0.0), "r_cut must be a positive number, got 0.0"),
+        (dict(r_cut=float("nan")), "r_cut must be a positive number, got nan"),
+        (dict(n_max=0), "n_max must be an integer between 1 and 20, got 0"),
+        (dict(n_max=2.5), "n_max must be an integer between 1 and 20, got 2.5"),
+        (dict(l_max=-1), "l_max must be an integer between 0 and 20"),
+        (dict(atom_sigma=-0.1), "atom_sigma must be a positive number"),
+        (dict(cutoff_width=0.0), "cutoff_width must be a positive number"),
         (dict(cutoff_width=6.0), "cutoff_width=6.0 must not exceed r_cut"),
         (dict(species=[]), "species must be a non-empty list"),
         (dict(species="Si"), "species must be a non-empty list"),
         (dict(species=["Si", "Xx"]), "unknown species 'Xx'"),
         (dict(species=["Si", 14]), "species has duplicates"),
+        (dict(atom_sigma=1e-4), "atom_sigma=0.0001 A is below 0.05 A"),
     ],
 )
 def test_invalid_parameters_are_rejected(kwargs, match):
     arguments = dict(species=["Si"], r_cut=5.0, n_max=4, l_max=4)
     with pytest.raises(ValueError, match=match):
         SOAP(**{**arguments, **kwargs})
+
+
+def test_wrong_types_raise_type_error():
+    with pytest.raises(TypeError, match=r"r_cut must be a positive number, got '5' \(str\)"):
+        SOAP(["Si"], r_cut="5")
+    with pytest.raises(TypeError, match="n_max must be an integer between 1 and 20, got None"):
+        SOAP(["Si"], n_max=None)
+
+
+def test_a_cutoff_that_cannot_fit_in_memory_is_refused_before_any_work(rattled_si):
+    with pytest.raises(StructureError, match=r"structure 3 \(Si8\): r_cut=1000.0 A gives about .* neighbour pairs"):
+        SOAP(["Si"], r_cut=1000.0, n_max=2, l_max=0).compute(rattled_si, index=3)
 
 
 def test_bad_structures_are_rejected_with_clear_messages(rattled_si):

@@ -1,9 +1,9 @@
 """SOAP power-spectrum descriptor with analytic position and strain gradients."""
 
-from concurrent.futures import ThreadPoolExecutor
+import os
 from dataclasses import dataclass
 from functools import lru_cache
-from numbers import Integral, Real
+from numbers import Integral
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -13,13 +13,19 @@ from tqdm.auto import tqdm
 
 from ..exceptions import StructureError
 from ..parallel import thread_map
-from ..structures import atomic_number, neighbor_pairs, require_atoms, structure_name
+from ..structures import atomic_number, check_geometry, neighbor_pairs, require_atoms, structure_name
+from .._validation import check_choice, check_integer, check_number
 from ._radial import RADIAL_BASES, radial_spline
 from ._soap_numba import compute_soap, contract_soap_gradients, gradient_rows
 from ._ylm import solid_harmonic_prefactors
 
 GradientsArg = Union[bool, str, Sequence[str]]
 
+
+#: Grid points per Angstrom of the radial-integral spline table.
+SPLINE_POINTS_PER_A = 100
+#: Smallest Gaussian width (Angstrom) that table resolves (five grid steps).
+MIN_ATOM_SIGMA = 5.0 / SPLINE_POINTS_PER_A
 
 @dataclass
 class SOAPGradients:
@@ -53,7 +59,7 @@ class SOAPGradients:
 
 @lru_cache(maxsize=16)
 def _radial_table(n_max, l_max, r_cut, atom_sigma, basis):
-    return radial_spline(n_max, l_max, r_cut, atom_sigma, basis)
+    return radial_spline(n_max, l_max, r_cut, atom_sigma, basis, SPLINE_POINTS_PER_A)
 
 
 def _parse_gradients(gradients: GradientsArg) -> Tuple[bool, bool]:
@@ -129,16 +135,22 @@ class SOAP:
         numbers = [atomic_number(s) for s in species]
         if len(set(numbers)) != len(numbers):
             raise ValueError(f"species has duplicates: {list(species)!r}")
-        _check_number("r_cut", r_cut, low=0.0)
-        _check_integer("n_max", n_max, low=1, high=20)
-        _check_integer("l_max", l_max, low=0, high=20)
-        _check_number("atom_sigma", atom_sigma, low=0.0)
-        _check_number("cutoff_width", cutoff_width, low=0.0)
+        check_number("r_cut", r_cut, low=0.0)
+        check_integer("n_max", n_max, low=1, high=20)
+        check_integer("l_max", l_max, low=0, high=20)
+        check_number("atom_sigma", atom_sigma, low=0.0)
+        if atom_sigma < MIN_ATOM_SIGMA:
+            raise ValueError(
+                f"atom_sigma={atom_sigma} A is below {MIN_ATOM_SIGMA} A: the radial integrals are tabulated "
+                f"every {1 / SPLINE_POINTS_PER_A:g} A and cannot resolve narrower Gaussians (their quadrature "
+                f"would also need {int(8 * (r_cut + 10 * atom_sigma) / atom_sigma):,} nodes); typical values "
+                "are 0.3-0.7 A"
+            )
+        check_number("cutoff_width", cutoff_width, low=0.0)
         if cutoff_width > r_cut:
             raise ValueError(f"cutoff_width={cutoff_width} must not exceed r_cut={r_cut}")
-        _check_number("center_weight", center_weight, low=None)
-        if radial_basis not in RADIAL_BASES:
-            raise ValueError(f"radial_basis must be one of {RADIAL_BASES}, got {radial_basis!r}")
+        check_number("center_weight", center_weight)
+        check_choice("radial_basis", radial_basis, RADIAL_BASES)
         # stored as given, so that scikit-learn's clone() sees the same objects
         self.species = species
         self.r_cut = r_cut
@@ -257,6 +269,7 @@ class SOAP:
         """
         with_gradients, with_strain = _parse_gradients(gradients)
         species = self.species_indices(atoms, index)
+        self._check_size(atoms, index, with_gradients)
         pairs = neighbor_pairs(atoms, float(self.r_cut), index)
         n_atoms = len(atoms)
         n_features = self.n_features
@@ -286,8 +299,7 @@ class SOAP:
             run(0, n_atoms)
         else:
             bounds = np.linspace(0, n_atoms, effective_n_jobs(n_jobs) + 1).astype(int)
-            with ThreadPoolExecutor(len(bounds) - 1) as pool:
-                list(pool.map(run, bounds[:-1], bounds[1:]))
+            thread_map(lambda part: run(*part), list(zip(bounds[:-1], bounds[1:])), n_jobs)
 
         if not with_gradients:
             return values
@@ -298,6 +310,27 @@ class SOAP:
             dstrain=dstrain if with_strain else None,
         )
         return values, grad
+
+    def _check_size(self, atoms: Atoms, index: Optional[int], with_gradients: bool) -> None:
+        """Refuse a structure whose neighbour list (and gradients) could not fit in memory."""
+        check_geometry(atoms, index)
+        n_atoms = len(atoms)
+        if atoms.pbc.all():
+            volume = abs(atoms.cell.volume)
+            pairs = n_atoms * (n_atoms / volume) * 4.0 / 3.0 * np.pi * float(self.r_cut) ** 3
+        elif not atoms.pbc.any():
+            pairs = float(n_atoms) * (n_atoms - 1)
+        else:
+            return  # partly periodic: no cheap estimate; vesin reports what it cannot allocate
+        per_pair = 64 + (3 * self.n_features * 8 if with_gradients else 0)
+        needed = pairs * per_pair
+        budget = _physical_memory() / 2
+        if needed > budget:
+            raise StructureError(
+                f"{structure_name(atoms, index)}: r_cut={self.r_cut} A gives about {pairs:,.0f} neighbour pairs, "
+                f"{needed / 2**30:,.1f} GiB{' with gradients' if with_gradients else ''}, more than half of this "
+                f"machine's memory ({2 * budget / 2**30:.0f} GiB); use a cutoff of a few Angstrom (typically 4-6 A)"
+            )
 
     def _basis(self) -> tuple:
         """Arguments of the numba kernels that define the expansion."""
@@ -326,6 +359,7 @@ class SOAP:
             ``-dE / d epsilon`` (eV); the ASE stress is ``-virial / volume``.
         """
         species = self.species_indices(atoms, index)
+        self._check_size(atoms, index, False)
         pairs = neighbor_pairs(atoms, float(self.r_cut), index)
         weights = np.ascontiguousarray(weights, dtype=float)
         if weights.shape != (len(atoms), self.n_features):
@@ -374,21 +408,15 @@ class SOAP:
             )
 
 
+def _physical_memory() -> float:
+    """Bytes of memory of this machine (inf where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
 def _canonical(soap: SOAP) -> tuple:
     params = soap.get_params()
     params["species"] = tuple(soap.atomic_numbers)
     return tuple(sorted((k, v if k in ("species", "radial_basis") else float(v)) for k, v in params.items()))
-
-
-def _check_number(name: str, value, low: Optional[float]) -> None:
-    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if low is not None and value <= low:
-        raise ValueError(f"{name} must be > {low}, got {value!r}")
-
-
-def _check_integer(name: str, value, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, Integral):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if not low <= value <= high:
-        raise ValueError(f"{name} must be between {low} and {high}, got {value!r}")
