@@ -1,7 +1,7 @@
 """``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
 
 import logging
-from numbers import Integral, Real
+from numbers import Real
 import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -17,6 +17,7 @@ from .descriptors import SOAP
 from .exceptions import ModelFileError, StructureError
 from .gp import SparseGP, check_variance_kind, fit_sparse_gp, kernel_rows, voigt
 from .io.model import read_state, write_state
+from ._validation import check_choice, check_integer, check_number
 from .kernels import check_zeta
 from .labels import Labels, read_labels, stress_from_virial
 from .parallel import thread_map
@@ -27,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 #: Fraction of a Gaussian within two standard deviations (the target of ``calibrate``).
 GAUSSIAN_2SIGMA = 0.9545
+
+#: Ways of choosing the reference energies ``e0`` from the data.
+E0_METHODS = ("average", "isolated", "fit")
 
 #: What :meth:`GAPRegressor.predict_all` can predict.
 PROPERTIES = ("energy", "energies", "forces", "stress")
@@ -87,8 +91,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Observation rows folded into the QR factor at a time (memory bound).
     n_jobs : int, default=1
         Threads for descriptors and kernel rows.
-    random_state : int or None, default=None
-        Seed of the sparse point selection.
+    random_state : int, numpy.random.Generator or None, default=0
+        Seed of the sparse point selection: the same data and settings give the same
+        model. ``None`` draws a fresh seed each fit (and the model is not reproducible).
     verbose : bool, default=False
         Progress bars and a memory estimate.
 
@@ -129,7 +134,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         variance: str = "dtc",
         block_rows: int = 4096,
         n_jobs: int = 1,
-        random_state=None,
+        random_state=0,
         verbose: bool = False,
     ):
         self.descriptor = descriptor
@@ -265,17 +270,42 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _check_parameters(self) -> None:
-        if self.sparse_method not in METHODS:
-            raise ValueError(f"sparse_method must be one of {METHODS}, got {self.sparse_method!r}")
+        """Every constructor argument, with a message naming it and the allowed values."""
+        check_choice("sparse_method", self.sparse_method, METHODS)
         check_variance_kind(self.variance)
+        check_integer("zeta", self.zeta, 1)
         for name in ("sigma_energy", "sigma_force", "sigma_virial"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, Real) or not value > 0):
-                raise ValueError(f"{name} must be a positive number or None, got {value!r}")
-        if not isinstance(self.delta, Real) or not self.delta > 0:
-            raise ValueError(f"delta must be a positive number, got {self.delta!r}")
-        if not isinstance(self.sparse_jitter, Real) or self.sparse_jitter < 0:
-            raise ValueError(f"sparse_jitter must be a non-negative number, got {self.sparse_jitter!r}")
+            check_number(name, getattr(self, name), 0.0, allow_none=True)
+        check_number("delta", self.delta, 0.0)
+        check_number("sparse_jitter", self.sparse_jitter, 0.0, low_inclusive=True)
+        check_integer("block_rows", self.block_rows, 1)
+        if check_integer("n_jobs", self.n_jobs, None) == 0:
+            raise ValueError("n_jobs must be a positive integer or negative (-1: all cores), got 0")
+        if not isinstance(self.sigma_per_atom, (bool, np.bool_)):
+            raise TypeError(f"sigma_per_atom must be True or False, got {self.sigma_per_atom!r}")
+        if isinstance(self.n_sparse, dict):
+            for key, count in self.n_sparse.items():
+                check_integer(f"n_sparse[{key!r}]", count, 1)
+        else:
+            check_integer("n_sparse", self.n_sparse, 1)
+        for config_type, override in (self.config_type_sigma or {}).items():
+            if not isinstance(override, dict):
+                raise TypeError(f"config_type_sigma[{config_type!r}] must be a dict like {{'energy': 0.002}}, "
+                                f"got {override!r}")
+            unknown = set(override) - {"energy", "force", "virial"}
+            if unknown:
+                raise ValueError(f"config_type_sigma[{config_type!r}] has unknown keys {sorted(unknown)}; "
+                                 "use 'energy', 'force' or 'virial'")
+            for kind, value in override.items():
+                check_number(f"config_type_sigma[{config_type!r}][{kind!r}]", value, 0.0, allow_none=True)
+        if isinstance(self.e0, dict):
+            for key, value in self.e0.items():
+                atomic_number(key)
+                check_number(f"e0[{key!r}]", value)
+        elif isinstance(self.e0, str):
+            check_choice("e0", self.e0, E0_METHODS)
+        else:
+            check_number("e0", self.e0)
         if self.descriptor is not None and not isinstance(self.descriptor, SOAP):
             raise TypeError(f"descriptor must be a gapy.SOAP, got {type(self.descriptor).__name__}")
 
@@ -298,8 +328,6 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                     raise ValueError(f"n_sparse names species {key!r}, which is not in the descriptor")
                 per_species[int(np.searchsorted(descriptor.atomic_numbers, z))] = int(count)
             return per_species
-        if isinstance(self.n_sparse, bool) or not isinstance(self.n_sparse, Integral) or self.n_sparse < 1:
-            raise ValueError(f"n_sparse must be a positive integer or a dict, got {self.n_sparse!r}")
         return int(self.n_sparse)
 
     def _sigmas(self, atoms: Atoms, weight: float):
@@ -307,11 +335,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         sigmas = {"energy": self.sigma_energy, "force": self.sigma_force, "virial": self.sigma_virial}
         config_type = atoms.info.get("config_type")
         if self.config_type_sigma and config_type in self.config_type_sigma:
-            override = self.config_type_sigma[config_type]
-            unknown = set(override) - set(sigmas)
-            if unknown:
-                raise ValueError(f"config_type_sigma[{config_type!r}] has unknown keys {sorted(unknown)}")
-            sigmas.update(override)
+            sigmas.update(self.config_type_sigma[config_type])
         scale = np.sqrt(len(atoms)) if self.sigma_per_atom else 1.0
         factor = 1.0 / np.sqrt(weight)
         energy = sigmas["energy"] * scale * factor if sigmas["energy"] is not None else None
@@ -387,7 +411,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             energies = np.array([energy for _, energy in with_energy])
             solution = np.linalg.lstsq(composition, energies, rcond=None)[0]
             return dict(zip(numbers, solution.tolist()))
-        raise ValueError(f"e0 must be a dict, a number, 'average', 'isolated' or 'fit'; got {e0!r}")
+        raise ValueError(f"e0 must be a dict, a number or one of {E0_METHODS}; got {e0!r}")
 
     def _log_memory(self, frames, used, descriptor, m) -> None:
         """Estimate peak memory before the heavy pass and report it."""

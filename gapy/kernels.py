@@ -6,12 +6,12 @@ kernel between environments of different central species is zero.
 
 import numpy as np
 
+from ._validation import check_integer
+
 
 def check_zeta(zeta) -> int:
     """``zeta`` must be a positive integer (a real power of a negative dot product is NaN)."""
-    if isinstance(zeta, bool) or int(zeta) != zeta or zeta < 1:
-        raise ValueError(f"zeta must be a positive integer, got {zeta!r}")
-    return int(zeta)
+    return check_integer("zeta", zeta, 1)
 
 
 def species_mask(species: np.ndarray, sparse_species: np.ndarray) -> np.ndarray:

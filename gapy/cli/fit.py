@@ -313,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
         validation_name = Path(run["validation"])
         validation = read_frames(validation_name)
     elif run["validation_fraction"]:
-        frames, validation = _split(frames, run["validation_fraction"], settings.get("seed"))
+        frames, validation = _split(frames, run["validation_fraction"],
+                                    settings.get("seed", GAP_DEFAULTS["random_state"]))
         validation_name = f"{train_path} (held out)"
     n_atoms = sum(len(atoms) for atoms in frames)
     print(f"training on {len(frames)} structures ({n_atoms} atoms) from {train_path}"
@@ -345,7 +346,8 @@ def run(args: argparse.Namespace) -> int:
 
 def model_summary(model: GAPRegressor) -> str:
     params = model.get_params(deep=False)
-    shown = ("zeta", "delta", "n_sparse", "sparse_method", "sigma_energy", "sigma_force", "sigma_virial", "e0")
+    shown = ("zeta", "delta", "n_sparse", "sparse_method", "sigma_energy", "sigma_force", "sigma_virial", "e0",
+             "random_state")
     return "GAPRegressor(" + ", ".join(f"{k}={params[k]!r}" for k in shown) + ")"
 
 
