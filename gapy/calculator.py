@@ -1,6 +1,7 @@
 """``GAPCalculator``: an ASE calculator for a fitted GAP, with optional uncertainties."""
 
 import os
+import threading
 from typing import Optional, Sequence, Union
 
 import numpy as np
@@ -10,7 +11,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from sklearn.utils.validation import check_is_fitted
 
 from .estimator import GAPRegressor, load_model
-from .gp import VARIANCE_KINDS
+from .gp import check_variance_kind
 
 #: Result keys that ``SinglePointCalculator`` accepts and extxyz writes as they are.
 _STANDARD_KEYS = ("energy", "free_energy", "energies", "forces", "stress")
@@ -90,6 +91,9 @@ class GAPCalculator(Calculator):
     ]
     nolabel = True
 
+    default_parameters = {"compute_std": False, "variance": None}
+    discard_results_on_any_change = True
+
     def __init__(
         self,
         model: Union[GAPRegressor, str, os.PathLike],
@@ -105,13 +109,38 @@ class GAPCalculator(Calculator):
                 f"got {type(model).__name__}"
             )
         check_is_fitted(model, "gp_")
-        if variance is not None and variance not in VARIANCE_KINDS:
-            raise ValueError(f"variance must be one of {VARIANCE_KINDS} or None, got {variance!r}")
-        Calculator.__init__(self, **kwargs)
         self.model = model
-        self.compute_std = bool(compute_std)
-        self.variance = variance
         self.n_calculations = 0
+        self._lock = threading.RLock()
+        Calculator.__init__(self, compute_std=compute_std, variance=variance, **kwargs)
+
+    @property
+    def compute_std(self) -> bool:
+        """Whether every calculation computes the standard deviations (``calc.set(compute_std=...)``)."""
+        return bool(self.parameters["compute_std"])
+
+    @property
+    def variance(self) -> Optional[str]:
+        """Kind of predictive variance (``None``: the model's); change it with ``calc.set(variance=...)``."""
+        return self.parameters["variance"]
+
+    def set(self, **kwargs) -> dict:
+        """Change ``compute_std`` or ``variance``; cached results are cleared when they change."""
+        if kwargs.get("variance") is not None:
+            check_variance_kind(kwargs["variance"])
+        if "compute_std" in kwargs:
+            kwargs["compute_std"] = bool(kwargs["compute_std"])
+        unknown = set(kwargs) - set(self.default_parameters)
+        if unknown:
+            raise TypeError(f"GAPCalculator has no parameters {sorted(unknown)}; it has {sorted(self.default_parameters)}")
+        with self._lock:
+            return Calculator.set(self, **kwargs)
+
+    def get_property(self, name: str, atoms: Optional[Atoms] = None, allow_calculation: bool = True):
+        """As ASE's, one thread at a time: a calculator shared between threads returns each
+        caller the results for its own structure."""
+        with self._lock:
+            return Calculator.get_property(self, name, atoms, allow_calculation)
 
     def calculate(
         self,
@@ -123,9 +152,10 @@ class GAPCalculator(Calculator):
 
         Energy, per-atom energies, forces and (periodic structures) stress are computed
         together: they come from one pass. With ``compute_std`` all standard deviations
-        are added; otherwise a requested ``*_std`` property computes the standard
-        deviations of the energies and of the requested quantity only (force and stress
-        variances are the expensive part), merged into the cached results.
+        are added; otherwise a requested ``*_std`` property computes that standard
+        deviation only (variances are the expensive part; with a force or stress std, the
+        cheaper energy stds come along), merged into the cached results. Calls are serialised by a lock, so one calculator can serve several
+        threads.
 
         Raises
         ------
@@ -133,6 +163,10 @@ class GAPCalculator(Calculator):
             ``stress`` or ``stress_std`` requested for a structure that is not periodic
             in all three directions.
         """
+        with self._lock:
+            self._calculate(atoms, properties, system_changes)
+
+    def _calculate(self, atoms, properties, system_changes) -> None:
         properties = list(properties) if properties is not None else ["energy"]
         Calculator.calculate(self, atoms, properties, system_changes)
         atoms = self.atoms
@@ -144,18 +178,13 @@ class GAPCalculator(Calculator):
             )
         if system_changes:
             self.results = {}
-        requested_std = [name[: -len("_std")] for name in properties if name.endswith("_std")]
-        predicted = _PREDICTED
-        if self.compute_std:
-            with_std = True
-        elif requested_std:
-            # force and stress variances are the costly part: only what was asked for
-            with_std = True
-            predicted = ("energy", "energies") + tuple(p for p in ("forces", "stress") if p in requested_std)
-        else:
-            with_std = False
+        # variances are the costly part: without compute_std, only those asked for
+        requested_std = {name[: -len("_std")] for name in properties if name.endswith("_std")}
+        if requested_std & {"forces", "stress"}:  # the energy stds then cost a third or less more
+            requested_std |= {"energy", "energies"}
         (result,) = self.model.predict_all(
-            [atoms], return_std=with_std, variance=self.variance, properties=predicted
+            [atoms], return_std=True if self.compute_std else requested_std, variance=self.variance,
+            properties=_PREDICTED,
         )
         self.n_calculations += 1
         self.results.update(result)

@@ -220,3 +220,45 @@ def test_store_results_replaces_old_stds_and_checks_lengths():
     assert "energy_std" not in atoms.info and "forces_std" not in atoms.arrays
     with pytest.raises(ValueError, match="3 rows but the structure has 2 atoms"):
         store_results(atoms, {"energy": -1.0, "forces_std": np.ones((3, 3))})
+
+
+def test_changing_settings_with_set_clears_cached_results(model, si8):
+    si8.calc = GAPCalculator(model, variance="sor")
+    sor = si8.calc.get_property("forces_std", si8)
+    assert si8.calc.parameters["variance"] == "sor"
+    si8.calc.set(variance="local")
+    local = si8.calc.get_property("forces_std", si8)
+    assert si8.calc.n_calculations == 2 and not np.allclose(sor, local)
+    with pytest.raises(ValueError, match="variance must be one of"):
+        si8.calc.set(variance="full")
+    with pytest.raises(TypeError, match="no parameters"):
+        si8.calc.set(n_max=4)
+
+
+def test_a_calculator_shared_between_threads_gives_each_its_own_result(model):
+    """ASE's get_property calculates and then reads self.results: without a lock another
+    thread's structure can land in between."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    structures = []
+    for k in range(6):
+        atoms = bulk("Si", "diamond", a=5.3 + 0.05 * k, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        structures.append(atoms)
+    expected = [GAPCalculator(model).get_property("energy", atoms) for atoms in structures]
+    shared = GAPCalculator(model)
+    jobs = [k % len(structures) for k in range(120)]
+    with ThreadPoolExecutor(4) as pool:
+        energies = list(pool.map(lambda k: shared.get_property("energy", structures[k].copy()), jobs))
+    np.testing.assert_allclose(energies, [expected[k] for k in jobs], rtol=1e-12)
+
+
+def test_only_the_stds_asked_for_are_computed(model, si8):
+    (only_local,) = model.predict_all([si8], return_std=("energies",))
+    assert {key for key in only_local if key.endswith("_std")} == {"energies_std"}
+    (every,) = model.predict_all([si8], return_std=True)
+    np.testing.assert_allclose(only_local["energies_std"], every["energies_std"], rtol=1e-12)
+    np.testing.assert_allclose(only_local["forces"], every["forces"], atol=1e-10)
+    si8.calc = GAPCalculator(model)
+    si8.calc.get_property("energies_std", si8)
+    assert "forces_std" not in si8.calc.results and "forces" in si8.calc.results
