@@ -11,7 +11,6 @@ is computed in chunks of rows, so memory stays ``O(chunk x n_reference)``, never
 
 import csv
 import os
-from numbers import Integral, Real
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -23,6 +22,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .descriptors import SOAP
 from .structures import as_frames
+from ._validation import check_choice, check_integer, check_number
 from .kernels import check_zeta, kernel_distance_squared, mean_unit_rows
 from .metrics import config_type_of
 from .structures import atomic_number
@@ -128,9 +128,7 @@ def _subsample(species: np.ndarray, max_reference: int, random_state) -> np.ndar
 
 
 def _check_max_reference(max_reference) -> int:
-    if isinstance(max_reference, bool) or not isinstance(max_reference, Integral) or max_reference < 2:
-        raise ValueError(f"max_reference must be an integer >= 2, got {max_reference!r}")
-    return int(max_reference)
+    return check_integer("max_reference", max_reference, 2)
 
 
 def _descriptor_for(descriptor: Optional[SOAP], frames: List[Atoms]) -> SOAP:
@@ -275,13 +273,10 @@ class CoverageMap(BaseEstimator):
             A structure has a species the descriptor does not know (named by index).
         """
         frames = as_frames(frames)
-        if self.level not in LEVELS:
-            raise ValueError(f"level must be one of {LEVELS}, got {self.level!r}")
+        check_choice("level", self.level, LEVELS)
         zeta = check_zeta(self.zeta)
         max_reference = _check_max_reference(self.max_reference)
-        n_components = self.n_components
-        if isinstance(n_components, bool) or not isinstance(n_components, Integral) or n_components < 1:
-            raise ValueError(f"n_components must be a positive integer, got {n_components!r}")
+        n_components = check_integer("n_components", self.n_components, 1)
         descriptor = _descriptor_for(self.descriptor, frames)
         self.descriptor_ = descriptor
         self._zeta = zeta
@@ -402,16 +397,12 @@ class CoverageMap(BaseEstimator):
 
 
 def _check_sigma(sigma) -> None:
-    if isinstance(sigma, bool) or not isinstance(sigma, Real) or not np.isfinite(sigma) or sigma <= 0:
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    check_number("sigma", sigma, 0.0)
 
 
 def _check_power(power, max_weight) -> None:
-    if isinstance(power, bool) or not isinstance(power, Real) or not np.isfinite(power) or power < 0:
-        raise ValueError(f"power must be a non-negative number, got {power!r}")
-    if max_weight is not None and (isinstance(max_weight, bool) or not isinstance(max_weight, Real)
-                                   or not max_weight > 1):
-        raise ValueError(f"max_weight must be a number > 1 or None, got {max_weight!r}")
+    check_number("power", power, 0.0, low_inclusive=True)
+    check_number("max_weight", max_weight, 1.0, allow_none=True)
 
 
 def gaussian_density(

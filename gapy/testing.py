@@ -71,13 +71,20 @@ def rotated(atoms: Atoms, rotation: np.ndarray) -> Atoms:
 
 
 def assert_allclose_relative(actual, desired, rtol: float, what: str = "") -> None:
-    """Assert ``max|actual - desired| <= rtol * max|desired|`` and that ``desired`` is not ~0.
+    """Check ``max|actual - desired| <= rtol * max|desired|`` and that ``desired`` is not ~0.
 
     A gradient check that passes on all-zero arrays proves nothing; this refuses it.
+
+    Raises
+    ------
+    AssertionError
+        The arrays differ by more than ``rtol``, or ``desired`` is ~0 (at most 1e-8).
     """
     actual = np.asarray(actual)
     desired = np.asarray(desired)
     scale = np.abs(desired).max()
-    assert scale > 1e-8, f"{what}: reference is ~0 (max {scale:.3g}); the check is empty"
+    if not scale > 1e-8:
+        raise AssertionError(f"{what}: reference is ~0 (max {scale:.3g}); the check is empty")
     error = np.abs(actual - desired).max()
-    assert error <= rtol * scale, f"{what}: max error {error:.3g} > {rtol} * {scale:.3g}"
+    if not error <= rtol * scale:
+        raise AssertionError(f"{what}: max error {error:.3g} > {rtol} * {scale:.3g}")

@@ -14,6 +14,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
 from sklearn.base import clone
 
+from .._validation import check_integer, check_number
 from ..calculator import GAPCalculator
 from ..exceptions import GapyError, StructureError
 from ..structures import structure_name
@@ -144,6 +145,12 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     stopped : bool
         Whether the trajectory was stopped early.
     """
+    check_integer("steps", steps, 1)
+    check_integer("interval", interval, 1)
+    check_number("temperature", temperature, 0.0, low_inclusive=True)
+    check_number("timestep", timestep, 0.0)
+    check_number("friction", friction, 0.0, low_inclusive=True)
+    check_number("max_force_std", max_force_std, 0.0, allow_none=True)
     rng = np.random.default_rng(random_state)
     atoms = start.copy()
     atoms.calc = model if isinstance(model, Calculator) else GAPCalculator(model)
@@ -257,8 +264,11 @@ def active_learning(
         raise ValueError("starts: give at least one initial structure for the MD")
     for name, value in (("n_iterations", n_iterations), ("n_select", n_select),
                         ("md_steps", md_steps), ("md_interval", md_interval)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        check_integer(name, value, 1)
+    check_number("temperature", temperature, 0.0, low_inclusive=True)
+    check_number("timestep", timestep, 0.0)
+    check_number("threshold", threshold, allow_none=True)
+    check_number("md_max_force_std", md_max_force_std, 0.0, allow_none=True)
     rng = np.random.default_rng(random_state)
     frames = list(frames)
     result = ActiveLearningResult(model=clone(model).fit(frames), frames=frames)

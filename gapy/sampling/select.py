@@ -15,6 +15,7 @@ import numpy as np
 from ase import Atoms
 from sklearn.utils.validation import check_is_fitted
 
+from .._validation import check_choice, check_integer, check_number
 from ..kernels import mean_unit_rows
 from ..sparsify import fps_points
 
@@ -47,8 +48,7 @@ def uncertainty_scores(model, frames: Sequence[Atoms], score: str = "forces",
     -------
     ndarray of shape (n_frames,)
     """
-    if score not in SCORES:
-        raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+    check_choice("score", score, SCORES)
     check_is_fitted(model, "gp_")
     properties = ("energy", "energies", "forces") if score == "forces" else ("energy", "energies")
     results = model.predict_all(frames, return_std=True, variance=variance, properties=properties)
@@ -139,8 +139,8 @@ def select_structures(
     -------
     Selection
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    check_integer("n", n, 1)
+    check_number("threshold", threshold, allow_none=True)
     frames = list(frames)
     scores = uncertainty_scores(model, frames, score, variance)
     eligible = np.flatnonzero(scores > (threshold if threshold is not None else -np.inf))
