@@ -1,4 +1,4 @@
-"""Shared structures for the tests."""
+"""Shared structures and fitted models for the tests."""
 
 import numpy as np
 import pytest
@@ -37,3 +37,15 @@ def cluster() -> Atoms:
     )
     positions += rng.normal(scale=0.05, size=positions.shape)
     return Atoms("Si4Ge2", positions=positions)
+
+
+@pytest.fixture(scope="session")
+def si_model():
+    """A small but physical Si model (session-wide; do not modify it): 13 bundled DFT
+    structures, small SOAP, energies, forces and virials."""
+    from gapy import GAPRegressor, SOAP
+    from gapy.datasets import load_si
+
+    soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3, atom_sigma=0.5, cutoff_width=1.0)
+    frames = load_si("train")[::3]
+    return GAPRegressor(soap, n_sparse=30, sigma_virial=0.05, e0={"Si": -0.79}, random_state=0).fit(frames)

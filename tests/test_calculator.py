@@ -15,20 +15,16 @@ from ase.md.verlet import VelocityVerlet
 from ase.optimize import BFGS
 from sklearn.exceptions import NotFittedError
 
-from gapy import GAPCalculator, GAPRegressor, SOAP
+from gapy import GAPCalculator, GAPRegressor
 from gapy.calculator import store_results
-from gapy.datasets import load_si
 from gapy.testing import assert_allclose_relative
 
 STD_KEYS = ("energy_std", "energies_std", "forces_std", "stress_std")
 
 
-@pytest.fixture(scope="module")
-def model():
-    """A small but physical Si model: 13 bundled DFT structures, small SOAP."""
-    soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3, atom_sigma=0.5, cutoff_width=1.0)
-    frames = load_si("train")[::3]
-    return GAPRegressor(soap, n_sparse=30, sigma_virial=0.05, e0={"Si": -0.79}, random_state=0).fit(frames)
+@pytest.fixture
+def model(si_model):
+    return si_model
 
 
 @pytest.fixture

@@ -25,9 +25,9 @@ def frames():
     return load_si("train")[::4][:9]
 
 
-@pytest.fixture(scope="module")
-def fitted(frames):
-    return small_model().fit(frames)
+@pytest.fixture
+def fitted(si_model):
+    return si_model
 
 
 def test_clone_copies_parameters_not_state(fitted):
@@ -106,3 +106,37 @@ def test_grid_search_over_a_descriptor_parameter(frames):
     best = search.best_params_["descriptor__cutoff_width"]
     assert search.best_estimator_.descriptor_.cutoff_width == best
     assert len(set(search.cv_results_["mean_test_score"])) == 2
+
+
+@pytest.mark.parametrize("check", [
+    "check_parameters_default_constructible",
+    "check_no_attributes_set_in_init",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_estimator_repr",
+    "check_do_not_raise_errors_in_init_or_set_params",
+])
+def test_scikit_learn_estimator_checks(check):
+    """The checks of sklearn.utils.estimator_checks that do not need numeric X arrays."""
+    from sklearn.utils import estimator_checks
+
+    getattr(estimator_checks, check)("GAPRegressor", small_model())
+
+
+def test_fit_leaves_its_inputs_and_parameters_unchanged(frames):
+    model = small_model(sigma_virial=0.1)
+    params = {k: (v.get_params() if hasattr(v, "get_params") else v) for k, v in model.get_params(deep=False).items()}
+    before = [(a.positions.copy(), a.cell.array.copy(), dict(a.info), {k: v.copy() for k, v in a.arrays.items()},
+               {k: np.copy(v) for k, v in a.calc.results.items()}) for a in frames]
+    model.fit(frames)
+    after = {k: (v.get_params() if hasattr(v, "get_params") else v) for k, v in model.get_params(deep=False).items()}
+    assert after == params
+    for atoms, (positions, cell, info, arrays, results) in zip(frames, before):
+        np.testing.assert_array_equal(atoms.positions, positions)
+        np.testing.assert_array_equal(atoms.cell.array, cell)
+        assert atoms.info == info and atoms.arrays.keys() == arrays.keys()
+        for key, value in arrays.items():
+            np.testing.assert_array_equal(atoms.arrays[key], value)
+        assert atoms.calc.results.keys() == results.keys()
+        for key, value in results.items():
+            np.testing.assert_array_equal(atoms.calc.results[key], value)
