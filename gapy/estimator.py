@@ -1,6 +1,7 @@
 """``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
 
 import logging
+import warnings
 from numbers import Real
 import os
 from typing import Dict, List, Optional, Sequence, Tuple, Union
@@ -22,7 +23,7 @@ from .kernels import check_zeta
 from .labels import Labels, read_labels, stress_from_virial
 from .parallel import thread_map
 from .sparsify import METHODS, select_points
-from .structures import as_frames, atomic_number
+from .structures import as_frames, atomic_number, structure_name
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Atomic number to reference energy (eV).
     species_ : ndarray of int
         Atomic numbers the model knows.
+    label_counts_ : dict
+        Number of values fitted of each kind: ``"energy"`` (structures), ``"forces"``
+        (components), ``"virial"`` (components).
     std_scale_ : dict
         Factors applied to the predicted standard deviations of ``"energy"`` (total and
         local energies), ``"forces"`` and ``"stress"``; empty (all 1) until
@@ -190,6 +194,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         used = [k for k in weighted if not (self.e0 == "isolated" and _is_isolated_atom(frames[k]))]
         if not used:
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
+        self.label_counts_ = self._check_labels([frames[k] for k in used], [labels[k] for k in used], used)
 
         # pass 1: features of every environment, to choose the sparse points
         values = descriptor.compute_many([frames[k] for k in used], n_jobs=self.n_jobs, progress=self.verbose)
@@ -308,6 +313,46 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             check_number("e0", self.e0)
         if self.descriptor is not None and not isinstance(self.descriptor, SOAP):
             raise TypeError(f"descriptor must be a gapy.SOAP, got {type(self.descriptor).__name__}")
+
+    def _check_labels(self, frames: List[Atoms], labels: List[Labels], indices: List[int]) -> Dict[str, int]:
+        """Count the labels that will be fitted; refuse a fitted kind that no structure has.
+
+        Labels under another name (QUIP's ``force`` array, ``energy`` under another info
+        key) would otherwise be silently left out. Structures without any fitted label are
+        named in a warning.
+        """
+        kinds = {  # kind: (sigma, label attribute, field names, how to turn it off)
+            "energy": (self.sigma_energy, "energy", f"'{self.energy_key}'", "energy_key", "sigma_energy"),
+            "forces": (self.sigma_force, "forces", f"'{self.forces_key}'", "forces_key", "sigma_force"),
+            "virial": (self.sigma_virial, "virial", f"'{self.stress_key}' or '{self.virial_key}'", "stress_key",
+                       "sigma_virial"),
+        }
+        counts = {}
+        for kind, (sigma, attribute, fields, key_name, sigma_name) in kinds.items():
+            if sigma is None:
+                continue
+            found = [getattr(label, attribute) for label in labels if getattr(label, attribute) is not None]
+            counts[kind] = int(sum(np.size(value) for value in found))
+            if not found:
+                info_keys = sorted({key for atoms in frames for key in atoms.info})
+                array_keys = sorted({key for atoms in frames for key in atoms.arrays})
+                calc_keys = sorted({key for atoms in frames if atoms.calc is not None
+                                    for key in getattr(atoms.calc, "results", {})})
+                raise StructureError(
+                    f"{sigma_name}={sigma} but no training structure has field {fields}; found info keys "
+                    f"{info_keys}, arrays {array_keys} and calculator results {calc_keys}: name the label with "
+                    f"{key_name}=..., or set {sigma_name}=None to fit without it"
+                )
+        unlabelled = [k for k, label in zip(indices, labels)
+                      if all(getattr(label, kinds[kind][1]) is None for kind in counts)]
+        if unlabelled:
+            message = (f"{len(unlabelled)} training structures have no label to fit and are left out: "
+                       f"{[structure_name(frames[indices.index(k)], k) for k in unlabelled[:5]]}"
+                       + (" ..." if len(unlabelled) > 5 else ""))
+            logger.warning(message)
+            warnings.warn(message, UserWarning, stacklevel=3)
+        logger.info("fitting %s", ", ".join(f"{n} {kind} values" for kind, n in counts.items()))
+        return counts
 
     def _make_descriptor(self, frames: List[Atoms]) -> SOAP:
         if self.descriptor is not None:

@@ -1,14 +1,20 @@
 """Read and check the DFT labels (energy, forces, stress/virial) of training structures."""
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from ase import Atoms
+from ase import Atoms, units
 
 from .exceptions import StructureError
 from .gp.design import voigt
 from .structures import structure_name
+
+#: 1 eV/A^3 in GPa.
+EV_PER_A3_IN_GPA = 1.0 / units.GPa
+#: Stresses above this (eV/A^3, i.e. 160 GPa) are most likely in the wrong unit.
+MAX_PLAUSIBLE_STRESS = 1.0
 
 
 @dataclass
@@ -41,7 +47,10 @@ def _calculator_result(atoms: Atoms, key: str):
 
 
 def _finite(value, name: str, field: str, shape=None) -> np.ndarray:
-    array = np.asarray(value, dtype=float)
+    try:
+        array = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise StructureError(f"{name}: field '{field}' is not a number ({value!r})") from None
     if shape is not None and array.shape != shape:
         raise StructureError(f"{name}: field '{field}' has shape {array.shape}, expected {shape}")
     if not np.all(np.isfinite(array)):
@@ -98,6 +107,12 @@ def read_labels(
         if stress.shape in ((3, 3), (9,)):
             stress = voigt(stress.reshape(3, 3))
         stress = _finite(stress, name, stress_key, shape=(6,))
+        if np.abs(stress).max() > MAX_PLAUSIBLE_STRESS:
+            warnings.warn(
+                f"{name}: field '{stress_key}' reaches {np.abs(stress).max():.3g} eV/A^3 "
+                f"({np.abs(stress).max() * EV_PER_A3_IN_GPA:.3g} GPa): is it in GPa or kbar? gapy reads stresses "
+                "in eV/A^3 (ASE units; 1 eV/A^3 = 160.2 GPa)", RuntimeWarning, stacklevel=2,
+            )
         labels.virial = -stress * _volume(atoms, name, stress_key)
     elif virial is not None:
         virial = _finite(virial, name, virial_key)
@@ -110,7 +125,11 @@ def read_labels(
 def _volume(atoms: Atoms, name: str, field: str) -> float:
     if not atoms.pbc.all():
         raise StructureError(f"{name}: field '{field}' given for a structure that is not periodic")
-    return abs(atoms.get_volume())
+    volume = abs(atoms.cell.volume)
+    if not volume > 1e-6:
+        raise StructureError(f"{name}: field '{field}' given but the cell has zero volume (cell="
+                             f"{atoms.cell.array.tolist()})")
+    return volume
 
 
 def stress_from_virial(virial_voigt: np.ndarray, atoms: Atoms) -> np.ndarray:

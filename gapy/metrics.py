@@ -15,10 +15,8 @@ from typing import Dict, List, Optional, Sequence, Union
 import numpy as np
 from ase import Atoms
 
-from .labels import read_labels, stress_from_virial
+from .labels import EV_PER_A3_IN_GPA, read_labels, stress_from_virial
 
-#: 1 eV/A^3 in GPa.
-EV_PER_A3_IN_GPA = 160.21766208
 #: Report unit of each quantity.
 UNITS = {"energy": "meV/atom", "forces": "eV/A", "stress": "GPa"}
 #: ``config_type`` of structures that have none.

@@ -279,7 +279,7 @@ def test_e0_options(training_set):
 def test_bad_training_data_gives_clear_errors(training_set):
     soap = SOAP(["Si"], **SOAP_SETTINGS)
     unlabelled = training_set[0].copy()
-    with pytest.raises(ValueError, match="no label to fit"):
+    with pytest.raises(StructureError, match=r"sigma_energy=0.01 but no training structure has field 'energy'"):
         GAPRegressor(soap, n_sparse=5, e0=0.0).fit([unlabelled])
     nan = training_set[0].copy()
     forces = training_set[0].get_forces().copy()
@@ -492,3 +492,31 @@ def _without_weights(atoms):
     copy.calc = atoms.calc
     del copy.arrays["force_weights"]
     return copy
+
+
+def test_labels_under_another_name_are_not_silently_left_out(training_set):
+    """QUIP writes forces as the 'force' array: fitting energies only would report success."""
+    from ase.io import read, write
+    import io as _io
+
+    buffer = _io.StringIO()
+    frames = []
+    for atoms in training_set[:3]:
+        copy = atoms.copy()
+        copy.info["energy"] = atoms.get_potential_energy()
+        copy.arrays["force"] = atoms.get_forces()
+        frames.append(copy)
+    write(buffer, frames, format="extxyz")
+    buffer.seek(0)
+    quip = read(buffer, ":", format="extxyz")
+    settings = dict(n_sparse=5, e0=0.0)
+    with pytest.raises(StructureError, match=r"sigma_force=0.05 but no training structure has field 'forces'.*"
+                                             r"'force'.*forces_key=\.\.\., or set sigma_force=None"):
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(quip)
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), forces_key="force", **settings).fit(quip)
+    assert model.label_counts_ == {"energy": 3, "forces": 3 * sum(len(a) for a in quip)}
+    # a structure without any fitted label is named, not skipped in silence
+    bare = training_set[3].copy()
+    bare.calc = None
+    with pytest.warns(UserWarning, match=r"1 training structures have no label to fit.*structure 3"):
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), forces_key="force", **settings).fit(quip + [bare])

@@ -323,8 +323,11 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     with about(train_path):
         model.fit(frames)
+    keys = {"energy": model.energy_key, "forces": model.forces_key,
+            "virial": f"{model.stress_key} or {model.virial_key}"}
+    fitted = ", ".join(f"{n} {kind} values ('{keys[kind]}')" for kind, n in model.label_counts_.items())
     print(f"fitted in {time.perf_counter() - start:.1f} s: {len(model.gp_.sparse)} sparse points, "
-          f"{model.n_observations_} observations")
+          f"{model.n_observations_} observations: {fitted}")
     model.save(output)
     print(f"model written to {output}")
 
