@@ -7,6 +7,7 @@ from .descriptors import SOAP, SOAPGradients  # noqa: E402
 from .estimator import GAPRegressor  # noqa: E402
 from .exceptions import GapyError, ModelFileError, StructureError  # noqa: E402
 from .io.model import load_model as load  # noqa: E402
+from .validation import validate  # noqa: E402
 
 __all__ = [
     "GAPCalculator",
@@ -17,5 +18,6 @@ __all__ = [
     "ModelFileError",
     "StructureError",
     "load",
+    "validate",
     "__version__",
 ]
