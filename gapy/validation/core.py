@@ -29,7 +29,7 @@ from ..io.model import load_model
 from . import barrier, defects, elastic, eos, phonons
 from ._base import Context, Outcome, Settings
 from ._structures import check_crystal, conventional_cell
-from ._uncertainty import PosteriorDraws, max_local_std, std_over_draws, energy_std_per_atom
+from ._uncertainty import PosteriorDraws, max_local_std, std_over_draws
 
 #: Property families in the order they run, and what ``properties=`` accepts.
 FAMILIES = ("eos", "elastic", "phonons", "vacancy", "surfaces", "barrier")
@@ -299,17 +299,18 @@ def validate(
                 result.reference = _reference_value(reference_values, name, result.unit)
             problems = [f"{side}: {errors[side]}" for side in ("model", "reference") if side in errors]
             result.error = "; ".join(problems) or None
+        drawn = None
         if "model" in outcomes and model is not None:
             try:
-                _uncertainty(report, outcomes["model"], names, draws, model, settings)
+                drawn = _uncertainty(report, outcomes["model"], names, draws, model, settings)
             except Exception as error:
                 for name in names:
                     report.results[name].error = "; ".join(filter(None, [report.results[name].error,
                                                                           f"model std: {_message(error)}"]))
         if outcomes:
             curves = {side: dict(outcome.curves) for side, outcome in outcomes.items() if outcome.curves}
-            if family == "eos" and "model" in outcomes and model is not None:
-                curves["model"]["energy_std"] = energy_std_per_atom(model, outcomes["model"].structures)
+            if family in ("eos", "barrier") and drawn and "model" in curves:
+                curves["model"]["energy_std"] = _profile_std(curves["model"], drawn, outcomes["model"], family)
             if curves:
                 report.curves[family] = {**report.curves.get(family, {}), **curves}
         elapsed = time.perf_counter() - start
@@ -550,12 +551,14 @@ def _unit(outcomes: Dict[str, Outcome], name: str) -> str:
     return _UNITS.get(name, "THz" if name.startswith("phonon") else "")
 
 
-def _uncertainty(report, outcome: Outcome, names, draws: PosteriorDraws, model, settings: Settings) -> None:
+def _uncertainty(report, outcome: Outcome, names, draws: PosteriorDraws, model, settings: Settings):
+    """Set model_std, max_local_std and flagged of ``names``; returns the draws' predictions."""
     largest = max_local_std(model, outcome.structures)
-    stds = {}
+    stds, drawn = {}, None
     if outcome.from_predictions is not None:
+        drawn = draws.predict(outcome.structures, outcome.needs)
         values = []
-        for predictions in draws.predict(outcome.structures, outcome.needs):
+        for predictions in drawn:
             try:
                 values.append(outcome.from_predictions(predictions))
             except GapyError:  # e.g. an EOS draw without a minimum in range
@@ -566,6 +569,18 @@ def _uncertainty(report, outcome: Outcome, names, draws: PosteriorDraws, model, 
         result.model_std = stds.get(name)
         result.max_local_std = largest
         result.flagged = bool(largest > settings.flag_std)
+    return drawn
+
+
+def _profile_std(curve: dict, drawn: List[List[dict]], outcome: Outcome, family: str) -> np.ndarray:
+    """Std over the draws of the plotted energies: per atom and relative to the EOS minimum,
+    relative to the start for the NEB (eV)."""
+    energies = np.array([[p["energy"] for p in predictions] for predictions in drawn])
+    if family == "eos":
+        n_atoms = len(outcome.structures[0])
+        lowest = int(np.argmin(curve["energies"]))
+        return (energies - energies[:, [lowest]]).std(axis=0, ddof=1) / n_atoms
+    return (energies - energies[:, [0]]).std(axis=0, ddof=1)
 
 
 def _unknown_species(model: Optional[GAPRegressor], structure: Atoms) -> Optional[str]:

@@ -38,7 +38,7 @@ def _frequencies(phonon, forces: np.ndarray, qpoints: np.ndarray) -> np.ndarray:
     phonon.forces = forces
     phonon.produce_force_constants()
     phonon.run_qpoints(qpoints)
-    return np.sort(phonon.get_qpoints_dict()["frequencies"], axis=1)
+    return np.sort(np.asarray(phonon.qpoints.frequencies), axis=1)
 
 
 def compute(context: Context) -> Outcome:
