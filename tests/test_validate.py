@@ -232,3 +232,16 @@ def test_command_checks_paths_first(cu_model, tmp_path):
     with pytest.raises(SystemExit):  # usage error: --bulk needs SYMBOL:LATTICE
         _parse(["validate", str(model_path), "--bulk", "Cu", "-o", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()
+
+
+def test_slabs_have_the_intended_layers():
+    # at this lattice constant ase.build.surface alone puts a bottom atom on top (an adatom)
+    from gapy.validation.defects import slab
+
+    for miller in ((1, 0, 0), (1, 1, 0), (1, 1, 1)):
+        atoms = slab(bulk("Cu", "fcc", a=3.58984601, cubic=True), miller, 8.0, 6.0)
+        heights = np.round(atoms.positions[:, 2], 3)
+        counts = np.unique(heights, return_counts=True)[1]
+        assert len(set(counts.tolist())) == 1, (miller, counts)  # every plane complete
+        assert heights.max() - heights.min() >= 8.0 - 2.6  # thick enough (plane spacing < 2.6 A)
+        assert heights.min() == pytest.approx(6.0, abs=1e-6)  # vacuum below

@@ -50,10 +50,15 @@ def check_crystal(atoms: Atoms, what: str) -> None:
 
 
 def symmetry_dataset(atoms: Atoms, symprec: float = 1e-3):
-    """spglib's symmetry dataset of ``atoms`` or None."""
+    """spglib's symmetry dataset of ``atoms``, or None where spglib finds none."""
     spglib = _spglib()
     cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
-    return spglib.get_symmetry_dataset(cell, symprec=symprec)
+    with warnings.catch_warnings():  # spglib 2.5+ warns about its old error handling on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            return spglib.get_symmetry_dataset(cell, symprec=symprec)
+        except Exception:  # spglib.SpglibError with the new error handling
+            return None
 
 
 def conventional_cell(atoms: Atoms, symprec: float = 1e-3) -> Tuple[Atoms, bool]:
@@ -64,12 +69,21 @@ def conventional_cell(atoms: Atoms, symprec: float = 1e-3) -> Tuple[Atoms, bool]
     conventional : ase.Atoms
     cubic : bool
         Whether the space group is cubic (numbers 195-230).
+
+    Raises
+    ------
+    StructureError
+        spglib finds no symmetry.
     """
     spglib = _spglib()
     dataset = symmetry_dataset(atoms, symprec)
+    if dataset is None:
+        raise StructureError(f"no crystal symmetry found for the structure ({atoms.get_chemical_formula()})")
     cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
-    standard = spglib.standardize_cell(cell, to_primitive=False, no_idealize=False, symprec=symprec)
-    lattice, positions, numbers = standard
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        lattice, positions, numbers = spglib.standardize_cell(cell, to_primitive=False, no_idealize=False,
+                                                              symprec=symprec)
     conventional = Atoms(numbers=numbers, scaled_positions=positions, cell=lattice, pbc=True)
     return conventional, int(dataset.number) in CUBIC_SPACE_GROUPS
 

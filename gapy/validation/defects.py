@@ -68,7 +68,11 @@ def slab(relaxed: Atoms, miller: Sequence[int], thickness: float, vacuum: float)
     one = surface(relaxed, tuple(miller), 1, vacuum=None, periodic=True)
     spacing = one.get_volume() / np.linalg.norm(np.cross(one.cell.array[0], one.cell.array[1]))
     layers = max(2, int(np.ceil(thickness / spacing)))
-    atoms = surface(relaxed, tuple(miller), layers, vacuum=vacuum, periodic=True)
+    atoms = surface(relaxed, tuple(miller), layers, vacuum=None, periodic=True)
+    # a relaxed cell carries noise of 1e-17 in the scaled positions: without eps an atom
+    # of the bottom layer lands on top as an adatom and the slab is not the intended surface
+    atoms.wrap(eps=1e-6)
+    atoms.center(vacuum=vacuum, axis=2)
     atoms.pbc = True
     return atoms
 
