@@ -13,7 +13,7 @@ from ase.calculators.emt import EMT
 import gapy
 from gapy import GAPRegressor, GapyError, SOAP
 from gapy.sampling import label_structures, run_md
-from gapy.validation import Settings, validate
+from gapy.validation import validate
 from gapy.validation._uncertainty import PosteriorDraws
 from gapy.validation.command import add_parser, run
 from gapy.validation.core import CUBIC_NAMES

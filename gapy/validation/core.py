@@ -11,7 +11,6 @@ import importlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from ase.calculators.calculator import BaseCalculator
 from .. import __version__
 from ..calculator import GAPCalculator
 from ..estimator import GAPRegressor
-from ..exceptions import GapyError, StructureError
+from ..exceptions import GapyError
 from ..io.model import load_model
 from . import barrier, defects, elastic, eos, phonons
 from ._base import Context, Outcome, Settings
@@ -443,9 +442,11 @@ def _settings(settings: Optional[Settings], overrides: dict) -> Settings:
     if unknown:
         raise ValueError(f"unknown validation settings {sorted(unknown)}; known: {sorted(known)}")
     values = {**asdict(settings), **overrides}
-    for name in ("eos_points", "relax_steps", "neb_images", "neb_steps", "n_samples"):
-        if isinstance(values[name], bool) or not isinstance(values[name], (int, np.integer)) or values[name] < 2:
-            raise ValueError(f"setting {name} must be an integer >= 2, got {values[name]!r}")
+    for name, least in (("eos_points", 5), ("relax_steps", 1), ("neb_images", 1), ("neb_steps", 1),
+                        ("n_samples", 2)):
+        value = values[name]
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"setting {name} must be an integer >= {least}, got {value!r}")
     for name in ("eos_strain", "elastic_strain", "fmax", "cell_fmax", "supercell_length", "phonon_displacement",
                  "slab_thickness", "vacuum", "neb_fmax", "flag_std"):
         if not isinstance(values[name], (int, float)) or not values[name] > 0:
