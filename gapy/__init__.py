@@ -1,11 +1,12 @@
 """gapy: Gaussian Approximation Potentials in Python."""
 
 from ._version import __version__
-from .calculator import GAPCalculator  # noqa: E402
-from .descriptors import SOAP, SOAPGradients  # noqa: E402
-from .estimator import GAPRegressor  # noqa: E402
-from .exceptions import GapyError, ModelFileError, StructureError  # noqa: E402
-from .estimator import load_model as load  # noqa: E402
+from .calculator import GAPCalculator
+from .descriptors import SOAP, SOAPGradients
+from .estimator import GAPRegressor
+from .estimator import load_model as load
+from .exceptions import GapyError, ModelFileError, StructureError
+from .validation import validate
 
 __all__ = [
     "GAPCalculator",
@@ -16,5 +17,6 @@ __all__ = [
     "ModelFileError",
     "StructureError",
     "load",
+    "validate",
     "__version__",
 ]

@@ -1,0 +1,148 @@
+"""The model's own uncertainty on the structures a property used.
+
+Two numbers per property:
+
+* ``model_std``: the standard deviation of the property itself, in its unit. The
+  property is recomputed from ``n_samples`` draws of the model's predictions at the
+  geometries it used (the EOS cells, the relaxed vacancy cell, the NEB images, ...).
+  Draws share the GP weights drawn from their posterior ``N(alpha, Sigma)``, so that
+  predictions on different structures are correlated as the model says they are (an
+  energy difference between two similar cells is much surer than either energy). With
+  the ``"dtc"`` or ``"local"`` variance the Nystrom residual of the energies is drawn
+  too, jointly over the structures with its prior covariance (so each structure's
+  energy std is the one ``predict_all`` gives). Forces and stresses carry the weight
+  part only.
+* ``max_local_std``: the largest predicted standard deviation of one atom's local
+  energy (eV) over every structure the property used, compared with the flag threshold.
+"""
+
+from typing import Dict, List, Sequence
+
+import numpy as np
+from ase import Atoms
+from scipy.linalg import solve_triangular
+
+from ..gp.design import kernel_rows
+from ..kernels import dot_product_kernel
+
+#: Quantities a property may need from the draws.
+NEEDS = ("energy", "forces", "stress")
+
+
+class PosteriorDraws:
+    """Correlated draws of a GAP's predictions over several structures.
+
+    Parameters
+    ----------
+    model : GAPRegressor
+        A fitted model.
+    n_samples : int
+        Number of draws.
+    random_state : int or None
+        Seed of the draws.
+    """
+
+    def __init__(self, model, n_samples: int, random_state=0):
+        self.model = model
+        self.n_samples = int(n_samples)
+        self.rng = np.random.default_rng(random_state)
+        gp = model.gp_
+        kind = model.variance
+        self.weights = kind in ("sor", "dtc")
+        self.residual = kind in ("dtc", "local")
+        z = self.rng.standard_normal((len(gp.sparse), self.n_samples))
+        # Sigma = R^-1 R^-T (SparseGP.variance: k Sigma k^T = |R^-T k|^2)
+        self.dalpha = solve_triangular(gp.r_factor, z, lower=False) if self.weights else np.zeros_like(z)
+        self.scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
+        self.scale.update(getattr(model, "std_scale_", {}) or {})
+
+    def predict(self, frames: Sequence[Atoms], needs: Sequence[str] = ("energy",)) -> List[List[dict]]:
+        """Draws of the predictions of every structure.
+
+        Returns
+        -------
+        list of list of dict
+            ``draws[s][k]`` is draw ``s`` of structure ``k``: ``energy`` (eV), and as
+            asked ``forces`` (n_atoms, 3) in eV/A and ``stress`` (6,) in eV/A^3.
+        """
+        model, gp = self.model, self.model.gp_
+        descriptor = model.descriptor_
+        gradients = False
+        if "stress" in needs:
+            gradients = ("positions", "strain")
+        elif "forces" in needs:
+            gradients = "positions"
+        energies = np.zeros((len(frames), self.n_samples))
+        forces, stresses, features = [], [], []
+        for k, atoms in enumerate(frames):
+            mean = model.predict_all([atoms], properties=tuple(needs) + ("energies",))[0]
+            species = descriptor.species_indices(atoms, k)
+            computed = descriptor.compute(atoms, gradients=gradients, index=k)
+            values, grad = computed if gradients else (computed, None)
+            features.append((values, species))
+            rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
+            energies[k] = mean["energy"] + self.scale["energy"] * (rows["energy"] @ self.dalpha)
+            if "forces" in needs:
+                m = len(gp.sparse)
+                deviation = (rows["forces"].reshape(-1, m) @ self.dalpha).T.reshape(self.n_samples, -1, 3)
+                forces.append(mean["forces"][None] + self.scale["forces"] * deviation)
+            if "stress" in needs:
+                deviation = -(rows["virial"] @ self.dalpha).T / atoms.get_volume()
+                stresses.append(mean["stress"][None] + self.scale["stress"] * deviation)
+        if self.residual:
+            energies += self.scale["energy"] * self._residual_draws(features)
+        draws = []
+        for s in range(self.n_samples):
+            row = []
+            for k in range(len(frames)):
+                draw = {"energy": float(energies[k, s])}
+                if forces:
+                    draw["forces"] = forces[k][s]
+                if stresses:
+                    draw["stress"] = stresses[k][s]
+                row.append(draw)
+            draws.append(row)
+        return draws
+
+    def _residual_draws(self, features) -> np.ndarray:
+        """Draws of the Nystrom residual of each structure's energy, jointly over structures.
+
+        Covariance ``C[a, b] = sum_{i in a, j in b} k(q_i, q_j) - e_a K_MM^-1 e_b`` with
+        ``e_a`` the energy kernel row of structure ``a``: the diagonal is the ``"local"``
+        energy variance of :meth:`GAPRegressor.predict_all`.
+
+        Returns
+        -------
+        ndarray of shape (n_frames, n_samples)
+        """
+        gp = self.model.gp_
+        n = len(features)
+        prior = np.zeros((n, n))
+        for a in range(n):
+            for b in range(a, n):
+                kernel, _ = dot_product_kernel(features[a][0], features[a][1], features[b][0], features[b][1],
+                                               gp.zeta)
+                prior[a, b] = prior[b, a] = gp.delta**2 * kernel.sum()
+        rows = np.array([gp.delta**2 * dot_product_kernel(values, species, gp.sparse, gp.sparse_species,
+                                                          gp.zeta)[0].sum(axis=0) for values, species in features])
+        explained = solve_triangular(gp.kmm_factor, rows.T, lower=True)
+        covariance = prior - explained.T @ explained
+        eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+        root = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+        return root @ self.rng.standard_normal((n, self.n_samples))
+
+
+def max_local_std(model, frames: Sequence[Atoms]) -> float:
+    """Largest predicted local-energy standard deviation (eV) of any atom in ``frames``."""
+    results = model.predict_all(list(frames), return_std=True, properties=("energy", "energies"))
+    return float(max(r["energies_std"].max() for r in results))
+
+
+def std_over_draws(values: List[Dict[str, float]], names: Sequence[str]) -> Dict[str, float]:
+    """Standard deviation of each named value over the draws (NaN draws left out)."""
+    out = {}
+    for name in names:
+        column = np.array([v.get(name, np.nan) for v in values], dtype=float)
+        column = column[np.isfinite(column)]
+        out[name] = float(column.std(ddof=1)) if len(column) > 1 else None
+    return out

@@ -1,0 +1,250 @@
+"""gapy.validate: procedures (EMT against EMT), report files, bad input, the flag, the command."""
+
+import argparse
+import csv
+import json
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk, fcc100, fcc111
+from ase.calculators.emt import EMT
+
+import gapy
+from gapy import GAPRegressor, GapyError, SOAP
+from gapy.sampling import label_structures, run_md
+from gapy.validation import validate
+from gapy.validation._uncertainty import PosteriorDraws
+from gapy.cli import main
+from gapy.cli.validate import add_parser, run
+from gapy.validation.core import CUBIC_NAMES
+
+CU = bulk("Cu", "fcc", a=3.6)
+FAST = dict(progress=False, neb_images=3, eos_points=5)
+
+
+@pytest.fixture(scope="module")
+def cu_model():
+    """A small Cu GAP from EMT data: bulk MD, strained cells, a vacancy, (100) and (111) slabs."""
+    cell = bulk("Cu", "fcc", a=3.59, cubic=True).repeat(2)
+    frames = run_md(EMT(), cell, 100, 20, 600.0, timestep=2.0, random_state=0)[0]
+    for k, strain in enumerate(np.linspace(-0.03, 0.03, 5)):
+        atoms = bulk("Cu", "fcc", a=3.59 * (1 + strain), cubic=True).repeat(2)
+        atoms.rattle(0.02, seed=k)
+        frames.append(atoms)
+    vacancy = cell.copy()
+    del vacancy[0]
+    vacancy.rattle(0.05, seed=1)
+    frames.append(vacancy)
+    for build in (fcc100, fcc111):
+        slab = build("Cu", (2, 2, 5), a=3.59, vacuum=6.0, periodic=True)
+        frames.append(slab)
+        frames += run_md(EMT(), slab, 80, 20, 500.0, timestep=2.0, random_state=2)[0]
+    train = label_structures(frames, EMT(), config_type="train")
+    settings = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=6, l_max=4), n_sparse=150, sigma_energy=0.001,
+                            sigma_force=0.02, sigma_virial=0.01, random_state=0, n_jobs=2)
+    return settings.fit(train)
+
+
+def test_emt_against_emt_agrees_exactly(tmp_path):
+    report = validate(EMT(), CU, "emt", ["eos", "elastic", "vacancy", "surface_energy_111", "barrier"],
+                      output=tmp_path, **FAST)
+    computed = [r for r in report.results.values() if r.model is not None]
+    assert len(computed) == 9
+    for result in computed:
+        assert result.error is None
+        assert result.model == pytest.approx(result.reference, rel=1e-9, abs=1e-12), result.name
+        assert result.model_std is None and result.flagged is None  # EMT has no uncertainty
+    # physically sane EMT Cu numbers: the procedure computes what it says
+    assert report["lattice_constant"].model == pytest.approx(3.59, abs=0.01)
+    assert report["bulk_modulus"].model == pytest.approx(134, rel=0.05)
+    c11, c12, c44 = (report[n].model for n in ("C11", "C12", "C44"))
+    assert (c11 + 2 * c12) / 3 == pytest.approx(report["bulk_modulus"].model, rel=0.03)  # cubic B
+    assert c11 > c12 > 0 and c44 > 0
+    assert 0.5 < report["vacancy_formation_energy"].model < 2.0
+    assert 0.3 < report["vacancy_migration_barrier"].model < 1.5
+    assert report["surface_energy_100"].model is None  # not asked for: null
+
+
+def test_phonons_emt_against_emt(tmp_path):
+    pytest.importorskip("phonopy")
+    report = validate(EMT(), CU, "emt", ["phonon_X_3", "phonon_L_1"], output=tmp_path, **FAST)
+    assert set(n for n in report.results if n.startswith("phonon")) == {"phonon_X_3", "phonon_L_1"}
+    x = report["phonon_X_3"]
+    assert x.unit == "THz" and x.model == pytest.approx(x.reference, rel=1e-9)
+    assert 6 < x.model < 10  # the LA mode at X of Cu (EMT about 8.1 THz)
+    assert (tmp_path / "phonons.png").stat().st_size > 1000
+
+
+def test_json_and_csv_schema(tmp_path):
+    report = validate(EMT(), CU, "emt", ["eos"], output=tmp_path, **FAST)
+    document = json.loads((tmp_path / "validation.json").read_text())
+    assert set(CUBIC_NAMES) <= set(document)
+    for name in CUBIC_NAMES:
+        assert {"model", "reference", "unit", "model_std", "flagged"} <= set(document[name])
+    assert document["lattice_constant"]["unit"] == "A"
+    assert document["lattice_constant"]["model"] == pytest.approx(report["lattice_constant"].model)
+    assert document["C11"]["model"] is None and document["C11"]["reference"] is None  # not computed
+    with open(tmp_path / "validation.csv") as handle:
+        rows = {row["property"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == set(document)
+    assert float(rows["bulk_modulus"]["model"]) == pytest.approx(report["bulk_modulus"].model, rel=1e-5)
+    assert rows["C11"]["model"] == ""
+    assert (tmp_path / "eos.png").stat().st_size > 1000
+    assert "lattice_constant" in report.table()
+
+
+class FailsOnDefects(EMT):
+    """A reference that raises on any cell with an odd number of atoms (vacancy cells)."""
+
+    def calculate(self, atoms=None, *args, **kwargs):
+        if len(atoms) % 2:
+            raise RuntimeError("SCF did not converge")
+        super().calculate(atoms, *args, **kwargs)
+
+
+def test_a_failing_reference_keeps_the_other_results(tmp_path):
+    report = validate(EMT(), CU, FailsOnDefects(), ["eos", "vacancy", "barrier"], output=tmp_path, **FAST)
+    assert report["lattice_constant"].reference is not None and report["lattice_constant"].error is None
+    vacancy = report["vacancy_formation_energy"]
+    assert vacancy.model is not None and vacancy.reference is None
+    assert "reference: RuntimeError: SCF did not converge" in vacancy.error
+    assert "SCF did not converge" in report["vacancy_migration_barrier"].error
+    document = json.loads((tmp_path / "validation.json").read_text())
+    assert document["bulk_modulus"]["reference"] is not None
+    assert "SCF" in document["vacancy_formation_energy"]["error"]
+
+
+def test_unknown_species_is_reported_per_property(cu_model):
+    report = validate(cu_model, bulk("Ag", "fcc", a=4.1), "emt", ["eos"], **FAST)
+    result = report["lattice_constant"]
+    assert result.model is None and result.reference == pytest.approx(4.06, abs=0.05)  # EMT still runs
+    assert "species ['Ag']" in result.error and "does not know" in result.error and "['Cu']" in result.error
+
+
+def test_non_crystal_for_a_crystal_property():
+    cluster = Atoms("Cu4", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0], [0, 0, 2.5]])
+    report = validate(EMT(), cluster, "emt", ["eos", "vacancy"], **FAST)
+    for name in ("lattice_constant", "vacancy_formation_energy"):
+        assert report[name].model is None
+        assert "needs a crystal" in report[name].error and "pbc=[False, False, False]" in report[name].error
+
+
+def test_relaxation_that_does_not_converge():
+    report = validate(EMT(), CU, "emt", ["eos", "vacancy"], relax_steps=2, cell_fmax=1e-6, **FAST)
+    assert "did not converge in 2 steps" in report["lattice_constant"].error
+    assert "did not converge" in report["vacancy_formation_energy"].error
+
+
+def test_bad_arguments_raise_clearly():
+    with pytest.raises(ValueError, match="unknown property 'bulk_moduls'"):
+        validate(EMT(), CU, properties=["bulk_moduls"], progress=False)
+    with pytest.raises(ValueError, match="unknown validation settings"):
+        validate(EMT(), CU, progress=False, fmx=0.1)
+    with pytest.raises(ValueError, match="give 'emt', 'module:factory'"):
+        validate(EMT(), CU, reference="vasp", progress=False)
+    with pytest.raises(ValueError, match="cannot import"):
+        validate(EMT(), CU, reference="no_such_module_xyz:make", progress=False)
+    with pytest.raises(TypeError, match="structure must be an ase.Atoms"):
+        validate(EMT(), "Cu", progress=False)
+    with pytest.raises(TypeError, match="model_or_calculator"):
+        validate(42, CU, progress=False)
+
+
+def test_reference_by_import_path_and_json_values(tmp_path):
+    report = validate(EMT(), CU, "ase.calculators.emt:EMT", ["eos"], **FAST)
+    assert report["lattice_constant"].reference == pytest.approx(report["lattice_constant"].model)
+    values = tmp_path / "dft.json"
+    values.write_text(json.dumps({"lattice_constant": 3.63, "bulk_modulus": {"value": 140.0, "unit": "GPa"}}))
+    report = validate(EMT(), CU, str(values), ["eos"], **FAST)
+    assert report["lattice_constant"].reference == 3.63 and report["bulk_modulus"].reference == 140.0
+    assert report["lattice_constant"].relative_difference == pytest.approx((3.59 - 3.63) / 3.63, abs=0.003)
+    values.write_text(json.dumps({"bulk_modulus": {"value": 1.4, "unit": "Mbar"}}))
+    with pytest.raises(ValueError, match="'bulk_modulus' is in 'Mbar'"):
+        validate(EMT(), CU, str(values), ["eos"], **FAST)
+
+
+def test_posterior_draws_reproduce_the_predicted_std(cu_model):
+    atoms = bulk("Cu", "fcc", a=3.59, cubic=True).repeat(2)
+    atoms.rattle(0.1, seed=3)
+    (result,) = cu_model.predict_all([atoms], return_std=True)
+    draws = PosteriorDraws(cu_model, 4000, random_state=1).predict([atoms], ("energy", "forces"))
+    energies = np.array([d[0]["energy"] for d in draws])
+    forces = np.array([d[0]["forces"] for d in draws])
+    assert energies.mean() == pytest.approx(result["energy"], abs=4 * result["energy_std"] / np.sqrt(4000))
+    assert energies.std() == pytest.approx(result["energy_std"], rel=0.1)
+    sor = cu_model.predict_all([atoms], return_std=True, variance="sor")[0]["forces_std"]
+    assert sor.max() > 1e-4  # not a test on zeros
+    np.testing.assert_allclose(forces.std(axis=0), sor, rtol=0.15)  # forces carry the weight part
+
+
+def test_gap_lattice_constant_and_the_untrained_facet_is_flagged(cu_model, tmp_path):
+    report = validate(cu_model, CU, "emt", ["eos", "surfaces"], output=tmp_path, **FAST)
+    a = report["lattice_constant"]
+    assert a.model == pytest.approx(a.reference, rel=0.02)
+    assert 0 < a.model_std < 0.01 and a.flagged is False
+    trained = [report["surface_energy_100"], report["surface_energy_111"]]
+    untrained = report["surface_energy_110"]
+    assert all(r.error is None for r in trained + [untrained])
+    assert untrained.flagged is True
+    assert not any(r.flagged for r in trained)
+    assert untrained.max_local_std > 3 * max(r.max_local_std for r in trained)
+    assert untrained.model_std > max(r.model_std for r in trained)
+    document = json.loads((tmp_path / "validation.json").read_text())
+    assert document["surface_energy_110"]["flagged"] is True
+    assert document["surface_energy_100"]["flagged"] is False
+
+
+def test_validate_is_exported():
+    assert gapy.validate is validate and "validate" in gapy.__all__
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    commands = parser.add_subparsers()
+    add_parser(commands, argparse.ArgumentParser(add_help=False))
+    return parser.parse_args(argv)
+
+
+def test_command_end_to_end(cu_model, tmp_path, capsys):
+    model_path = tmp_path / "cu.gapy"
+    cu_model.save(model_path)
+    output = tmp_path / "new" / "report"  # missing parent directories are created
+    args = _parse(["validate", str(model_path), "--bulk", "Cu:fcc:3.6", "--reference", "emt",
+                   "--properties", "eos,surface_energy_110", "-o", str(output), "--n-samples", "8"])
+    assert run(args) == 0
+    printed = capsys.readouterr().out
+    assert "[1/2] equation of state" in printed and "surface_energy_110" in printed and "flagged" in printed
+    document = json.loads((output / "validation.json").read_text())
+    assert document["surface_energy_110"]["flagged"] is True
+    assert document["lattice_constant"]["reference"] == pytest.approx(3.59, abs=0.01)
+    assert (output / "validation.csv").is_file() and (output / "eos.png").is_file()
+
+
+def test_command_checks_paths_first(cu_model, tmp_path):
+    model_path = tmp_path / "cu.gapy"
+    cu_model.save(model_path)
+    with pytest.raises(GapyError, match="would overwrite the input"):
+        run(_parse(["validate", str(model_path), "--bulk", "Cu:fcc:3.6", "-o", str(model_path)]))
+    with pytest.raises(GapyError, match="no such model file"):
+        run(_parse(["validate", str(tmp_path / "missing.gapy"), "--bulk", "Cu:fcc", "-o", str(tmp_path / "o")]))
+    with pytest.raises(GapyError, match="no such structure file"):
+        run(_parse(["validate", str(model_path), "--structure", str(tmp_path / "POSCAR"), "-o", str(tmp_path / "o")]))
+    with pytest.raises(SystemExit):  # usage error: --bulk needs SYMBOL:LATTICE
+        _parse(["validate", str(model_path), "--bulk", "Cu", "-o", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+    # through the gapy command line: one line on stderr, exit status 1
+    assert main(["validate", str(model_path), "--bulk", "Cu:fcc:3.6", "-o", str(model_path)]) == 1
+
+
+def test_slabs_have_the_intended_layers():
+    # at this lattice constant ase.build.surface alone puts a bottom atom on top (an adatom)
+    from gapy.validation.defects import slab
+
+    for miller in ((1, 0, 0), (1, 1, 0), (1, 1, 1)):
+        atoms = slab(bulk("Cu", "fcc", a=3.58984601, cubic=True), miller, 8.0, 6.0)
+        heights = np.round(atoms.positions[:, 2], 3)
+        counts = np.unique(heights, return_counts=True)[1]
+        assert len(set(counts.tolist())) == 1, (miller, counts)  # every plane complete
+        assert heights.max() - heights.min() >= 8.0 - 2.6  # thick enough (plane spacing < 2.6 A)
+        assert heights.min() == pytest.approx(6.0, abs=1e-6)  # vacuum below
