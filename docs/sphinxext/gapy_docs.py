@@ -20,19 +20,22 @@ FIRST = ("fit_si.py",)
 CLI_COMMANDS = ("fit", "eval", "predict", "select", "coverage", "demo")
 
 
+#: Files in ``examples/`` that the examples write (or Python caches): not copied.
+OUTPUTS = ("__pycache__", "*.pyc", "*.png", "*.gapy", "*.traj")
+
+
 def copy_examples(source: Path, target: Path) -> None:
-    """Copy the example scripts and the gallery header to a fresh ``target``.
+    """Copy ``examples/`` (scripts, gallery header, any input files) to a fresh ``target``.
 
     sphinx-gallery runs each example in the directory it reads it from; running a copy
     keeps the files the examples write (models, plots, trajectories) out of
-    ``examples/`` and makes every build start without a stale ``si.gapy``.
+    ``examples/``. Outputs of earlier runs in ``examples/`` are not copied, so every
+    build starts without a stale ``si.gapy`` and only the PNGs an example writes are
+    shown with it.
     """
     if target.exists():
         shutil.rmtree(target)
-    target.mkdir(parents=True)
-    for path in sorted(source.iterdir()):
-        if path.suffix == ".py" or path.name == "README.txt":
-            shutil.copy2(path, target / path.name)
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(*OUTPUTS))
 
 
 def write_cli_help(target: Path, columns: int = 88) -> None:
