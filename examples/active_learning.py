@@ -1,4 +1,7 @@
-"""Active learning of a Cu potential, with EMT standing in for DFT.
+"""Active learning of a Cu potential
+=================================
+
+EMT stands in for DFT as the reference calculator.
 
 Run ``python examples/active_learning.py``. Starts from two slightly rattled fcc cells,
 then five times: Langevin MD at 1000 K with the current model, score the snapshots by the

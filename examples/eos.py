@@ -1,4 +1,7 @@
-"""Equation of state of diamond Si: lattice constant and bulk modulus from the GAP.
+"""Equation of state of diamond Si
+===============================
+
+Lattice constant and bulk modulus from the GAP.
 
 Run ``python examples/eos.py`` (after ``fit_si.py``, or it fits the model first). Fits a
 Birch-Murnaghan equation of state to energies at 11 volumes of the 2-atom cell and writes

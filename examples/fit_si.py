@@ -1,4 +1,7 @@
-"""Fit a GAP to the bundled Si data and evaluate it on the bundled test set.
+"""Fit a GAP to the bundled Si data
+================================
+
+Fit on the bundled training set and evaluate on the bundled test set.
 
 Run ``python examples/fit_si.py``. It writes ``si.gapy`` in the current directory, which
 the other examples load (they fit it themselves when it is missing). About 20 s on two

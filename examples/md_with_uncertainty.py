@@ -1,4 +1,7 @@
-"""Langevin MD of Si at 1200 K, logging the largest predicted force uncertainty.
+"""MD with uncertainties
+=====================
+
+Langevin MD of Si at 1200 K, logging the largest predicted force uncertainty.
 
 Run ``python examples/md_with_uncertainty.py`` (after ``fit_si.py``, or it fits the
 model first). With ``compute_std=True`` the calculator adds standard deviations to every

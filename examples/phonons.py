@@ -1,4 +1,7 @@
-"""Phonons of diamond Si with the GAP: finite displacements in a 4x4x4 supercell.
+"""Phonons of diamond Si
+=====================
+
+Phonons from the GAP by finite displacements in a 4x4x4 supercell.
 
 Run ``python examples/phonons.py`` (after ``fit_si.py``, or it fits the model first).
 Prints the frequencies at Gamma, X and L (commensurate with the supercell, so exact for

@@ -1,4 +1,7 @@
-"""Relax positions and cell of a Si vacancy with BFGS and ASE's FrechetCellFilter.
+"""Relaxing a Si vacancy, positions and cell
+=========================================
+
+Relax positions and cell of a Si vacancy with BFGS and ASE's FrechetCellFilter.
 
 Run ``python examples/relax_cell.py`` (after ``fit_si.py``, or it fits the model first).
 A 63-atom cell (one atom removed from a 64-atom cube) is relaxed, positions and cell,
