@@ -1,5 +1,8 @@
-"""Validate a Cu GAP against its reference (EMT standing in for DFT): EOS, elastic constants,
-phonons, vacancy, surfaces and the vacancy-migration barrier, with the model's uncertainty.
+"""Validate a Cu GAP against its reference
+========================================
+
+EOS, elastic constants, phonons, vacancy, surfaces and the vacancy-migration barrier of
+a Cu GAP against EMT (standing in for DFT), with the model's uncertainty.
 
 Run ``python examples/validate_cu.py [-o validate-cu]``. The training data are generated
 with ASE and labelled with EMT: Langevin MD of a 32-atom cell at 300, 800 and 1300 K,

@@ -45,7 +45,7 @@ def dot_product_kernel(values, species, sparse, sparse_species, zeta: int):
 
 
 def kernel_distance_squared(a: np.ndarray, b: np.ndarray, zeta: int) -> np.ndarray:
-    """Squared kernel distance ``k(a, a) + k(b, b) - 2 k(a, b)`` of ``k = (a . b)^zeta``.
+    """Squared kernel distance ``k(a, a) + k(b, b) - 2 k(a, b)``, where ``k(a, b) = (a @ b)^zeta``.
 
     Parameters
     ----------
