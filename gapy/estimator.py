@@ -705,7 +705,7 @@ def _check_state_arrays(arrays: Dict[str, np.ndarray], n_features: int, n_specie
     missing = [name for name in _STATE_ARRAYS if name not in arrays]
     if missing:
         raise ModelFileError(f"model arrays {missing} are missing")
-    m = len(arrays["alpha"])
+    m = len(arrays["sparse"])
     expected = {"sparse": (m, n_features), "sparse_species": (m,), "alpha": (m,), "r_factor": (m, m),
                 "kmm_factor": (m, m)}
     for name, shape in expected.items():

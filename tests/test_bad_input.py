@@ -1,0 +1,440 @@
+"""Every bad input gapy knows of, one table each: the error type and a message that names
+the structure, field or parameter. Add a row for each new case; the list only grows.
+
+Also: saves that fail or are killed never damage an existing model file, and no command
+overwrites its own input.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.singlepoint import SinglePointCalculator
+from ase.io import write
+
+import gapy
+from gapy import GAPCalculator, GAPRegressor, ModelFileError, SOAP, StructureError
+from gapy.cli import main
+from gapy.datasets import load_si
+from gapy.sampling import active_learning, run_md, select_structures
+
+SMALL_SOAP = dict(species=["Si"], r_cut=4.0, n_max=4, l_max=3)
+
+
+def soap():
+    return SOAP(**SMALL_SOAP)
+
+
+def labelled(atoms, energy=-10.0, forces=None, stress=None, **info):
+    atoms = atoms.copy()
+    results = {"energy": energy, "forces": np.zeros((len(atoms), 3)) if forces is None else forces}
+    if stress is not None:
+        results["stress"] = stress
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    atoms.info.update(info)
+    return atoms
+
+
+def si(a=5.43, seed=0):
+    atoms = bulk("Si", "diamond", a=a, cubic=True)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+# ------------------------------------------------------------------ parameters
+# (constructor arguments, exception, message pattern): checked when fit() is called
+ESTIMATOR_PARAMETERS = [
+    (dict(n_sparse={"Si": 0}), ValueError, r"n_sparse\['Si'\] must be a positive integer, got 0"),
+    (dict(n_sparse={"Si": -3}), ValueError, r"n_sparse\['Si'\] must be a positive integer"),
+    (dict(n_sparse=0), ValueError, "n_sparse must be a positive integer"),
+    (dict(n_sparse="many"), TypeError, "n_sparse must be a positive integer"),
+    (dict(config_type_sigma={"Surface": {"energy": 0.0}}), ValueError,
+     r"config_type_sigma\['Surface'\]\['energy'\] must be a positive number"),
+    (dict(config_type_sigma={"Surface": {"energy": -1.0}}), ValueError, "must be a positive number"),
+    (dict(config_type_sigma={"Surface": {"energy": "small"}}), TypeError, "must be a positive number"),
+    (dict(config_type_sigma={"Surface": 0.01}), TypeError, r"config_type_sigma\['Surface'\] must be a dict"),
+    (dict(config_type_sigma={"Surface": {"stress": 0.1}}), ValueError, "unknown keys"),
+    (dict(sparse_jitter=float("nan")), ValueError, "sparse_jitter must be a non-negative number, got nan"),
+    (dict(sparse_jitter=-1e-8), ValueError, "sparse_jitter must be a non-negative number"),
+    (dict(delta=float("inf")), ValueError, "delta must be a positive number, got inf"),
+    (dict(delta=0.0), ValueError, "delta must be a positive number"),
+    (dict(e0={"Si": float("nan")}), ValueError, r"e0\['Si'\] must be a finite number, got nan"),
+    (dict(e0={"Xx": 0.0}), ValueError, "unknown species 'Xx'"),
+    (dict(e0="isolatd"), ValueError, "e0 must be one of"),
+    (dict(e0=float("inf")), ValueError, "e0 must be a finite number"),
+    (dict(zeta=None), TypeError, "zeta must be a positive integer, got None"),
+    (dict(zeta=0), ValueError, "zeta must be a positive integer"),
+    (dict(zeta=2.5), ValueError, "zeta must be a positive integer"),
+    (dict(sigma_energy=float("inf")), ValueError, "sigma_energy must be a positive number or None, got inf"),
+    (dict(sigma_force=-0.1), ValueError, "sigma_force must be a positive number or None"),
+    (dict(sigma_virial="0.1"), TypeError, "sigma_virial must be a positive number or None"),
+    (dict(block_rows=0), ValueError, "block_rows must be a positive integer, got 0"),
+    (dict(block_rows=-5), ValueError, "block_rows must be a positive integer"),
+    (dict(n_jobs=0), ValueError, "n_jobs must be a positive integer or negative"),
+    (dict(sparse_method="kmeans"), ValueError, "sparse_method must be one of"),
+    (dict(variance="full"), ValueError, "variance must be one of"),
+    (dict(sigma_per_atom="yes"), TypeError, "sigma_per_atom must be True or False"),
+    (dict(descriptor="soap"), TypeError, "descriptor must be a gapy.SOAP"),
+]
+
+SOAP_PARAMETERS = [
+    (dict(r_cut=0.0), ValueError, "r_cut must be a positive number"),
+    (dict(r_cut="5"), TypeError, "r_cut must be a positive number"),
+    (dict(atom_sigma=1e-4), ValueError, "atom_sigma=0.0001 A is below 0.05 A"),
+    (dict(n_max=None), TypeError, "n_max must be an integer between 1 and 20, got None"),
+    (dict(l_max=25), ValueError, "l_max must be an integer between 0 and 20"),
+    (dict(cutoff_width=6.0), ValueError, "must not exceed r_cut"),
+    (dict(radial_basis="bessel"), ValueError, "radial_basis must be one of"),
+    (dict(species=["Si", "Xx"]), ValueError, "unknown species 'Xx'"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, match", ESTIMATOR_PARAMETERS)
+def test_estimator_parameters(kwargs, error, match):
+    settings = {"descriptor": soap(), "n_sparse": 5, "e0": 0.0, **kwargs}
+    with pytest.raises(error, match=match):
+        GAPRegressor(**settings).fit([labelled(si())])
+
+
+@pytest.mark.parametrize("kwargs, error, match", SOAP_PARAMETERS)
+def test_soap_parameters(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SOAP(**{**SMALL_SOAP, **kwargs})
+
+
+# ------------------------------------------------------------------ training data
+def _nan_forces():
+    forces = np.zeros((8, 3))
+    forces[2, 1] = np.nan
+    return labelled(si(), forces=forces)
+
+
+def _string_energy():
+    atoms = si()
+    atoms.info["energy"] = "-10.0 eV"
+    atoms.arrays["forces"] = np.zeros((8, 3))
+    return atoms
+
+
+def _zero_cell_stress():
+    atoms = Atoms("Si2", positions=[[0, 0, 0], [2.3, 0, 0]], pbc=False)
+    atoms.info["energy"] = -1.0
+    atoms.info["stress"] = np.zeros(6)
+    return atoms
+
+
+def _periodic_zero_cell_stress():
+    atoms = Atoms("Si2", positions=[[0, 0, 0], [2.3, 0, 0]], cell=np.zeros((3, 3)), pbc=[True, True, True])
+    atoms.info["energy"] = -1.0
+    atoms.info["stress"] = np.zeros(6)
+    return atoms
+
+
+def _quip_force_array():
+    atoms = si()
+    atoms.info["energy"] = -10.0
+    atoms.arrays["force"] = np.zeros((8, 3))
+    return atoms
+
+
+def _germanium():
+    atoms = labelled(si())
+    atoms.symbols[0] = "Ge"
+    return atoms
+
+
+def _overlapping():
+    atoms = labelled(si())
+    atoms.positions[1] = atoms.positions[0] + [0.05, 0, 0]
+    return atoms
+
+
+def _nan_positions():
+    atoms = labelled(si())
+    atoms.positions[3, 0] = np.nan
+    return atoms
+
+
+def _bad_force_shape():
+    return labelled(si(), forces=np.zeros((7, 3)))
+
+
+def _negative_force_weights():
+    atoms = labelled(si())
+    atoms.arrays["force_weights"] = -np.ones(8)
+    return atoms
+
+
+# (second training structure, exception, message pattern); the first structure is fine
+TRAINING_DATA = [
+    (_nan_forces, StructureError, r"structure 1 \(Si8\): field 'forces' contains NaN"),
+    (_string_energy, StructureError, r"structure 1 \(Si8\): field 'energy' is not a number"),
+    (_zero_cell_stress, StructureError, r"structure 1 \(Si2\): field 'stress' given for a structure that is not"),
+    (_periodic_zero_cell_stress, StructureError, r"structure 1 \(Si2\)"),
+    (_germanium, StructureError, r"structure 1 \(GeSi7\): species \['Ge'\] not in"),
+    (_overlapping, StructureError, r"structure 1 \(Si8\): atoms 0 and 1 are 0.05 A apart"),
+    (_nan_positions, StructureError, r"structure 1 \(Si8\): field 'positions' is not finite for atoms \[3\]"),
+    (_bad_force_shape, StructureError, r"structure 1 \(Si8\): field 'forces' has shape \(7, 3\)"),
+    (_negative_force_weights, StructureError, r"structure 1 \(Si8\): field 'force_weights' has negative"),
+    (lambda: "Si8", TypeError, "structure 1: expected ase.Atoms, got str"),
+]
+
+
+@pytest.mark.parametrize("make, error, match", TRAINING_DATA)
+def test_training_data(make, error, match):
+    with pytest.raises(error, match=match):
+        GAPRegressor(soap(), n_sparse=5, e0=0.0).fit([labelled(si(seed=1)), make()])
+
+
+def test_labels_under_another_name_are_refused():
+    quip = [_quip_force_array(), _quip_force_array()]
+    with pytest.raises(StructureError, match=r"no training structure has field 'forces'.*arrays \['force'"):
+        GAPRegressor(soap(), n_sparse=5, e0=0.0).fit(quip)
+
+
+def test_stress_that_looks_like_gpa_warns():
+    atoms = labelled(si(), stress=np.array([50.0, 50.0, 50.0, 0.0, 0.0, 0.0]))
+    with pytest.warns(RuntimeWarning, match=r"structure 0 \(Si8\): field 'stress' reaches 50 eV/A\^3.*GPa"):
+        GAPRegressor(soap(), n_sparse=5, e0=0.0, sigma_virial=0.1).fit([atoms])
+
+
+def test_no_structures_and_all_zero_weights():
+    with pytest.raises(ValueError, match="no structures given"):
+        GAPRegressor(soap()).fit([])
+    with pytest.raises(ValueError, match="no structure to fit"):
+        GAPRegressor(soap(), n_sparse=5, e0=0.0).fit([labelled(si())], sample_weight=[0.0])
+    with pytest.raises(ValueError, match="sample_weight must be finite and non-negative"):
+        GAPRegressor(soap(), n_sparse=5, e0=0.0).fit([labelled(si())], sample_weight=[np.nan])
+
+
+# ------------------------------------------------------------------ prediction and sampling
+@pytest.fixture(scope="module")
+def model():
+    return GAPRegressor(soap(), n_sparse=10, e0=0.0).fit([labelled(si(seed=k)) for k in range(3)])
+
+
+PREDICTION = [
+    (lambda m: m.predict_all([si()], variance="full"), ValueError, "variance must be one of"),
+    (lambda m: m.predict_all([si()], properties=("charges",)), ValueError, "properties must be among"),
+    (lambda m: m.predict_all([si()], return_std=("dipole",)), ValueError, "return_std names unknown"),
+    (lambda m: m.predict_all([_germanium()]), StructureError, r"structure 0 \(GeSi7\): species \['Ge'\]"),
+    (lambda m: m.predict([]), ValueError, "no structures given"),
+    (lambda m: GAPCalculator(m, variance="full"), ValueError, "variance must be one of"),
+    (lambda m: GAPCalculator("not-a-model"), FileNotFoundError, "does not exist"),
+    (lambda m: GAPCalculator(42), TypeError, "model must be a fitted GAPRegressor"),
+    (lambda m: select_structures(m, [si()], 0), ValueError, "n must be a positive integer"),
+    (lambda m: select_structures(m, [si()], 1, threshold=float("nan")), ValueError, "threshold must be a finite"),
+    (lambda m: select_structures(m, [si()], 1, score="stress"), ValueError, "score must be one of"),
+    (lambda m: run_md(m, si(), 10, 2, temperature=-300.0), ValueError, "temperature must be a non-negative"),
+    (lambda m: run_md(m, si(), 10, 0, temperature=300.0), ValueError, "interval must be a positive integer"),
+    (lambda m: run_md(m, si(), 10, 2, 300.0, timestep=0.0), ValueError, "timestep must be a positive number"),
+    (lambda m: active_learning(m, [labelled(si())], None, si(), threshold=float("nan")), ValueError,
+     "threshold must be a finite number"),
+    (lambda m: active_learning(m, [labelled(si())], None, si(), temperature=-1.0), ValueError,
+     "temperature must be a non-negative number"),
+    (lambda m: active_learning(m, [labelled(si())], None, [], n_iterations=1), ValueError, "starts"),
+]
+
+
+@pytest.mark.parametrize("call, error, match", PREDICTION)
+def test_prediction_and_sampling(model, call, error, match):
+    with pytest.raises(error, match=match):
+        call(model)
+
+
+# ------------------------------------------------------------------ model files
+def _edit_header(path, target, change):
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    header = json.loads(str(arrays["header"]))
+    change(header)
+    arrays["header"] = np.array(json.dumps(header))
+    with open(target, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def _edit_array(path, target, name, value):
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    arrays[name] = value(arrays[name])
+    with open(target, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+MODEL_FILES = [
+    ("edited zeta", lambda p, t: _edit_header(p, t, lambda h: h.update(zeta=2)), "header does not match"),
+    ("future version", lambda p, t: _edit_header(p, t, lambda h: h.update(format_version=99)),
+     "format version 99"),
+    ("foreign format", lambda p, t: _edit_header(p, t, lambda h: h.update(format="other")), "not a gapy model"),
+    ("alpha changed", lambda p, t: _edit_array(p, t, "alpha", lambda a: a + 1e-9), "checksum of 'alpha'"),
+    ("not an archive", lambda p, t: t.write_bytes(b"\x80\x04\x95 pickle"), r"not an \.npz archive"),
+    ("truncated", lambda p, t: t.write_bytes(p.read_bytes()[:300]), "not"),
+    ("empty", lambda p, t: t.write_bytes(b""), r"not an \.npz archive"),
+    ("no header", lambda p, t: np.savez(open(t, "wb"), alpha=np.zeros(3)), "no header"),
+    ("a directory", lambda p, t: t.mkdir(), "is a directory"),
+]
+
+
+@pytest.mark.parametrize("name, damage, match", MODEL_FILES, ids=[case[0] for case in MODEL_FILES])
+def test_model_files(model, tmp_path, name, damage, match):
+    path, target = tmp_path / "good.gapy", tmp_path / "bad.gapy"
+    model.save(path)
+    damage(path, target)
+    with pytest.raises(ModelFileError, match=match):
+        gapy.load(target)
+
+
+def test_malformed_headers_and_arrays_raise_model_file_error(model, tmp_path):
+    """Old-format files (no header checksum) are checked field by field."""
+    path = tmp_path / "good.gapy"
+    model.save(path)
+
+    def old_format(change):
+        def edit(header):
+            header["format_version"] = 2
+            change(header)
+        return edit
+
+    cases = [
+        (old_format(lambda h: h.pop("zeta")), "malformed model header.*zeta"),
+        (old_format(lambda h: h.update(delta="big")), "malformed model header"),
+        (old_format(lambda h: h.update(e0=[1, 2])), "malformed model header"),
+        (old_format(lambda h: h["params"].update(sigma_force=-1)), "malformed model header.*sigma_force"),
+        (old_format(lambda h: h["descriptor"].update(n_max=None)), "malformed model header.*n_max"),
+        (old_format(lambda h: h.update(e0={})), "e0 has no value"),
+    ]
+    for change, match in cases:
+        _edit_header(path, tmp_path / "bad.gapy", change)
+        with pytest.raises(ModelFileError, match=match):
+            gapy.load(tmp_path / "bad.gapy")
+    # arrays of the wrong shape or with NaN (checksums recomputed, as a careless tool would)
+    for name, value, match in [("alpha", lambda a: a[:-1], "'alpha' has shape"),
+                               ("r_factor", lambda a: a * np.nan, "'r_factor' is not numeric and finite")]:
+        with np.load(path) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+        arrays[name] = value(arrays[name])
+        header = json.loads(str(arrays["header"]))
+        header["format_version"] = 2
+        header["checksums"][name] = __import__("hashlib").sha256(np.ascontiguousarray(arrays[name]).tobytes()).hexdigest()
+        arrays["header"] = np.array(json.dumps(header))
+        with open(tmp_path / "bad.gapy", "wb") as handle:
+            np.savez(handle, **arrays)
+        with pytest.raises(ModelFileError, match=match):
+            gapy.load(tmp_path / "bad.gapy")
+
+
+# ------------------------------------------------------------------ saves never lose a model
+def test_numpy_settings_can_be_saved(tmp_path):
+    numbers = np.unique(si().numbers)
+    model = GAPRegressor(SOAP(species=numbers, r_cut=np.float64(4.0), n_max=np.int64(4), l_max=np.int64(3)),
+                         n_sparse=np.int64(5), e0=np.float64(0.0), random_state=np.int64(0)).fit([labelled(si())])
+    model.save(tmp_path / "numpy.gapy")
+    loaded = gapy.load(tmp_path / "numpy.gapy")
+    np.testing.assert_array_equal(loaded.gp_.alpha, model.gp_.alpha)
+
+
+def test_a_failed_save_leaves_the_previous_file_unchanged(model, tmp_path, monkeypatch):
+    path = tmp_path / "model.gapy"
+    model.save(path)
+    before = path.read_bytes()
+    unsaveable = GAPRegressor(soap(), n_sparse=5, e0=0.0).fit([labelled(si())])
+    unsaveable.set_params(random_state=object())  # not storable: fails while serialising
+    with pytest.raises(TypeError, match="cannot store"):
+        unsaveable.save(path)
+    assert path.read_bytes() == before
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        unsaveable.set_params(random_state=0)
+        unsaveable.save(path)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gapy"]  # no temporary file left behind
+    gapy.load(path)
+
+
+def test_a_save_killed_midway_leaves_the_previous_file_loadable(model, tmp_path):
+    path = tmp_path / "model.gapy"
+    model.save(path)
+    before = path.read_bytes()
+    script = f"""
+import os, signal
+import numpy as np
+import gapy.io.model as files
+header, arrays = {{"x": 1}}, {{"a": np.zeros(10)}}
+real_fsync = os.fsync
+def killed(fd):
+    os.kill(os.getpid(), signal.SIGKILL)   # dies with the new file half-written
+os.fsync = killed
+files.write_state(header, arrays, {str(path)!r})
+"""
+    process = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert process.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before
+    np.testing.assert_array_equal(gapy.load(path).gp_.alpha, model.gp_.alpha)
+
+
+# ------------------------------------------------------------------ the command line
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, model):
+    folder = tmp_path_factory.mktemp("files")
+    write(folder / "data.xyz", load_si("train")[::10], format="extxyz")
+    model.save(folder / "m.gapy")
+    return folder
+
+
+def _commands(folder):
+    data, model_file = str(folder / "data.xyz"), str(folder / "m.gapy")
+    return [
+        ["predict", model_file, data, "-o", data],
+        ["predict", model_file, data, "-o", model_file],
+        ["select", model_file, data, "-n", "1", "-o", data],
+        ["fit", data, "-o", data, "--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "5"],
+        ["eval", model_file, data, "-o", data],
+        ["coverage", data, "-o", data],
+    ]
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_no_command_overwrites_its_input(files, capsys, case):
+    argv = _commands(files)[case]
+    before = {p.name: p.read_bytes() for p in files.iterdir()}
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "would overwrite the input" in err or "exists and is not a directory" in err, err
+    assert {p.name: p.read_bytes() for p in files.iterdir()} == before
+
+
+def test_output_locations_are_checked_before_the_work(files, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    data = str(files / "data.xyz")
+    argv = ["fit", data, "-o", str(blocker / "model.gapy"), "--r-cut", "4.0", "--n-max", "4", "--l-max", "3",
+            "--n-sparse", "5", "--no-progress"]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "cannot write there" in captured.err and "training on" not in captured.out  # refused before fitting
+    # a missing directory is created
+    assert main(argv[:3] + [str(tmp_path / "new" / "dir" / "model.gapy")] + argv[4:]) == 0
+    assert (tmp_path / "new" / "dir" / "model.gapy").is_file()
+
+
+def test_the_same_command_gives_the_same_model(files, tmp_path):
+    argv = ["fit", str(files / "data.xyz"), "--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "5",
+            "--no-progress", "-o"]
+    assert main(argv + [str(tmp_path / "a.gapy")]) == 0
+    assert main(argv + [str(tmp_path / "b.gapy")]) == 0
+    a, b = gapy.load(tmp_path / "a.gapy"), gapy.load(tmp_path / "b.gapy")
+    np.testing.assert_array_equal(a.gp_.alpha, b.gp_.alpha)
+    assert a.random_state == 0
