@@ -10,8 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
