@@ -11,69 +11,38 @@ import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def se_rows(values, classes, weights, atoms, shares, dvalues, dweights, dvalues_strain,
-            dweights_strain, sparse, class_offsets, inv_theta2, with_gradients, with_strain,
-            energies, forces, virial):
-    """Accumulate local-energy, force and (3 x 3) virial rows in place.
+def scaled_squared_distances(values, sparse, factors, out):
+    """``out[t, m] = sum_f (values[t, f] - sparse[m, f])^2 factors[f]``."""
+    n_features = values.shape[1]
+    for t in range(values.shape[0]):
+        for m in range(sparse.shape[0]):
+            out[t, m] = 0.0
+        for f in range(n_features):
+            x = values[t, f]
+            scale = factors[f]
+            for m in range(sparse.shape[0]):
+                d = x - sparse[m, f]
+                out[t, m] += d * d * scale
 
-    ``sparse`` is sorted by class; the points of class ``c`` are
-    ``class_offsets[c]:class_offsets[c + 1]``. For instance ``t`` and sparse point ``m``
-    the kernel is ``K = w_t k(x_t, s_m)``; then ``energies[atoms[t, s], m] += shares[s] K``,
-    ``forces[atoms[t, s], :, m] -= dK / dr_(t, s)`` and ``virial[:, :, m] -= dK / d eps``.
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def scatter_rows(kernel, atoms, coefficients, out):
+    """``out[r, atoms[t, s], :] += coefficients[t, s, r] * kernel[t, :]`` for all t, s, r.
+
+    Each update is an axpy along the sparse points (contiguous, vectorised); zero
+    coefficients are skipped.
     """
-    n_instances, n_features = values.shape
     n_slots = atoms.shape[1]
-    n_sparse = sparse.shape[0]
-    kernel = np.empty(n_sparse)
-    dkernel = np.empty((n_features, n_sparse))  # d K / d x_f
-    for t in range(n_instances):
-        c = classes[t]
-        if c < 0 or c >= len(class_offsets) - 1:
-            continue
-        start = class_offsets[c]
-        stop = class_offsets[c + 1]
-        if start == stop:
-            continue
-        w = weights[t]
-        for m in range(start, stop):
-            q = 0.0
-            for f in range(n_features):
-                d = values[t, f] - sparse[m, f]
-                q += d * d * inv_theta2[f]
-            kernel[m] = math.exp(-0.5 * q)
-        if with_gradients:
-            for f in range(n_features):
-                scale = -w * inv_theta2[f]
-                x = values[t, f]
-                for m in range(start, stop):
-                    dkernel[f, m] = scale * kernel[m] * (x - sparse[m, f])
+    n_rows = coefficients.shape[2]
+    n_sparse = kernel.shape[1]
+    for t in range(kernel.shape[0]):
         for s in range(n_slots):
             atom = atoms[t, s]
-            share = shares[s] * w
-            if share != 0.0:
-                for m in range(start, stop):
-                    energies[atom, m] += share * kernel[m]
-            if not with_gradients:
-                continue
-            for a in range(3):
-                dw = dweights[t, s, a]
-                for m in range(start, stop):
-                    forces[atom, a, m] -= kernel[m] * dw
-                for f in range(n_features):
-                    dx = dvalues[t, s, a, f]
-                    for m in range(start, stop):
-                        forces[atom, a, m] -= dkernel[f, m] * dx
-        if not with_strain:
-            continue
-        for a in range(3):
-            for b in range(3):
-                dw = dweights_strain[t, a, b]
-                for m in range(start, stop):
-                    virial[a, b, m] -= kernel[m] * dw
-                for f in range(n_features):
-                    dx = dvalues_strain[t, a, b, f]
-                    for m in range(start, stop):
-                        virial[a, b, m] -= dkernel[f, m] * dx
+            for r in range(n_rows):
+                c = coefficients[t, s, r]
+                if c != 0.0:
+                    for m in range(n_sparse):
+                        out[r, atom, m] += c * kernel[t, m]
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)

@@ -25,7 +25,7 @@ from typing import Dict
 import numpy as np
 
 from ..kernels import check_theta, squared_exponential_kernel
-from ._terms_numba import se_rows
+from ._terms_numba import scaled_squared_distances, scatter_rows
 from .design import VOIGT
 
 
@@ -96,34 +96,86 @@ def instance_kernel_rows(instances, sparse, sparse_classes, theta, delta) -> Dic
     with_gradients = instances.dvalues is not None
     with_strain = with_gradients and instances.dvalues_strain is not None
 
-    order = np.argsort(sparse_classes, kind="stable")
-    n_classes = int(max(sparse_classes.max(initial=-1), instances.classes.max(initial=-1))) + 1
-    class_offsets = np.searchsorted(sparse_classes[order], np.arange(n_classes + 1))
-
     energies = np.zeros((n_atoms, m))
-    forces = np.zeros((n_atoms if with_gradients else 0, 3, m))
-    virial = np.zeros((3, 3, m))
-    empty4, empty3 = np.zeros((0, 1, 1, 1)), np.zeros((0, 1, 1))
-    se_rows(
-        np.ascontiguousarray(instances.values, dtype=float), instances.classes.astype(np.int64),
-        np.ascontiguousarray(instances.weights, dtype=float), instances.atoms.astype(np.int64),
-        np.asarray(instances.energy_shares, dtype=float),
-        instances.dvalues if with_gradients else empty4,
-        instances.dweights if with_gradients else empty3,
-        instances.dvalues_strain if with_strain else empty4,
-        instances.dweights_strain if with_strain else empty3,
-        np.ascontiguousarray(sparse[order]), class_offsets, inv_theta2, with_gradients, with_strain,
-        energies, forces, virial,
-    )
-    inverse = np.argsort(order)  # column m of the sorted points is sparse point order[m]
-    energies = scale * energies[:, inverse]
-    rows = {"energies": energies, "energy": energies.sum(axis=0)}
+    forces = np.zeros((n_atoms, 3, m)) if with_gradients else None
+    virial = np.zeros((3, 3, m)) if with_strain else None
+    for rows, columns in _class_blocks(instances.classes, sparse_classes):
+        centre = sparse[columns].mean(axis=0)  # centred features: no cancellation below
+        points = sparse[columns] - centre
+        for block in _chunks(rows, len(columns)):
+            _add_block(instances, block, instances.values[block] - centre, points, columns, inv_theta2,
+                       with_gradients, with_strain, energies, forces, virial)
+    energies *= scale
+    out = {"energies": energies, "energy": energies.sum(axis=0)}
     if with_gradients:
-        rows["forces"] = scale * forces[:, :, inverse]
+        out["forces"] = scale * forces
     if with_strain:
-        virial = scale * virial[:, :, inverse]
-        rows["virial"] = np.array([(virial[a, b] + virial[b, a]) / 2 for a, b in VOIGT])
-    return rows
+        out["virial"] = scale * np.array([(virial[a, b] + virial[b, a]) / 2 for a, b in VOIGT])
+    return out
+
+
+#: kernel entries computed at once (bounds the temporary arrays to a few tens of MB)
+_BLOCK_ENTRIES = 1 << 20
+
+
+def _class_blocks(classes, sparse_classes):
+    """(instance indices, sparse point indices) of each class that has both."""
+    for c in np.unique(sparse_classes):
+        rows = np.flatnonzero(classes == c)
+        if len(rows):
+            yield rows, np.flatnonzero(sparse_classes == c)
+
+
+def _chunks(rows, n_columns):
+    size = max(1, _BLOCK_ENTRIES // max(n_columns, 1))
+    for start in range(0, len(rows), size):
+        yield rows[start:start + size]
+
+
+def _add_block(instances, block, values, points, columns, inv_theta2, with_gradients, with_strain,
+               energies, forces, virial):
+    """Add the rows of the instances ``block`` against the sparse points ``columns``.
+
+    With ``k[t, m]`` the kernel and ``s'_m = points[m] / theta^2``, the derivative of
+    ``w_t k[t, m]`` along a position or strain component with derivatives ``dw``, ``dx``
+    is ``k[t, m] (dw - w_t x_t . dx / theta^2) + sum_f s'_mf k[t, m] w_t dx_f``: a few
+    coefficients per instance times ``k`` (axpys for the forces, one GEMM for the virial).
+    """
+    n_features = values.shape[1]
+    kernel = np.empty((len(block), len(columns)))
+    scaled_squared_distances(np.ascontiguousarray(values), np.ascontiguousarray(points), -0.5 * inv_theta2, kernel)
+    np.exp(kernel, out=kernel)
+    weights = instances.weights[block]
+    atoms = np.ascontiguousarray(instances.atoms[block], dtype=np.int64)
+    shares = np.asarray(instances.energy_shares, dtype=float)
+    n_per_axis = 1 + n_features
+    n_rows = 1 + (3 * n_per_axis if with_gradients else 0)
+    coefficients = np.zeros((len(block), atoms.shape[1], n_rows))
+    coefficients[:, :, 0] = weights[:, None] * shares[None, :]
+    if with_gradients:
+        dvalues = instances.dvalues[block]  # (t, s, a, f)
+        slope = np.einsum("tsaf,tf->tsa", dvalues, values * inv_theta2)  # x . dx / theta^2
+        per_axis = np.concatenate(
+            [(instances.dweights[block] - weights[:, None, None] * slope)[..., None],
+             weights[:, None, None, None] * dvalues], axis=3)  # (t, s, a, 1 + F)
+        coefficients[:, :, 1:] = per_axis.reshape(len(block), atoms.shape[1], 3 * n_per_axis)
+    gathered = np.zeros((n_rows, energies.shape[0], len(columns)))
+    scatter_rows(kernel, atoms, coefficients, gathered)
+    energies[:, columns] += gathered[0]
+    if not with_gradients:
+        return
+    prime = points * inv_theta2  # s'_m, (M_c, F)
+    per_axis = gathered[1:].reshape(3, n_per_axis, energies.shape[0], len(columns))
+    forces[:, :, columns] -= (per_axis[:, 0] + (per_axis[:, 1:] * prime.T[None, :, None, :]).sum(axis=1)).transpose(1, 0, 2)
+    if not with_strain:
+        return
+    dstrain = instances.dvalues_strain[block]  # (t, a, b, f)
+    slope = np.einsum("tabf,tf->tab", dstrain, values * inv_theta2)
+    strain_coefficients = np.concatenate(
+        [(instances.dweights_strain[block] - weights[:, None, None] * slope)[..., None],
+         weights[:, None, None, None] * dstrain], axis=3).reshape(len(block), 9 * n_per_axis)
+    projected = (strain_coefficients.T @ kernel).reshape(3, 3, n_per_axis, len(columns))
+    virial[:, :, columns] -= projected[:, :, 0] + (projected[:, :, 1:] * prime.T[None, None]).sum(axis=2)
 
 
 def instance_sparse_kernel(sparse, sparse_classes, theta, delta) -> np.ndarray:
