@@ -8,6 +8,7 @@ from gapy.gp.term_variance import (
     instance_energy_prior_variance,
     instance_force_prior_variance,
     instance_local_energy_prior_variance,
+    instance_prior_variances,
     instance_virial_prior_variance,
 )
 from gapy.gp.terms import instance_kernel_rows
@@ -154,4 +155,9 @@ def check_prior_variances(descriptor, atoms, theta, delta, components):
         mixed = (prior_covariance(moved[0], moved[0], theta, delta) - 2 * prior_covariance(moved[0], moved[1], theta, delta)
                  + prior_covariance(moved[1], moved[1], theta, delta)) / (4 * h * h)
         np.testing.assert_allclose(virial[k], mixed, rtol=1e-4, err_msg=f"virial prior {(a, b)}")
+    together = instance_prior_variances(instances, theta, delta)
+    np.testing.assert_allclose(together["energy"], energy, rtol=1e-12)
+    np.testing.assert_allclose(together["energies"], local, rtol=1e-11)
+    np.testing.assert_allclose(together["forces"], forces.ravel(), rtol=1e-12)
+    np.testing.assert_allclose(together["virial"], virial, rtol=1e-12)
     return forces, virial

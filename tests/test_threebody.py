@@ -215,3 +215,24 @@ def test_bad_structures_and_arguments_are_rejected(rattled_si):
     with pytest.raises(ValueError, match="force prior variances need instances computed with gradients"):
         from gapy.gp.term_variance import instance_force_prior_variance
         instance_force_prior_variance(found, THETA, DELTA)
+
+
+def test_blocked_evaluation_equals_one_block(triclinic_sige, monkeypatch):
+    """Rows and priors computed in many small blocks equal the one-block results."""
+    import gapy.gp.term_variance as term_variance
+    import gapy.gp.terms as terms
+
+    triplets = triplets_for("triclinic_sige")
+    instances = triplets.compute(triclinic_sige, gradients=True)
+    sparse, classes = sparse_near_instances(triplets, [triclinic_sige], per_class=6)
+    rows = instance_kernel_rows(instances, sparse, classes, THETA, DELTA)
+    priors = term_variance.instance_prior_variances(instances, THETA, DELTA)
+    assert max(np.bincount(instances.classes)) > 3 * 7
+    monkeypatch.setattr(terms, "_BLOCK_ENTRIES", 20)
+    monkeypatch.setattr(term_variance, "_BLOCK", 7)
+    blocked_rows = instance_kernel_rows(instances, sparse, classes, THETA, DELTA)
+    blocked_priors = term_variance.instance_prior_variances(instances, THETA, DELTA)
+    for key in rows:
+        np.testing.assert_allclose(blocked_rows[key], rows[key], rtol=1e-12, atol=1e-14 * np.abs(rows[key]).max())
+    for key in priors:
+        np.testing.assert_allclose(blocked_priors[key], priors[key], rtol=1e-11)

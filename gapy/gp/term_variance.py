@@ -15,30 +15,74 @@ so its prior variance is ``delta^2 sum_(t, t') [a a' k + a b'. d2k + a' b . d1k 
 a double sum over the instances of the same class. The double sums are exact; they cost
 ``O(n^2)`` kernel evaluations in the number of instances involved (all of a structure's
 instances for the energy and the virial, those touching one atom for its force).
+
+Evaluation: with ``x~ = x / theta^2`` (features centred per class), ``sigma = a - x~ . b``
+and ``Theta = diag(1 / theta^2)`` the summand is ``k L_t . R_t'`` with::
+
+    L = [sigma, sigma x~, b, b (x) x~, b],   R = [sigma', b', sigma' x~', x~' (x) b', Theta b']
+
+(``1 + 3F + F^2`` terms), so a prior is ``sum_t L_t . (K R)_t``: the kernel matrix in
+blocks of rows (numpy's vectorised exp) and one matrix product per block.
 """
 
 import numpy as np
 
 from ..kernels import check_theta
-from ._terms_numba import se_quadratic_forms
+from ._terms_numba import scaled_squared_distances
 from .design import VOIGT
 from .terms import check_delta
 
 
-def _sorted_forms(values, classes, a, b, theta, delta) -> np.ndarray:
-    """``delta^2`` times the quadratic forms of ``se_quadratic_forms`` (any class order)."""
-    inv_theta2 = 1.0 / check_theta(theta, values.shape[1]) ** 2
-    order = np.argsort(classes, kind="stable")
-    classes = classes[order]
-    n_classes = int(classes.max(initial=-1)) + 1
-    offsets = np.searchsorted(classes, np.arange(n_classes + 1))
-    with_b = b is not None
+#: instances per block of the kernel matrix (blocks of 1024 x 1024: 8 MB)
+_BLOCK = 1024
+
+
+def _quadratic_forms(values, classes, a, b, theta, delta) -> np.ndarray:
+    """``delta^2 sum_(t, t') k L_t . R_t'`` for each observable (column of ``a``).
+
+    Parameters
+    ----------
+    values : ndarray of shape (n, F)
+    classes : ndarray of int of shape (n,)
+    a : ndarray of shape (n, n_obs)
+    b : ndarray of shape (n, n_obs, F) or None (no gradient part)
+    """
+    n_features = values.shape[1]
+    inv_theta2 = 1.0 / check_theta(theta, n_features) ** 2
     out = np.zeros(a.shape[1])
-    se_quadratic_forms(
-        np.ascontiguousarray(values[order], dtype=float), offsets, np.ascontiguousarray(a[order]),
-        np.ascontiguousarray(b[order]) if with_b else np.zeros((0, 1, 1)), inv_theta2, with_b, out,
-    )
+    for c in np.unique(classes):
+        rows = np.flatnonzero(classes == c)
+        x = values[rows] - values[rows].mean(axis=0)
+        if b is None:
+            left = right = a[rows][:, :, None]
+        else:
+            left, right = _factors(x * inv_theta2, a[rows], b[rows], inv_theta2)
+        right = right.reshape(len(rows), -1)
+        x = np.ascontiguousarray(x)
+        # the summand is symmetric in (t, t'): blocks above the diagonal count twice
+        bounds = list(range(0, len(rows), _BLOCK)) + [len(rows)]
+        for i in range(len(bounds) - 1):
+            first = slice(bounds[i], bounds[i + 1])
+            for j in range(i, len(bounds) - 1):
+                second = slice(bounds[j], bounds[j + 1])
+                kernel = np.empty((first.stop - first.start, second.stop - second.start))
+                scaled_squared_distances(x[first], x[second], -0.5 * inv_theta2, kernel)
+                np.exp(kernel, out=kernel)
+                products = (kernel @ right[second]).reshape(left[first].shape)
+                out += (1.0 if i == j else 2.0) * np.einsum("toq,toq->o", left[first], products)
     return check_delta(delta) ** 2 * out
+
+
+def _factors(scaled, a, b, inv_theta2):
+    """``L`` and ``R`` of the module docstring, each of shape (n, n_obs, 1 + 3F + F^2)."""
+    n, n_obs, n_features = b.shape
+    x = np.broadcast_to(scaled[:, None, :], b.shape)
+    sigma = a - (x * b).sum(axis=2)
+    outer_bx = (b[:, :, :, None] * x[:, :, None, :]).reshape(n, n_obs, n_features**2)
+    outer_xb = (x[:, :, :, None] * b[:, :, None, :]).reshape(n, n_obs, n_features**2)
+    left = np.concatenate([sigma[..., None], sigma[..., None] * x, b, outer_bx, b], axis=2)
+    right = np.concatenate([sigma[..., None], b, sigma[..., None] * x, outer_xb, b * inv_theta2], axis=2)
+    return left, right
 
 
 def instance_energy_prior_variance(instances, theta, delta) -> float:
@@ -46,7 +90,7 @@ def instance_energy_prior_variance(instances, theta, delta) -> float:
 
     ``delta^2 sum_(t, t') w_t w_t' k(x_t, x_t')`` over pairs of instances of one class.
     """
-    return float(_sorted_forms(instances.values, instances.classes, instances.weights[:, None], None, theta, delta)[0])
+    return float(_quadratic_forms(instances.values, instances.classes, instances.weights[:, None], None, theta, delta)[0])
 
 
 def instance_local_energy_prior_variance(instances, theta, delta) -> np.ndarray:
@@ -68,7 +112,7 @@ def instance_local_energy_prior_variance(instances, theta, delta) -> np.ndarray:
         t = instance[rows]
         if len(t):
             a = (share[rows] * instances.weights[t])[:, None]
-            out[i] = _sorted_forms(instances.values[t], instances.classes[t], a, None, theta, delta)[0]
+            out[i] = _quadratic_forms(instances.values[t], instances.classes[t], a, None, theta, delta)[0]
     return out
 
 
@@ -91,7 +135,7 @@ def instance_force_prior_variance(instances, theta, delta) -> np.ndarray:
         rows = slice(bounds[j], bounds[j + 1])
         t = instance[rows]
         if len(t):
-            out[j] = _sorted_forms(instances.values[t], instances.classes[t], a[rows], b[rows], theta, delta)
+            out[j] = _quadratic_forms(instances.values[t], instances.classes[t], a[rows], b[rows], theta, delta)
     return out.ravel()
 
 
@@ -102,12 +146,41 @@ def instance_virial_prior_variance(instances, theta, delta) -> np.ndarray:
     """
     if instances.dvalues_strain is None:
         raise ValueError("virial prior variances need instances computed with gradients=True")
+    a, b = _virial_functionals(instances)
+    return _quadratic_forms(instances.values, instances.classes, a, b, theta, delta)
+
+
+def instance_prior_variances(instances, theta, delta) -> dict:
+    """All prior variances of a term for one structure, sharing the kernel evaluations.
+
+    Returns
+    -------
+    dict
+        ``"energy"`` (float), ``"energies"`` (n_atoms,); with position gradients
+        ``"forces"`` (n_atoms * 3,); with strain gradients ``"virial"`` (6,). Units as
+        in the single functions.
+    """
+    out = {"energies": instance_local_energy_prior_variance(instances, theta, delta)}
+    if instances.dvalues_strain is not None:  # total energy and virial in one pass
+        a, b = _virial_functionals(instances)
+        a = np.concatenate([instances.weights[:, None], a], axis=1)
+        b = np.concatenate([np.zeros((len(instances), 1, b.shape[2])), b], axis=1)
+        both = _quadratic_forms(instances.values, instances.classes, a, b, theta, delta)
+        out["energy"], out["virial"] = float(both[0]), both[1:]
+    else:
+        out["energy"] = instance_energy_prior_variance(instances, theta, delta)
+    if instances.dvalues is not None:
+        out["forces"] = instance_force_prior_variance(instances, theta, delta)
+    return out
+
+
+def _virial_functionals(instances):
+    """``a`` (n, 6) and ``b`` (n, 6, F) of the symmetrised virial components."""
     a = np.stack([-(instances.dweights_strain[:, p, q] + instances.dweights_strain[:, q, p]) / 2
                   for p, q in VOIGT], axis=1)
     dvalues = np.stack([(instances.dvalues_strain[:, p, q] + instances.dvalues_strain[:, q, p]) / 2
                         for p, q in VOIGT], axis=1)
-    b = -instances.weights[:, None, None] * dvalues
-    return _sorted_forms(instances.values, instances.classes, a, b, theta, delta)
+    return a, -instances.weights[:, None, None] * dvalues
 
 
 def _slots_by_atom(instances, slot_values):
