@@ -313,3 +313,37 @@ def test_threads_inputs_and_gradient_options(rattled_si, triclinic_sige):
     plain = pairs.compute(triclinic_sige)
     assert plain.dvalues is None and not plain.has_gradients
     np.testing.assert_array_equal(plain.values, serial[1].values)
+
+
+def test_a_pair_potential_is_learned_from_energies_and_forces():
+    """The rows and K_MM of a 2-body term fit a Lennard-Jones potential (DTC solution)."""
+    from ase.build import bulk
+    from ase.calculators.lj import LennardJones
+
+    def labelled(seed):
+        atoms = bulk("Ar", "fcc", a=3.2, cubic=True).repeat(2)
+        atoms.rattle(0.12, seed=seed)
+        atoms.calc = LennardJones(sigma=2.0, epsilon=0.05, rc=4.0, ro=3.0, smooth=True)
+        return atoms, atoms.get_potential_energy(), atoms.get_forces()
+
+    pairs = TwoBody(["Ar"], r_cut=4.5, cutoff_width=0.5)  # f_c = 1 where LJ is non-zero
+    training = [labelled(seed) for seed in range(4)]
+    sparse, classes = grid_points(*pairs.collect([a for a, _, _ in training]), 40, 4.5)
+    theta, delta = 0.15, 0.5
+    blocks, targets = [], []
+    for atoms, energy, forces in training:
+        rows = rows_of(pairs, atoms, sparse, classes, theta, delta, gradients="positions")
+        blocks += [rows["energy"][None] / 1e-3, rows["forces"].reshape(-1, len(sparse)) / 1e-3]
+        targets += [[energy / 1e-3], forces.ravel() / 1e-3]
+    design, target = np.concatenate(blocks), np.concatenate(targets)
+    kmm = instance_sparse_kernel(sparse, classes, theta, delta)
+    # min |design alpha - target|^2 + alpha^T K_MM alpha, as a stacked least-squares problem
+    factor = np.linalg.cholesky(kmm + 1e-8 * delta**2 * np.eye(len(sparse)))
+    stacked = np.concatenate([design, factor.T])
+    alpha = np.linalg.lstsq(stacked, np.concatenate([target, np.zeros(len(sparse))]), rcond=None)[0]
+
+    test, energy, forces = labelled(10)
+    rows = rows_of(pairs, test, sparse, classes, theta, delta, gradients="positions")
+    predicted = rows["forces"] @ alpha
+    assert np.sqrt(((predicted - forces) ** 2).mean()) < 0.01 * np.sqrt((forces**2).mean())
+    assert abs(rows["energy"] @ alpha - energy) < 0.002 * abs(energy)
