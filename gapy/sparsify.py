@@ -5,7 +5,7 @@ seeded through ``random_state`` (an int, a ``numpy.random.Generator`` or None).
 """
 
 import logging
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -142,7 +142,9 @@ def select_points(
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
 
-def grid_points(values: np.ndarray, classes: np.ndarray, n_sparse: int, upper: float):
+def grid_points(
+    values: np.ndarray, classes: np.ndarray, n_sparse: int, upper: float
+) -> Tuple[np.ndarray, np.ndarray]:
     """Uniform grid of sparse points per class for a one-feature (2-body) descriptor.
 
     Parameters
@@ -187,7 +189,7 @@ def instance_points(
     method: str = "cur",
     theta=None,
     random_state=None,
-):
+) -> Tuple[np.ndarray, np.ndarray]:
     """Sparse points chosen among observed instances (pairs, triplets), per class.
 
     :func:`select_points` with the classes as species; with ``theta`` (one length scale

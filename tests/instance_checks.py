@@ -106,6 +106,13 @@ def prior_covariance(first, second, theta, delta):
     return delta**2 * first.weights @ kernel @ second.weights
 
 
+def mixed_difference(moved, theta, delta, h):
+    """Central mixed second difference of the energy covariance, from the +h and -h structures."""
+    plus, minus = moved
+    return (prior_covariance(plus, plus, theta, delta) - 2 * prior_covariance(plus, minus, theta, delta)
+            + prior_covariance(minus, minus, theta, delta)) / (4 * h * h)
+
+
 def share_matrix(instances):
     """S[i, t]: the share of instance t's energy that atom i receives."""
     out = np.zeros((instances.n_atoms, len(instances)))
@@ -136,8 +143,7 @@ def check_prior_variances(descriptor, atoms, theta, delta, components):
             displaced = atoms.copy()
             displaced.positions[j, c] += sign * h
             moved.append(descriptor.compute(displaced))
-        mixed = (prior_covariance(moved[0], moved[0], theta, delta) - 2 * prior_covariance(moved[0], moved[1], theta, delta)
-                 + prior_covariance(moved[1], moved[1], theta, delta)) / (4 * h * h)
+        mixed = mixed_difference(moved, theta, delta, h)
         assert mixed > 1e-3
         np.testing.assert_allclose(forces[j, c], mixed, rtol=1e-4, err_msg=f"force prior ({j}, {c})")
 
@@ -152,8 +158,7 @@ def check_prior_variances(descriptor, atoms, theta, delta, components):
             displaced.positions = atoms.positions @ deformation.T
             displaced.cell = atoms.cell.array @ deformation.T
             moved.append(descriptor.compute(displaced))
-        mixed = (prior_covariance(moved[0], moved[0], theta, delta) - 2 * prior_covariance(moved[0], moved[1], theta, delta)
-                 + prior_covariance(moved[1], moved[1], theta, delta)) / (4 * h * h)
+        mixed = mixed_difference(moved, theta, delta, h)
         np.testing.assert_allclose(virial[k], mixed, rtol=1e-4, err_msg=f"virial prior {(a, b)}")
     together = instance_prior_variances(instances, theta, delta)
     np.testing.assert_allclose(together["energy"], energy, rtol=1e-12)

@@ -25,12 +25,17 @@ and ``Theta = diag(1 / theta^2)`` the summand is ``k L_t . R_t'`` with::
 blocks of rows (numpy's vectorised exp) and one matrix product per block.
 """
 
+from typing import TYPE_CHECKING, Dict
+
 import numpy as np
 
 from ..kernels import check_theta
 from ._terms_numba import scaled_squared_distances
 from .design import VOIGT
-from .terms import check_delta
+from .terms import Theta, check_delta
+
+if TYPE_CHECKING:  # annotations only: gp works on arrays and never imports ASE
+    from ..descriptors.instances import Instances
 
 
 #: instances per block of the kernel matrix (blocks of 1024 x 1024: 8 MB)
@@ -85,15 +90,16 @@ def _factors(scaled, a, b, inv_theta2):
     return left, right
 
 
-def instance_energy_prior_variance(instances, theta, delta) -> float:
+def instance_energy_prior_variance(instances: "Instances", theta: Theta, delta: float) -> float:
     """Prior variance of the total energy of a term, in eV^2.
 
     ``delta^2 sum_(t, t') w_t w_t' k(x_t, x_t')`` over pairs of instances of one class.
     """
-    return float(_quadratic_forms(instances.values, instances.classes, instances.weights[:, None], None, theta, delta)[0])
+    weights = instances.weights[:, None]
+    return float(_quadratic_forms(instances.values, instances.classes, weights, None, theta, delta)[0])
 
 
-def instance_local_energy_prior_variance(instances, theta, delta) -> np.ndarray:
+def instance_local_energy_prior_variance(instances: "Instances", theta: Theta, delta: float) -> np.ndarray:
     """Prior variance of each atom's local energy of a term, ndarray of shape (n_atoms,).
 
     ``delta^2 sum_(t, t') s_t s_t' w_t w_t' k(x_t, x_t')`` over the instances that give a
@@ -116,7 +122,7 @@ def instance_local_energy_prior_variance(instances, theta, delta) -> np.ndarray:
     return out
 
 
-def instance_force_prior_variance(instances, theta, delta) -> np.ndarray:
+def instance_force_prior_variance(instances: "Instances", theta: Theta, delta: float) -> np.ndarray:
     """Prior variance of every force component of a term, ndarray of shape (n_atoms * 3,).
 
     Needs position gradients. Ordered as ``forces.ravel()`` (atom-major), in (eV/A)^2.
@@ -139,7 +145,7 @@ def instance_force_prior_variance(instances, theta, delta) -> np.ndarray:
     return out.ravel()
 
 
-def instance_virial_prior_variance(instances, theta, delta) -> np.ndarray:
+def instance_virial_prior_variance(instances: "Instances", theta: Theta, delta: float) -> np.ndarray:
     """Prior variance of each Voigt virial component (xx, yy, zz, yz, xz, xy) of a term.
 
     Needs strain gradients. ndarray of shape (6,), in eV^2.
@@ -150,7 +156,7 @@ def instance_virial_prior_variance(instances, theta, delta) -> np.ndarray:
     return _quadratic_forms(instances.values, instances.classes, a, b, theta, delta)
 
 
-def instance_prior_variances(instances, theta, delta) -> dict:
+def instance_prior_variances(instances: "Instances", theta: Theta, delta: float) -> Dict[str, object]:
     """All prior variances of a term for one structure, sharing the kernel evaluations.
 
     Returns

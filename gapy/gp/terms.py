@@ -20,7 +20,7 @@ model are concatenated along the sparse-point axis. The predicted energy is
 ``sum_m alpha_m (energy row)_m``: ``e(pair) = f_c(r) sum_m alpha_m delta^2 k(r, s_m)``.
 """
 
-from typing import Dict
+from typing import TYPE_CHECKING, Dict, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -28,8 +28,13 @@ from ..kernels import check_theta, squared_exponential_kernel
 from ._terms_numba import scaled_squared_distances, scatter_rows
 from .design import VOIGT
 
+if TYPE_CHECKING:  # annotations only: gp works on arrays and never imports ASE
+    from ..descriptors.instances import Instances
 
-def check_sparse(sparse, sparse_classes, n_features: int):
+Theta = Union[float, Sequence[float], np.ndarray]
+
+
+def check_sparse(sparse, sparse_classes, n_features: int) -> Tuple[np.ndarray, np.ndarray]:
     """Sparse points as float (M, n_features) and classes as int (M,), with clear errors."""
     sparse = np.asarray(sparse, dtype=float)
     if sparse.ndim == 1 and n_features == 1:
@@ -54,7 +59,9 @@ def check_delta(delta) -> float:
     return float(delta)
 
 
-def instance_kernel_rows(instances, sparse, sparse_classes, theta, delta) -> Dict[str, np.ndarray]:
+def instance_kernel_rows(
+    instances: "Instances", sparse: np.ndarray, sparse_classes: np.ndarray, theta: Theta, delta: float
+) -> Dict[str, np.ndarray]:
     """Kernel rows of one structure for a squared-exponential instance term.
 
     Parameters
@@ -166,7 +173,8 @@ def _add_block(instances, block, values, points, columns, inv_theta2, with_gradi
         return
     prime = points * inv_theta2  # s'_m, (M_c, F)
     per_axis = gathered[1:].reshape(3, n_per_axis, energies.shape[0], len(columns))
-    forces[:, :, columns] -= (per_axis[:, 0] + (per_axis[:, 1:] * prime.T[None, :, None, :]).sum(axis=1)).transpose(1, 0, 2)
+    along = per_axis[:, 0] + (per_axis[:, 1:] * prime.T[None, :, None, :]).sum(axis=1)  # (a, j, m)
+    forces[:, :, columns] -= along.transpose(1, 0, 2)
     if not with_strain:
         return
     dstrain = instances.dvalues_strain[block]  # (t, a, b, f)
@@ -178,7 +186,9 @@ def _add_block(instances, block, values, points, columns, inv_theta2, with_gradi
     virial[:, :, columns] -= projected[:, :, 0] + (projected[:, :, 1:] * prime.T[None, None]).sum(axis=2)
 
 
-def instance_sparse_kernel(sparse, sparse_classes, theta, delta) -> np.ndarray:
+def instance_sparse_kernel(
+    sparse: np.ndarray, sparse_classes: np.ndarray, theta: Theta, delta: float
+) -> np.ndarray:
     """``K_MM``: the prior covariance ``delta^2 k(s_m, s_m')`` of ``g`` at the sparse points.
 
     Parameters
@@ -194,5 +204,7 @@ def instance_sparse_kernel(sparse, sparse_classes, theta, delta) -> np.ndarray:
     ndarray of shape (M, M)
         In eV^2; zero between classes; ``delta^2`` on the diagonal.
     """
-    sparse, sparse_classes = check_sparse(sparse, sparse_classes, np.shape(sparse)[-1] if np.ndim(sparse) == 2 else 1)
-    return check_delta(delta) ** 2 * squared_exponential_kernel(sparse, sparse_classes, sparse, sparse_classes, theta)
+    n_features = np.shape(sparse)[-1] if np.ndim(sparse) == 2 else 1
+    sparse, sparse_classes = check_sparse(sparse, sparse_classes, n_features)
+    kernel = squared_exponential_kernel(sparse, sparse_classes, sparse, sparse_classes, theta)
+    return check_delta(delta) ** 2 * kernel
