@@ -7,17 +7,21 @@ import numba
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def scaled_squared_distances(values, sparse, factors, out):
-    """``out[t, m] = sum_f (values[t, f] - sparse[m, f])^2 factors[f]``."""
+def scaled_squared_distances(values, sparse_t, factors, out):
+    """``out[t, m] = sum_f (values[t, f] - sparse_t[f, m])^2 factors[f]``.
+
+    ``sparse_t`` is the transposed (n_features, M) array, so the inner loop is contiguous.
+    """
     n_features = values.shape[1]
+    n_sparse = sparse_t.shape[1]
     for t in range(values.shape[0]):
-        for m in range(sparse.shape[0]):
+        for m in range(n_sparse):
             out[t, m] = 0.0
         for f in range(n_features):
             x = values[t, f]
             scale = factors[f]
-            for m in range(sparse.shape[0]):
-                d = x - sparse[m, f]
+            for m in range(n_sparse):
+                d = x - sparse_t[f, m]
                 out[t, m] += d * d * scale
 
 

@@ -71,7 +71,7 @@ def _quadratic_forms(values, classes, a, b, theta, delta) -> np.ndarray:
             for j in range(i, len(bounds) - 1):
                 second = slice(bounds[j], bounds[j + 1])
                 kernel = np.empty((first.stop - first.start, second.stop - second.start))
-                scaled_squared_distances(x[first], x[second], -0.5 * inv_theta2, kernel)
+                scaled_squared_distances(x[first], np.ascontiguousarray(x[second].T), -0.5 * inv_theta2, kernel)
                 np.exp(kernel, out=kernel)
                 products = (kernel @ right[second]).reshape(left[first].shape)
                 out += (1.0 if i == j else 2.0) * np.einsum("toq,toq->o", left[first], products)

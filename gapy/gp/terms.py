@@ -105,7 +105,7 @@ def instance_kernel_rows(
 
     energies = np.zeros((n_atoms, m))
     forces = np.zeros((n_atoms, 3, m)) if with_gradients else None
-    virial = np.zeros((3, 3, m)) if with_strain else None
+    virial = np.zeros((6, m)) if with_strain else None
     for rows, columns in _class_blocks(instances.classes, sparse_classes):
         centre = sparse[columns].mean(axis=0)  # centred features: no cancellation below
         points = sparse[columns] - centre
@@ -117,9 +117,12 @@ def instance_kernel_rows(
     if with_gradients:
         out["forces"] = scale * forces
     if with_strain:
-        out["virial"] = scale * np.array([(virial[a, b] + virial[b, a]) / 2 for a, b in VOIGT])
+        out["virial"] = scale * virial
     return out
 
+
+_VOIGT_FIRST = np.array([a for a, _ in VOIGT])
+_VOIGT_SECOND = np.array([b for _, b in VOIGT])
 
 #: kernel entries computed at once (bounds the temporary arrays to a few tens of MB)
 _BLOCK_ENTRIES = 1 << 20
@@ -150,7 +153,7 @@ def _add_block(instances, block, values, points, columns, inv_theta2, with_gradi
     """
     n_features = values.shape[1]
     kernel = np.empty((len(block), len(columns)))
-    scaled_squared_distances(np.ascontiguousarray(values), np.ascontiguousarray(points), -0.5 * inv_theta2, kernel)
+    scaled_squared_distances(np.ascontiguousarray(values), np.ascontiguousarray(points.T), -0.5 * inv_theta2, kernel)
     np.exp(kernel, out=kernel)
     weights = instances.weights[block]
     atoms = np.ascontiguousarray(instances.atoms[block], dtype=np.int64)
@@ -177,13 +180,18 @@ def _add_block(instances, block, values, points, columns, inv_theta2, with_gradi
     forces[:, :, columns] -= along.transpose(1, 0, 2)
     if not with_strain:
         return
-    dstrain = instances.dvalues_strain[block]  # (t, a, b, f)
-    slope = np.einsum("tabf,tf->tab", dstrain, values * inv_theta2)
+    # symmetrised strain derivatives in Voigt order: 6 components instead of 9
+    dstrain = instances.dvalues_strain[block][:, _VOIGT_FIRST, _VOIGT_SECOND]  # (t, 6, f)
+    dstrain = (dstrain + instances.dvalues_strain[block][:, _VOIGT_SECOND, _VOIGT_FIRST]) / 2
+    dweights_strain = instances.dweights_strain[block]
+    dweights_strain = (dweights_strain[:, _VOIGT_FIRST, _VOIGT_SECOND]
+                       + dweights_strain[:, _VOIGT_SECOND, _VOIGT_FIRST]) / 2  # (t, 6)
+    slope = np.einsum("tvf,tf->tv", dstrain, values * inv_theta2)
     strain_coefficients = np.concatenate(
-        [(instances.dweights_strain[block] - weights[:, None, None] * slope)[..., None],
-         weights[:, None, None, None] * dstrain], axis=3).reshape(len(block), 9 * n_per_axis)
-    projected = (strain_coefficients.T @ kernel).reshape(3, 3, n_per_axis, len(columns))
-    virial[:, :, columns] -= projected[:, :, 0] + (projected[:, :, 1:] * prime.T[None, None]).sum(axis=2)
+        [(dweights_strain - weights[:, None] * slope)[..., None], weights[:, None, None] * dstrain],
+        axis=2).reshape(len(block), 6 * n_per_axis)
+    projected = (strain_coefficients.T @ kernel).reshape(6, n_per_axis, len(columns))
+    virial[:, columns] -= projected[:, 0] + (projected[:, 1:] * prime.T[None]).sum(axis=1)
 
 
 def instance_sparse_kernel(
