@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Dict, Sequence, Tuple, Union
 import numpy as np
 
 from ..kernels import check_theta, squared_exponential_kernel
-from ._terms_numba import scaled_squared_distances, scatter_rows
+from ._terms_numba import gradient_coefficients, scaled_squared_distances, scatter_forces, scatter_rows
 from .design import VOIGT
 
 if TYPE_CHECKING:  # annotations only: gp works on arrays and never imports ASE
@@ -109,7 +109,7 @@ def instance_kernel_rows(
     for rows, columns in _class_blocks(instances.classes, sparse_classes):
         centre = sparse[columns].mean(axis=0)  # centred features: no cancellation below
         points = sparse[columns] - centre
-        for block in _chunks(rows, len(columns)):
+        for block in _chunks(rows, len(points)):
             _add_block(instances, block, instances.values[block] - centre, points, columns, inv_theta2,
                        with_gradients, with_strain, energies, forces, virial)
     energies *= scale
@@ -129,17 +129,28 @@ _BLOCK_ENTRIES = 1 << 20
 
 
 def _class_blocks(classes, sparse_classes):
-    """(instance indices, sparse point indices) of each class that has both."""
+    """(instance indices, sparse point indices) of each class that has both.
+
+    The sparse points of a class are a slice when they are contiguous (cheaper updates).
+    """
     for c in np.unique(sparse_classes):
         rows = np.flatnonzero(classes == c)
         if len(rows):
-            yield rows, np.flatnonzero(sparse_classes == c)
+            columns = np.flatnonzero(sparse_classes == c)
+            if columns[-1] - columns[0] + 1 == len(columns):
+                columns = slice(int(columns[0]), int(columns[-1]) + 1)
+            yield rows, columns
 
 
 def _chunks(rows, n_columns):
+    """Pieces of ``rows`` of at most ``_BLOCK_ENTRIES / n_columns`` instances; a piece of
+    consecutive instances is a slice, so that gathering its arrays makes no copies."""
     size = max(1, _BLOCK_ENTRIES // max(n_columns, 1))
     for start in range(0, len(rows), size):
-        yield rows[start:start + size]
+        piece = rows[start:start + size]
+        if piece[-1] - piece[0] + 1 == len(piece):
+            piece = slice(int(piece[0]), int(piece[-1]) + 1)
+        yield piece
 
 
 def _add_block(instances, block, values, points, columns, inv_theta2, with_gradients, with_strain,
@@ -152,45 +163,40 @@ def _add_block(instances, block, values, points, columns, inv_theta2, with_gradi
     coefficients per instance times ``k`` (axpys for the forces, one GEMM for the virial).
     """
     n_features = values.shape[1]
-    kernel = np.empty((len(block), len(columns)))
-    scaled_squared_distances(np.ascontiguousarray(values), np.ascontiguousarray(points.T), -0.5 * inv_theta2, kernel)
+    values = np.ascontiguousarray(values)
+    kernel = np.empty((len(values), len(points)))
+    scaled_squared_distances(values, np.ascontiguousarray(points.T), -0.5 * inv_theta2, kernel)
     np.exp(kernel, out=kernel)
     weights = instances.weights[block]
     atoms = np.ascontiguousarray(instances.atoms[block], dtype=np.int64)
     shares = np.asarray(instances.energy_shares, dtype=float)
-    n_per_axis = 1 + n_features
-    n_rows = 1 + (3 * n_per_axis if with_gradients else 0)
-    coefficients = np.zeros((len(block), atoms.shape[1], n_rows))
-    coefficients[:, :, 0] = weights[:, None] * shares[None, :]
-    if with_gradients:
-        dvalues = instances.dvalues[block]  # (t, s, a, f)
-        slope = np.einsum("tsaf,tf->tsa", dvalues, values * inv_theta2)  # x . dx / theta^2
-        per_axis = np.concatenate(
-            [(instances.dweights[block] - weights[:, None, None] * slope)[..., None],
-             weights[:, None, None, None] * dvalues], axis=3)  # (t, s, a, 1 + F)
-        coefficients[:, :, 1:] = per_axis.reshape(len(block), atoms.shape[1], 3 * n_per_axis)
-    gathered = np.zeros((n_rows, energies.shape[0], len(columns)))
-    scatter_rows(kernel, atoms, coefficients, gathered)
+    gathered = np.zeros((1, energies.shape[0], len(points)))
+    scatter_rows(kernel, atoms, np.ascontiguousarray((weights[:, None] * shares[None, :])[:, :, None]), gathered)
     energies[:, columns] += gathered[0]
     if not with_gradients:
         return
+    n_per_axis = 1 + n_features
+    padded = -(-n_features // 3) * 3  # scatter_forces takes the features three at a time
+    n_slots = atoms.shape[1]
+    alpha = np.empty((len(values), n_slots, 3))
+    beta = np.zeros((len(values), n_slots, 3, padded))
+    strain = np.empty((len(values) if with_strain else 0, 6, n_per_axis))
+    empty4, empty3 = np.zeros((0, 3, 3, n_features)), np.zeros((0, 3, 3))
+    gradient_coefficients(
+        values, weights, instances.dvalues[block], instances.dweights[block],
+        instances.dvalues_strain[block] if with_strain else empty4,
+        instances.dweights_strain[block] if with_strain else empty3,
+        inv_theta2, with_strain, alpha, beta, strain,
+    )
     prime = points * inv_theta2  # s'_m, (M_c, F)
-    per_axis = gathered[1:].reshape(3, n_per_axis, energies.shape[0], len(columns))
-    along = per_axis[:, 0] + (per_axis[:, 1:] * prime.T[None, :, None, :]).sum(axis=1)  # (a, j, m)
-    forces[:, :, columns] -= along.transpose(1, 0, 2)
+    prime_t = np.zeros((padded, len(points)))
+    prime_t[:n_features] = prime.T
+    block_forces = np.zeros((energies.shape[0], 3, len(points)))
+    scatter_forces(kernel, atoms, alpha, beta, prime_t, block_forces)
+    forces[:, :, columns] += block_forces
     if not with_strain:
         return
-    # symmetrised strain derivatives in Voigt order: 6 components instead of 9
-    dstrain = instances.dvalues_strain[block][:, _VOIGT_FIRST, _VOIGT_SECOND]  # (t, 6, f)
-    dstrain = (dstrain + instances.dvalues_strain[block][:, _VOIGT_SECOND, _VOIGT_FIRST]) / 2
-    dweights_strain = instances.dweights_strain[block]
-    dweights_strain = (dweights_strain[:, _VOIGT_FIRST, _VOIGT_SECOND]
-                       + dweights_strain[:, _VOIGT_SECOND, _VOIGT_FIRST]) / 2  # (t, 6)
-    slope = np.einsum("tvf,tf->tv", dstrain, values * inv_theta2)
-    strain_coefficients = np.concatenate(
-        [(dweights_strain - weights[:, None] * slope)[..., None], weights[:, None, None] * dstrain],
-        axis=2).reshape(len(block), 6 * n_per_axis)
-    projected = (strain_coefficients.T @ kernel).reshape(6, n_per_axis, len(columns))
+    projected = (strain.reshape(len(values), 6 * n_per_axis).T @ kernel).reshape(6, n_per_axis, len(points))
     virial[:, columns] -= projected[:, 0] + (projected[:, 1:] * prime.T[None]).sum(axis=1)
 
 
