@@ -159,8 +159,9 @@ def _add_block(instances, block, values, points, columns, inv_theta2, with_gradi
 
     With ``k[t, m]`` the kernel and ``s'_m = points[m] / theta^2``, the derivative of
     ``w_t k[t, m]`` along a position or strain component with derivatives ``dw``, ``dx``
-    is ``k[t, m] (dw - w_t x_t . dx / theta^2) + sum_f s'_mf k[t, m] w_t dx_f``: a few
-    coefficients per instance times ``k`` (axpys for the forces, one GEMM for the virial).
+    is ``k[t, m] (alpha + beta . s'_m)`` with ``alpha = dw - w_t x_t . dx / theta^2`` and
+    ``beta = w_t dx``: a few coefficients per instance (numba ``gradient_coefficients``),
+    combined with ``k`` by ``scatter_forces`` for the forces and one GEMM for the virial.
     """
     n_features = values.shape[1]
     values = np.ascontiguousarray(values)
