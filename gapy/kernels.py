@@ -1,13 +1,8 @@
-"""Kernels between descriptors and sparse points.
+"""Normalised dot-product (polynomial) kernel ``k(q, x) = delta^2 (q . x)^zeta``.
 
-- Normalised dot-product (polynomial) kernel ``k(q, x) = delta^2 (q . x)^zeta`` for SOAP.
-  Descriptors are unit vectors (``SOAP(normalize=True)``), so ``k(q, q) = delta^2``. The
-  kernel between environments of different central species is zero.
-- Squared-exponential kernel ``k(q, x) = exp(-sum_f (q_f - x_f)^2 / (2 theta_f^2))`` for
-  the 2-body and 3-body instances, zero between instances of different classes.
+Descriptors are unit vectors (``SOAP(normalize=True)``), so ``k(q, q) = delta^2``. The
+kernel between environments of different central species is zero.
 """
-
-from numbers import Real
 
 import numpy as np
 
@@ -24,39 +19,14 @@ def species_mask(species: np.ndarray, sparse_species: np.ndarray) -> np.ndarray:
     return (species[:, None] == sparse_species[None, :]).astype(float)
 
 
-def dot_product_kernel(values, species, sparse, sparse_species, zeta: int):
-    """Kernel (without ``delta^2``) and its derivative factor.
-
-    Parameters
-    ----------
-    values : ndarray of shape (n, n_features)
-    species : ndarray of int of shape (n,)
-    sparse : ndarray of shape (m, n_features)
-    sparse_species : ndarray of int of shape (m,)
-    zeta : int
-
-    Returns
-    -------
-    kernel : ndarray of shape (n, m)
-        ``(q_i . x_m)^zeta``, zero across species.
-    factor : ndarray of shape (n, m)
-        ``zeta (q_i . x_m)^(zeta - 1)``, zero across species, so that
-        ``d kernel[i, m] / d q_i = factor[i, m] * x_m``.
-    """
-    dots = values @ sparse.T
-    mask = species_mask(species, sparse_species)
-    power = dots ** (zeta - 1) * mask
-    return power * dots, zeta * power
-
-
 def check_theta(theta, n_features: int) -> np.ndarray:
     """Length scales as an array of shape (n_features,), each finite and > 0.
 
     ``theta`` is one number (used for every feature) or one per feature, in the units of
     the features.
     """
-    if isinstance(theta, Real) and not isinstance(theta, bool):
-        theta = np.full(n_features, float(theta))
+    if np.ndim(theta) == 0 and not isinstance(theta, (bool, np.bool_, str)):
+        theta = np.full(n_features, theta)
     try:
         theta = np.asarray(theta, dtype=float)
     except (TypeError, ValueError):
@@ -99,3 +69,28 @@ def squared_exponential_kernel(values, classes, sparse, sparse_classes, theta) -
     for f in range(values.shape[1]):  # differences, not |a|^2 + |b|^2 - 2 a.b: exact at a == b
         squared += ((values[:, f, None] - sparse[None, :, f]) / theta[f]) ** 2
     return np.exp(-0.5 * squared) * species_mask(np.asarray(classes), np.asarray(sparse_classes))
+
+
+def dot_product_kernel(values, species, sparse, sparse_species, zeta: int):
+    """Kernel (without ``delta^2``) and its derivative factor.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n, n_features)
+    species : ndarray of int of shape (n,)
+    sparse : ndarray of shape (m, n_features)
+    sparse_species : ndarray of int of shape (m,)
+    zeta : int
+
+    Returns
+    -------
+    kernel : ndarray of shape (n, m)
+        ``(q_i . x_m)^zeta``, zero across species.
+    factor : ndarray of shape (n, m)
+        ``zeta (q_i . x_m)^(zeta - 1)``, zero across species, so that
+        ``d kernel[i, m] / d q_i = factor[i, m] * x_m``.
+    """
+    dots = values @ sparse.T
+    mask = species_mask(species, sparse_species)
+    power = dots ** (zeta - 1) * mask
+    return power * dots, zeta * power

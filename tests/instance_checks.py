@@ -3,7 +3,7 @@
 import numpy as np
 from ase.build import make_supercell
 
-from gapy.gp.design import full_tensor, voigt
+from gapy.gp.design import VOIGT
 from gapy.gp.term_variance import (
     instance_energy_prior_variance,
     instance_force_prior_variance,
@@ -19,6 +19,19 @@ from gapy.testing import (
     random_rotation,
     rotated,
 )
+
+
+def full_tensor(voigt_vector):
+    """Symmetric 3x3 tensor from its Voigt vector (xx, yy, zz, yz, xz, xy)."""
+    out = np.zeros((3, 3))
+    for value, (a, b) in zip(voigt_vector, VOIGT):
+        out[a, b] = out[b, a] = value
+    return out
+
+
+def voigt(tensor):
+    """Voigt vector of a symmetric 3x3 tensor."""
+    return np.array([tensor[a, b] for a, b in VOIGT])
 
 
 def rows_of(descriptor, atoms, sparse, sparse_classes, theta, delta, gradients=True):

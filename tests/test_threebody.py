@@ -193,7 +193,7 @@ def test_parameters_clone_and_repr():
     assert clone(triplets) == triplets
     assert eval(repr(triplets), {"ThreeBody": ThreeBody}) == triplets
     assert triplets.set_params(cutoff_width=0.5).cutoff_width == 0.5
-    with pytest.raises(ValueError, match="r_cut must be > 0"):
+    with pytest.raises(ValueError, match="r_cut must be a positive number"):
         ThreeBody(["Si"], r_cut=0.0)
     with pytest.raises(ValueError, match="cutoff_width=5.0 must not exceed r_cut=4.0"):
         ThreeBody(["Si"], cutoff_width=5.0)

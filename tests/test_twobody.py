@@ -259,10 +259,10 @@ def test_parameters_clone_and_repr():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(r_cut=0.0), "r_cut must be > 0"),
-        (dict(r_cut=-1.0), "r_cut must be > 0"),
-        (dict(r_cut=float("inf")), "r_cut must be a finite number"),
-        (dict(cutoff_width=0.0), "cutoff_width must be > 0"),
+        (dict(r_cut=0.0), "r_cut must be a positive number, got 0.0"),
+        (dict(r_cut=-1.0), "r_cut must be a positive number, got -1.0"),
+        (dict(r_cut=float("inf")), "r_cut must be a positive number, got inf"),
+        (dict(cutoff_width=0.0), "cutoff_width must be a positive number"),
         (dict(cutoff_width=6.0), "cutoff_width=6.0 must not exceed r_cut"),
         (dict(species=[]), "species must be a non-empty list"),
         (dict(species="Si"), "species must be a non-empty list"),
@@ -273,6 +273,13 @@ def test_parameters_clone_and_repr():
 def test_invalid_parameters_are_rejected(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TwoBody(**{**dict(species=["Si"], r_cut=5.0), **kwargs})
+
+
+def test_parameters_of_the_wrong_type_are_rejected():
+    with pytest.raises(TypeError, match="r_cut must be a positive number, got '5'"):
+        TwoBody(["Si"], r_cut="5")
+    with pytest.raises(TypeError, match="cutoff_width must be a positive number, got None"):
+        TwoBody(["Si"], cutoff_width=None)
 
 
 def test_bad_structures_and_arguments_are_rejected(rattled_si):

@@ -20,10 +20,12 @@ import numpy as np
 from ase import Atoms
 from tqdm.auto import tqdm
 
-from .._validation import GradientsArg, check_cutoff, check_species, parse_gradients
+from .._validation import check_number
 from ..exceptions import StructureError
 from ..parallel import thread_map
-from ..structures import require_atoms, structure_name
+from ..structures import atomic_number, require_atoms, structure_name
+from .soap import GradientsArg
+from .soap import _parse_gradients as parse_gradients  # one definition of the argument
 
 
 @dataclass
@@ -134,8 +136,11 @@ class InstanceDescriptor:
         r_cut: float = 5.0,
         cutoff_width: float = 1.0,
     ):
-        numbers = check_species(species)
-        check_cutoff(r_cut, cutoff_width)
+        numbers = _check_species(species)
+        check_number("r_cut", r_cut, low=0.0)
+        check_number("cutoff_width", cutoff_width, low=0.0)
+        if cutoff_width > r_cut:
+            raise ValueError(f"cutoff_width={cutoff_width} must not exceed r_cut={r_cut}")
         # stored as given, so that scikit-learn's clone() sees the same objects
         self.species = species
         self.r_cut = r_cut
@@ -261,6 +266,16 @@ class InstanceDescriptor:
     @property
     def n_classes(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def _check_species(species) -> np.ndarray:
+    """Sorted atomic numbers of a non-empty list of distinct symbols or numbers."""
+    if isinstance(species, (str, int, np.integer)) or len(species) == 0:
+        raise ValueError(f"species must be a non-empty list of species, got {species!r}")
+    numbers = [atomic_number(s) for s in species]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"species has duplicates: {list(species)!r}")
+    return np.array(sorted(numbers))
 
 
 def _canonical(descriptor: InstanceDescriptor) -> tuple:

@@ -5,10 +5,9 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from ase import Atoms
 
-from .._validation import GradientsArg, parse_gradients
 from ..structures import neighbor_pairs
 from ._threebody_numba import count_triplets, fill_triplets
-from .instances import InstanceDescriptor, Instances, cosine_cutoff
+from .instances import GradientsArg, InstanceDescriptor, Instances, cosine_cutoff, parse_gradients
 
 
 class ThreeBody(InstanceDescriptor):

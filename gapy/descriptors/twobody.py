@@ -5,9 +5,15 @@ from typing import Optional
 import numpy as np
 from ase import Atoms
 
-from .._validation import GradientsArg, parse_gradients
 from ..structures import neighbor_pairs
-from .instances import InstanceDescriptor, Instances, cosine_cutoff, unordered_pair_index
+from .instances import (
+    GradientsArg,
+    InstanceDescriptor,
+    Instances,
+    cosine_cutoff,
+    parse_gradients,
+    unordered_pair_index,
+)
 
 
 class TwoBody(InstanceDescriptor):
