@@ -236,3 +236,15 @@ def test_blocked_evaluation_equals_one_block(triclinic_sige, monkeypatch):
         np.testing.assert_allclose(blocked_rows[key], rows[key], rtol=1e-12, atol=1e-14 * np.abs(rows[key]).max())
     for key in priors:
         np.testing.assert_allclose(blocked_priors[key], priors[key], rtol=1e-11)
+
+
+def test_structures_with_too_many_triplets_are_refused(rattled_si, monkeypatch):
+    import gapy.descriptors.threebody as threebody
+
+    triplets = ThreeBody(["Si"], r_cut=4.0)
+    n = len(triplets.compute(rattled_si))
+    monkeypatch.setattr(threebody, "physical_memory", lambda: 2.0 * n * (64 + 288))  # room without strain
+    assert len(triplets.compute(rattled_si, gradients="positions")) == n
+    with pytest.raises(StructureError, match=rf"structure 4 \(Si8\): r_cut=4.0 A gives {n:,} triplets, .* with gradients"):
+        triplets.compute(rattled_si, gradients=True, index=4)
+

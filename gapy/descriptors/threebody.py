@@ -5,9 +5,17 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from ase import Atoms
 
-from ..structures import neighbor_pairs
+from ..exceptions import StructureError
+from ..structures import neighbor_pairs, structure_name
 from ._threebody_numba import count_triplets, fill_triplets
-from .instances import GradientsArg, InstanceDescriptor, Instances, cosine_cutoff, parse_gradients
+from .instances import (
+    GradientsArg,
+    InstanceDescriptor,
+    Instances,
+    cosine_cutoff,
+    parse_gradients,
+    physical_memory,
+)
 
 
 class ThreeBody(InstanceDescriptor):
@@ -112,7 +120,8 @@ class ThreeBody(InstanceDescriptor):
         Raises
         ------
         StructureError
-            Unknown species, non-finite positions, degenerate cell, overlapping atoms.
+            Unknown species, non-finite positions, degenerate cell, overlapping atoms, or
+            more triplets than half of the machine's memory holds.
         """
         with_gradients, with_strain = parse_gradients(gradients)
         species = self.species_indices(atoms, index)
@@ -120,6 +129,7 @@ class ThreeBody(InstanceDescriptor):
         distances = np.sqrt((pairs.vectors**2).sum(axis=1))
         cutoff, dcutoff = cosine_cutoff(distances, float(self.r_cut), float(self.cutoff_width))
         n = int(count_triplets(pairs.offsets))
+        self._check_memory(atoms, index, n, with_gradients, with_strain)
         n_grad = n if with_gradients else 0
         n_strain = n if with_strain else 0
         values = np.empty((n, 3))
@@ -147,3 +157,18 @@ class ThreeBody(InstanceDescriptor):
             dvalues_strain=dvalues_strain if with_strain else None,
             dweights_strain=dweights_strain if with_strain else None,
         )
+
+    def _check_memory(self, atoms: Atoms, index: Optional[int], n_triplets: int, with_gradients: bool,
+                      with_strain: bool) -> None:
+        """Refuse a structure whose triplets (and their gradients) would not fit in memory."""
+        per_triplet = 64 + (288 if with_gradients else 0) + (288 if with_strain else 0)  # bytes
+        needed = n_triplets * per_triplet
+        budget = physical_memory() / 2
+        if needed > budget:
+            raise StructureError(
+                f"{structure_name(atoms, index)}: r_cut={self.r_cut} A gives {n_triplets:,} triplets, "
+                f"{needed / 2**30:,.1f} GiB{' with gradients' if with_gradients else ''}, more than half of "
+                f"this machine's memory ({2 * budget / 2**30:.0f} GiB); use a shorter 3-body cutoff "
+                "(typically 3-4 A)"
+            )
+
