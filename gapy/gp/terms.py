@@ -26,7 +26,6 @@ import numpy as np
 
 from ..kernels import check_theta, squared_exponential_kernel
 from ._terms_numba import gradient_coefficients, scaled_squared_distances, scatter_forces, scatter_rows
-from .design import VOIGT
 
 if TYPE_CHECKING:  # annotations only: gp works on arrays and never imports ASE
     from ..descriptors.instances import Instances
@@ -120,9 +119,6 @@ def instance_kernel_rows(
         out["virial"] = scale * virial
     return out
 
-
-_VOIGT_FIRST = np.array([a for a, _ in VOIGT])
-_VOIGT_SECOND = np.array([b for _, b in VOIGT])
 
 #: kernel entries computed at once (bounds the temporary arrays to a few tens of MB)
 _BLOCK_ENTRIES = 1 << 20
