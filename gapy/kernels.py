@@ -19,6 +19,58 @@ def species_mask(species: np.ndarray, sparse_species: np.ndarray) -> np.ndarray:
     return (species[:, None] == sparse_species[None, :]).astype(float)
 
 
+def check_theta(theta, n_features: int) -> np.ndarray:
+    """Length scales as an array of shape (n_features,), each finite and > 0.
+
+    ``theta`` is one number (used for every feature) or one per feature, in the units of
+    the features.
+    """
+    if np.ndim(theta) == 0 and not isinstance(theta, (bool, np.bool_, str)):
+        theta = np.full(n_features, theta)
+    try:
+        theta = np.asarray(theta, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"theta must be a number or {n_features} numbers, got {theta!r}") from None
+    if theta.shape != (n_features,):
+        raise ValueError(f"theta must be a number or {n_features} numbers, got shape {theta.shape}")
+    if not (np.isfinite(theta).all() and (theta > 0).all()):
+        raise ValueError(f"theta must be finite and > 0, got {theta.tolist()}")
+    return theta
+
+
+def squared_exponential_kernel(values, classes, sparse, sparse_classes, theta) -> np.ndarray:
+    """Squared-exponential kernel (without ``delta^2``), zero across classes.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n, n_features)
+    classes : ndarray of int of shape (n,)
+    sparse : ndarray of shape (m, n_features)
+    sparse_classes : ndarray of int of shape (m,)
+    theta : float or ndarray of shape (n_features,)
+        Length scale of each feature, in the units of the features.
+
+    Returns
+    -------
+    ndarray of shape (n, m)
+        ``exp(-sum_f (values[i, f] - sparse[m, f])^2 / (2 theta_f^2))`` where the classes
+        agree, else 0.
+
+    Examples
+    --------
+    >>> squared_exponential_kernel(np.array([[1.0]]), np.array([0]), np.array([[1.0], [2.0]]),
+    ...                            np.array([0, 1]), 1.0)
+    array([[1., 0.]])
+    """
+    values = np.asarray(values, dtype=float)
+    sparse = np.asarray(sparse, dtype=float)
+    theta = check_theta(theta, values.shape[1])
+    squared = np.zeros((len(values), len(sparse)))
+    for f in range(values.shape[1]):  # differences, not |a|^2 + |b|^2 - 2 a.b: exact at a == b
+        squared += ((values[:, f, None] - sparse[None, :, f]) / theta[f]) ** 2
+    return np.exp(-0.5 * squared) * species_mask(np.asarray(classes), np.asarray(sparse_classes))
+
+
 def dot_product_kernel(values, species, sparse, sparse_species, zeta: int):
     """Kernel (without ``delta^2``) and its derivative factor.
 

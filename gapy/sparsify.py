@@ -5,7 +5,7 @@ seeded through ``random_state`` (an int, a ``numpy.random.Generator`` or None).
 """
 
 import logging
-from typing import Dict, Optional, Union
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
 
@@ -140,3 +140,69 @@ def select_points(
             picked = random_points(X[distinct], n, rng)
         chosen.append(distinct[picked])
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
+
+
+def grid_points(
+    values: np.ndarray, classes: np.ndarray, n_sparse: int, upper: float
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Uniform grid of sparse points per class for a one-feature (2-body) descriptor.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n, 1)
+        Observed features (distances, Angstrom), e.g. from ``TwoBody.collect``.
+    classes : ndarray of int of shape (n,)
+    n_sparse : int
+        Points per class (>= 2).
+    upper : float
+        Last grid point (the cutoff, Angstrom).
+
+    Returns
+    -------
+    sparse : ndarray of shape (n_classes_seen * n_sparse, 1)
+        For each class seen in ``classes``, ``n_sparse`` points from its shortest
+        observed value to ``upper``, ends included.
+    sparse_classes : ndarray of int of shape (n_classes_seen * n_sparse,)
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim != 2 or values.shape[1] != 1:
+        raise ValueError(f"grid_points needs one feature per instance (shape (n, 1)), got {values.shape}")
+    if isinstance(n_sparse, bool) or int(n_sparse) != n_sparse or n_sparse < 2:
+        raise ValueError(f"n_sparse must be an integer >= 2 for a grid, got {n_sparse!r}")
+    classes = np.asarray(classes)
+    points, labels = [], []
+    for c in np.unique(classes):
+        low = values[classes == c, 0].min()
+        if not low < upper:
+            raise ValueError(f"class {c}: shortest value {low} is not below upper={upper}")
+        points.append(np.linspace(low, upper, int(n_sparse)))
+        labels.append(np.full(int(n_sparse), c))
+    if not points:
+        return np.zeros((0, 1)), np.zeros(0, dtype=np.int64)
+    return np.concatenate(points)[:, None], np.concatenate(labels).astype(np.int64)
+
+
+def instance_points(
+    values: np.ndarray,
+    classes: np.ndarray,
+    n_sparse: Union[int, Dict[int, int]],
+    method: str = "cur",
+    theta=None,
+    random_state=None,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Sparse points chosen among observed instances (pairs, triplets), per class.
+
+    :func:`select_points` with the classes as species; with ``theta`` (one length scale
+    per feature) the features are divided by it first, so that ``fps`` measures distances
+    in units of the kernel's length scales (features of a 3-body descriptor have
+    different units).
+
+    Returns
+    -------
+    sparse : ndarray of shape (M, n_features)
+    sparse_classes : ndarray of int of shape (M,)
+    """
+    values = np.asarray(values, dtype=float)
+    scaled = values if theta is None else values / np.asarray(theta, dtype=float)
+    chosen = select_points(scaled, n_sparse, method, species=np.asarray(classes), random_state=random_state)
+    return values[chosen], np.asarray(classes)[chosen].astype(np.int64)

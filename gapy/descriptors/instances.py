@@ -1,0 +1,293 @@
+"""Instance descriptors: many small descriptors per structure (pairs, triplets).
+
+A SOAP vector describes one atom. A 2-body or 3-body descriptor instead describes every
+pair or triplet of atoms within a cutoff, so a structure has a variable number of
+*instances*, each with a few features, a *class* (the species it involves), a smooth
+cutoff weight and the atoms it touches. :class:`Instances` holds them for one structure;
+:class:`InstanceDescriptor` is the shared part of :class:`~gapy.descriptors.TwoBody` and
+:class:`~gapy.descriptors.ThreeBody` (parameters, species checks, batches).
+
+The local energy of such a term is ``sum_n w_n g(x_n)`` over instances with cutoff
+weight ``w_n``, features ``x_n`` and a latent function ``g`` (a sparse GP, see
+``gapy.gp.terms``); the ``energy_shares`` of an instance say how that energy is split
+among its atoms for the local-energy rows.
+"""
+
+import os
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from ase import Atoms
+from tqdm.auto import tqdm
+
+from .._validation import check_number
+from ..exceptions import StructureError
+from ..parallel import thread_map
+from ..structures import atomic_number, require_atoms, structure_name
+from .soap import GradientsArg
+from .soap import _parse_gradients as parse_gradients  # one definition of the argument
+
+
+@dataclass
+class Instances:
+    """Instances (pairs or triplets) of one structure, with optional gradients.
+
+    Attributes
+    ----------
+    values : ndarray of shape (n_instances, n_features)
+        Features of each instance (Angstrom or Angstrom^2, see the descriptor).
+    classes : ndarray of int of shape (n_instances,)
+        Class of each instance (a combination of species, see ``class_labels()``).
+    weights : ndarray of shape (n_instances,)
+        Smooth cutoff weight in [0, 1] of each instance.
+    atoms : ndarray of int of shape (n_instances, n_slots)
+        The atoms of each instance (``n_slots`` is 2 for pairs, 3 for triplets); an
+        atom may fill two slots when an instance reaches its own periodic image.
+    energy_shares : ndarray of shape (n_slots,)
+        Fraction of an instance's energy attributed to the atom in each slot (sums to 1).
+    n_atoms : int
+        Number of atoms of the structure.
+    dvalues : ndarray of shape (n_instances, n_slots, 3, n_features) or None
+        ``dvalues[n, s, a] = d values[n] / d positions[atoms[n, s], a]``.
+    dweights : ndarray of shape (n_instances, n_slots, 3) or None
+        ``d weights[n] / d positions[atoms[n, s], a]`` (1/Angstrom).
+    dvalues_strain : ndarray of shape (n_instances, 3, 3, n_features) or None
+        ``d values[n] / d epsilon[a, b]`` under the deformation ``r -> (1 + epsilon) r``
+        of positions and cell (not symmetrised).
+    dweights_strain : ndarray of shape (n_instances, 3, 3) or None
+        ``d weights[n] / d epsilon[a, b]``.
+    """
+
+    values: np.ndarray
+    classes: np.ndarray
+    weights: np.ndarray
+    atoms: np.ndarray
+    energy_shares: np.ndarray
+    n_atoms: int
+    dvalues: Optional[np.ndarray] = None
+    dweights: Optional[np.ndarray] = None
+    dvalues_strain: Optional[np.ndarray] = None
+    dweights_strain: Optional[np.ndarray] = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    @property
+    def has_gradients(self) -> bool:
+        """Whether position gradients are present."""
+        return self.dvalues is not None
+
+    @property
+    def has_strain(self) -> bool:
+        """Whether strain gradients are present."""
+        return self.dvalues_strain is not None
+
+
+def cosine_cutoff(distance: np.ndarray, r_cut: float, width: float) -> Tuple[np.ndarray, np.ndarray]:
+    """Smooth cutoff and its derivative, elementwise.
+
+    ``f_c(r) = 1`` for ``r <= r_cut - width``, ``(1 + cos(pi (r - r_cut + width) /
+    width)) / 2`` up to ``r_cut`` and 0 beyond (QUIP's ``coordination_function``; the
+    same function as SOAP's cutoff).
+
+    Parameters
+    ----------
+    distance : ndarray
+        Distances in Angstrom.
+    r_cut, width : float
+        Cutoff and transition width in Angstrom.
+
+    Returns
+    -------
+    f_c, df_c : ndarray
+        Values and derivatives (1/Angstrom), of the shape of ``distance``.
+    """
+    distance = np.asarray(distance, dtype=float)
+    phase = np.pi * np.clip((distance - (r_cut - width)) / width, 0.0, 1.0)
+    inside = (distance > r_cut - width) & (distance < r_cut)
+    value = 0.5 * (1.0 + np.cos(phase))
+    derivative = np.where(inside, -0.5 * np.pi / width * np.sin(phase), 0.0)
+    return value, derivative
+
+
+def physical_memory() -> float:
+    """Bytes of memory of this machine (inf where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def unordered_pair_index(a: np.ndarray, b: np.ndarray, n_species: int) -> np.ndarray:
+    """Index of the unordered species pair ``{a, b}`` among the ``n (n + 1) / 2`` pairs.
+
+    Pairs are numbered ``(0, 0), (0, 1), ..., (0, n-1), (1, 1), ...``.
+    """
+    low = np.minimum(a, b)
+    high = np.maximum(a, b)
+    return low * n_species - low * (low - 1) // 2 + (high - low)
+
+
+class InstanceDescriptor:
+    """Shared parameters and checks of the pair and triplet descriptors.
+
+    Subclasses define ``compute``, ``n_features``, ``feature_names``, ``n_classes`` and
+    ``class_labels``.
+    """
+
+    #: short name used in progress bars
+    _name = "instances"
+
+    def __init__(
+        self,
+        species: Sequence[Union[str, int]],
+        r_cut: float = 5.0,
+        cutoff_width: float = 1.0,
+    ):
+        numbers = _check_species(species)
+        check_number("r_cut", r_cut, low=0.0)
+        check_number("cutoff_width", cutoff_width, low=0.0)
+        if cutoff_width > r_cut:
+            raise ValueError(f"cutoff_width={cutoff_width} must not exceed r_cut={r_cut}")
+        # stored as given, so that scikit-learn's clone() sees the same objects
+        self.species = species
+        self.r_cut = r_cut
+        self.cutoff_width = cutoff_width
+        self.atomic_numbers = numbers
+
+    # ------------------------------------------------------------------ parameters
+    def get_params(self, deep: bool = True) -> dict:
+        """Constructor arguments, so that ``type(d)(**d.get_params())`` is a copy.
+
+        Together with :meth:`set_params` this lets scikit-learn clone and grid-search
+        an estimator holding the descriptor (``descriptor__r_cut``).
+        """
+        return {"species": self.species, "r_cut": self.r_cut, "cutoff_width": self.cutoff_width}
+
+    def set_params(self, **params) -> "InstanceDescriptor":
+        """Change settings (validated as in the constructor); returns ``self``."""
+        unknown = set(params) - set(self.get_params())
+        if unknown:
+            raise ValueError(f"{type(self).__name__} has no parameters {sorted(unknown)}")
+        self.__init__(**{**self.get_params(), **params})
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other) -> bool:
+        return type(other) is type(self) and _canonical(self) == _canonical(other)
+
+    __hash__ = None
+
+    # ------------------------------------------------------------------ species
+    @property
+    def n_species(self) -> int:
+        """Number of species."""
+        return len(self.atomic_numbers)
+
+    def species_indices(self, atoms: Atoms, index: Optional[int] = None) -> np.ndarray:
+        """Index of each atom's species in ``atomic_numbers``, with a clear error.
+
+        ``index`` (the structure's place in a data set) only serves the error message.
+        """
+        require_atoms(atoms, index)
+        numbers = atoms.numbers
+        position = np.searchsorted(self.atomic_numbers, numbers)
+        position = np.minimum(position, len(self.atomic_numbers) - 1)
+        unknown = self.atomic_numbers[position] != numbers
+        if unknown.any():
+            symbols = sorted({str(s) for s in np.array(atoms.get_chemical_symbols())[unknown]})
+            raise StructureError(
+                f"{structure_name(atoms, index)}: species {symbols} not in the descriptor's "
+                f"species {list(self.species)} (field 'numbers'); add them to "
+                f"{type(self).__name__}(species=...)"
+            )
+        return position
+
+    # ------------------------------------------------------------------ batches
+    def compute(self, atoms: Atoms, gradients: GradientsArg = False, *,
+                index: Optional[int] = None) -> Instances:  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} does not define compute()")
+
+    def compute_many(
+        self,
+        frames: Sequence[Atoms],
+        gradients: GradientsArg = False,
+        n_jobs: int = 1,
+        progress: bool = False,
+    ) -> List[Instances]:
+        """:meth:`compute` for each structure, in parallel threads.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+        gradients : bool, str or sequence of str, default=False
+            As in :meth:`compute`.
+        n_jobs : int, default=1
+            Number of threads (``-1``: all cores).
+        progress : bool, default=False
+            Show a tqdm progress bar.
+
+        Returns
+        -------
+        list of Instances
+            One per structure, in order.
+        """
+        frames = list(frames)
+        parse_gradients(gradients)
+        bar = tqdm(total=len(frames), desc=self._name, unit="structure", disable=not progress)
+        with bar:
+            return thread_map(
+                lambda item: self.compute(item[1], gradients, index=item[0]),
+                list(enumerate(frames)), n_jobs, bar,
+            )
+
+    def collect(self, frames: Sequence[Atoms], n_jobs: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+        """Values and classes of all instances of ``frames``, for choosing sparse points.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+        n_jobs : int, default=1
+            Number of threads.
+
+        Returns
+        -------
+        values : ndarray of shape (n_instances_total, n_features)
+        classes : ndarray of int of shape (n_instances_total,)
+            Instances with zero cutoff weight are left out.
+        """
+        found = self.compute_many(frames, n_jobs=n_jobs)
+        values = [inst.values[inst.weights > 0] for inst in found]
+        classes = [inst.classes[inst.weights > 0] for inst in found]
+        return (
+            np.concatenate(values) if values else np.zeros((0, self.n_features)),
+            np.concatenate(classes) if classes else np.zeros(0, dtype=np.int64),
+        )
+
+    @property
+    def n_features(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def n_classes(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _check_species(species) -> np.ndarray:
+    """Sorted atomic numbers of a non-empty list of distinct symbols or numbers."""
+    if isinstance(species, (str, int, np.integer)) or len(species) == 0:
+        raise ValueError(f"species must be a non-empty list of species, got {species!r}")
+    numbers = [atomic_number(s) for s in species]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"species has duplicates: {list(species)!r}")
+    return np.array(sorted(numbers))
+
+
+def _canonical(descriptor: InstanceDescriptor) -> tuple:
+    params = descriptor.get_params()
+    params["species"] = tuple(int(z) for z in descriptor.atomic_numbers)
+    return tuple(sorted((k, v if k == "species" else float(v)) for k, v in params.items()))

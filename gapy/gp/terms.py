@@ -1,0 +1,221 @@
+"""Kernel rows of a squared-exponential instance term (2-body, 3-body) for one structure.
+
+A term's energy is a sum over the instances ``t`` of a structure (pairs or triplets,
+``gapy.descriptors.Instances``) of ``w_t g(x_t)``, with cutoff weights ``w_t``, features
+``x_t`` and a latent function ``g`` that has the Gaussian-process prior
+
+    cov(g(x), g(x')) = delta^2 k(x, x') = delta^2 exp(-sum_f (x_f - x'_f)^2 / (2 theta_f^2))
+
+within a class of instances and 0 across classes. The sparse points ``s_m`` are
+inducing points of ``g`` itself (no cutoff weight), so ``K_MM = delta^2 k(s_m, s_m')``
+(:func:`instance_sparse_kernel`) and the rows of a structure are
+
+- local energies: ``sum_t share(t, i) w_t delta^2 k(x_t, s_m)`` for each atom ``i``;
+- total energy: ``sum_t w_t delta^2 k(x_t, s_m)``;
+- forces: ``-d (total energy row) / d r_j``; virial: ``-d (total energy row) / d eps``,
+  symmetrised, in Voigt order (xx, yy, zz, yz, xz, xy),
+
+as :func:`gapy.gp.design.kernel_rows` gives for SOAP: the rows of several terms of one
+model are concatenated along the sparse-point axis. The predicted energy is
+``sum_m alpha_m (energy row)_m``: ``e(pair) = f_c(r) sum_m alpha_m delta^2 k(r, s_m)``.
+"""
+
+from typing import TYPE_CHECKING, Dict, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..kernels import check_theta, squared_exponential_kernel
+from ._terms_numba import gradient_coefficients, scaled_squared_distances, scatter_forces, scatter_rows
+
+if TYPE_CHECKING:  # annotations only: gp works on arrays and never imports ASE
+    from ..descriptors.instances import Instances
+
+Theta = Union[float, Sequence[float], np.ndarray]
+
+
+def check_sparse(sparse, sparse_classes, n_features: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Sparse points as float (M, n_features) and classes as int (M,), with clear errors."""
+    sparse = np.asarray(sparse, dtype=float)
+    if sparse.ndim == 1 and n_features == 1:
+        sparse = sparse[:, None]
+    if sparse.ndim != 2 or sparse.shape[1] != n_features:
+        raise ValueError(f"sparse must have shape (M, {n_features}), got {sparse.shape}")
+    if not np.isfinite(sparse).all():
+        raise ValueError("sparse points must be finite")
+    sparse_classes = np.asarray(sparse_classes)
+    if sparse_classes.shape != (len(sparse),) or not np.issubdtype(sparse_classes.dtype, np.integer):
+        raise ValueError(
+            f"sparse_classes must be {len(sparse)} integers (one per sparse point), got "
+            f"{sparse_classes.dtype} of shape {sparse_classes.shape}"
+        )
+    return sparse, sparse_classes.astype(np.int64)
+
+
+def check_delta(delta) -> float:
+    """``delta`` (eV) must be a finite number > 0."""
+    if isinstance(delta, bool) or not np.isscalar(delta) or not np.isfinite(delta) or delta <= 0:
+        raise ValueError(f"delta must be a finite number > 0, got {delta!r}")
+    return float(delta)
+
+
+def instance_kernel_rows(
+    instances: "Instances", sparse: np.ndarray, sparse_classes: np.ndarray, theta: Theta, delta: float
+) -> Dict[str, np.ndarray]:
+    """Kernel rows of one structure for a squared-exponential instance term.
+
+    Parameters
+    ----------
+    instances : Instances
+        From ``TwoBody.compute`` or ``ThreeBody.compute``; force rows need position
+        gradients and virial rows strain gradients.
+    sparse : ndarray of shape (M, n_features)
+        Sparse points, in the units of the features.
+    sparse_classes : ndarray of int of shape (M,)
+        Class of each sparse point (as ``instances.classes``).
+    theta : float or ndarray of shape (n_features,)
+        Length scale of each feature, in the units of the features.
+    delta : float
+        Prior standard deviation of ``g`` (eV).
+
+    Returns
+    -------
+    dict
+        ``"energies"`` (n_atoms, M) and ``"energy"`` (M,) in eV; with position gradients
+        ``"forces"`` (n_atoms, 3, M) in eV/Angstrom; with strain gradients ``"virial"``
+        (6, M) in eV, Voigt order (xx, yy, zz, yz, xz, xy).
+
+    Examples
+    --------
+    >>> from ase import Atoms
+    >>> from gapy.descriptors import TwoBody
+    >>> dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.0]])
+    >>> pairs = TwoBody(["Si"], r_cut=4.0).compute(dimer, gradients="positions")
+    >>> rows = instance_kernel_rows(pairs, [[2.0], [3.0]], [0, 0], theta=1.0, delta=1.0)
+    >>> rows["energies"].round(3).tolist()
+    [[0.5, 0.303], [0.5, 0.303]]
+    """
+    n_features = instances.values.shape[1]
+    sparse, sparse_classes = check_sparse(sparse, sparse_classes, n_features)
+    inv_theta2 = 1.0 / check_theta(theta, n_features) ** 2
+    scale = check_delta(delta) ** 2
+    n_atoms, m = int(instances.n_atoms), len(sparse)
+    with_gradients = instances.dvalues is not None
+    with_strain = with_gradients and instances.dvalues_strain is not None
+
+    energies = np.zeros((n_atoms, m))
+    forces = np.zeros((n_atoms, 3, m)) if with_gradients else None
+    virial = np.zeros((6, m)) if with_strain else None
+    for rows, columns in _class_blocks(instances.classes, sparse_classes):
+        centre = sparse[columns].mean(axis=0)  # centred features: no cancellation below
+        points = sparse[columns] - centre
+        for block in _chunks(rows, len(points)):
+            _add_block(instances, block, instances.values[block] - centre, points, columns, inv_theta2,
+                       with_gradients, with_strain, energies, forces, virial)
+    energies *= scale
+    out = {"energies": energies, "energy": energies.sum(axis=0)}
+    if with_gradients:
+        out["forces"] = scale * forces
+    if with_strain:
+        out["virial"] = scale * virial
+    return out
+
+
+#: kernel entries computed at once (bounds the temporary arrays to a few tens of MB)
+_BLOCK_ENTRIES = 1 << 20
+
+
+def _class_blocks(classes, sparse_classes):
+    """(instance indices, sparse point indices) of each class that has both.
+
+    The sparse points of a class are a slice when they are contiguous (cheaper updates).
+    """
+    for c in np.unique(sparse_classes):
+        rows = np.flatnonzero(classes == c)
+        if len(rows):
+            columns = np.flatnonzero(sparse_classes == c)
+            if columns[-1] - columns[0] + 1 == len(columns):
+                columns = slice(int(columns[0]), int(columns[-1]) + 1)
+            yield rows, columns
+
+
+def _chunks(rows, n_columns):
+    """Pieces of ``rows`` of at most ``_BLOCK_ENTRIES / n_columns`` instances; a piece of
+    consecutive instances is a slice, so that gathering its arrays makes no copies."""
+    size = max(1, _BLOCK_ENTRIES // max(n_columns, 1))
+    for start in range(0, len(rows), size):
+        piece = rows[start:start + size]
+        if piece[-1] - piece[0] + 1 == len(piece):
+            piece = slice(int(piece[0]), int(piece[-1]) + 1)
+        yield piece
+
+
+def _add_block(instances, block, values, points, columns, inv_theta2, with_gradients, with_strain,
+               energies, forces, virial):
+    """Add the rows of the instances ``block`` against the sparse points ``columns``.
+
+    With ``k[t, m]`` the kernel and ``s'_m = points[m] / theta^2``, the derivative of
+    ``w_t k[t, m]`` along a position or strain component with derivatives ``dw``, ``dx``
+    is ``k[t, m] (alpha + beta . s'_m)`` with ``alpha = dw - w_t x_t . dx / theta^2`` and
+    ``beta = w_t dx``: a few coefficients per instance (numba ``gradient_coefficients``),
+    combined with ``k`` by ``scatter_forces`` for the forces and one GEMM for the virial.
+    """
+    n_features = values.shape[1]
+    values = np.ascontiguousarray(values)
+    kernel = np.empty((len(values), len(points)))
+    scaled_squared_distances(values, np.ascontiguousarray(points.T), -0.5 * inv_theta2, kernel)
+    np.exp(kernel, out=kernel)
+    weights = instances.weights[block]
+    atoms = np.ascontiguousarray(instances.atoms[block], dtype=np.int64)
+    shares = np.asarray(instances.energy_shares, dtype=float)
+    gathered = np.zeros((1, energies.shape[0], len(points)))
+    scatter_rows(kernel, atoms, np.ascontiguousarray((weights[:, None] * shares[None, :])[:, :, None]), gathered)
+    energies[:, columns] += gathered[0]
+    if not with_gradients:
+        return
+    n_per_axis = 1 + n_features
+    padded = -(-n_features // 3) * 3  # scatter_forces takes the features three at a time
+    n_slots = atoms.shape[1]
+    alpha = np.empty((len(values), n_slots, 3))
+    beta = np.zeros((len(values), n_slots, 3, padded))
+    strain = np.empty((len(values) if with_strain else 0, 6, n_per_axis))
+    empty4, empty3 = np.zeros((0, 3, 3, n_features)), np.zeros((0, 3, 3))
+    gradient_coefficients(
+        values, weights, instances.dvalues[block], instances.dweights[block],
+        instances.dvalues_strain[block] if with_strain else empty4,
+        instances.dweights_strain[block] if with_strain else empty3,
+        inv_theta2, with_strain, alpha, beta, strain,
+    )
+    prime = points * inv_theta2  # s'_m, (M_c, F)
+    prime_t = np.zeros((padded, len(points)))
+    prime_t[:n_features] = prime.T
+    block_forces = np.zeros((energies.shape[0], 3, len(points)))
+    scatter_forces(kernel, atoms, alpha, beta, prime_t, block_forces)
+    forces[:, :, columns] += block_forces
+    if not with_strain:
+        return
+    projected = (strain.reshape(len(values), 6 * n_per_axis).T @ kernel).reshape(6, n_per_axis, len(points))
+    virial[:, columns] -= projected[:, 0] + (projected[:, 1:] * prime.T[None]).sum(axis=1)
+
+
+def instance_sparse_kernel(
+    sparse: np.ndarray, sparse_classes: np.ndarray, theta: Theta, delta: float
+) -> np.ndarray:
+    """``K_MM``: the prior covariance ``delta^2 k(s_m, s_m')`` of ``g`` at the sparse points.
+
+    Parameters
+    ----------
+    sparse : ndarray of shape (M, n_features)
+    sparse_classes : ndarray of int of shape (M,)
+    theta : float or ndarray of shape (n_features,)
+    delta : float
+        eV.
+
+    Returns
+    -------
+    ndarray of shape (M, M)
+        In eV^2; zero between classes; ``delta^2`` on the diagonal.
+    """
+    n_features = np.shape(sparse)[-1] if np.ndim(sparse) == 2 else 1
+    sparse, sparse_classes = check_sparse(sparse, sparse_classes, n_features)
+    kernel = squared_exponential_kernel(sparse, sparse_classes, sparse, sparse_classes, theta)
+    return check_delta(delta) ** 2 * kernel
