@@ -2,7 +2,7 @@
 
 from ._version import __version__
 from .calculator import GAPCalculator
-from .descriptors import SOAP, SOAPGradients
+from .descriptors import SOAP, SOAPGradients, ThreeBody, TwoBody
 from .estimator import GAPRegressor
 from .estimator import load_model as load
 from .exceptions import GapyError, ModelFileError, StructureError
@@ -13,6 +13,8 @@ __all__ = [
     "GAPRegressor",
     "SOAP",
     "SOAPGradients",
+    "ThreeBody",
+    "TwoBody",
     "GapyError",
     "ModelFileError",
     "StructureError",

@@ -9,6 +9,7 @@ a cluster, ...), the work goes through ``joblib.Parallel`` on that backend inste
 ``"sequential"`` runs everything in the calling thread.
 """
 
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, List, Optional, Sequence, TypeVar
 
@@ -67,3 +68,11 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
 def _advance(progress: Optional[object], n: int) -> None:
     if progress is not None:
         progress.update(n)
+
+
+def physical_memory() -> float:
+    """Bytes of memory of this machine (inf where the system does not say)."""
+    try:
+        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")

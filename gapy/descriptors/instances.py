@@ -13,7 +13,6 @@ weight ``w_n``, features ``x_n`` and a latent function ``g`` (a sparse GP, see
 among its atoms for the local-energy rows.
 """
 
-import os
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -109,14 +108,6 @@ def cosine_cutoff(distance: np.ndarray, r_cut: float, width: float) -> Tuple[np.
     value = 0.5 * (1.0 + np.cos(phase))
     derivative = np.where(inside, -0.5 * np.pi / width * np.sin(phase), 0.0)
     return value, derivative
-
-
-def physical_memory() -> float:
-    """Bytes of memory of this machine (inf where the system does not say)."""
-    try:
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return float("inf")
 
 
 def unordered_pair_index(a: np.ndarray, b: np.ndarray, n_species: int) -> np.ndarray:

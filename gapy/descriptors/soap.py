@@ -1,6 +1,5 @@
 """SOAP power-spectrum descriptor with analytic position and strain gradients."""
 
-import os
 from dataclasses import dataclass
 from functools import lru_cache
 from numbers import Integral
@@ -12,7 +11,7 @@ from joblib import effective_n_jobs
 from tqdm.auto import tqdm
 
 from ..exceptions import StructureError
-from ..parallel import thread_map
+from ..parallel import physical_memory, thread_map
 from ..structures import atomic_number, check_geometry, neighbor_pairs, require_atoms, structure_name
 from .._validation import check_choice, check_integer, check_number
 from ._radial import RADIAL_BASES, radial_spline
@@ -324,7 +323,7 @@ class SOAP:
             return  # partly periodic: no cheap estimate; vesin reports what it cannot allocate
         per_pair = 64 + (3 * self.n_features * 8 if with_gradients else 0)
         needed = pairs * per_pair
-        budget = _physical_memory() / 2
+        budget = physical_memory() / 2
         if needed > budget:
             raise StructureError(
                 f"{structure_name(atoms, index)}: r_cut={self.r_cut} A gives about {pairs:,.0f} neighbour pairs, "
@@ -406,14 +405,6 @@ class SOAP:
                 lambda item: self.compute(item[1], gradients, index=item[0]),
                 list(enumerate(frames)), n_jobs, bar,
             )
-
-
-def _physical_memory() -> float:
-    """Bytes of memory of this machine (inf where the system does not say)."""
-    try:
-        return float(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return float("inf")
 
 
 def _canonical(soap: SOAP) -> tuple:

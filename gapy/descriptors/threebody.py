@@ -8,13 +8,13 @@ from ase import Atoms
 from ..exceptions import StructureError
 from ..structures import neighbor_pairs, structure_name
 from ._threebody_numba import count_triplets, fill_triplets
+from ..parallel import physical_memory
 from .instances import (
     GradientsArg,
     InstanceDescriptor,
     Instances,
     cosine_cutoff,
     parse_gradients,
-    physical_memory,
 )
 
 
