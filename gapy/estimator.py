@@ -16,7 +16,8 @@ from tqdm.auto import tqdm
 
 from .descriptors import SOAP
 from .exceptions import ModelFileError, StructureError
-from .gp import SparseGP, check_variance_kind, fit_sparse_gp, kernel_rows, voigt
+from .gp import SparseGP, SparseSet, check_variance_kind, fit_sparse_gp, voigt
+from .gp.variance import local_prior_variance
 from .io.model import read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .kernels import check_zeta
@@ -200,17 +201,17 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         values = descriptor.compute_many([frames[k] for k in used], n_jobs=self.n_jobs, progress=self.verbose)
         all_values = np.concatenate(values)
         all_species = np.concatenate([species[k] for k in used])
+        del values
+        isolated = isolated_descriptors(descriptor)
+        # neighbourless environments have a fixed local energy (0): never sparse points
+        free = local_prior_variance(all_values, all_species, zeta, 1.0, isolated) > 1e-8
         n_sparse = self._n_sparse_per_species(descriptor)
-        chosen = select_points(
-            all_values, n_sparse, self.sparse_method, all_species, self.random_state, zeta
-        )
-        sparse, sparse_species = all_values[chosen], all_species[chosen]
-        del values, all_values
-        self._log_memory(frames, used, descriptor, len(sparse))
-
-        # pass 2: noise-scaled kernel rows of every observation, folded into the GP
-        def rows_of(values, species, grad):
-            return kernel_rows(values, species, sparse, sparse_species, zeta, self.delta, grad)
+        chosen = np.flatnonzero(free)[select_points(
+            all_values[free], n_sparse, self.sparse_method, all_species[free], self.random_state, zeta
+        )]
+        basis = SparseSet(all_values[chosen], all_species[chosen], zeta, float(self.delta), isolated)
+        del all_values
+        self._log_memory(frames, used, descriptor, len(basis.sparse))
 
         def row_blocks():
             progress = tqdm(total=len(used), desc="kernel rows", unit="structure", disable=not self.verbose)
@@ -221,13 +222,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 # every BLAS thread
                 with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
                     # each task carries only its own structure (a dask worker gets no more)
-                    tasks = [(frames[k], k, labels[k], species[k], descriptor, rows_of, weights[k]) for k in batch]
+                    tasks = [(frames[k], k, labels[k], species[k], descriptor, basis.rows, weights[k])
+                             for k in batch]
                     yield from thread_map(lambda task: self._observation_rows(*task), tasks, self.n_jobs)
                 progress.update(len(batch))
             progress.close()
 
-        self.gp_ = fit_sparse_gp(sparse, sparse_species, zeta, float(self.delta), row_blocks(),
-                                 jitter=self.sparse_jitter, block_rows=self.block_rows)
+        self.gp_ = fit_sparse_gp(basis, row_blocks(), jitter=self.sparse_jitter, block_rows=self.block_rows)
         self.descriptor_ = descriptor
         self.species_ = descriptor.atomic_numbers.copy()
         self.n_observations_ = self.gp_.n_observations
@@ -595,7 +596,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             Hyperparameters (``params``), descriptor settings, ``e0``, ``zeta``,
             ``delta``, ``n_observations`` and ``std_scale``.
         arrays : dict of str to ndarray
-            ``sparse``, ``sparse_species``, ``alpha``, ``r_factor``, ``kmm_factor``.
+            ``sparse``, ``sparse_species``, ``alpha``, ``r_factor``, ``kmm_factor`` and
+            ``isolated`` (descriptors of neighbourless atoms, see :class:`gapy.gp.SparseSet`).
         """
         check_is_fitted(self, "gp_")
         gp = self.gp_
@@ -613,6 +615,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             "std_scale": dict(self.std_scale_),
         }
         arrays = {name: getattr(gp, name) for name in _STATE_ARRAYS}
+        if gp.isolated is not None:
+            arrays["isolated"] = gp.isolated
         return header, arrays
 
     @classmethod
@@ -648,8 +652,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         model.e0_ = e0
         model.gp_ = SparseGP(
             sparse=arrays["sparse"], sparse_species=arrays["sparse_species"], zeta=zeta, delta=delta,
-            alpha=arrays["alpha"], r_factor=arrays["r_factor"], kmm_factor=arrays["kmm_factor"],
-            n_observations=n_observations,
+            isolated=arrays.get("isolated"), alpha=arrays["alpha"], r_factor=arrays["r_factor"],
+            kmm_factor=arrays["kmm_factor"], n_observations=n_observations,
         )
         model.species_ = descriptor.atomic_numbers.copy()
         model.n_observations_ = n_observations
@@ -692,6 +696,16 @@ def _sample_weights(sample_weight, n_frames: int) -> np.ndarray:
     return weights
 
 
+def isolated_descriptors(descriptor: SOAP) -> np.ndarray:
+    """Descriptor of an atom without neighbours, one row per species of ``descriptor``.
+
+    Returns
+    -------
+    ndarray of shape (n_species, n_features)
+    """
+    return np.concatenate([descriptor.compute(Atoms(numbers=[z], pbc=False)) for z in descriptor.atomic_numbers])
+
+
 def _is_isolated_atom(atoms: Atoms) -> bool:
     return len(atoms) == 1 and not atoms.pbc.any()
 
@@ -714,6 +728,10 @@ def _check_state_arrays(arrays: Dict[str, np.ndarray], n_features: int, n_specie
             raise ModelFileError(f"model array '{name}' has shape {array.shape}, expected {shape}")
         if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array)):
             raise ModelFileError(f"model array '{name}' is not numeric and finite")
+    isolated = arrays.get("isolated")
+    if isolated is not None and (isolated.shape != (n_species, n_features) or not np.all(np.isfinite(isolated))):
+        raise ModelFileError(f"model array 'isolated' has shape {isolated.shape} or non-finite values, expected "
+                             f"({n_species}, {n_features}) finite")
     species = arrays["sparse_species"]
     if not np.issubdtype(species.dtype, np.integer) or (m and (species.min() < 0 or species.max() >= n_species)):
         raise ModelFileError(f"model array 'sparse_species' has indices outside 0..{n_species - 1}")

@@ -65,7 +65,11 @@ def fitted(training_set):
 
 
 def test_energy_only_fit_equals_dense_gp_when_all_environments_are_sparse(training_set):
-    """With every environment a sparse point, DTC is the exact GP on energies."""
+    """With every environment a sparse point, DTC is the exact GP on energies.
+
+    The kernel is the dot-product kernel conditioned on a zero local energy of an
+    isolated atom (q0): K(q, x) = delta^2 [(q.x)^2 - (q.q0)^2 (q0.x)^2].
+    """
     soap = SOAP(["Si"], **SOAP_SETTINGS)
     frames = training_set[:4]
     model = GAPRegressor(soap, n_sparse=1000, sigma_energy=0.01, sigma_force=None, zeta=2,
@@ -73,7 +77,12 @@ def test_energy_only_fit_equals_dense_gp_when_all_environments_are_sparse(traini
     values = [soap.compute(a) for a in frames]
     X = np.concatenate(values)
     assert len(model.gp_.sparse) == len(X)
-    kernel = 0.49 * (X @ X.T) ** 2
+    q0 = soap.compute(Atoms("Si"))[0]
+
+    def conditioned(a, b):
+        return 0.49 * ((a @ b.T) ** 2 - np.outer((a @ q0) ** 2, (b @ q0) ** 2))
+
+    kernel = conditioned(X, X)
     assign = np.zeros((len(frames), len(X)))
     start = 0
     for k, v in enumerate(values):
@@ -84,10 +93,10 @@ def test_energy_only_fit_equals_dense_gp_when_all_environments_are_sparse(traini
     covariance = assign @ kernel @ assign.T + noise
     test = training_set[5]
     q = soap.compute(test)
-    k_star = 0.49 * (q @ X.T) ** 2
+    k_star = conditioned(q, X)
     k_energy = k_star.sum(0) @ assign.T
     mean = k_energy @ np.linalg.solve(covariance, y)
-    prior = 0.49 * ((q @ q.T) ** 2).sum()
+    prior = conditioned(q, q).sum()
     variance = prior - k_energy @ np.linalg.solve(covariance, k_energy)
     energy, std = model.predict([test], return_std=True)
     np.testing.assert_allclose(energy[0], mean, rtol=1e-6)
@@ -95,7 +104,7 @@ def test_energy_only_fit_equals_dense_gp_when_all_environments_are_sparse(traini
     # local energies too
     local = model.predict_all([test], return_std=True)[0]
     k_local = k_star @ assign.T
-    local_var = 0.49 - np.einsum("ik,ik->i", k_local, np.linalg.solve(covariance, k_local.T).T)
+    local_var = np.diag(conditioned(q, q)) - np.einsum("ik,ik->i", k_local, np.linalg.solve(covariance, k_local.T).T)
     np.testing.assert_allclose(local["energies_std"] ** 2, local_var, rtol=1e-4, atol=1e-10)
 
 
@@ -130,9 +139,13 @@ def test_reverse_mode_and_explicit_predictions_agree(fitted, training_set):
 
 
 def _prior_covariance(model, first, second):
-    """delta^2 sum_{i,i'} k(q_i, q'_i') between two structures."""
+    """delta^2 sum_{i,i'} k(q_i, q'_i') between two structures, k conditioned on e(q0) = 0."""
     soap, gp = model.descriptor_, model.gp_
-    return gp.delta**2 * ((soap.compute(first) @ soap.compute(second).T) ** gp.zeta).sum()
+    q, p = soap.compute(first), soap.compute(second)
+    q0 = gp.isolated[0]
+    plain = ((q @ p.T) ** gp.zeta).sum()
+    correction = ((q @ q0) ** gp.zeta).sum() * ((p @ q0) ** gp.zeta).sum() / (q0 @ q0) ** gp.zeta
+    return gp.delta**2 * (plain - correction)
 
 
 def test_force_and_stress_prior_variances_match_finite_differences(fitted, training_set):
@@ -155,13 +168,27 @@ def test_force_and_stress_prior_variances_match_finite_differences(fitted, train
     # local variance = prior - explained; recover the prior from the kernel rows
     soap = fitted.descriptor_
     values, grad = soap.compute(atoms, gradients=True)
-    from gapy.gp import kernel_rows
     from scipy.linalg import solve_triangular
 
-    rows = kernel_rows(values, np.zeros(len(atoms), int), gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
+    rows = gp.rows(values, np.zeros(len(atoms), int), grad)
     explained = (solve_triangular(gp.kmm_factor, rows["forces"][j, a], lower=True) ** 2).sum()
     np.testing.assert_allclose(result["forces_std"][j, a] ** 2 + explained, mixed, rtol=1e-4)
     assert rows_free["forces_std"][j, a] > 0
+    # the virial xx prior: mixed second derivative under the strain eps_xx on both sides
+    strained = []
+    for sign in (1, -1):
+        b = atoms.copy()
+        deformation = np.eye(3)
+        deformation[0, 0] += sign * h
+        b.set_cell(atoms.cell.array @ deformation.T, scale_atoms=True)
+        strained.append(b)
+    mixed = (
+        _prior_covariance(fitted, strained[0], strained[0]) - _prior_covariance(fitted, strained[0], strained[1])
+        - _prior_covariance(fitted, strained[1], strained[0]) + _prior_covariance(fitted, strained[1], strained[1])
+    ) / (4 * h * h)
+    explained = (solve_triangular(gp.kmm_factor, rows["virial"][0], lower=True) ** 2).sum()
+    volume = atoms.get_volume()
+    np.testing.assert_allclose((result["stress_std"][0] * volume) ** 2 + explained, mixed, rtol=1e-4)
 
 
 def test_save_and_load_give_identical_predictions(fitted, training_set, tmp_path):
@@ -353,8 +380,11 @@ def test_force_and_stress_variances_equal_dense_gp_when_all_environments_are_spa
     model = GAPRegressor(soap, n_sparse=1000, sigma_energy=sigma, sigma_force=None, zeta=zeta,
                          delta=0.7, e0=0.0, sparse_jitter=1e-12, variance="dtc").fit(frames)
 
-    def covariance(a, b):
-        return delta2 * ((soap.compute(a) @ soap.compute(b).T) ** zeta).sum()
+    q0 = soap.compute(Atoms("Si"))[0]
+
+    def covariance(a, b):  # the kernel conditioned on a zero local energy of an isolated atom
+        q, p = soap.compute(a), soap.compute(b)
+        return delta2 * (((q @ p.T) ** zeta).sum() - ((q @ q0) ** zeta).sum() * ((p @ q0) ** zeta).sum())
 
     noise = np.diag([(sigma * np.sqrt(len(a))) ** 2 for a in frames])
     gram = np.array([[covariance(a, b) for b in frames] for a in frames]) + noise
@@ -520,3 +550,44 @@ def test_labels_under_another_name_are_not_silently_left_out(training_set):
     bare.calc = None
     with pytest.warns(UserWarning, match=r"1 training structures have no label to fit.*structure 3"):
         GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), forces_key="force", **settings).fit(quip + [bare])
+
+
+def test_an_atom_without_neighbours_contributes_exactly_its_e0(training_set):
+    """The kernel is conditioned on e(q0) = 0 for the isolated-atom descriptor q0."""
+    isolated = Atoms("Si", pbc=False)
+    isolated.calc = SinglePointCalculator(isolated, energy=-0.79)
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=20, e0="isolated", sigma_virial=0.05,
+                         random_state=0).fit(training_set + [isolated])
+    assert model.e0_ == {14: -0.79}
+    (single,) = model.predict_all([Atoms("Si", pbc=False)], return_std=True)
+    assert single["energy"] == pytest.approx(-0.79, abs=1e-12) and single["energy_std"] < 1e-6
+    far = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 4.5]], pbc=False)  # beyond r_cut = 4 A
+    (dimer,) = model.predict_all([far], return_std=True)
+    assert dimer["energy"] == pytest.approx(2 * -0.79, abs=1e-12)
+    np.testing.assert_allclose(dimer["forces"], 0.0, atol=1e-12)
+    # smooth as the neighbour leaves the cutoff: energies just inside approach 2 e0
+    inside = [model.predict([Atoms("Si2", positions=[[0, 0, 0], [0, 0, 4.0 - d]], pbc=False)])[0]
+              for d in (1e-2, 1e-3)]
+    assert abs(inside[1] - 2 * -0.79) < abs(inside[0] - 2 * -0.79) < 1e-3
+    # in a crystal the local energies are not pinned
+    bulk_energy = model.predict_all([training_set[0]], return_std=True)[0]
+    assert bulk_energy["energies_std"].min() > 0
+
+
+def test_models_without_isolated_descriptors_load_with_the_plain_kernel(fitted, training_set, tmp_path):
+    """Files written before the conditioning (no 'isolated' array) keep their predictions."""
+    path = tmp_path / "new.gapy"
+    fitted.save(path)
+    with np.load(path) as archive:
+        arrays = {k: archive[k] for k in archive.files if k not in ("isolated", "header_sha256")}
+    header = json.loads(str(arrays["header"]))
+    header["format_version"] = 2
+    del header["checksums"]["isolated"]
+    old = tmp_path / "old.gapy"
+    np.savez(open(old, "wb"), **{**arrays, "header": np.array(json.dumps(header))})
+    model = gapy.load(old)
+    assert model.gp_.isolated is None
+    values = model.descriptor_.compute(training_set[0])
+    plain = model.gp_.delta**2 * (values @ model.gp_.sparse.T) ** model.gp_.zeta
+    expected = plain @ model.gp_.alpha + model.e0_[14]
+    np.testing.assert_allclose(model.predict_all([training_set[0]])[0]["energies"], expected, rtol=1e-12)

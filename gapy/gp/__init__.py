@@ -6,11 +6,12 @@
 
 from .design import VOIGT, kernel_rows, voigt
 from .fit import IncrementalQR, fit_sparse_gp, kmm_cholesky
-from .sparse_gp import VARIANCE_KINDS, SparseGP, check_variance_kind
+from .sparse_gp import VARIANCE_KINDS, SparseGP, SparseSet, check_variance_kind
 
 __all__ = [
     "IncrementalQR",
     "SparseGP",
+    "SparseSet",
     "VARIANCE_KINDS",
     "VOIGT",
     "check_variance_kind",

@@ -13,8 +13,7 @@ import numpy as np
 from scipy.linalg import cho_factor, qr, solve_triangular
 
 from ..exceptions import SingularKernelError
-from ..kernels import dot_product_kernel
-from .sparse_gp import SparseGP
+from .sparse_gp import SparseGP, SparseSet
 
 
 def kmm_cholesky(kmm: np.ndarray, jitter: float) -> np.ndarray:
@@ -85,10 +84,7 @@ class IncrementalQR:
 
 
 def fit_sparse_gp(
-    sparse: np.ndarray,
-    sparse_species: np.ndarray,
-    zeta: int,
-    delta: float,
+    basis: SparseSet,
     row_blocks: Iterable[Tuple[np.ndarray, np.ndarray]],
     *,
     jitter: float = 1e-8,
@@ -98,13 +94,8 @@ def fit_sparse_gp(
 
     Parameters
     ----------
-    sparse : ndarray of shape (M, n_features)
-        Sparse points.
-    sparse_species : ndarray of int of shape (M,)
-    zeta : int
-        Kernel exponent.
-    delta : float
-        Kernel scale (eV).
+    basis : SparseSet
+        Sparse points and kernel; ``basis.rows`` gives the kernel rows of a structure.
     row_blocks : iterable of (rows, targets)
         Kernel rows against the sparse points (n, M) and their targets (n,), both already
         divided by the noise sigma of each observation; consumed once, block by block,
@@ -117,6 +108,7 @@ def fit_sparse_gp(
     Returns
     -------
     SparseGP
+        ``basis`` with the fitted weights and the factors the variances need.
 
     Raises
     ------
@@ -125,13 +117,12 @@ def fit_sparse_gp(
     ValueError
         ``row_blocks`` holds no observation.
     """
-    kmm, _ = dot_product_kernel(sparse, sparse_species, sparse, sparse_species, zeta)
-    kmm_factor = kmm_cholesky(delta**2 * kmm, jitter)
+    kmm_factor = kmm_cholesky(basis.kernel_matrix(), jitter)
     solver = IncrementalQR(kmm_factor, block_rows)
     for rows, targets in row_blocks:
         solver.add(rows, targets)
     if solver.n_rows == 0:
         raise ValueError("the training structures have no label to fit (energy, forces or stress)")
     alpha = solver.solve()
-    return SparseGP(sparse, sparse_species, int(zeta), float(delta), alpha, solver.r_factor, kmm_factor,
+    return SparseGP(**vars(basis), alpha=alpha, r_factor=solver.r_factor, kmm_factor=kmm_factor,
                     n_observations=solver.n_rows)

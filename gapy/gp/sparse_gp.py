@@ -14,7 +14,7 @@ from scipy.linalg import solve_triangular
 
 from ..kernels import dot_product_kernel
 from .design import kernel_rows
-from .variance import energy_prior_variance, force_prior_variance, virial_prior_variance
+from .variance import isolated_terms, energy_prior_variance, isolated_self_kernel, force_prior_variance, local_prior_variance, virial_prior_variance
 
 #: Kinds of predictive variance, see :meth:`SparseGP.predict`.
 VARIANCE_KINDS = ("sor", "dtc", "local")
@@ -32,8 +32,22 @@ def check_variance_kind(kind: str) -> str:
 
 
 @dataclass
-class SparseGP:
-    """A fitted projected-process (DTC) Gaussian process.
+class SparseSet:
+    """Sparse points of the dot-product kernel and the kernel rows against them.
+
+    With ``isolated`` (the descriptor of a neighbourless atom of each species, ``q0``)
+    the kernel is conditioned on a zero local energy there::
+
+        K(q, x) = delta^2 [(q . x)^zeta - (q . q0)^zeta (q0 . x)^zeta]
+
+    (the GP kernel given ``e(q0) = 0``; ``k(q0, q0) = delta^2``), so that an atom without
+    neighbours contributes exactly its ``e0`` and its local energy has zero variance.
+    (for normalised descriptors; in general the correction is divided by
+    ``(q0 . q0)^zeta``, and a zero ``q0`` leaves the kernel as it is). The correction is
+    a linear combination of kernel columns against ``q0``: every row (energies, forces,
+    virial) is ``rows[:, :M] - rows[:, M:] @ B`` of the rows against the points
+    ``[x; q0]``, with ``B[s, m] = (q0_s . x_m)^zeta / (q0_s . q0_s)^zeta`` for ``m`` of
+    species ``s``.
 
     Attributes
     ----------
@@ -44,40 +58,73 @@ class SparseGP:
     zeta : int
         Kernel exponent.
     delta : float
-        Kernel scale (eV): ``k(q, q) = delta^2``.
-    alpha : ndarray of shape (M,)
-        Weights: a local energy is ``sum_m alpha_m K(q, x_m)``.
-    r_factor : ndarray of shape (M, M)
-        Upper triangular ``R`` with ``R^T R = K_MM + K_MN Lambda^-1 K_NM``, the
-        posterior precision of the weights.
-    kmm_factor : ndarray of shape (M, M)
-        Lower Cholesky factor ``L`` of ``K_MM`` (with jitter).
-    n_observations : int
-        Rows (energies, force and virial components) the model was fitted on.
+        Kernel scale (eV): the prior standard deviation of a local energy.
+    isolated : ndarray of shape (n_species, n_features) or None
+        Descriptor of an isolated atom of each species; ``None``: the plain kernel
+        (models written before the conditioning existed).
     """
 
     sparse: np.ndarray
     sparse_species: np.ndarray
     zeta: int
     delta: float
-    alpha: np.ndarray
-    r_factor: np.ndarray
-    kmm_factor: np.ndarray
-    n_observations: int = 0
+    isolated: Optional[np.ndarray] = None
 
-    def local_kernel(self, values, species):
-        """``K(q_i, x_m)`` (with ``delta^2``) and ``dK/dq_i = factor[i, m] x_m``."""
-        kernel, factor = dot_product_kernel(values, species, self.sparse, self.sparse_species, self.zeta)
-        scale = self.delta**2
-        return scale * kernel, scale * factor
+    def _augmented(self):
+        """Points ``[x; q0]``, their species and ``B`` (n_species, M); ``None`` without q0."""
+        if self.isolated is None:
+            return None
+        n_species = len(self.isolated)
+        points = np.concatenate([self.sparse, self.isolated])
+        species = np.concatenate([self.sparse_species, np.arange(n_species)])
+        overlap, _ = dot_product_kernel(self.isolated, np.arange(n_species), self.sparse, self.sparse_species,
+                                        self.zeta)
+        return points, species, overlap / isolated_self_kernel(self.isolated, self.zeta)[:, None]
 
-    def energy_gradient_weights(self, factor: np.ndarray) -> np.ndarray:
-        """``d e_i / d q_i`` for every atom, from the kernel derivative factor."""
-        return (factor * self.alpha) @ self.sparse
+    def _condition(self, rows: np.ndarray, overlap: np.ndarray) -> np.ndarray:
+        """``rows[..., :M] - rows[..., M:] @ B``."""
+        m = len(self.sparse)
+        return rows[..., :m] - rows[..., m:] @ overlap
 
     def rows(self, values, species, grad=None) -> Dict[str, np.ndarray]:
         """Kernel rows of one structure against the sparse points, see :func:`kernel_rows`."""
-        return kernel_rows(values, species, self.sparse, self.sparse_species, self.zeta, self.delta, grad)
+        augmented = self._augmented()
+        if augmented is None:
+            return kernel_rows(values, species, self.sparse, self.sparse_species, self.zeta, self.delta, grad)
+        points, point_species, overlap = augmented
+        rows = kernel_rows(values, species, points, point_species, self.zeta, self.delta, grad)
+        return {name: self._condition(block, overlap) for name, block in rows.items()}
+
+    def kernel_matrix(self) -> np.ndarray:
+        """``K_MM`` (M, M) of the sparse points, without jitter."""
+        return self.kernel(self.sparse, self.sparse_species, self.sparse, self.sparse_species)
+
+    def kernel(self, values, species, other, other_species) -> np.ndarray:
+        """The kernel ``K(q_i, p_j)`` (eV^2) between two sets of environments, shape (n, n_other)."""
+        plain, _ = dot_product_kernel(values, species, other, other_species, self.zeta)
+        if self.isolated is not None:
+            a, _, inverse_c0 = isolated_terms(values, species, self.zeta, self.isolated)
+            b, _, _ = isolated_terms(other, other_species, self.zeta, self.isolated)
+            plain = plain - np.outer(a * inverse_c0, b) * (species[:, None] == other_species[None, :])
+        return self.delta**2 * plain
+
+    def local_kernel(self, values, species):
+        """Local-energy kernel rows (n, M) and the factors of the energy gradient.
+
+        Returns
+        -------
+        kernel : ndarray of shape (n, M)
+            ``K(q_i, x_m)``.
+        factor : ndarray of shape (n, M + n_species) or (n, M)
+            ``delta^2 zeta (q_i . p)^(zeta - 1)`` against the points ``p`` of
+            :meth:`energy_gradient_weights` (the sparse points, then ``q0``).
+        """
+        augmented = self._augmented()
+        points, point_species = (self.sparse, self.sparse_species) if augmented is None else augmented[:2]
+        kernel, factor = dot_product_kernel(values, species, points, point_species, self.zeta)
+        scale = self.delta**2
+        kernel = scale * (kernel if augmented is None else self._condition(kernel, augmented[2]))
+        return kernel, scale * factor
 
     def prior_variances(self, values, species, grad=None, quantities=("energies", "energy")) -> Dict[str, np.ndarray]:
         """Prior variances ``k**`` of the rows of :meth:`rows`, for the quantities asked.
@@ -96,13 +143,46 @@ class SparseGP:
             ``"energies"`` (n_atoms,), ``"energy"`` (1,), ``"forces"`` (3 n_atoms,),
             ``"virial"`` (6,), in eV^2.
         """
+        q0 = None if self.isolated is None else self.isolated
         compute = {
-            "energies": lambda: np.full(len(values), self.delta**2),
-            "energy": lambda: np.array([energy_prior_variance(values, species, self.zeta, self.delta)]),
-            "forces": lambda: force_prior_variance(values, species, grad, self.zeta, self.delta),
-            "virial": lambda: virial_prior_variance(values, species, grad, self.zeta, self.delta),
+            "energies": lambda: local_prior_variance(values, species, self.zeta, self.delta, q0),
+            "energy": lambda: np.array([energy_prior_variance(values, species, self.zeta, self.delta, q0)]),
+            "forces": lambda: force_prior_variance(values, species, grad, self.zeta, self.delta, q0),
+            "virial": lambda: virial_prior_variance(values, species, grad, self.zeta, self.delta, q0),
         }
         return {quantity: compute[quantity]() for quantity in quantities}
+
+
+@dataclass(kw_only=True)
+class SparseGP(SparseSet):
+    """A fitted projected-process (DTC) Gaussian process on the points of a :class:`SparseSet`.
+
+    Attributes
+    ----------
+    alpha : ndarray of shape (M,)
+        Weights: a local energy is ``sum_m alpha_m K(q, x_m)``.
+    r_factor : ndarray of shape (M, M)
+        Upper triangular ``R`` with ``R^T R = K_MM + K_MN Lambda^-1 K_NM``, the
+        posterior precision of the weights.
+    kmm_factor : ndarray of shape (M, M)
+        Lower Cholesky factor ``L`` of ``K_MM`` (with jitter).
+    n_observations : int
+        Rows (energies, force and virial components) the model was fitted on.
+    """
+
+    alpha: np.ndarray
+    r_factor: np.ndarray
+    kmm_factor: np.ndarray
+    n_observations: int = 0
+
+    def energy_gradient_weights(self, factor: np.ndarray) -> np.ndarray:
+        """``d e_i / d q_i`` for every atom, from the factor of :meth:`local_kernel`."""
+        augmented = self._augmented()
+        if augmented is None:
+            return (factor * self.alpha) @ self.sparse
+        points, _, overlap = augmented
+        weights = np.concatenate([self.alpha, -overlap @ self.alpha])
+        return (factor * weights) @ points
 
     def predict(self, rows: np.ndarray, prior: Optional[np.ndarray] = None,
                 kind: Optional[str] = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:

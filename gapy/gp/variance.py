@@ -9,6 +9,11 @@ second derivative of the kernel::
 
 so that ``D_r^T H D_s = c2 (D_r . q_s)(q_r . D_s) + c1 (D_r . D_s)``.
 
+With ``isolated`` (``q0`` per species, see :class:`gapy.gp.SparseSet`) the kernel is
+conditioned on ``e(q0) = 0``: ``K' = K - delta^2 a(q) a(q') / c0`` with
+``a(q) = (q . q0)^zeta`` and ``c0 = (q0 . q0)^zeta``, so each prior loses
+``delta^2 / c0 (sum of the functional applied to a)^2`` per species.
+
 Every function works on blocks of atoms, so memory is ``O(block x n_atoms)``, never
 ``O(n_atoms^2)``: a 20,000-atom cell needs no more than a small one per block.
 """
@@ -30,17 +35,43 @@ def _coefficients(dots, same, zeta, delta):
     return first, second
 
 
-def energy_prior_variance(values, species, zeta, delta) -> float:
+def isolated_self_kernel(isolated: np.ndarray, zeta: int) -> np.ndarray:
+    """``c0 = (q0 . q0)^zeta`` per species; ``inf`` for a zero ``q0`` (no correction)."""
+    c0 = np.einsum("ij,ij->i", isolated, isolated) ** zeta
+    return np.where(c0 > 0, c0, np.inf)
+
+
+def isolated_terms(values, species, zeta, isolated):
+    """``a_i = (q_i . q0)^zeta``, ``g_i = zeta (q_i . q0)^(zeta - 1)`` and ``1 / c0`` per atom."""
+    q0 = isolated[species]
+    dots = np.einsum("ij,ij->i", values, q0)
+    return dots**zeta, zeta * dots ** (zeta - 1), 1.0 / isolated_self_kernel(isolated, zeta)[species]
+
+
+def local_prior_variance(values, species, zeta, delta, isolated=None) -> np.ndarray:
+    """Prior variance of every local energy: ``K(q_i, q_i)``, ndarray of shape (n_atoms,)."""
+    prior = np.einsum("ij,ij->i", values, values) ** zeta
+    if isolated is not None:
+        a, _, inverse_c0 = isolated_terms(values, species, zeta, isolated)
+        prior = prior - a**2 * inverse_c0
+    return delta**2 * prior
+
+
+def energy_prior_variance(values, species, zeta, delta, isolated=None) -> float:
     """Prior variance of a total energy: ``sum_ij K(q_i, q_j)``."""
     total = 0.0
     for start in range(0, len(values), _ROW_BLOCK):
         rows = slice(start, start + _ROW_BLOCK)
         same = species[rows, None] == species[None, :]
         total += float(((values[rows] @ values.T) ** zeta * same).sum())
+    if isolated is not None:
+        a, _, inverse_c0 = isolated_terms(values, species, zeta, isolated)
+        for s in np.unique(species):
+            total -= a[species == s].sum() ** 2 * inverse_c0[species == s][0]
     return delta**2 * total
 
 
-def force_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
+def force_prior_variance(values, species, grad, zeta, delta, isolated=None) -> np.ndarray:
     """Prior variance of every force component, ndarray of shape (n_atoms * 3,).
 
     The gradient rows that act on each atom are gathered into a padded block, so the
@@ -68,10 +99,20 @@ def force_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
             (c2[:, None] * cross * cross.transpose(0, 1, 3, 2)).sum(axis=(2, 3))
             + (c1[:, None] * gram).sum(axis=(2, 3))
         )
+    if isolated is not None:
+        _, g, inverse_c0 = isolated_terms(values, species, zeta, isolated)
+        # t[j, s, a] = sum of g_i (dpos[(i, j), a] . q0_s) over centres i of species s
+        q0 = isolated[species[grad.centers]]
+        projected = np.einsum("raf,rf->ra", grad.dpos, q0) * g[grad.centers][:, None]
+        n_species = len(isolated)
+        t = np.zeros((n_atoms * n_species, 3))
+        np.add.at(t, grad.neighbors * n_species + species[grad.centers], projected)
+        weight = 1.0 / isolated_self_kernel(isolated, zeta)
+        out -= delta**2 * (t.reshape(n_atoms, n_species, 3) ** 2 * weight[None, :, None]).sum(axis=1)
     return out.ravel()
 
 
-def virial_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
+def virial_prior_variance(values, species, grad, zeta, delta, isolated=None) -> np.ndarray:
     """Prior variance of each Voigt virial component (xx, yy, zz, yz, xz, xy)."""
     out = np.zeros(len(VOIGT))
     symmetric = [(grad.dstrain[:, a, b] + grad.dstrain[:, b, a]) / 2 for a, b in VOIGT]  # (n_atoms, F) each
@@ -82,4 +123,11 @@ def virial_prior_variance(values, species, grad, zeta, delta) -> np.ndarray:
         for k, d in enumerate(symmetric):
             # sum_ij c2 (D_i . q_j)(q_i . D_j) + c1 (D_i . D_j), rows i of this block
             out[k] += (c2 * (d[rows] @ values.T) * (values[rows] @ d.T)).sum() + (c1 * (d[rows] @ d.T)).sum()
+    if isolated is not None:
+        _, g, inverse_c0 = isolated_terms(values, species, zeta, isolated)
+        q0 = isolated[species]
+        for k, d in enumerate(symmetric):
+            projected = g * np.einsum("if,if->i", d, q0)
+            for s in np.unique(species):
+                out[k] -= delta**2 * projected[species == s].sum() ** 2 * inverse_c0[species == s][0]
     return out

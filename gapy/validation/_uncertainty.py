@@ -22,8 +22,6 @@ import numpy as np
 from ase import Atoms
 from scipy.linalg import solve_triangular
 
-from ..gp.design import kernel_rows
-from ..kernels import dot_product_kernel
 
 #: Quantities a property may need from the draws.
 NEEDS = ("energy", "forces", "stress")
@@ -80,7 +78,7 @@ class PosteriorDraws:
             computed = descriptor.compute(atoms, gradients=gradients, index=k)
             values, grad = computed if gradients else (computed, None)
             features.append((values, species))
-            rows = kernel_rows(values, species, gp.sparse, gp.sparse_species, gp.zeta, gp.delta, grad)
+            rows = gp.rows(values, species, grad)
             energies[k] = mean["energy"] + self.scale["energy"] * (rows["energy"] @ self.dalpha)
             if "forces" in needs:
                 m = len(gp.sparse)
@@ -120,11 +118,8 @@ class PosteriorDraws:
         prior = np.zeros((n, n))
         for a in range(n):
             for b in range(a, n):
-                kernel, _ = dot_product_kernel(features[a][0], features[a][1], features[b][0], features[b][1],
-                                               gp.zeta)
-                prior[a, b] = prior[b, a] = gp.delta**2 * kernel.sum()
-        rows = np.array([gp.delta**2 * dot_product_kernel(values, species, gp.sparse, gp.sparse_species,
-                                                          gp.zeta)[0].sum(axis=0) for values, species in features])
+                prior[a, b] = prior[b, a] = gp.kernel(*features[a], *features[b]).sum()
+        rows = np.array([gp.local_kernel(values, species)[0].sum(axis=0) for values, species in features])
         explained = solve_triangular(gp.kmm_factor, rows.T, lower=True)
         covariance = prior - explained.T @ explained
         eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
