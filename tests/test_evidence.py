@@ -1,0 +1,93 @@
+"""Evidence of the sparse GP: equal to a dense Gaussian log-likelihood, gradient equal to
+finite differences, and its maximum recovers the noise that made the data."""
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from gapy.gp.evidence import EvidenceStatistics, log_marginal_likelihood, maximize_evidence
+
+
+def toy_problem(seed=0, m=6, sizes=(("energy", 5), ("forces", 12))):
+    """Unit kernel rows (delta = 1) of two groups of observations against M points."""
+    rng = np.random.default_rng(seed)
+    points = rng.normal(size=(m, 3))
+    kmm = np.exp(-0.5 * ((points[:, None] - points[None]) ** 2).sum(-1))
+    groups = {}
+    for name, n in sizes:
+        x = rng.normal(size=(n, 3))
+        rows = np.exp(-0.5 * ((x[:, None] - points[None]) ** 2).sum(-1)) * rng.uniform(0.5, 2, size=(n, 1))
+        groups[name] = (rows, rng.normal(size=n), rng.uniform(1.0, 3.0, size=n))  # rows, targets, s_i
+    return kmm, groups
+
+
+def statistics_of(kmm, groups):
+    statistics = EvidenceStatistics(kmm)
+    for name, (rows, targets, scales) in groups.items():
+        statistics.add(name, rows, targets, scales)
+    return statistics
+
+
+def dense_evidence(kmm, groups, delta, sigmas, jitter):
+    rows = np.concatenate([delta**2 * g[0] for g in groups.values()])
+    y = np.concatenate([g[1] for g in groups.values()])
+    noise = np.concatenate([(sigmas[name] * g[2]) ** 2 for name, g in groups.items()])
+    q = rows @ np.linalg.solve(delta**2 * kmm + jitter * np.eye(len(kmm)), rows.T)
+    return multivariate_normal(np.zeros(len(y)), q + np.diag(noise)).logpdf(y)
+
+
+@pytest.mark.parametrize("delta, sigmas", [(1.0, {"energy": 0.3, "forces": 0.5}),
+                                            (0.4, {"energy": 0.05, "forces": 1.5})])
+def test_evidence_equals_the_dense_gaussian_likelihood(delta, sigmas):
+    kmm, groups = toy_problem()
+    value, _ = log_marginal_likelihood(statistics_of(kmm, groups), delta, sigmas, jitter=1e-6)
+    assert value == pytest.approx(dense_evidence(kmm, groups, delta, sigmas, 1e-6), rel=1e-8)
+
+
+def test_gradient_equals_finite_differences():
+    kmm, groups = toy_problem(seed=1)
+    statistics = statistics_of(kmm, groups)
+    delta, sigmas = 0.7, {"energy": 0.2, "forces": 0.6}
+    _, gradient = log_marginal_likelihood(statistics, delta, sigmas, jitter=0.0 + 1e-10)
+    h = 1e-6
+    numeric = {}
+    for name in ("delta", "energy", "forces"):
+        values = []
+        for sign in (1, -1):
+            point = {"delta": delta, **sigmas}
+            point[name] *= np.exp(sign * h)
+            values.append(log_marginal_likelihood(statistics, point["delta"],
+                                                  {k: point[k] for k in sigmas}, jitter=1e-10)[0])
+        numeric[name] = (values[0] - values[1]) / (2 * h)
+    for name in numeric:
+        assert abs(numeric[name]) > 1e-3  # not a check on zeros
+        assert gradient[name] == pytest.approx(numeric[name], rel=1e-5, abs=1e-6), name
+
+
+def test_maximum_recovers_the_noise_level():
+    """Data drawn from the model with known sigma and delta: the evidence finds them."""
+    rng = np.random.default_rng(3)
+    m, n = 15, 400
+    points = rng.uniform(-3, 3, size=(m, 1))
+    kmm = np.exp(-0.5 * (points - points.T) ** 2)
+    x = rng.uniform(-3, 3, size=(n, 1))
+    rows = np.exp(-0.5 * (x - points.T) ** 2)
+    weights = np.linalg.solve(kmm + 1e-8 * np.eye(m), rng.multivariate_normal(np.zeros(m), kmm))
+    truth = {"delta": 2.0, "energy": 0.1}
+    y = truth["delta"] ** 2 * rows @ weights + truth["energy"] * rng.normal(size=n)
+    statistics = EvidenceStatistics(kmm)
+    statistics.add("energy", rows, y, np.ones(n))
+    result = maximize_evidence(statistics, 1.0, {"energy": 1.0}, jitter=1e-8)
+    assert result.converged and not result.at_bounds
+    assert result.sigmas["energy"] == pytest.approx(0.1, rel=0.15)
+    start, _ = log_marginal_likelihood(statistics, 1.0, {"energy": 1.0})
+    assert result.log_marginal_likelihood > start
+
+
+def test_a_bound_and_fixed_parameters_are_reported():
+    kmm, groups = toy_problem(seed=2)
+    statistics = statistics_of(kmm, groups)
+    with pytest.warns(RuntimeWarning, match="ended on a bound"):
+        result = maximize_evidence(statistics, 1.0, {"energy": 0.3, "forces": 0.5}, fixed=("forces",),
+                                   bounds={"energy": (0.29, 0.31)})
+    assert result.sigmas["forces"] == 0.5 and result.at_bounds
