@@ -1,6 +1,7 @@
 """``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
 
 import logging
+from dataclasses import dataclass, replace
 import warnings
 from numbers import Real
 import os
@@ -20,6 +21,7 @@ from .gp import SparseGP, SparseSet, check_variance_kind, fit_sparse_gp, voigt
 from .gp.variance import local_prior_variance
 from .io.model import read_state, write_state
 from ._validation import check_choice, check_integer, check_number
+from .gp.evidence import EvidenceStatistics, maximize_evidence
 from .kernels import check_zeta
 from .labels import Labels, read_labels, stress_from_virial
 from .parallel import thread_map
@@ -182,6 +184,79 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
+        plan = self._plan(frames, sample_weight)
+        row_blocks = (_noise_scaled(observations) for observations in self._observations(plan, plan.basis))
+        self.gp_ = fit_sparse_gp(plan.basis, row_blocks, jitter=self.sparse_jitter, block_rows=self.block_rows)
+        self.descriptor_ = plan.descriptor
+        self.species_ = plan.descriptor.atomic_numbers.copy()
+        self.n_observations_ = self.gp_.n_observations
+        self.std_scale_ = {}
+        return self
+
+    def maximize_evidence(self, frames: Sequence[Atoms], y=None, sample_weight=None, *,
+                          fixed: Sequence[str] = (), bounds: Optional[Dict[str, Tuple[float, float]]] = None,
+                          ) -> "GAPRegressor":
+        """Choose ``delta`` and the noise sigmas by the evidence, then fit with them.
+
+        The kernel rows of every observation are computed once (at ``delta = 1``) and
+        reduced to sufficient statistics, so the evidence and its gradient at any
+        ``delta`` and sigmas cost one ``M x M`` factorisation (:mod:`gapy.gp.evidence`).
+        The sigmas of the label kinds that are fitted (``sigma_energy``, ``sigma_force``,
+        ``sigma_virial`` not None) and ``delta`` are optimised from their current values;
+        per-structure factors (``sqrt(N)``, weights, ``config_type_sigma`` relative to the
+        global sigma) keep their ratios. The sparse points are those of a plain fit.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            Labelled training structures.
+        y : ignored
+        sample_weight : array-like of shape (n_frames,), optional
+            As in :meth:`fit`.
+        fixed : sequence of str, default=()
+            Names kept as they are: ``"delta"``, ``"sigma_energy"``, ``"sigma_force"``,
+            ``"sigma_virial"``.
+        bounds : dict, optional
+            ``name: (low, high)`` search bounds; default a factor 100 either way.
+
+        Returns
+        -------
+        self
+            Fitted with the chosen values (``get_params()`` shows them);
+            ``evidence_`` holds the :class:`~gapy.gp.evidence.OptimizationResult`.
+
+        References
+        ----------
+        Rasmussen and Williams, Gaussian Processes for Machine Learning (2006), ch. 5;
+        Quinonero-Candela and Rasmussen, JMLR 6, 1939 (2005).
+        """
+        plan = self._plan(frames, sample_weight)
+        unit = replace(plan.basis, delta=1.0)
+        statistics = EvidenceStatistics(unit.kernel_matrix())
+        globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
+        for observations in self._observations(plan, unit):
+            for kind, (rows, targets, sigmas) in observations.items():
+                statistics.add(kind, rows, targets, sigmas / globals_[kind])
+        names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
+        kinds = list(statistics.groups)
+        known = {"delta": "delta", **{names[kind]: kind for kind in kinds}}
+        unknown = (set(fixed) | set(bounds or {})) - set(known)
+        if unknown:
+            raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised {sorted(known)}")
+        result = maximize_evidence(
+            statistics, float(self.delta), {kind: float(globals_[kind]) for kind in kinds},
+            fixed=[known[name] for name in fixed],
+            bounds={known[name]: value for name, value in (bounds or {}).items()}, jitter=self.sparse_jitter,
+        )
+        self.set_params(delta=result.delta, **{names[kind]: result.sigmas[kind] for kind in kinds})
+        logger.info("evidence: delta=%.4g, %s", result.delta,
+                    ", ".join(f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()))
+        self.fit(frames, sample_weight=sample_weight)
+        self.evidence_ = result
+        return self
+
+    def _plan(self, frames: Sequence[Atoms], sample_weight) -> "_FitPlan":
+        """Pass 1 of a fit: checks, labels, ``e0`` and the sparse points."""
         frames = as_frames(frames)
         self._check_parameters()
         zeta = check_zeta(self.zeta)
@@ -197,7 +272,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
         self.label_counts_ = self._check_labels([frames[k] for k in used], [labels[k] for k in used], used)
 
-        # pass 1: features of every environment, to choose the sparse points
+        # features of every environment, to choose the sparse points
         values = descriptor.compute_many([frames[k] for k in used], n_jobs=self.n_jobs, progress=self.verbose)
         all_values = np.concatenate(values)
         all_species = np.concatenate([species[k] for k in used])
@@ -212,28 +287,23 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         basis = SparseSet(all_values[chosen], all_species[chosen], zeta, float(self.delta), isolated)
         del all_values
         self._log_memory(frames, used, descriptor, len(basis.sparse))
+        return _FitPlan(frames, used, labels, species, weights, descriptor, basis)
 
-        def row_blocks():
-            progress = tqdm(total=len(used), desc="kernel rows", unit="structure", disable=not self.verbose)
-            for start in range(0, len(used), _BATCH):
-                batch = used[start:start + _BATCH]
-                # threads over structures, one BLAS thread each: n_jobs x all-core BLAS
-                # oversubscribes the machine (3.5x slower on Mo); the QR fold keeps
-                # every BLAS thread
-                with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
-                    # each task carries only its own structure (a dask worker gets no more)
-                    tasks = [(frames[k], k, labels[k], species[k], descriptor, basis.rows, weights[k])
-                             for k in batch]
-                    yield from thread_map(lambda task: self._observation_rows(*task), tasks, self.n_jobs)
-                progress.update(len(batch))
-            progress.close()
-
-        self.gp_ = fit_sparse_gp(basis, row_blocks(), jitter=self.sparse_jitter, block_rows=self.block_rows)
-        self.descriptor_ = descriptor
-        self.species_ = descriptor.atomic_numbers.copy()
-        self.n_observations_ = self.gp_.n_observations
-        self.std_scale_ = {}
-        return self
+    def _observations(self, plan: "_FitPlan", basis: SparseSet):
+        """Per structure of the plan: ``{kind: (rows, targets, sigmas)}``, in batches on threads."""
+        progress = tqdm(total=len(plan.used), desc="kernel rows", unit="structure", disable=not self.verbose)
+        for start in range(0, len(plan.used), _BATCH):
+            batch = plan.used[start:start + _BATCH]
+            # threads over structures, one BLAS thread each: n_jobs x all-core BLAS
+            # oversubscribes the machine (3.5x slower on Mo); the QR fold keeps
+            # every BLAS thread
+            with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
+                # each task carries only its own structure (a dask worker gets no more)
+                tasks = [(plan.frames[k], k, plan.labels[k], plan.species[k], plan.descriptor, basis.rows,
+                          plan.weights[k]) for k in batch]
+                yield from thread_map(lambda task: self._structure_observations(*task), tasks, self.n_jobs)
+            progress.update(len(batch))
+        progress.close()
 
     def calibrate(self, frames: Sequence[Atoms]) -> "GAPRegressor":
         """Scale the predicted standard deviations to match the errors on held-out data.
@@ -389,8 +459,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         virial = sigmas["virial"] * scale * factor if sigmas["virial"] is not None else None
         return energy, force, virial
 
-    def _observation_rows(self, atoms, index, labels, species, descriptor, rows_of, weight):
-        """Noise-scaled kernel rows and targets of one structure."""
+    def _structure_observations(self, atoms, index, labels, species, descriptor, rows_of, weight):
+        """Kernel rows, targets and noise sigma of every observation of one structure, by kind."""
         sigma_energy, sigma_force, sigma_virial = self._sigmas(atoms, weight)
         use_energy = labels.energy is not None and sigma_energy is not None
         use_forces = labels.forces is not None and sigma_force is not None
@@ -402,11 +472,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         values, grad = result if gradients else (result, None)
         rows = rows_of(values, species, grad)
         m = len(rows["energy"])
-        blocks, targets = [], []
+        observations = {}
         if use_energy:
             reference = sum(self.e0_[int(z)] for z in atoms.numbers)
-            blocks.append(rows["energy"][None, :] / sigma_energy)
-            targets.append([(labels.energy - reference) / sigma_energy])
+            observations["energy"] = (rows["energy"][None, :], np.array([labels.energy - reference]),
+                                      np.array([sigma_energy]))
         if use_forces:
             sigma = np.full(3 * len(atoms), sigma_force)
             keep = np.ones(3 * len(atoms), dtype=bool)
@@ -414,14 +484,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 weights = np.repeat(labels.force_weights, 3)
                 keep = weights > 0
                 sigma[keep] /= np.sqrt(weights[keep])
-            blocks.append(rows["forces"].reshape(-1, m)[keep] / sigma[keep, None])
-            targets.append(labels.forces.ravel()[keep] / sigma[keep])
+            observations["forces"] = (rows["forces"].reshape(-1, m)[keep], labels.forces.ravel()[keep],
+                                      sigma[keep])
         if use_virial:
-            blocks.append(rows["virial"] / sigma_virial)
-            targets.append(labels.virial / sigma_virial)
-        if not blocks:
-            return np.zeros((0, m)), np.zeros(0)
-        return np.concatenate(blocks), np.concatenate(targets)
+            observations["virial"] = (rows["virial"], labels.virial, np.full(6, sigma_virial))
+        return observations
 
     def _reference_energies(self, frames, labels, descriptor) -> Dict[int, float]:
         """e0 per atomic number, as the ``e0`` parameter says."""
@@ -694,6 +761,28 @@ def _sample_weights(sample_weight, n_frames: int) -> np.ndarray:
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
         raise ValueError("sample_weight must be finite and non-negative")
     return weights
+
+
+@dataclass
+class _FitPlan:
+    """What pass 1 of a fit decided: the structures used, their labels and the sparse points."""
+
+    frames: List[Atoms]
+    used: List[int]
+    labels: List[Labels]
+    species: List[np.ndarray]
+    weights: np.ndarray
+    descriptor: SOAP
+    basis: SparseSet
+
+
+def _noise_scaled(observations: dict) -> Tuple[np.ndarray, np.ndarray]:
+    """Rows and targets of one structure divided by their noise sigma, stacked."""
+    blocks = [rows / sigmas[:, None] for rows, _, sigmas in observations.values()]
+    targets = [values / sigmas for _, values, sigmas in observations.values()]
+    if not blocks:
+        return np.zeros((0, 0)), np.zeros(0)
+    return np.concatenate(blocks), np.concatenate(targets)
 
 
 def isolated_descriptors(descriptor: SOAP) -> np.ndarray:

@@ -91,3 +91,36 @@ def test_a_bound_and_fixed_parameters_are_reported():
         result = maximize_evidence(statistics, 1.0, {"energy": 0.3, "forces": 0.5}, fixed=("forces",),
                                    bounds={"energy": (0.29, 0.31)})
     assert result.sigmas["forces"] == 0.5 and result.at_bounds
+
+
+def test_estimator_evidence_equals_the_dense_likelihood_of_its_observations():
+    """GAPRegressor.maximize_evidence collects the right statistics: the evidence at the
+    start equals a dense Gaussian likelihood of the noise-scaled energies and forces."""
+    from dataclasses import replace
+
+    from gapy import GAPRegressor, SOAP
+    from gapy.datasets import load_si
+
+    frames = load_si("train")[:3]
+    model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=15, e0={"Si": -0.79},
+                         sigma_energy=0.02, sigma_force=0.2, delta=0.8)
+    plan = model._plan(frames, None)
+    unit = replace(plan.basis, delta=1.0)
+    statistics = EvidenceStatistics(unit.kernel_matrix())
+    rows, targets, noise = [], [], []
+    for observations in model._observations(plan, unit):
+        for kind, (r, t, s) in observations.items():
+            statistics.add(kind, r, t, s / {"energy": 0.02, "forces": 0.2}[kind])
+            rows.append(r), targets.append(t), noise.append(s)
+    rows, y, noise = np.concatenate(rows), np.concatenate(targets), np.concatenate(noise)
+    kmm = 0.64 * unit.kernel_matrix() + 1e-8 * np.eye(len(rows.T))
+    q = 0.64 * rows @ np.linalg.solve(kmm, 0.64 * rows.T)
+    dense = multivariate_normal(np.zeros(len(y)), q + np.diag(noise**2)).logpdf(y)
+    value, _ = log_marginal_likelihood(statistics, 0.8, {"energy": 0.02, "forces": 0.2})
+    assert value == pytest.approx(dense, rel=1e-7)
+
+    model.maximize_evidence(frames, fixed=("delta",))
+    assert model.delta == 0.8 and model.evidence_.log_marginal_likelihood > value
+    assert model.sigma_force != 0.2 and hasattr(model, "gp_")
+    with pytest.raises(ValueError, match="not among the optimised"):
+        model.maximize_evidence(frames, fixed=("sigma_virial",))

@@ -10,8 +10,9 @@ from the unit rows ``a_i = k_i(delta=1) / s_i`` and targets ``b_i = y_i / s_i``,
 
     G_g = sum_i a_i a_i^T,  h_g = sum_i a_i b_i,  beta_g = sum_i b_i^2,  n_g,  sum_i log s_i,
 
-give the evidence at any ``(delta, sigma_g)`` with one ``M x M`` Cholesky factorisation,
-no refit. With ``P = delta^2 K0 + sum_g delta^4 / sigma_g^2 G_g`` (``K0`` the unit
+give the evidence at any ``(delta, sigma_g)`` without a refit: each group is kept as the
+triangular factor of a running QR factorisation of its rows (never ``A^T A``), and one
+QR factorisation of the small stacked system per evaluation gives ``P = R^T R``. With ``P = delta^2 K0 + sum_g delta^4 / sigma_g^2 G_g`` (``K0`` the unit
 ``K_MM``, ``P = R^T R`` of the fit) and ``c = R^-T sum_g delta^2 / sigma_g^2 h_g``::
 
     log p(y) = -1/2 (sum_g beta_g / sigma_g^2 - |c|^2)
@@ -28,23 +29,28 @@ from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve, cholesky, solve_triangular
+from scipy.linalg import cholesky, qr, solve_triangular
 from scipy.optimize import minimize
 
 from ..exceptions import SingularKernelError
+from .fit import IncrementalQR
 
 
 @dataclass
 class EvidenceStatistics:
     """Sufficient statistics of the observations for the evidence (see the module).
 
+    Each group's unit rows and targets are compressed by a running QR factorisation
+    (``A_g = Q_g R_g``, ``z_g = Q_g^T b_g``), never by forming ``A_g^T A_g``: the evidence
+    then stays as well conditioned as the fit itself.
+
     Attributes
     ----------
     kmm : ndarray of shape (M, M)
         ``K_MM`` at ``delta = 1`` (no jitter).
     groups : dict of str to dict
-        Per group (``"energy"``, ``"forces"``, ``"virial"``): ``"gram"`` (M, M),
-        ``"projection"`` (M,), ``"targets"`` (sum of squared unit targets), ``"n"`` and
+        Per group (``"energy"``, ``"forces"``, ``"virial"``): ``"qr"`` (the running
+        factorisation), ``"targets"`` (sum of squared unit targets), ``"n"`` and
         ``"log_scale"`` (sum of ``log s_i``).
     """
 
@@ -57,13 +63,20 @@ class EvidenceStatistics:
         rows = np.atleast_2d(rows) / scales[:, None]
         targets = np.asarray(targets, dtype=float) / scales
         m = len(self.kmm)
-        entry = self.groups.setdefault(group, {"gram": np.zeros((m, m)), "projection": np.zeros(m),
-                                               "targets": 0.0, "n": 0, "log_scale": 0.0})
-        entry["gram"] += rows.T @ rows
-        entry["projection"] += rows.T @ targets
+        entry = self.groups.setdefault(group, {"qr": IncrementalQR(np.zeros((m, m))), "targets": 0.0, "n": 0,
+                                               "log_scale": 0.0})
+        entry["qr"].add(rows, targets)
         entry["targets"] += float(targets @ targets)
         entry["n"] += len(targets)
         entry["log_scale"] += float(np.log(scales).sum())
+
+    def factors(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
+        """``(R_g, z_g)`` of each group."""
+        out = {}
+        for name, entry in self.groups.items():
+            entry["qr"].fold()
+            out[name] = (entry["qr"].r_factor, entry["qr"].rhs)
+        return out
 
 
 def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas: Dict[str, float],
@@ -95,43 +108,42 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas
     """
     d2 = delta**2
     groups = statistics.groups
+    factors = statistics.factors()
     m = len(statistics.kmm)
-    try:  # whitened by K_MM = L L^T: S = L^-1 P L^-T = I + ... has eigenvalues >= 1
+    try:
         lower = cholesky(d2 * statistics.kmm + jitter * np.eye(m), lower=True)
     except np.linalg.LinAlgError as error:
-        raise SingularKernelError("K_MM is not positive definite: increase the jitter") from error
-
-    def whiten(matrix):
-        return solve_triangular(lower, solve_triangular(lower, matrix, lower=True).T, lower=True).T
-
-    grams = {name: d2**2 / sigmas[name] ** 2 * whiten(entry["gram"]) for name, entry in groups.items()}
-    projection = solve_triangular(lower, sum(d2 / sigmas[name] ** 2 * entry["projection"]
-                                             for name, entry in groups.items()), lower=True)
-    whitened = np.eye(m) + sum(grams.values())
-    try:
-        factor = cho_factor((whitened + whitened.T) / 2, lower=True)
-    except np.linalg.LinAlgError as error:
-        raise SingularKernelError("the noise-scaled system is too ill-conditioned at these hyperparameters; "
-                                  "increase the jitter or the sigmas") from error
-    solved = cho_solve(factor, projection)
-    alpha = solve_triangular(lower, solved, lower=True, trans="T")  # local energy = delta^2 k0 . alpha
-    fit_term = float(projection @ solved)  # |c|^2
+        raise SingularKernelError("K_MM is not positive definite at this delta; increase the jitter") from error
+    # the stacked system [delta^2 / sigma_g R_g | z_g / sigma_g ; L^T | 0], as the fit's
+    stacked = np.zeros(((len(groups) + 1) * m, m + 1))
+    for k, (name, (r_g, z_g)) in enumerate(factors.items()):
+        stacked[k * m:(k + 1) * m, :m] = d2 / sigmas[name] * r_g
+        stacked[k * m:(k + 1) * m, m] = z_g / sigmas[name]
+    stacked[len(groups) * m:, :m] = lower.T
+    (upper,) = qr(stacked, mode="r", overwrite_a=True, check_finite=False)
+    r_factor, c = upper[:m, :m], upper[:m, m]
+    diagonal = np.abs(np.diag(r_factor))
+    if not np.all(diagonal > 0):
+        raise SingularKernelError("K_MM + K_MN Lambda^-1 K_NM is singular at these hyperparameters")
+    alpha = solve_triangular(r_factor, c, lower=False)  # local energy = delta^2 k0 . alpha
+    fit_term = float(c @ c)
     data_term = sum(entry["targets"] / sigmas[name] ** 2 for name, entry in groups.items())
     n_total = sum(entry["n"] for entry in groups.values())
-    log_det = 2 * np.log(np.diag(factor[0])).sum()  # log|P| - log|K_MM|
+    log_det = 2 * np.log(diagonal).sum() - 2 * np.log(np.diag(lower)).sum()  # log|P| - log|K_MM|
     log_noise = sum(entry["n"] * np.log(sigmas[name] ** 2) + 2 * entry["log_scale"] for name, entry in groups.items())
     value = -0.5 * (data_term - fit_term) - 0.5 * (log_noise + log_det) - 0.5 * n_total * np.log(2 * np.pi)
 
     gradient = {}
-    inverse = cho_solve(factor, np.eye(m))
     d_total_quadratic = 0.0  # y^T C^-1 Lambda C^-1 y summed over groups
     d_total_trace = 0.0
     for name, entry in groups.items():
+        r_g, z_g = factors[name]
         s2 = sigmas[name] ** 2
-        # residuals of group g, scaled by its noise: |b_g - A_g alpha|^2
-        residual = (entry["targets"] - 2 * d2 * entry["projection"] @ alpha
-                    + d2**2 * alpha @ entry["gram"] @ alpha) / s2
-        trace = entry["n"] - float(np.sum(inverse * grams[name]))  # tr(C^-1 Lambda_g)
+        # scaled residuals of group g: |b_g - A_g alpha|^2, from its QR compression
+        residual = ((entry["targets"] - z_g @ z_g) + np.sum((z_g - d2 * r_g @ alpha) ** 2)) / s2
+        # tr(C^-1 Lambda_g) = n_g - delta^4 / sigma_g^2 tr(P^-1 R_g^T R_g)
+        projected = solve_triangular(r_factor, r_g.T, trans="T", lower=False)
+        trace = entry["n"] - d2**2 / s2 * float(np.sum(projected**2))
         # d log p / d log sigma_g^2 = 1/2 y^T C^-1 Lambda_g C^-1 y - 1/2 tr(C^-1 Lambda_g)
         gradient[name] = residual - trace  # per log sigma_g
         d_total_quadratic += residual

@@ -52,14 +52,17 @@ class IncrementalQR:
 
     def add(self, rows: np.ndarray, targets: np.ndarray) -> None:
         """Add observations ``rows @ alpha ~ targets``, already divided by their sigma."""
+        if len(rows) == 0:
+            return
         self._rows.append(np.asarray(rows, dtype=float))
         self._targets.append(np.asarray(targets, dtype=float))
         self._buffered += len(rows)
         self.n_rows += len(rows)
         if self._buffered >= self.block_rows:
-            self._fold()
+            self.fold()
 
-    def _fold(self) -> None:
+    def fold(self) -> None:
+        """Fold the buffered rows into the factor now."""
         if not self._buffered:
             return
         m = len(self.rhs)
@@ -75,7 +78,7 @@ class IncrementalQR:
 
     def solve(self) -> np.ndarray:
         """Weights ``alpha = R^{-1} Q^T b``; afterwards ``r_factor`` is final."""
-        self._fold()
+        self.fold()
         # QR leaves signs free; make the diagonal positive (R is then a Cholesky factor)
         signs = np.where(np.diag(self.r_factor) < 0, -1.0, 1.0)
         self.r_factor *= signs[:, None]
