@@ -67,6 +67,46 @@ def atomic_number(species) -> int:
     raise ValueError(f"unknown species {species!r}: give a chemical symbol or atomic number")
 
 
+def check_species(species) -> np.ndarray:
+    """Sorted atomic numbers of a non-empty list of distinct symbols or numbers.
+
+    Raises
+    ------
+    ValueError
+        An empty list, a single string or number, an unknown species or a duplicate.
+    """
+    if isinstance(species, (str, int, np.integer)) or len(species) == 0:
+        raise ValueError(f"species must be a non-empty list of species, got {species!r}")
+    numbers = [atomic_number(s) for s in species]
+    if len(set(numbers)) != len(numbers):
+        raise ValueError(f"species has duplicates: {list(species)!r}")
+    return np.array(sorted(numbers))
+
+
+def species_indices(atoms: Atoms, atomic_numbers: np.ndarray, owner: str, index: Optional[int] = None,
+                    species: Optional[list] = None) -> np.ndarray:
+    """Index of each atom's species in the sorted ``atomic_numbers`` of a descriptor.
+
+    Raises
+    ------
+    StructureError
+        A species that is not among ``atomic_numbers`` (names the structure and the fix,
+        ``owner(species=...)``).
+    """
+    require_atoms(atoms, index)
+    numbers = atoms.numbers
+    position = np.minimum(np.searchsorted(atomic_numbers, numbers), len(atomic_numbers) - 1)
+    unknown = atomic_numbers[position] != numbers
+    if unknown.any():
+        symbols = sorted({str(s) for s in np.array(atoms.get_chemical_symbols())[unknown]})
+        known = list(species) if species is not None else [chemical_symbols[z] for z in atomic_numbers]
+        raise StructureError(
+            f"{structure_name(atoms, index)}: species {symbols} not in the descriptor's species {known} "
+            f"(field 'numbers'); add them to {owner}(species=...)"
+        )
+    return position
+
+
 @dataclass
 class NeighborPairs:
     """Neighbour pairs of one structure, sorted by centre then neighbour.

@@ -21,9 +21,8 @@ from ase import Atoms
 from tqdm.auto import tqdm
 
 from .._validation import check_number
-from ..exceptions import StructureError
 from ..parallel import thread_map
-from ..structures import atomic_number, require_atoms, structure_name
+from ..structures import check_species, species_indices
 from .soap import GradientsArg
 from .soap import _parse_gradients as parse_gradients  # one definition of the argument
 
@@ -136,7 +135,7 @@ class InstanceDescriptor:
         r_cut: float = 5.0,
         cutoff_width: float = 1.0,
     ):
-        numbers = _check_species(species)
+        numbers = check_species(species)
         check_number("r_cut", r_cut, low=0.0)
         check_number("cutoff_width", cutoff_width, low=0.0)
         if cutoff_width > r_cut:
@@ -184,19 +183,7 @@ class InstanceDescriptor:
 
         ``index`` (the structure's place in a data set) only serves the error message.
         """
-        require_atoms(atoms, index)
-        numbers = atoms.numbers
-        position = np.searchsorted(self.atomic_numbers, numbers)
-        position = np.minimum(position, len(self.atomic_numbers) - 1)
-        unknown = self.atomic_numbers[position] != numbers
-        if unknown.any():
-            symbols = sorted({str(s) for s in np.array(atoms.get_chemical_symbols())[unknown]})
-            raise StructureError(
-                f"{structure_name(atoms, index)}: species {symbols} not in the descriptor's "
-                f"species {list(self.species)} (field 'numbers'); add them to "
-                f"{type(self).__name__}(species=...)"
-            )
-        return position
+        return species_indices(atoms, self.atomic_numbers, type(self).__name__, index, self.species)
 
     # ------------------------------------------------------------------ batches
     def compute(self, atoms: Atoms, gradients: GradientsArg = False, *,
@@ -266,16 +253,6 @@ class InstanceDescriptor:
     @property
     def n_classes(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
-
-
-def _check_species(species) -> np.ndarray:
-    """Sorted atomic numbers of a non-empty list of distinct symbols or numbers."""
-    if isinstance(species, (str, int, np.integer)) or len(species) == 0:
-        raise ValueError(f"species must be a non-empty list of species, got {species!r}")
-    numbers = [atomic_number(s) for s in species]
-    if len(set(numbers)) != len(numbers):
-        raise ValueError(f"species has duplicates: {list(species)!r}")
-    return np.array(sorted(numbers))
 
 
 def _canonical(descriptor: InstanceDescriptor) -> tuple:

@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 from functools import lru_cache
-from numbers import Integral
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -12,7 +11,7 @@ from tqdm.auto import tqdm
 
 from ..exceptions import StructureError
 from ..parallel import physical_memory, thread_map
-from ..structures import atomic_number, check_geometry, neighbor_pairs, require_atoms, structure_name
+from ..structures import check_geometry, check_species, neighbor_pairs, species_indices, structure_name
 from .._validation import check_choice, check_integer, check_number
 from ._radial import RADIAL_BASES, radial_spline
 from ._soap_numba import compute_soap, contract_soap_gradients, gradient_rows
@@ -129,11 +128,7 @@ class SOAP:
         normalize: bool = True,
         radial_basis: str = "gaussian",
     ):
-        if isinstance(species, (str, Integral)) or len(species) == 0:
-            raise ValueError(f"species must be a non-empty list of species, got {species!r}")
-        numbers = [atomic_number(s) for s in species]
-        if len(set(numbers)) != len(numbers):
-            raise ValueError(f"species has duplicates: {list(species)!r}")
+        numbers = check_species(species)
         check_number("r_cut", r_cut, low=0.0)
         check_integer("n_max", n_max, low=1, high=20)
         check_integer("l_max", l_max, low=0, high=20)
@@ -220,18 +215,7 @@ class SOAP:
 
         ``index`` (the structure's place in a data set) only serves the error message.
         """
-        require_atoms(atoms, index)
-        numbers = atoms.numbers
-        position = np.searchsorted(self.atomic_numbers, numbers)
-        position = np.minimum(position, len(self.atomic_numbers) - 1)
-        unknown = self.atomic_numbers[position] != numbers
-        if unknown.any():
-            symbols = sorted({str(s) for s in np.array(atoms.get_chemical_symbols())[unknown]})
-            raise StructureError(
-                f"{structure_name(atoms, index)}: species {symbols} not in the descriptor's "
-                f"species {list(self.species)} (field 'numbers'); add them to SOAP(species=...)"
-            )
-        return position
+        return species_indices(atoms, self.atomic_numbers, "SOAP", index, self.species)
 
     def compute(
         self,
