@@ -591,3 +591,23 @@ def test_models_without_isolated_descriptors_load_with_the_plain_kernel(fitted, 
     plain = model.gp_.delta**2 * (values @ model.gp_.sparse.T) ** model.gp_.zeta
     expected = plain @ model.gp_.alpha + model.e0_[14]
     np.testing.assert_allclose(model.predict_all([training_set[0]])[0]["energies"], expected, rtol=1e-12)
+
+
+def test_zero_weight_structures_do_not_enter_e0(training_set):
+    frames = training_set[:3]
+    outlier = labelled(training_set[3])
+    outlier.calc.results["energy"] += 1000.0
+    settings = dict(n_sparse=10, e0="average", random_state=0)
+    weighted = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(
+        frames + [outlier], sample_weight=[1, 1, 1, 0])
+    plain = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), **settings).fit(frames)
+    assert weighted.e0_ == plain.e0_
+
+
+def test_negative_variances_are_clipped_with_a_warning(fitted, training_set):
+    gp = fitted.gp_
+    values = fitted.descriptor_.compute(training_set[0])
+    rows = gp.rows(values, np.zeros(len(values), int))["energies"]
+    with pytest.warns(RuntimeWarning, match="were negative"):
+        variance = gp.variance(rows, "local", prior=np.zeros(len(rows)))  # a prior that is too small
+    assert np.all(variance == 0.0)
