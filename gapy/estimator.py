@@ -15,6 +15,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from .baseline import ZBL
 from .descriptors import SOAP
 from .exceptions import ModelFileError, StructureError
 from .gp import SparseGP, SparseSet, check_variance_kind, fit_sparse_gp, voigt
@@ -81,6 +82,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ``"isolated"`` (energies of single-atom, non-periodic structures in the data,
         which are then not fitted), or ``"fit"`` (least squares of the total energies on
         the composition).
+    baseline : None, "zbl" or gapy.baseline.ZBL, default=None
+        A fixed short-range repulsion the GP corrects (``E = E_ZBL + E_GAP``): ``"zbl"``
+        switches the ZBL potential off below 0.8 of the shortest distance in the training
+        data, so it changes nothing where there is data and keeps atoms apart where there
+        is none (hot MD); see :mod:`gapy.baseline`.
     sparse_jitter : float, default=1e-8
         Added to the diagonal of ``K_MM``.
     energy_key, forces_key, stress_key, virial_key : str
@@ -132,6 +138,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         sigma_per_atom: bool = True,
         config_type_sigma: Optional[Dict[str, Dict[str, float]]] = None,
         e0="average",
+        baseline=None,
         sparse_jitter: float = 1e-8,
         energy_key: str = "energy",
         forces_key: str = "forces",
@@ -155,6 +162,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.sigma_per_atom = sigma_per_atom
         self.config_type_sigma = config_type_sigma
         self.e0 = e0
+        self.baseline = baseline
         self.sparse_jitter = sparse_jitter
         self.energy_key = energy_key
         self.forces_key = forces_key
@@ -270,6 +278,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         used = [k for k in weighted if not (self.e0 == "isolated" and _is_isolated_atom(frames[k]))]
         if not used:
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
+        self.baseline_ = (ZBL.below_data([frames[k] for k in used]) if self.baseline == "zbl"
+                          else None if self.baseline is None else ZBL(**self.baseline.get_params()))
         self.label_counts_ = self._check_labels([frames[k] for k in used], [labels[k] for k in used], used)
 
         # features of every environment, to choose the sparse points
@@ -382,6 +392,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             check_choice("e0", self.e0, E0_METHODS)
         else:
             check_number("e0", self.e0)
+        if not (self.baseline is None or self.baseline == "zbl" or isinstance(self.baseline, ZBL)):
+            raise TypeError(f"baseline must be None, 'zbl' or a gapy.baseline.ZBL, got {self.baseline!r}")
         if self.descriptor is not None and not isinstance(self.descriptor, SOAP):
             raise TypeError(f"descriptor must be a gapy.SOAP, got {type(self.descriptor).__name__}")
 
@@ -472,9 +484,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         values, grad = result if gradients else (result, None)
         rows = rows_of(values, species, grad)
         m = len(rows["energy"])
+        baseline_energies, baseline_forces, baseline_virial = (
+            self.baseline_.compute(atoms, index) if self.baseline_ is not None else (np.zeros(1), 0.0, 0.0))
         observations = {}
         if use_energy:
-            reference = sum(self.e0_[int(z)] for z in atoms.numbers)
+            reference = sum(self.e0_[int(z)] for z in atoms.numbers) + baseline_energies.sum()
             observations["energy"] = (rows["energy"][None, :], np.array([labels.energy - reference]),
                                       np.array([sigma_energy]))
         if use_forces:
@@ -484,10 +498,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 weights = np.repeat(labels.force_weights, 3)
                 keep = weights > 0
                 sigma[keep] /= np.sqrt(weights[keep])
-            observations["forces"] = (rows["forces"].reshape(-1, m)[keep], labels.forces.ravel()[keep],
-                                      sigma[keep])
+            targets = (labels.forces - baseline_forces).ravel()[keep]
+            observations["forces"] = (rows["forces"].reshape(-1, m)[keep], targets, sigma[keep])
         if use_virial:
-            observations["virial"] = (rows["virial"], labels.virial, np.full(6, sigma_virial))
+            observations["virial"] = (rows["virial"], labels.virial - baseline_virial, np.full(6, sigma_virial))
         return observations
 
     def _reference_energies(self, frames, labels, descriptor) -> Dict[int, float]:
@@ -623,17 +637,24 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         values, grad = computed if gradients else (computed, None)
         kernel, factor = gp.local_kernel(values, species)
         energies = kernel @ gp.alpha + e0
+        baseline = getattr(self, "baseline_", None)
+        if baseline is not None:
+            baseline_energies, baseline_forces, baseline_virial = baseline.compute(atoms, index)
+            energies = energies + baseline_energies
         result = {"energy": float(energies.sum()), "free_energy": float(energies.sum()), "energies": energies}
         if explicit:
             rows = gp.rows(values, species, grad)
-            result["forces"] = gp.predict(rows["forces"].reshape(-1, len(gp.alpha))).reshape(-1, 3)
-            if "stress" in properties:
-                result["stress"] = stress_from_virial(gp.predict(rows["virial"]), atoms)
+            forces = gp.predict(rows["forces"].reshape(-1, len(gp.alpha))).reshape(-1, 3)
+            virial = gp.predict(rows["virial"]) if "stress" in properties else None
         elif need_gradients:
             forces, virial = descriptor.contract_gradients(atoms, gp.energy_gradient_weights(factor), index=index)
+            virial = voigt(virial)
+        if need_gradients:
+            if baseline is not None:
+                forces, virial = forces + baseline_forces, (None if virial is None else virial + baseline_virial)
             result["forces"] = forces
             if "stress" in properties:
-                result["stress"] = stress_from_virial(voigt(virial), atoms)
+                result["stress"] = stress_from_virial(virial, atoms)
         if not std_of:
             return result
         scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
@@ -670,12 +691,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         gp = self.gp_
         params = self.get_params(deep=False)
         params.pop("descriptor")
+        if isinstance(params["baseline"], ZBL):
+            params["baseline"] = params["baseline"].get_params()
         if isinstance(params["random_state"], np.random.Generator):  # a seed object is not stored
             params["random_state"] = None
         header = {
             "descriptor": {"type": "SOAP", **self.descriptor_.get_params()},
             "params": params,
             "e0": {str(z): e for z, e in self.e0_.items()},
+            "baseline": None if self.baseline_ is None else {"type": "ZBL", **self.baseline_.get_params()},
             "zeta": gp.zeta,
             "delta": gp.delta,
             "n_observations": int(gp.n_observations),
@@ -697,11 +721,20 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             values.
         """
         try:
+            params = dict(header["params"])
+            if isinstance(params.get("baseline"), dict):
+                params["baseline"] = ZBL(**params["baseline"])
+            fitted_baseline = header.get("baseline")
+            if fitted_baseline is not None:
+                fitted_baseline = dict(fitted_baseline)
+                if fitted_baseline.pop("type") != "ZBL":
+                    raise ValueError("unknown baseline type")
+                fitted_baseline = ZBL(**fitted_baseline)
             settings = dict(header["descriptor"])
             if settings.pop("type") != "SOAP":
                 raise ValueError("unknown descriptor type")
             descriptor = SOAP(**settings)
-            model = cls(descriptor=descriptor, **header["params"])
+            model = cls(descriptor=descriptor, **params)
             model._check_parameters()
             zeta, delta = check_zeta(header["zeta"]), float(header["delta"])
             e0 = {atomic_number(z): float(e) for z, e in header["e0"].items()}
@@ -717,6 +750,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             raise ModelFileError("malformed model header: e0, delta and std_scale must be finite, delta > 0")
         model.descriptor_ = descriptor
         model.e0_ = e0
+        model.baseline_ = fitted_baseline
         model.gp_ = SparseGP(
             sparse=arrays["sparse"], sparse_species=arrays["sparse_species"], zeta=zeta, delta=delta,
             isolated=arrays.get("isolated"), alpha=arrays["alpha"], r_factor=arrays["r_factor"],

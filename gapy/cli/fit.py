@@ -43,6 +43,12 @@ def _e0(text: str) -> Union[float, str, Dict[str, float]]:
         ) from None
 
 
+def _baseline(text: str) -> Optional[str]:
+    if text.strip().lower() == "none":
+        return None
+    return choice(("zbl",))(text.strip().lower())
+
+
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -130,6 +136,8 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "'{\"Surface\": {\"energy\": 0.002, \"force\": 0.1}}' (a table in the TOML file)", "JSON"),
     _Option("e0", "gap", _e0, (int, float, dict), "reference energy per atom in eV: a number, "
             "'average', 'isolated', 'fit' or SYMBOL:VALUE pairs (Si:-0.79,Ge:-1.2)", "E0"),
+    _Option("baseline", "gap", _baseline, (), "fixed short-range repulsion the GP corrects: 'zbl' (ZBL "
+            "switched off below 0.8 x the shortest distance in the data) or 'none'", "KIND"),
     _Option("sparse_jitter", "gap", number, _REAL, "added to the diagonal of K_MM", "X"),
     _Option("energy_key", "gap", str, (), "name of the energy label", "KEY"),
     _Option("forces_key", "gap", str, (), "name of the forces label", "KEY"),
