@@ -354,6 +354,7 @@ def store_results(atoms: Atoms, results: dict) -> None:
 
     Examples
     --------
+    >>> from gapy.calculator import store_results
     >>> from ase.build import bulk
     >>> atoms = bulk("Si")
     >>> store_results(atoms, {"energy": -10.0, "energy_std": 0.01})

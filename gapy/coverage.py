@@ -98,6 +98,7 @@ def nearest_distance(
 
     Examples
     --------
+    >>> from gapy.coverage import nearest_distance
     >>> import numpy as np
     >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> nearest_distance(x, np.zeros(2, int), x[:1], np.zeros(1, int), zeta=1)[0].round(3)
@@ -608,6 +609,7 @@ def gaussian_density(
 
     Examples
     --------
+    >>> from gapy.coverage import gaussian_density
     >>> import numpy as np
     >>> values = np.array([[0.0], [0.0], [1.0]])
     >>> gaussian_density(values, np.zeros(3, int), sigma=0.1).round(3)
@@ -670,6 +672,7 @@ def density_weights(
 
     Examples
     --------
+    >>> from gapy.coverage import density_weights
     >>> import numpy as np
     >>> density_weights(np.array([1.0, 0.5, 0.25]), max_weight=None).round(3)
     array([0.429, 0.857, 1.714])
@@ -771,6 +774,7 @@ def gdf_weights(
 
     Examples
     --------
+    >>> from gapy.coverage import gdf_weights
     >>> from ase.build import bulk
     >>> from gapy import SOAP
     >>> crystal = bulk("Si", cubic=True)
@@ -819,6 +823,7 @@ def structure_weights(atom_weights: Sequence[np.ndarray]) -> np.ndarray:
 
     Examples
     --------
+    >>> from gapy.coverage import structure_weights
     >>> import numpy as np
     >>> structure_weights([np.array([1.0, 3.0]), np.array([0.5])]).round(3)
     array([1.6, 0.4])
@@ -871,6 +876,7 @@ def local_energy_std(model, frames: Sequence[Atoms], index: np.ndarray) -> np.nd
 
     Examples
     --------
+    >>> from gapy.coverage import local_energy_std
     >>> import numpy as np
     >>> from gapy import GAPRegressor, SOAP
     >>> from gapy.datasets import load_si
@@ -908,6 +914,7 @@ def write_coverage_csv(path: Union[str, os.PathLike], n_components: int, table, 
 
     Examples
     --------
+    >>> from gapy.coverage import write_coverage_csv
     >>> import tempfile
     >>> from pathlib import Path
     >>> import numpy as np

@@ -31,6 +31,7 @@ def check_zeta(zeta) -> int:
 
     Examples
     --------
+    >>> from gapy.kernels import check_zeta
     >>> check_zeta(4.0)
     4
     """
@@ -54,6 +55,7 @@ def species_mask(species: np.ndarray, sparse_species: np.ndarray) -> np.ndarray:
 
     Examples
     --------
+    >>> from gapy.kernels import species_mask
     >>> import numpy as np
     >>> species_mask(np.array([0, 1]), np.array([0, 0, 1]))
     array([[1., 1., 0.],
@@ -88,6 +90,7 @@ def dot_product_kernel(values, species, sparse, sparse_species, zeta: int):
 
     Examples
     --------
+    >>> from gapy.kernels import dot_product_kernel
     >>> import numpy as np
     >>> q = np.array([[0.6, 0.8]])
     >>> kernel, factor = dot_product_kernel(q, np.array([0]), np.eye(2), np.array([0, 1]), zeta=2)
@@ -120,6 +123,7 @@ def kernel_distance_squared(a: np.ndarray, b: np.ndarray, zeta: int) -> np.ndarr
 
     Examples
     --------
+    >>> from gapy.kernels import kernel_distance_squared
     >>> import numpy as np
     >>> kernel_distance_squared(np.eye(2), np.array([[1.0, 0.0]]), zeta=4)
     array([[0.],
@@ -145,6 +149,7 @@ def unit_rows(values: np.ndarray) -> np.ndarray:
 
     Examples
     --------
+    >>> from gapy.kernels import unit_rows
     >>> import numpy as np
     >>> unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
     array([[0.6, 0.8],
@@ -173,6 +178,7 @@ def mean_unit_rows(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.
 
     Examples
     --------
+    >>> from gapy.kernels import mean_unit_rows
     >>> import numpy as np
     >>> values = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 5.0]])
     >>> mean_unit_rows(values, np.array([0, 0, 2]), 3).round(3)

@@ -115,6 +115,7 @@ def read_labels(
 
     Examples
     --------
+    >>> from gapy.labels import read_labels
     >>> from ase.build import bulk
     >>> from ase.calculators.singlepoint import SinglePointCalculator
     >>> atoms = bulk("Si")
@@ -192,6 +193,7 @@ def stress_from_virial(virial_voigt: np.ndarray, atoms: Atoms) -> np.ndarray:
 
     Examples
     --------
+    >>> from gapy.labels import stress_from_virial
     >>> from ase.build import bulk
     >>> atoms = bulk("Si", a=4.0)  # volume 16 A^3
     >>> stress_from_virial([-1.6, -1.6, -1.6, 0, 0, 0], atoms)[:3]

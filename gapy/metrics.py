@@ -106,6 +106,7 @@ def config_type_of(atoms: Atoms) -> str:
 
     Examples
     --------
+    >>> from gapy.metrics import config_type_of
     >>> from ase.build import bulk
     >>> atoms = bulk("Si")
     >>> config_type_of(atoms)
@@ -168,6 +169,7 @@ def compare(
 
     Examples
     --------
+    >>> from gapy.metrics import compare
     >>> from ase.build import bulk
     >>> from ase.calculators.singlepoint import SinglePointCalculator
     >>> atoms = bulk("Si")
@@ -245,6 +247,7 @@ def standardized_errors(comparison: Comparison, mask: Optional[np.ndarray] = Non
 
     Examples
     --------
+    >>> from gapy.metrics import Comparison, standardized_errors
     >>> import numpy as np
     >>> c = Comparison("forces", "eV/A", np.zeros(3), np.array([0.1, -0.4, 0.0]),
     ...                np.array([0.1, 0.2, 0.0]), np.zeros(3, int), np.array(["a"] * 3))
@@ -283,6 +286,7 @@ def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
 
     Examples
     --------
+    >>> from gapy.metrics import Comparison, error_table
     >>> import numpy as np
     >>> c = Comparison("energy", "meV/atom", np.zeros(2), np.array([3.0, -4.0]), None,
     ...                np.arange(2), np.array(["a", "b"]))
@@ -332,6 +336,7 @@ def format_table(rows: Sequence[dict]) -> str:
 
     Examples
     --------
+    >>> from gapy.metrics import Comparison, error_table, format_table
     >>> import numpy as np
     >>> c = Comparison("energy", "meV/atom", np.zeros(2), np.array([3.0, -4.0]), None,
     ...                np.arange(2), np.array(["a", "a"]))
@@ -376,6 +381,7 @@ def write_csv(rows: Sequence[dict], path: Union[str, Path]) -> None:
 
     Examples
     --------
+    >>> from gapy.metrics import Comparison, error_table, write_csv
     >>> import tempfile
     >>> from pathlib import Path
     >>> import numpy as np
@@ -412,6 +418,7 @@ def write_json(report: dict, path: Union[str, Path]) -> None:
 
     Examples
     --------
+    >>> from gapy.metrics import write_json
     >>> import json, tempfile
     >>> from pathlib import Path
     >>> with tempfile.TemporaryDirectory() as tmp:

@@ -52,6 +52,7 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
 
     Examples
     --------
+    >>> from gapy.parallel import thread_map
     >>> thread_map(lambda x: x * x, range(5), n_jobs=2)
     [0, 1, 4, 9, 16]
     """

@@ -40,6 +40,7 @@ def random_points(X: np.ndarray, n: int, random_state=None) -> np.ndarray:
 
     Examples
     --------
+    >>> from gapy.sparsify import random_points
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(10, 3))
     >>> random_points(X, 3, random_state=0).shape
@@ -83,6 +84,7 @@ def cur_points(X: np.ndarray, n: int, random_state=None) -> np.ndarray:
 
     Examples
     --------
+    >>> from gapy.sparsify import cur_points
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(50, 4))
     >>> chosen = cur_points(X, 5, random_state=0)
@@ -145,6 +147,7 @@ def fps_points(
 
     Examples
     --------
+    >>> from gapy.sparsify import fps_points
     >>> import numpy as np
     >>> X = np.array([[0.0], [0.1], [1.0], [2.0]])
     >>> fps_points(X, 2, weights=np.array([0.0, 0.0, 1.0, 0.0]))  # heaviest, then farthest
@@ -233,6 +236,7 @@ def select_points(
 
     Examples
     --------
+    >>> from gapy.sparsify import select_points
     >>> import numpy as np
     >>> X = np.random.default_rng(0).normal(size=(40, 4))
     >>> species = np.repeat([0, 1], 20)

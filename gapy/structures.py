@@ -57,6 +57,7 @@ def as_frames(frames: Union[Atoms, Iterable[Atoms]]) -> List[Atoms]:
 
     Examples
     --------
+    >>> from gapy.structures import as_frames
     >>> from ase.build import bulk
     >>> len(as_frames(bulk("Si"))), len(as_frames(iter([bulk("Si"), bulk("Ge")])))
     (1, 2)
@@ -93,6 +94,7 @@ def structure_name(atoms: Atoms, index: Optional[int] = None) -> str:
 
     Examples
     --------
+    >>> from gapy.structures import structure_name
     >>> from ase.build import bulk
     >>> atoms = bulk("Si", cubic=True)
     >>> atoms.info["config_type"] = "bulk"
@@ -128,6 +130,7 @@ def atomic_number(species) -> int:
 
     Examples
     --------
+    >>> from gapy.structures import atomic_number
     >>> atomic_number("Si"), atomic_number(14), atomic_number("14")
     (14, 14, 14)
     """
@@ -237,6 +240,7 @@ def neighbor_pairs(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> 
 
     Examples
     --------
+    >>> from gapy.structures import neighbor_pairs
     >>> from ase.build import bulk
     >>> pairs = neighbor_pairs(bulk("Si"), cutoff=2.5)  # 4 nearest neighbours at 2.35 A
     >>> pairs.offsets.tolist(), pairs.vectors.shape

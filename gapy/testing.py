@@ -36,6 +36,7 @@ def finite_difference_positions(
 
     Examples
     --------
+    >>> from gapy.testing import finite_difference_positions
     >>> from ase import Atoms
     >>> dimer = Atoms("Si2", positions=[[0.0, 0.0, 0.0], [0.0, 0.0, 2.3]])
     >>> gradient = finite_difference_positions(lambda a: a.get_distance(0, 1), dimer)
@@ -80,6 +81,7 @@ def finite_difference_strain(
 
     Examples
     --------
+    >>> from gapy.testing import finite_difference_strain
     >>> import numpy as np
     >>> from ase.build import bulk
     >>> atoms = bulk("Si", cubic=True)
@@ -117,6 +119,7 @@ def random_rotation(seed: int = 0) -> np.ndarray:
 
     Examples
     --------
+    >>> from gapy.testing import random_rotation
     >>> import numpy as np
     >>> rotation = random_rotation(1)
     >>> bool(np.allclose(rotation @ rotation.T, np.eye(3))), round(float(np.linalg.det(rotation)), 6)
@@ -147,6 +150,7 @@ def rotated(atoms: Atoms, rotation: np.ndarray) -> Atoms:
 
     Examples
     --------
+    >>> from gapy.testing import random_rotation, rotated
     >>> import numpy as np
     >>> from ase.build import bulk
     >>> atoms = bulk("Si")
@@ -183,6 +187,7 @@ def assert_allclose_relative(actual, desired, rtol: float, what: str = "") -> No
 
     Examples
     --------
+    >>> from gapy.testing import assert_allclose_relative
     >>> assert_allclose_relative([1.0, 2.001], [1.0, 2.0], rtol=1e-3, what="forces")
     >>> assert_allclose_relative([0.0], [0.0], rtol=1e-3, what="forces")
     Traceback (most recent call last):

@@ -25,7 +25,23 @@ NEGATIVE_VARIANCE_TOLERANCE = 1e-6
 
 
 def check_variance_kind(kind: str) -> str:
-    """Raise ``ValueError`` unless ``kind`` is one of :data:`VARIANCE_KINDS`."""
+    """Raise ``ValueError`` unless ``kind`` is one of :data:`VARIANCE_KINDS`.
+
+    Parameters
+    ----------
+    kind : str
+        The kind of variance to check.
+
+    Returns
+    -------
+    str
+        ``kind``.
+
+    Raises
+    ------
+    ValueError
+        ``kind`` is not ``"sor"``, ``"dtc"`` or ``"local"``.
+    """
     if kind not in VARIANCE_KINDS:
         raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
     return kind
@@ -35,7 +51,10 @@ def check_variance_kind(kind: str) -> str:
 class SparseGP:
     """A fitted projected-process (DTC) Gaussian process.
 
-    Attributes
+    Made by :func:`fit_sparse_gp` (``GAPRegressor.gp_``); every parameter is stored as an
+    attribute of the same name.
+
+    Parameters
     ----------
     sparse : ndarray of shape (M, n_features)
         Sparse points (descriptor vectors).
@@ -52,8 +71,26 @@ class SparseGP:
         posterior precision of the weights.
     kmm_factor : ndarray of shape (M, M)
         Lower Cholesky factor ``L`` of ``K_MM`` (with jitter).
-    n_observations : int
+    n_observations : int, default=0
         Rows (energies, force and virial components) the model was fitted on.
+
+    References
+    ----------
+    A. P. Bartók, M. C. Payne, R. Kondor and G. Csányi, "Gaussian approximation
+    potentials: the accuracy of quantum mechanics, without the electrons", Phys. Rev.
+    Lett. 104, 136403 (2010).
+
+    J. Quiñonero-Candela and C. E. Rasmussen, "A unifying view of sparse approximate
+    Gaussian process regression", J. Mach. Learn. Res. 6, 1939 (2005).
+
+    Examples
+    --------
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.datasets import load_si
+    >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+    >>> gp = model.gp_
+    >>> gp.sparse.shape, gp.alpha.shape, gp.zeta, gp.delta
+    ((20, 40), (20,), 4, 1.0)
     """
 
     sparse: np.ndarray
@@ -66,17 +103,104 @@ class SparseGP:
     n_observations: int = 0
 
     def local_kernel(self, values, species):
-        """``K(q_i, x_m)`` (with ``delta^2``) and ``dK/dq_i = factor[i, m] x_m``."""
+        """``K(q_i, x_m)`` (with ``delta^2``) and ``dK/dq_i = factor[i, m] x_m``.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n, n_features)
+            Descriptor vectors ``q_i``.
+        species : ndarray of int of shape (n,)
+            Species index of each.
+
+        Returns
+        -------
+        kernel : ndarray of shape (n, M)
+            ``K(q_i, x_m)`` in eV^2; ``kernel @ alpha`` are the local energies (eV,
+            without ``e0``).
+        factor : ndarray of shape (n, M)
+            ``delta^2 zeta (q_i . x_m)^(zeta - 1)``, the input of
+            :meth:`energy_gradient_weights`.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> kernel, factor = gp.local_kernel(values, species)
+        >>> kernel.shape
+        (8, 20)
+        """
         kernel, factor = dot_product_kernel(values, species, self.sparse, self.sparse_species, self.zeta)
         scale = self.delta**2
         return scale * kernel, scale * factor
 
     def energy_gradient_weights(self, factor: np.ndarray) -> np.ndarray:
-        """``d e_i / d q_i`` for every atom, from the kernel derivative factor."""
+        """``d e_i / d q_i`` for every atom, from the kernel derivative factor.
+
+        Parameters
+        ----------
+        factor : ndarray of shape (n, M)
+            The ``factor`` of :meth:`local_kernel`.
+
+        Returns
+        -------
+        ndarray of shape (n, n_features)
+            Gradient of each local energy with respect to its descriptor vector (eV),
+            the ``weights`` of :meth:`gapy.SOAP.contract_gradients`, which turns them
+            into forces and the virial.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> import numpy as np
+        >>> kernel, factor = gp.local_kernel(values, species)
+        >>> forces, virial = model.descriptor_.contract_gradients(atoms, gp.energy_gradient_weights(factor))
+        >>> bool(np.allclose(forces, model.predict_all(atoms)[0]["forces"]))
+        True
+        """
         return (factor * self.alpha) @ self.sparse
 
     def rows(self, values, species, grad=None) -> Dict[str, np.ndarray]:
-        """Kernel rows of one structure against the sparse points, see :func:`kernel_rows`."""
+        """Kernel rows of one structure against the sparse points, see :func:`kernel_rows`.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_atoms, n_features)
+            Descriptor vector of each atom.
+        species : ndarray of int of shape (n_atoms,)
+            Species index of each atom.
+        grad : SOAPGradients, optional
+            Descriptor gradients; needed for the ``"forces"`` and ``"virial"`` rows.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"energies"`` (n_atoms, M), ``"energy"`` (M,), and with ``grad``:
+            ``"forces"`` (n_atoms, 3, M) and ``"virial"`` (6, M) when ``grad`` has strain
+            gradients. Each row times ``alpha`` is a prediction (eV, eV/A, eV).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> {name: block.shape for name, block in gp.rows(values, species, grad).items()}
+        {'energies': (8, 20), 'energy': (20,), 'forces': (8, 3, 20), 'virial': (6, 20)}
+        """
         return kernel_rows(values, species, self.sparse, self.sparse_species, self.zeta, self.delta, grad)
 
     def prior_variances(self, values, species, grad=None, quantities=("energies", "energy")) -> Dict[str, np.ndarray]:
@@ -85,16 +209,32 @@ class SparseGP:
         Parameters
         ----------
         values : ndarray of shape (n_atoms, n_features)
+            Descriptor vector of each atom.
         species : ndarray of int of shape (n_atoms,)
+            Species index of each atom.
         grad : SOAPGradients, optional
             Needed for ``"forces"`` (``dpos``) and ``"virial"`` (``dstrain``).
-        quantities : sequence of {"energies", "energy", "forces", "virial"}
+        quantities : sequence of {"energies", "energy", "forces", "virial"}, default=("energies", "energy")
+            The priors to compute (forces and virial are the costly ones).
 
         Returns
         -------
         dict
             ``"energies"`` (n_atoms,), ``"energy"`` (1,), ``"forces"`` (3 n_atoms,),
-            ``"virial"`` (6,), in eV^2.
+            ``"virial"`` (6,), in eV^2 (forces: (eV/A)^2).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> priors = gp.prior_variances(values, species, grad, ["energies", "forces"])
+        >>> priors["energies"].shape, priors["forces"].shape
+        ((8,), (24,))
         """
         compute = {
             "energies": lambda: np.full(len(values), self.delta**2),
@@ -111,6 +251,8 @@ class SparseGP:
         Parameters
         ----------
         rows : ndarray of shape (n, M)
+            Kernel rows of the observations, e.g. from :meth:`rows` (one row, shape
+            (M,), is accepted).
         prior : ndarray of shape (n,), optional
             Prior variances ``k**``; needed for the ``"dtc"`` and ``"local"`` kinds.
         kind : {"sor", "dtc", "local"}, optional
@@ -119,8 +261,30 @@ class SparseGP:
         Returns
         -------
         mean : ndarray of shape (n,)
+            ``rows @ alpha``: the predictions (eV for energies, without ``e0``; eV/A for
+            forces; eV for virials).
         variance : ndarray of shape (n,)
-            Only with ``kind``.
+            Their predictive variances (squared units); only with ``kind``.
+
+        Raises
+        ------
+        ValueError
+            An unknown ``kind``, or ``"dtc"`` or ``"local"`` without ``prior``.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> rows = gp.rows(values, species)["energies"]
+        >>> prior = gp.prior_variances(values, species, quantities=["energies"])["energies"]
+        >>> mean, variance = gp.predict(rows, prior, kind="dtc")
+        >>> mean.shape, variance.shape
+        ((8,), (8,))
         """
         rows = np.atleast_2d(rows)
         mean = rows @ self.alpha
@@ -134,7 +298,8 @@ class SparseGP:
         Parameters
         ----------
         rows : ndarray of shape (n, M)
-        kind : {"sor", "dtc", "local"}
+            Kernel rows of the observations, e.g. from :meth:`rows`.
+        kind : {"sor", "dtc", "local"}, default="sor"
             ``"sor"``: ``k* Sigma k*^T`` with ``Sigma = (K_MM + K_MN Lambda^-1 K_NM)^-1``,
             the posterior variance of the projected process (subset of regressors);
             ``"local"``: the Nystrom residual ``k** - k* K_MM^-1 k*^T`` (QUIP's
@@ -149,6 +314,41 @@ class SparseGP:
             produce, are set to zero, with a ``RuntimeWarning`` when they exceed
             :data:`NEGATIVE_VARIANCE_TOLERANCE` times the largest prior of the rows
             (at least ``1e-6 delta^2``).
+
+        Raises
+        ------
+        ValueError
+            An unknown ``kind``, or ``"dtc"`` or ``"local"`` without ``prior``.
+
+        Warns
+        -----
+        RuntimeWarning
+            Significantly negative variances were set to zero (ill-conditioned ``K_MM``).
+
+        References
+        ----------
+        J. Quiñonero-Candela and C. E. Rasmussen, "A unifying view of sparse approximate
+        Gaussian process regression", J. Mach. Learn. Res. 6, 1939 (2005).
+
+        F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+        uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+        906 (2019).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> import numpy as np
+        >>> rows = gp.rows(values, species)["energies"]
+        >>> prior = gp.prior_variances(values, species, quantities=["energies"])["energies"]
+        >>> dtc = gp.variance(rows, "dtc", prior)
+        >>> bool(np.allclose(dtc, gp.variance(rows, "sor") + gp.variance(rows, "local", prior)))
+        True
         """
         check_variance_kind(kind)
         rows = np.atleast_2d(rows)

@@ -56,6 +56,7 @@ def jsonable(value):
 
     Examples
     --------
+    >>> from gapy.io.model import jsonable
     >>> import numpy as np
     >>> jsonable({14: np.float64(-1.5), "shape": (2, np.int64(3)), "x": np.zeros(2)})
     {'14': -1.5, 'shape': [2, 3], 'x': [0.0, 0.0]}

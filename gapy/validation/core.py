@@ -393,6 +393,7 @@ def validate(
 
     Examples
     --------
+    >>> from gapy.validation import validate
     >>> from ase.build import bulk
     >>> from ase.calculators.emt import EMT
     >>> report = validate(EMT(), bulk("Cu", "fcc", a=3.6), "emt", ["eos"], progress=False)
