@@ -209,8 +209,10 @@ class GAPCalculator(Calculator):
             return Calculator.set(self, **kwargs)
 
     def get_property(self, name: str, atoms: Optional[Atoms] = None, allow_calculation: bool = True):
-        """As ASE's, one thread at a time: a calculator shared between threads returns each
-        caller the results for its own structure.
+        """A property of ``atoms``, as ASE's ``Calculator.get_property``, one thread at a time.
+
+        A calculator shared between threads returns each caller the results for its own
+        structure.
 
         Parameters
         ----------

@@ -329,8 +329,8 @@ class CoverageMap(BaseEstimator):
 
         Returns
         -------
-        self : CoverageMap
-            The fitted map.
+        CoverageMap
+            ``self``, fitted.
 
         Raises
         ------

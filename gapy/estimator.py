@@ -224,8 +224,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        self : GAPRegressor
-            The fitted model.
+        GAPRegressor
+            ``self``, fitted.
 
         Raises
         ------
@@ -329,8 +329,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        self : GAPRegressor
-            The model, with :attr:`std_scale_` set (dimensionless factors by quantity:
+        GAPRegressor
+            ``self``, with :attr:`std_scale_` set (dimensionless factors by quantity:
             ``"energy"``, ``"forces"``, ``"stress"``).
 
         Raises
@@ -344,8 +344,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         References
         ----------
         F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
-    uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
-    906 (2019).
+        uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+        906 (2019).
 
         Examples
         --------
@@ -604,8 +604,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         References
         ----------
         F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
-    uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
-    906 (2019).
+        uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+        906 (2019).
 
         Examples
         --------
@@ -670,8 +670,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         References
         ----------
         F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
-    uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
-    906 (2019).
+        uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+        906 (2019).
 
         Examples
         --------

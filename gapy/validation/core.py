@@ -175,12 +175,12 @@ class ValidationReport:
 
         Examples
         --------
-    >>> from gapy.validation import PropertyResult, ValidationReport
-    >>> report = ValidationReport(results={
-    ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
-    ...                                    model_std=2.5, flagged=False, family="eos"),
-    ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
-    ...                           family="elastic")})
+        >>> from gapy.validation import PropertyResult, ValidationReport
+        >>> report = ValidationReport(results={
+        ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+        ...                                    model_std=2.5, flagged=False, family="eos"),
+        ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+        ...                           family="elastic")})
         >>> report.to_dict()["bulk_modulus"]["model"], report.to_dict()["C44"]["error"]
         (133.0, 'model: no convergence')
         """
@@ -199,12 +199,12 @@ class ValidationReport:
 
         Examples
         --------
-    >>> from gapy.validation import PropertyResult, ValidationReport
-    >>> report = ValidationReport(results={
-    ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
-    ...                                    model_std=2.5, flagged=False, family="eos"),
-    ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
-    ...                           family="elastic")})
+        >>> from gapy.validation import PropertyResult, ValidationReport
+        >>> report = ValidationReport(results={
+        ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+        ...                                    model_std=2.5, flagged=False, family="eos"),
+        ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+        ...                           family="elastic")})
         >>> row = report.rows()[0]
         >>> row["property"], row["difference"], row["difference_percent"]
         ('bulk_modulus', -7.0, -5.0)
@@ -233,12 +233,12 @@ class ValidationReport:
 
         Examples
         --------
-    >>> from gapy.validation import PropertyResult, ValidationReport
-    >>> report = ValidationReport(results={
-    ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
-    ...                                    model_std=2.5, flagged=False, family="eos"),
-    ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
-    ...                           family="elastic")})
+        >>> from gapy.validation import PropertyResult, ValidationReport
+        >>> report = ValidationReport(results={
+        ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+        ...                                    model_std=2.5, flagged=False, family="eos"),
+        ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+        ...                           family="elastic")})
         >>> print(report.table())  # doctest: +NORMALIZE_WHITESPACE
         property                            model    +- std    reference      diff unit      flag
         -----------------------------------------------------------------------------------------
@@ -282,12 +282,12 @@ class ValidationReport:
         Examples
         --------
         >>> import tempfile
-    >>> from gapy.validation import PropertyResult, ValidationReport
-    >>> report = ValidationReport(results={
-    ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
-    ...                                    model_std=2.5, flagged=False, family="eos"),
-    ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
-    ...                           family="elastic")})
+        >>> from gapy.validation import PropertyResult, ValidationReport
+        >>> report = ValidationReport(results={
+        ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+        ...                                    model_std=2.5, flagged=False, family="eos"),
+        ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+        ...                           family="elastic")})
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     [path.name for path in report.write(tmp)]
         ['validation.csv', 'validation.json', 'validation_info.json']
@@ -377,12 +377,6 @@ def validate(
         ``model_or_calculator`` is a path that is not a file
         (:class:`~gapy.ModelFileError`: not a readable model file).
 
-    References
-    ----------
-    V. L. Deringer, A. P. Bartók, N. Bernstein, D. M. Wilkins, M. Ceriotti and
-    G. Csányi, "Gaussian process regression for materials and molecules", Chem. Rev.
-    121, 10073 (2021) (validation of GAP models by the properties they predict).
-
     Notes
     -----
     A property is *flagged* when some atom of some structure it used (EOS cells,
@@ -390,6 +384,12 @@ def validate(
     a predicted local-energy standard deviation above ``flag_std`` (default 0.01 eV); see
     ``docs/validation.md``. ``model_std`` comes from posterior draws of the model's
     predictions at those structures, with correlations between them.
+
+    References
+    ----------
+    V. L. Deringer, A. P. Bartók, N. Bernstein, D. M. Wilkins, M. Ceriotti and
+    G. Csányi, "Gaussian process regression for materials and molecules", Chem. Rev.
+    121, 10073 (2021) (validation of GAP models by the properties they predict).
 
     Examples
     --------
