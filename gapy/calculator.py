@@ -58,10 +58,24 @@ class GAPCalculator(Calculator):
 
     Raises
     ------
+    TypeError
+        ``model`` is neither a ``GAPRegressor`` nor a path.
     sklearn.exceptions.NotFittedError
         ``model`` is an unfitted ``GAPRegressor``.
+    FileNotFoundError
+        ``model`` is a path to a file that does not exist.
     gapy.ModelFileError
         ``model`` is a path to a corrupt file or not a gapy model.
+
+    See Also
+    --------
+    store_results : Keep the results, stds included, on the structure for extxyz.
+
+    References
+    ----------
+    A. P. Bartók, M. C. Payne, R. Kondor and G. Csányi, "Gaussian approximation
+    potentials: the accuracy of quantum mechanics, without the electrons", Phys. Rev.
+    Lett. 104, 136403 (2010).
 
     Examples
     --------
@@ -116,16 +130,74 @@ class GAPCalculator(Calculator):
 
     @property
     def compute_std(self) -> bool:
-        """Whether every calculation computes the standard deviations (``calc.set(compute_std=...)``)."""
+        """Whether every calculation computes the standard deviations (``calc.set(compute_std=...)``).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPCalculator, GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> calc = GAPCalculator(model)
+        >>> calc.compute_std
+        False
+        >>> _ = calc.set(compute_std=True)
+        >>> calc.compute_std
+        True
+        """
         return bool(self.parameters["compute_std"])
 
     @property
     def variance(self) -> Optional[str]:
-        """Kind of predictive variance (``None``: the model's); change it with ``calc.set(variance=...)``."""
+        """Kind of predictive variance (``None``: the model's); change it with ``calc.set(variance=...)``.
+
+        One of ``"sor"``, ``"dtc"``, ``"local"`` or ``None``; see
+        :meth:`gapy.gp.SparseGP.variance`.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPCalculator, GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> calc = GAPCalculator(model, variance="local")
+        >>> calc.variance
+        'local'
+        """
         return self.parameters["variance"]
 
     def set(self, **kwargs) -> dict:
-        """Change ``compute_std`` or ``variance``; cached results are cleared when they change."""
+        """Change ``compute_std`` or ``variance``; cached results are cleared when they change.
+
+        Parameters
+        ----------
+        **kwargs
+            ``compute_std`` (bool) and/or ``variance`` (``"sor"``, ``"dtc"``,
+            ``"local"`` or ``None``: the model's).
+
+        Returns
+        -------
+        dict
+            The parameters that changed, with their new values (as ASE's
+            ``Calculator.set``).
+
+        Raises
+        ------
+        TypeError
+            A parameter other than ``compute_std`` and ``variance``.
+        ValueError
+            ``variance`` is not one of the allowed kinds.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPCalculator, GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> calc = GAPCalculator(model)
+        >>> calc.set(variance="sor", compute_std=False)
+        {'variance': 'sor'}
+        """
         if kwargs.get("variance") is not None:
             check_variance_kind(kwargs["variance"])
         if "compute_std" in kwargs:
@@ -137,8 +209,50 @@ class GAPCalculator(Calculator):
             return Calculator.set(self, **kwargs)
 
     def get_property(self, name: str, atoms: Optional[Atoms] = None, allow_calculation: bool = True):
-        """As ASE's, one thread at a time: a calculator shared between threads returns each
-        caller the results for its own structure."""
+        """A property of ``atoms``, as ASE's ``Calculator.get_property``, one thread at a time.
+
+        A calculator shared between threads returns each caller the results for its own
+        structure.
+
+        Parameters
+        ----------
+        name : str
+            One of :attr:`implemented_properties`: ``"energy"``, ``"free_energy"``
+            (eV), ``"energies"`` (eV), ``"forces"`` (eV/A), ``"stress"`` (eV/A^3) or
+            their ``"*_std"`` standard deviations.
+        atoms : ase.Atoms, optional
+            The structure (default: the calculator's last one); it is evaluated if it
+            changed since the cached results.
+        allow_calculation : bool, default=True
+            ``False``: return only a cached result, ``None`` if there is none.
+
+        Returns
+        -------
+        float or ndarray
+            The property: a float for ``energy``, ``free_energy`` and ``energy_std``;
+            ndarray of shape (n_atoms,) for ``energies`` and ``energies_std``, (n_atoms, 3)
+            for ``forces`` and ``forces_std``, (6,) for ``stress`` and ``stress_std``.
+            Arrays are copies.
+
+        Raises
+        ------
+        ase.calculators.calculator.PropertyNotImplementedError
+            An unknown property, or ``stress`` of a structure that is not periodic in all
+            three directions.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPCalculator, GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> atoms = bulk("Si", cubic=True)
+        >>> calc = GAPCalculator(model)
+        >>> calc.get_property("energies_std", atoms).shape
+        (8,)
+        >>> calc.get_property("forces_std", atoms, allow_calculation=False) is None
+        True
+        """
         with self._lock:
             return Calculator.get_property(self, name, atoms, allow_calculation)
 
@@ -157,11 +271,34 @@ class GAPCalculator(Calculator):
         cheaper energy stds come along), merged into the cached results. Calls are serialised by a lock, so one calculator can serve several
         threads.
 
+        Parameters
+        ----------
+        atoms : ase.Atoms, optional
+            The structure (default: the calculator's current one).
+        properties : sequence of str, optional
+            Properties asked for (default: ``["energy"]``); the ``*_std`` ones decide
+            which standard deviations are computed.
+        system_changes : sequence of str, default=ase.calculators.calculator.all_changes
+            What changed since the last calculation (ASE's list); any change clears the
+            cached results.
+
         Raises
         ------
         ase.calculators.calculator.PropertyNotImplementedError
             ``stress`` or ``stress_std`` requested for a structure that is not periodic
             in all three directions.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPCalculator, GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> atoms = bulk("Si", cubic=True)
+        >>> calc = GAPCalculator(model)
+        >>> calc.calculate(atoms, ["energy", "forces_std"])
+        >>> sorted(calc.results)
+        ['energies', 'energies_std', 'energy', 'energy_std', 'forces', 'forces_std', 'free_energy', 'stress']
         """
         with self._lock:
             self._calculate(atoms, properties, system_changes)
@@ -219,6 +356,7 @@ def store_results(atoms: Atoms, results: dict) -> None:
 
     Examples
     --------
+    >>> from gapy.calculator import store_results
     >>> from ase.build import bulk
     >>> atoms = bulk("Si")
     >>> store_results(atoms, {"energy": -10.0, "energy_std": 0.01})

@@ -63,10 +63,14 @@ def nearest_distance(
     Parameters
     ----------
     values : ndarray of shape (n, n_features)
+        Query rows, e.g. SOAP vectors (normalised, as ``SOAP(normalize=True)`` gives).
     species : ndarray of int of shape (n,)
+        Species label of each query row (any integer code, e.g. the descriptor's species
+        index or the atomic number, as long as ``reference_species`` uses the same).
     reference : ndarray of shape (m, n_features)
         E.g. training environments, or a model's sparse points (``model.gp_.sparse``).
     reference_species : ndarray of int of shape (m,)
+        Species label of each reference row.
     zeta : int, default=4
         Kernel exponent.
     exclude : ndarray of int of shape (n,), optional
@@ -76,12 +80,26 @@ def nearest_distance(
     Returns
     -------
     distance : ndarray of shape (n,)
-        ``inf`` where no reference row has the row's species.
+        Kernel distance (dimensionless) to the nearest reference row of the same
+        species; ``inf`` where no reference row has the row's species.
     nearest : ndarray of int of shape (n,)
         Index of the nearest reference row, ``-1`` where there is none.
 
+    Raises
+    ------
+    TypeError
+        ``zeta`` is not a number.
+    ValueError
+        ``zeta`` is not a positive integer.
+
+    See Also
+    --------
+    CoverageMap.distance : The same distance for structures, from their SOAP vectors.
+
     Examples
     --------
+    >>> from gapy.coverage import nearest_distance
+    >>> import numpy as np
     >>> x = np.array([[1.0, 0.0], [0.0, 1.0]])
     >>> nearest_distance(x, np.zeros(2, int), x[:1], np.zeros(1, int), zeta=1)[0].round(3)
     array([0.   , 1.414])
@@ -192,7 +210,9 @@ class CoverageMap(BaseEstimator):
     Attributes
     ----------
     descriptor_ : SOAP
+        The descriptor used: ``descriptor``, or the default one built in ``fit``.
     pca_ : sklearn.decomposition.PCA
+        The fitted PCA.
     embedding_ : ndarray of shape (n_rows, n_components)
         PCA coordinates of every training row.
     train_distance_ : ndarray of shape (n_rows,)
@@ -209,10 +229,25 @@ class CoverageMap(BaseEstimator):
         ``atoms.info["config_type"]`` of each training row's structure, or ``"(none)"``.
     reference_ : ndarray of shape (n_reference, n_features)
         Training rows the distances are measured to.
+    reference_species_ : ndarray of int of shape (n_reference,)
+        Species index (in ``descriptor_.species``) of each reference row; 0 for every
+        row with ``level="structures"``.
+
+    See Also
+    --------
+    gdf_weights : Weights that even out the density of training environments.
+    gapy.plots.coverage_plot : Plot of a map, coloured by distance.
+
+    References
+    ----------
+    A. P. Bartók, R. Kondor and G. Csányi, "On representing chemical environments",
+    Phys. Rev. B 87, 184115 (2013) (the SOAP kernel whose distance is measured).
 
     Examples
     --------
     >>> from ase.build import bulk
+    >>> from gapy import SOAP
+    >>> from gapy.coverage import CoverageMap
     >>> soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
     >>> train = [bulk("Si", cubic=True), bulk("Si", "fcc", a=3.9)]
     >>> coverage = CoverageMap(soap).fit(train)
@@ -247,7 +282,37 @@ class CoverageMap(BaseEstimator):
     def from_model(cls, model, **kwargs) -> "CoverageMap":
         """A map with the descriptor and ``zeta`` of a fitted :class:`~gapy.GAPRegressor`.
 
-        Other arguments as in the constructor.
+        Distances of the map are then those the model's kernel sees.
+
+        Parameters
+        ----------
+        model : GAPRegressor
+            A fitted model; its ``descriptor_`` and ``zeta`` are used.
+        **kwargs
+            Other constructor arguments (``n_components``, ``level``, ``species``,
+            ``max_reference``, ``random_state``, ``n_jobs``; ``zeta`` overrides the
+            model's).
+
+        Returns
+        -------
+        CoverageMap
+            An unfitted map: call :meth:`fit` on the training structures.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            ``model`` is not fitted.
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.coverage import CoverageMap
+        >>> from gapy.datasets import load_si
+        >>> train = load_si("train")[:4]
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(train)
+        >>> coverage = CoverageMap.from_model(model, level="structures").fit(train)
+        >>> coverage.zeta, coverage.embedding_.shape
+        (4, (4, 2))
         """
         check_is_fitted(model, "gp_")
         return cls(model.descriptor_, **{"zeta": model.zeta, **kwargs})
@@ -259,18 +324,35 @@ class CoverageMap(BaseEstimator):
         ----------
         frames : sequence of ase.Atoms
             Training structures.
-        y : ignored
+        y : None
+            Ignored; present for the scikit-learn API.
 
         Returns
         -------
-        self
+        CoverageMap
+            ``self``, fitted.
 
         Raises
         ------
+        TypeError
+            An element of ``frames`` is not an ``ase.Atoms``, ``descriptor`` is not a
+            :class:`~gapy.SOAP`, or a parameter has the wrong type.
         ValueError
-            Bad parameters, no structures, or fewer rows than ``n_components``.
+            Bad parameters, no structures, fewer rows than ``n_components`` (or than 2),
+            more components than SOAP features, or a ``species`` the descriptor does
+            not know.
         gapy.StructureError
             A structure has a species the descriptor does not know (named by index).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> from gapy.coverage import CoverageMap
+        >>> train = [bulk("Si", cubic=True), bulk("Si", "fcc", a=3.9)]
+        >>> coverage = CoverageMap(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)).fit(train)
+        >>> coverage.embedding_.shape, coverage.row_index_.shape
+        ((9, 2), (9, 2))
         """
         frames = as_frames(frames)
         check_choice("level", self.level, LEVELS)
@@ -346,14 +428,35 @@ class CoverageMap(BaseEstimator):
         Parameters
         ----------
         frames : sequence of ase.Atoms
+            Structures to map (an ``ase.Atoms`` alone counts as one).
         return_distance : bool, default=False
             Also return :meth:`distance` (computed from the same SOAP vectors).
 
         Returns
         -------
         coordinates : ndarray of shape (n_rows, n_components)
+            Coordinates of each row on the principal components of the training rows.
         distance : ndarray of shape (n_rows,)
-            Only with ``return_distance=True``.
+            Kernel distance to the nearest training row; only with
+            ``return_distance=True``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The map is not fitted.
+        gapy.StructureError
+            A structure has a species the descriptor does not know.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> from gapy.coverage import CoverageMap
+        >>> coverage = CoverageMap(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3))
+        >>> coverage = coverage.fit([bulk("Si", cubic=True), bulk("Si", "fcc", a=3.9)])
+        >>> coordinates, distance = coverage.transform(bulk("Si", "bcc", a=3.1), return_distance=True)
+        >>> coordinates.shape, distance.shape
+        ((1, 2), (1,))
         """
         check_is_fitted(self, "pca_")
         values, species, _ = self._rows(as_frames(frames))
@@ -366,21 +469,72 @@ class CoverageMap(BaseEstimator):
     def distance(self, frames: Sequence[Atoms]) -> np.ndarray:
         """Kernel distance of each row to the nearest training row of the same species.
 
+        ``sqrt(2 - 2 (q . x)^zeta)`` for the normalised SOAP vector ``q`` of a row and its
+        nearest training row ``x`` (see :func:`nearest_distance`).
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            Structures to measure (an ``ase.Atoms`` alone counts as one).
+
         Returns
         -------
         ndarray of shape (n_rows,)
             Between 0 (seen in training) and about ``sqrt(2)``; ``inf`` for a central
             species absent from the training rows. Rows as in :meth:`transform`.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The map is not fitted.
+        gapy.StructureError
+            A structure has a species the descriptor does not know.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> from gapy.coverage import CoverageMap
+        >>> coverage = CoverageMap(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3))
+        >>> coverage = coverage.fit([bulk("Si", cubic=True), bulk("Si", "fcc", a=3.9)])
+        >>> distance = coverage.distance([bulk("Si"), bulk("Si", "bcc", a=3.1)])
+        >>> distance.round(2)  # the two diamond atoms were seen in training, bcc was not
+        array([0.  , 0.  , 0.23])
         """
         return self.transform(frames, return_distance=True)[1]
 
     def row_index(self, frames: Sequence[Atoms]) -> np.ndarray:
         """(structure, atom) of each row :meth:`transform` returns for ``frames``.
 
+        Computed from the species alone, without SOAP vectors.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            The structures given (or to be given) to :meth:`transform`.
+
         Returns
         -------
         ndarray of int of shape (n_rows, 2)
-            Atom is -1 with ``level="structures"``.
+            Index of the structure in ``frames`` and of the atom in it; atom is -1 with
+            ``level="structures"``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The map is not fitted.
+        gapy.StructureError
+            A structure has a species the descriptor does not know.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> from gapy.coverage import CoverageMap
+        >>> coverage = CoverageMap(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3))
+        >>> coverage = coverage.fit([bulk("Si", cubic=True), bulk("Si", "fcc", a=3.9)])
+        >>> coverage.row_index([bulk("Si"), bulk("Si", "fcc", a=3.9)]).tolist()
+        [[0, 0], [0, 1], [1, 0]]
         """
         check_is_fitted(self, "pca_")
         frames = as_frames(frames)
@@ -425,16 +579,41 @@ def gaussian_density(
     Parameters
     ----------
     values : ndarray of shape (n, n_features)
+        Rows, e.g. SOAP vectors of atoms or structure fingerprints.
     species : ndarray of int of shape (n,)
+        Species label of each row; densities are computed within each species.
     sigma : float
         Gaussian width, in units of ``values``.
     max_reference : int, default=20000
+        Cap on the reference rows per species (a random subsample above it).
     random_state : int, Generator or None, default=None
+        Seed of that subsample.
 
     Returns
     -------
     ndarray of shape (n,)
-        In ``(0, 1]``.
+        Density of each row, in ``(0, 1]``.
+
+    Raises
+    ------
+    TypeError
+        ``sigma`` or ``max_reference`` is not a number.
+    ValueError
+        ``sigma`` is not positive, or ``max_reference`` is not an integer >= 2.
+
+    References
+    ----------
+    W. Jeong, K. Lee, D. Yoo, D. Lee and S. Han, "Toward reliable and transferable
+    machine learning potentials: uniform training by overcoming sampling bias",
+    J. Phys. Chem. C 122, 22790 (2018).
+
+    Examples
+    --------
+    >>> from gapy.coverage import gaussian_density
+    >>> import numpy as np
+    >>> values = np.array([[0.0], [0.0], [1.0]])
+    >>> gaussian_density(values, np.zeros(3, int), sigma=0.1).round(3)
+    array([0.667, 0.667, 0.333])
     """
     _check_sigma(sigma)
     max_reference = _check_max_reference(max_reference)
@@ -465,12 +644,36 @@ def density_weights(
     With ``max_weight`` the weights are clipped at that value and scaled to mean 1
     again. See :func:`gdf_weights`.
 
+    Parameters
+    ----------
+    density : ndarray of shape (n,)
+        Positive, finite densities, e.g. from :func:`gaussian_density`.
+    species : ndarray of int of shape (n,), optional
+        Species label of each row: the weights have mean 1 within each species. By
+        default all rows are one species.
+    power : float, default=1.0
+        Exponent of ``1 / rho``; 0 gives all ones.
+    max_weight : float or None, default=10.0
+        Clip the weights (relative to the mean, so at least 1) at this value; ``None``:
+        no clipping.
+
     Returns
     -------
     ndarray of shape (n,)
+        Weights, mean 1 over the rows of each species.
+
+    Raises
+    ------
+    TypeError
+        ``power`` or ``max_weight`` is not a number.
+    ValueError
+        ``power`` is negative, ``max_weight`` is not above 1, or ``density`` is not a
+        1-d array of positive, finite numbers.
 
     Examples
     --------
+    >>> from gapy.coverage import density_weights
+    >>> import numpy as np
     >>> density_weights(np.array([1.0, 0.5, 0.25]), max_weight=None).round(3)
     array([0.429, 0.857, 1.714])
     """
@@ -554,8 +757,12 @@ def gdf_weights(
 
     Raises
     ------
+    TypeError
+        An element of ``frames`` is not an ``ase.Atoms``, ``descriptor`` is not a
+        :class:`~gapy.SOAP`, or a parameter is not a number.
     ValueError
-        ``sigma``, ``power`` or ``max_weight`` out of range, or no structures.
+        ``sigma``, ``power``, ``max_weight`` or ``max_reference`` out of range, or no
+        structures.
     gapy.StructureError
         A structure has a species the descriptor does not know (named by index).
 
@@ -567,7 +774,9 @@ def gdf_weights(
 
     Examples
     --------
+    >>> from gapy.coverage import gdf_weights
     >>> from ase.build import bulk
+    >>> from gapy import SOAP
     >>> crystal = bulk("Si", cubic=True)
     >>> rattled = crystal.copy()
     >>> rattled.rattle(0.1, seed=0)
@@ -604,9 +813,18 @@ def structure_weights(atom_weights: Sequence[np.ndarray]) -> np.ndarray:
     Returns
     -------
     ndarray of shape (n_structures,)
+        Mean atom weight of each structure, divided by the mean over structures.
+
+    Raises
+    ------
+    ValueError
+        No structures, an empty, non-finite or negative weight array, or all weights
+        zero.
 
     Examples
     --------
+    >>> from gapy.coverage import structure_weights
+    >>> import numpy as np
     >>> structure_weights([np.array([1.0, 3.0]), np.array([0.5])]).round(3)
     array([1.6, 0.4])
     """
@@ -635,12 +853,38 @@ def local_energy_std(model, frames: Sequence[Atoms], index: np.ndarray) -> np.nd
     model : GAPRegressor
         A fitted model.
     frames : sequence of ase.Atoms
+        The structures ``index`` refers to.
     index : ndarray of int of shape (n_rows, 2)
         ``(structure, atom)`` per row, as :meth:`CoverageMap.row_index`.
 
     Returns
     -------
     ndarray of shape (n_rows,)
+        Standard deviation of the local energy of each atom (eV), or of the total
+        energy per atom (eV/atom) for rows with atom ``-1``.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        ``model`` is not fitted.
+
+    References
+    ----------
+    F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+    uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+    906 (2019).
+
+    Examples
+    --------
+    >>> from gapy.coverage import local_energy_std
+    >>> import numpy as np
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.datasets import load_si
+    >>> train = load_si("train")[:4]
+    >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(train)
+    >>> std = local_energy_std(model, train[:1], np.array([[0, 0], [0, 1], [0, -1]]))
+    >>> std.shape, bool(np.all(std > 0))
+    ((3,), True)
     """
     predictions = model.predict_all(frames, return_std=True, properties=("energy", "energies"))
     return np.array([predictions[k]["energies_std"][i] if i >= 0
@@ -650,19 +894,38 @@ def local_energy_std(model, frames: Sequence[Atoms], index: np.ndarray) -> np.nd
 def write_coverage_csv(path: Union[str, os.PathLike], n_components: int, table, energy_std=None) -> None:
     """Write a coverage table: one row per environment (or structure) of each set.
 
+    Columns: ``set, structure, atom, species, config_type, pc1..pcN, distance,
+    energy_std`` (``species`` is empty for whole structures, ``energy_std`` outside the
+    set named ``"new"`` or without ``energy_std``). Numbers have 6 significant digits.
+
     Parameters
     ----------
     path : str or os.PathLike
+        CSV file to write (overwritten).
     n_components : int
         Principal components per row.
     table : sequence of tuples
         ``(set_name, index, atomic_numbers, config_types, coordinates, distances)`` per
-        set (e.g. ``"train"`` and ``"new"``), ``index`` as :meth:`CoverageMap.row_index`.
-    energy_std : ndarray, optional
-        :func:`local_energy_std` of the rows of the set named ``"new"``.
+        set (e.g. ``"train"`` and ``"new"``), ``index`` as :meth:`CoverageMap.row_index`,
+        ``atomic_numbers`` as :attr:`CoverageMap.row_species_` (0: no species),
+        ``coordinates`` as :meth:`CoverageMap.transform`.
+    energy_std : ndarray of shape (n_rows,), optional
+        :func:`local_energy_std` (eV) of the rows of the set named ``"new"``.
 
-    Columns: ``set, structure, atom, species, config_type, pc1..pcN, distance,
-    energy_std``.
+    Examples
+    --------
+    >>> from gapy.coverage import write_coverage_csv
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> table = [("train", np.array([[0, 0], [0, 1]]), np.array([14, 14]),
+    ...           np.array(["bulk", "bulk"]), np.zeros((2, 2)), np.zeros(2))]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_coverage_csv(Path(tmp) / "coverage.csv", 2, table)
+    ...     print((Path(tmp) / "coverage.csv").read_text().strip())
+    set,structure,atom,species,config_type,pc1,pc2,distance,energy_std
+    train,0,0,Si,bulk,0,0,0,
+    train,0,1,Si,bulk,0,0,0,
     """
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -23,6 +23,26 @@ def load_si(split: str = "train") -> List[Atoms]:
     list of ase.Atoms
         With energy (eV), forces (eV/A) and stress (eV/A^3) on ``atoms.calc`` and
         ``config_type`` in ``atoms.info``.
+
+    Raises
+    ------
+    ValueError
+        ``split`` is not ``"train"`` or ``"test"``.
+
+    References
+    ----------
+    Y. Zuo, C. Chen, X. Li, Z. Deng, Y. Chen, J. Behler, G. Csányi, A. V. Shapeev,
+    A. P. Thompson, M. A. Wood and S. P. Ong, "Performance and cost assessment of
+    machine learning interatomic potentials", J. Phys. Chem. A 124, 731 (2020).
+
+    Examples
+    --------
+    >>> from gapy.datasets import load_si
+    >>> train = load_si("train")
+    >>> len(train), sum(len(atoms) for atoms in train)
+    (38, 2144)
+    >>> train[0].get_forces().shape == (len(train[0]), 3)
+    True
     """
     if split not in _FILES:
         raise ValueError(f"split must be one of {sorted(_FILES)}, got {split!r}")

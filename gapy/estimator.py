@@ -122,6 +122,48 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Factors applied to the predicted standard deviations of ``"energy"`` (total and
         local energies), ``"forces"`` and ``"stress"``; empty (all 1) until
         :meth:`calibrate`.
+    n_observations_ : int
+        Number of fitted values (energies, force and virial components).
+
+    See Also
+    --------
+    GAPCalculator : The fitted model as an ASE calculator.
+    gapy.load : Read a model written by :meth:`save`.
+    gapy.coverage.CoverageMap : How well the training set covers new structures.
+
+    Notes
+    -----
+    Parameters are checked in :meth:`fit`, not in the constructor (scikit-learn's
+    convention), so ``set_params``, ``clone`` and grid searches work as usual.
+
+    References
+    ----------
+    A. P. Bartók, M. C. Payne, R. Kondor and G. Csányi, "Gaussian approximation
+    potentials: the accuracy of quantum mechanics, without the electrons", Phys. Rev.
+    Lett. 104, 136403 (2010).
+
+    A. P. Bartók, R. Kondor and G. Csányi, "On representing chemical environments",
+    Phys. Rev. B 87, 184115 (2013).
+
+    F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+    uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+    906 (2019).
+
+    V. L. Deringer, A. P. Bartók, N. Bernstein, D. M. Wilkins, M. Ceriotti and
+    G. Csányi, "Gaussian process regression for materials and molecules", Chem. Rev.
+    121, 10073 (2021).
+
+    Examples
+    --------
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.datasets import load_si
+    >>> train, test = load_si("train")[:4], load_si("test")[:3]
+    >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(train)
+    >>> model.label_counts_, model.gp_.sparse.shape
+    ({'energy': 4, 'forces': 756}, (20, 40))
+    >>> energy, energy_std = model.predict(test, return_std=True)  # eV, one per structure
+    >>> energy.shape, energy_std.shape
+    ((3,), (3,))
     """
 
     def __init__(
@@ -182,15 +224,48 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         frames : sequence of ase.Atoms
-        y : ignored
-            Labels are read from the structures.
+            Training structures with labels: total energy (eV), forces (eV/A), stress
+            (eV/A^3) or virial (eV), under the names ``energy_key``, ... (see
+            :func:`gapy.labels.read_labels`).
+        y : None
+            Ignored: labels are read from the structures.
         sample_weight : array-like of shape (n_frames,), optional
             Per-structure weights: every sigma of structure ``k`` is divided by
             ``sqrt(sample_weight[k])``; a weight of 0 leaves the structure out.
 
         Returns
         -------
-        self
+        GAPRegressor
+            ``self``, fitted.
+
+        Raises
+        ------
+        TypeError
+            An element of ``frames`` is not an ``ase.Atoms``, or a parameter has the
+            wrong type.
+        ValueError
+            A parameter out of range, no structures, a bad ``sample_weight``, an ``e0``
+            that cannot be determined, or no structure left to fit (all have zero weight
+            or are isolated atoms).
+        gapy.StructureError
+            A species the descriptor does not know, a bad geometry or label, or a
+            fitted label kind (``sigma_*`` set) that no structure carries.
+        gapy.exceptions.SingularKernelError
+            ``K_MM`` is not positive definite even with ``sparse_jitter``.
+
+        Warns
+        -----
+        UserWarning
+            Structures without any label to fit (they are left out).
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> train = load_si("train")[:4]
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20)
+        >>> model.fit(train, sample_weight=[1.0, 1.0, 2.0, 0.0]).label_counts_  # the last one left out
+        {'energy': 3, 'forces': 567}
         """
         plan = self._plan(frames, sample_weight)
         row_blocks = (_noise_scaled(observations) for observations in self._observations(plan, plan.basis))
@@ -335,7 +410,33 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        self
+        GAPRegressor
+            ``self``, with :attr:`std_scale_` set (dimensionless factors by quantity:
+            ``"energy"``, ``"forces"``, ``"stress"``).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The model is not fitted.
+        gapy.StructureError
+            No structure of ``frames`` has an energy, forces or stress, or a label is
+            malformed.
+
+        References
+        ----------
+        F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+        uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+        906 (2019).
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> model.calibrate(load_si("test")[:3])  # doctest: +ELLIPSIS
+        GAPRegressor(...)
+        >>> sorted(model.std_scale_)
+        ['energy', 'forces', 'stress']
         """
         from .metrics import compare, standardized_errors
 
@@ -560,11 +661,42 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def predict(self, frames: Sequence[Atoms], return_std: bool = False):
         """Total energies (eV), and their standard deviations with ``return_std``.
 
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            Structures (an ``ase.Atoms`` alone counts as one); labels are not needed.
+        return_std : bool, default=False
+            Also return the standard deviations (of the model's ``variance`` kind,
+            scaled by :meth:`calibrate` if it was called).
+
         Returns
         -------
         energy : ndarray of shape (n_frames,)
+            Total energy of each structure (eV), ``e0`` included.
         energy_std : ndarray of shape (n_frames,)
-            Only with ``return_std=True``.
+            Its standard deviation (eV); only with ``return_std=True``.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The model is not fitted.
+        gapy.StructureError
+            A species the model does not know, or a bad geometry.
+
+        References
+        ----------
+        F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+        uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+        906 (2019).
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> energy, std = model.predict(load_si("test")[:2], return_std=True)
+        >>> energy.shape, bool((std > 0).all())
+        ((2,), True)
         """
         results = self.predict_all(frames, return_std=return_std, properties=("energy",))
         energy = np.array([r["energy"] for r in results])
@@ -584,6 +716,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Parameters
         ----------
         frames : sequence of ase.Atoms
+            Structures (an ``ase.Atoms`` alone counts as one); labels are not needed.
         return_std : bool or sequence of str, default=False
             ``True``: also return the standard deviation ``"<key>_std"`` of every
             property; a sequence: only of the properties named (``("energies",)`` costs
@@ -599,7 +732,39 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             ASE result keys: ``energy`` and ``free_energy`` (eV), ``energies``
             (n_atoms,) in eV, ``forces`` (n_atoms, 3) in eV/A, ``stress`` (6,) in eV/A^3
             (structures periodic in all directions only), and the ``*_std`` keys asked
-            for, in the same units and shapes.
+            for, in the same units and shapes (the properties named in ``return_std``
+            are predicted too).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The model is not fitted.
+        ValueError
+            Unknown ``properties``, ``return_std`` names or ``variance`` kind.
+        gapy.StructureError
+            A species the model does not know, or a bad geometry.
+
+        See Also
+        --------
+        gapy.GAPCalculator : The same predictions through ASE.
+        gapy.calculator.store_results : Write the results, stds included, to extxyz.
+
+        References
+        ----------
+        F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+        uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+        906 (2019).
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> (result,) = model.predict_all(load_si("test")[:1], return_std=["forces"])
+        >>> sorted(result)
+        ['energies', 'energy', 'forces', 'forces_std', 'free_energy', 'stress']
+        >>> result["forces"].shape, result["forces_std"].shape, result["stress"].shape
+        ((63, 3), (63, 3), (6,))
         """
         check_is_fitted(self, "gp_")
         frames = as_frames(frames)
@@ -686,6 +851,20 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         arrays : dict of str to ndarray
             ``sparse``, ``sparse_species``, ``alpha``, ``r_factor``, ``kmm_factor`` and
             ``isolated`` (descriptors of neighbourless atoms, see :class:`gapy.gp.SparseSet`).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The model is not fitted.
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> header, arrays = model.to_state()
+        >>> header["zeta"], arrays["alpha"].shape
+        (4, (20,))
         """
         check_is_fitted(self, "gp_")
         gp = self.gp_
@@ -714,11 +893,33 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def from_state(cls, header: dict, arrays: Dict[str, np.ndarray]) -> "GAPRegressor":
         """A fitted model from :meth:`to_state`'s output, every field checked.
 
+        Parameters
+        ----------
+        header : dict
+            The header of :meth:`to_state` (as read from a model file).
+        arrays : dict of str to ndarray
+            The arrays of :meth:`to_state`.
+
+        Returns
+        -------
+        GAPRegressor
+            A fitted model that predicts as the one that wrote the state.
+
         Raises
         ------
-        ModelFileError
+        gapy.ModelFileError
             A missing or malformed field, arrays of inconsistent shapes or non-finite
             values.
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> copy = GAPRegressor.from_state(*model.to_state())
+        >>> test = load_si("test")[:2]
+        >>> bool((copy.predict(test) == model.predict(test)).all())
+        True
         """
         try:
             params = dict(header["params"])
@@ -766,6 +967,36 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         No pickle; the write is atomic (a failed save leaves a previous file unchanged).
         Load it with :func:`gapy.load`.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            File to write (e.g. ``model.gapy``; any name); its directory must exist.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The model is not fitted.
+        OSError
+            The file cannot be written (``IsADirectoryError``: ``path`` is a directory).
+
+        See Also
+        --------
+        gapy.io.write_state : The file format.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> import gapy
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     model.save(Path(tmp) / "si.gapy")
+        ...     loaded = gapy.load(Path(tmp) / "si.gapy")
+        >>> loaded.get_params() == model.get_params()
+        True
         """
         write_state(*self.to_state(), path)
 
@@ -773,6 +1004,38 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         """Negative energy RMSE per atom (eV/atom): higher is better.
 
         Compares predicted and reference total energies divided by the number of atoms.
+        This is the score scikit-learn's model selection (``cross_val_score``,
+        ``GridSearchCV``) maximises.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms
+            Structures with reference energies (under ``energy_key``).
+        y : None
+            Ignored: the energies are read from the structures.
+        sample_weight : array-like of shape (n_frames,), optional
+            Weights of the structures in the mean squared error.
+
+        Returns
+        -------
+        float
+            ``-sqrt(mean((E_pred / N - E_ref / N)^2))`` in eV/atom; at most 0.
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            The model is not fitted.
+        gapy.StructureError
+            A structure has no energy label.
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> score = model.score(load_si("test")[:3])
+        >>> bool(score <= 0)
+        True
         """
         frames = as_frames(frames)
         labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
@@ -866,6 +1129,7 @@ def load_model(path: Union[str, os.PathLike]) -> GAPRegressor:
     Parameters
     ----------
     path : str or os.PathLike
+        A file written by :meth:`GAPRegressor.save` (a gapy ``.npz`` model file).
 
     Returns
     -------
@@ -879,6 +1143,20 @@ def load_model(path: Union[str, os.PathLike]) -> GAPRegressor:
     gapy.ModelFileError
         Not a gapy model, corrupt, truncated or edited, malformed, or of a format version
         this gapy cannot read; the message names the file and what is wrong.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import gapy
+    >>> from gapy.datasets import load_si
+    >>> model = gapy.GAPRegressor(gapy.SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3),
+    ...                           n_sparse=20).fit(load_si("train")[:4])
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     model.save(Path(tmp) / "si.gapy")
+    ...     loaded = gapy.load(Path(tmp) / "si.gapy")
+    >>> loaded.gp_.sparse.shape
+    (20, 40)
     """
     header, arrays = read_state(path)
     try:

@@ -10,12 +10,57 @@ from ._validation import check_integer
 
 
 def check_zeta(zeta) -> int:
-    """``zeta`` must be a positive integer (a real power of a negative dot product is NaN)."""
+    """``zeta`` must be a positive integer (a real power of a negative dot product is NaN).
+
+    Parameters
+    ----------
+    zeta : int
+        Kernel exponent to check; a float with an integer value (``4.0``) is accepted.
+
+    Returns
+    -------
+    int
+        ``zeta`` as an ``int``.
+
+    Raises
+    ------
+    TypeError
+        ``zeta`` is not a number (or is a bool).
+    ValueError
+        ``zeta`` is not a whole number, or is below 1.
+
+    Examples
+    --------
+    >>> from gapy.kernels import check_zeta
+    >>> check_zeta(4.0)
+    4
+    """
     return check_integer("zeta", zeta, 1)
 
 
 def species_mask(species: np.ndarray, sparse_species: np.ndarray) -> np.ndarray:
-    """``mask[i, m] = 1.0`` where environment ``i`` and sparse point ``m`` share a species."""
+    """``mask[i, m] = 1.0`` where environment ``i`` and sparse point ``m`` share a species.
+
+    Parameters
+    ----------
+    species : ndarray of int of shape (n,)
+        Species of each environment.
+    sparse_species : ndarray of int of shape (m,)
+        Species of each sparse point.
+
+    Returns
+    -------
+    ndarray of shape (n, m)
+        1.0 where the species agree, 0.0 elsewhere.
+
+    Examples
+    --------
+    >>> from gapy.kernels import species_mask
+    >>> import numpy as np
+    >>> species_mask(np.array([0, 1]), np.array([0, 0, 1]))
+    array([[1., 1., 0.],
+           [0., 0., 1.]])
+    """
     return (species[:, None] == sparse_species[None, :]).astype(float)
 
 
@@ -77,10 +122,15 @@ def dot_product_kernel(values, species, sparse, sparse_species, zeta: int):
     Parameters
     ----------
     values : ndarray of shape (n, n_features)
+        Descriptor vectors ``q_i`` (unit vectors).
     species : ndarray of int of shape (n,)
+        Species of each ``q_i``.
     sparse : ndarray of shape (m, n_features)
+        Sparse points ``x_m`` (unit vectors).
     sparse_species : ndarray of int of shape (m,)
+        Species of each sparse point.
     zeta : int
+        Kernel exponent, a positive integer (not checked here; see :func:`check_zeta`).
 
     Returns
     -------
@@ -89,6 +139,15 @@ def dot_product_kernel(values, species, sparse, sparse_species, zeta: int):
     factor : ndarray of shape (n, m)
         ``zeta (q_i . x_m)^(zeta - 1)``, zero across species, so that
         ``d kernel[i, m] / d q_i = factor[i, m] * x_m``.
+
+    Examples
+    --------
+    >>> from gapy.kernels import dot_product_kernel
+    >>> import numpy as np
+    >>> q = np.array([[0.6, 0.8]])
+    >>> kernel, factor = dot_product_kernel(q, np.array([0]), np.eye(2), np.array([0, 1]), zeta=2)
+    >>> kernel.round(3), factor.round(3)
+    (array([[0.36, 0.  ]]), array([[1.2, 0. ]]))
     """
     dots = values @ sparse.T
     mask = species_mask(species, sparse_species)
@@ -102,14 +161,25 @@ def kernel_distance_squared(a: np.ndarray, b: np.ndarray, zeta: int) -> np.ndarr
     Parameters
     ----------
     a : ndarray of shape (n, n_features)
+        First set of vectors (usually unit vectors).
     b : ndarray of shape (m, n_features)
+        Second set of vectors.
     zeta : int
+        Kernel exponent, a positive integer (not checked here; see :func:`check_zeta`).
 
     Returns
     -------
     ndarray of shape (n, m)
         ``2 - 2 (a . b)^zeta`` for unit vectors; not clipped (round-off can make it
         slightly negative).
+
+    Examples
+    --------
+    >>> from gapy.kernels import kernel_distance_squared
+    >>> import numpy as np
+    >>> kernel_distance_squared(np.eye(2), np.array([[1.0, 0.0]]), zeta=4)
+    array([[0.],
+           [2.]])
     """
     kaa = np.einsum("ij,ij->i", a, a) ** zeta
     kbb = np.einsum("ij,ij->i", b, b) ** zeta
@@ -117,7 +187,26 @@ def kernel_distance_squared(a: np.ndarray, b: np.ndarray, zeta: int) -> np.ndarr
 
 
 def unit_rows(values: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero)."""
+    """Rows scaled to unit length (zero rows stay zero).
+
+    Parameters
+    ----------
+    values : ndarray of shape (n, n_features)
+        Row vectors.
+
+    Returns
+    -------
+    ndarray of shape (n, n_features)
+        Each row divided by its Euclidean norm (a new array).
+
+    Examples
+    --------
+    >>> from gapy.kernels import unit_rows
+    >>> import numpy as np
+    >>> unit_rows(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    array([[0.6, 0.8],
+           [0. , 0. ]])
+    """
     norms = np.linalg.norm(values, axis=1, keepdims=True)
     return values / np.where(norms > 0, norms, 1.0)
 
@@ -132,11 +221,22 @@ def mean_unit_rows(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.
     groups : ndarray of int of shape (n,)
         The group (structure) of each row, ``0 <= groups < n_groups``.
     n_groups : int
+        Number of groups (structures), the rows of the result.
 
     Returns
     -------
     ndarray of shape (n_groups, n_features)
-        Zero for a group without rows.
+        Unit vectors; zero for a group without rows.
+
+    Examples
+    --------
+    >>> from gapy.kernels import mean_unit_rows
+    >>> import numpy as np
+    >>> values = np.array([[2.0, 0.0], [0.0, 1.0], [0.0, 5.0]])
+    >>> mean_unit_rows(values, np.array([0, 0, 2]), 3).round(3)
+    array([[0.707, 0.707],
+           [0.   , 0.   ],
+           [0.   , 1.   ]])
     """
     sums = np.zeros((n_groups, values.shape[1]))
     np.add.at(sums, groups, unit_rows(values))

@@ -21,7 +21,10 @@ MAX_PLAUSIBLE_STRESS = 1.0
 class Labels:
     """Labels of one structure; ``None`` where a label is missing.
 
-    Attributes
+    Made by :func:`read_labels`; every parameter is stored as an attribute of the same
+    name.
+
+    Parameters
     ----------
     energy : float or None
         Total energy (eV).
@@ -74,11 +77,52 @@ def read_labels(
     QUIP's ``virial``) is used as it is. With ``force_weights_key``, per-atom force
     weights are read from ``atoms.arrays`` when present.
 
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        A labelled structure.
+    index : int, optional
+        Its place in the data set, for error messages.
+    energy_key : str, default="energy"
+        Total energy (eV): ``atoms.calc.results`` or ``atoms.info``.
+    forces_key : str, default="forces"
+        Forces (eV/A): ``atoms.calc.results`` or ``atoms.arrays``.
+    stress_key : str, default="stress"
+        Stress (eV/A^3): ``atoms.calc.results`` or ``atoms.info``; takes precedence over
+        the virial.
+    virial_key : str, default="virial"
+        Virial (eV): ``atoms.info``.
+    force_weights_key : str, optional
+        Per-atom force weights in ``atoms.arrays``; not read when ``None``.
+
+    Returns
+    -------
+    Labels
+        The labels found; the virial in Voigt order (eV), from the stress if given.
+
     Raises
     ------
-    StructureError
-        A label of the wrong shape, NaN or inf, a stress on a non-periodic structure, or
-        a negative force weight.
+    TypeError
+        ``atoms`` is not an ``ase.Atoms``.
+    gapy.StructureError
+        A label that is not a number, of the wrong shape, NaN or inf, a stress on a
+        non-periodic structure or with a zero-volume cell, or a negative force weight.
+
+    Warns
+    -----
+    RuntimeWarning
+        A stress component above 1 eV/A^3 (160 GPa): probably given in GPa or kbar.
+
+    Examples
+    --------
+    >>> from gapy.labels import read_labels
+    >>> from ase.build import bulk
+    >>> from ase.calculators.singlepoint import SinglePointCalculator
+    >>> atoms = bulk("Si")
+    >>> atoms.calc = SinglePointCalculator(atoms, energy=-10.0, stress=[0.01, 0.01, 0.01, 0, 0, 0])
+    >>> labels = read_labels(atoms)
+    >>> labels.energy, labels.forces, labels.virial[:3].round(3)  # virial = -stress * 40.03 A^3
+    (-10.0, None, array([-0.4, -0.4, -0.4]))
     """
     name = structure_name(atoms, index)
     labels = Labels()
@@ -133,5 +177,26 @@ def _volume(atoms: Atoms, name: str, field: str) -> float:
 
 
 def stress_from_virial(virial_voigt: np.ndarray, atoms: Atoms) -> np.ndarray:
-    """ASE stress (eV/A^3, Voigt) from the virial (eV, Voigt)."""
+    """ASE stress (eV/A^3, Voigt) from the virial (eV, Voigt).
+
+    Parameters
+    ----------
+    virial_voigt : ndarray of shape (6,)
+        Virial ``-stress * volume`` in eV, Voigt order (xx, yy, zz, yz, xz, xy).
+    atoms : ase.Atoms
+        The periodic structure, for its volume (Angstrom^3).
+
+    Returns
+    -------
+    ndarray of shape (6,)
+        Stress in eV/A^3, Voigt order, ASE sign (positive is tensile).
+
+    Examples
+    --------
+    >>> from gapy.labels import stress_from_virial
+    >>> from ase.build import bulk
+    >>> atoms = bulk("Si", a=4.0)  # volume 16 A^3
+    >>> stress_from_virial([-1.6, -1.6, -1.6, 0, 0, 0], atoms)[:3]
+    array([0.1, 0.1, 0.1])
+    """
     return -np.asarray(virial_voigt) / abs(atoms.get_volume())

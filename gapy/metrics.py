@@ -32,18 +32,39 @@ COLUMNS = ("quantity", "unit", "config_type", "n_structures", "n_values", "rmse"
 class Comparison:
     """Reference and predicted values of one quantity, flattened over structures.
 
-    Attributes
+    Made by :func:`compare`; every parameter is stored as an attribute of the same name.
+
+    Parameters
     ----------
     quantity : {"energy", "forces", "stress"}
+        The quantity compared.
     unit : str
-        ``"meV/atom"``, ``"eV/A"`` or ``"GPa"``.
-    reference, predicted : ndarray of shape (n_values,)
-        Energies per atom, force components or Voigt stress components.
+        ``"meV/atom"``, ``"eV/A"`` or ``"GPa"``: the unit of ``reference``,
+        ``predicted`` and ``std``.
+    reference : ndarray of shape (n_values,)
+        Reference energies per atom, force components or Voigt stress components.
+    predicted : ndarray of shape (n_values,)
+        The predicted values, in the same order.
     std : ndarray of shape (n_values,) or None
         Predicted standard deviations, when the predictions have them.
     structure : ndarray of int of shape (n_values,)
         Index of the structure each value belongs to.
     config_type : ndarray of str of shape (n_values,)
+        ``atoms.info["config_type"]`` of that structure, or ``"(none)"``.
+
+    See Also
+    --------
+    compare : Build the comparisons of a data set.
+    error_table : RMSE, MAE and calibration of comparisons.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.metrics import Comparison
+    >>> c = Comparison("energy", "meV/atom", np.zeros(2), np.array([3.0, -4.0]), None,
+    ...                np.arange(2), np.array(["a", "b"]))
+    >>> c.error
+    array([ 3., -4.])
     """
 
     quantity: str
@@ -56,12 +77,44 @@ class Comparison:
 
     @property
     def error(self) -> np.ndarray:
-        """``predicted - reference``, ndarray of shape (n_values,)."""
+        """Errors ``predicted - reference``, ndarray of shape (n_values,), in ``unit``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gapy.metrics import Comparison
+        >>> c = Comparison("forces", "eV/A", np.array([0.1, 0.2]), np.array([0.3, 0.2]), None,
+        ...                np.zeros(2, int), np.array(["bulk", "bulk"]))
+        >>> c.error.round(3)
+        array([0.2, 0. ])
+        """
         return self.predicted - self.reference
 
 
 def config_type_of(atoms: Atoms) -> str:
-    """``atoms.info["config_type"]`` as a string, or ``"(none)"``."""
+    """``atoms.info["config_type"]`` as a string, or ``"(none)"``.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        A structure.
+
+    Returns
+    -------
+    str
+        Its config_type; ``"(none)"`` when ``atoms.info`` has none (or it is ``None``).
+
+    Examples
+    --------
+    >>> from gapy.metrics import config_type_of
+    >>> from ase.build import bulk
+    >>> atoms = bulk("Si")
+    >>> config_type_of(atoms)
+    '(none)'
+    >>> atoms.info["config_type"] = "bulk"
+    >>> config_type_of(atoms)
+    'bulk'
+    """
     value = atoms.info.get("config_type")
     return NO_CONFIG_TYPE if value is None else str(value)
 
@@ -84,8 +137,14 @@ def compare(
     predictions : sequence of dict
         One result of :meth:`GAPRegressor.predict_all` per structure (eV, eV/A,
         eV/A^3; ``*_std`` keys optional).
-    energy_key, forces_key, stress_key, virial_key : str
-        Label names.
+    energy_key : str, default="energy"
+        Name of the energy label (eV).
+    forces_key : str, default="forces"
+        Name of the forces label (eV/A).
+    stress_key : str, default="stress"
+        Name of the stress label (eV/A^3).
+    virial_key : str, default="virial"
+        Name of the virial label (eV).
 
     Returns
     -------
@@ -102,6 +161,22 @@ def compare(
         quantity the structure has a label for.
     gapy.StructureError
         A label has the wrong shape or is not finite.
+
+    See Also
+    --------
+    error_table : RMSE, MAE and calibration of the comparisons.
+    gapy.report.evaluate : Predict and compare in one call.
+
+    Examples
+    --------
+    >>> from gapy.metrics import compare
+    >>> from ase.build import bulk
+    >>> from ase.calculators.singlepoint import SinglePointCalculator
+    >>> atoms = bulk("Si")
+    >>> atoms.calc = SinglePointCalculator(atoms, energy=-10.0)
+    >>> comparisons = compare([atoms], [{"energy": -10.002}])
+    >>> comparisons["energy"].unit, comparisons["energy"].error.round(6)
+    ('meV/atom', array([-1.]))
     """
     if len(frames) != len(predictions):
         raise ValueError(f"{len(frames)} structures but {len(predictions)} predictions")
@@ -149,8 +224,35 @@ def standardized_errors(comparison: Comparison, mask: Optional[np.ndarray] = Non
     """``error / std`` of the values (under ``mask``) predicted with some variance.
 
     Values with no predicted variance at all (forces fixed by symmetry; std below 1e-9
-    of the largest) say nothing about calibration and are left out. ``None`` when the
-    predictions have no stds.
+    of the largest) say nothing about calibration and are left out.
+
+    Parameters
+    ----------
+    comparison : Comparison
+        Values of one quantity, from :func:`compare`.
+    mask : ndarray of bool of shape (n_values,), optional
+        Values to keep (e.g. one config_type); by default all.
+
+    Returns
+    -------
+    ndarray of shape (n_uncertain,) or None
+        Standardised errors (dimensionless; standard normal for calibrated stds);
+        ``None`` when the predictions have no stds.
+
+    References
+    ----------
+    F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+    uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+    906 (2019).
+
+    Examples
+    --------
+    >>> from gapy.metrics import Comparison, standardized_errors
+    >>> import numpy as np
+    >>> c = Comparison("forces", "eV/A", np.zeros(3), np.array([0.1, -0.4, 0.0]),
+    ...                np.array([0.1, 0.2, 0.0]), np.zeros(3, int), np.array(["a"] * 3))
+    >>> standardized_errors(c)  # the value with std 0 is left out
+    array([ 1., -2.])
     """
     if comparison.std is None:
         return None
@@ -171,6 +273,11 @@ def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
     values predicted with no variance at all (forces fixed by symmetry) and are ``None``
     without stds.
 
+    Parameters
+    ----------
+    comparisons : dict of str to Comparison
+        E.g. from :func:`compare`.
+
     Returns
     -------
     list of dict
@@ -179,6 +286,7 @@ def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
 
     Examples
     --------
+    >>> from gapy.metrics import Comparison, error_table
     >>> import numpy as np
     >>> c = Comparison("energy", "meV/atom", np.zeros(2), np.array([3.0, -4.0]), None,
     ...                np.arange(2), np.array(["a", "b"]))
@@ -214,6 +322,29 @@ def format_table(rows: Sequence[dict]) -> str:
     """The rows of :func:`error_table` as an aligned text table.
 
     The calibration columns (``z_rms``, ``within_2std``) appear when some row has them.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`error_table`.
+
+    Returns
+    -------
+    str
+        A header line, a rule and one line per row (no trailing newline); RMSE and MAE
+        with 4 significant digits, in each row's unit.
+
+    Examples
+    --------
+    >>> from gapy.metrics import Comparison, error_table, format_table
+    >>> import numpy as np
+    >>> c = Comparison("energy", "meV/atom", np.zeros(2), np.array([3.0, -4.0]), None,
+    ...                np.arange(2), np.array(["a", "a"]))
+    >>> print(format_table(error_table({"energy": c})))
+    quantity  unit      config_type  structures  values   RMSE  MAE
+    --------  --------  -----------  ----------  ------  -----  ---
+    energy    meV/atom  all                   2       2  3.536  3.5
+    energy    meV/atom  a                     2       2  3.536  3.5
     """
     header = ["quantity", "unit", "config_type", "structures", "values", "RMSE", "MAE"]
     body = [
@@ -238,7 +369,31 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def write_csv(rows: Sequence[dict], path: Union[str, Path]) -> None:
-    """Write the rows of :func:`error_table` as CSV with a header line."""
+    """Write the rows of :func:`error_table` as CSV with a header line.
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        Rows of :func:`error_table`; the columns are :data:`COLUMNS`, in that order
+        (missing calibration values are empty).
+    path : str or pathlib.Path
+        CSV file to write (overwritten).
+
+    Examples
+    --------
+    >>> from gapy.metrics import Comparison, error_table, write_csv
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> c = Comparison("energy", "meV/atom", np.zeros(1), np.ones(1), None,
+    ...                np.arange(1), np.array(["a"]))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_csv(error_table({"energy": c}), Path(tmp) / "errors.csv")
+    ...     print((Path(tmp) / "errors.csv").read_text().strip())
+    quantity,unit,config_type,n_structures,n_values,rmse,mae,z_rms,within_2std
+    energy,meV/atom,all,1,1,1.0,1.0,,
+    energy,meV/atom,a,1,1,1.0,1.0,,
+    """
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
@@ -247,7 +402,30 @@ def write_csv(rows: Sequence[dict], path: Union[str, Path]) -> None:
 
 
 def write_json(report: dict, path: Union[str, Path]) -> None:
-    """Write a report (a dict of JSON types, e.g. with ``"errors": error_table(...)``)."""
+    """Write a report (a dict of JSON types, e.g. with ``"errors": error_table(...)``).
+
+    Parameters
+    ----------
+    report : dict
+        JSON-serialisable content (``None`` becomes ``null``).
+    path : str or pathlib.Path
+        JSON file to write (overwritten), indented by 2 spaces with a final newline.
+
+    Raises
+    ------
+    TypeError
+        ``report`` holds a value JSON cannot represent (e.g. a numpy array).
+
+    Examples
+    --------
+    >>> from gapy.metrics import write_json
+    >>> import json, tempfile
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_json({"model": "gap.npz", "errors": []}, Path(tmp) / "report.json")
+    ...     json.loads((Path(tmp) / "report.json").read_text())
+    {'model': 'gap.npz', 'errors': []}
+    """
     with open(path, "w") as handle:
         json.dump(report, handle, indent=2)
         handle.write("\n")

@@ -36,15 +36,26 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
     Parameters
     ----------
     function : callable
+        ``function(item) -> result``; called from worker threads when ``n_jobs > 1``.
     items : sequence
+        The items (any iterable; it is consumed into a list).
     n_jobs : int, default=1
         Threads (``-1``: all cores), as in joblib.
     progress : tqdm progress bar, optional
-        Advanced by one as each item finishes (on a local pool).
+        Advanced by one as each item finishes (on a local pool), or by ``len(items)``
+        at the end on another joblib backend.
 
     Returns
     -------
     list
+        ``function(item)`` of each item, in the order of ``items``. The first exception
+        raised by ``function`` propagates.
+
+    Examples
+    --------
+    >>> from gapy.parallel import thread_map
+    >>> thread_map(lambda x: x * x, range(5), n_jobs=2)
+    [0, 1, 4, 9, 16]
     """
     items = list(items)
     backend, _ = get_active_backend()

@@ -29,11 +29,29 @@ def parity_plot(comparison: Comparison, path: Union[str, Path], title: str = "")
     Parameters
     ----------
     comparison : Comparison
-        One quantity (from :func:`gapy.metrics.compare`).
+        One quantity (from :func:`gapy.metrics.compare`); axes in its ``unit``.
     path : str or Path
-        PNG file to write.
-    title : str, optional
-        Figure title, e.g. the data file.
+        PNG file to write (overwritten).
+    title : str, default=""
+        Figure title, e.g. the data file; none if empty.
+
+    See Also
+    --------
+    gapy.report.write_report : Writes this plot for every quantity.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from gapy.metrics import Comparison
+    >>> from gapy.plots import parity_plot
+    >>> c = Comparison("forces", "eV/A", np.array([0.1, -0.2, 0.3]), np.array([0.12, -0.25, 0.28]),
+    ...                None, np.zeros(3, int), np.array(["bulk"] * 3))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     parity_plot(c, Path(tmp) / "parity_forces.png", title="test set")
+    ...     (Path(tmp) / "parity_forces.png").exists()
+    True
     """
     figure = _figure(5.0, 4.6)
     axes = figure.add_subplot()
@@ -71,17 +89,38 @@ def uncertainty_plot(comparisons: Dict[str, Comparison], path: Union[str, Path],
 
     Parameters
     ----------
-    comparisons : dict of Comparison
-        From :func:`gapy.metrics.compare` on predictions with ``return_std=True``.
+    comparisons : dict of str to Comparison
+        From :func:`gapy.metrics.compare` on predictions with ``return_std=True``;
+        comparisons without standard deviations are left out.
     path : str or Path
-        PNG file to write.
-    title : str, optional
-        Figure title.
+        PNG file to write (overwritten).
+    title : str, default=""
+        Figure title; none if empty.
 
     Raises
     ------
     ValueError
         No comparison has standard deviations.
+
+    References
+    ----------
+    F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+    uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+    906 (2019).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from gapy.metrics import Comparison
+    >>> from gapy.plots import uncertainty_plot
+    >>> c = Comparison("forces", "eV/A", np.array([0.1, -0.2, 0.3]), np.array([0.12, -0.25, 0.28]),
+    ...                np.array([0.02, 0.03, 0.01]), np.zeros(3, int), np.array(["bulk"] * 3))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     uncertainty_plot({"forces": c}, Path(tmp) / "uncertainty.png")
+    ...     (Path(tmp) / "uncertainty.png").exists()
+    True
     """
     with_std = [c for c in comparisons.values() if c.std is not None]
     if not with_std:
@@ -147,13 +186,37 @@ def coverage_plot(
     value_label : str, default="distance to the training set"
         Colour bar label (give the unit).
     explained_variance_ratio : sequence of float, optional
-        Shown in the axis labels as percentages.
-    title : str, optional
+        Shown in the axis labels as percentages, e.g.
+        ``CoverageMap.pca_.explained_variance_ratio_``.
+    title : str, default=""
+        Figure title; none if empty.
 
     Raises
     ------
     ValueError
         Fewer than two columns, or lengths that do not match.
+
+    See Also
+    --------
+    gapy.coverage.CoverageMap : Computes the coordinates and distances.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from ase.build import bulk
+    >>> from gapy import SOAP
+    >>> from gapy.coverage import CoverageMap
+    >>> from gapy.plots import coverage_plot
+    >>> coverage = CoverageMap(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3))
+    >>> coverage = coverage.fit([bulk("Si", cubic=True), bulk("Si", "fcc", a=3.9)])
+    >>> new = [bulk("Si", "bcc", a=3.1)]
+    >>> coordinates, distance = coverage.transform(new, return_distance=True)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     coverage_plot(coverage.embedding_, Path(tmp) / "coverage.png", new=coordinates,
+    ...                   values=distance, explained_variance_ratio=coverage.pca_.explained_variance_ratio_)
+    ...     (Path(tmp) / "coverage.png").exists()
+    True
     """
     train = np.asarray(train, dtype=float)
     if train.ndim != 2 or train.shape[1] < 2:

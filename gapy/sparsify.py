@@ -17,7 +17,35 @@ METHODS = ("cur", "fps", "random")
 
 
 def random_points(X: np.ndarray, n: int, random_state=None) -> np.ndarray:
-    """``n`` rows drawn uniformly without replacement."""
+    """``n`` rows drawn uniformly without replacement.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        Row vectors (only their number is used).
+    n : int
+        Rows to draw, at most ``n_rows``.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the draw.
+
+    Returns
+    -------
+    ndarray of int of shape (n,)
+        Sorted, distinct row indices.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is larger than the number of rows (or negative).
+
+    Examples
+    --------
+    >>> from gapy.sparsify import random_points
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(10, 3))
+    >>> random_points(X, 3, random_state=0).shape
+    (3,)
+    """
     rng = np.random.default_rng(random_state)
     return np.sort(rng.choice(len(X), size=n, replace=False))
 
@@ -28,6 +56,40 @@ def cur_points(X: np.ndarray, n: int, random_state=None) -> np.ndarray:
     The leverage of row ``i`` is ``sum_{j<k} U_ij^2 / k`` over the top ``k = min(n, rank)``
     left singular vectors of ``X`` (as ``gap_fit``'s ``sparse_method=cur_points``). It is
     computed from the small ``X^T X`` eigenproblem, so memory stays ``O(n_features^2)``.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        Row vectors, e.g. SOAP vectors of atomic environments.
+    n : int
+        Rows to draw, at most ``n_rows`` (and at least 1).
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the draw.
+
+    Returns
+    -------
+    ndarray of int of shape (n,)
+        Sorted, distinct row indices. Where fewer than ``n`` rows have a non-zero
+        leverage (rank-deficient ``X``), the rest are drawn almost uniformly.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is larger than the number of rows (or ``n=0``: the probabilities are NaN).
+
+    References
+    ----------
+    M. W. Mahoney and P. Drineas, "CUR matrix decompositions for improved data
+    analysis", Proc. Natl. Acad. Sci. USA 106, 697 (2009).
+
+    Examples
+    --------
+    >>> from gapy.sparsify import cur_points
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(50, 4))
+    >>> chosen = cur_points(X, 5, random_state=0)
+    >>> chosen.shape, bool(np.all(np.diff(chosen) > 0))
+    ((5,), True)
     """
     rng = np.random.default_rng(random_state)
     eigenvalues, eigenvectors = np.linalg.eigh(X.T @ X)
@@ -56,6 +118,40 @@ def fps_points(
     is drawn at random. With ``weights`` (non-negative, one per row) the first row is the
     heaviest and each next one maximises ``weight * distance``: far from the chosen rows
     and heavy (e.g. uncertain) at once.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_rows, n_features)
+        Row vectors, e.g. SOAP vectors or structure fingerprints.
+    n : int
+        Rows to choose, between 1 and ``n_rows`` (larger ``n`` is not checked: indices
+        then repeat).
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the first row (unused with ``weights``).
+    zeta : int, optional
+        Kernel exponent: use the kernel distance of ``(a . b)^zeta`` instead of the
+        Euclidean distance.
+    weights : ndarray of shape (n_rows,), optional
+        Non-negative weight of each row, e.g. an uncertainty score.
+
+    Returns
+    -------
+    ndarray of int of shape (n,)
+        Sorted row indices.
+
+    References
+    ----------
+    G. Imbalzano, A. Anelli, D. Giofré, S. Klees, J. Behler and M. Ceriotti, "Automatic
+    selection of atomic fingerprints and reference configurations for machine-learning
+    potentials", J. Chem. Phys. 148, 241730 (2018).
+
+    Examples
+    --------
+    >>> from gapy.sparsify import fps_points
+    >>> import numpy as np
+    >>> X = np.array([[0.0], [0.1], [1.0], [2.0]])
+    >>> fps_points(X, 2, weights=np.array([0.0, 0.0, 1.0, 0.0]))  # heaviest, then farthest
+    array([0, 2])
     """
     rng = np.random.default_rng(random_state)
     if zeta is None:
@@ -95,23 +191,58 @@ def select_points(
 ) -> np.ndarray:
     """Choose sparse rows of ``X``, separately for each species.
 
+    Rows equal to 12 decimals count as duplicates: only the first of them can be
+    chosen. The methods are :func:`cur_points`, :func:`fps_points` and
+    :func:`random_points`.
+
     Parameters
     ----------
     X : ndarray of shape (n, n_features)
+        Row vectors, e.g. the SOAP vectors of all training environments.
     n_sparse : int or dict
-        Points per species, or a dict ``{species: n}`` keyed like ``species``.
-    method : {"cur", "fps", "random"}
+        Points per species, or a dict ``{species: n}`` keyed like ``species``; a species
+        missing from the dict gets 0 points (with ``method="random"``; see the Notes).
+    method : {"cur", "fps", "random"}, default="cur"
+        How the rows of each species are chosen.
     species : ndarray of shape (n,), optional
         Species of each row; all rows are one species when omitted.
-    random_state : int, Generator or None
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the choice.
     zeta : int, optional
-        Kernel exponent for ``fps`` in kernel distance.
+        Kernel exponent for ``fps`` in kernel distance (Euclidean distance if omitted).
 
     Returns
     -------
-    ndarray of int
+    ndarray of int of shape (n_chosen,)
         Sorted row indices. Duplicate rows are never chosen twice; where a species has
         fewer distinct rows than asked for, all of them are taken and a warning is logged.
+
+    Raises
+    ------
+    ValueError
+        ``method`` is not one of ``"cur"``, ``"fps"``, ``"random"``.
+
+    Notes
+    -----
+    A species with 0 points asked for (absent from a dict ``n_sparse``) currently
+    gets none with ``"random"``, one with ``"fps"``, and makes ``"cur"`` raise
+    ``ValueError`` ("Probabilities contain NaN").
+
+    References
+    ----------
+    G. Imbalzano, A. Anelli, D. Giofré, S. Klees, J. Behler and M. Ceriotti, "Automatic
+    selection of atomic fingerprints and reference configurations for machine-learning
+    potentials", J. Chem. Phys. 148, 241730 (2018).
+
+    Examples
+    --------
+    >>> from gapy.sparsify import select_points
+    >>> import numpy as np
+    >>> X = np.random.default_rng(0).normal(size=(40, 4))
+    >>> species = np.repeat([0, 1], 20)
+    >>> chosen = select_points(X, {0: 3, 1: 5}, "fps", species, random_state=0)
+    >>> np.bincount(species[chosen]).tolist()
+    [3, 5]
     """
     if method not in METHODS:
         raise ValueError(f"sparse_method must be one of {METHODS}, got {method!r}")

@@ -16,7 +16,20 @@ MIN_DISTANCE = 0.1
 
 
 def require_atoms(atoms, index: Optional[int] = None) -> None:
-    """Raise ``TypeError`` when ``atoms`` is not an ``ase.Atoms``."""
+    """Raise ``TypeError`` when ``atoms`` is not an ``ase.Atoms``.
+
+    Parameters
+    ----------
+    atoms : object
+        The object to check.
+    index : int, optional
+        Its place in a data set, named in the message.
+
+    Raises
+    ------
+    TypeError
+        ``atoms`` is not an ``ase.Atoms``.
+    """
     if not isinstance(atoms, Atoms):
         where = f"structure {index}" if index is not None else "structure"
         raise TypeError(f"{where}: expected ase.Atoms, got {type(atoms).__name__}")
@@ -25,12 +38,29 @@ def require_atoms(atoms, index: Optional[int] = None) -> None:
 def as_frames(frames: Union[Atoms, Iterable[Atoms]]) -> List[Atoms]:
     """A list of structures from one ``Atoms`` or an iterable of them.
 
+    Parameters
+    ----------
+    frames : ase.Atoms or iterable of ase.Atoms
+        One structure or several (a generator is consumed).
+
+    Returns
+    -------
+    list of ase.Atoms
+        The same objects (not copies).
+
     Raises
     ------
     TypeError
         An element is not an ``ase.Atoms`` (its index is named).
     ValueError
         No structure is given.
+
+    Examples
+    --------
+    >>> from gapy.structures import as_frames
+    >>> from ase.build import bulk
+    >>> len(as_frames(bulk("Si"))), len(as_frames(iter([bulk("Si"), bulk("Ge")])))
+    (1, 2)
     """
     if isinstance(frames, Atoms):
         return [frames]
@@ -45,7 +75,31 @@ def as_frames(frames: Union[Atoms, Iterable[Atoms]]) -> List[Atoms]:
 def structure_name(atoms: Atoms, index: Optional[int] = None) -> str:
     """Name a structure in error messages: its index, formula and config_type.
 
-    Raises ``TypeError`` when ``atoms`` is not an ``ase.Atoms``.
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    index : int, optional
+        Its place in a data set.
+
+    Returns
+    -------
+    str
+        E.g. ``"structure 3 (Si8, config_type=bulk)"``.
+
+    Raises
+    ------
+    TypeError
+        ``atoms`` is not an ``ase.Atoms``.
+
+    Examples
+    --------
+    >>> from gapy.structures import structure_name
+    >>> from ase.build import bulk
+    >>> atoms = bulk("Si", cubic=True)
+    >>> atoms.info["config_type"] = "bulk"
+    >>> structure_name(atoms, 3)
+    'structure 3 (Si8, config_type=bulk)'
     """
     require_atoms(atoms, index)
     parts = [f"structure {index}" if index is not None else "structure"]
@@ -56,7 +110,30 @@ def structure_name(atoms: Atoms, index: Optional[int] = None) -> str:
 
 
 def atomic_number(species) -> int:
-    """Atomic number of a chemical symbol or number, with a clear error."""
+    """Atomic number of a chemical symbol or number, with a clear error.
+
+    Parameters
+    ----------
+    species : str or int
+        A chemical symbol (``"Si"``), an atomic number, or an atomic number as a string
+        (JSON keys: ``"14"``).
+
+    Returns
+    -------
+    int
+        The atomic number.
+
+    Raises
+    ------
+    ValueError
+        ``species`` is not a known symbol or a valid atomic number.
+
+    Examples
+    --------
+    >>> from gapy.structures import atomic_number
+    >>> atomic_number("Si"), atomic_number(14), atomic_number("14")
+    (14, 14, 14)
+    """
     if isinstance(species, (int, np.integer)) and not isinstance(species, bool):
         if 0 < int(species) < len(chemical_symbols):
             return int(species)
@@ -111,11 +188,16 @@ def species_indices(atoms: Atoms, atomic_numbers: np.ndarray, owner: str, index:
 class NeighborPairs:
     """Neighbour pairs of one structure, sorted by centre then neighbour.
 
-    Attributes
+    Made by :func:`neighbor_pairs`; every parameter is stored as an attribute of the
+    same name.
+
+    Parameters
     ----------
-    centers, neighbors : ndarray of shape (n_pairs,)
-        Atom indices ``i`` and ``j``; every pair appears in both directions, and a
-        neighbour may appear several times through periodic images.
+    centers : ndarray of int of shape (n_pairs,)
+        Atom index ``i`` of each pair.
+    neighbors : ndarray of int of shape (n_pairs,)
+        Atom index ``j``; every pair appears in both directions, and a neighbour may
+        appear several times through periodic images.
     vectors : ndarray of shape (n_pairs, 3)
         ``r_j + shift - r_i`` in Angstrom.
     offsets : ndarray of shape (n_atoms + 1,)
@@ -131,7 +213,20 @@ class NeighborPairs:
 def check_geometry(atoms: Atoms, index: Optional[int] = None) -> None:
     """Raise :class:`StructureError` for NaN positions or a degenerate periodic cell.
 
-    ``index`` (the structure's place in a data set) only serves the error message.
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure to check.
+    index : int, optional
+        The structure's place in a data set; only serves the error message.
+
+    Raises
+    ------
+    TypeError
+        ``atoms`` is not an ``ase.Atoms``.
+    gapy.StructureError
+        No atoms, non-finite positions or cell, a zero-volume cell periodic in all
+        directions, or a zero cell vector along a periodic direction.
     """
     require_atoms(atoms, index)
 
@@ -161,7 +256,35 @@ def check_geometry(atoms: Atoms, index: Optional[int] = None) -> None:
 def neighbor_pairs(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> NeighborPairs:
     """All pairs closer than ``cutoff`` (with periodic images), checked for overlaps.
 
-    ``index`` (the structure's place in a data set) only serves error messages.
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    cutoff : float
+        Cutoff radius in Angstrom.
+    index : int, optional
+        The structure's place in a data set; only serves error messages.
+
+    Returns
+    -------
+    NeighborPairs
+        The pairs, sorted by centre then neighbour.
+
+    Raises
+    ------
+    TypeError
+        ``atoms`` is not an ``ase.Atoms``.
+    gapy.StructureError
+        The geometry fails :func:`check_geometry`, or two atoms are closer than
+        :data:`MIN_DISTANCE` (0.1 Angstrom).
+
+    Examples
+    --------
+    >>> from gapy.structures import neighbor_pairs
+    >>> from ase.build import bulk
+    >>> pairs = neighbor_pairs(bulk("Si"), cutoff=2.5)  # 4 nearest neighbours at 2.35 A
+    >>> pairs.offsets.tolist(), pairs.vectors.shape
+    ([0, 4, 8], (8, 3))
     """
     check_geometry(atoms, index)
     n_atoms = len(atoms)

@@ -32,7 +32,28 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``gapy`` argument parser with its subcommands."""
+    """The ``gapy`` argument parser with its subcommands.
+
+    Each subcommand sets ``args.run``, the function that runs it, and
+    ``args.command``, its name.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser of ``gapy [--version] [--debug] COMMAND ...``; usage errors print
+        one line on stderr and exit with status 2.
+
+    See Also
+    --------
+    main : Parse and run a command.
+
+    Examples
+    --------
+    >>> from gapy.cli import build_parser
+    >>> args = build_parser().parse_args(["demo", "-o", "demo-out", "--n-jobs", "2"])
+    >>> args.command, args.output, args.n_jobs
+    ('demo', 'demo-out', 2)
+    """
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                         help="show the full traceback on errors")
@@ -56,10 +77,28 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``gapy`` console script; returns the exit status.
 
+    Errors are printed as one line on stderr, or raised with their traceback when
+    ``--debug`` is given.
+
     Parameters
     ----------
     argv : list of str, optional
         Arguments without the program name (default: ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit status: 0 on success (and for ``--help``, ``--version``), 1 on an error,
+        2 on a command-line usage error, 130 when interrupted (Ctrl-C).
+
+    Examples
+    --------
+    >>> from gapy.cli import main
+    >>> main(["--version"])  # doctest: +ELLIPSIS
+    gapy ...
+    0
+    >>> main(["fit"])  # no data file given: usage error on stderr
+    2
     """
     parser = build_parser()
     try:

@@ -202,12 +202,35 @@ def read_config(path: Union[str, Path]) -> Dict[str, Any]:
     """Settings of ``gapy fit`` from a TOML file, keys as the options without ``--``.
 
     Strings go through the same parsing as on the command line (``e0 = "Si:-0.79"``
-    works, as does ``e0 = {Si = -0.79}``).
+    works, as does ``e0 = {Si = -0.79}``). Keys may use ``-`` or ``_``.
+
+    Parameters
+    ----------
+    path : str or Path
+        A TOML file (needs Python 3.11 or newer, for ``tomllib``).
+
+    Returns
+    -------
+    dict
+        Option name (with ``_``) to value, as the command-line flags give them; units
+        as the flags (Angstrom, eV, eV/A).
 
     Raises
     ------
-    GapyError
-        Missing or invalid file, an unknown key or a value of the wrong type.
+    gapy.GapyError
+        Missing or invalid file, an unknown key or a value of the wrong type, or Python
+        older than 3.11.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from gapy.cli import read_config
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     config = Path(tmp) / "fit.toml"
+    ...     _ = config.write_text('r-cut = 5.0\\nn_sparse = "Si:400"\\ne0 = {Si = -0.79}\\n')
+    ...     read_config(config)
+    {'r_cut': 5.0, 'n_sparse': {'Si': 400}, 'e0': {'Si': -0.79}}
     """
     try:
         import tomllib

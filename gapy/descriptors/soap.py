@@ -29,18 +29,34 @@ MIN_ATOM_SIGMA = 5.0 / SPLINE_POINTS_PER_A
 class SOAPGradients:
     """Sparse gradients of SOAP features of one structure.
 
-    Attributes
+    Returned by :meth:`SOAP.compute` with ``gradients``; every parameter is stored as an
+    attribute of the same name.
+
+    Parameters
     ----------
-    centers, neighbors : ndarray of int of shape (n_pairs,)
+    centers : ndarray of int of shape (n_pairs,)
         Row ``k`` holds the derivative of the features of atom ``centers[k]`` with
         respect to the position of atom ``neighbors[k]`` (each atom's own position
         included). Sorted by centre, then neighbour.
+    neighbors : ndarray of int of shape (n_pairs,)
+        The atom whose position is varied in row ``k``; each (centre, neighbour) pair
+        appears once, periodic images summed.
     dpos : ndarray of shape (n_pairs, 3, n_features)
         ``dpos[k, a] = d values[centers[k]] / d positions[neighbors[k], a]`` (1/Angstrom).
     dstrain : ndarray of shape (n_atoms, 3, 3, n_features) or None
         ``dstrain[i, a, b] = d values[i] / d epsilon[a, b]`` under the homogeneous
         deformation ``r -> (1 + epsilon) r`` of positions and cell. ``None`` unless
         strain gradients were asked for.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from gapy import SOAP
+    >>> values, grad = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3).compute(bulk("Si"), gradients=True)
+    >>> grad.centers.tolist(), grad.neighbors.tolist()
+    ([0, 0, 1, 1], [0, 1, 0, 1])
+    >>> grad.dpos.shape, grad.dstrain.shape
+    ((4, 3, 40), (2, 3, 3, 40))
     """
 
     centers: np.ndarray
@@ -49,7 +65,29 @@ class SOAPGradients:
     dstrain: Optional[np.ndarray]
 
     def dense(self, n_atoms: int) -> np.ndarray:
-        """Position gradients as a dense array of shape (n_atoms, n_atoms, 3, n_features)."""
+        """Position gradients as a dense array of shape (n_atoms, n_atoms, 3, n_features).
+
+        Meant for tests and small structures: memory grows as ``n_atoms^2``.
+
+        Parameters
+        ----------
+        n_atoms : int
+            Number of atoms of the structure.
+
+        Returns
+        -------
+        ndarray of shape (n_atoms, n_atoms, 3, n_features)
+            ``out[i, j, a] = d values[i] / d positions[j, a]`` (1/Angstrom), zero for
+            atoms ``j`` outside the cutoff of ``i``.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> values, grad = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3).compute(bulk("Si"), gradients="positions")
+        >>> grad.dense(2).shape
+        (2, 2, 3, 40)
+        """
         out = np.zeros((n_atoms, n_atoms, 3, self.dpos.shape[2]))
         out[self.centers, self.neighbors] = self.dpos
         return out
@@ -80,9 +118,10 @@ class SOAP:
     """Smooth Overlap of Atomic Positions power spectrum (Bartok et al. 2013).
 
     The neighbour density of each atom, a sum of Gaussians of width ``atom_sigma`` times
-    a smooth cosine cutoff, is expanded on an orthonormal GTO radial basis and real
-    spherical harmonics; the features are the rotationally invariant power spectrum,
-    one block per pair of neighbour species. See ``docs/soap.md`` for the formulas.
+    a smooth cosine cutoff, is expanded on an orthonormalised radial basis (see
+    ``radial_basis``) and real spherical harmonics; the features are the rotationally
+    invariant power spectrum, one block per pair of neighbour species. See
+    ``docs/soap.md`` for the formulas.
 
     Parameters
     ----------
@@ -108,9 +147,34 @@ class SOAP:
         Radial functions before orthonormalisation: equispaced Gaussians of width
         ``atom_sigma`` (as QUIP) or Gaussian-type orbitals ``r^n exp(-r^2/2 sigma_n^2)``.
 
+    Attributes
+    ----------
+    atomic_numbers : ndarray of int of shape (n_species,)
+        The atomic numbers of ``species``, sorted: the order of the species indices and
+        of the feature blocks.
+
+    Raises
+    ------
+    TypeError
+        A numeric parameter is not a number.
+    ValueError
+        No species, duplicate or unknown species, or a parameter out of range
+        (``n_max`` and ``l_max`` at most 20, ``atom_sigma`` at least 0.05 A,
+        ``cutoff_width`` at most ``r_cut``).
+
+    See Also
+    --------
+    gapy.GAPRegressor : The potential fitted on these features.
+
+    References
+    ----------
+    A. P. Bartók, R. Kondor and G. Csányi, "On representing chemical environments",
+    Phys. Rev. B 87, 184115 (2013).
+
     Examples
     --------
     >>> from ase.build import bulk
+    >>> from gapy import SOAP
     >>> soap = SOAP(species=["Si"], r_cut=4.0, n_max=4, l_max=3)
     >>> soap.compute(bulk("Si")).shape
     (2, 40)
@@ -162,6 +226,25 @@ class SOAP:
 
         Together with :meth:`set_params` this lets scikit-learn clone, grid-search
         (``descriptor__r_cut``) and print a ``GAPRegressor`` holding a ``SOAP``.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored: a ``SOAP`` holds no nested estimators (scikit-learn's signature).
+
+        Returns
+        -------
+        dict
+            Parameter name to value, as given to the constructor.
+
+        Examples
+        --------
+        >>> from gapy import SOAP
+        >>> soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+        >>> SOAP(**soap.get_params()) == soap
+        True
+        >>> soap.get_params()["r_cut"]
+        4.0
         """
         return {
             "species": self.species,
@@ -176,7 +259,31 @@ class SOAP:
         }
 
     def set_params(self, **params) -> "SOAP":
-        """Change settings (validated as in the constructor); returns ``self``."""
+        """Change settings (validated as in the constructor); returns ``self``.
+
+        Parameters
+        ----------
+        **params
+            Constructor parameters to change (``r_cut=5.0``, ...).
+
+        Returns
+        -------
+        SOAP
+            ``self``, changed.
+
+        Raises
+        ------
+        ValueError
+            An unknown parameter, or a value the constructor rejects.
+        TypeError
+            A numeric parameter is not a number.
+
+        Examples
+        --------
+        >>> from gapy import SOAP
+        >>> SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3).set_params(r_cut=5.0).r_cut
+        5.0
+        """
         unknown = set(params) - set(self.get_params())
         if unknown:
             raise ValueError(f"SOAP has no parameters {sorted(unknown)}")
@@ -194,12 +301,33 @@ class SOAP:
 
     @property
     def n_features(self) -> int:
-        """Number of features: ``K (K + 1) / 2 * (l_max + 1)`` with ``K = n_species n_max``."""
+        """Number of features: ``K (K + 1) / 2 * (l_max + 1)`` with ``K = n_species n_max``.
+
+        Examples
+        --------
+        >>> from gapy import SOAP
+        >>> SOAP(["Si"], n_max=4, l_max=3).n_features, SOAP(["Si", "Ge"], n_max=4, l_max=3).n_features
+        (40, 144)
+        """
         n_channels = len(self.atomic_numbers) * self.n_max
         return n_channels * (n_channels + 1) // 2 * (self.l_max + 1)
 
     def feature_labels(self) -> np.ndarray:
-        """Feature labels, ndarray of shape (n_features, 5): ``(Z1, n1, Z2, n2, l)``."""
+        """Feature labels, ndarray of shape (n_features, 5): ``(Z1, n1, Z2, n2, l)``.
+
+        Returns
+        -------
+        ndarray of int of shape (n_features, 5)
+            For each feature, the atomic numbers and radial indices of its two density
+            channels (``(Z1, n1) <= (Z2, n2)``) and its angular momentum ``l``, in the
+            order of the feature vectors.
+
+        Examples
+        --------
+        >>> from gapy import SOAP
+        >>> SOAP(["Si"], n_max=4, l_max=3).feature_labels()[:3].tolist()
+        [[14, 0, 14, 0, 0], [14, 0, 14, 0, 1], [14, 0, 14, 0, 2]]
+        """
         labels = []
         n_channels = len(self.atomic_numbers) * self.n_max
         for k1 in range(n_channels):
@@ -213,7 +341,31 @@ class SOAP:
     def species_indices(self, atoms: Atoms, index: Optional[int] = None) -> np.ndarray:
         """Index of each atom's species in ``atomic_numbers``, with a clear error.
 
-        ``index`` (the structure's place in a data set) only serves the error message.
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            The structure.
+        index : int, optional
+            The structure's place in a data set; only serves the error message.
+
+        Returns
+        -------
+        ndarray of int of shape (n_atoms,)
+            Position of each atom's atomic number in :attr:`atomic_numbers` (sorted).
+
+        Raises
+        ------
+        TypeError
+            ``atoms`` is not an ``ase.Atoms``.
+        gapy.StructureError
+            An atom's species is not among ``species``.
+
+        Examples
+        --------
+        >>> from ase.build import molecule
+        >>> from gapy import SOAP
+        >>> SOAP(["O", "H"]).species_indices(molecule("H2O"))  # H (Z=1) is 0, O (Z=8) is 1
+        array([1, 0, 0])
         """
         return species_indices(atoms, self.atomic_numbers, "SOAP", index, self.species)
 
@@ -242,13 +394,28 @@ class SOAP:
         Returns
         -------
         values : ndarray of shape (n_atoms, n_features)
+            Features of each atom (dimensionless; unit vectors with ``normalize``).
         gradients : SOAPGradients
             Only when ``gradients`` is not False.
 
         Raises
         ------
-        StructureError
-            Unknown species, non-finite positions, degenerate cell, overlapping atoms.
+        TypeError
+            ``atoms`` is not an ``ase.Atoms``.
+        ValueError
+            ``gradients`` names something other than ``"positions"`` and ``"strain"``.
+        gapy.StructureError
+            Unknown species, no atoms, non-finite positions, degenerate cell, overlapping
+            atoms, or a neighbour list too large for half the machine's memory.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+        >>> values, grad = soap.compute(bulk("Si", cubic=True), gradients="positions")
+        >>> values.shape, grad.dstrain is None
+        ((8, 40), True)
         """
         with_gradients, with_strain = _parse_gradients(gradients)
         species = self.species_indices(atoms, index)
@@ -328,11 +495,17 @@ class SOAP:
     def contract_gradients(self, atoms: Atoms, weights: np.ndarray, *, index: Optional[int] = None):
         """Forces and virial of an energy ``E = sum_i e(values[i])`` in reverse mode.
 
+        No gradient array is formed: the cost is that of one :meth:`compute`, and the
+        memory that of the neighbour list.
+
         Parameters
         ----------
         atoms : ase.Atoms
+            The structure.
         weights : ndarray of shape (n_atoms, n_features)
             ``de / d values[i]`` for each atom.
+        index : int, optional
+            The structure's place in a data set; only serves error messages.
 
         Returns
         -------
@@ -340,6 +513,24 @@ class SOAP:
             ``-dE / d positions`` (eV/A when ``E`` is in eV).
         virial : ndarray of shape (3, 3)
             ``-dE / d epsilon`` (eV); the ASE stress is ``-virial / volume``.
+
+        Raises
+        ------
+        ValueError
+            ``weights`` does not have shape (n_atoms, n_features).
+        gapy.StructureError
+            As :meth:`compute`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+        >>> atoms = bulk("Si")
+        >>> forces, virial = soap.contract_gradients(atoms, np.ones((2, soap.n_features)))
+        >>> bool(np.allclose(forces, 0.0)), virial.shape  # perfect crystal: no forces
+        (True, (3, 3))
         """
         species = self.species_indices(atoms, index)
         self._check_size(atoms, index, False)
@@ -369,6 +560,7 @@ class SOAP:
         Parameters
         ----------
         frames : sequence of ase.Atoms
+            The structures (any iterable).
         gradients : bool, str or sequence of str, default=False
             As in :meth:`compute`.
         n_jobs : int, default=1
@@ -379,7 +571,23 @@ class SOAP:
         Returns
         -------
         list
-            One result of :meth:`compute` per structure, in order.
+            One result of :meth:`compute` per structure, in order: ndarray of shape
+            (n_atoms, n_features), or ``(values, SOAPGradients)`` with ``gradients``.
+
+        Raises
+        ------
+        ValueError
+            A bad ``gradients`` value (before any work).
+        gapy.StructureError
+            As :meth:`compute`, naming the structure by its index in ``frames``.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+        >>> [values.shape for values in soap.compute_many([bulk("Si"), bulk("Si", cubic=True)], n_jobs=2)]
+        [(2, 40), (8, 40)]
         """
         frames = list(frames)
         _parse_gradients(gradients)

@@ -24,11 +24,17 @@ def kernel_rows(values, species, sparse, sparse_species, zeta, delta, grad=None)
     Parameters
     ----------
     values : ndarray of shape (n_atoms, n_features)
+        Descriptor vector ``q_i`` of each atom (unit vectors).
     species : ndarray of int of shape (n_atoms,)
+        Species index of each atom.
     sparse : ndarray of shape (M, n_features)
+        Sparse points ``x_m``.
     sparse_species : ndarray of int of shape (M,)
+        Species index of each sparse point.
     zeta : int
+        Kernel exponent (a positive integer).
     delta : float
+        Kernel scale in eV (prior standard deviation of a local energy).
     grad : SOAPGradients, optional
         Needed for force (``dpos``) and virial (``dstrain``) rows.
 
@@ -36,7 +42,23 @@ def kernel_rows(values, species, sparse, sparse_species, zeta, delta, grad=None)
     -------
     dict
         ``"energies"`` (n_atoms, M), ``"energy"`` (M,), and with ``grad``: ``"forces"``
-        (n_atoms, 3, M) and, when ``grad.dstrain`` is set, ``"virial"`` (6, M).
+        (n_atoms, 3, M) and, when ``grad.dstrain`` is set, ``"virial"`` (6, M). In eV^2
+        per unit of the observation (eV, eV/A, eV): a row times the weights ``alpha``
+        (1/eV) is the prediction.
+
+    Examples
+    --------
+    >>> from gapy.gp import kernel_rows
+    >>> import numpy as np
+    >>> from ase.build import bulk
+    >>> from gapy import SOAP
+    >>> values, grad = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3).compute(bulk("Si"), gradients=True)
+    >>> species = np.zeros(2, dtype=int)
+    >>> rows = kernel_rows(values, species, values[:1], species[:1], zeta=4, delta=1.0, grad=grad)
+    >>> {name: block.shape for name, block in rows.items()}
+    {'energies': (2, 1), 'energy': (1,), 'forces': (2, 3, 1), 'virial': (6, 1)}
+    >>> rows["energies"].round(6).ravel()  # both atoms are equivalent to the sparse point
+    array([1., 1.])
     """
     kernel, factor = dot_product_kernel(values, species, sparse, sparse_species, zeta)
     scale = delta**2
@@ -64,6 +86,25 @@ def voigt(tensor: np.ndarray) -> np.ndarray:
     """Voigt vector (xx, yy, zz, yz, xz, xy) of the symmetric part of a 3x3 tensor.
 
     Works on a leading (3, 3) of any array: ``(3, 3, M)`` gives ``(6, M)``.
+
+    Parameters
+    ----------
+    tensor : array-like of shape (3, 3, ...)
+        A 3x3 tensor (e.g. a virial in eV or a stress in eV/A^3), or a stack of them
+        along trailing axes.
+
+    Returns
+    -------
+    ndarray of shape (6, ...)
+        ``(t_xx, t_yy, t_zz, (t_yz + t_zy) / 2, (t_xz + t_zx) / 2, (t_xy + t_yx) / 2)``,
+        in the unit of ``tensor`` (ASE's stress order).
+
+    Examples
+    --------
+    >>> from gapy.gp import voigt
+    >>> import numpy as np
+    >>> voigt(np.arange(9.0).reshape(3, 3))
+    array([0., 4., 8., 6., 4., 2.])
     """
     tensor = np.asarray(tensor)
     return np.array([(tensor[a, b] + tensor[b, a]) / 2 for a, b in VOIGT])

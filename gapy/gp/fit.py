@@ -17,7 +17,38 @@ from .sparse_gp import SparseGP, SparseSet
 
 
 def kmm_cholesky(kmm: np.ndarray, jitter: float) -> np.ndarray:
-    """Lower Cholesky factor of ``kmm + jitter * I`` with a helpful error."""
+    """Lower Cholesky factor of ``kmm + jitter * I`` with a helpful error.
+
+    Parameters
+    ----------
+    kmm : ndarray of shape (M, M)
+        Kernel matrix of the sparse points (eV^2), symmetric.
+    jitter : float
+        Added to the diagonal (eV^2), the model's ``sparse_jitter``.
+
+    Returns
+    -------
+    ndarray of shape (M, M)
+        Lower triangular ``L`` with ``L L^T = kmm + jitter * I``.
+
+    Raises
+    ------
+    gapy.exceptions.SingularKernelError
+        ``kmm + jitter * I`` is not positive definite (near-duplicate sparse points).
+
+    Examples
+    --------
+    >>> from gapy.gp import kmm_cholesky
+    >>> import numpy as np
+    >>> kmm = np.array([[1.0, 0.5], [0.5, 1.0]])
+    >>> factor = kmm_cholesky(kmm, jitter=1e-8)
+    >>> bool(np.allclose(factor @ factor.T, kmm))
+    True
+    >>> kmm_cholesky(np.ones((2, 2)), jitter=0.0)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    gapy.exceptions.SingularKernelError: K_MM (2 sparse points) is not positive definite with sparse_jitter=0: ...
+    """
     try:
         factor, _ = cho_factor(kmm + jitter * np.eye(len(kmm)), lower=True)
     except np.linalg.LinAlgError as error:
@@ -36,8 +67,31 @@ class IncrementalQR:
     ----------
     kmm_factor : ndarray of shape (M, M)
         Lower Cholesky factor ``L`` of ``K_MM``; the prior rows ``L^T``.
-    block_rows : int
-        Rows buffered before each QR update.
+    block_rows : int, default=4096
+        Rows buffered before each QR update; memory is ``O((M + block_rows) M)``.
+
+    Attributes
+    ----------
+    r_factor : ndarray of shape (M, M)
+        The running upper triangular factor ``R``; final after :meth:`solve`, when
+        ``R^T R = K_MM + sum rows^T rows``.
+    n_rows : int
+        Observation rows added so far.
+
+    Examples
+    --------
+    Weights of the regularised least-squares problem, two blocks at a time:
+
+    >>> from gapy.gp import IncrementalQR
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> kmm, rows, targets = np.eye(3), rng.normal(size=(5, 3)), rng.normal(size=5)
+    >>> solver = IncrementalQR(np.linalg.cholesky(kmm), block_rows=2)
+    >>> solver.add(rows[:2], targets[:2])
+    >>> solver.add(rows[2:], targets[2:])
+    >>> alpha = solver.solve()
+    >>> bool(np.allclose(alpha, np.linalg.solve(kmm + rows.T @ rows, rows.T @ targets)))
+    True
     """
 
     def __init__(self, kmm_factor: np.ndarray, block_rows: int = 4096):
@@ -51,7 +105,27 @@ class IncrementalQR:
         self.n_rows = 0
 
     def add(self, rows: np.ndarray, targets: np.ndarray) -> None:
-        """Add observations ``rows @ alpha ~ targets``, already divided by their sigma."""
+        """Add observations ``rows @ alpha ~ targets``, already divided by their sigma.
+
+        Rows are buffered and folded into the factor once ``block_rows`` have gathered.
+
+        Parameters
+        ----------
+        rows : ndarray of shape (n, M)
+            Kernel rows against the sparse points, divided by each observation's noise
+            sigma.
+        targets : ndarray of shape (n,)
+            Observed values (minus ``e0`` for energies), divided by the same sigmas.
+
+        Examples
+        --------
+        >>> from gapy.gp import IncrementalQR
+        >>> import numpy as np
+        >>> solver = IncrementalQR(np.eye(2))
+        >>> solver.add(np.ones((3, 2)), np.zeros(3))
+        >>> solver.n_rows
+        3
+        """
         if len(rows) == 0:
             return
         self._rows.append(np.asarray(rows, dtype=float))
@@ -77,7 +151,23 @@ class IncrementalQR:
         self.rhs = upper[:m, m].copy()
 
     def solve(self) -> np.ndarray:
-        """Weights ``alpha = R^{-1} Q^T b``; afterwards ``r_factor`` is final."""
+        """Weights ``alpha = R^{-1} Q^T b``; afterwards ``r_factor`` is final.
+
+        Returns
+        -------
+        ndarray of shape (M,)
+            The weights ``alpha`` (1/eV for kernels in eV^2 and targets in eV), which
+            minimise ``|rows alpha - targets|^2 + alpha^T K_MM alpha``.
+
+        Examples
+        --------
+        >>> from gapy.gp import IncrementalQR
+        >>> import numpy as np
+        >>> solver = IncrementalQR(np.eye(2))
+        >>> solver.add(np.eye(2), np.array([2.0, 4.0]))
+        >>> solver.solve()  # (I + I) alpha = (2, 4)
+        array([1., 2.])
+        """
         self.fold()
         # QR leaves signs free; make the diagonal positive (R is then a Cholesky factor)
         signs = np.where(np.diag(self.r_factor) < 0, -1.0, 1.0)
@@ -115,10 +205,26 @@ def fit_sparse_gp(
 
     Raises
     ------
-    SingularKernelError
+    gapy.exceptions.SingularKernelError
         ``K_MM`` is not positive definite with ``jitter``.
     ValueError
         ``row_blocks`` holds no observation.
+
+    Examples
+    --------
+    Local energies observed directly, with a noise sigma of 0.01 eV:
+
+    >>> from gapy.gp import SparseSet, fit_sparse_gp
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(50, 3))
+    >>> x /= np.linalg.norm(x, axis=1, keepdims=True)
+    >>> species = np.zeros(50, dtype=int)
+    >>> basis = SparseSet(x[:10], species[:10], zeta=2, delta=1.0)
+    >>> rows = basis.rows(x, species)["energies"]
+    >>> gp = fit_sparse_gp(basis, [(rows / 0.01, x[:, 0] / 0.01)])
+    >>> gp.alpha.shape, gp.n_observations
+    ((10,), 50)
     """
     kmm_factor = kmm_cholesky(basis.kernel_matrix(), jitter)
     solver = IncrementalQR(kmm_factor, block_rows)

@@ -30,7 +30,23 @@ def _squared_norms(rows: np.ndarray) -> np.ndarray:
 
 
 def check_variance_kind(kind: str) -> str:
-    """Raise ``ValueError`` unless ``kind`` is one of :data:`VARIANCE_KINDS`."""
+    """Raise ``ValueError`` unless ``kind`` is one of :data:`VARIANCE_KINDS`.
+
+    Parameters
+    ----------
+    kind : str
+        The kind of variance to check.
+
+    Returns
+    -------
+    str
+        ``kind``.
+
+    Raises
+    ------
+    ValueError
+        ``kind`` is not ``"sor"``, ``"dtc"`` or ``"local"``.
+    """
     if kind not in VARIANCE_KINDS:
         raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
     return kind
@@ -54,7 +70,10 @@ class SparseSet:
     ``[x; q0]``, with ``B[s, m] = (q0_s . x_m)^zeta / (q0_s . q0_s)^zeta`` for ``m`` of
     species ``s``.
 
-    Attributes
+    Made by :func:`fit_sparse_gp` (``GAPRegressor.gp_``); every parameter is stored as an
+    attribute of the same name.
+
+    Parameters
     ----------
     sparse : ndarray of shape (M, n_features)
         Sparse points (descriptor vectors).
@@ -92,7 +111,36 @@ class SparseSet:
         return rows[..., :m] - rows[..., m:] @ overlap
 
     def rows(self, values, species, grad=None) -> Dict[str, np.ndarray]:
-        """Kernel rows of one structure against the sparse points, see :func:`kernel_rows`."""
+        """Kernel rows of one structure against the sparse points, see :func:`kernel_rows`.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_atoms, n_features)
+            Descriptor vector of each atom.
+        species : ndarray of int of shape (n_atoms,)
+            Species index of each atom.
+        grad : SOAPGradients, optional
+            Descriptor gradients; needed for the ``"forces"`` and ``"virial"`` rows.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"energies"`` (n_atoms, M), ``"energy"`` (M,), and with ``grad``:
+            ``"forces"`` (n_atoms, 3, M) and ``"virial"`` (6, M) when ``grad`` has strain
+            gradients. Each row times ``alpha`` is a prediction (eV, eV/A, eV).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> {name: block.shape for name, block in gp.rows(values, species, grad).items()}
+        {'energies': (8, 20), 'energy': (20,), 'forces': (8, 3, 20), 'virial': (6, 20)}
+        """
         augmented = self._augmented()
         if augmented is None:
             return kernel_rows(values, species, self.sparse, self.sparse_species, self.zeta, self.delta, grad)
@@ -101,11 +149,45 @@ class SparseSet:
         return {name: self._condition(block, overlap) for name, block in rows.items()}
 
     def kernel_matrix(self) -> np.ndarray:
-        """``K_MM`` (M, M) of the sparse points, without jitter."""
+        """``K_MM`` of the sparse points, without jitter.
+
+        Returns
+        -------
+        ndarray of shape (M, M)
+            In eV^2.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> basis = SparseSet(np.eye(2), np.zeros(2, dtype=int), zeta=2, delta=0.5)
+        >>> basis.kernel_matrix()
+        array([[0.25, 0.  ],
+               [0.  , 0.25]])
+        """
         return self.kernel(self.sparse, self.sparse_species, self.sparse, self.sparse_species)
 
     def kernel(self, values, species, other, other_species) -> np.ndarray:
-        """The kernel ``K(q_i, p_j)`` (eV^2) between two sets of environments, shape (n, n_other)."""
+        """The kernel between two sets of environments.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n, n_features)
+        species : ndarray of int of shape (n,)
+        other : ndarray of shape (n_other, n_features)
+        other_species : ndarray of int of shape (n_other,)
+
+        Returns
+        -------
+        ndarray of shape (n, n_other)
+            ``K(q_i, p_j)`` in eV^2, zero across species.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> basis = SparseSet(np.eye(2), np.zeros(2, dtype=int), zeta=1, delta=1.0)
+        >>> basis.kernel(np.array([[0.6, 0.8]]), np.zeros(1, dtype=int), np.eye(2), np.zeros(2, dtype=int))
+        array([[0.6, 0.8]])
+        """
         plain, _ = dot_product_kernel(values, species, other, other_species, self.zeta)
         if self.isolated is not None:
             a, _, inverse_c0 = isolated_terms(values, species, self.zeta, self.isolated)
@@ -116,6 +198,13 @@ class SparseSet:
     def local_kernel(self, values, species):
         """Local-energy kernel rows (n, M) and the factors of the energy gradient.
 
+        Parameters
+        ----------
+        values : ndarray of shape (n, n_features)
+            Descriptor vectors ``q_i``.
+        species : ndarray of int of shape (n,)
+            Species index of each.
+
         Returns
         -------
         kernel : ndarray of shape (n, M)
@@ -123,6 +212,18 @@ class SparseSet:
         factor : ndarray of shape (n, M + n_species) or (n, M)
             ``delta^2 zeta (q_i . p)^(zeta - 1)`` against the points ``p`` of
             :meth:`energy_gradient_weights` (the sparse points, then ``q0``).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> atoms = bulk("Si", cubic=True)
+        >>> values = model.descriptor_.compute(atoms)
+        >>> kernel, factor = model.gp_.local_kernel(values, model.descriptor_.species_indices(atoms))
+        >>> kernel.shape, factor.shape
+        ((8, 20), (8, 21))
         """
         augmented = self._augmented()
         points, point_species = (self.sparse, self.sparse_species) if augmented is None else augmented[:2]
@@ -137,16 +238,32 @@ class SparseSet:
         Parameters
         ----------
         values : ndarray of shape (n_atoms, n_features)
+            Descriptor vector of each atom.
         species : ndarray of int of shape (n_atoms,)
+            Species index of each atom.
         grad : SOAPGradients, optional
             Needed for ``"forces"`` (``dpos``) and ``"virial"`` (``dstrain``).
-        quantities : sequence of {"energies", "energy", "forces", "virial"}
+        quantities : sequence of {"energies", "energy", "forces", "virial"}, default=("energies", "energy")
+            The priors to compute (forces and virial are the costly ones).
 
         Returns
         -------
         dict
             ``"energies"`` (n_atoms,), ``"energy"`` (1,), ``"forces"`` (3 n_atoms,),
-            ``"virial"`` (6,), in eV^2.
+            ``"virial"`` (6,), in eV^2 (forces: (eV/A)^2).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> priors = gp.prior_variances(values, species, grad, ["energies", "forces"])
+        >>> priors["energies"].shape, priors["forces"].shape
+        ((8,), (24,))
         """
         q0 = None if self.isolated is None else self.isolated
         compute = {
@@ -173,6 +290,24 @@ class SparseGP(SparseSet):
         Lower Cholesky factor ``L`` of ``K_MM`` (with jitter).
     n_observations : int
         Rows (energies, force and virial components) the model was fitted on.
+
+    References
+    ----------
+    A. P. Bartók, M. C. Payne, R. Kondor and G. Csányi, "Gaussian approximation
+    potentials: the accuracy of quantum mechanics, without the electrons", Phys. Rev.
+    Lett. 104, 136403 (2010).
+
+    J. Quiñonero-Candela and C. E. Rasmussen, "A unifying view of sparse approximate
+    Gaussian process regression", J. Mach. Learn. Res. 6, 1939 (2005).
+
+    Examples
+    --------
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.datasets import load_si
+    >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+    >>> gp = model.gp_
+    >>> gp.sparse.shape, gp.alpha.shape, gp.zeta, gp.delta
+    ((20, 40), (20,), 4, 1.0)
     """
 
     alpha: np.ndarray
@@ -192,7 +327,35 @@ class SparseGP(SparseSet):
         return solve_triangular(self.kmm_factor, np.eye(len(self.kmm_factor)), lower=True)
 
     def energy_gradient_weights(self, factor: np.ndarray) -> np.ndarray:
-        """``d e_i / d q_i`` for every atom, from the factor of :meth:`local_kernel`."""
+        """``d e_i / d q_i`` for every atom, from the factor of :meth:`local_kernel`.
+
+        Parameters
+        ----------
+        factor : ndarray of shape (n, M + n_species) or (n, M)
+            The ``factor`` of :meth:`local_kernel`.
+
+        Returns
+        -------
+        ndarray of shape (n, n_features)
+            Gradient of each local energy with respect to its descriptor vector (eV),
+            the ``weights`` of :meth:`gapy.SOAP.contract_gradients`, which turns them
+            into forces and the virial.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> atoms.rattle(0.05, seed=1)
+        >>> values = model.descriptor_.compute(atoms)
+        >>> kernel, factor = gp.local_kernel(values, model.descriptor_.species_indices(atoms))
+        >>> forces, virial = model.descriptor_.contract_gradients(atoms, gp.energy_gradient_weights(factor))
+        >>> bool(np.allclose(forces, model.predict_all(atoms)[0]["forces"]))
+        True
+        """
         augmented = self._augmented()
         if augmented is None:
             return (factor * self.alpha) @ self.sparse
@@ -207,6 +370,8 @@ class SparseGP(SparseSet):
         Parameters
         ----------
         rows : ndarray of shape (n, M)
+            Kernel rows of the observations, e.g. from :meth:`rows` (one row, shape
+            (M,), is accepted).
         prior : ndarray of shape (n,), optional
             Prior variances ``k**``; needed for the ``"dtc"`` and ``"local"`` kinds.
         kind : {"sor", "dtc", "local"}, optional
@@ -215,8 +380,30 @@ class SparseGP(SparseSet):
         Returns
         -------
         mean : ndarray of shape (n,)
+            ``rows @ alpha``: the predictions (eV for energies, without ``e0``; eV/A for
+            forces; eV for virials).
         variance : ndarray of shape (n,)
-            Only with ``kind``.
+            Their predictive variances (squared units); only with ``kind``.
+
+        Raises
+        ------
+        ValueError
+            An unknown ``kind``, or ``"dtc"`` or ``"local"`` without ``prior``.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> rows = gp.rows(values, species)["energies"]
+        >>> prior = gp.prior_variances(values, species, quantities=["energies"])["energies"]
+        >>> mean, variance = gp.predict(rows, prior, kind="dtc")
+        >>> mean.shape, variance.shape
+        ((8,), (8,))
         """
         rows = np.atleast_2d(rows)
         mean = rows @ self.alpha
@@ -230,7 +417,8 @@ class SparseGP(SparseSet):
         Parameters
         ----------
         rows : ndarray of shape (n, M)
-        kind : {"sor", "dtc", "local"}
+            Kernel rows of the observations, e.g. from :meth:`rows`.
+        kind : {"sor", "dtc", "local"}, default="sor"
             ``"sor"``: ``k* Sigma k*^T`` with ``Sigma = (K_MM + K_MN Lambda^-1 K_NM)^-1``,
             the posterior variance of the projected process (subset of regressors);
             ``"local"``: the Nystrom residual ``k** - k* K_MM^-1 k*^T`` (QUIP's
@@ -245,6 +433,41 @@ class SparseGP(SparseSet):
             produce, are set to zero, with a ``RuntimeWarning`` when they exceed
             :data:`NEGATIVE_VARIANCE_TOLERANCE` times the largest prior of the rows
             (at least ``1e-6 delta^2``).
+
+        Raises
+        ------
+        ValueError
+            An unknown ``kind``, or ``"dtc"`` or ``"local"`` without ``prior``.
+
+        Warns
+        -----
+        RuntimeWarning
+            Significantly negative variances were set to zero (ill-conditioned ``K_MM``).
+
+        References
+        ----------
+        J. Quiñonero-Candela and C. E. Rasmussen, "A unifying view of sparse approximate
+        Gaussian process regression", J. Mach. Learn. Res. 6, 1939 (2005).
+
+        F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+        uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+        906 (2019).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> import numpy as np
+        >>> rows = gp.rows(values, species)["energies"]
+        >>> prior = gp.prior_variances(values, species, quantities=["energies"])["energies"]
+        >>> dtc = gp.variance(rows, "dtc", prior)
+        >>> bool(np.allclose(dtc, gp.variance(rows, "sor") + gp.variance(rows, "local", prior)))
+        True
         """
         check_variance_kind(kind)
         rows = np.atleast_2d(rows)

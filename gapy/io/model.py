@@ -39,10 +39,27 @@ def _checksum(array: np.ndarray) -> str:
 def jsonable(value):
     """``value`` with numpy scalars and arrays as Python numbers and lists, keys as str.
 
+    Parameters
+    ----------
+    value : object
+        Nested dicts, lists and tuples of numbers, strings, ``None`` and numpy values.
+
+    Returns
+    -------
+    object
+        The same structure with only JSON types (tuples become lists).
+
     Raises
     ------
     TypeError
         A value JSON cannot represent (named with its type).
+
+    Examples
+    --------
+    >>> from gapy.io.model import jsonable
+    >>> import numpy as np
+    >>> jsonable({14: np.float64(-1.5), "shape": (2, np.int64(3)), "x": np.zeros(2)})
+    {'14': -1.5, 'shape': [2, 3], 'x': [0.0, 0.0]}
     """
     if isinstance(value, dict):
         return {str(k): jsonable(v) for k, v in value.items()}
@@ -66,14 +83,37 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
         JSON-able settings; ``format``, ``format_version``, ``gapy_version`` and the
         checksums are added.
     arrays : dict of str to ndarray
+        Named arrays (names other than ``"header"`` and ``"header_sha256"``); stored
+        without pickle, so object arrays cannot be stored.
     path : str or Path
+        File to write, usually ending in ``.npz``; its directory must exist.
 
     Raises
     ------
     TypeError
         A header value cannot be stored (before anything is written).
+    ValueError
+        A header number is NaN or infinite (before anything is written).
     OSError
-        The file cannot be written; an existing file at ``path`` is left unchanged.
+        The file cannot be written (``IsADirectoryError``: ``path`` is a directory); an
+        existing file at ``path`` is left unchanged.
+
+    See Also
+    --------
+    read_state : Read the file back, checked.
+    gapy.GAPRegressor.save : Write a fitted model.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from gapy.io import read_state, write_state
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_state({"zeta": 4}, {"alpha": np.arange(3.0)}, Path(tmp) / "model.npz")
+    ...     header, arrays = read_state(Path(tmp) / "model.npz")
+    >>> header["zeta"], header["format"], arrays["alpha"]
+    (4, 'gapy-model', array([0., 1., 2.]))
     """
     arrays = {name: np.asarray(array) for name, array in arrays.items()}
     header = {
@@ -108,9 +148,18 @@ def _text_checksum(text: str) -> str:
 def read_state(path: Union[str, Path]) -> Tuple[dict, Dict[str, np.ndarray]]:
     """Read and check a model state written by :func:`write_state`.
 
+    The file is read without pickle, so it cannot run code.
+
+    Parameters
+    ----------
+    path : str or Path
+        A file written by :func:`write_state`.
+
     Returns
     -------
     header : dict
+        The JSON header, with the ``format``, ``format_version``, ``gapy_version`` and
+        ``checksums`` entries added on writing.
     arrays : dict of str to ndarray
         Every array named in the header's checksums, verified.
 
@@ -122,6 +171,22 @@ def read_state(path: Union[str, Path]) -> Tuple[dict, Dict[str, np.ndarray]]:
         Not a gapy model (a directory, not an archive, no header), corrupt or truncated,
         a checksum that does not match (header or array), or a format version this gapy
         cannot read.
+
+    See Also
+    --------
+    gapy.load : Read a model file as a fitted :class:`~gapy.GAPRegressor`.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from gapy.io import read_state, write_state
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_state({"zeta": 4}, {"alpha": np.arange(3.0)}, Path(tmp) / "model.npz")
+    ...     header, arrays = read_state(Path(tmp) / "model.npz")
+    >>> header["zeta"], header["format"], arrays["alpha"]
+    (4, 'gapy-model', array([0., 1., 2.]))
     """
     path = Path(path)
     if path.is_dir():

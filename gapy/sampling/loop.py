@@ -33,6 +33,7 @@ def label_structures(frames: Sequence[Atoms], reference: Calculator,
     Parameters
     ----------
     frames : sequence of ase.Atoms
+        Structures to label (not modified).
     reference : ase Calculator
         Any ASE calculator (DFT, a classical potential, ...); it is attached to each copy
         in turn.
@@ -42,7 +43,25 @@ def label_structures(frames: Sequence[Atoms], reference: Calculator,
     Returns
     -------
     list of ase.Atoms
-        With the labels on a ``SinglePointCalculator``, as ``ase.io`` writes them.
+        With the labels on a ``SinglePointCalculator``, as ``ase.io`` writes them:
+        energy (eV), forces (eV/A) and, for structures periodic in all directions,
+        stress (eV/A^3).
+
+    Raises
+    ------
+    gapy.GapyError
+        The reference calculation of a structure failed (named, with the error).
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy.sampling import label_structures
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> labelled = label_structures([atoms], EMT())
+    >>> labelled[0].get_forces().shape, labelled[0].get_stress().shape, labelled[0].info["config_type"]
+    ((4, 3), (6,), 'active_learning')
     """
     labelled = []
     for k, atoms in enumerate(frames):
@@ -65,19 +84,33 @@ def label_structures(frames: Sequence[Atoms], reference: Calculator,
 class Iteration:
     """What one round of :func:`active_learning` saw and did.
 
-    Attributes
+    Every parameter is stored as an attribute of the same name.
+
+    Parameters
     ----------
     n_train : int
         Training structures of the model that ran the dynamics.
     n_candidates : int
         MD frames scored.
-    max_score, median_score : float
-        Of the candidates (units of the score).
-    selected_scores : ndarray
-        Scores of the structures sent to the reference calculator.
+    max_score : float
+        Largest score of the candidates (units of the score, see
+        :data:`~gapy.sampling.SCORE_UNITS`).
+    median_score : float
+        Median score of the candidates.
+    selected_scores : ndarray of shape (n_selected,)
+        Scores of the structures sent to the reference calculator, largest first.
     md_stopped : int
         Trajectories stopped early (atoms closer than physical, non-finite positions, or
         past ``md_max_force_std``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.sampling import Iteration
+    >>> iteration = Iteration(n_train=10, n_candidates=40, max_score=0.31, median_score=0.12,
+    ...                       selected_scores=np.array([0.31, 0.25]), md_stopped=0)
+    >>> f"{iteration.n_candidates} candidates, {len(iteration.selected_scores)} labelled"
+    '40 candidates, 2 labelled'
     """
 
     n_train: int
@@ -92,15 +125,27 @@ class Iteration:
 class ActiveLearningResult:
     """Outcome of :func:`active_learning`.
 
-    Attributes
+    Every parameter is stored as an attribute of the same name.
+
+    Parameters
     ----------
     model : GAPRegressor
         Fitted on ``frames``.
     frames : list of ase.Atoms
         The initial training structures followed by every labelled one.
-    history : list of Iteration
-    converged : bool
+    history : list of Iteration, default=[]
+        One entry per iteration, in order.
+    converged : bool, default=False
         True when the loop stopped because no candidate exceeded ``threshold``.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from gapy import GAPRegressor
+    >>> from gapy.sampling import ActiveLearningResult
+    >>> result = ActiveLearningResult(model=GAPRegressor(), frames=[bulk("Si")])
+    >>> result.history, result.converged
+    ([], False)
     """
 
     model: object
@@ -124,15 +169,19 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
         A fitted model, or a calculator such as the reference itself (for test sets).
     start : ase.Atoms
         Initial structure (not modified).
-    steps, interval : int
-        Number of MD steps and steps between snapshots.
+    steps : int
+        Number of MD steps.
+    interval : int
+        Steps between snapshots.
     temperature : float
-        Kelvin; initial velocities are drawn at this temperature.
+        Thermostat temperature in K; initial velocities are drawn at this temperature
+        (without centre-of-mass motion, which stays fixed).
     timestep : float, default=1.0
-        Femtoseconds.
+        Time step in fs.
     friction : float, default=0.02
         Langevin friction in 1/fs.
-    random_state : int, Generator or None
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the initial velocities and of the Langevin noise.
     max_force_std : float, optional
         With a model: stop at the first snapshot whose largest force standard deviation
         (eV/A) exceeds this, as on-the-fly learning does. The trajectory has left what
@@ -141,9 +190,30 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     Returns
     -------
     snapshots : list of ase.Atoms
-        Positions, cell and config_type only (no labels, no calculator).
+        Positions, cell and config_type only (no labels, no calculator), after
+        ``interval``, ``2 * interval``, ... steps (the start is not included).
     stopped : bool
         Whether the trajectory was stopped early.
+
+    Raises
+    ------
+    TypeError
+        A numeric parameter is not a number.
+    ValueError
+        ``steps`` or ``interval`` below 1, a negative ``temperature`` or ``friction``,
+        or a ``timestep`` or ``max_force_std`` that is not positive.
+
+    Examples
+    --------
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.datasets import load_si
+    >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+    >>> from ase.build import bulk
+    >>> from gapy.sampling import run_md
+    >>> snapshots, stopped = run_md(model, bulk("Si", cubic=True), steps=20, interval=5,
+    ...                             temperature=300.0, random_state=0)
+    >>> len(snapshots), stopped
+    (4, False)
     """
     check_integer("steps", steps, 1)
     check_integer("interval", interval, 1)
@@ -234,14 +304,17 @@ def active_learning(
     starts : ase.Atoms or sequence of ase.Atoms
         Initial structures of the MD runs.
     n_iterations : int, default=5
+        Largest number of iterations (rounds of MD, selection, labelling and refit).
     n_select : int, default=4
         Structures labelled per iteration.
-    md_steps, md_interval : int, default=200, 10
-        MD steps per run and steps between candidate snapshots.
+    md_steps : int, default=200
+        MD steps per run.
+    md_interval : int, default=10
+        Steps between candidate snapshots.
     temperature : float, default=300.0
-        Kelvin.
+        MD temperature in K.
     timestep : float, default=1.0
-        Femtoseconds.
+        MD time step in fs.
     score : {"forces", "energy", "energies"}, default="forces"
         See :func:`uncertainty_scores`.
     threshold : float, optional
@@ -250,14 +323,56 @@ def active_learning(
     md_max_force_std : float, optional
         Stop each MD run at the first snapshot more uncertain than this (eV/A), see
         :func:`run_md`.
-    random_state : int or None
-        Seeds the MD.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seeds the MD (not the fits: the model's own ``random_state`` does).
     callback : callable, optional
-        ``callback(iteration, model)`` after each iteration (logging, checkpoints).
+        ``callback(iteration, model)`` after each iteration (logging, checkpoints), with
+        the :class:`Iteration` and the model fitted at its end.
 
     Returns
     -------
     ActiveLearningResult
+        The last model, the grown training set and one :class:`Iteration` per round.
+
+    Raises
+    ------
+    TypeError
+        A numeric parameter is not a number.
+    ValueError
+        No ``starts``, or a parameter out of range (as in :func:`run_md` and
+        :func:`select_structures`).
+    gapy.GapyError
+        Every MD run of an iteration stopped before its first snapshot, or a reference
+        calculation failed.
+
+    See Also
+    --------
+    run_md, select_structures, label_structures : The steps of each iteration.
+
+    References
+    ----------
+    V. L. Deringer, A. P. Bartók, N. Bernstein, D. M. Wilkins, M. Ceriotti and
+    G. Csányi, "Gaussian process regression for materials and molecules", Chem. Rev.
+    121, 10073 (2021).
+
+    Examples
+    --------
+    Learn EMT copper from three rattled cells, one short iteration:
+
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.sampling import active_learning, label_structures
+    >>> cell = bulk("Cu", cubic=True)
+    >>> rattled = [cell.copy() for _ in range(3)]
+    >>> for k, atoms in enumerate(rattled):
+    ...     atoms.rattle(0.05, seed=k)
+    >>> train = label_structures(rattled, EMT())
+    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=3.5, n_max=3, l_max=2), n_sparse=10)
+    >>> result = active_learning(model, train, EMT(), cell, n_iterations=1, n_select=2,
+    ...                          md_steps=10, md_interval=5, random_state=0)
+    >>> len(result.history), len(result.frames)
+    (1, 5)
     """
     starts = [starts] if isinstance(starts, Atoms) else list(starts)
     if not starts:

@@ -36,6 +36,7 @@ def uncertainty_scores(model, frames: Sequence[Atoms], score: str = "forces",
     model : GAPRegressor
         A fitted model.
     frames : sequence of ase.Atoms
+        Candidate structures (no labels needed).
     score : {"forces", "energy", "energies"}, default="forces"
         ``"forces"``: largest force-component standard deviation (eV/A), the usual
         active-learning signal; ``"energy"``: total-energy standard deviation per atom
@@ -47,6 +48,36 @@ def uncertainty_scores(model, frames: Sequence[Atoms], score: str = "forces",
     Returns
     -------
     ndarray of shape (n_frames,)
+        Score of each structure, in the unit of ``score`` (:data:`SCORE_UNITS`); larger
+        is more uncertain. Includes the calibration of
+        :meth:`~gapy.GAPRegressor.calibrate`, if any.
+
+    Raises
+    ------
+    ValueError
+        ``score`` or ``variance`` is not one of the allowed values.
+    sklearn.exceptions.NotFittedError
+        ``model`` is not fitted.
+
+    See Also
+    --------
+    select_structures : Choose uncertain and diverse structures by these scores.
+
+    References
+    ----------
+    F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
+    uncertainty estimation in chemical machine learning", J. Chem. Theory Comput. 15,
+    906 (2019).
+
+    Examples
+    --------
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.datasets import load_si
+    >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+    >>> from gapy.sampling import uncertainty_scores
+    >>> scores = uncertainty_scores(model, load_si("test")[:3])  # eV/A
+    >>> scores.shape, bool((scores > 0).all())
+    ((3,), True)
     """
     check_choice("score", score, SCORES)
     check_is_fitted(model, "gp_")
@@ -68,13 +99,32 @@ def structure_fingerprints(descriptor, frames: Sequence[Atoms], n_jobs: int = 1)
     Parameters
     ----------
     descriptor : SOAP
+        Gives the atoms' vectors, e.g. a fitted model's ``descriptor_``.
     frames : sequence of ase.Atoms
+        The structures.
     n_jobs : int, default=1
         Threads.
 
     Returns
     -------
     ndarray of shape (n_frames, n_features)
+        One unit vector per structure.
+
+    Raises
+    ------
+    gapy.StructureError
+        A structure has a species the descriptor does not know, or a bad geometry.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ase.build import bulk
+    >>> from gapy import SOAP
+    >>> from gapy.sampling import structure_fingerprints
+    >>> fingerprints = structure_fingerprints(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3),
+    ...                                       [bulk("Si"), bulk("Si", cubic=True)])
+    >>> fingerprints.shape, np.linalg.norm(fingerprints, axis=1).round(6)
+    ((2, 40), array([1., 1.]))
     """
     values = descriptor.compute_many(frames, n_jobs=n_jobs)
     groups = np.concatenate([np.full(len(v), k) for k, v in enumerate(values)])
@@ -85,12 +135,23 @@ def structure_fingerprints(descriptor, frames: Sequence[Atoms], n_jobs: int = 1)
 class Selection:
     """Structures chosen by :func:`select_structures`.
 
-    Attributes
+    Every parameter is stored as an attribute of the same name.
+
+    Parameters
     ----------
-    indices : ndarray of int
-        Chosen structures, most uncertain first.
+    indices : ndarray of int of shape (n_chosen,)
+        Chosen structures (indices into the candidates), most uncertain first.
     scores : ndarray of shape (n_frames,)
-        Uncertainty score of every candidate structure.
+        Uncertainty score of every candidate structure (units of the score, see
+        :data:`SCORE_UNITS`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.sampling import Selection
+    >>> selection = Selection(indices=np.array([2, 0]), scores=np.array([0.3, 0.1, 0.5]))
+    >>> selection.scores[selection.indices]
+    array([0.5, 0.3])
     """
 
     indices: np.ndarray
@@ -138,6 +199,36 @@ def select_structures(
     Returns
     -------
     Selection
+        The chosen indices (at most ``n``, none when no structure passes ``threshold``)
+        and the scores of all candidates.
+
+    Raises
+    ------
+    TypeError
+        ``n`` or ``threshold`` is not a number.
+    ValueError
+        ``n`` is not a positive integer, ``threshold`` is not finite, or ``score`` or
+        ``variance`` is not one of the allowed values.
+    sklearn.exceptions.NotFittedError
+        ``model`` is not fitted.
+
+    References
+    ----------
+    G. Imbalzano, A. Anelli, D. Giofré, S. Klees, J. Behler and M. Ceriotti, "Automatic
+    selection of atomic fingerprints and reference configurations for machine-learning
+    potentials", J. Chem. Phys. 148, 241730 (2018) (farthest-point sampling).
+
+    Examples
+    --------
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.datasets import load_si
+    >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+    >>> from gapy.sampling import select_structures
+    >>> selection = select_structures(model, load_si("test")[:3], 2)
+    >>> len(selection.indices), selection.scores.shape
+    (2, (3,))
+    >>> bool(selection.scores[selection.indices[0]] == selection.scores.max())
+    True
     """
     check_integer("n", n, 1)
     check_number("threshold", threshold, allow_none=True)

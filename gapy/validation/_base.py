@@ -12,7 +12,10 @@ from ._structures import attach, check_crystal, conventional_cell, relax
 class Settings:
     """Knobs of the procedures; every property uses the same ones for model and reference.
 
-    Attributes
+    Every parameter is stored as an attribute of the same name. :func:`validate` checks
+    them and accepts single fields as keywords.
+
+    Parameters
     ----------
     eos_strain : float, default=0.02
         EOS lattice strains span ``+-eos_strain`` (volumes about +-6 %).
@@ -43,12 +46,20 @@ class Settings:
     neb_fmax : float, default=0.05
         NEB force convergence (eV/A).
     neb_steps : int, default=300
+        Largest number of NEB optimiser steps.
     n_samples : int, default=32
         Posterior draws for ``model_std``.
     flag_std : float, default=0.01
         Flag threshold on the largest local-energy standard deviation (eV).
     random_state : int, default=0
         Seed of the posterior draws.
+
+    Examples
+    --------
+    >>> from gapy.validation import Settings
+    >>> settings = Settings(miller=[(1, 1, 1)], flag_std=0.02)
+    >>> settings.eos_points, settings.flag_std
+    (7, 0.02)
     """
 
     eos_strain: float = 0.02

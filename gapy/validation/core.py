@@ -49,25 +49,39 @@ _UNITS = {**eos.UNITS, **{name: "GPa" for name in elastic.FULL_NAMES}, "vacancy_
 class PropertyResult:
     """One validated property.
 
-    Attributes
+    Made by :func:`validate`; every parameter is stored as an attribute of the same
+    name.
+
+    Parameters
     ----------
     name : str
         ``lattice_constant``, ``bulk_modulus``, ``C11``, ``surface_energy_111``, ...
     unit : str
-    model, reference : float or None
-        The property by the model and by the reference (None: not computed or failed).
-    model_std : float or None
+        Unit of ``model``, ``reference`` and ``model_std``: ``"A"``, ``"A^3/atom"``,
+        ``"GPa"``, ``"THz"``, ``"eV"`` or ``"J/m^2"``.
+    model : float or None, default=None
+        The property by the model (None: not computed or failed).
+    reference : float or None, default=None
+        The property by the reference (None: not computed, failed or no reference).
+    model_std : float or None, default=None
         Standard deviation of the model's value from its own uncertainty (same unit);
         None for a model without uncertainties.
-    flagged : bool or None
+    flagged : bool or None, default=None
         True when the model is unsure on the structures this property used (see
         :func:`validate`); None without uncertainties.
-    max_local_std : float or None
+    max_local_std : float or None, default=None
         Largest local-energy standard deviation of any atom of those structures (eV).
-    error : str or None
+    error : str or None, default=None
         Why the model's or the reference's value is missing.
-    family : str
+    family : str, default=""
         The procedure that computed it (``eos``, ``elastic``, ...).
+
+    Examples
+    --------
+    >>> from gapy.validation import PropertyResult
+    >>> result = PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0, family="eos")
+    >>> result.difference, result.relative_difference
+    (-7.0, -0.05)
     """
 
     name: str
@@ -82,14 +96,34 @@ class PropertyResult:
 
     @property
     def difference(self) -> Optional[float]:
-        """``model - reference`` (None if either is missing)."""
+        """``model - reference`` in ``unit`` (None if either is missing).
+
+        Examples
+        --------
+        >>> from gapy.validation import PropertyResult
+        >>> PropertyResult("C11", "GPa", model=160.0, reference=165.0).difference
+        -5.0
+        >>> PropertyResult("C11", "GPa", reference=165.0).difference is None
+        True
+        """
         if self.model is None or self.reference is None:
             return None
         return self.model - self.reference
 
     @property
     def relative_difference(self) -> Optional[float]:
-        """``(model - reference) / |reference|`` (None if either is missing or reference is 0)."""
+        """``(model - reference) / |reference|`` (None if either is missing or reference is 0).
+
+        A fraction, not a percentage.
+
+        Examples
+        --------
+        >>> from gapy.validation import PropertyResult
+        >>> PropertyResult("lattice_constant", "A", model=5.5, reference=5.0).relative_difference
+        0.1
+        >>> PropertyResult("lattice_constant", "A", model=5.5, reference=0.0).relative_difference is None
+        True
+        """
         if self.difference is None or self.reference == 0:
             return None
         return self.difference / abs(self.reference)
@@ -99,14 +133,28 @@ class PropertyResult:
 class ValidationReport:
     """Everything :func:`validate` computed.
 
-    Attributes
+    Every parameter is stored as an attribute of the same name; ``report[name]`` is
+    ``report.results[name]``.
+
+    Parameters
     ----------
-    results : dict
+    results : dict of str to PropertyResult, default={}
         Property name to :class:`PropertyResult`, in the order computed.
-    curves : dict
+    curves : dict, default={}
         Plot data per family and side (``curves["eos"]["model"]``, ...).
-    info : dict
+    info : dict, default={}
         Structure, model, reference, settings, flag threshold, timings (s).
+
+    Examples
+    --------
+    >>> from gapy.validation import PropertyResult, ValidationReport
+    >>> report = ValidationReport(results={
+    ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+    ...                                    model_std=2.5, flagged=False, family="eos"),
+    ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+    ...                           family="elastic")})
+    >>> report["bulk_modulus"].difference
+    -7.0
     """
 
     results: Dict[str, PropertyResult] = field(default_factory=dict)
@@ -117,12 +165,50 @@ class ValidationReport:
         return self.results[name]
 
     def to_dict(self) -> dict:
-        """``{name: {"model", "reference", "unit", "model_std", "flagged", ...}}``."""
+        """``{name: {"model", "reference", "unit", "model_std", "flagged", ...}}``.
+
+        Returns
+        -------
+        dict
+            Property name to the fields of its :class:`PropertyResult` (all but
+            ``name``), as plain Python values; the content of ``validation.json``.
+
+        Examples
+        --------
+        >>> from gapy.validation import PropertyResult, ValidationReport
+        >>> report = ValidationReport(results={
+        ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+        ...                                    model_std=2.5, flagged=False, family="eos"),
+        ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+        ...                           family="elastic")})
+        >>> report.to_dict()["bulk_modulus"]["model"], report.to_dict()["C44"]["error"]
+        (133.0, 'model: no convergence')
+        """
         return {name: {key: _plain(value) for key, value in asdict(result).items() if key != "name"}
                 for name, result in self.results.items()}
 
     def rows(self) -> List[dict]:
-        """One flat dict per property (the CSV columns)."""
+        """One flat dict per property (the CSV columns).
+
+        Returns
+        -------
+        list of dict
+            Keys ``property``, ``unit``, ``model``, ``model_std``, ``reference``,
+            ``difference``, ``difference_percent``, ``flagged``, ``max_local_std_eV``
+            and ``error`` (``""`` if none); missing values are None.
+
+        Examples
+        --------
+        >>> from gapy.validation import PropertyResult, ValidationReport
+        >>> report = ValidationReport(results={
+        ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+        ...                                    model_std=2.5, flagged=False, family="eos"),
+        ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+        ...                           family="elastic")})
+        >>> row = report.rows()[0]
+        >>> row["property"], row["difference"], row["difference_percent"]
+        ('bulk_modulus', -7.0, -5.0)
+        """
         rows = []
         for result in self.results.values():
             relative = result.relative_difference
@@ -137,7 +223,29 @@ class ValidationReport:
         return rows
 
     def table(self) -> str:
-        """The results as a text table (``*`` marks flagged properties)."""
+        """The results as a text table (``*`` marks flagged properties).
+
+        Returns
+        -------
+        str
+            One line per property (the difference in percent of the reference), each
+            error on a line of its own after it starting with ``!``.
+
+        Examples
+        --------
+        >>> from gapy.validation import PropertyResult, ValidationReport
+        >>> report = ValidationReport(results={
+        ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+        ...                                    model_std=2.5, flagged=False, family="eos"),
+        ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+        ...                           family="elastic")})
+        >>> print(report.table())  # doctest: +NORMALIZE_WHITESPACE
+        property                            model    +- std    reference      diff unit      flag
+        -----------------------------------------------------------------------------------------
+        bulk_modulus                          133       2.5          140     -5.0% GPa
+        C44                                     -         -           80           GPa
+            ! model: no convergence
+        """
         header = f"{'property':<28} {'model':>12} {'+- std':>9} {'reference':>12} {'diff':>9} {'unit':<9} flag"
         lines = [header, "-" * len(header)]
         for result in self.results.values():
@@ -152,7 +260,38 @@ class ValidationReport:
         return "\n".join(lines)
 
     def write(self, directory: Union[str, Path], plots: bool = True) -> List[Path]:
-        """``validation.csv``, ``validation.json`` and (with ``plots``) the PNG plots in ``directory``."""
+        """``validation.csv``, ``validation.json`` and (with ``plots``) the PNG plots in ``directory``.
+
+        Also ``validation_info.json`` (:attr:`info`). The CSV and JSON files are
+        replaced atomically; ``validation.json`` holds :meth:`to_dict` with NaN and
+        infinity as ``null``. The plots (``eos.png``, ``phonons.png``, ``neb.png``) are
+        written for the families with curves.
+
+        Parameters
+        ----------
+        directory : str or Path
+            Output directory, created (with its parents) if missing.
+        plots : bool, default=True
+            Write the PNG plots too.
+
+        Returns
+        -------
+        list of Path
+            The files written.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from gapy.validation import PropertyResult, ValidationReport
+        >>> report = ValidationReport(results={
+        ...     "bulk_modulus": PropertyResult("bulk_modulus", "GPa", model=133.0, reference=140.0,
+        ...                                    model_std=2.5, flagged=False, family="eos"),
+        ...     "C44": PropertyResult("C44", "GPa", reference=80.0, error="model: no convergence",
+        ...                           family="elastic")})
+        >>> with tempfile.TemporaryDirectory() as tmp:
+        ...     [path.name for path in report.write(tmp)]
+        ['validation.csv', 'validation.json', 'validation_info.json']
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         written = [directory / "validation.csv", directory / "validation.json"]
@@ -206,26 +345,37 @@ def validate(
         ``"barrier"``) or property names (``"bulk_modulus"``, ``"surface_energy_110"``);
         default: all families.
     settings : Settings, optional
-        Procedure settings; keyword ``overrides`` (``miller=[(1, 1, 0)]``,
-        ``flag_std=0.02``, ...) replace single fields.
+        Procedure settings (default: ``Settings()``).
     output : str or os.PathLike, optional
-        Directory for ``validation.csv``, ``validation.json`` and the plots, rewritten
-        after each property so that finished results survive a later crash.
+        Directory for ``validation.csv``, ``validation.json``,
+        ``validation_info.json`` and the plots (see :meth:`ValidationReport.write`),
+        rewritten after each property so that finished results survive a later crash.
     plots : bool, default=True
         Write the PNG plots (EOS with the model's std band, phonon dispersion, NEB).
     progress : bool or callable, default=True
         Print a line per step (or pass each line to the callable).
+    **overrides
+        Single fields of :class:`Settings` that replace those of ``settings``
+        (``miller=[(1, 1, 0)]``, ``flag_std=0.02``, ...).
 
     Returns
     -------
     ValidationReport
+        Every property asked for (for cubic crystals also the standard names not
+        computed, with None values), the plot curves and ``info``. A property that
+        failed has None values and its ``error`` says why.
 
     Raises
     ------
     TypeError
-        ``structure`` is not an ``ase.Atoms`` or the model is of an unknown type.
+        ``structure`` is not an ``ase.Atoms``, ``settings`` is not a :class:`Settings`,
+        or the model or reference is of an unknown type.
     ValueError
-        Unknown property or setting, or a reference that cannot be resolved.
+        Unknown property or setting, a setting out of range, a reference that cannot
+        be resolved, or a reference value given in another unit than gapy reports.
+    gapy.GapyError
+        ``model_or_calculator`` is a path that is not a file
+        (:class:`~gapy.ModelFileError`: not a readable model file).
 
     Notes
     -----
@@ -235,8 +385,15 @@ def validate(
     ``docs/validation.md``. ``model_std`` comes from posterior draws of the model's
     predictions at those structures, with correlations between them.
 
+    References
+    ----------
+    V. L. Deringer, A. P. Bartók, N. Bernstein, D. M. Wilkins, M. Ceriotti and
+    G. Csányi, "Gaussian process regression for materials and molecules", Chem. Rev.
+    121, 10073 (2021) (validation of GAP models by the properties they predict).
+
     Examples
     --------
+    >>> from gapy.validation import validate
     >>> from ase.build import bulk
     >>> from ase.calculators.emt import EMT
     >>> report = validate(EMT(), bulk("Cu", "fcc", a=3.6), "emt", ["eos"], progress=False)
