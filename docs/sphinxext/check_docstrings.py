@@ -29,7 +29,7 @@ def public_names(path: Path = API) -> list:
         match = re.match(r"\.\. currentmodule:: (\S+)", line)
         if match:
             module = match.group(1)
-        elif module and re.fullmatch(r"   [A-Za-z_]\w*", line):
+        elif module and re.fullmatch(r"   [A-Za-z_][\w.]*", line):
             names.append(f"{module}.{line.strip()}")
     return names
 
