@@ -52,7 +52,7 @@ def main():
     args = parser.parse_args()
     soap = SOAP(["Si"], r_cut=5.0, n_max=6, l_max=6)
     train = load_si("train")
-    print(f"| baseline | shortest distance (A) | trajectory | MD time (s) |\n|---|---|---|---|")
+    print("| baseline | shortest distance (A) | trajectory | MD time (s) |\n|---|---|---|---|")
     for baseline in (None, "zbl"):
         model = GAPRegressor(soap, n_sparse=300, e0={"Si": -0.79}, baseline=baseline, n_jobs=2).fit(train)
         shortest, status, seconds = run(model, args.temperature, args.steps, args.seed)
