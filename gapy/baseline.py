@@ -38,6 +38,18 @@ class ZBL:
     r_outer : float
         No repulsion beyond this distance (Angstrom); ``r_inner < r_outer``.
 
+    Raises
+    ------
+    ValueError
+        A distance that is not > 0, or ``r_inner >= r_outer``.
+    TypeError
+        A distance that is not a number.
+
+    References
+    ----------
+    J. F. Ziegler, J. P. Biersack and U. Littmark, The Stopping and Range of Ions in
+    Solids (Pergamon, New York, 1985).
+
     Examples
     --------
     >>> from ase import Atoms
@@ -56,7 +68,23 @@ class ZBL:
         self.r_outer = float(r_outer)
 
     def get_params(self, deep: bool = True) -> dict:
-        """Constructor arguments."""
+        """Constructor arguments, so that ``ZBL(**zbl.get_params())`` is a copy.
+
+        Parameters
+        ----------
+        deep : bool, default=True
+            Ignored: a ``ZBL`` holds no nested estimators (scikit-learn's signature).
+
+        Returns
+        -------
+        dict
+            ``r_inner`` and ``r_outer`` (Angstrom), as floats.
+
+        Examples
+        --------
+        >>> ZBL(r_inner=1.0, r_outer=1.5).get_params()
+        {'r_inner': 1.0, 'r_outer': 1.5}
+        """
         return {"r_inner": self.r_inner, "r_outer": self.r_outer}
 
     def __repr__(self) -> str:
@@ -75,6 +103,26 @@ class ZBL:
             training data.
         width : float, default=0.5
             ``r_inner = r_outer - width`` (Angstrom), at least ``r_outer / 2``.
+
+        Returns
+        -------
+        ZBL
+            With ``r_outer = fraction * shortest distance`` and
+            ``r_inner = max(r_outer - width, r_outer / 2)``.
+
+        Raises
+        ------
+        ValueError
+            No pair of atoms within 4 Angstrom in ``frames`` (or no structure).
+        gapy.StructureError
+            A bad geometry, or two atoms closer than 0.1 Angstrom.
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> zbl = ZBL.below_data(load_si("train")[:4])  # shortest Si-Si distance 1.94 A
+        >>> round(zbl.r_outer, 3), round(zbl.r_outer - zbl.r_inner, 3)
+        (1.553, 0.5)
         """
         shortest = min(_shortest_distance(atoms, k) for k, atoms in enumerate(frames))
         if not np.isfinite(shortest):
@@ -83,9 +131,40 @@ class ZBL:
         return cls(r_inner=max(r_outer - width, r_outer / 2), r_outer=r_outer)
 
     def compute(self, atoms: Atoms, index: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per-atom energies (eV, shape (n_atoms,): half of each pair to each atom), forces
-        (eV/A, shape (n_atoms, 3)) and virial ``-dE/d eps`` (eV, Voigt (6,)); the stress is
-        ``-virial / volume``."""
+        """Per-atom energies, forces and virial of the repulsion in one structure.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Periodic, partly periodic or isolated structure.
+        index : int, optional
+            Index of the structure in a data set, used in error messages.
+
+        Returns
+        -------
+        energies : ndarray of shape (n_atoms,)
+            Per-atom energies (eV): half of each pair's energy to each of its atoms.
+        forces : ndarray of shape (n_atoms, 3)
+            Forces ``-dE/dr`` (eV/A).
+        virial : ndarray of shape (6,)
+            Virial ``-dE/d eps`` (eV), Voigt order (xx, yy, zz, yz, xz, xy); the stress
+            is ``-virial / volume``.
+
+        Raises
+        ------
+        gapy.StructureError
+            A bad geometry, or two atoms closer than 0.1 Angstrom.
+
+        Examples
+        --------
+        >>> from ase import Atoms
+        >>> zbl = ZBL(r_inner=1.0, r_outer=1.5)
+        >>> energies, forces, virial = zbl.compute(Atoms("Si2", positions=[[0, 0, 0], [0, 0, 0.8]]))
+        >>> energies.round(2).tolist(), forces[:, 2].round(1).tolist()  # pushed apart
+        ([56.08, 56.08], [-470.6, 470.6])
+        >>> round(float(virial[2]), 1)  # zz; the other components are 0
+        376.5
+        """
         pairs = neighbor_pairs(atoms, self.r_outer, index)
         # the full list holds every pair twice (i-j and j-i, or an atom and both images of it)
         i, j, vectors = pairs.centers, pairs.neighbors, pairs.vectors
@@ -102,7 +181,31 @@ class ZBL:
         return np.bincount(i, weights=energy, minlength=len(atoms)), forces, voigt(virial)
 
     def pair_energy(self, z_i: np.ndarray, z_j: np.ndarray, distance: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        """Switched ZBL energy of each pair (eV) and its derivative in the distance (eV/A)."""
+        """Switched ZBL energy of each pair (eV) and its derivative in the distance (eV/A).
+
+        Parameters
+        ----------
+        z_i, z_j : ndarray of int of shape (n_pairs,)
+            Atomic numbers of the two atoms of each pair.
+        distance : ndarray of shape (n_pairs,)
+            Distance of each pair (Angstrom), > 0.
+
+        Returns
+        -------
+        energy : ndarray of shape (n_pairs,)
+            ``S(r) E_ZBL(r)`` (eV): the full pair energy, not split between the atoms.
+        derivative : ndarray of shape (n_pairs,)
+            Its derivative in ``r`` (eV/A).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> zbl = ZBL(r_inner=1.0, r_outer=1.5)
+        >>> z = np.array([14, 14, 14])
+        >>> energy, derivative = zbl.pair_energy(z, z, np.array([0.5, 1.25, 2.0]))  # full, switching, off
+        >>> energy.round(3).tolist(), derivative.round(3).tolist()
+        ([470.493, 10.596, 0.0], [-2615.592, -101.767, 0.0])
+        """
         screening = 0.46850 / (z_i**0.23 + z_j**0.23)
         x = distance / screening
         phi = sum(c * np.exp(-d * x) for c, d in _PHI)

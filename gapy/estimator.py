@@ -293,7 +293,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ----------
         frames : sequence of ase.Atoms
             Labelled training structures.
-        y : ignored
+        y : None
+            Ignored: labels are read from the structures.
         sample_weight : array-like of shape (n_frames,), optional
             As in :meth:`fit`.
         fixed : sequence of str, default=()
@@ -304,14 +305,45 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        self
-            Fitted with the chosen values (``get_params()`` shows them);
+        GAPRegressor
+            ``self``, fitted with the chosen values (``get_params()`` shows them);
             ``evidence_`` holds the :class:`~gapy.gp.evidence.OptimizationResult`.
+
+        Raises
+        ------
+        ValueError
+            A name in ``fixed`` or ``bounds`` that is not optimised (not ``"delta"`` or
+            the ``sigma_*`` of a fitted label kind), or any error of :meth:`fit`.
+        TypeError
+            As in :meth:`fit`.
+        gapy.StructureError
+            As in :meth:`fit`.
+        gapy.exceptions.SingularKernelError
+            ``K_MM`` is not positive definite even with ``sparse_jitter``.
+
+        Warns
+        -----
+        RuntimeWarning
+            The optimiser did not converge, or a value ended on a bound of the search.
 
         References
         ----------
-        Rasmussen and Williams, Gaussian Processes for Machine Learning (2006), ch. 5;
-        Quinonero-Candela and Rasmussen, JMLR 6, 1939 (2005).
+        C. E. Rasmussen and C. K. I. Williams, Gaussian Processes for Machine Learning
+        (MIT Press, 2006), ch. 5.
+
+        J. Quiñonero-Candela and C. E. Rasmussen, "A unifying view of sparse approximate
+        Gaussian process regression", J. Mach. Learn. Res. 6, 1939 (2005).
+
+        Examples
+        --------
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=10)
+        >>> model = model.maximize_evidence(load_si("train")[:2], fixed=["sigma_energy"])
+        >>> model.evidence_.converged, sorted(model.evidence_.sigmas), model.sigma_energy
+        (True, ['energy', 'forces'], 0.01)
+        >>> bool(model.delta == model.evidence_.delta), bool(model.sigma_force == model.evidence_.sigmas["forces"])
+        (True, True)
         """
         plan = self._plan(frames, sample_weight)
         unit = replace(plan.basis, delta=1.0)

@@ -89,9 +89,13 @@ def squared_exponential_kernel(values, classes, sparse, sparse_classes, theta) -
     Parameters
     ----------
     values : ndarray of shape (n, n_features)
+        Features of the instances ``x_i`` (e.g. ``Instances.values``).
     classes : ndarray of int of shape (n,)
+        Class of each ``x_i``.
     sparse : ndarray of shape (m, n_features)
+        Features of the sparse points ``s_m``.
     sparse_classes : ndarray of int of shape (m,)
+        Class of each sparse point.
     theta : float or ndarray of shape (n_features,)
         Length scale of each feature, in the units of the features.
 
@@ -100,6 +104,11 @@ def squared_exponential_kernel(values, classes, sparse, sparse_classes, theta) -
     ndarray of shape (n, m)
         ``exp(-sum_f (values[i, f] - sparse[m, f])^2 / (2 theta_f^2))`` where the classes
         agree, else 0.
+
+    Raises
+    ------
+    ValueError
+        ``theta`` is not one number or ``n_features`` numbers, all finite and > 0.
 
     Examples
     --------

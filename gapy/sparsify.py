@@ -283,6 +283,7 @@ def grid_points(
     values : ndarray of shape (n, 1)
         Observed features (distances, Angstrom), e.g. from ``TwoBody.collect``.
     classes : ndarray of int of shape (n,)
+        Class of each observed instance; only the classes seen get points.
     n_sparse : int
         Points per class (>= 2).
     upper : float
@@ -294,6 +295,22 @@ def grid_points(
         For each class seen in ``classes``, ``n_sparse`` points from its shortest
         observed value to ``upper``, ends included.
     sparse_classes : ndarray of int of shape (n_classes_seen * n_sparse,)
+        Class of each sparse point, in increasing order of class.
+
+    Raises
+    ------
+    ValueError
+        ``values`` is not of shape (n, 1), ``n_sparse`` is not an integer >= 2, or the
+        shortest value of a class is not below ``upper``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.sparsify import grid_points
+    >>> values, classes = np.array([[2.2], [2.5], [3.0], [1.8]]), np.array([0, 0, 0, 2])
+    >>> sparse, sparse_classes = grid_points(values, classes, n_sparse=3, upper=5.0)
+    >>> sparse.ravel().round(3).tolist(), sparse_classes.tolist()
+    ([2.2, 3.6, 5.0, 1.8, 3.4, 5.0], [0, 0, 0, 2, 2, 2])
     """
     values = np.asarray(values, dtype=float)
     if values.ndim != 2 or values.shape[1] != 1:
@@ -328,10 +345,46 @@ def instance_points(
     in units of the kernel's length scales (features of a 3-body descriptor have
     different units).
 
+    Parameters
+    ----------
+    values : ndarray of shape (n, n_features)
+        Observed features of the instances, e.g. from ``ThreeBody.collect``.
+    classes : ndarray of int of shape (n,)
+        Class of each instance; points are chosen separately for each class.
+    n_sparse : int or dict
+        Points per class, or a dict ``{class: n}`` (as ``n_sparse`` of
+        :func:`select_points`, with classes for species).
+    method : {"cur", "fps", "random"}, default="cur"
+        How the instances of each class are chosen.
+    theta : float or array-like of shape (n_features,), optional
+        Length scale of each feature (units of the features); the features are divided
+        by it before the choice. The returned points are not scaled.
+    random_state : int, numpy.random.Generator or None, default=None
+        Seed of the choice.
+
     Returns
     -------
     sparse : ndarray of shape (M, n_features)
+        The chosen instances' features, unscaled, in the order of ``values``.
     sparse_classes : ndarray of int of shape (M,)
+        Class of each chosen instance.
+
+    Raises
+    ------
+    ValueError
+        ``method`` is not one of ``"cur"``, ``"fps"``, ``"random"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.sparsify import instance_points
+    >>> rng = np.random.default_rng(0)
+    >>> values = rng.uniform(2.0, 8.0, size=(30, 3))
+    >>> classes = np.repeat([0, 1], 15)
+    >>> sparse, sparse_classes = instance_points(values, classes, 4, "fps", theta=[1.0, 2.0, 1.0],
+    ...                                          random_state=0)
+    >>> sparse.shape, np.bincount(sparse_classes).tolist()
+    ((8, 3), [4, 4])
     """
     values = np.asarray(values, dtype=float)
     scaled = values if theta is None else values / np.asarray(theta, dtype=float)

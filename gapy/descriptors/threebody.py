@@ -72,24 +72,52 @@ class ThreeBody(InstanceDescriptor):
 
     @property
     def n_features(self) -> int:
-        """Number of features: 3."""
+        """Number of features: 3.
+
+        Examples
+        --------
+        >>> ThreeBody(["Si"]).n_features
+        3
+        """
         return 3
 
     @property
     def feature_names(self) -> list:
-        """Names of the features."""
+        """Names of the features.
+
+        Examples
+        --------
+        >>> ThreeBody(["Si"]).feature_names
+        ['r_ij + r_ik', '(r_ij - r_ik)^2', 'r_jk']
+        """
         return ["r_ij + r_ik", "(r_ij - r_ik)^2", "r_jk"]
 
     @property
     def n_classes(self) -> int:
-        """Number of classes: ``n * n (n + 1) / 2`` for ``n`` species."""
+        """Number of classes: ``n * n (n + 1) / 2`` for ``n`` species.
+
+        Examples
+        --------
+        >>> ThreeBody(["Si"]).n_classes, ThreeBody(["H", "O"]).n_classes
+        (1, 6)
+        """
         n = self.n_species
         return n * n * (n + 1) // 2
 
     def class_labels(self) -> np.ndarray:
         """Atomic numbers of each class, ndarray of int of shape (n_classes, 3).
 
-        Rows are ``(Z_centre, Z1, Z2)`` with ``Z1 <= Z2``.
+        Returns
+        -------
+        ndarray of int of shape (n_classes, 3)
+            Row ``c`` holds ``(Z_centre, Z1, Z2)`` of class ``c`` (the value in
+            ``Instances.classes``): the centre's atomic number, then those of the two
+            neighbours with ``Z1 <= Z2``.
+
+        Examples
+        --------
+        >>> ThreeBody(["H", "O"]).class_labels().tolist()
+        [[1, 1, 1], [1, 1, 8], [1, 8, 8], [8, 1, 1], [8, 1, 8], [8, 8, 8]]
         """
         z = self.atomic_numbers
         return np.array(
@@ -122,6 +150,18 @@ class ThreeBody(InstanceDescriptor):
         StructureError
             Unknown species, non-finite positions, degenerate cell, overlapping atoms, or
             more triplets than half of the machine's memory holds.
+        ValueError
+            An unknown ``gradients`` value.
+
+        Examples
+        --------
+        >>> from ase import Atoms
+        >>> water = Atoms("OH2", positions=[[0, 0, 0], [0.96, 0, 0], [-0.24, 0.93, 0]])
+        >>> triplets = ThreeBody(["H", "O"], r_cut=2.0).compute(water, gradients="positions")
+        >>> triplets.atoms.tolist()  # (centre, j, k)
+        [[0, 1, 2], [1, 0, 2], [2, 0, 1]]
+        >>> triplets.values.shape, triplets.dvalues.shape
+        ((3, 3), (3, 3, 3, 3))
         """
         with_gradients, with_strain = parse_gradients(gradients)
         species = self.species_indices(atoms, index)

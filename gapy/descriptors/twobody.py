@@ -57,22 +57,52 @@ class TwoBody(InstanceDescriptor):
 
     @property
     def n_features(self) -> int:
-        """Number of features: 1 (the distance)."""
+        """Number of features: 1 (the distance).
+
+        Examples
+        --------
+        >>> TwoBody(["Si"]).n_features
+        1
+        """
         return 1
 
     @property
     def feature_names(self) -> list:
-        """Names of the features."""
+        """Names of the features.
+
+        Examples
+        --------
+        >>> TwoBody(["Si"]).feature_names
+        ['r']
+        """
         return ["r"]
 
     @property
     def n_classes(self) -> int:
-        """Number of classes: unordered species pairs, ``n (n + 1) / 2``."""
+        """Number of classes: unordered species pairs, ``n (n + 1) / 2``.
+
+        Examples
+        --------
+        >>> TwoBody(["Si"]).n_classes, TwoBody(["Si", "C"]).n_classes
+        (1, 3)
+        """
         n = self.n_species
         return n * (n + 1) // 2
 
     def class_labels(self) -> np.ndarray:
-        """Atomic numbers of each class, ndarray of int of shape (n_classes, 2), ``Z1 <= Z2``."""
+        """Atomic numbers of each class, ndarray of int of shape (n_classes, 2), ``Z1 <= Z2``.
+
+        Returns
+        -------
+        ndarray of int of shape (n_classes, 2)
+            Row ``c`` holds the atomic numbers ``(Z1, Z2)`` of class ``c`` (the value in
+            ``Instances.classes``), ``Z1 <= Z2``.
+
+        Examples
+        --------
+        >>> TwoBody(["Si", "C"]).class_labels().tolist()  # C-C, C-Si, Si-Si
+        [[6, 6], [6, 14], [14, 14]]
+        """
         z = self.atomic_numbers
         return np.array([(z[a], z[b]) for a in range(len(z)) for b in range(a, len(z))], dtype=np.int64)
 
@@ -101,6 +131,18 @@ class TwoBody(InstanceDescriptor):
         ------
         StructureError
             Unknown species, non-finite positions, degenerate cell, overlapping atoms.
+        ValueError
+            An unknown ``gradients`` value.
+
+        Examples
+        --------
+        >>> from ase import Atoms
+        >>> dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.5]])
+        >>> pairs = TwoBody(["Si"], r_cut=3.0, cutoff_width=1.0).compute(dimer, gradients=True)
+        >>> pairs.values.tolist(), pairs.weights.round(3).tolist()  # in the cosine transition
+        ([[2.5]], [0.5])
+        >>> pairs.dvalues.shape, pairs.dvalues_strain.shape
+        ((1, 2, 3, 1), (1, 3, 3, 1))
         """
         with_gradients, with_strain = parse_gradients(gradients)
         species = self.species_indices(atoms, index)

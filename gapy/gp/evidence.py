@@ -44,22 +44,73 @@ class EvidenceStatistics:
     (``A_g = Q_g R_g``, ``z_g = Q_g^T b_g``), never by forming ``A_g^T A_g``: the evidence
     then stays as well conditioned as the fit itself.
 
-    Attributes
+    Every parameter is stored as an attribute of the same name.
+
+    Parameters
     ----------
     kmm : ndarray of shape (M, M)
-        ``K_MM`` at ``delta = 1`` (no jitter).
-    groups : dict of str to dict
+        ``K_MM`` at ``delta = 1`` (no jitter), in units of ``delta^2``.
+    groups : dict of str to dict, default={}
         Per group (``"energy"``, ``"forces"``, ``"virial"``): ``"qr"`` (the running
         factorisation), ``"targets"`` (sum of squared unit targets), ``"n"`` and
-        ``"log_scale"`` (sum of ``log s_i``).
+        ``"log_scale"`` (sum of ``log s_i``). Normally left empty and filled by
+        :meth:`add`.
+
+    References
+    ----------
+    C. E. Rasmussen and C. K. I. Williams, Gaussian Processes for Machine Learning
+    (MIT Press, 2006), ch. 5.
+
+    J. Quiñonero-Candela and C. E. Rasmussen, "A unifying view of sparse approximate
+    Gaussian process regression", J. Mach. Learn. Res. 6, 1939 (2005).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.gp.evidence import EvidenceStatistics
+    >>> rng = np.random.default_rng(0)
+    >>> rows = rng.normal(size=(40, 3))  # unit kernel rows of 40 energies against M = 3 points
+    >>> targets = rows @ [0.5, -1.0, 0.2] + 0.1 * rng.normal(size=40)
+    >>> statistics = EvidenceStatistics(np.eye(3))  # K_MM at delta = 1
+    >>> statistics.add("energy", rows, targets, np.ones(40))
+    >>> statistics.groups["energy"]["n"]
+    40
     """
 
     kmm: np.ndarray
     groups: Dict[str, dict] = field(default_factory=dict)
 
     def add(self, group: str, rows: np.ndarray, targets: np.ndarray, scales: np.ndarray) -> None:
-        """Add observations of ``group``: unit kernel rows (delta = 1) and raw targets,
-        each divided by its relative noise factor ``scales`` (``s_i``) here."""
+        """Add observations of ``group``: unit kernel rows (delta = 1) and raw targets.
+
+        Rows and targets are divided here by their relative noise factors ``scales``
+        (``s_i``), so that the noise of observation ``i`` is ``sigma_group s_i``.
+
+        Parameters
+        ----------
+        group : str
+            Name of the group sharing one noise sigma (``"energy"``, ``"forces"``,
+            ``"virial"``).
+        rows : ndarray of shape (n, M)
+            Kernel rows against the sparse points at ``delta = 1``; one row (M,) is
+            taken as (1, M).
+        targets : ndarray of shape (n,)
+            Observed values (minus ``e0`` for energies), not divided by anything.
+        scales : ndarray of shape (n,)
+            Relative noise factor ``s_i`` > 0 of each observation (``sqrt(N_atoms)``,
+            sample weights, ...).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gapy.gp.evidence import EvidenceStatistics
+        >>> statistics = EvidenceStatistics(np.eye(2))
+        >>> statistics.add("forces", np.ones((3, 2)), np.array([1.0, 2.0, 3.0]), np.full(3, 2.0))
+        >>> statistics.add("forces", np.ones((1, 2)), np.array([4.0]), np.ones(1))
+        >>> entry = statistics.groups["forces"]
+        >>> entry["n"], entry["targets"]  # (1 + 4 + 9) / 4 + 16
+        (4, 19.5)
+        """
         rows = np.atleast_2d(rows) / scales[:, None]
         targets = np.asarray(targets, dtype=float) / scales
         m = len(self.kmm)
@@ -71,7 +122,30 @@ class EvidenceStatistics:
         entry["log_scale"] += float(np.log(scales).sum())
 
     def factors(self) -> Dict[str, Tuple[np.ndarray, np.ndarray]]:
-        """``(R_g, z_g)`` of each group."""
+        """``(R_g, z_g)`` of each group.
+
+        Folds the rows still buffered in each group's factorisation first.
+
+        Returns
+        -------
+        dict of str to tuple of ndarray
+            For each group, the upper triangular ``R_g`` of shape (M, M) and
+            ``z_g = Q_g^T b_g`` of shape (M,), with ``R_g^T R_g = A_g^T A_g`` and
+            ``R_g^T z_g = A_g^T b_g`` for the scaled rows ``A_g`` and targets ``b_g``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gapy.gp.evidence import EvidenceStatistics
+        >>> rng = np.random.default_rng(0)
+        >>> rows = rng.normal(size=(40, 3))  # unit kernel rows of 40 energies against M = 3 points
+        >>> targets = rows @ [0.5, -1.0, 0.2] + 0.1 * rng.normal(size=40)
+        >>> statistics = EvidenceStatistics(np.eye(3))  # K_MM at delta = 1
+        >>> statistics.add("energy", rows, targets, np.ones(40))
+        >>> r_g, z_g = statistics.factors()["energy"]
+        >>> bool(np.allclose(r_g.T @ r_g, rows.T @ rows)), bool(np.allclose(r_g.T @ z_g, rows.T @ targets))
+        (True, True)
+        """
         out = {}
         for name, entry in self.groups.items():
             entry["qr"].fold()
@@ -86,6 +160,7 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas
     Parameters
     ----------
     statistics : EvidenceStatistics
+        The observations, collected at ``delta = 1``.
     delta : float
         Kernel scale (eV).
     sigmas : dict of str to float
@@ -104,7 +179,38 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas
     Raises
     ------
     SingularKernelError
-        ``K_MM`` is not positive definite with the jitter.
+        ``K_MM`` is not positive definite with the jitter, or the posterior precision
+        ``K_MM + K_MN Lambda^-1 K_NM`` is singular.
+
+    References
+    ----------
+    C. E. Rasmussen and C. K. I. Williams, Gaussian Processes for Machine Learning
+    (MIT Press, 2006), ch. 5.
+
+    J. Quiñonero-Candela and C. E. Rasmussen, "A unifying view of sparse approximate
+    Gaussian process regression", J. Mach. Learn. Res. 6, 1939 (2005).
+
+    Examples
+    --------
+    With ``K_MM = I`` the model is ``y ~ N(0, delta^2 A A^T + sigma^2 I)``:
+
+    >>> import numpy as np
+    >>> from gapy.gp.evidence import EvidenceStatistics, log_marginal_likelihood
+    >>> rng = np.random.default_rng(0)
+    >>> rows = rng.normal(size=(40, 3))  # unit kernel rows of 40 energies against M = 3 points
+    >>> targets = rows @ [0.5, -1.0, 0.2] + 0.1 * rng.normal(size=40)
+    >>> statistics = EvidenceStatistics(np.eye(3))  # K_MM at delta = 1
+    >>> statistics.add("energy", rows, targets, np.ones(40))
+    >>> value, gradient = log_marginal_likelihood(statistics, 1.0, {"energy": 0.1})
+    >>> from scipy.stats import multivariate_normal
+    >>> exact = multivariate_normal(np.zeros(40), rows @ rows.T + 0.01 * np.eye(40)).logpdf(targets)
+    >>> bool(np.isclose(value, exact))
+    True
+    >>> step = 1e-5  # the gradient is in log delta
+    >>> up = log_marginal_likelihood(statistics, np.exp(step), {"energy": 0.1})[0]
+    >>> down = log_marginal_likelihood(statistics, np.exp(-step), {"energy": 0.1})[0]
+    >>> bool(np.isclose(gradient["delta"], (up - down) / (2 * step), rtol=1e-4))
+    True
     """
     d2 = delta**2
     groups = statistics.groups
@@ -158,14 +264,28 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas
 class OptimizationResult:
     """Outcome of :func:`maximize_evidence`.
 
-    Attributes
+    Every parameter is stored as an attribute of the same name.
+
+    Parameters
     ----------
     delta : float
+        The chosen kernel scale (eV).
     sigmas : dict of str to float
+        The chosen noise sigma of each group (units of the group's observations).
     log_marginal_likelihood : float
+        The evidence ``log p(y)`` at that point.
     converged : bool
+        Whether L-BFGS-B reported success.
     at_bounds : list of str
         Parameters that ended on a bound of the search.
+
+    Examples
+    --------
+    >>> from gapy.gp.evidence import OptimizationResult
+    >>> result = OptimizationResult(delta=0.7, sigmas={"energy": 0.1}, log_marginal_likelihood=25.9,
+    ...                             converged=True, at_bounds=[])
+    >>> result.converged and not result.at_bounds
+    True
     """
 
     delta: float
@@ -183,20 +303,46 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: float, sigmas: Dict
     Parameters
     ----------
     statistics : EvidenceStatistics
-    delta, sigmas : float, dict
-        Starting point.
+        The observations, collected at ``delta = 1``.
+    delta : float
+        Starting kernel scale (eV).
+    sigmas : dict of str to float
+        Starting noise sigma of each group of ``statistics``.
     bounds : dict, optional
-        ``name: (low, high)`` for ``"delta"`` and the sigmas; default a factor 100 around
-        the start.
-    fixed : sequence of str
+        ``name: (low, high)`` for ``"delta"`` and the sigmas (names as the keys of
+        ``sigmas``); default a factor 100 around the start.
+    fixed : sequence of str, default=()
         Parameters kept at their starting values.
     jitter : float, default=1e-8
+        Added to the diagonal of ``delta^2 K_MM``, as in the fit.
 
     Returns
     -------
     OptimizationResult
-        The best point found; a warning says when the optimiser did not converge and
-        which parameters hit a bound.
+        The best point found.
+
+    Warns
+    -----
+    RuntimeWarning
+        The optimiser did not converge, or parameters ended on a bound of the search.
+
+    References
+    ----------
+    C. E. Rasmussen and C. K. I. Williams, Gaussian Processes for Machine Learning
+    (MIT Press, 2006), ch. 5.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.gp.evidence import EvidenceStatistics, maximize_evidence
+    >>> rng = np.random.default_rng(0)
+    >>> rows = rng.normal(size=(40, 3))  # unit kernel rows of 40 energies against M = 3 points
+    >>> targets = rows @ [0.5, -1.0, 0.2] + 0.1 * rng.normal(size=40)
+    >>> statistics = EvidenceStatistics(np.eye(3))  # K_MM at delta = 1
+    >>> statistics.add("energy", rows, targets, np.ones(40))
+    >>> result = maximize_evidence(statistics, delta=1.0, sigmas={"energy": 1.0})
+    >>> result.converged, round(float(result.sigmas["energy"]), 3)  # the noise was 0.1
+    (True, 0.096)
     """
     start = {"delta": float(delta), **{k: float(v) for k, v in sigmas.items()}}
     names = [name for name in start if name not in fixed]

@@ -136,7 +136,22 @@ class IncrementalQR:
             self.fold()
 
     def fold(self) -> None:
-        """Fold the buffered rows into the factor now."""
+        """Fold the buffered rows into the factor now.
+
+        :meth:`add` does this by itself every ``block_rows`` rows and :meth:`solve` at
+        the end; afterwards ``R^T R = L L^T + sum rows^T rows`` and ``rhs = Q^T b``
+        (the signs of the rows of ``R`` are made positive only by :meth:`solve`).
+
+        Examples
+        --------
+        >>> from gapy.gp import IncrementalQR
+        >>> import numpy as np
+        >>> solver = IncrementalQR(np.eye(2))  # block_rows=4096: the rows stay buffered
+        >>> solver.add(np.ones((3, 2)), np.zeros(3))
+        >>> solver.fold()
+        >>> bool(np.allclose(solver.r_factor.T @ solver.r_factor, np.eye(2) + 3 * np.ones((2, 2))))
+        True
+        """
         if not self._buffered:
             return
         m = len(self.rhs)

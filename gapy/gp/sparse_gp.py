@@ -70,8 +70,9 @@ class SparseSet:
     ``[x; q0]``, with ``B[s, m] = (q0_s . x_m)^zeta / (q0_s . q0_s)^zeta`` for ``m`` of
     species ``s``.
 
-    Made by :func:`fit_sparse_gp` (``GAPRegressor.gp_``); every parameter is stored as an
-    attribute of the same name.
+    Made by ``GAPRegressor`` from the chosen sparse points; :func:`fit_sparse_gp` turns
+    it into the fitted :class:`SparseGP` (``GAPRegressor.gp_``). Every parameter is
+    stored as an attribute of the same name.
 
     Parameters
     ----------
@@ -83,9 +84,26 @@ class SparseSet:
         Kernel exponent.
     delta : float
         Kernel scale (eV): the prior standard deviation of a local energy.
-    isolated : ndarray of shape (n_species, n_features) or None
+    isolated : ndarray of shape (n_species, n_features) or None, default=None
         Descriptor of an isolated atom of each species; ``None``: the plain kernel
         (models written before the conditioning existed).
+
+    Examples
+    --------
+    Two sparse points of one species, conditioned on a zero energy at ``q0 = (0, 1)``:
+
+    >>> import numpy as np
+    >>> from gapy.gp import SparseSet
+    >>> points, species = np.array([[1.0, 0.0], [0.6, 0.8]]), np.zeros(2, dtype=int)
+    >>> SparseSet(points, species, zeta=2, delta=0.5).kernel_matrix()
+    array([[0.25, 0.09],
+           [0.09, 0.25]])
+    >>> basis = SparseSet(points, species, zeta=2, delta=0.5, isolated=np.array([[0.0, 1.0]]))
+    >>> basis.kernel_matrix().round(4)
+    array([[0.25  , 0.09  ],
+           [0.09  , 0.1476]])
+    >>> basis.kernel(np.array([[0.0, 1.0]]), np.zeros(1, dtype=int), points, species)  # K(q0, x) = 0
+    array([[0., 0.]])
     """
 
     sparse: np.ndarray
@@ -172,9 +190,13 @@ class SparseSet:
         Parameters
         ----------
         values : ndarray of shape (n, n_features)
+            Descriptor vectors ``q_i``.
         species : ndarray of int of shape (n,)
+            Species index of each ``q_i``.
         other : ndarray of shape (n_other, n_features)
+            Descriptor vectors ``p_j``.
         other_species : ndarray of int of shape (n_other,)
+            Species index of each ``p_j``.
 
         Returns
         -------
@@ -279,8 +301,22 @@ class SparseSet:
 class SparseGP(SparseSet):
     """A fitted projected-process (DTC) Gaussian process on the points of a :class:`SparseSet`.
 
-    Attributes
+    Made by :func:`fit_sparse_gp` (``GAPRegressor.gp_``); every parameter is stored as an
+    attribute of the same name. The parameters after ``isolated`` are keyword-only.
+
+    Parameters
     ----------
+    sparse : ndarray of shape (M, n_features)
+        Sparse points (descriptor vectors).
+    sparse_species : ndarray of int of shape (M,)
+        Species index of each sparse point.
+    zeta : int
+        Kernel exponent.
+    delta : float
+        Kernel scale (eV): the prior standard deviation of a local energy.
+    isolated : ndarray of shape (n_species, n_features) or None, default=None
+        Descriptor of an isolated atom of each species (see :class:`SparseSet`);
+        ``None``: the plain kernel.
     alpha : ndarray of shape (M,)
         Weights: a local energy is ``sum_m alpha_m K(q, x_m)``.
     r_factor : ndarray of shape (M, M)
@@ -288,7 +324,7 @@ class SparseGP(SparseSet):
         posterior precision of the weights.
     kmm_factor : ndarray of shape (M, M)
         Lower Cholesky factor ``L`` of ``K_MM`` (with jitter).
-    n_observations : int
+    n_observations : int, default=0
         Rows (energies, force and virial components) the model was fitted on.
 
     References

@@ -159,12 +159,41 @@ def instance_virial_prior_variance(instances: "Instances", theta: Theta, delta: 
 def instance_prior_variances(instances: "Instances", theta: Theta, delta: float) -> Dict[str, object]:
     """All prior variances of a term for one structure, sharing the kernel evaluations.
 
+    Parameters
+    ----------
+    instances : Instances
+        From ``TwoBody.compute`` or ``ThreeBody.compute``; the force variances need
+        position gradients and the virial variances strain gradients.
+    theta : float or ndarray of shape (n_features,)
+        Length scale of each feature, in the units of the features.
+    delta : float
+        Prior standard deviation of the latent function ``g`` (eV).
+
     Returns
     -------
     dict
-        ``"energy"`` (float), ``"energies"`` (n_atoms,); with position gradients
-        ``"forces"`` (n_atoms * 3,); with strain gradients ``"virial"`` (6,). Units as
-        in the single functions.
+        ``"energy"`` (float) and ``"energies"`` (n_atoms,) in eV^2; with position
+        gradients ``"forces"`` (n_atoms * 3,), atom-major, in (eV/A)^2; with strain
+        gradients ``"virial"`` (6,), Voigt order, in eV^2.
+
+    Raises
+    ------
+    ValueError
+        A bad ``theta``, or ``delta`` not a finite number > 0.
+
+    Examples
+    --------
+    One pair well inside the cutoff (weight 1): its energy has the prior ``delta^2``,
+    half of it goes to each atom, and ``d r / d z = -+1`` gives the force priors:
+
+    >>> from ase import Atoms
+    >>> from gapy.descriptors import TwoBody
+    >>> from gapy.gp.term_variance import instance_prior_variances
+    >>> dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.0]])
+    >>> pairs = TwoBody(["Si"], r_cut=4.0).compute(dimer, gradients=True)
+    >>> priors = instance_prior_variances(pairs, theta=1.0, delta=1.0)
+    >>> priors["energy"], priors["energies"].tolist(), priors["forces"].round(6).tolist()
+    (1.0, [0.25, 0.25], [0.0, 0.0, 1.0, 0.0, 0.0, 1.0])
     """
     out = {"energies": instance_local_energy_prior_variance(instances, theta, delta)}
     if instances.dvalues_strain is not None:  # total energy and virial in one pass

@@ -205,15 +205,30 @@ def instance_sparse_kernel(
     Parameters
     ----------
     sparse : ndarray of shape (M, n_features)
+        Sparse points, in the units of the features; shape (M,) for one feature.
     sparse_classes : ndarray of int of shape (M,)
+        Class of each sparse point.
     theta : float or ndarray of shape (n_features,)
+        Length scale of each feature, in the units of the features.
     delta : float
-        eV.
+        Prior standard deviation of ``g`` (eV).
 
     Returns
     -------
     ndarray of shape (M, M)
         In eV^2; zero between classes; ``delta^2`` on the diagonal.
+
+    Raises
+    ------
+    ValueError
+        Sparse points of the wrong shape or not finite, ``sparse_classes`` not one
+        integer per point, a bad ``theta``, or ``delta`` not a finite number > 0.
+
+    Examples
+    --------
+    >>> from gapy.gp.terms import instance_sparse_kernel
+    >>> instance_sparse_kernel([[2.0], [3.0], [2.0]], [0, 0, 1], theta=1.0, delta=0.5).round(3).tolist()
+    [[0.25, 0.152, 0.0], [0.152, 0.25, 0.0], [0.0, 0.0, 0.25]]
     """
     n_features = np.shape(sparse)[-1] if np.ndim(sparse) == 2 else 1
     sparse, sparse_classes = check_sparse(sparse, sparse_classes, n_features)
