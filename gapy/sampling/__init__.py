@@ -2,9 +2,12 @@
 
 :mod:`~gapy.sampling.select` scores structures by the model's own uncertainty and picks
 uncertain, mutually different ones; :mod:`~gapy.sampling.loop` runs molecular dynamics
-with the model, labels the selection with any ASE calculator and refits.
+with the model, labels the selection with any ASE calculator and refits;
+:mod:`~gapy.sampling.bias` biases the dynamics away from what the model has seen
+(descriptor-space metadynamics) or towards its uncertainty.
 """
 
+from .bias import COLLECTIVE_VARIABLES, DescriptorMetadynamics, UncertaintyBias
 from .loop import (ACTIVE_LEARNING_CONFIG_TYPE, ActiveLearningResult, Iteration, active_learning,
                    label_structures, run_md)
 from .select import SCORE_UNITS, SCORES, Selection, select_structures, structure_fingerprints, uncertainty_scores
@@ -12,6 +15,8 @@ from .select import SCORE_UNITS, SCORES, Selection, select_structures, structure
 __all__ = [
     "ACTIVE_LEARNING_CONFIG_TYPE",
     "ActiveLearningResult",
+    "COLLECTIVE_VARIABLES",
+    "DescriptorMetadynamics",
     "Iteration",
     "SCORES",
     "SCORE_UNITS",
@@ -21,5 +26,6 @@ __all__ = [
     "run_md",
     "select_structures",
     "structure_fingerprints",
+    "UncertaintyBias",
     "uncertainty_scores",
 ]

@@ -121,7 +121,9 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     Parameters
     ----------
     model : GAPRegressor or ase Calculator
-        A fitted model, or a calculator such as the reference itself (for test sets).
+        A fitted model, a calculator wrapping one (:class:`~gapy.sampling.DescriptorMetadynamics`,
+        :class:`~gapy.sampling.UncertaintyBias`), or any other calculator such as the
+        reference itself (for test sets).
     start : ase.Atoms
         Initial structure (not modified).
     steps, interval : int
@@ -134,7 +136,7 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
         Langevin friction in 1/fs.
     random_state : int, Generator or None
     max_force_std : float, optional
-        With a model: stop at the first snapshot whose largest force standard deviation
+        With a model (or a calculator with ``forces_std``): stop at the first snapshot whose largest force standard deviation
         (eV/A) exceeds this, as on-the-fly learning does. The trajectory has left what
         the model knows; later frames would only drift further. That snapshot is kept.
 
@@ -159,7 +161,8 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     dynamics = Langevin(atoms, timestep=timestep * units.fs, temperature_K=temperature,
                         friction=friction / units.fs, fixcm=False, rng=rng)
     snapshots = []
-    watch = max_force_std is not None and isinstance(atoms.calc, GAPCalculator)
+    # a model, or a calculator wrapping one (the biased calculators): they have forces_std
+    watch = max_force_std is not None and "forces_std" in getattr(atoms.calc, "implemented_properties", ())
 
     def snapshot():
         snapshots.append(_bare_copy(atoms))
