@@ -1,14 +1,25 @@
 """Biased exploration (metadynamics in descriptor space, uncertainty bias) and the
 active-learning loop that survives failures and kills."""
 
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
+from ase.io import read
 
-from gapy import GAPCalculator, GAPRegressor, SOAP, StructureError
+from gapy import GAPCalculator, GapyError, GAPRegressor, SOAP, StructureError
 from gapy.gp import voigt
-from gapy.sampling import DescriptorMetadynamics, UncertaintyBias, label_structures, run_md
+from gapy.sampling import (DescriptorMetadynamics, ReferenceFailure, UncertaintyBias, active_learning,
+                           label_structures, reference_results, run_md)
 from gapy.testing import assert_allclose_relative, finite_difference_positions, finite_difference_strain
 
 
@@ -114,3 +125,152 @@ def test_a_bias_that_drives_atoms_together_stops_the_trajectory(model):
         DescriptorMetadynamics(model, collective_variable="cell")
     with pytest.raises(TypeError, match="fitted GAPRegressor"):
         UncertaintyBias(EMT())
+
+
+# ------------------------------------------------------------------ the loop that survives
+
+class CountingEMT(EMT):
+    """EMT that appends a line per finished calculation to a file (and can kill its process)."""
+
+    def __init__(self, path, kill_at=None, fail_at=(), nan_at=()):
+        super().__init__()
+        self.path, self.kill_at, self.fail_at, self.nan_at = str(path), kill_at, set(fail_at), set(nan_at)
+
+    def calls(self):
+        try:
+            with open(self.path) as stream:
+                return stream.read().split()
+        except FileNotFoundError:
+            return []
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
+        call = len(self.calls()) + 1
+        if call == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # as a scheduler would: no cleanup, no warning
+        super().calculate(atoms, properties, system_changes)
+        if call in self.fail_at:
+            with open(self.path, "a") as stream:
+                stream.write(f"{call}-failed\n")
+            raise RuntimeError("SCF did not converge")
+        if call in self.nan_at:
+            self.results["forces"] = self.results["forces"] * np.nan
+        digest = hashlib.sha256(np.round(atoms.positions, 6).tobytes()).hexdigest()[:16]
+        with open(self.path, "a") as stream:
+            stream.write(digest + "\n")
+
+
+def run_loop(reference, workdir=None, model_zeta=4, **options):
+    train = label_structures([cu8(0.02, seed) for seed in range(2)], EMT())
+    settings = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), zeta=model_zeta, n_sparse=12,
+                            sigma_energy=0.001, sigma_force=0.01, random_state=0)
+    options = {"n_iterations": 3, "n_select": 3, "md_steps": 30, "md_interval": 3, "temperature": [600.0, 1200.0],
+               "timestep": 2.0, "random_state": 7, **options}
+    return active_learning(settings, train, reference, [cu8(0.0, 0)], workdir=workdir, **options)
+
+
+def same_frames(a, b):
+    """The same structures; labels equal to round-off (EMT's neighbour list depends on its history)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.positions, y.positions)
+        np.testing.assert_allclose(x.get_forces(), y.get_forces(), rtol=0, atol=1e-12)
+        assert x.get_potential_energy() == pytest.approx(y.get_potential_energy(), rel=0, abs=1e-12)
+
+
+METAD = {"driver": "metad", "driver_options": {"height": 0.02, "width": 0.1, "stride": 3}}
+
+
+def test_a_killed_run_resumes_without_repeating_a_reference_calculation(tmp_path):
+    workdir, counts = tmp_path / "run", tmp_path / "calls.txt"
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_exploration import CountingEMT, run_loop\n"
+        f"run_loop(CountingEMT({str(counts)!r}, kill_at=5), {str(workdir)!r}, **{METAD!r})\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.run([sys.executable, str(script)], env=environment, capture_output=True, text=True,
+                             timeout=300)
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    before = CountingEMT(counts).calls()
+    assert len(before) == 4  # iteration 0 (3 labels) and one label of iteration 1, then killed
+    state = json.loads((workdir / "state.json").read_text())
+    assert state["iteration"] == 1 and state["phase"] == "label"
+
+    resumed = run_loop(CountingEMT(counts), workdir, **METAD)
+    calls = CountingEMT(counts).calls()
+    assert len(calls) == len(set(calls)) == 9  # 3 iterations x 3, none twice
+    uninterrupted = run_loop(CountingEMT(tmp_path / "other.txt"), None, **METAD)
+    same_frames(resumed.frames, uninterrupted.frames)
+    assert [h.n_train for h in resumed.history] == [h.n_train for h in uninterrupted.history] == [2, 5, 8]
+    np.testing.assert_allclose(resumed.history[2].selected_scores, uninterrupted.history[2].selected_scores)
+    # a finished run resumes to the same result without any reference call; more iterations continue it
+    again = run_loop(CountingEMT(counts), workdir, **METAD)
+    same_frames(again.frames, resumed.frames)
+    assert len(CountingEMT(counts).calls()) == 9
+
+
+def test_failed_reference_calculations_are_recorded_and_the_loop_goes_on(tmp_path, caplog):
+    counts = tmp_path / "calls.txt"
+    uncertainty = {"driver": "uncertainty", "driver_options": {"strength": 0.05}}
+    result = run_loop(CountingEMT(counts, fail_at={2}, nan_at={4}), tmp_path / "run", n_iterations=2, **uncertainty)
+    kinds = [(f["id"].split(":")[0], f["kind"]) for f in result.failures]
+    assert kinds == [("0", "exception"), ("1", "non-finite")]
+    assert "SCF did not converge" in result.failures[0]["message"]
+    assert len(result.frames) == 2 + 4 and [h.n_failed for h in result.history] == [1, 1]
+    assert "recorded as failed" in caplog.text
+    labelled = read(tmp_path / "run" / "labelled.xyz", ":")
+    assert len(labelled) == 4 and all(np.isfinite(a.get_forces()).all() for a in labelled)
+    # the failures are in the state: a resume does not retry them
+    run_loop(CountingEMT(counts), tmp_path / "run", n_iterations=2, **uncertainty)
+    assert len(CountingEMT(counts).calls()) == 6
+
+
+def test_a_partly_written_last_label_is_dropped_and_damage_elsewhere_refused(tmp_path, caplog):
+    from gapy.sampling._workdir import Workdir
+
+    store = Workdir(tmp_path, {"a": 1})
+    frames = label_structures([cu8(0.05, seed) for seed in range(3)], EMT())
+    for k, atoms in enumerate(frames):
+        atoms.info["al_id"] = f"0:{k}"
+        store.append_labelled(atoms)
+    path = tmp_path / "labelled.xyz"
+    text = path.read_text()
+    path.write_text(text[:-40])  # killed while appending the third
+    assert [a.info["al_id"] for a in store.read_labelled()] == ["0:0", "0:1"]
+    assert "partly written" in caplog.text and len(read(path, ":")) == 2
+    lines = text.splitlines(keepends=True)
+    path.write_text("".join(lines[:3] + lines[4:]))  # a line missing in the first structure
+    with pytest.raises(GapyError, match="damaged at structure 0"):
+        store.read_labelled()
+
+
+def test_a_workdir_of_another_run_is_refused(tmp_path):
+    run_loop(CountingEMT(tmp_path / "calls.txt"), tmp_path / "run", n_iterations=1)
+    with pytest.raises(GapyError, match=r"holds another run \(different md_steps\).*30 in the workdir, 40 now"):
+        run_loop(EMT(), tmp_path / "run", n_iterations=1, md_steps=40)
+    with pytest.raises(GapyError, match=r"different model.zeta\): model.zeta: \"4\" in the workdir, \"2\" now"):
+        run_loop(EMT(), tmp_path / "run", n_iterations=1, model_zeta=2)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "state.json").write_text('{"format": "something else"}')
+    with pytest.raises(GapyError, match="not a gapy active-learning state"):
+        run_loop(EMT(), tmp_path / "foreign")
+
+
+def test_a_reference_past_its_timeout_is_killed_and_recorded(tmp_path):
+    class Slow(EMT):
+        def calculate(self, atoms=None, *args, **kwargs):
+            if len(atoms) and atoms.positions[0, 0] > -1e9:  # every structure: sleep past the timeout
+                time.sleep(30)
+            super().calculate(atoms, *args, **kwargs)
+
+    atoms = cu8(0.05, 1)
+    start = time.perf_counter()
+    with pytest.raises(ReferenceFailure, match="timed out after 0.5 s") as error:
+        reference_results(atoms, Slow(), timeout=0.5)
+    assert error.value.kind == "timeout" and time.perf_counter() - start < 10
+    results = reference_results(atoms, EMT(), timeout=30)
+    direct = atoms.copy()
+    direct.calc = EMT()
+    np.testing.assert_allclose(results["forces"], direct.get_forces())
