@@ -3,6 +3,7 @@ active-learning loop that survives failures and kills."""
 
 import hashlib
 import json
+import re
 import os
 import signal
 import subprocess
@@ -274,3 +275,60 @@ def test_a_reference_past_its_timeout_is_killed_and_recorded(tmp_path):
     direct = atoms.copy()
     direct.calc = EMT()
     np.testing.assert_allclose(results["forces"], direct.get_forces())
+
+
+def test_gapy_learn_runs_from_a_toml_file_logs_and_resumes(tmp_path, monkeypatch, capsys):
+    from ase.io import write
+
+    from gapy.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write("train.xyz", label_structures([cu8(0.02, seed) for seed in range(2)], EMT()))
+    write("starts.xyz", cu8(0.0, 0))
+    write("test.xyz", label_structures([cu8(0.1, 9)], EMT()))
+    config = """
+reference = "emt"
+train = "train.xyz"
+starts = "starts.xyz"
+test = "test.xyz"
+workdir = "run"
+temperatures = [800]
+strains = [0.0, 0.02]
+driver = "uncertainty"
+iterations = 2
+batch = 2
+md_steps = 20
+md_interval = 4
+timestep = 2.0
+progress = false
+[model]
+r_cut = 4.0
+n_max = 3
+l_max = 2
+n_sparse = 12
+sigma_force = 0.01
+[uncertainty]
+strength = 0.05
+"""
+    Path("learn.toml").write_text(config)
+    assert main(["learn", "learn.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "2 iterations done; 4 structures labelled, 0 reference calculations failed" in out
+    log = Path("run/log.csv").read_text().splitlines()
+    assert log[0].startswith("iteration,n_train,n_candidates,max_score") and len(log) == 4
+    assert log[3].startswith("final,6,")
+    assert all(Path("run", name).is_file() for name in ("learning_curve.png", "model.gapy", "train.xyz"))
+    assert len(read("run/train.xyz", ":")) == 6
+    # resumed with one more iteration: only that one runs
+    assert main(["learn", "learn.toml", "--iterations", "3"]) == 0
+    assert "3 iterations done; 6 structures labelled" in capsys.readouterr().out
+    # another run's workdir, a typo, a bad value, a bad reference: one clear line each
+    for old, new, message in [
+        ("md_steps = 20", "md_steps = 30", r"run holds another run \(different md_steps\)"),
+        ("md_steps = 20", "md_stepz = 20", "unknown key 'md_stepz'; did you mean 'md_steps'?"),
+        ("strength = 0.05", "strength = -1", r"\[uncertainty\]: strength must be a non-negative number"),
+        ('reference = "emt"', 'reference = "nowhere:calc"', "cannot import 'nowhere'"),
+    ]:
+        Path("learn.toml").write_text(config.replace(old, new))
+        assert main(["learn", "learn.toml"]) == 1
+        assert re.search(message, capsys.readouterr().err)

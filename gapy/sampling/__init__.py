@@ -8,9 +8,10 @@ with the model, labels the selection with any ASE calculator and refits;
 """
 
 from .bias import COLLECTIVE_VARIABLES, DescriptorMetadynamics, UncertaintyBias
-from .loop import (ACTIVE_LEARNING_CONFIG_TYPE, DRIVERS, SELECTIONS, ActiveLearningResult, Iteration,
-                   ReferenceFailure, active_learning, driver_calculator, errors_on, label_structures,
-                   reference_results, run_md)
+from .loop import (ACTIVE_LEARNING_CONFIG_TYPE, DRIVERS, HISTORY_COLUMNS, SELECTIONS, ActiveLearningResult,
+                   Iteration, ReferenceFailure, active_learning, driver_calculator, errors_on, history_rows,
+                   label_structures, reference_calculator, reference_results, run_md, strained_copies,
+                   workdir_history, write_history_csv)
 from .select import SCORE_UNITS, SCORES, Selection, select_structures, structure_fingerprints, uncertainty_scores
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "COLLECTIVE_VARIABLES",
     "DRIVERS",
     "DescriptorMetadynamics",
+    "HISTORY_COLUMNS",
     "Iteration",
     "ReferenceFailure",
     "SELECTIONS",
@@ -28,11 +30,16 @@ __all__ = [
     "active_learning",
     "driver_calculator",
     "errors_on",
+    "history_rows",
     "label_structures",
+    "reference_calculator",
     "reference_results",
     "run_md",
     "select_structures",
+    "strained_copies",
     "structure_fingerprints",
     "UncertaintyBias",
     "uncertainty_scores",
+    "workdir_history",
+    "write_history_csv",
 ]

@@ -210,3 +210,17 @@ class Workdir:
             raise GapyError(f"workdir {self.path}: {STATE_FILE} says structures are being labelled but "
                             f"{PENDING_FILE} is missing; use another workdir")
         return from_extxyz(path.read_text())
+
+
+def read_state_file(workdir: Union[str, os.PathLike]) -> dict:
+    """``state.json`` of a work directory, without checking its settings."""
+    path = Path(workdir) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GapyError(f"workdir {workdir}: no {STATE_FILE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GapyError(f"workdir {workdir}: cannot read {STATE_FILE} ({error})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise GapyError(f"workdir {workdir}: {STATE_FILE} is not a gapy active-learning state")
+    return state

@@ -72,17 +72,42 @@ class _BiasedCalculator(Calculator):
 
     def set(self, **kwargs) -> dict:
         """Change settings (checked); cached results are cleared when they change."""
-        unknown = set(kwargs) - set(self.default_parameters)
-        if unknown:
-            raise TypeError(f"{type(self).__name__} has no parameters {sorted(unknown)}; "
-                            f"it has {sorted(self.default_parameters)}")
         self._check({**self.parameters, **kwargs} if hasattr(self, "parameters") else
                     {**self.default_parameters, **kwargs})
         with self._lock:
             return Calculator.set(self, **kwargs)
 
     def _check(self, parameters: dict) -> None:
+        self.check_parameters(parameters)
+
+    @classmethod
+    def check_parameters(cls, parameters: dict) -> dict:
+        """Check settings (missing ones take their defaults) without a model.
+
+        Returns
+        -------
+        dict
+            All settings.
+
+        Raises
+        ------
+        TypeError
+            An unknown setting (the known ones are listed) or a value of the wrong type.
+        ValueError
+            A value out of range.
+        """
+        unknown = set(parameters) - set(cls.default_parameters)
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no parameters {sorted(unknown)}; it has "
+                            f"{sorted(cls.default_parameters)}")
+        parameters = {**cls.default_parameters, **parameters}
         check_number("min_distance_factor", parameters["min_distance_factor"], 0.0, 1.0, low_inclusive=True)
+        cls._check_values(parameters)
+        return parameters
+
+    @classmethod
+    def _check_values(cls, parameters: dict) -> None:
+        """Checks of the subclass's own settings."""
 
     def get_property(self, name: str, atoms: Optional[Atoms] = None, allow_calculation: bool = True):
         """As ASE's, one thread at a time."""
@@ -246,13 +271,16 @@ class DescriptorMetadynamics(_BiasedCalculator):
                          collective_variable=collective_variable, min_distance_factor=min_distance_factor,
                          **kwargs)
 
-    def _check(self, parameters: dict) -> None:
-        super()._check(parameters)
+    @classmethod
+    def _check_values(cls, parameters: dict) -> None:
         check_number("height", parameters["height"], 0.0, low_inclusive=True)
         check_number("width", parameters["width"], 0.0)
         check_integer("stride", parameters["stride"], 0)
         check_number("bias_temperature", parameters["bias_temperature"], 0.0, allow_none=True)
         check_choice("collective_variable", parameters["collective_variable"], COLLECTIVE_VARIABLES)
+
+    def _check(self, parameters: dict) -> None:
+        super()._check(parameters)
         if getattr(self, "n_deposits", 0) and hasattr(self, "parameters") and \
                 parameters["collective_variable"] != self.parameters["collective_variable"]:
             raise ValueError("collective_variable cannot change after Gaussians were deposited; "
@@ -393,8 +421,8 @@ class UncertaintyBias(_BiasedCalculator):
         super().__init__(model, strength=strength, variance_scale=variance_scale, variance=variance,
                          min_distance_factor=min_distance_factor, **kwargs)
 
-    def _check(self, parameters: dict) -> None:
-        super()._check(parameters)
+    @classmethod
+    def _check_values(cls, parameters: dict) -> None:
         check_number("strength", parameters["strength"], 0.0, low_inclusive=True)
         check_number("variance_scale", parameters["variance_scale"], 0.0, allow_none=True)
         if parameters["variance"] is not None:

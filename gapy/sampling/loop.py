@@ -370,17 +370,34 @@ def driver_calculator(driver: str, model, options: Optional[dict] = None):
     :class:`DescriptorMetadynamics` and ``"uncertainty"``: :class:`UncertaintyBias`,
     with ``options`` as keyword arguments.
     """
+    check_driver_options(driver, options)
+    if driver == "md":
+        return GAPCalculator(model)
+    cls = DescriptorMetadynamics if driver == "metad" else UncertaintyBias
+    return cls(model, **(options or {}))
+
+
+def check_driver_options(driver: str, options: Optional[dict]) -> dict:
+    """Check the ``driver_options`` of ``driver`` without a model; returns all settings.
+
+    Raises
+    ------
+    TypeError
+        Options for ``"md"``, an unknown option (the known ones are listed) or a value of
+        the wrong type.
+    ValueError
+        An unknown driver or a value out of range.
+    """
     check_choice("driver", driver, DRIVERS)
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"driver_options must be a dict, got {type(options).__name__}")
     options = dict(options or {})
     if driver == "md":
         if options:
-            raise ValueError(f"driver 'md' takes no driver_options, got {sorted(options)}")
-        return GAPCalculator(model)
+            raise TypeError(f"driver 'md' takes no driver_options, got {sorted(options)}")
+        return options
     cls = DescriptorMetadynamics if driver == "metad" else UncertaintyBias
-    try:
-        return cls(model, **options)
-    except TypeError as error:
-        raise TypeError(f"driver_options for driver {driver!r}: {error}") from None
+    return cls.check_parameters(options)
 
 
 def errors_on(model, frames: Sequence[Atoms]) -> tuple:
@@ -531,10 +548,8 @@ def active_learning(
     check_number("threshold", threshold, allow_none=True)
     check_number("md_max_force_std", md_max_force_std, 0.0, allow_none=True)
     check_number("reference_timeout", reference_timeout, 0.0, allow_none=True)
-    check_choice("driver", driver, DRIVERS)
+    check_driver_options(driver, driver_options)
     check_choice("selection", selection, SELECTIONS)
-    if driver_options is not None and not isinstance(driver_options, dict):
-        raise TypeError(f"driver_options must be a dict, got {type(driver_options).__name__}")
     initial = through_extxyz(list(frames))
     if test_frames is not None:
         test_frames = list(test_frames)
@@ -573,7 +588,6 @@ def active_learning(
             clock = time.perf_counter()
             if fitted is None:  # (a resumed labelling phase needs no model until its refit)
                 fitted = clone(model).fit(train)
-                driver_calculator(driver, fitted, driver_options)  # bad options fail now, before the MD
             current = _explore(fitted, starts, temperatures, rng, n_select=n_select, md_steps=md_steps,
                                md_interval=md_interval, timestep=timestep, score=score, threshold=threshold,
                                md_max_force_std=md_max_force_std, driver=driver, driver_options=driver_options,
@@ -674,3 +688,125 @@ def _explore(model, starts, temperatures, rng, *, n_select, md_steps, md_interva
     for atoms, k in zip(pending, indices):
         atoms.info["al_id"] = f"{iteration_index}:{int(k)}"
     return iteration, pending
+
+
+#: Columns of :func:`history_rows` (and of the CSV log of ``gapy learn``).
+HISTORY_COLUMNS = ("iteration", "n_train", "n_candidates", "max_score", "median_score", "n_selected", "n_labelled",
+                   "n_failed", "md_stopped", "test_energy_rmse", "test_force_rmse", "reference_seconds",
+                   "gapy_seconds")
+
+
+def history_rows(history: Sequence[Iteration], final: Optional[ActiveLearningResult] = None) -> List[dict]:
+    """One row per iteration (columns :data:`HISTORY_COLUMNS`), plus one for the final model.
+
+    Parameters
+    ----------
+    history : sequence of Iteration
+    final : ActiveLearningResult, optional
+        Adds a row ``iteration="final"`` with its training-set size and test errors.
+
+    Returns
+    -------
+    list of dict
+        Energies per atom in eV/atom, forces in eV/A, times in seconds; ``None`` where
+        there is no value.
+    """
+    rows = []
+    for k, entry in enumerate(history):
+        rows.append({
+            "iteration": k, "n_train": entry.n_train, "n_candidates": entry.n_candidates,
+            "max_score": entry.max_score, "median_score": entry.median_score,
+            "n_selected": len(entry.selected_scores), "n_labelled": entry.n_labelled, "n_failed": entry.n_failed,
+            "md_stopped": entry.md_stopped, "test_energy_rmse": entry.test_energy_rmse,
+            "test_force_rmse": entry.test_force_rmse, "reference_seconds": entry.reference_seconds,
+            "gapy_seconds": entry.gapy_seconds,
+        })
+    if final is not None:
+        rows.append({**dict.fromkeys(HISTORY_COLUMNS), "iteration": "final", "n_train": len(final.frames),
+                     "test_energy_rmse": final.test_energy_rmse, "test_force_rmse": final.test_force_rmse})
+    return rows
+
+
+def write_history_csv(rows: Sequence[dict], path: Union[str, os.PathLike]) -> None:
+    """Write :func:`history_rows` as CSV (empty cells for missing values)."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: "" if row.get(key) is None else row[key] for key in HISTORY_COLUMNS})
+
+
+def workdir_history(workdir: Union[str, os.PathLike]) -> List[Iteration]:
+    """The iterations recorded in an :func:`active_learning` work directory so far."""
+    from ._workdir import read_state_file
+
+    return [Iteration.from_dict(entry) for entry in read_state_file(workdir)["history"]]
+
+
+def strained_copies(frames: Sequence[Atoms], strains: Sequence[float]) -> List[Atoms]:
+    """Copies of the periodic ``frames`` under isotropic strains (cell and positions scaled by ``1 + s``).
+
+    Structures not periodic in all directions are copied once, unstrained. Each copy
+    gets ``info["strain"]``.
+
+    Parameters
+    ----------
+    frames : sequence of ase.Atoms
+    strains : sequence of float
+        Linear strains, e.g. ``[-0.02, 0.0, 0.02]``; each > -1.
+
+    Returns
+    -------
+    list of ase.Atoms
+    """
+    strains = list(strains)
+    if not strains:
+        raise ValueError("strains: give at least one strain (0.0 for the structures as they are)")
+    for value in strains:
+        check_number("strain", value, -1.0)
+    out = []
+    for atoms in frames:
+        for strain in (strains if atoms.pbc.all() else [0.0]):
+            copy = atoms.copy()
+            copy.calc = None
+            copy.set_cell(atoms.cell.array * (1.0 + strain), scale_atoms=True)
+            copy.info["strain"] = float(strain)
+            out.append(copy)
+    return out
+
+
+def reference_calculator(spec: str) -> BaseCalculator:
+    """An ASE calculator from ``"emt"`` or ``"module:factory"`` (a function returning one).
+
+    Raises
+    ------
+    ValueError
+        Malformed specification, a module that does not import, no such factory, or a
+        factory that does not return an ASE calculator.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"reference must be 'emt' or 'module:factory', got {spec!r}")
+    if spec.lower() == "emt":
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    import importlib
+
+    module_name, sep, factory_name = spec.partition(":")
+    if not sep or not module_name or not factory_name:
+        raise ValueError(f"reference {spec!r}: give 'emt' or 'module:factory' (a function returning an ASE "
+                         "calculator)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"reference {spec!r}: cannot import {module_name!r} ({error})") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ValueError(f"reference {spec!r}: {module_name} has no callable {factory_name!r}")
+    calculator = factory()
+    if not isinstance(calculator, BaseCalculator):
+        raise ValueError(f"reference {spec!r}: {factory_name}() returned {type(calculator).__name__}, not an ASE "
+                         "calculator")
+    return calculator
