@@ -3,8 +3,9 @@
 
 Part 1, exploration. Starting from crystal-only data (two rattled 32-atom fcc cells),
 ``active_learning`` grows the training set with three drivers at the same temperature
-and the same number of labels: plain Langevin MD with the model, metadynamics in SOAP
-space (``driver="metad"``) and uncertainty-biased dynamics (``driver="uncertainty"``).
+and the same number of labels, from the same starts (the crystal as it is and expanded
+by 10 %, ``--strains``): plain Langevin MD with the model, metadynamics in SOAP space
+(``driver="metad"``) and uncertainty-biased dynamics (``driver="uncertainty"``).
 Reported: how far from the crystal the labelled structures are (mean kernel distance of
 their atoms' SOAP vectors to the perfect crystal's, 0 = crystal; liquid Cu is at about
 0.6), and the force RMSE on a test set of other phases made with the reference: liquid
@@ -22,6 +23,7 @@ of ``--targets`` eV/A, per seed. The last line is ``labels ratio
 (uncertainty/random): X``, mean labels over seeds, at the first target.
 
     python benchmarks/bench_active_learning.py [--seeds 3] [--part all|exploration|efficiency]
+        [--exploration-seeds 2]
 
 EMT stands in for DFT; nothing here depends on it (any ASE calculator works).
 """
@@ -36,7 +38,7 @@ from ase.cluster import Icosahedron, Octahedron
 from sklearn.base import clone
 
 from gapy import GAPRegressor, SOAP
-from gapy.sampling import active_learning, errors_on, label_structures, run_md, select_structures
+from gapy.sampling import active_learning, errors_on, label_structures, run_md, select_structures, strained_copies
 
 CELL = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms
 SETTINGS = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=5, l_max=4), n_sparse=200, sigma_energy=0.001,
@@ -95,17 +97,19 @@ def distance_from_crystal(descriptor, frames, zeta=4):
                           for a in frames]))
 
 
-def exploration(seeds, iterations, n_select, temperature):
+def exploration(seeds, iterations, n_select, temperature, strains):
     train = initial_training_set()
+    starts = strained_copies([CELL], strains)
     phases = other_phases()
     test = [atoms for frames in phases.values() for atoms in frames]
     crystal_model = clone(SETTINGS).fit(train)
     print(f"## Exploration: crystal-only start ({len(train)} rattled fcc cells), {iterations} iterations x "
-          f"{n_select} labels, MD at {temperature:.0f} K from the crystal (2 runs of 200 steps per iteration)\n")
-    print(f"test set of other phases (EMT): " + ", ".join(f"{k} {len(v)}" for k, v in phases.items())
-          + f"; distance from the crystal: " + ", ".join(
+          f"{n_select} labels, MD at {temperature:.0f} K from the crystal under strains {strains} "
+          f"({len(starts)} runs of 200 steps per iteration)\n")
+    print("test set of other phases (EMT): " + ", ".join(f"{k} {len(v)}" for k, v in phases.items())
+          + "; distance from the crystal: " + ", ".join(
               f"{k} {distance_from_crystal(crystal_model.descriptor_, v):.2f}" for k, v in phases.items()))
-    print(f"crystal-only model: force RMSE " + ", ".join(
+    print("crystal-only model: force RMSE " + ", ".join(
         f"{k} {force_rmse(crystal_model, v):.3f}" for k, v in phases.items()) + " eV/A\n")
     print("| driver | seed | labels | labelled: distance from crystal | force RMSE liquid | surfaces | clusters "
           "| all other phases (eV/A) | time (s) |")
@@ -114,7 +118,7 @@ def exploration(seeds, iterations, n_select, temperature):
     for driver, options in (("md", None), ("metad", METAD), ("uncertainty", UNCERTAINTY)):
         for seed in range(seeds):
             start = time.perf_counter()
-            result = active_learning(SETTINGS, train, EMT(), [CELL, CELL], n_iterations=iterations,
+            result = active_learning(SETTINGS, train, EMT(), starts, n_iterations=iterations,
                                      n_select=n_select, md_steps=200, md_interval=10, temperature=temperature,
                                      timestep=2.0, random_state=seed, driver=driver, driver_options=options)
             new = result.frames[len(train):]
@@ -126,7 +130,7 @@ def exploration(seeds, iterations, n_select, temperature):
                   f"{errors['surfaces']:.3f} | {errors['clusters']:.3f} | {overall:.3f} | "
                   f"{time.perf_counter() - start:.0f} |", flush=True)
     means = {driver: float(np.mean(values)) for driver, values in summary.items()}
-    print(f"\nmean force RMSE on the other phases: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+    print("\nmean force RMSE on the other phases: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
           + " eV/A")
     print(f"force RMSE ratio (md/metad): {means['md'] / means['metad']:.2f}; "
           f"(md/uncertainty): {means['md'] / means['uncertainty']:.2f}\n")
@@ -207,10 +211,13 @@ def efficiency(seeds, targets, batch, max_labels):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("all", "exploration", "efficiency"), default="all")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="efficiency: seeds")
+    parser.add_argument("--exploration-seeds", type=int, default=2, help="exploration: seeds (slower)")
     parser.add_argument("--iterations", type=int, default=5, help="exploration: iterations of the loop")
     parser.add_argument("--n-select", type=int, default=4, help="exploration: labels per iteration")
     parser.add_argument("--temperature", type=float, default=600.0, help="exploration: MD temperature (K)")
+    parser.add_argument("--strains", type=float, nargs="+", default=[0.0, 0.1],
+                        help="exploration: isotropic strains of the crystal the MD starts from")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.03, 0.035, 0.027],
                         help="efficiency: force RMSE targets (eV/A); the last line is the ratio at the first")
     parser.add_argument("--batch", type=int, default=2, help="efficiency: labels per round")
@@ -219,7 +226,7 @@ def main():
     start = time.perf_counter()
     ratio = None
     if args.part in ("all", "exploration"):
-        exploration(args.seeds, args.iterations, args.n_select, args.temperature)
+        exploration(args.exploration_seeds, args.iterations, args.n_select, args.temperature, args.strains)
     if args.part in ("all", "efficiency"):
         ratio = efficiency(args.seeds, args.targets, args.batch, args.max_labels)
     print(f"total time {time.perf_counter() - start:.0f} s")

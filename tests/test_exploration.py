@@ -215,7 +215,9 @@ def test_a_killed_run_resumes_without_repeating_a_reference_calculation(tmp_path
 def test_failed_reference_calculations_are_recorded_and_the_loop_goes_on(tmp_path, caplog):
     counts = tmp_path / "calls.txt"
     uncertainty = {"driver": "uncertainty", "driver_options": {"strength": 0.05}}
-    result = run_loop(CountingEMT(counts, fail_at={2}, nan_at={4}), tmp_path / "run", n_iterations=2, **uncertainty)
+    # in child processes (reference_timeout): failures come back from there too
+    result = run_loop(CountingEMT(counts, fail_at={2}, nan_at={4}), tmp_path / "run", n_iterations=2,
+                      reference_timeout=120, **uncertainty)
     kinds = [(f["id"].split(":")[0], f["kind"]) for f in result.failures]
     assert kinds == [("0", "exception"), ("1", "non-finite")]
     assert "SCF did not converge" in result.failures[0]["message"]
@@ -332,3 +334,18 @@ strength = 0.05
         Path("learn.toml").write_text(config.replace(old, new))
         assert main(["learn", "learn.toml"]) == 1
         assert re.search(message, capsys.readouterr().err)
+
+
+def test_strained_copies_scale_periodic_cells_only():
+    from ase.cluster import Icosahedron
+
+    from gapy.sampling import strained_copies
+
+    crystal, cluster = cu8(0.0, 0), Icosahedron("Cu", 2)
+    copies = strained_copies([crystal, cluster], [-0.02, 0.1])
+    assert len(copies) == 3 and [a.info["strain"] for a in copies] == [-0.02, 0.1, 0.0]
+    np.testing.assert_allclose(copies[1].cell.array, 1.1 * crystal.cell.array)
+    np.testing.assert_allclose(copies[1].positions, 1.1 * crystal.positions)
+    assert crystal.info == {} and copies[2].positions.tolist() == cluster.positions.tolist()
+    with pytest.raises(ValueError, match="strain must be a number > -1.0"):
+        strained_copies([crystal], [-1.0])

@@ -8,7 +8,7 @@ import os
 import signal
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Union
+from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms, units
@@ -112,7 +112,7 @@ def _compute_reference_in_child(atoms: Atoms, reference: BaseCalculator, timeout
         raise GapyError("reference_timeout needs the 'fork' start method (Linux, macOS); "
                         "leave it unset on this system") from None
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_reference_child, args=(atoms, reference, sender), daemon=True)
+    process = context.Process(target=_reference_child, args=(atoms, reference, sender))
     process.start()
     sender.close()
     try:
