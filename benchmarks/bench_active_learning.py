@@ -114,7 +114,7 @@ def exploration(seeds, iterations, n_select, temperature, strains):
     print("| driver | seed | labels | labelled: distance from crystal | force RMSE liquid | surfaces | clusters "
           "| all other phases (eV/A) | time (s) |")
     print("|---|---|---|---|---|---|---|---|---|")
-    summary = {}
+    summary, per_phase = {}, {}
     for driver, options in (("md", None), ("metad", METAD), ("uncertainty", UNCERTAINTY)):
         for seed in range(seeds):
             start = time.perf_counter()
@@ -126,6 +126,8 @@ def exploration(seeds, iterations, n_select, temperature, strains):
             errors = {name: force_rmse(result.model, frames) for name, frames in phases.items()}
             overall = force_rmse(result.model, test)
             summary.setdefault(driver, []).append(overall)
+            for name, value in errors.items():
+                per_phase.setdefault((driver, name), []).append(value)
             print(f"| {driver} | {seed} | {len(new)} | {distance:.2f} | {errors['liquid']:.3f} | "
                   f"{errors['surfaces']:.3f} | {errors['clusters']:.3f} | {overall:.3f} | "
                   f"{time.perf_counter() - start:.0f} |", flush=True)
@@ -133,7 +135,12 @@ def exploration(seeds, iterations, n_select, temperature, strains):
     print("\nmean force RMSE on the other phases: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
           + " eV/A")
     print(f"force RMSE ratio (md/metad): {means['md'] / means['metad']:.2f}; "
-          f"(md/uncertainty): {means['md'] / means['uncertainty']:.2f}\n")
+          f"(md/uncertainty): {means['md'] / means['uncertainty']:.2f}")
+    for driver in ("metad", "uncertainty"):
+        print(f"per phase, md/{driver}: " + ", ".join(
+            f"{name} {np.mean(per_phase[('md', name)]) / np.mean(per_phase[(driver, name)]):.2f}"
+            for name in phases))
+    print()
 
 
 # ------------------------------------------------------------- part 2: label efficiency
