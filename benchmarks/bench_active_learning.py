@@ -1,111 +1,244 @@
 #!/usr/bin/env python
-"""Does uncertainty-driven selection beat random picks? Cu with EMT as the reference.
+"""Active learning with Cu and EMT as the reference: exploration and label efficiency.
 
-Three strategies grow the same initial training set (two slightly rattled 32-atom fcc
-cells) for a few rounds; each round runs Langevin MD with the current model under mixed
-conditions, as an exploration campaign would (three runs of the perfect crystal at
-300 K, one at 1400 K, one of a vacancy cell at 1000 K: most snapshots are alike and
-easy), and labels ``n_select`` of the snapshots:
+Part 1, exploration. Starting from crystal-only data (two rattled 32-atom fcc cells),
+``active_learning`` grows the training set with three drivers at the same temperature
+and the same number of labels, from the same starts (the crystal as it is and expanded
+by 10 %, ``--strains``): plain Langevin MD with the model, metadynamics in SOAP space
+(``driver="metad"``) and uncertainty-biased dynamics (``driver="uncertainty"``).
+Reported: how far from the crystal the labelled structures are (mean kernel distance of
+their atoms' SOAP vectors to the perfect crystal's, 0 = crystal; liquid Cu is at about
+0.6), and the force RMSE on a test set of other phases made with the reference: liquid
+(32 atoms, 3000 K), (111) and (100) slabs (600 K) and Cu13/Cu38 clusters (600 K).
 
-* ``diverse``  -- ``select_structures`` (most uncertain, spread out in descriptor space),
-* ``top``      -- the ``n_select`` highest force uncertainties (``diverse=False``),
-* ``random``   -- ``n_select`` snapshots drawn at random from the same kind of candidates.
+Part 2, label efficiency. A fixed pool of candidate snapshots from reference MD under
+mixed conditions, as an exploration campaign produces them (three runs of the perfect
+crystal at 300 K, one at 1400 K, one of a vacancy cell at 1000 K: most snapshots are
+alike and easy). Starting from the same two rattled cells, each round fits the model,
+measures the force RMSE on independent reference trajectories (600, 1000, 1400 K and a
+vacancy cell at 1000 K) and labels ``--batch`` more candidates, chosen by the model's
+uncertainty (``select_structures``: most uncertain, spread out) or at random from the
+same pool, up to ``--max-labels``. Reported: the number of labels needed to reach each
+of ``--targets`` eV/A, per seed. The last line is ``labels ratio
+(uncertainty/random): X``, mean labels over seeds, at the first target.
 
-Reported: force and energy RMSE on independent EMT trajectories at 600, 1000 and 1400 K
-(and a vacancy cell at 1000 K), after the last round, for several seeds, in the same run.
+    python benchmarks/bench_active_learning.py [--seeds 3] [--part all|exploration|efficiency]
+        [--exploration-seeds 2]
 
-    python benchmarks/bench_active_learning.py [--seeds 3] [--rounds 4]
+EMT stands in for DFT; nothing here depends on it (any ASE calculator works).
 """
 
 import argparse
 import time
 
 import numpy as np
-from ase.build import bulk
+from ase.build import bulk, fcc100, fcc111
 from ase.calculators.emt import EMT
+from ase.cluster import Icosahedron, Octahedron
 from sklearn.base import clone
 
 from gapy import GAPRegressor, SOAP
-from gapy.sampling import label_structures, run_md, select_structures
+from gapy.sampling import active_learning, errors_on, label_structures, run_md, select_structures, strained_copies
 
 CELL = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms
-SETTINGS = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=6, l_max=4), n_sparse=300, sigma_energy=0.001,
+SETTINGS = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=5, l_max=4), n_sparse=200, sigma_energy=0.001,
                         sigma_force=0.02, random_state=0)
+METAD = {"height": 0.005, "width": 0.05, "stride": 5}
+UNCERTAINTY = {"strength": 0.2}
 
 
-def emt_trajectory(atoms, temperature, steps, seed):
-    snapshots = run_md(EMT(), atoms, steps, 25, temperature, timestep=2.0, random_state=seed)[0]
-    return label_structures(snapshots[1:], EMT(), config_type=f"{temperature:.0f} K")
+def reference_trajectory(atoms, temperature, steps, seed, skip=0, interval=25):
+    snapshots = run_md(EMT(), atoms, steps, interval, temperature, timestep=2.0, random_state=seed)[0]
+    return label_structures(snapshots[skip:], EMT(), config_type=f"{temperature:.0f} K")
 
 
-def test_set():
+def initial_training_set():
+    rattled = []
+    for seed in range(2):
+        atoms = CELL.copy()
+        atoms.rattle(0.03, seed=seed)
+        rattled.append(atoms)
+    return label_structures(rattled, EMT(), config_type="crystal")
+
+
+def vacancy_cell():
     vacancy = CELL.copy()
     del vacancy[0]
-    frames = []
-    for temperature in (600.0, 1000.0, 1400.0):
-        frames += emt_trajectory(CELL, temperature, 500, seed=100 + int(temperature))
-    return frames + emt_trajectory(vacancy, 1000.0, 500, seed=7)
+    return vacancy
 
 
-def errors(model, test):
-    predicted = model.predict_all(test, properties=("energy", "forces"))
-    force = np.sqrt(np.mean(np.concatenate([(p["forces"] - a.get_forces()).ravel()
-                                            for p, a in zip(predicted, test)]) ** 2))
-    energy = np.sqrt(np.mean([((p["energy"] - a.get_potential_energy()) / len(a)) ** 2
-                              for p, a in zip(predicted, test)]))
-    return 1000 * energy, force
+def force_rmse(model, frames):
+    return errors_on(model, frames)[1]
 
 
-def grow(strategy, train, rounds, n_select, seed):
+# ------------------------------------------------------------------ part 1: exploration
+
+def other_phases():
+    """Liquid, surfaces and clusters made with the reference (none in the training data)."""
+    phases = {
+        "liquid": reference_trajectory(CELL, 3000.0, 600, seed=1, skip=4, interval=50),
+        "surfaces": (reference_trajectory(fcc111("Cu", (2, 2, 4), a=3.61, vacuum=6.0), 600.0, 200, seed=2,
+                                          interval=50)
+                     + reference_trajectory(fcc100("Cu", (2, 2, 4), a=3.61, vacuum=6.0), 600.0, 200, seed=3,
+                                            interval=50)),
+        "clusters": (reference_trajectory(Icosahedron("Cu", 2), 600.0, 200, seed=4, interval=50)
+                     + reference_trajectory(Octahedron("Cu", 4, 1), 600.0, 200, seed=5, interval=50)),
+    }
+    for name, frames in phases.items():
+        for atoms in frames:
+            atoms.info["config_type"] = name
+    return phases
+
+
+def distance_from_crystal(descriptor, frames, zeta=4):
+    """Mean over atoms of the kernel distance of their SOAP vectors to the perfect crystal's."""
+    crystal = descriptor.compute(CELL)[0]
+    return float(np.mean([np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (descriptor.compute(a) @ crystal) ** zeta)).mean()
+                          for a in frames]))
+
+
+def exploration(seeds, iterations, n_select, temperature, strains):
+    train = initial_training_set()
+    starts = strained_copies([CELL], strains)
+    phases = other_phases()
+    test = [atoms for frames in phases.values() for atoms in frames]
+    crystal_model = clone(SETTINGS).fit(train)
+    print(f"## Exploration: crystal-only start ({len(train)} rattled fcc cells), {iterations} iterations x "
+          f"{n_select} labels, MD at {temperature:.0f} K from the crystal under strains {strains} "
+          f"({len(starts)} runs of 200 steps per iteration)\n")
+    print("test set of other phases (EMT): " + ", ".join(f"{k} {len(v)}" for k, v in phases.items())
+          + "; distance from the crystal: " + ", ".join(
+              f"{k} {distance_from_crystal(crystal_model.descriptor_, v):.2f}" for k, v in phases.items()))
+    print("crystal-only model: force RMSE " + ", ".join(
+        f"{k} {force_rmse(crystal_model, v):.3f}" for k, v in phases.items()) + " eV/A\n")
+    print("| driver | seed | labels | labelled: distance from crystal | force RMSE liquid | surfaces | clusters "
+          "| all other phases (eV/A) | time (s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    summary, per_phase = {}, {}
+    for driver, options in (("md", None), ("metad", METAD), ("uncertainty", UNCERTAINTY)):
+        for seed in range(seeds):
+            start = time.perf_counter()
+            result = active_learning(SETTINGS, train, EMT(), starts, n_iterations=iterations,
+                                     n_select=n_select, md_steps=200, md_interval=10, temperature=temperature,
+                                     timestep=2.0, random_state=seed, driver=driver, driver_options=options)
+            new = result.frames[len(train):]
+            distance = distance_from_crystal(result.model.descriptor_, new)
+            errors = {name: force_rmse(result.model, frames) for name, frames in phases.items()}
+            overall = force_rmse(result.model, test)
+            summary.setdefault(driver, []).append(overall)
+            for name, value in errors.items():
+                per_phase.setdefault((driver, name), []).append(value)
+            print(f"| {driver} | {seed} | {len(new)} | {distance:.2f} | {errors['liquid']:.3f} | "
+                  f"{errors['surfaces']:.3f} | {errors['clusters']:.3f} | {overall:.3f} | "
+                  f"{time.perf_counter() - start:.0f} |", flush=True)
+    means = {driver: float(np.mean(values)) for driver, values in summary.items()}
+    print("\nmean force RMSE on the other phases: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+          + " eV/A")
+    print(f"force RMSE ratio (md/metad): {means['md'] / means['metad']:.2f}; "
+          f"(md/uncertainty): {means['md'] / means['uncertainty']:.2f}")
+    for driver in ("metad", "uncertainty"):
+        print(f"per phase, md/{driver}: " + ", ".join(
+            f"{name} {np.mean(per_phase[('md', name)]) / np.mean(per_phase[(driver, name)]):.2f}"
+            for name in phases))
+    print()
+
+
+# ------------------------------------------------------------- part 2: label efficiency
+
+def candidate_pool(seed):
+    """Reference MD under mixed conditions: 60 % of the snapshots are of the crystal at 300 K."""
+    runs = [(CELL, 300.0), (CELL, 300.0), (CELL, 300.0), (CELL, 1400.0), (vacancy_cell(), 1000.0)]
+    pool = []
+    for k, (start, temperature) in enumerate(runs):
+        snapshots = run_md(EMT(), start, 250, 10, temperature, timestep=2.0, random_state=1000 * seed + k)[0]
+        pool += snapshots[1:]
+    return pool
+
+
+def learning_curve(strategy, train, pool, test, batch, max_labels, seed):
+    """Force RMSE on ``test`` after 0, batch, 2 batch, ... labels from ``pool``."""
     rng = np.random.default_rng(seed)
-    model = clone(SETTINGS).fit(train)
-    runs = [(CELL, 300.0), (CELL, 300.0), (CELL, 300.0), (CELL, 1400.0), (CELL[1:], 1000.0)]
-    for _ in range(rounds):
-        candidates = []
-        for start, temperature in runs:
-            candidates += run_md(model, start, 200, 5, temperature, timestep=2.0, random_state=rng)[0]
+    remaining = list(range(len(pool)))
+    labelled, curve = [], []
+    while True:
+        model = clone(SETTINGS).fit(train + labelled)
+        curve.append((len(labelled), force_rmse(model, test)))
+        if len(labelled) >= max_labels:
+            return curve
         if strategy == "random":
-            chosen = rng.choice(len(candidates), n_select, replace=False)
+            picks = rng.choice(len(remaining), batch, replace=False)
         else:
-            chosen = select_structures(model, candidates, n_select, diverse=strategy == "diverse").indices
-        train = train + label_structures([candidates[k] for k in chosen], EMT())
-        model = clone(SETTINGS).fit(train)
-    return model
+            picks = select_structures(model, [pool[k] for k in remaining], batch).indices
+        chosen = [remaining[k] for k in picks]
+        remaining = [k for k in remaining if k not in chosen]
+        labelled += label_structures([pool[k] for k in chosen], EMT())
+
+
+def labels_to(target, curve):
+    """The first number of labels whose model reaches ``target`` (None: not on this curve)."""
+    return next((n for n, rmse in curve if rmse <= target), None)
+
+
+def efficiency(seeds, targets, batch, max_labels):
+    """Labels to each target, uncertainty vs random; returns the ratio at the first target."""
+    train = initial_training_set()
+    test = []
+    for temperature in (600.0, 1000.0, 1400.0):
+        test += reference_trajectory(CELL, temperature, 500, seed=100 + int(temperature))
+    test += reference_trajectory(vacancy_cell(), 1000.0, 500, seed=7)
+    print(f"## Label efficiency: labels to reach a force RMSE target on {len(test)} independent EMT frames "
+          f"(600/1000/1400 K, vacancy at 1000 K); batches of {batch}, up to {max_labels} labels\n")
+    print("| strategy | seed | pool | " + " | ".join(f"labels to {t}" for t in targets)
+          + " | force RMSE after 0, 4, 8, ... labels (eV/A) |")
+    print("|---|---|---|" + "---|" * len(targets) + "---|")
+    needed = {strategy: {t: [] for t in targets} for strategy in ("uncertainty", "random")}
+    for seed in range(seeds):
+        pool = candidate_pool(seed)
+        for strategy in needed:
+            curve = learning_curve(strategy, train, pool, test, batch, max_labels, seed)
+            cells = []
+            for target in targets:
+                count = labels_to(target, curve)
+                needed[strategy][target].append(max_labels + batch if count is None else count)
+                cells.append(str(count) if count is not None else f"> {max_labels}")
+            shown = " ".join(f"{rmse:.3f}" for n, rmse in curve if n % 4 == 0)
+            print(f"| {strategy} | {seed} | {len(pool)} | {' | '.join(cells)} | {shown} |", flush=True)
+    ratios = []
+    for target in targets:
+        means = {strategy: float(np.mean(needed[strategy][target])) for strategy in needed}
+        censored = any(n > max_labels for strategy in needed for n in needed[strategy][target])
+        ratios.append(means["uncertainty"] / means["random"])
+        print(f"target {target} eV/A: mean labels uncertainty {means['uncertainty']:.1f}, random "
+              f"{means['random']:.1f}, ratio {ratios[-1]:.2f}"
+              + (f" (runs that never reached it counted as {max_labels + batch}: a bound, not a value)"
+                 if censored else ""))
+    return ratios[0]
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=4)
-    parser.add_argument("--n-select", type=int, default=4)
+    parser.add_argument("--part", choices=("all", "exploration", "efficiency"), default="all")
+    parser.add_argument("--seeds", type=int, default=3, help="efficiency: seeds")
+    parser.add_argument("--exploration-seeds", type=int, default=2, help="exploration: seeds (slower)")
+    parser.add_argument("--iterations", type=int, default=5, help="exploration: iterations of the loop")
+    parser.add_argument("--n-select", type=int, default=4, help="exploration: labels per iteration")
+    parser.add_argument("--temperature", type=float, default=600.0, help="exploration: MD temperature (K)")
+    parser.add_argument("--strains", type=float, nargs="+", default=[0.0, 0.1],
+                        help="exploration: isotropic strains of the crystal the MD starts from")
+    parser.add_argument("--targets", type=float, nargs="+", default=[0.03, 0.035, 0.027],
+                        help="efficiency: force RMSE targets (eV/A); the last line is the ratio at the first")
+    parser.add_argument("--batch", type=int, default=2, help="efficiency: labels per round")
+    parser.add_argument("--max-labels", type=int, default=40, help="efficiency: label budget")
     args = parser.parse_args()
     start = time.perf_counter()
-    test = test_set()
-    initial = []
-    for seed in range(2):
-        atoms = CELL.copy()
-        atoms.rattle(0.03, seed=seed)
-        initial.append(atoms)
-    train = label_structures(initial, EMT(), config_type="initial")
-    e0, f0 = errors(clone(SETTINGS).fit(train), test)
-    n_final = len(train) + args.rounds * args.n_select
-    print(f"test set: {len(test)} EMT MD frames (600/1000/1400 K, vacancy at 1000 K); initial model "
-          f"({len(train)} structures): energy {e0:.2f} meV/atom, forces {f0:.4f} eV/A")
-    print(f"\n{args.rounds} rounds x {args.n_select} structures -> {n_final} training structures, "
-          f"{args.seeds} seeds\n")
-    print("| strategy | energy RMSE (meV/atom) per seed | force RMSE (eV/A) per seed | mean force RMSE |")
-    print("|---|---|---|---|")
-    means = {}
-    for strategy in ("diverse", "top", "random"):
-        results = [errors(grow(strategy, train, args.rounds, args.n_select, seed), test)
-                   for seed in range(args.seeds)]
-        energies = " / ".join(f"{e:.2f}" for e, _ in results)
-        forces = " / ".join(f"{f:.4f}" for _, f in results)
-        means[strategy] = np.mean([f for _, f in results])
-        print(f"| {strategy} | {energies} | {forces} | {means[strategy]:.4f} |", flush=True)
-    print(f"\nmean force RMSE, random / diverse: {means['random'] / means['diverse']:.2f}; "
-          f"top / diverse: {means['top'] / means['diverse']:.2f}")
+    ratio = None
+    if args.part in ("all", "exploration"):
+        exploration(args.exploration_seeds, args.iterations, args.n_select, args.temperature, args.strains)
+    if args.part in ("all", "efficiency"):
+        ratio = efficiency(args.seeds, args.targets, args.batch, args.max_labels)
     print(f"total time {time.perf_counter() - start:.0f} s")
+    if ratio is not None:  # the last line
+        print(f"labels ratio (uncertainty/random): {ratio:.2f}")
 
 
 if __name__ == "__main__":

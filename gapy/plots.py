@@ -259,3 +259,51 @@ def coverage_plot(
     if title:
         axes.set_title(title)
     figure.savefig(path, dpi=120)
+
+
+def learning_curve_plot(rows: Sequence[dict], path: Union[str, Path], title: str = "") -> None:
+    """Active learning at a glance: uncertainty and test errors against training-set size (PNG).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        :func:`gapy.sampling.history_rows` (``n_train``, ``max_score``,
+        ``median_score``, ``test_force_rmse``, ``test_energy_rmse``).
+    path : str or Path
+        PNG file to write.
+    title : str, optional
+    """
+    with_test = any(row.get("test_force_rmse") is not None for row in rows)
+    figure = _figure(9.0 if with_test else 5.0, 3.8)
+    panels = figure.subplots(1, 2 if with_test else 1, squeeze=False)[0]
+
+    def series(key):
+        points = [(row["n_train"], row[key]) for row in rows if row.get(key) is not None]
+        return np.array(points, dtype=float).reshape(-1, 2)
+
+    axes = panels[0]
+    for key, label in (("max_score", "largest"), ("median_score", "median")):
+        points = series(key)
+        axes.plot(points[:, 0], points[:, 1], marker="o", label=f"{label} candidate score")
+    axes.set_xlabel("training structures")
+    axes.set_ylabel("uncertainty score")
+    axes.set_yscale("log")
+    axes.legend(fontsize="small")
+    if with_test:
+        axes = panels[1]
+        points = series("test_force_rmse")
+        axes.plot(points[:, 0], points[:, 1], marker="o", color="C2", label="forces (eV/A)")
+        axes.set_xlabel("training structures")
+        axes.set_ylabel("test force RMSE (eV/A)")
+        axes.set_yscale("log")
+        energy = series("test_energy_rmse")
+        if len(energy):
+            twin = axes.twinx()
+            twin.plot(energy[:, 0], 1000 * energy[:, 1], marker="s", color="C3", label="energy (meV/atom)")
+            twin.set_ylabel("test energy RMSE (meV/atom)")
+            twin.set_yscale("log")
+            lines = axes.get_lines() + twin.get_lines()
+            axes.legend(lines, [line.get_label() for line in lines], fontsize="small")
+    if title:
+        figure.suptitle(title)
+    figure.savefig(path, dpi=120)

@@ -245,29 +245,58 @@ def read_config(path: Union[str, Path]) -> Dict[str, Any]:
         raise GapyError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as error:
         raise GapyError(f"{path}: invalid TOML ({error})") from None
-    options = {option.name: option for option in FIT_OPTIONS}
+    return parse_settings(raw, str(path))
+
+
+def parse_settings(raw: Dict[str, Any], where: str, targets: Sequence[str] = ("soap", "gap", "run")) -> Dict[str, Any]:
+    """Check and parse a TOML table of ``gapy fit`` settings (keys as the options without ``--``).
+
+    ``where`` names the table in error messages (``"fit.toml"``, ``"learn.toml: [model]"``);
+    only options of the given ``targets`` are accepted.
+    """
+    options = {option.name: option for option in FIT_OPTIONS if option.target in targets}
     settings = {}
     for key, value in raw.items():
         name = key.replace("-", "_")
         if name not in options:
             close = difflib.get_close_matches(name, options, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(options)}"
-            raise GapyError(f"{path}: unknown key {key!r}{hint}")
+            raise GapyError(f"{where}: unknown key {key!r}{hint}")
         option = options[name]
         if isinstance(value, str) and not option.is_bool:
             try:
                 value = option.parse(value)
             except argparse.ArgumentTypeError as error:
-                raise GapyError(f"{path}: {key}: {error}") from None
+                raise GapyError(f"{where}: {key}: {error}") from None
         elif isinstance(value, bool) != option.is_bool or not isinstance(value, option.types):
             names = {int: "an integer", float: "a number", dict: "a table", list: "an array"}
             expected = "true or false" if option.is_bool else " or ".join(
                 [names[t] for t in option.types if t in names] or ["a string"]
             )
-            raise GapyError(f"{path}: {key} must be {expected}, got {value!r}")
+            raise GapyError(f"{where}: {key} must be {expected}, got {value!r}")
         settings[name] = value
     return settings
 
+
+
+def model_from_settings(settings: Dict[str, Any], frames: Sequence[Atoms], verbose: bool = False) -> GAPRegressor:
+    """An unfitted ``GAPRegressor`` from parsed settings; species default to those in ``frames``.
+
+    Raises
+    ------
+    GapyError
+        A setting SOAP or GAPRegressor refuses.
+    """
+    species = settings.get("species") or sorted({s for atoms in frames for s in atoms.get_chemical_symbols()},
+                                                key=atomic_number)
+    try:
+        soap = SOAP(species, **{o.name: settings[o.name] for o in FIT_OPTIONS
+                                if o.target == "soap" and o.name != "species" and o.name in settings})
+        return GAPRegressor(soap, verbose=verbose, **{
+            o.argument or o.name: settings[o.name] for o in FIT_OPTIONS if o.target == "gap" and o.name in settings
+        })
+    except (TypeError, ValueError) as error:
+        raise GapyError(f"invalid setting: {error}") from None
 
 
 def _check_training_frames(frames: Sequence[Atoms], path: Path, model: GAPRegressor,
@@ -327,16 +356,8 @@ def run(args: argparse.Namespace) -> int:
     output = Path(run["output"])
     check_outputs([train_path, run["validation"], args.config], files=[output])
     frames = read_frames(train_path)
-    species = settings.get("species") or sorted({s for atoms in frames for s in atoms.get_chemical_symbols()},
-                                                key=atomic_number)
-    try:
-        soap = SOAP(species, **{o.name: settings[o.name] for o in FIT_OPTIONS
-                                if o.target == "soap" and o.name != "species" and o.name in settings})
-        model = GAPRegressor(soap, verbose=run["progress"], **{
-            o.argument or o.name: settings[o.name] for o in FIT_OPTIONS if o.target == "gap" and o.name in settings
-        })
-    except (TypeError, ValueError) as error:
-        raise GapyError(f"invalid setting: {error}") from None
+    model = model_from_settings(settings, frames, verbose=run["progress"])
+    soap = model.descriptor
     _check_training_frames(frames, train_path, model, settings.get("species"))
 
     validation, validation_name = [], None

@@ -254,6 +254,48 @@ class SparseSet:
         kernel = scale * (kernel if augmented is None else self._condition(kernel, augmented[2]))
         return kernel, scale * factor
 
+    def contract_kernel_gradient(self, weights: np.ndarray, factor: np.ndarray) -> np.ndarray:
+        """``sum_m weights[i, m] dK(q_i, x_m) / dq_i`` for every atom.
+
+        Parameters
+        ----------
+        weights : ndarray of shape (n, M)
+            A weight per atom and sparse point (for the local energies: ``alpha`` on every
+            row).
+        factor : ndarray of shape (n, M + n_species) or (n, M)
+            The ``factor`` of :meth:`local_kernel`.
+
+        Returns
+        -------
+        ndarray of shape (n, n_features)
+            The contracted kernel gradients, ready for :meth:`gapy.SOAP.contract_gradients`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> basis = SparseSet(np.eye(2), np.zeros(2, dtype=int), zeta=2, delta=1.0)
+        >>> q = np.array([[0.6, 0.8]])
+        >>> _, factor = basis.local_kernel(q, np.zeros(1, dtype=int))
+        >>> basis.contract_kernel_gradient(np.ones((1, 2)), factor)  # d/dq [(q.x1)^2 + (q.x2)^2] = 2q
+        array([[1.2, 1.6]])
+        """
+        augmented = self._augmented()
+        if augmented is None:
+            return (factor * weights) @ self.sparse
+        points, _, overlap = augmented
+        return (factor * np.concatenate([weights, -weights @ overlap.T], axis=1)) @ points
+
+    def local_prior_gradient(self, values, species) -> np.ndarray:
+        """``d K(q_i, q_i) / d q_i`` (eV^2), shape (n, n_features): how the prior variance
+        of each local energy changes with its descriptor."""
+        q = np.asarray(values)
+        norm2 = np.einsum("ij,ij->i", q, q)
+        gradient = 2 * self.zeta * norm2[:, None] ** (self.zeta - 1) * q
+        if self.isolated is not None:
+            a, g, inverse_c0 = isolated_terms(q, species, self.zeta, self.isolated)
+            gradient -= (2 * a * g * inverse_c0)[:, None] * self.isolated[species]
+        return self.delta**2 * gradient
+
     def prior_variances(self, values, species, grad=None, quantities=("energies", "energy")) -> Dict[str, np.ndarray]:
         """Prior variances ``k**`` of the rows of :meth:`rows`, for the quantities asked.
 
@@ -392,12 +434,7 @@ class SparseGP(SparseSet):
         >>> bool(np.allclose(forces, model.predict_all(atoms)[0]["forces"]))
         True
         """
-        augmented = self._augmented()
-        if augmented is None:
-            return (factor * self.alpha) @ self.sparse
-        points, _, overlap = augmented
-        weights = np.concatenate([self.alpha, -overlap @ self.alpha])
-        return (factor * weights) @ points
+        return self.contract_kernel_gradient(np.broadcast_to(self.alpha, (len(factor), len(self.alpha))), factor)
 
     def predict(self, rows: np.ndarray, prior: Optional[np.ndarray] = None,
                 kind: Optional[str] = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:

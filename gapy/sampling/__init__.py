@@ -2,24 +2,44 @@
 
 :mod:`~gapy.sampling.select` scores structures by the model's own uncertainty and picks
 uncertain, mutually different ones; :mod:`~gapy.sampling.loop` runs molecular dynamics
-with the model, labels the selection with any ASE calculator and refits.
+with the model, labels the selection with any ASE calculator and refits;
+:mod:`~gapy.sampling.bias` biases the dynamics away from what the model has seen
+(descriptor-space metadynamics) or towards its uncertainty.
 """
 
-from .loop import (ACTIVE_LEARNING_CONFIG_TYPE, ActiveLearningResult, Iteration, active_learning,
-                   label_structures, run_md)
+from .bias import COLLECTIVE_VARIABLES, DescriptorMetadynamics, UncertaintyBias
+from .loop import (ACTIVE_LEARNING_CONFIG_TYPE, DRIVERS, HISTORY_COLUMNS, SELECTIONS, ActiveLearningResult,
+                   Iteration, ReferenceFailure, active_learning, driver_calculator, errors_on, history_rows,
+                   label_structures, reference_calculator, reference_results, run_md, strained_copies,
+                   workdir_history, write_history_csv)
 from .select import SCORE_UNITS, SCORES, Selection, select_structures, structure_fingerprints, uncertainty_scores
 
 __all__ = [
     "ACTIVE_LEARNING_CONFIG_TYPE",
     "ActiveLearningResult",
+    "COLLECTIVE_VARIABLES",
+    "DRIVERS",
+    "DescriptorMetadynamics",
+    "HISTORY_COLUMNS",
     "Iteration",
+    "ReferenceFailure",
+    "SELECTIONS",
     "SCORES",
     "SCORE_UNITS",
     "Selection",
     "active_learning",
+    "driver_calculator",
+    "errors_on",
+    "history_rows",
     "label_structures",
+    "reference_calculator",
+    "reference_results",
     "run_md",
     "select_structures",
+    "strained_copies",
     "structure_fingerprints",
+    "UncertaintyBias",
     "uncertainty_scores",
+    "workdir_history",
+    "write_history_csv",
 ]

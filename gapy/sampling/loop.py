@@ -1,24 +1,32 @@
-"""The active-learning loop: molecular dynamics with the model, selection, labelling with
-any ASE calculator, refit."""
+"""The active-learning loop: molecular dynamics with the model (plain or biased),
+selection, labelling with any ASE calculator, refit; with a work directory every
+reference result is on disk as soon as it exists, and a killed run resumes."""
 
 import logging
-from dataclasses import dataclass, field
+import multiprocessing
+import os
+import signal
+import time
+from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms, units
-from ase.calculators.calculator import Calculator
+from ase.calculators.calculator import BaseCalculator, Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.constraints import FixCom
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import Stationary
 from sklearn.base import clone
+from tqdm.auto import tqdm
 
-from .._validation import check_integer, check_number
+from .._validation import check_choice, check_integer, check_number
 from ..calculator import GAPCalculator
 from ..exceptions import GapyError, StructureError
 from ..structures import structure_name
-from .select import select_structures
+from ._workdir import Workdir, frames_digest, through_extxyz
+from .bias import DescriptorMetadynamics, UncertaintyBias
+from .select import SCORES, select_structures
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +34,111 @@ logger = logging.getLogger(__name__)
 ACTIVE_LEARNING_CONFIG_TYPE = "active_learning"
 
 
+class ReferenceFailure(GapyError):
+    """A reference calculation raised, returned non-finite values or timed out.
+
+    Attributes
+    ----------
+    kind : {"exception", "non-finite", "timeout", "died"}
+    """
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional[float] = None) -> dict:
+    """Energy, forces and (periodic) stress of ``atoms`` by ``reference``, checked finite.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        Not modified.
+    reference : ase Calculator
+    timeout : float, optional
+        Seconds. With a timeout the calculation runs in a forked child process (in its
+        own process group), killed with everything it started when the time is up; the
+        calculator's in-memory state then does not come back to this process (files it
+        writes do). Without one it runs here and may hang. Needs ``fork`` (Linux, macOS).
+
+    Returns
+    -------
+    dict
+        ``energy`` (eV), ``forces`` (eV/A), ``stress`` (eV/A^3, periodic cells only).
+
+    Raises
+    ------
+    ReferenceFailure
+        The calculator raised (``kind="exception"``), returned NaN or infinity
+        (``"non-finite"``), ran past ``timeout`` (``"timeout"``) or its process died.
+    """
+    if timeout is None:
+        try:
+            results = _compute_reference(atoms, reference)
+        except Exception as error:
+            raise ReferenceFailure(f"reference calculation failed: {type(error).__name__}: {error}",
+                                   "exception") from error
+    else:
+        results = _compute_reference_in_child(atoms, reference, timeout)
+    bad = [key for key, value in results.items() if not np.all(np.isfinite(value))]
+    if bad:
+        raise ReferenceFailure(f"reference returned non-finite {', '.join(bad)}", "non-finite")
+    return results
+
+
+def _compute_reference(atoms: Atoms, reference: BaseCalculator) -> dict:
+    copy = atoms.copy()
+    copy.calc = reference
+    results = {"energy": float(copy.get_potential_energy()), "forces": np.array(copy.get_forces(), dtype=float)}
+    if copy.pbc.all():
+        results["stress"] = np.array(copy.get_stress(), dtype=float)
+    return results
+
+
+def _reference_child(atoms, reference, connection) -> None:  # pragma: no cover (runs in the child)
+    os.setpgid(0, 0)  # its own process group: a timeout kills what it started too
+    try:
+        message = ("ok", _compute_reference(atoms, reference))
+    except BaseException as error:
+        message = ("error", f"{type(error).__name__}: {error}")
+    connection.send(message)
+    connection.close()
+
+
+def _compute_reference_in_child(atoms: Atoms, reference: BaseCalculator, timeout: float) -> dict:
+    try:
+        context = multiprocessing.get_context("fork")
+    except ValueError:
+        raise GapyError("reference_timeout needs the 'fork' start method (Linux, macOS); "
+                        "leave it unset on this system") from None
+    receiver, sender = context.Pipe(duplex=False)
+    process = context.Process(target=_reference_child, args=(atoms, reference, sender))
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(timeout):
+            for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
+                try:
+                    kill()
+                except (ProcessLookupError, PermissionError):
+                    pass
+            raise ReferenceFailure(f"reference calculation timed out after {timeout:g} s (killed)", "timeout")
+        try:
+            status, payload = receiver.recv()
+        except EOFError:
+            process.join()
+            raise ReferenceFailure(f"reference process died (exit code {process.exitcode})", "died") from None
+        if status != "ok":
+            raise ReferenceFailure(f"reference calculation failed: {payload}", "exception")
+        return payload
+    finally:
+        receiver.close()
+        process.join(5)
+
+
 def label_structures(frames: Sequence[Atoms], reference: Calculator,
-                     config_type: Optional[str] = ACTIVE_LEARNING_CONFIG_TYPE) -> List[Atoms]:
+                     config_type: Optional[str] = ACTIVE_LEARNING_CONFIG_TYPE,
+                     reference_timeout: Optional[float] = None) -> List[Atoms]:
     """Copies of ``frames`` labelled with energy, forces and (periodic) stress.
 
     Parameters
@@ -39,45 +150,37 @@ def label_structures(frames: Sequence[Atoms], reference: Calculator,
         in turn.
     config_type : str or None, default="active_learning"
         Written to ``atoms.info["config_type"]`` of the copies (``None``: keep).
+    reference_timeout : float, optional
+        Seconds per structure, see :func:`reference_results`.
 
     Returns
     -------
     list of ase.Atoms
-        With the labels on a ``SinglePointCalculator``, as ``ase.io`` writes them:
-        energy (eV), forces (eV/A) and, for structures periodic in all directions,
-        stress (eV/A^3).
+        With the labels on a ``SinglePointCalculator``, as ``ase.io`` writes them.
 
     Raises
     ------
-    gapy.GapyError
-        The reference calculation of a structure failed (named, with the error).
-
-    Examples
-    --------
-    >>> from ase.build import bulk
-    >>> from ase.calculators.emt import EMT
-    >>> from gapy.sampling import label_structures
-    >>> atoms = bulk("Cu", cubic=True)
-    >>> atoms.rattle(0.05, seed=0)
-    >>> labelled = label_structures([atoms], EMT())
-    >>> labelled[0].get_forces().shape, labelled[0].get_stress().shape, labelled[0].info["config_type"]
-    ((4, 3), (6,), 'active_learning')
+    ReferenceFailure
+        A calculation failed, timed out or gave non-finite values (the structure is
+        named); :func:`active_learning` records such failures and goes on instead.
     """
+    check_number("reference_timeout", reference_timeout, 0.0, allow_none=True)
     labelled = []
     for k, atoms in enumerate(frames):
-        copy = atoms.copy()
-        copy.calc = reference
         try:
-            results = {"energy": copy.get_potential_energy(), "forces": copy.get_forces()}
-            if copy.pbc.all():
-                results["stress"] = copy.get_stress()
-        except Exception as error:
-            raise GapyError(f"{structure_name(atoms, k)}: reference calculation failed: {error}") from error
-        copy.calc = SinglePointCalculator(copy, **results)
-        if config_type is not None:
-            copy.info["config_type"] = config_type
-        labelled.append(copy)
+            results = reference_results(atoms, reference, reference_timeout)
+        except ReferenceFailure as error:
+            raise ReferenceFailure(f"{structure_name(atoms, k)}: {error}", error.kind) from error
+        labelled.append(_labelled_copy(atoms, results, config_type))
     return labelled
+
+
+def _labelled_copy(atoms: Atoms, results: dict, config_type: Optional[str]) -> Atoms:
+    copy = atoms.copy()
+    copy.calc = SinglePointCalculator(copy, **results)
+    if config_type is not None:
+        copy.info["config_type"] = config_type
+    return copy
 
 
 @dataclass
@@ -100,17 +203,16 @@ class Iteration:
     selected_scores : ndarray of shape (n_selected,)
         Scores of the structures sent to the reference calculator, largest first.
     md_stopped : int
-        Trajectories stopped early (atoms closer than physical, non-finite positions, or
-        past ``md_max_force_std``).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from gapy.sampling import Iteration
-    >>> iteration = Iteration(n_train=10, n_candidates=40, max_score=0.31, median_score=0.12,
-    ...                       selected_scores=np.array([0.31, 0.25]), md_stopped=0)
-    >>> f"{iteration.n_candidates} candidates, {len(iteration.selected_scores)} labelled"
-    '40 candidates, 2 labelled'
+        Trajectories stopped early (atoms closer than physical, non-finite positions,
+        a bias that blew up, or past ``md_max_force_std``).
+    n_labelled, n_failed : int
+        Reference calculations that gave a label, and that failed (see
+        :attr:`ActiveLearningResult.failures`).
+    reference_seconds, gapy_seconds : float
+        Wall time in reference calculations, and in fitting, dynamics, scoring and
+        testing (this iteration, summed over resumed parts).
+    test_energy_rmse, test_force_rmse : float or None
+        Errors of the model that ran the dynamics on ``test_frames`` (eV/atom, eV/A).
     """
 
     n_train: int
@@ -119,6 +221,24 @@ class Iteration:
     median_score: float
     selected_scores: np.ndarray
     md_stopped: int
+    n_labelled: int = 0
+    n_failed: int = 0
+    reference_seconds: float = 0.0
+    gapy_seconds: float = 0.0
+    test_energy_rmse: Optional[float] = None
+    test_force_rmse: Optional[float] = None
+
+    def to_dict(self) -> dict:
+        """JSON-able fields (``selected_scores`` as a list)."""
+        out = asdict(self)
+        out["selected_scores"] = np.asarray(self.selected_scores, dtype=float).tolist()
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "Iteration":
+        values = dict(values)
+        values["selected_scores"] = np.asarray(values["selected_scores"], dtype=float)
+        return cls(**values)
 
 
 @dataclass
@@ -133,25 +253,24 @@ class ActiveLearningResult:
         Fitted on ``frames``.
     frames : list of ase.Atoms
         The initial training structures followed by every labelled one.
-    history : list of Iteration, default=[]
-        One entry per iteration, in order.
-    converged : bool, default=False
+    history : list of Iteration
+        Every iteration of the run, those before a resume included.
+    converged : bool
         True when the loop stopped because no candidate exceeded ``threshold``.
-
-    Examples
-    --------
-    >>> from ase.build import bulk
-    >>> from gapy import GAPRegressor
-    >>> from gapy.sampling import ActiveLearningResult
-    >>> result = ActiveLearningResult(model=GAPRegressor(), frames=[bulk("Si")])
-    >>> result.history, result.converged
-    ([], False)
+    failures : list of dict
+        Failed reference calculations: ``id`` (``"<iteration>:<candidate>"``), ``kind``
+        (``"exception"``, ``"non-finite"``, ``"timeout"``, ``"died"``), ``message``.
+    test_energy_rmse, test_force_rmse : float or None
+        Errors of the final model on ``test_frames`` (eV/atom, eV/A).
     """
 
     model: object
     frames: List[Atoms]
     history: List[Iteration] = field(default_factory=list)
     converged: bool = False
+    failures: List[dict] = field(default_factory=list)
+    test_energy_rmse: Optional[float] = None
+    test_force_rmse: Optional[float] = None
 
 
 def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
@@ -166,7 +285,9 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     Parameters
     ----------
     model : GAPRegressor or ase Calculator
-        A fitted model, or a calculator such as the reference itself (for test sets).
+        A fitted model, a calculator wrapping one (:class:`~gapy.sampling.DescriptorMetadynamics`,
+        :class:`~gapy.sampling.UncertaintyBias`), or any other calculator such as the
+        reference itself (for test sets).
     start : ase.Atoms
         Initial structure (not modified).
     steps : int
@@ -183,7 +304,7 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     random_state : int, numpy.random.Generator or None, default=None
         Seed of the initial velocities and of the Langevin noise.
     max_force_std : float, optional
-        With a model: stop at the first snapshot whose largest force standard deviation
+        With a model (or a calculator with ``forces_std``): stop at the first snapshot whose largest force standard deviation
         (eV/A) exceeds this, as on-the-fly learning does. The trajectory has left what
         the model knows; later frames would only drift further. That snapshot is kept.
 
@@ -229,7 +350,8 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     dynamics = Langevin(atoms, timestep=timestep * units.fs, temperature_K=temperature,
                         friction=friction / units.fs, fixcm=False, rng=rng)
     snapshots = []
-    watch = max_force_std is not None and isinstance(atoms.calc, GAPCalculator)
+    # a model, or a calculator wrapping one (the biased calculators): they have forces_std
+    watch = max_force_std is not None and "forces_std" in getattr(atoms.calc, "implemented_properties", ())
 
     def snapshot():
         snapshots.append(_bare_copy(atoms))
@@ -267,6 +389,78 @@ def _bare_copy(atoms: Atoms) -> Atoms:
     return copy
 
 
+#: MD drivers of :func:`active_learning`: plain Langevin dynamics with the model,
+#: descriptor-space metadynamics, uncertainty-biased dynamics.
+DRIVERS = ("md", "metad", "uncertainty")
+#: Ways of choosing what to label among the candidates.
+SELECTIONS = ("diverse", "top", "random")
+
+
+def driver_calculator(driver: str, model, options: Optional[dict] = None):
+    """The calculator that runs the dynamics of ``driver`` with a fitted ``model``.
+
+    ``"md"``: the model itself (:class:`gapy.GAPCalculator`); ``"metad"``:
+    :class:`DescriptorMetadynamics` and ``"uncertainty"``: :class:`UncertaintyBias`,
+    with ``options`` as keyword arguments.
+    """
+    check_driver_options(driver, options)
+    if driver == "md":
+        return GAPCalculator(model)
+    cls = DescriptorMetadynamics if driver == "metad" else UncertaintyBias
+    return cls(model, **(options or {}))
+
+
+def check_driver_options(driver: str, options: Optional[dict]) -> dict:
+    """Check the ``driver_options`` of ``driver`` without a model; returns all settings.
+
+    Raises
+    ------
+    TypeError
+        Options for ``"md"``, an unknown option (the known ones are listed) or a value of
+        the wrong type.
+    ValueError
+        An unknown driver or a value out of range.
+    """
+    check_choice("driver", driver, DRIVERS)
+    if options is not None and not isinstance(options, dict):
+        raise TypeError(f"driver_options must be a dict, got {type(options).__name__}")
+    options = dict(options or {})
+    if driver == "md":
+        if options:
+            raise TypeError(f"driver 'md' takes no driver_options, got {sorted(options)}")
+        return options
+    cls = DescriptorMetadynamics if driver == "metad" else UncertaintyBias
+    return cls.check_parameters(options)
+
+
+def errors_on(model, frames: Sequence[Atoms]) -> tuple:
+    """Energy RMSE per atom (eV/atom) and force-component RMSE (eV/A) of ``model`` on ``frames``."""
+    predicted = model.predict_all(frames, properties=("energy", "forces"))
+    energy = np.sqrt(np.mean([((p["energy"] - a.get_potential_energy()) / len(a)) ** 2
+                              for p, a in zip(predicted, frames)]))
+    forces = np.sqrt(np.mean(np.concatenate([(p["forces"] - a.get_forces()).ravel()
+                                             for p, a in zip(predicted, frames)]) ** 2))
+    return float(energy), float(forces)
+
+
+def _settings(model, frames, starts, reference, *, temperatures, n_select, md_steps, md_interval, timestep, score,
+              threshold, md_max_force_std, random_state, driver, driver_options, selection) -> dict:
+    """What makes a run: a work directory refuses to resume with other values."""
+    params = {k: repr(v) for k, v in sorted(model.get_params(deep=False).items()) if k not in ("n_jobs", "verbose")}
+    if isinstance(random_state, np.random.Generator):
+        seed = repr(random_state.bit_generator.state)
+    else:
+        seed = random_state if random_state is None else int(random_state)
+    return {
+        "model": params, "training_set": frames_digest(frames), "n_initial": len(frames),
+        "starts": frames_digest(starts), "temperatures": [float(t) for t in temperatures], "n_select": n_select,
+        "md_steps": md_steps, "md_interval": md_interval, "timestep": float(timestep), "score": score,
+        "threshold": threshold, "md_max_force_std": md_max_force_std, "random_state": seed, "driver": driver,
+        "driver_options": {k: repr(v) for k, v in sorted((driver_options or {}).items())},
+        "selection": selection,
+    }
+
+
 def active_learning(
     model,
     frames: Sequence[Atoms],
@@ -277,21 +471,38 @@ def active_learning(
     n_select: int = 4,
     md_steps: int = 200,
     md_interval: int = 10,
-    temperature: float = 300.0,
+    temperature: Union[float, Sequence[float]] = 300.0,
     timestep: float = 1.0,
     score: str = "forces",
     threshold: Optional[float] = None,
     md_max_force_std: Optional[float] = None,
     random_state=None,
     callback: Optional[Callable[[Iteration, object], None]] = None,
+    driver: str = "md",
+    driver_options: Optional[dict] = None,
+    selection: str = "diverse",
+    workdir: Optional[Union[str, os.PathLike]] = None,
+    reference_timeout: Optional[float] = None,
+    test_frames: Optional[Sequence[Atoms]] = None,
+    progress: bool = False,
 ) -> ActiveLearningResult:
     """Grow a training set where the model is uncertain, and refit.
 
-    Each iteration fits ``clone(model)`` on the training set, runs Langevin MD with it
-    from every structure in ``starts``, scores the snapshots with the model's own
-    uncertainty, labels the :func:`select_structures` choice with ``reference`` and adds
-    them to the training set. The loop stops after ``n_iterations`` or when no snapshot
-    scores above ``threshold``.
+    Each iteration fits ``clone(model)`` on the training set, runs Langevin dynamics
+    with it (``driver``: plain, metadynamics in descriptor space, or biased towards the
+    model's uncertainty) from every structure in ``starts`` at every temperature,
+    scores the snapshots with the model's own uncertainty, labels the
+    :func:`select_structures` choice with ``reference`` and adds them to the training
+    set. The loop stops after ``n_iterations`` or when no snapshot scores above
+    ``threshold``.
+
+    A reference calculation that raises, returns NaN or infinity, or runs past
+    ``reference_timeout`` is logged, recorded in :attr:`ActiveLearningResult.failures`
+    and left out; the loop goes on. With ``workdir`` each reference result is written to
+    disk as soon as it exists, and calling ``active_learning`` again with the same
+    arguments resumes the run (after a crash, a kill or a finished run given more
+    ``n_iterations``) without repeating a finished reference calculation; the result is
+    the same as that of an uninterrupted run. See ``docs/sampling.md``.
 
     Parameters
     ----------
@@ -307,12 +518,10 @@ def active_learning(
         Largest number of iterations (rounds of MD, selection, labelling and refit).
     n_select : int, default=4
         Structures labelled per iteration.
-    md_steps : int, default=200
-        MD steps per run.
-    md_interval : int, default=10
-        Steps between candidate snapshots.
-    temperature : float, default=300.0
-        MD temperature in K.
+    md_steps, md_interval : int, default=200, 10
+        MD steps per run and steps between candidate snapshots.
+    temperature : float or sequence of float, default=300.0
+        Kelvin; one MD run per start and temperature.
     timestep : float, default=1.0
         MD time step in fs.
     score : {"forces", "energy", "energies"}, default="forces"
@@ -323,56 +532,39 @@ def active_learning(
     md_max_force_std : float, optional
         Stop each MD run at the first snapshot more uncertain than this (eV/A), see
         :func:`run_md`.
-    random_state : int, numpy.random.Generator or None, default=None
-        Seeds the MD (not the fits: the model's own ``random_state`` does).
+    random_state : int or None
+        Seeds the MD (and ``selection="random"``).
     callback : callable, optional
-        ``callback(iteration, model)`` after each iteration (logging, checkpoints), with
-        the :class:`Iteration` and the model fitted at its end.
+        ``callback(iteration, model)`` after each iteration, with the refitted model.
+    driver : {"md", "metad", "uncertainty"}, default="md"
+        The dynamics, see :func:`driver_calculator`.
+    driver_options : dict, optional
+        Keyword arguments of :class:`DescriptorMetadynamics` (``height``, ``width``,
+        ``stride``, ``bias_temperature``, ``collective_variable``) or
+        :class:`UncertaintyBias` (``strength``, ``variance_scale``); a fresh bias per run.
+    selection : {"diverse", "top", "random"}, default="diverse"
+        :func:`select_structures` with or without diversity, or random candidates (a
+        baseline).
+    workdir : str or path, optional
+        Directory of ``labelled.xyz``, ``pending.xyz`` and ``state.json``; resumed when
+        it holds a run with the same settings, refused when it holds another run.
+    reference_timeout : float, optional
+        Seconds per reference calculation; the calculation runs in a child process that
+        is killed when the time is up (see :func:`reference_results`).
+    test_frames : sequence of ase.Atoms, optional
+        Labelled structures: errors of each model are recorded in the history.
+    progress : bool, default=False
+        Progress bars.
 
     Returns
     -------
     ActiveLearningResult
-        The last model, the grown training set and one :class:`Iteration` per round.
 
     Raises
     ------
-    TypeError
-        A numeric parameter is not a number.
-    ValueError
-        No ``starts``, or a parameter out of range (as in :func:`run_md` and
-        :func:`select_structures`).
     gapy.GapyError
-        Every MD run of an iteration stopped before its first snapshot, or a reference
-        calculation failed.
-
-    See Also
-    --------
-    run_md, select_structures, label_structures : The steps of each iteration.
-
-    References
-    ----------
-    V. L. Deringer, A. P. Bartók, N. Bernstein, D. M. Wilkins, M. Ceriotti and
-    G. Csányi, "Gaussian process regression for materials and molecules", Chem. Rev.
-    121, 10073 (2021).
-
-    Examples
-    --------
-    Learn EMT copper from three rattled cells, one short iteration:
-
-    >>> from ase.build import bulk
-    >>> from ase.calculators.emt import EMT
-    >>> from gapy import GAPRegressor, SOAP
-    >>> from gapy.sampling import active_learning, label_structures
-    >>> cell = bulk("Cu", cubic=True)
-    >>> rattled = [cell.copy() for _ in range(3)]
-    >>> for k, atoms in enumerate(rattled):
-    ...     atoms.rattle(0.05, seed=k)
-    >>> train = label_structures(rattled, EMT())
-    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=3.5, n_max=3, l_max=2), n_sparse=10)
-    >>> result = active_learning(model, train, EMT(), cell, n_iterations=1, n_select=2,
-    ...                          md_steps=10, md_interval=5, random_state=0)
-    >>> len(result.history), len(result.frames)
-    (1, 5)
+        The work directory holds another run (the message names the settings that
+        differ), or every MD run stopped before its first snapshot.
     """
     starts = [starts] if isinstance(starts, Atoms) else list(starts)
     if not starts:
@@ -380,40 +572,275 @@ def active_learning(
     for name, value in (("n_iterations", n_iterations), ("n_select", n_select),
                         ("md_steps", md_steps), ("md_interval", md_interval)):
         check_integer(name, value, 1)
-    check_number("temperature", temperature, 0.0, low_inclusive=True)
+    temperatures = [temperature] if np.ndim(temperature) == 0 else list(temperature)
+    if not temperatures:
+        raise ValueError("temperature: give at least one temperature")
+    for value in temperatures:
+        check_number("temperature", value, 0.0, low_inclusive=True)
     check_number("timestep", timestep, 0.0)
+    check_choice("score", score, SCORES)
     check_number("threshold", threshold, allow_none=True)
     check_number("md_max_force_std", md_max_force_std, 0.0, allow_none=True)
+    check_number("reference_timeout", reference_timeout, 0.0, allow_none=True)
+    check_driver_options(driver, driver_options)
+    check_choice("selection", selection, SELECTIONS)
+    initial = through_extxyz(list(frames))
+    if test_frames is not None:
+        test_frames = list(test_frames)
+    settings = _settings(model, initial, starts, reference, temperatures=temperatures, n_select=n_select,
+                         md_steps=md_steps, md_interval=md_interval, timestep=timestep, score=score,
+                         threshold=threshold, md_max_force_std=md_max_force_std, random_state=random_state,
+                         driver=driver, driver_options=driver_options, selection=selection)
+    store = Workdir(workdir, settings) if workdir is not None else None
     rng = np.random.default_rng(random_state)
-    frames = list(frames)
-    result = ActiveLearningResult(model=clone(model).fit(frames), frames=frames)
-    for _ in range(n_iterations):
-        candidates, stopped = [], 0
-        for start in starts:
-            snapshots, was_stopped = run_md(result.model, start, md_steps, md_interval, temperature,
-                                            timestep, random_state=rng, max_force_std=md_max_force_std)
-            candidates += snapshots
-            stopped += was_stopped
-        if not candidates:
-            raise GapyError("active learning: every MD run stopped before its first snapshot; "
-                            "start from better structures or a smaller timestep")
-        selection = select_structures(result.model, candidates, n_select, score=score,
-                                      threshold=threshold)
-        scores = selection.scores
-        iteration = Iteration(
-            n_train=len(result.frames), n_candidates=len(candidates), max_score=float(scores.max()),
-            median_score=float(np.median(scores)), selected_scores=scores[selection.indices],
-            md_stopped=stopped,
-        )
-        result.history.append(iteration)
-        if len(selection.indices) == 0:
-            result.converged = True
-            if callback is not None:
-                callback(iteration, result.model)
-            break
-        new = label_structures([candidates[k] for k in selection.indices], reference)
-        result.frames = result.frames + new
-        result.model = clone(model).fit(result.frames)
+    state = store.load() if store is not None else None
+    if state is None:
+        state = {"iteration": 0, "phase": "md", "converged": False, "history": [], "failures": [],
+                 "current": None, "rng": rng.bit_generator.state}
+        if store is not None:
+            store.save(state)
+        labelled = []
+    else:
+        rng.bit_generator.state = state["rng"]
+        labelled = store.read_labelled()
+        logger.info("workdir %s: resuming at iteration %d (%s) with %d labelled structures and %d failures",
+                    workdir, state["iteration"], state["phase"], len(labelled), len(state["failures"]))
+    history = [Iteration.from_dict(entry) for entry in state["history"]]
+    failures = list(state["failures"])
+
+    def save(**changes) -> None:
+        state.update(changes)
+        state["history"] = [entry.to_dict() for entry in history]
+        state["failures"] = failures
+        if store is not None:
+            store.save(state)
+
+    train, fitted = initial + labelled, None
+    while state["iteration"] < n_iterations and not state["converged"]:
+        iteration_index = state["iteration"]
+        if state["phase"] == "md":
+            clock = time.perf_counter()
+            if fitted is None:  # (a resumed labelling phase needs no model until its refit)
+                fitted = clone(model).fit(train)
+            current = _explore(fitted, starts, temperatures, rng, n_select=n_select, md_steps=md_steps,
+                               md_interval=md_interval, timestep=timestep, score=score, threshold=threshold,
+                               md_max_force_std=md_max_force_std, driver=driver, driver_options=driver_options,
+                               selection=selection, test_frames=test_frames, n_train=len(train),
+                               iteration_index=iteration_index, progress=progress)
+            iteration, pending = current
+            iteration.gapy_seconds += time.perf_counter() - clock
+            if not len(pending):
+                history.append(iteration)
+                save(converged=True, phase="done", rng=rng.bit_generator.state, current=None)
+                if callback is not None:
+                    callback(iteration, fitted)
+                break
+            if store is not None:
+                store.write_pending(pending)
+            save(phase="label", current=iteration.to_dict(), rng=rng.bit_generator.state)
+        else:
+            pending = store.read_pending()
+            iteration = Iteration.from_dict(state["current"])
+        batch = {atoms.info["al_id"] for atoms in pending}
+        done = {atoms.info["al_id"] for atoms in labelled} | {failure["id"] for failure in failures}
+        bar = tqdm(pending, desc=f"iteration {iteration_index}: reference", unit="structure", disable=not progress)
+        for atoms in bar:
+            name = atoms.info["al_id"]
+            if name in done:
+                continue
+            clock = time.perf_counter()
+            try:
+                results = reference_results(atoms, reference, reference_timeout)
+            except ReferenceFailure as error:
+                iteration.reference_seconds += time.perf_counter() - clock
+                logger.warning("active learning: structure %s (%s): %s; recorded as failed, going on",
+                               name, atoms.get_chemical_formula(), error)
+                failures.append({"id": name, "iteration": iteration_index, "kind": error.kind,
+                                 "message": str(error)})
+                save(current=iteration.to_dict())
+                continue
+            iteration.reference_seconds += time.perf_counter() - clock
+            (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE)])
+            if store is not None:
+                store.append_labelled(new)  # first the label, durable; then the bookkeeping
+            labelled.append(new)
+            save(current=iteration.to_dict())
+        iteration.n_labelled = sum(atoms.info["al_id"] in batch for atoms in labelled)
+        iteration.n_failed = sum(failure["id"] in batch for failure in failures)
+        clock = time.perf_counter()
+        train = initial + labelled
+        fitted = clone(model).fit(train)
+        iteration.gapy_seconds += time.perf_counter() - clock
+        history.append(iteration)
+        save(iteration=iteration_index + 1, phase="md", current=None, rng=rng.bit_generator.state)
         if callback is not None:
-            callback(iteration, result.model)
+            callback(iteration, fitted)
+
+    if fitted is None:
+        fitted = clone(model).fit(train)
+    result = ActiveLearningResult(model=fitted, frames=initial + labelled, history=history,
+                                  converged=bool(state["converged"]), failures=failures)
+    if test_frames:
+        result.test_energy_rmse, result.test_force_rmse = errors_on(fitted, test_frames)
     return result
+
+
+def _explore(model, starts, temperatures, rng, *, n_select, md_steps, md_interval, timestep, score, threshold,
+             md_max_force_std, driver, driver_options, selection, test_frames, n_train, iteration_index, progress):
+    """Dynamics from every start at every temperature, scores and the choice to label."""
+    candidates, stopped = [], 0
+    runs = [(start, temperature) for start in starts for temperature in temperatures]
+    for start, temperature in tqdm(runs, desc=f"iteration {iteration_index}: {driver}", unit="run",
+                                   disable=not progress):
+        calculator = driver_calculator(driver, model, driver_options)
+        snapshots, was_stopped = run_md(calculator, start, md_steps, md_interval, temperature, timestep,
+                                        random_state=rng, max_force_std=md_max_force_std)
+        candidates += snapshots
+        stopped += was_stopped
+    if not candidates:
+        raise GapyError("active learning: every MD run stopped before its first snapshot; "
+                        "start from better structures, a smaller timestep or a weaker bias")
+    if selection == "random":
+        chosen = select_structures(model, candidates, n_select, score=score, threshold=threshold, diverse=False)
+        scores = chosen.scores
+        eligible = np.flatnonzero(scores > (threshold if threshold is not None else -np.inf))
+        indices = (rng.choice(eligible, min(n_select, len(eligible)), replace=False) if len(eligible)
+                   else np.zeros(0, dtype=int))
+    else:
+        chosen = select_structures(model, candidates, n_select, score=score, threshold=threshold,
+                                   diverse=selection == "diverse")
+        scores, indices = chosen.scores, chosen.indices
+    energy_rmse = force_rmse = None
+    if test_frames:
+        energy_rmse, force_rmse = errors_on(model, test_frames)
+    iteration = Iteration(
+        n_train=n_train, n_candidates=len(candidates), max_score=float(scores.max()),
+        median_score=float(np.median(scores)), selected_scores=scores[indices], md_stopped=stopped,
+        test_energy_rmse=energy_rmse, test_force_rmse=force_rmse,
+    )
+    pending = through_extxyz([candidates[k] for k in indices])
+    for atoms, k in zip(pending, indices):
+        atoms.info["al_id"] = f"{iteration_index}:{int(k)}"
+    return iteration, pending
+
+
+#: Columns of :func:`history_rows` (and of the CSV log of ``gapy learn``).
+HISTORY_COLUMNS = ("iteration", "n_train", "n_candidates", "max_score", "median_score", "n_selected", "n_labelled",
+                   "n_failed", "md_stopped", "test_energy_rmse", "test_force_rmse", "reference_seconds",
+                   "gapy_seconds")
+
+
+def history_rows(history: Sequence[Iteration], final: Optional[ActiveLearningResult] = None) -> List[dict]:
+    """One row per iteration (columns :data:`HISTORY_COLUMNS`), plus one for the final model.
+
+    Parameters
+    ----------
+    history : sequence of Iteration
+    final : ActiveLearningResult, optional
+        Adds a row ``iteration="final"`` with its training-set size and test errors.
+
+    Returns
+    -------
+    list of dict
+        Energies per atom in eV/atom, forces in eV/A, times in seconds; ``None`` where
+        there is no value.
+    """
+    rows = []
+    for k, entry in enumerate(history):
+        rows.append({
+            "iteration": k, "n_train": entry.n_train, "n_candidates": entry.n_candidates,
+            "max_score": entry.max_score, "median_score": entry.median_score,
+            "n_selected": len(entry.selected_scores), "n_labelled": entry.n_labelled, "n_failed": entry.n_failed,
+            "md_stopped": entry.md_stopped, "test_energy_rmse": entry.test_energy_rmse,
+            "test_force_rmse": entry.test_force_rmse, "reference_seconds": entry.reference_seconds,
+            "gapy_seconds": entry.gapy_seconds,
+        })
+    if final is not None:
+        rows.append({**dict.fromkeys(HISTORY_COLUMNS), "iteration": "final", "n_train": len(final.frames),
+                     "test_energy_rmse": final.test_energy_rmse, "test_force_rmse": final.test_force_rmse})
+    return rows
+
+
+def write_history_csv(rows: Sequence[dict], path: Union[str, os.PathLike]) -> None:
+    """Write :func:`history_rows` as CSV (empty cells for missing values)."""
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({key: "" if row.get(key) is None else row[key] for key in HISTORY_COLUMNS})
+
+
+def workdir_history(workdir: Union[str, os.PathLike]) -> List[Iteration]:
+    """The iterations recorded in an :func:`active_learning` work directory so far."""
+    from ._workdir import read_state_file
+
+    return [Iteration.from_dict(entry) for entry in read_state_file(workdir)["history"]]
+
+
+def strained_copies(frames: Sequence[Atoms], strains: Sequence[float]) -> List[Atoms]:
+    """Copies of the periodic ``frames`` under isotropic strains (cell and positions scaled by ``1 + s``).
+
+    Structures not periodic in all directions are copied once, unstrained. Each copy
+    gets ``info["strain"]``.
+
+    Parameters
+    ----------
+    frames : sequence of ase.Atoms
+    strains : sequence of float
+        Linear strains, e.g. ``[-0.02, 0.0, 0.02]``; each > -1.
+
+    Returns
+    -------
+    list of ase.Atoms
+    """
+    strains = list(strains)
+    if not strains:
+        raise ValueError("strains: give at least one strain (0.0 for the structures as they are)")
+    for value in strains:
+        check_number("strain", value, -1.0)
+    out = []
+    for atoms in frames:
+        for strain in (strains if atoms.pbc.all() else [0.0]):
+            copy = atoms.copy()
+            copy.calc = None
+            copy.set_cell(atoms.cell.array * (1.0 + strain), scale_atoms=True)
+            copy.info["strain"] = float(strain)
+            out.append(copy)
+    return out
+
+
+def reference_calculator(spec: str) -> BaseCalculator:
+    """An ASE calculator from ``"emt"`` or ``"module:factory"`` (a function returning one).
+
+    Raises
+    ------
+    ValueError
+        Malformed specification, a module that does not import, no such factory, or a
+        factory that does not return an ASE calculator.
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"reference must be 'emt' or 'module:factory', got {spec!r}")
+    if spec.lower() == "emt":
+        from ase.calculators.emt import EMT
+
+        return EMT()
+    import importlib
+
+    module_name, sep, factory_name = spec.partition(":")
+    if not sep or not module_name or not factory_name:
+        raise ValueError(f"reference {spec!r}: give 'emt' or 'module:factory' (a function returning an ASE "
+                         "calculator)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ValueError(f"reference {spec!r}: cannot import {module_name!r} ({error})") from None
+    factory = getattr(module, factory_name, None)
+    if not callable(factory):
+        raise ValueError(f"reference {spec!r}: {module_name} has no callable {factory_name!r}")
+    calculator = factory()
+    if not isinstance(calculator, BaseCalculator):
+        raise ValueError(f"reference {spec!r}: {factory_name}() returned {type(calculator).__name__}, not an ASE "
+                         "calculator")
+    return calculator

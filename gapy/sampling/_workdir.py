@@ -1,0 +1,226 @@
+"""The on-disk state of an active-learning run: every reference result as soon as it exists.
+
+A work directory holds
+
+* ``labelled.xyz``: every structure the reference labelled, appended (flushed and
+  fsynced) as soon as its result exists, with ``atoms.info["al_id"]``
+  (``"<iteration>:<candidate>"``);
+* ``pending.xyz``: the structures chosen for labelling in the current iteration;
+* ``state.json``: iteration, phase, the random generator's state, the settings the run
+  was started with, the history so far and the failed reference calculations; replaced
+  atomically (temporary file, fsync, ``os.replace``), so a kill leaves the old or the new
+  version, never half of one.
+"""
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+from ase import Atoms
+from ase.io import read, write
+
+from ..exceptions import GapyError
+from ..io.model import jsonable
+
+logger = logging.getLogger(__name__)
+
+STATE_FORMAT = "gapy-active-learning"
+STATE_VERSION = 1
+STATE_FILE = "state.json"
+LABELLED_FILE = "labelled.xyz"
+PENDING_FILE = "pending.xyz"
+
+
+def to_extxyz(frames: Sequence[Atoms]) -> str:
+    buffer = io.StringIO()
+    write(buffer, list(frames), format="extxyz")
+    return buffer.getvalue()
+
+
+def from_extxyz(text: str) -> List[Atoms]:
+    if not text.strip():
+        return []
+    return read(io.StringIO(text), index=":", format="extxyz")
+
+
+def through_extxyz(frames: Sequence[Atoms]) -> List[Atoms]:
+    """``frames`` as they come back from an extxyz file (positions and labels rounded).
+
+    The loop works on these copies whether or not it writes a work directory, so a
+    resumed run continues from exactly what an uninterrupted one had in memory.
+    """
+    return from_extxyz(to_extxyz(frames)) if len(frames) else []
+
+
+def frames_digest(frames: Sequence[Atoms]) -> str:
+    """SHA-256 of species, positions, cell, pbc and labels of ``frames``."""
+    digest = hashlib.sha256()
+    for atoms in frames:
+        for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+        for key in ("energy", "forces", "stress"):
+            if key in results:
+                digest.update(np.ascontiguousarray(results[key], dtype=float).tobytes())
+    return digest.hexdigest()
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _flatten(settings: dict, prefix: str = "") -> dict:
+    """``{"model": {"zeta": 4}}`` to ``{"model.zeta": 4}``."""
+    out = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _describe(value) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Workdir:
+    """A work directory of :func:`gapy.sampling.active_learning` (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+        Created if missing.
+    settings : dict
+        JSON-able settings of the run; a directory holding a run with other settings is
+        refused.
+    """
+
+    def __init__(self, path: Union[str, os.PathLike], settings: dict):
+        self.path = Path(path)
+        if self.path.exists() and not self.path.is_dir():
+            raise GapyError(f"workdir {self.path}: exists and is not a directory")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.settings = jsonable(settings)
+
+    @property
+    def state_file(self) -> Path:
+        return self.path / STATE_FILE
+
+    def load(self) -> Optional[dict]:
+        """The saved state, or None for a fresh directory.
+
+        Raises
+        ------
+        GapyError
+            The directory holds something else: a state of another format or newer
+            version, labelled structures without a state, or a run with other settings
+            (the message names the settings that differ).
+        """
+        if not self.state_file.exists():
+            leftovers = [name for name in (LABELLED_FILE, PENDING_FILE) if (self.path / name).exists()]
+            if leftovers:
+                raise GapyError(f"workdir {self.path}: has {', '.join(leftovers)} but no {STATE_FILE}; it is not "
+                                "a resumable gapy run (or its state was deleted); use another workdir")
+            return None
+        try:
+            state = json.loads(self.state_file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise GapyError(f"workdir {self.path}: cannot read {STATE_FILE} ({error}); use another workdir") from None
+        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+            raise GapyError(f"workdir {self.path}: {STATE_FILE} is not a gapy active-learning state; "
+                            "use another workdir")
+        if state.get("version", 0) > STATE_VERSION:
+            raise GapyError(f"workdir {self.path}: {STATE_FILE} has version {state.get('version')}, newer than this "
+                            f"gapy reads ({STATE_VERSION}); upgrade gapy")
+        old, new = _flatten(state.get("settings", {})), _flatten(self.settings)
+        differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+        if differ:
+            details = "; ".join(f"{key}: {_describe(old.get(key))} in the workdir, {_describe(new.get(key))} now"
+                                for key in differ[:4])
+            raise GapyError(f"workdir {self.path} holds another run (different {', '.join(differ)}): {details}. "
+                            "Resume with the same settings, or use another workdir")
+        return state
+
+    def save(self, state: dict) -> None:
+        """Replace ``state.json`` atomically."""
+        state = {"format": STATE_FORMAT, "version": STATE_VERSION, "settings": self.settings, **jsonable(state)}
+        write_text_atomically(self.state_file, json.dumps(state, indent=1, sort_keys=True, allow_nan=False))
+
+    def append_labelled(self, atoms: Atoms) -> None:
+        """Append one labelled structure to ``labelled.xyz`` and make it durable (fsync)."""
+        data = to_extxyz([atoms]).encode()
+        with open(self.path / LABELLED_FILE, "ab") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+
+    def read_labelled(self) -> List[Atoms]:
+        """Every labelled structure; a partly written last one (a kill while writing) is dropped."""
+        path = self.path / LABELLED_FILE
+        if not path.exists():
+            return []
+        lines = path.read_text().splitlines(keepends=True)
+        frames, position = [], 0
+        while position < len(lines):
+            n_atoms = 0
+            try:
+                n_atoms = int(lines[position])
+                block = lines[position:position + n_atoms + 2]
+                if len(block) < n_atoms + 2 or not block[-1].endswith("\n"):
+                    raise ValueError("incomplete structure")
+                (atoms,) = from_extxyz("".join(block))
+                if "al_id" not in atoms.info:
+                    raise ValueError("no al_id in its info")
+            except ValueError as error:
+                last = position + max(n_atoms + 2, 1) >= len(lines)
+                if not last:  # damage in the middle is not a kill while appending: do not guess
+                    raise GapyError(f"workdir {self.path}: {LABELLED_FILE} is damaged at structure {len(frames)} "
+                                    f"(line {position + 1}: {error}); repair or remove it") from None
+                logger.warning("workdir %s: %s ends with a partly written structure (%s); dropped, its reference "
+                               "calculation will be repeated", self.path, LABELLED_FILE, error)
+                write_text_atomically(path, "".join(lines[:position]))
+                break
+            frames.append(atoms)
+            position += n_atoms + 2
+        return frames
+
+    def write_pending(self, frames: Sequence[Atoms]) -> None:
+        write_text_atomically(self.path / PENDING_FILE, to_extxyz(frames))
+
+    def read_pending(self) -> List[Atoms]:
+        path = self.path / PENDING_FILE
+        if not path.exists():
+            raise GapyError(f"workdir {self.path}: {STATE_FILE} says structures are being labelled but "
+                            f"{PENDING_FILE} is missing; use another workdir")
+        return from_extxyz(path.read_text())
+
+
+def read_state_file(workdir: Union[str, os.PathLike]) -> dict:
+    """``state.json`` of a work directory, without checking its settings."""
+    path = Path(workdir) / STATE_FILE
+    try:
+        state = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GapyError(f"workdir {workdir}: no {STATE_FILE}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise GapyError(f"workdir {workdir}: cannot read {STATE_FILE} ({error})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise GapyError(f"workdir {workdir}: {STATE_FILE} is not a gapy active-learning state")
+    return state

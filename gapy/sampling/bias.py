@@ -1,0 +1,477 @@
+"""Biased exploration: ASE calculators that add a bias to a fitted GAP.
+
+Plain molecular dynamics only visits what is near where it starts. The two calculators
+here add a bias energy ``V`` to the model's energy, so that any ASE dynamics driven by
+them leaves the environments the model already knows:
+
+* :class:`DescriptorMetadynamics`: metadynamics with the SOAP descriptor as collective
+  variable (Yoo et al., npj Comput. Mater. 7, 131 (2021), "G-metaD"). Gaussians
+  deposited in descriptor space at the environments visited push the system away from
+  them.
+* :class:`UncertaintyBias`: uncertainty-driven dynamics (Kulichenko et al., Nat. Comput.
+  Sci. 3, 230 (2023)). The bias lowers the energy where the model's predicted variance
+  is large, so the dynamics climbs towards what the model does not know.
+
+Both biases are functions of the atoms' descriptor vectors ``q_i``; their forces and
+virial come from ``dV/dq_i`` contracted with the SOAP gradients in one reverse-mode pass
+(:meth:`gapy.SOAP.contract_gradients`), fused with the model's own forces. The
+snapshots of a biased run are ordinary structures: label them with the reference, as
+:func:`gapy.sampling.active_learning` does (``driver="metad"`` or ``"uncertainty"``).
+"""
+
+import threading
+from typing import Optional, Sequence
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.data import covalent_radii
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import check_choice, check_integer, check_number
+from ..calculator import GAPCalculator
+from ..estimator import GAPRegressor
+from ..exceptions import StructureError
+from ..gp import check_variance_kind, voigt
+from ..labels import stress_from_virial
+from ..structures import neighbor_pairs
+
+#: Collective variables of :class:`DescriptorMetadynamics`.
+COLLECTIVE_VARIABLES = ("atoms", "structure")
+
+_STD_KEYS = ("energy_std", "energies_std", "forces_std", "stress_std")
+
+
+def _fitted_model(model) -> GAPRegressor:
+    if isinstance(model, GAPCalculator):
+        model = model.model
+    if not isinstance(model, GAPRegressor):
+        raise TypeError(f"model must be a fitted GAPRegressor or a GAPCalculator, got {type(model).__name__}")
+    check_is_fitted(model, "gp_")
+    return model
+
+
+class _BiasedCalculator(Calculator):
+    """A fitted GAP plus a bias ``V(q_1, ..., q_N)`` of the atoms' descriptor vectors.
+
+    Subclasses define ``_bias(values, species, kernel, factor) -> (V, dV/dq)``.
+    """
+
+    implemented_properties = ["energy", "free_energy", "forces", "stress", "model_energy", "bias_energy",
+                              *_STD_KEYS]
+    nolabel = True
+    discard_results_on_any_change = True
+
+    def __init__(self, model, **kwargs):
+        self.model = model = _fitted_model(model)
+        self.n_calculations = 0
+        self._lock = threading.RLock()
+        self._stds = GAPCalculator(model)
+        Calculator.__init__(self, **kwargs)
+
+    def set(self, **kwargs) -> dict:
+        """Change settings (checked); cached results are cleared when they change."""
+        self._check({**self.parameters, **kwargs} if hasattr(self, "parameters") else
+                    {**self.default_parameters, **kwargs})
+        with self._lock:
+            return Calculator.set(self, **kwargs)
+
+    def _check(self, parameters: dict) -> None:
+        self.check_parameters(parameters)
+
+    @classmethod
+    def check_parameters(cls, parameters: dict) -> dict:
+        """Check settings (missing ones take their defaults) without a model.
+
+        Returns
+        -------
+        dict
+            All settings.
+
+        Raises
+        ------
+        TypeError
+            An unknown setting (the known ones are listed) or a value of the wrong type.
+        ValueError
+            A value out of range.
+        """
+        unknown = set(parameters) - set(cls.default_parameters)
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no parameters {sorted(unknown)}; it has "
+                            f"{sorted(cls.default_parameters)}")
+        parameters = {**cls.default_parameters, **parameters}
+        check_number("min_distance_factor", parameters["min_distance_factor"], 0.0, 1.0, low_inclusive=True)
+        cls._check_values(parameters)
+        return parameters
+
+    @classmethod
+    def _check_values(cls, parameters: dict) -> None:
+        """Checks of the subclass's own settings."""
+
+    def get_property(self, name: str, atoms: Optional[Atoms] = None, allow_calculation: bool = True):
+        """As ASE's, one thread at a time."""
+        with self._lock:
+            return Calculator.get_property(self, name, atoms, allow_calculation)
+
+    def calculate(self, atoms: Optional[Atoms] = None, properties: Optional[Sequence[str]] = None,
+                  system_changes: Sequence[str] = all_changes) -> None:
+        """Model energy, forces and stress plus the bias; ``*_std`` are the model's own.
+
+        Raises
+        ------
+        gapy.StructureError
+            Atoms closer than ``min_distance_factor`` times the sum of their covalent
+            radii, or a non-finite energy or force (the bias blew up): stop this
+            trajectory (:func:`gapy.sampling.run_md` does, keeping its snapshots).
+        """
+        with self._lock:
+            properties = list(properties) if properties is not None else ["energy"]
+            Calculator.calculate(self, atoms, properties, system_changes)
+            atoms = self.atoms
+            if not atoms.pbc.all() and {"stress", "stress_std"} & set(properties):
+                raise PropertyNotImplementedError(
+                    f"stress is only defined for structures periodic in all directions; this one has "
+                    f"pbc={atoms.pbc.tolist()}")
+            if system_changes or "energy" not in self.results:
+                self.results = self._evaluate(atoms)
+                self.n_calculations += 1
+                self._after_calculation(atoms)
+            for name in properties:
+                if name in _STD_KEYS:
+                    self.results[name] = self._stds.get_property(name, atoms)
+
+    def _evaluate(self, atoms: Atoms) -> dict:
+        model = self.model
+        descriptor, gp = model.descriptor_, model.gp_
+        self._check_distances(atoms)
+        species = descriptor.species_indices(atoms)
+        values = descriptor.compute(atoms)
+        kernel, factor = gp.local_kernel(values, species)
+        e0 = np.array([model.e0_[int(z)] for z in atoms.numbers])
+        model_energy = float((kernel @ gp.alpha + e0).sum())
+        bias, bias_weights = self._bias(values, species, kernel, factor)
+        weights = gp.energy_gradient_weights(factor) + bias_weights
+        forces, virial = descriptor.contract_gradients(atoms, weights)
+        energy = model_energy + bias
+        if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(virial).all()):
+            raise StructureError(f"{type(self).__name__}: non-finite energy or forces (bias energy {bias!r} eV); "
+                                 "the bias blew up: use a smaller height/strength")
+        results = {"energy": energy, "free_energy": energy, "forces": forces, "model_energy": model_energy,
+                   "bias_energy": float(bias)}
+        if atoms.pbc.all():
+            results["stress"] = stress_from_virial(voigt(virial), atoms)
+        self._last_values, self._last_species = values, species
+        return results
+
+    def _after_calculation(self, atoms: Atoms) -> None:
+        """Hook after each new evaluation (metadynamics deposits here)."""
+
+    def _check_distances(self, atoms: Atoms) -> None:
+        """Refuse atoms closer than ``min_distance_factor`` times their covalent radii."""
+        factor = self.parameters["min_distance_factor"]
+        if not factor or len(atoms) < 2:
+            return
+        radii = covalent_radii[atoms.numbers]
+        pairs = neighbor_pairs(atoms, 2.0 * factor * radii.max())
+        if not len(pairs.centers):
+            return
+        distances = np.linalg.norm(pairs.vectors, axis=1)
+        limits = factor * (radii[pairs.centers] + radii[pairs.neighbors])
+        too_close = distances < limits
+        if too_close.any():
+            k = np.flatnonzero(too_close)[np.argmin(distances[too_close] / limits[too_close])]
+            raise StructureError(
+                f"{type(self).__name__}: atoms {pairs.centers[k]} and {pairs.neighbors[k]} are "
+                f"{distances[k]:.3g} A apart, less than {factor} x the sum of their covalent radii "
+                f"({limits[k]:.3g} A): the biased dynamics left physical geometries; this trajectory is stopped")
+
+    def _bias(self, values, species, kernel, factor):
+        raise NotImplementedError("subclasses define the bias")
+
+
+class DescriptorMetadynamics(_BiasedCalculator):
+    """Metadynamics in SOAP space: a fitted GAP plus Gaussians at the environments visited.
+
+    With ``collective_variable="atoms"`` every atom's descriptor vector ``q_i`` is a
+    point in descriptor space and each deposit ``k`` adds a Gaussian at every atom's
+    vector ``s_k`` of the visited structure:
+
+    .. math::
+
+        V = \\sum_k h_k \\sum_{i:\\,Z_i = Z_k} \\exp\\left(-\\frac{|q_i - s_k|^2}{2 w^2}\\right)
+
+    (Gaussians act on atoms of their own species only). With ``"structure"`` the
+    collective variable is the structure fingerprint ``F`` (the normalised mean of the
+    atoms' unit descriptor vectors, :func:`gapy.sampling.structure_fingerprints`):
+    ``V = N sum_k h_k exp(-|F - S_k|^2 / 2 w^2)`` for ``N`` atoms, so that ``height`` is
+    per atom in both cases. Well-tempered metadynamics (``bias_temperature`` = ΔT)
+    lowers each new height to ``h exp(-V_here / k_B ΔT)``, with ``V_here`` the bias per
+    atom already present where it is deposited.
+
+    A Gaussian is deposited after every ``stride``-th evaluation of a new structure
+    (with ASE dynamics: every ``stride`` steps); ``stride=0`` deposits only on
+    :meth:`deposit`. The energy is the model's plus the bias; forces and stress include
+    the bias forces; ``bias_energy`` and ``model_energy`` are reported separately, and
+    ``*_std`` are the model's own (computed on demand, as :class:`gapy.GAPCalculator`).
+
+    Parameters
+    ----------
+    model : GAPRegressor or GAPCalculator
+        A fitted model; its descriptor is the collective variable.
+    height : float, default=0.02
+        Height of each Gaussian, eV per atom.
+    width : float, default=0.05
+        Width ``w`` in descriptor space (the descriptor vectors are unit vectors:
+        distances lie between 0 and 2).
+    stride : int, default=10
+        Evaluations between automatic deposits (0: none).
+    bias_temperature : float, optional
+        ΔT of well-tempered metadynamics in K (``None``: plain metadynamics).
+    collective_variable : {"atoms", "structure"}, default="atoms"
+    min_distance_factor : float, default=0.5
+        Refuse (``StructureError``, which stops :func:`gapy.sampling.run_md`) atoms
+        closer than this times the sum of their covalent radii; 0 turns it off.
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator`.
+
+    Attributes
+    ----------
+    n_deposits : int
+    n_calculations : int
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.sampling import label_structures
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+    ...     label_structures([atoms], EMT()))
+    >>> crystal = bulk("Cu", cubic=True)  # four identical environments
+    >>> crystal.calc = DescriptorMetadynamics(model, height=0.05, stride=0)
+    >>> crystal.calc.deposit(crystal)  # four Gaussians, one per atom
+    >>> round(crystal.calc.get_property("bias_energy", crystal), 6)  # 4 atoms x 4 x 0.05 eV
+    0.8
+    """
+
+    default_parameters = {"height": 0.02, "width": 0.05, "stride": 10, "bias_temperature": None,
+                          "collective_variable": "atoms", "min_distance_factor": 0.5}
+
+    def __init__(self, model, height: float = 0.02, width: float = 0.05, stride: int = 10,
+                 bias_temperature: Optional[float] = None, collective_variable: str = "atoms",
+                 min_distance_factor: float = 0.5, **kwargs):
+        self._centers = np.zeros((0, _fitted_model(model).descriptor_.n_features))
+        self._center_species = np.zeros(0, dtype=np.int64)
+        self._heights = np.zeros(0)
+        self.n_deposits = 0
+        super().__init__(model, height=height, width=width, stride=stride, bias_temperature=bias_temperature,
+                         collective_variable=collective_variable, min_distance_factor=min_distance_factor,
+                         **kwargs)
+
+    @classmethod
+    def _check_values(cls, parameters: dict) -> None:
+        check_number("height", parameters["height"], 0.0, low_inclusive=True)
+        check_number("width", parameters["width"], 0.0)
+        check_integer("stride", parameters["stride"], 0)
+        check_number("bias_temperature", parameters["bias_temperature"], 0.0, allow_none=True)
+        check_choice("collective_variable", parameters["collective_variable"], COLLECTIVE_VARIABLES)
+
+    def _check(self, parameters: dict) -> None:
+        super()._check(parameters)
+        if getattr(self, "n_deposits", 0) and hasattr(self, "parameters") and \
+                parameters["collective_variable"] != self.parameters["collective_variable"]:
+            raise ValueError("collective_variable cannot change after Gaussians were deposited; "
+                             "start a new DescriptorMetadynamics")
+
+    @property
+    def centers(self) -> np.ndarray:
+        """Gaussian centres, ndarray of shape (n_gaussians, n_features)."""
+        return self._centers.copy()
+
+    @property
+    def heights(self) -> np.ndarray:
+        """Gaussian heights in eV (per atom), ndarray of shape (n_gaussians,)."""
+        return self._heights.copy()
+
+    def deposit(self, atoms: Optional[Atoms] = None) -> None:
+        """Add Gaussians at the descriptor vectors of ``atoms`` (default: the last structure)."""
+        with self._lock:
+            if atoms is None:
+                if not hasattr(self, "_last_values"):
+                    raise ValueError("deposit: no structure evaluated yet; give atoms")
+                values, species = self._last_values, self._last_species
+            else:
+                descriptor = self.model.descriptor_
+                species = descriptor.species_indices(atoms)
+                values = descriptor.compute(atoms)
+            height = float(self.parameters["height"])
+            if self.parameters["collective_variable"] == "structure":
+                centres, _ = _fingerprint(values)
+                centres, species = centres[None, :], np.array([-1])
+            else:
+                centres = values
+            here = self._weights(centres, species).sum(axis=1)  # bias per atom already there
+            heights = np.full(len(centres), height)
+            if self.parameters["bias_temperature"] is not None:
+                heights = heights * np.exp(-np.asarray(here) / (units.kB * self.parameters["bias_temperature"]))
+            self._centers = np.vstack([self._centers, centres])
+            self._center_species = np.concatenate([self._center_species, species])
+            self._heights = np.concatenate([self._heights, heights])
+            self.n_deposits += 1
+            self.results = {}  # the bias changed: cached results are stale
+
+    def _weights(self, points: np.ndarray, species: np.ndarray) -> np.ndarray:
+        """``h_k exp(-|p - s_k|^2 / 2 w^2)`` of each point and Gaussian, zero across species."""
+        width = float(self.parameters["width"])
+        squared = ((points**2).sum(axis=1)[:, None] + (self._centers**2).sum(axis=1)[None, :]
+                   - 2.0 * points @ self._centers.T)
+        weights = self._heights * np.exp(-np.maximum(squared, 0.0) / (2.0 * width**2))
+        return weights * (species[:, None] == self._center_species[None, :])
+
+    def _bias(self, values, species, kernel, factor):
+        n_atoms = len(values)
+        if not len(self._heights):
+            return 0.0, np.zeros_like(values)
+        width2 = float(self.parameters["width"]) ** 2
+        if self.parameters["collective_variable"] == "structure":
+            fingerprint, backward = _fingerprint(values)
+            weights = self._weights(fingerprint[None, :], np.array([-1]))[0]
+            bias = n_atoms * weights.sum()
+            d_fingerprint = -n_atoms * (weights.sum() * fingerprint - weights @ self._centers) / width2
+            return float(bias), backward(d_fingerprint)
+        weights = self._weights(values, species)  # (n_atoms, n_gaussians)
+        bias = weights.sum()
+        gradient = -(weights.sum(axis=1)[:, None] * values - weights @ self._centers) / width2
+        return float(bias), gradient
+
+    def _after_calculation(self, atoms: Atoms) -> None:
+        stride = self.parameters["stride"]
+        if stride and self.n_calculations % stride == 0:
+            results = self.results
+            self.deposit()
+            self.results = results  # those of this structure, with the bias before the deposit
+
+
+def _fingerprint(values: np.ndarray):
+    """Structure fingerprint ``F = u / |u|``, ``u = sum_i q_i / |q_i|``, and its backward map."""
+    norms = np.linalg.norm(values, axis=1, keepdims=True)
+    unit = values / norms
+    total = unit.sum(axis=0)
+    length = np.linalg.norm(total)
+    fingerprint = total / length
+
+    def backward(d_fingerprint: np.ndarray) -> np.ndarray:
+        d_total = (d_fingerprint - fingerprint * (fingerprint @ d_fingerprint)) / length
+        return (d_total[None, :] - unit * (unit @ d_total)[:, None]) / norms
+
+    return fingerprint, backward
+
+
+class UncertaintyBias(_BiasedCalculator):
+    """Uncertainty-driven dynamics: a fitted GAP plus a bias towards its own uncertainty.
+
+    With ``s`` the mean over atoms of the predicted variances ``sigma_i^2`` of the local
+    energies (eV^2),
+
+    .. math::
+
+        V = N A \\left[\\exp(-s / B) - 1\\right]
+
+    (Kulichenko et al. 2023, with local instead of committee variances): the energy is
+    lowered where the model is unsure, by up to ``A`` per atom, and the bias saturates
+    once ``s`` is several ``B``, so the dynamics is pulled out of what the model knows
+    without being flung away. For small ``s``, ``V ~ -(A / B) sum_i sigma_i^2``.
+
+    The variance of ``e(q_i)`` is a function of ``q_i`` through the kernel row
+    ``k_i = delta^2 (x_m . q_i)^zeta``: ``sigma_i^2 = k_i^T Sigma k_i`` (SoR), ``delta^2 -
+    k_i^T K_MM^-1 k_i`` (local) or their sum (DTC), so ``d sigma_i^2 / d q_i`` follows
+    from ``dk_i/dq_i = zeta delta^2 (x_m . q_i)^(zeta - 1) x_m`` and is contracted with
+    the SOAP gradients like the model's own forces. Calibration factors of the energy
+    std (:meth:`GAPRegressor.calibrate`) are applied as in the model's predictions.
+
+    Parameters
+    ----------
+    model : GAPRegressor or GAPCalculator
+        A fitted model.
+    strength : float, default=0.1
+        ``A``: largest bias in eV per atom.
+    variance_scale : float, optional
+        ``B`` in eV^2 (default: ``delta^2 / 100``, a local-energy std of a tenth of the
+        prior's).
+    variance : {"sor", "dtc", "local"}, optional
+        Kind of variance (default: the model's).
+    min_distance_factor : float, default=0.5
+        As in :class:`DescriptorMetadynamics`.
+    **kwargs
+        Passed to :class:`ase.calculators.calculator.Calculator`.
+
+    References
+    ----------
+    M. Kulichenko et al., Uncertainty-driven dynamics for active learning of
+    interatomic potentials, Nat. Comput. Sci. 3, 230 (2023).
+    """
+
+    default_parameters = {"strength": 0.1, "variance_scale": None, "variance": None, "min_distance_factor": 0.5}
+
+    def __init__(self, model, strength: float = 0.1, variance_scale: Optional[float] = None,
+                 variance: Optional[str] = None, min_distance_factor: float = 0.5, **kwargs):
+        super().__init__(model, strength=strength, variance_scale=variance_scale, variance=variance,
+                         min_distance_factor=min_distance_factor, **kwargs)
+
+    @classmethod
+    def _check_values(cls, parameters: dict) -> None:
+        check_number("strength", parameters["strength"], 0.0, low_inclusive=True)
+        check_number("variance_scale", parameters["variance_scale"], 0.0, allow_none=True)
+        if parameters["variance"] is not None:
+            check_variance_kind(parameters["variance"])
+
+    def local_variances(self, atoms: Atoms) -> np.ndarray:
+        """Predicted variances of the local energies (eV^2), as the bias sees them.
+
+        Returns
+        -------
+        ndarray of shape (n_atoms,)
+        """
+        descriptor, gp = self.model.descriptor_, self.model.gp_
+        species = descriptor.species_indices(atoms)
+        values = descriptor.compute(atoms)
+        kernel, factor = gp.local_kernel(values, species)
+        return self._variances(values, species, kernel, factor)[0]
+
+    def _variances(self, values, species, kernel: np.ndarray, factor: np.ndarray):
+        """Variances of the local energies and their gradients ``d var_i / d q_i``."""
+        model, gp = self.model, self.model.gp_
+        kind = self.parameters["variance"] or model.variance
+        scale = 1.0
+        if kind == model.variance:
+            scale = getattr(model, "std_scale_", {}).get("energy", 1.0) ** 2
+        variances = np.zeros(len(kernel))
+        d_kernel = np.zeros_like(kernel)  # d var_i / d k_i
+        d_values = np.zeros_like(values)  # d var_i / d q_i through the prior
+        if kind in ("sor", "dtc"):
+            projected = kernel @ gp._inverse_r  # (R^-T k)^T
+            variances += (projected**2).sum(axis=1)
+            d_kernel += 2.0 * projected @ gp._inverse_r.T  # 2 Sigma k
+        if kind in ("dtc", "local"):
+            projected = kernel @ gp._inverse_l.T  # (L^-1 k)^T
+            prior = gp.prior_variances(values, species, None, ("energies",))["energies"]
+            variances += prior - (projected**2).sum(axis=1)
+            d_kernel -= 2.0 * projected @ gp._inverse_l  # 2 K_MM^-1 k
+            d_values += gp.local_prior_gradient(values, species)
+        gradient = gp.contract_kernel_gradient(d_kernel, factor) + d_values
+        return scale * variances, scale * gradient
+
+    def _bias(self, values, species, kernel, factor):
+        gp = self.model.gp_
+        strength = float(self.parameters["strength"])
+        scale = self.parameters["variance_scale"]
+        scale = gp.delta**2 / 100.0 if scale is None else float(scale)
+        variances, d_variances = self._variances(values, species, kernel, factor)
+        n_atoms = len(values)
+        decay = np.exp(-variances.mean() / scale)
+        bias = n_atoms * strength * (decay - 1.0)
+        d_variance = -strength / scale * decay  # dV / d sigma_i^2, the same for every atom
+        gradient = d_variance * d_variances
+        return float(bias), gradient

@@ -1,0 +1,351 @@
+"""Biased exploration (metadynamics in descriptor space, uncertainty bias) and the
+active-learning loop that survives failures and kills."""
+
+import hashlib
+import json
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.io import read
+
+from gapy import GAPCalculator, GapyError, GAPRegressor, SOAP, StructureError
+from gapy.gp import voigt
+from gapy.sampling import (DescriptorMetadynamics, ReferenceFailure, UncertaintyBias, active_learning,
+                           label_structures, reference_results, run_md)
+from gapy.testing import assert_allclose_relative, finite_difference_positions, finite_difference_strain
+
+
+def cu8(rattle: float, seed: int):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((2, 1, 1))
+    atoms.rattle(rattle, seed=seed)
+    return atoms
+
+
+SETTINGS = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=4, l_max=3), n_sparse=16, sigma_energy=0.001,
+                        sigma_force=0.01, random_state=0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return SETTINGS.fit(label_structures([cu8(0.02, seed) for seed in range(2)], EMT()))
+
+
+def _property(calc, name):
+    def evaluate(atoms):
+        atoms = atoms.copy()
+        atoms.calc = calc
+        return calc.get_property(name, atoms)
+    return evaluate
+
+
+def check_bias_gradients(calc, model, atoms):
+    """Forces and stress of the biased calculator against finite differences of its
+    energy; the bias part alone against those of ``bias_energy`` (and not tiny)."""
+    atoms = atoms.copy()
+    atoms.calc = calc
+    forces, stress = atoms.get_forces(), atoms.get_stress()
+    plain = atoms.copy()
+    plain.calc = GAPCalculator(model)
+    bias_forces, bias_stress = forces - plain.get_forces(), stress - plain.get_stress()
+    step, volume = 1e-4, atoms.get_volume()
+    assert_allclose_relative(forces, -finite_difference_positions(_property(calc, "energy"), atoms, step), 1e-5,
+                             "forces")
+    assert_allclose_relative(bias_forces, -finite_difference_positions(_property(calc, "bias_energy"), atoms, step),
+                             1e-5, "bias forces")
+    assert_allclose_relative(stress, voigt(finite_difference_strain(_property(calc, "energy"), atoms, step)) / volume,
+                             1e-5, "stress")
+    assert_allclose_relative(
+        bias_stress, voigt(finite_difference_strain(_property(calc, "bias_energy"), atoms, step)) / volume,
+        1e-5, "bias stress")
+    assert np.abs(bias_forces).max() > 0.01  # the bias does push
+    assert atoms.get_potential_energy() == pytest.approx(
+        plain.get_potential_energy() + calc.results["bias_energy"])
+
+
+@pytest.mark.parametrize("collective_variable", ["atoms", "structure"])
+def test_metadynamics_forces_and_stress_match_finite_differences(model, collective_variable):
+    calc = DescriptorMetadynamics(model, height=0.05, width=0.1, stride=0,
+                                  collective_variable=collective_variable)
+    calc.deposit(cu8(0.1, 3))
+    calc.deposit(cu8(0.12, 4))
+    assert calc.n_deposits == 2 and len(calc.heights) == (16 if collective_variable == "atoms" else 2)
+    check_bias_gradients(calc, model, cu8(0.1, 7))
+
+
+@pytest.mark.parametrize("variance", ["dtc", "sor", "local"])
+def test_uncertainty_bias_forces_and_stress_match_finite_differences(model, variance):
+    calc = UncertaintyBias(model, strength=0.1, variance_scale=1e-3, variance=variance)
+    atoms = cu8(0.1, 7)
+    check_bias_gradients(calc, model, atoms)
+    # the bias is N A (exp(-mean variance / B) - 1) of the model's own local-energy variances
+    stds = model.predict_all([atoms], return_std=("energies",), variance=variance)[0]["energies_std"]
+    np.testing.assert_allclose(calc.local_variances(atoms), stds**2, rtol=1e-6, atol=1e-12)
+    atoms.calc = calc
+    assert calc.get_property("bias_energy", atoms) == pytest.approx(8 * 0.1 * (np.exp(-np.mean(stds**2) / 1e-3) - 1))
+
+
+def test_metadynamics_deposits_every_stride_and_well_tempered_heights_shrink(model):
+    calc = DescriptorMetadynamics(model, height=0.01, width=0.05, stride=5)
+    snapshots, stopped = run_md(calc, cu8(0.0, 0), steps=20, interval=5, temperature=300, random_state=0)
+    assert not stopped and len(snapshots) == 4
+    assert calc.n_deposits == calc.n_calculations // 5 >= 4
+    tempered = DescriptorMetadynamics(model, height=0.01, width=0.05, stride=0, bias_temperature=1000.0)
+    crystal = cu8(0.0, 0)
+    tempered.deposit(crystal)
+    tempered.deposit(crystal)  # on top of the first: 8 Gaussians of 0.01 eV already at each atom
+    first, second = tempered.heights[:8], tempered.heights[8:]
+    np.testing.assert_allclose(first, 0.01)
+    np.testing.assert_allclose(second, 0.01 * np.exp(-0.08 / (8.617333e-5 * 1000.0)), rtol=1e-5)
+    # the std of the model is still available, unbiased
+    crystal.calc = tempered
+    np.testing.assert_allclose(tempered.get_property("forces_std", crystal),
+                               GAPCalculator(model).get_property("forces_std", crystal))
+
+
+def test_a_bias_that_drives_atoms_together_stops_the_trajectory(model):
+    crushed = cu8(0.0, 0)
+    crushed.positions[1] = crushed.positions[0] + [1.0, 0.0, 0.0]  # 1 A: less than half of 2 x 1.32 A
+    crushed.calc = UncertaintyBias(model)
+    with pytest.raises(StructureError, match="covalent radii.*trajectory is stopped"):
+        crushed.get_forces()
+    snapshots, stopped = run_md(UncertaintyBias(model), crushed, steps=10, interval=2, temperature=300,
+                                random_state=0)
+    assert stopped and snapshots == []
+    with pytest.raises(ValueError, match="width must be a positive number"):
+        DescriptorMetadynamics(model, width=0.0)
+    with pytest.raises(ValueError, match="collective_variable must be one of"):
+        DescriptorMetadynamics(model, collective_variable="cell")
+    with pytest.raises(TypeError, match="fitted GAPRegressor"):
+        UncertaintyBias(EMT())
+
+
+# ------------------------------------------------------------------ the loop that survives
+
+class CountingEMT(EMT):
+    """EMT that appends a line per finished calculation to a file (and can kill its process)."""
+
+    def __init__(self, path, kill_at=None, fail_at=(), nan_at=()):
+        super().__init__()
+        self.path, self.kill_at, self.fail_at, self.nan_at = str(path), kill_at, set(fail_at), set(nan_at)
+
+    def calls(self):
+        try:
+            with open(self.path) as stream:
+                return stream.read().split()
+        except FileNotFoundError:
+            return []
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
+        call = len(self.calls()) + 1
+        if call == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # as a scheduler would: no cleanup, no warning
+        super().calculate(atoms, properties, system_changes)
+        if call in self.fail_at:
+            with open(self.path, "a") as stream:
+                stream.write(f"{call}-failed\n")
+            raise RuntimeError("SCF did not converge")
+        if call in self.nan_at:
+            self.results["forces"] = self.results["forces"] * np.nan
+        digest = hashlib.sha256(np.round(atoms.positions, 6).tobytes()).hexdigest()[:16]
+        with open(self.path, "a") as stream:
+            stream.write(digest + "\n")
+
+
+def run_loop(reference, workdir=None, model_zeta=4, **options):
+    train = label_structures([cu8(0.02, seed) for seed in range(2)], EMT())
+    settings = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), zeta=model_zeta, n_sparse=12,
+                            sigma_energy=0.001, sigma_force=0.01, random_state=0)
+    options = {"n_iterations": 3, "n_select": 3, "md_steps": 30, "md_interval": 3, "temperature": [600.0, 1200.0],
+               "timestep": 2.0, "random_state": 7, **options}
+    return active_learning(settings, train, reference, [cu8(0.0, 0)], workdir=workdir, **options)
+
+
+def same_frames(a, b):
+    """The same structures; labels equal to round-off (EMT's neighbour list depends on its history)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x.positions, y.positions)
+        np.testing.assert_allclose(x.get_forces(), y.get_forces(), rtol=0, atol=1e-12)
+        assert x.get_potential_energy() == pytest.approx(y.get_potential_energy(), rel=0, abs=1e-12)
+
+
+METAD = {"driver": "metad", "driver_options": {"height": 0.02, "width": 0.1, "stride": 3}}
+
+
+def test_a_killed_run_resumes_without_repeating_a_reference_calculation(tmp_path):
+    workdir, counts = tmp_path / "run", tmp_path / "calls.txt"
+    script = tmp_path / "killed.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_exploration import CountingEMT, run_loop\n"
+        f"run_loop(CountingEMT({str(counts)!r}, kill_at=5), {str(workdir)!r}, **{METAD!r})\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.run([sys.executable, str(script)], env=environment, capture_output=True, text=True,
+                             timeout=300)
+    assert process.returncode == -signal.SIGKILL, process.stderr
+    before = CountingEMT(counts).calls()
+    assert len(before) == 4  # iteration 0 (3 labels) and one label of iteration 1, then killed
+    state = json.loads((workdir / "state.json").read_text())
+    assert state["iteration"] == 1 and state["phase"] == "label"
+
+    resumed = run_loop(CountingEMT(counts), workdir, **METAD)
+    calls = CountingEMT(counts).calls()
+    assert len(calls) == len(set(calls)) == 9  # 3 iterations x 3, none twice
+    uninterrupted = run_loop(CountingEMT(tmp_path / "other.txt"), None, **METAD)
+    same_frames(resumed.frames, uninterrupted.frames)
+    assert [h.n_train for h in resumed.history] == [h.n_train for h in uninterrupted.history] == [2, 5, 8]
+    np.testing.assert_allclose(resumed.history[2].selected_scores, uninterrupted.history[2].selected_scores)
+    # a finished run resumes to the same result without any reference call; more iterations continue it
+    again = run_loop(CountingEMT(counts), workdir, **METAD)
+    same_frames(again.frames, resumed.frames)
+    assert len(CountingEMT(counts).calls()) == 9
+
+
+def test_failed_reference_calculations_are_recorded_and_the_loop_goes_on(tmp_path, caplog):
+    counts = tmp_path / "calls.txt"
+    uncertainty = {"driver": "uncertainty", "driver_options": {"strength": 0.05}}
+    # in child processes (reference_timeout): failures come back from there too
+    result = run_loop(CountingEMT(counts, fail_at={2}, nan_at={4}), tmp_path / "run", n_iterations=2,
+                      reference_timeout=120, **uncertainty)
+    kinds = [(f["id"].split(":")[0], f["kind"]) for f in result.failures]
+    assert kinds == [("0", "exception"), ("1", "non-finite")]
+    assert "SCF did not converge" in result.failures[0]["message"]
+    assert len(result.frames) == 2 + 4 and [h.n_failed for h in result.history] == [1, 1]
+    assert "recorded as failed" in caplog.text
+    labelled = read(tmp_path / "run" / "labelled.xyz", ":")
+    assert len(labelled) == 4 and all(np.isfinite(a.get_forces()).all() for a in labelled)
+    # the failures are in the state: a resume does not retry them
+    run_loop(CountingEMT(counts), tmp_path / "run", n_iterations=2, **uncertainty)
+    assert len(CountingEMT(counts).calls()) == 6
+
+
+def test_a_partly_written_last_label_is_dropped_and_damage_elsewhere_refused(tmp_path, caplog):
+    from gapy.sampling._workdir import Workdir
+
+    store = Workdir(tmp_path, {"a": 1})
+    frames = label_structures([cu8(0.05, seed) for seed in range(3)], EMT())
+    for k, atoms in enumerate(frames):
+        atoms.info["al_id"] = f"0:{k}"
+        store.append_labelled(atoms)
+    path = tmp_path / "labelled.xyz"
+    text = path.read_text()
+    path.write_text(text[:-40])  # killed while appending the third
+    assert [a.info["al_id"] for a in store.read_labelled()] == ["0:0", "0:1"]
+    assert "partly written" in caplog.text and len(read(path, ":")) == 2
+    lines = text.splitlines(keepends=True)
+    path.write_text("".join(lines[:3] + lines[4:]))  # a line missing in the first structure
+    with pytest.raises(GapyError, match="damaged at structure 0"):
+        store.read_labelled()
+
+
+def test_a_workdir_of_another_run_is_refused(tmp_path):
+    run_loop(CountingEMT(tmp_path / "calls.txt"), tmp_path / "run", n_iterations=1)
+    with pytest.raises(GapyError, match=r"holds another run \(different md_steps\).*30 in the workdir, 40 now"):
+        run_loop(EMT(), tmp_path / "run", n_iterations=1, md_steps=40)
+    with pytest.raises(GapyError, match=r"different model.zeta\): model.zeta: \"4\" in the workdir, \"2\" now"):
+        run_loop(EMT(), tmp_path / "run", n_iterations=1, model_zeta=2)
+    (tmp_path / "foreign").mkdir()
+    (tmp_path / "foreign" / "state.json").write_text('{"format": "something else"}')
+    with pytest.raises(GapyError, match="not a gapy active-learning state"):
+        run_loop(EMT(), tmp_path / "foreign")
+
+
+def test_a_reference_past_its_timeout_is_killed_and_recorded(tmp_path):
+    class Slow(EMT):
+        def calculate(self, atoms=None, *args, **kwargs):
+            if len(atoms) and atoms.positions[0, 0] > -1e9:  # every structure: sleep past the timeout
+                time.sleep(30)
+            super().calculate(atoms, *args, **kwargs)
+
+    atoms = cu8(0.05, 1)
+    start = time.perf_counter()
+    with pytest.raises(ReferenceFailure, match="timed out after 0.5 s") as error:
+        reference_results(atoms, Slow(), timeout=0.5)
+    assert error.value.kind == "timeout" and time.perf_counter() - start < 10
+    results = reference_results(atoms, EMT(), timeout=30)
+    direct = atoms.copy()
+    direct.calc = EMT()
+    np.testing.assert_allclose(results["forces"], direct.get_forces())
+
+
+def test_gapy_learn_runs_from_a_toml_file_logs_and_resumes(tmp_path, monkeypatch, capsys):
+    from ase.io import write
+
+    from gapy.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write("train.xyz", label_structures([cu8(0.02, seed) for seed in range(2)], EMT()))
+    write("starts.xyz", cu8(0.0, 0))
+    write("test.xyz", label_structures([cu8(0.1, 9)], EMT()))
+    config = """
+reference = "emt"
+train = "train.xyz"
+starts = "starts.xyz"
+test = "test.xyz"
+workdir = "run"
+temperatures = [800]
+strains = [0.0, 0.02]
+driver = "uncertainty"
+iterations = 2
+batch = 2
+md_steps = 20
+md_interval = 4
+timestep = 2.0
+progress = false
+[model]
+r_cut = 4.0
+n_max = 3
+l_max = 2
+n_sparse = 12
+sigma_force = 0.01
+[uncertainty]
+strength = 0.05
+"""
+    Path("learn.toml").write_text(config)
+    assert main(["learn", "learn.toml"]) == 0
+    out = capsys.readouterr().out
+    assert "2 iterations done; 4 structures labelled, 0 reference calculations failed" in out
+    log = Path("run/log.csv").read_text().splitlines()
+    assert log[0].startswith("iteration,n_train,n_candidates,max_score") and len(log) == 4
+    assert log[3].startswith("final,6,")
+    assert all(Path("run", name).is_file() for name in ("learning_curve.png", "model.gapy", "train.xyz"))
+    assert len(read("run/train.xyz", ":")) == 6
+    # resumed with one more iteration: only that one runs
+    assert main(["learn", "learn.toml", "--iterations", "3"]) == 0
+    assert "3 iterations done; 6 structures labelled" in capsys.readouterr().out
+    # another run's workdir, a typo, a bad value, a bad reference: one clear line each
+    for old, new, message in [
+        ("md_steps = 20", "md_steps = 30", r"run holds another run \(different md_steps\)"),
+        ("md_steps = 20", "md_stepz = 20", "unknown key 'md_stepz'; did you mean 'md_steps'?"),
+        ("strength = 0.05", "strength = -1", r"\[uncertainty\]: strength must be a non-negative number"),
+        ('reference = "emt"', 'reference = "nowhere:calc"', "cannot import 'nowhere'"),
+    ]:
+        Path("learn.toml").write_text(config.replace(old, new))
+        assert main(["learn", "learn.toml"]) == 1
+        assert re.search(message, capsys.readouterr().err)
+
+
+def test_strained_copies_scale_periodic_cells_only():
+    from ase.cluster import Icosahedron
+
+    from gapy.sampling import strained_copies
+
+    crystal, cluster = cu8(0.0, 0), Icosahedron("Cu", 2)
+    copies = strained_copies([crystal, cluster], [-0.02, 0.1])
+    assert len(copies) == 3 and [a.info["strain"] for a in copies] == [-0.02, 0.1, 0.0]
+    np.testing.assert_allclose(copies[1].cell.array, 1.1 * crystal.cell.array)
+    np.testing.assert_allclose(copies[1].positions, 1.1 * crystal.positions)
+    assert crystal.info == {} and copies[2].positions.tolist() == cluster.positions.tolist()
+    with pytest.raises(ValueError, match="strain must be a number > -1.0"):
+        strained_copies([crystal], [-1.0])
