@@ -17,3 +17,12 @@ class ModelFileError(GapyError, ValueError):
 
 class SingularKernelError(GapyError, np.linalg.LinAlgError):
     """``K_MM`` is not positive definite, even with the jitter."""
+
+
+class DataFileError(GapyError, ValueError):
+    """A training data file cannot be read (the structure's index is named), or it
+    changed while a fit was reading it."""
+
+
+class ClusterError(GapyError, RuntimeError):
+    """The dask cluster a fit was running on went away or kept losing workers."""

@@ -30,6 +30,12 @@ def _n_sparse(text: str) -> Union[int, Dict[str, int]]:
     return integer(text)
 
 
+def _integer_or_none(text: str) -> Optional[int]:
+    if text.strip().lower() == "none":
+        return None
+    return integer(text)
+
+
 def _e0(text: str) -> Union[float, str, Dict[str, float]]:
     if text in ("average", "isolated", "fit"):
         return text
@@ -119,6 +125,9 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "SYMBOL:N pairs (Si:400,Ge:200)", "N"),
     _Option("sparse_method", "gap", choice(METHODS), (), "how sparse points are chosen: "
             + ", ".join(METHODS), "METHOD"),
+    _Option("sparse_candidates", "gap", _integer_or_none, (int,), "environments per species among which "
+            "the sparse points are chosen: more are represented by a seeded uniform sample of this many "
+            "(bounds memory); 'none': all", "N"),
     _Option("sigma_energy", "gap", number, _REAL, "energy noise in eV/atom", "EV"),
     _Option("sigma_force", "gap", number_or_none, _REAL, "force noise in eV/A; 'none': forces are "
             "not fitted", "EV_A"),
