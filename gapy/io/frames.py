@@ -24,7 +24,7 @@ shared file system).
 >>> from gapy.datasets import load_si
 >>> source = frame_source(load_si("train")[:3])
 >>> [(k, len(atoms)) for k, atoms in source]
-[(0, 64), (1, 64), (2, 64)]
+[(0, 63), (1, 63), (2, 63)]
 """
 
 import hashlib
