@@ -320,3 +320,30 @@ def test_a_cluster_that_goes_away_gives_a_clear_error(train_file):
         client.close()
         cluster.close()
     assert time.monotonic() - start < 60
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_gapy_fit_streams_a_training_file_to_the_same_model(train_file, tmp_path, capsys):
+    from gapy import load
+    from gapy.cli import main
+
+    small = ["--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "10", "--no-progress",
+             "--validation-fraction", "0.25"]
+    assert main(["fit", str(train_file), *small, "--no-stream", "-o", str(tmp_path / "a.gapy")]) == 0
+    in_memory = capsys.readouterr().out
+    assert main(["fit", str(train_file), *small, "--stream", "-o", str(tmp_path / "b.gapy")]) == 0
+    streamed = capsys.readouterr().out
+    assert "training on 9 structures" in streamed and "streamed; validating on 3" in streamed
+    np.testing.assert_array_equal(load(tmp_path / "b.gapy").gp_.alpha, load(tmp_path / "a.gapy").gp_.alpha)
+    tables = [text[text.index("errors on the training set"):] for text in (in_memory, streamed)]
+    assert tables[0] == tables[1]  # same errors, training and validation
+
+    bad = tmp_path / "bad.xyz"
+    lines = train_file.read_text().splitlines(keepends=True)
+    lines[70] = lines[70].replace(".", "x", 1)
+    bad.write_text("".join(lines))
+    assert main(["fit", str(bad), *small, "--stream", "-o", str(tmp_path / "c.gapy")]) == 1
+    error = capsys.readouterr().err
+    assert f"{bad}: cannot read structure 1 (line" in error and error.count(str(bad)) == 1
