@@ -4,6 +4,7 @@ Each function takes a matrix of row vectors and returns sorted row indices; all 
 seeded through ``random_state`` (an int, a ``numpy.random.Generator`` or None).
 """
 
+import hashlib
 import logging
 from typing import Dict, Optional, Union
 
@@ -85,6 +86,24 @@ def fps_points(
     return np.sort(np.array(chosen))
 
 
+def _first_occurrences(X: np.ndarray, rows: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """Positions in ``rows`` of the first row of ``X`` of each distinct value (rounded to
+    12 decimals), in order: ``np.unique(np.round(X[rows], 12), axis=0,
+    return_index=True)`` sorted, without its several copies of ``X[rows]`` (each row is
+    hashed, a chunk at a time)."""
+    seen = set()
+    first = []
+    for start in range(0, len(rows), chunk):
+        block = np.round(X[rows[start:start + chunk]], 12)
+        block += 0.0  # -0.0 and 0.0 compare equal, as in np.unique
+        for i, row in enumerate(block):
+            digest = hashlib.blake2b(row.tobytes(), digest_size=16).digest()
+            if digest not in seen:
+                seen.add(digest)
+                first.append(start + i)
+    return np.array(first, dtype=np.int64)
+
+
 def select_points(
     X: np.ndarray,
     n_sparse: Union[int, Dict[int, int]],
@@ -122,8 +141,7 @@ def select_points(
     for s in np.unique(species):
         n = n_sparse.get(s, 0) if isinstance(n_sparse, dict) else int(n_sparse)
         rows = np.flatnonzero(species == s)
-        _, first = np.unique(np.round(X[rows], 12), axis=0, return_index=True)
-        distinct = rows[np.sort(first)]
+        distinct = rows[_first_occurrences(X, rows)]
         if n >= len(distinct):
             if n > len(distinct):
                 logger.warning(
@@ -132,12 +150,15 @@ def select_points(
                 )
             chosen.append(distinct)
             continue
+        # every row distinct and of this species: no copy of X (it may be large)
+        candidates = X if len(distinct) == len(X) else X[distinct]
         if method == "cur":
-            picked = cur_points(X[distinct], n, rng)
+            picked = cur_points(candidates, n, rng)
         elif method == "fps":
-            picked = fps_points(X[distinct], n, rng, zeta)
+            picked = fps_points(candidates, n, rng, zeta)
         else:
-            picked = random_points(X[distinct], n, rng)
+            picked = random_points(candidates, n, rng)
+        del candidates
         chosen.append(distinct[picked])
     return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=int)
 
