@@ -57,7 +57,7 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
     n_jobs : int, default=1
         Threads (``-1``: all cores), as in joblib.
     progress : tqdm progress bar, optional
-        Advanced by one as each item finishes (on a local pool).
+        Advanced as items finish.
 
     Returns
     -------
@@ -66,10 +66,11 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
     items = list(items)
     backend, _ = get_active_backend()
     n_workers = 1 if isinstance(backend, SequentialBackend) else min(effective_n_jobs(n_jobs), len(items))
+    client = _dask_client(backend)
+    if client is not None and items and runs_remotely(n_jobs):
+        # even a single item goes to the cluster: it may be a file position only workers read
+        return _dask_map(client, function, items, progress)
     if n_workers > 1 and not isinstance(backend, _LOCAL_BACKENDS):
-        client = _dask_client(backend)
-        if client is not None:
-            return _dask_map(client, function, items, progress)
         results = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(function)(item) for item in items)
         _advance(progress, len(items))
         return results
