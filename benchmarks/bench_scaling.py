@@ -104,6 +104,20 @@ def worker_fit(config):
         result["fit_s"] = time.perf_counter() - start
     result["client_peak_bytes"] = _peak_rss()
     result["n_environments"] = sum(model.n_environments_.values())
+    if config.get("test"):  # accuracy of the model, to see what the candidate cap costs
+        import numpy as np
+        from ase.io import read
+
+        test = read(config["test"], ":")
+        model.set_params(n_jobs=1)
+        predictions = model.predict_all(test, properties=("energy", "forces"))
+        n_atoms = np.array([len(a) for a in test])
+        energy = np.array([p["energy"] for p in predictions]) / n_atoms
+        reference = np.array([a.get_potential_energy() for a in test]) / n_atoms
+        forces = np.concatenate([p["forces"].ravel() for p in predictions])
+        reference_forces = np.concatenate([a.get_forces().ravel() for a in test])
+        result["energy_rmse_mev"] = 1000 * float(np.sqrt(np.mean((energy - reference) ** 2)))
+        result["force_rmse"] = float(np.sqrt(np.mean((forces - reference_forces) ** 2)))
     if config.get("save"):
         model.save(config["save"])
     return result
@@ -183,8 +197,8 @@ def fit_table(results):
         if r["size"] == min(x["size"] for x in results if x["mode"] == r["mode"]):
             base[r["mode"]] = r
     lines = ["| mode | data | environments | fit time (s) | time / env. vs smallest | client peak (GiB) | "
-             "vs smallest | worker peaks (GiB) | vs smallest |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "vs smallest | worker peaks (GiB) | vs smallest | test RMSE E (meV/atom), F (eV/A) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         b = base[r["mode"]]
         per_env = (r["fit_s"] / r["n_environments"]) / (b["fit_s"] / b["n_environments"])
@@ -193,7 +207,8 @@ def fit_table(results):
         worker_ratio = f"{max(workers) / max(b['worker_peak_bytes']):.2f}x" if workers else "-"
         lines.append(f"| {r['mode']} | {r['size']}x | {r['n_environments']:,} | {r['fit_s']:.0f} | {per_env:.2f} | "
                      f"{r['client_peak_bytes'] / GIB:.2f} | {r['client_peak_bytes'] / b['client_peak_bytes']:.2f}x | "
-                     f"{worker_text} | {worker_ratio} |")
+                     f"{worker_text} | {worker_ratio} | "
+                     + (f"{r['energy_rmse_mev']:.2f}, {r['force_rmse']:.4f} |" if "force_rmse" in r else "- |"))
     return "\n".join(lines)
 
 
@@ -245,7 +260,9 @@ def main(argv=None):
         for mode in args.modes:
             for size in (args.list_sizes if mode == "list" else args.sizes):
                 path = repeated_file(args.data, size, work)
+                test = args.data.with_name("test.xyz")
                 config = {"mode": mode, "size": size, "path": str(path), "n_sparse": args.n_sparse,
+                          "test": str(test) if test.exists() and test != args.data else None,
                           "save": str(model_path) if (mode == "stream" and size == 1) else None}
                 result = run_worker("fit", config, work)
                 results.append(result)
