@@ -40,9 +40,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 PROJECT_ROOT = HERE.parent
-DEFAULT_DATA = next((p.resolve() for p in (PROJECT_ROOT / ".." / "shared" / "data" / "mlearn" / "Si" / "train.xyz",
-                                            PROJECT_ROOT / ".." / ".." / "shared" / "data" / "mlearn" / "Si" / "train.xyz")
-                     if p.exists()), Path("../shared/data/mlearn/Si/train.xyz"))
+_CANDIDATES = [root / "shared" / "data" / "mlearn" / "Si" / "train.xyz" for root in (PROJECT_ROOT.parent,
+                                                                                   PROJECT_ROOT.parent.parent)]
+#: The mlearn Si training set beside the project (or beside the folder of a worktree).
+DEFAULT_DATA = next((p.resolve() for p in _CANDIDATES if p.exists()), _CANDIDATES[0])
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 GIB = 2.0**30
 

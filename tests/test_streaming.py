@@ -11,7 +11,6 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 from ase.io import read, write
-from sklearn.base import clone
 
 from gapy import SOAP, ClusterError, DataFileError, GAPRegressor
 from gapy.datasets import load_si
