@@ -5,7 +5,7 @@ from .calculator import GAPCalculator
 from .descriptors import SOAP, SOAPGradients, ThreeBody, TwoBody
 from .estimator import GAPRegressor
 from .estimator import load_model as load
-from .exceptions import GapyError, ModelFileError, StructureError
+from .exceptions import ClusterError, DataFileError, GapyError, ModelFileError, StructureError
 from .validation import validate
 
 __all__ = [
@@ -13,6 +13,8 @@ __all__ = [
     "GAPRegressor",
     "SOAP",
     "SOAPGradients",
+    "ClusterError",
+    "DataFileError",
     "ThreeBody",
     "TwoBody",
     "GapyError",

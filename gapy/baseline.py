@@ -124,7 +124,35 @@ class ZBL:
         >>> round(zbl.r_outer, 3), round(zbl.r_outer - zbl.r_inner, 3)
         (1.553, 0.5)
         """
-        shortest = min(_shortest_distance(atoms, k) for k, atoms in enumerate(frames))
+        return cls.below_distance(min(shortest_distance(atoms, k) for k, atoms in enumerate(frames)), fraction, width)
+
+    @classmethod
+    def below_distance(cls, shortest: float, fraction: float = 0.8, width: float = 0.5) -> "ZBL":
+        """Switched off below ``fraction`` of the distance ``shortest`` (Angstrom).
+
+        Parameters
+        ----------
+        shortest : float
+            The shortest interatomic distance of the training data (Angstrom).
+        fraction : float, default=0.8
+            ``r_outer = fraction * shortest``.
+        width : float, default=0.5
+            ``r_inner = r_outer - width`` (Angstrom), at least ``r_outer / 2``.
+
+        Returns
+        -------
+        ZBL
+
+        Raises
+        ------
+        ValueError
+            ``shortest`` is not finite (no pair within 4 A in the data).
+
+        Examples
+        --------
+        >>> ZBL.below_distance(2.0)
+        ZBL(r_inner=1.1, r_outer=1.6)
+        """
         if not np.isfinite(shortest):
             raise ValueError("no pair of atoms within 4 A in the training structures: no scale for a ZBL core")
         r_outer = fraction * shortest
@@ -220,7 +248,8 @@ class ZBL:
         return bare * switch, dbare * switch + bare * dswitch
 
 
-def _shortest_distance(atoms: Atoms, index: int) -> float:
+def shortest_distance(atoms: Atoms, index: Optional[int] = None) -> float:
+    """Shortest interatomic distance (Angstrom) within 4 A, ``inf`` if none."""
     pairs = neighbor_pairs(atoms, 4.0, index)
     distance = np.linalg.norm(pairs.vectors, axis=1)
     return float(distance.min()) if distance.size else np.inf

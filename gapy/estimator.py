@@ -1,32 +1,35 @@
 """``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
 
+import copy
 import logging
-from dataclasses import dataclass, replace
-import warnings
-from numbers import Real
 import os
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+import warnings
+from dataclasses import dataclass, replace
+from numbers import Real
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .baseline import ZBL
+from .baseline import ZBL, shortest_distance
 from .descriptors import SOAP
 from .exceptions import ModelFileError, StructureError
 from .gp import SparseGP, SparseSet, check_variance_kind, fit_sparse_gp, voigt
 from .gp.variance import local_prior_variance
+from .io.frames import FileSource, FrameSource, frame_source, load_structure
 from .io.model import read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence
 from .kernels import check_zeta
 from .labels import Labels, read_labels, stress_from_virial
-from .parallel import thread_map
-from .sparsify import METHODS, select_points
+from .parallel import runs_remotely, thread_map
+from .sparsify import METHODS, CandidateReservoir, select_points
 from .structures import as_frames, atomic_number, structure_name
 
 logger = logging.getLogger(__name__)
@@ -42,6 +45,11 @@ PROPERTIES = ("energy", "energies", "forces", "stress")
 
 #: Structures whose descriptor gradients are computed together in pass 2 of ``fit``.
 _BATCH = 16
+#: Structures whose descriptors are computed together in pass 1 of ``fit``.
+_FIRST_PASS_BATCH = 64
+#: Default ``sparse_candidates``: environments per species below which the sparse points
+#: are chosen among all of them (the mlearn Si and Mo sets, 13,233 and 10,087 atoms).
+SPARSE_CANDIDATES = 20000
 
 
 class GAPRegressor(RegressorMixin, BaseEstimator):
@@ -63,6 +71,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Sparse points per species (a dict maps species symbol or number to a count).
     sparse_method : {"cur", "fps", "random"}, default="cur"
         How sparse points are chosen, see :mod:`gapy.sparsify`.
+    sparse_candidates : int or None, default=20000
+        Environments per species among which the sparse points are chosen. A species
+        with more environments in the training set is represented by a seeded uniform
+        sample of this many (streamed: ``fit`` holds at most ``1.25 x sparse_candidates
+        x n_features`` floats per species, however large the data); below it the choice
+        is among all of them, as without a limit. ``None``: no limit (every descriptor is
+        held). See ``docs/gp.md`` for its measured effect on accuracy.
     sigma_energy : float, default=0.01
         Energy noise in eV per atom (with ``sigma_per_atom``; the total-energy sigma of a
         structure of ``N`` atoms is then ``sigma_energy * sqrt(N)``, as ``gap_fit``).
@@ -115,6 +130,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Atomic number to reference energy (eV).
     species_ : ndarray of int
         Atomic numbers the model knows.
+    n_environments_ : dict
+        Chemical symbol to the number of fitted environments (atoms) of that species.
     label_counts_ : dict
         Number of values fitted of each kind: ``"energy"`` (structures), ``"forces"``
         (components), ``"virial"`` (components).
@@ -174,6 +191,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         delta: float = 1.0,
         n_sparse=1000,
         sparse_method: str = "cur",
+        sparse_candidates: Optional[int] = SPARSE_CANDIDATES,
         sigma_energy: float = 0.01,
         sigma_force: Optional[float] = 0.05,
         sigma_virial: Optional[float] = None,
@@ -198,6 +216,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.delta = delta
         self.n_sparse = n_sparse
         self.sparse_method = sparse_method
+        self.sparse_candidates = sparse_candidates
         self.sigma_energy = sigma_energy
         self.sigma_force = sigma_force
         self.sigma_virial = sigma_virial
@@ -218,15 +237,27 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fit
-    def fit(self, frames: Sequence[Atoms], y=None, sample_weight=None) -> "GAPRegressor":
+    def fit(self, frames, y=None, sample_weight=None) -> "GAPRegressor":
         """Fit on structures whose labels are on ``atoms.calc`` or in ``info``/``arrays``.
+
+        The structures are read twice, one at a time, and never all held: pass 1
+        computes the SOAP vector of every environment and keeps at most
+        ``sparse_candidates`` of them per species (all of them below that number), among
+        which the sparse points are chosen; pass 2 folds the kernel rows of every
+        observation into the GP. Memory therefore does not grow with the training set.
 
         Parameters
         ----------
-        frames : sequence of ase.Atoms
+        frames : sequence of ase.Atoms, path or iterable of ase.Atoms
             Training structures with labels: total energy (eV), forces (eV/A), stress
             (eV/A^3) or virial (eV), under the names ``energy_key``, ... (see
-            :func:`gapy.labels.read_labels`).
+            :func:`gapy.labels.read_labels`). Structures in memory; a file path (extended
+            XYZ ``.xyz``/``.extxyz``, an ASE database ``.db``, or any format ASE reads),
+            read structure by structure on each pass and refused if it changes between
+            them; any other iterable of ``Atoms`` (consumed once, spilled to a temporary
+            file); or a :class:`gapy.io.FrameSource`. Under
+            ``joblib.parallel_config(backend="dask")`` the tasks of a file read their own
+            structures (the workers must see the file under the same path).
         y : None
             Ignored: labels are read from the structures.
         sample_weight : array-like of shape (n_frames,), optional
@@ -252,6 +283,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             fitted label kind (``sigma_*`` set) that no structure carries.
         gapy.exceptions.SingularKernelError
             ``K_MM`` is not positive definite even with ``sparse_jitter``.
+        gapy.DataFileError
+            A structure of a file cannot be read (its index, and line for extended XYZ,
+            are named) or the file changed during the fit; nothing is fitted.
+        gapy.ClusterError
+            The dask cluster went away during the fit.
 
         Warns
         -----
@@ -267,32 +303,45 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> model.fit(train, sample_weight=[1.0, 1.0, 2.0, 0.0]).label_counts_  # the last one left out
         {'energy': 3, 'forces': 567}
         """
-        plan = self._plan(frames, sample_weight)
+        self._check_parameters()
+        source = frame_source(frames)
+        try:
+            plan = self._plan(source, sample_weight)
+            self._fit_plan(plan)
+        finally:
+            if source is not frames:
+                source.close()
+        return self
+
+    def _fit_plan(self, plan: "_FitPlan") -> None:
+        """Pass 2: fold the noise-scaled kernel rows of every observation into the GP."""
         row_blocks = (_noise_scaled(observations) for observations in self._observations(plan, plan.basis))
-        self.gp_ = fit_sparse_gp(plan.basis, row_blocks, jitter=self.sparse_jitter, block_rows=self.block_rows)
+        gp = fit_sparse_gp(plan.basis, row_blocks, jitter=self.sparse_jitter, block_rows=self.block_rows)
+        plan.source.verify()  # a file that changed during pass 2 gives no model
+        self.gp_ = gp
         self.descriptor_ = plan.descriptor
         self.species_ = plan.descriptor.atomic_numbers.copy()
         self.n_observations_ = self.gp_.n_observations
         self.std_scale_ = {}
-        return self
 
-    def maximize_evidence(self, frames: Sequence[Atoms], y=None, sample_weight=None, *,
+    def maximize_evidence(self, frames, y=None, sample_weight=None, *,
                           fixed: Sequence[str] = (), bounds: Optional[Dict[str, Tuple[float, float]]] = None,
                           ) -> "GAPRegressor":
         """Choose ``delta`` and the noise sigmas by the evidence, then fit with them.
 
         The kernel rows of every observation are computed once (at ``delta = 1``) and
         reduced to sufficient statistics, so the evidence and its gradient at any
-        ``delta`` and sigmas cost one ``M x M`` factorisation (:mod:`gapy.gp.evidence`).
+        ``delta`` and sigmas cost one small QR factorisation (:mod:`gapy.gp.evidence`).
         The sigmas of the label kinds that are fitted (``sigma_energy``, ``sigma_force``,
         ``sigma_virial`` not None) and ``delta`` are optimised from their current values;
         per-structure factors (``sqrt(N)``, weights, ``config_type_sigma`` relative to the
-        global sigma) keep their ratios. The sparse points are those of a plain fit.
+        global sigma) keep their ratios. The sparse points are those of a plain fit, and
+        the final fit reuses them.
 
         Parameters
         ----------
-        frames : sequence of ase.Atoms
-            Labelled training structures.
+        frames : sequence of ase.Atoms, path or iterable of ase.Atoms
+            Labelled training structures, as for :meth:`fit`.
         y : None
             Ignored: labels are read from the structures.
         sample_weight : array-like of shape (n_frames,), optional
@@ -312,115 +361,169 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Raises
         ------
         ValueError
-            A name in ``fixed`` or ``bounds`` that is not optimised (not ``"delta"`` or
-            the ``sigma_*`` of a fitted label kind), or any error of :meth:`fit`.
-        TypeError
-            As in :meth:`fit`.
-        gapy.StructureError
-            As in :meth:`fit`.
-        gapy.exceptions.SingularKernelError
-            ``K_MM`` is not positive definite even with ``sparse_jitter``.
+            A name in ``fixed`` or ``bounds`` that is not optimised, and everything
+            :meth:`fit` raises.
 
         Warns
         -----
         RuntimeWarning
-            The optimiser did not converge, or a value ended on a bound of the search.
+            The optimiser did not converge, or a parameter ended on a bound.
 
         References
         ----------
-        C. E. Rasmussen and C. K. I. Williams, Gaussian Processes for Machine Learning
-        (MIT Press, 2006), ch. 5.
-
-        J. Quiñonero-Candela and C. E. Rasmussen, "A unifying view of sparse approximate
-        Gaussian process regression", J. Mach. Learn. Res. 6, 1939 (2005).
+        Rasmussen and Williams, Gaussian Processes for Machine Learning (2006), ch. 5;
+        Quinonero-Candela and Rasmussen, JMLR 6, 1939 (2005).
 
         Examples
         --------
         >>> from gapy import GAPRegressor, SOAP
         >>> from gapy.datasets import load_si
-        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=10)
-        >>> model = model.maximize_evidence(load_si("train")[:2], fixed=["sigma_energy"])
-        >>> model.evidence_.converged, sorted(model.evidence_.sigmas), model.sigma_energy
-        (True, ['energy', 'forces'], 0.01)
-        >>> bool(model.delta == model.evidence_.delta), bool(model.sigma_force == model.evidence_.sigmas["forces"])
-        (True, True)
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=10, sigma_force=0.2)
+        >>> model = model.maximize_evidence(load_si("train")[:3], fixed=("delta",))
+        >>> model.delta, model.sigma_force != 0.2
+        (1.0, True)
         """
-        plan = self._plan(frames, sample_weight)
-        unit = replace(plan.basis, delta=1.0)
-        statistics = EvidenceStatistics(unit.kernel_matrix())
-        globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
-        for observations in self._observations(plan, unit):
-            for kind, (rows, targets, sigmas) in observations.items():
-                statistics.add(kind, rows, targets, sigmas / globals_[kind])
-        names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
-        kinds = list(statistics.groups)
-        known = {"delta": "delta", **{names[kind]: kind for kind in kinds}}
-        unknown = (set(fixed) | set(bounds or {})) - set(known)
-        if unknown:
-            raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised {sorted(known)}")
-        result = maximize_evidence(
-            statistics, float(self.delta), {kind: float(globals_[kind]) for kind in kinds},
-            fixed=[known[name] for name in fixed],
-            bounds={known[name]: value for name, value in (bounds or {}).items()}, jitter=self.sparse_jitter,
-        )
-        self.set_params(delta=result.delta, **{names[kind]: result.sigmas[kind] for kind in kinds})
-        logger.info("evidence: delta=%.4g, %s", result.delta,
-                    ", ".join(f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()))
-        self.fit(frames, sample_weight=sample_weight)
+        self._check_parameters()
+        source = frame_source(frames)
+        try:
+            plan = self._plan(source, sample_weight)
+            unit = replace(plan.basis, delta=1.0)
+            statistics = EvidenceStatistics(unit.kernel_matrix())
+            globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
+            for observations in self._observations(plan, unit):
+                for kind, (rows, targets, sigmas) in observations.items():
+                    statistics.add(kind, rows, targets, sigmas / globals_[kind])
+            names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
+            kinds = list(statistics.groups)
+            known = {"delta": "delta", **{names[kind]: kind for kind in kinds}}
+            unknown = (set(fixed) | set(bounds or {})) - set(known)
+            if unknown:
+                raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised "
+                                 f"{sorted(known)}")
+            result = maximize_evidence(
+                statistics, float(self.delta), {kind: float(globals_[kind]) for kind in kinds},
+                fixed=[known[name] for name in fixed],
+                bounds={known[name]: value for name, value in (bounds or {}).items()}, jitter=self.sparse_jitter,
+            )
+            self.set_params(delta=result.delta, **{names[kind]: result.sigmas[kind] for kind in kinds})
+            logger.info("evidence: delta=%.4g, %s", result.delta,
+                        ", ".join(f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()))
+            plan.basis = replace(plan.basis, delta=float(result.delta))
+            self._fit_plan(plan)
+        finally:
+            if source is not frames:
+                source.close()
         self.evidence_ = result
         return self
 
-    def _plan(self, frames: Sequence[Atoms], sample_weight) -> "_FitPlan":
-        """Pass 1 of a fit: checks, labels, ``e0`` and the sparse points."""
-        frames = as_frames(frames)
-        self._check_parameters()
+    def _plan(self, source: FrameSource, sample_weight) -> "_FitPlan":
+        """Pass 1 of a fit: checks, labels, ``e0``, the baseline and the sparse points.
+
+        Every environment's SOAP vector is computed; at most ``sparse_candidates`` per
+        species are kept (a seeded uniform sample), among which the sparse points are
+        chosen.
+        """
         zeta = check_zeta(self.zeta)
-        descriptor = self._make_descriptor(frames)
-        weights = _sample_weights(sample_weight, len(frames))
-        labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
-        species = [descriptor.species_indices(atoms, k) for k, atoms in enumerate(frames)]
-        weighted = [k for k in range(len(frames)) if weights[k] > 0]
-        self.e0_ = self._reference_energies([frames[k] for k in weighted], [labels[k] for k in weighted],
-                                            descriptor)
-        used = [k for k in weighted if not (self.e0 == "isolated" and _is_isolated_atom(frames[k]))]
+        remote = runs_remotely(self.n_jobs)
+        descriptor = self._make_descriptor(source)
+        weights = _SampleWeights(sample_weight, source.n_frames)
+        n_sparse = self._n_sparse_per_species(descriptor)
+        cap = self._candidate_cap(n_sparse)
+        reservoir = CandidateReservoir(cap, _candidate_seed(self.random_state))
+        summaries: List[_Summary] = []
+        keys = (set(), set(), set())  # info keys, array keys, calculator results seen (for messages)
+
+        def first_pass(task):
+            item, k, weight = task
+            return self._first_pass_one(load_structure(item), k, weight, descriptor)
+
+        progress = tqdm(total=source.n_frames, desc="SOAP", unit="structure", disable=not self.verbose)
+        with progress:
+            for batch in _structure_batches(source, None, _FIRST_PASS_BATCH, remote):
+                tasks = [(item, k, weights[k]) for k, item in batch]
+                for summary, species, values in thread_map(first_pass, tasks, self.n_jobs, progress):
+                    for seen, names in zip(keys, summary.keys):
+                        seen.update(names)
+                    summary.keys = None
+                    summaries.append(summary)
+                    if values is not None:
+                        reservoir.add(summary.index, species, values)
+                    del species, values
+        weights.check_count(len(summaries))
+
+        weighted = [summary for summary in summaries if summary.weight > 0]
+        self.e0_ = self._reference_energies(weighted, descriptor)
+        used = [summary.index for summary in summaries if summary.used]
         if not used:
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
-        self.baseline_ = (ZBL.below_data([frames[k] for k in used]) if self.baseline == "zbl"
-                          else None if self.baseline is None else ZBL(**self.baseline.get_params()))
-        self.label_counts_ = self._check_labels([frames[k] for k in used], [labels[k] for k in used], used)
+        self.label_counts_ = self._check_labels([summary for summary in summaries if summary.used], keys)
+        if self.baseline == "zbl":
+            self.baseline_ = ZBL.below_distance(min(summary.shortest for summary in summaries if summary.used))
+        else:
+            self.baseline_ = None if self.baseline is None else ZBL(**self.baseline.get_params())
 
-        # features of every environment, to choose the sparse points
-        values = descriptor.compute_many([frames[k] for k in used], n_jobs=self.n_jobs, progress=self.verbose)
-        all_values = np.concatenate(values)
-        all_species = np.concatenate([species[k] for k in used])
-        del values
+        values, all_species, _, seen = reservoir.result()
+        for s, n in reservoir.overflowed.items():
+            logger.info("species %s: %d environments; sparse points chosen among a seeded sample of %d "
+                        "(sparse_candidates)", chemical_symbols[descriptor.atomic_numbers[s]], n, cap)
         isolated = isolated_descriptors(descriptor)
         # neighbourless environments have a fixed local energy (0): never sparse points
-        free = local_prior_variance(all_values, all_species, zeta, 1.0, isolated) > 1e-8
-        n_sparse = self._n_sparse_per_species(descriptor)
+        free = local_prior_variance(values, all_species, zeta, 1.0, isolated) > 1e-8
         chosen = np.flatnonzero(free)[select_points(
-            all_values[free], n_sparse, self.sparse_method, all_species[free], self.random_state, zeta
+            values[free], n_sparse, self.sparse_method, all_species[free], self.random_state, zeta
         )]
-        basis = SparseSet(all_values[chosen], all_species[chosen], zeta, float(self.delta), isolated)
-        del all_values
-        self._log_memory(frames, used, descriptor, len(basis.sparse))
-        return _FitPlan(frames, used, labels, species, weights, descriptor, basis)
+        basis = SparseSet(values[chosen], all_species[chosen], zeta, float(self.delta), isolated)
+        del values, all_species
+        self.n_environments_ = {chemical_symbols[descriptor.atomic_numbers[s]]: int(n) for s, n in sorted(seen.items())}
+        self._log_memory(max(summary.n_atoms for summary in summaries if summary.used), len(used),
+                         descriptor, len(basis.sparse))
+        return _FitPlan(source, used, weights, descriptor, basis, remote)
 
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
-        """Per structure of the plan: ``{kind: (rows, targets, sigmas)}``, in batches on threads."""
+        """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads
+        (or, on a cluster, tasks that read their own structures)."""
+        descriptor = plan.descriptor
+
+        def observations(task):
+            item, k, weight = task
+            atoms = load_structure(item)
+            labels = self._read_labels(atoms, k)
+            species = descriptor.species_indices(atoms, k)
+            return self._structure_observations(atoms, k, labels, species, descriptor, basis.rows, weight)
+
         progress = tqdm(total=len(plan.used), desc="kernel rows", unit="structure", disable=not self.verbose)
-        for start in range(0, len(plan.used), _BATCH):
-            batch = plan.used[start:start + _BATCH]
+        for batch in _structure_batches(plan.source, plan.used, _BATCH, plan.remote):
             # threads over structures, one BLAS thread each: n_jobs x all-core BLAS
             # oversubscribes the machine (3.5x slower on Mo); the QR fold keeps
             # every BLAS thread
             with threadpool_limits(1 if effective_n_jobs(self.n_jobs) > 1 else None, user_api="blas"):
-                # each task carries only its own structure (a dask worker gets no more)
-                tasks = [(plan.frames[k], k, plan.labels[k], plan.species[k], plan.descriptor, basis.rows,
-                          plan.weights[k]) for k in batch]
-                yield from thread_map(lambda task: self._structure_observations(*task), tasks, self.n_jobs)
+                # each task carries only its own structure, or on a cluster the file
+                # position it reads it from (a dask worker gets no more)
+                tasks = [(item, k, plan.weights[k]) for k, item in batch]
+                yield from thread_map(observations, tasks, self.n_jobs)
             progress.update(len(batch))
         progress.close()
+
+    def _first_pass_one(self, atoms: Atoms, index: int, weight: float, descriptor: SOAP):
+        """What pass 1 needs of one structure: a summary, the species and (if fitted) the features."""
+        labels = self._read_labels(atoms, index)
+        species = descriptor.species_indices(atoms, index)
+        isolated = _is_isolated_atom(atoms)
+        used = bool(weight > 0) and not (self.e0 == "isolated" and isolated)
+        values = descriptor.compute(atoms, index=index) if used else None
+        sizes = {kind: (None if getattr(labels, kind) is None else int(np.size(getattr(labels, kind))))
+                 for kind in ("energy", "forces", "virial")}
+        summary = _Summary(
+            index=index, n_atoms=len(atoms), weight=weight, used=used,
+            composition=np.bincount(species, minlength=len(descriptor.atomic_numbers)),
+            energy=labels.energy, isolated_number=int(atoms.numbers[0]) if isolated else None,
+            label_sizes=sizes,
+            name=structure_name(atoms, index) if all(sizes[kind] is None for kind in self._fitted_kinds()) else None,
+            keys=(tuple(atoms.info), tuple(atoms.arrays),
+                  tuple(getattr(atoms.calc, "results", {})) if atoms.calc is not None else ()),
+            shortest=shortest_distance(atoms, index) if used and self.baseline == "zbl" else np.inf,
+        )
+        return summary, species, values
 
     def calibrate(self, frames: Sequence[Atoms]) -> "GAPRegressor":
         """Scale the predicted standard deviations to match the errors on held-out data.
@@ -491,6 +594,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def _check_parameters(self) -> None:
         """Every constructor argument, with a message naming it and the allowed values."""
         check_choice("sparse_method", self.sparse_method, METHODS)
+        check_integer("sparse_candidates", self.sparse_candidates, 1, allow_none=True)
         check_variance_kind(self.variance)
         check_integer("zeta", self.zeta, 1)
         for name in ("sigma_energy", "sigma_force", "sigma_virial"):
@@ -530,51 +634,68 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if self.descriptor is not None and not isinstance(self.descriptor, SOAP):
             raise TypeError(f"descriptor must be a gapy.SOAP, got {type(self.descriptor).__name__}")
 
-    def _check_labels(self, frames: List[Atoms], labels: List[Labels], indices: List[int]) -> Dict[str, int]:
+    def _fitted_kinds(self) -> List[str]:
+        """Label kinds fitted (those whose sigma is not None)."""
+        return [kind for kind, sigma in (("energy", self.sigma_energy), ("forces", self.sigma_force),
+                                         ("virial", self.sigma_virial)) if sigma is not None]
+
+    def _check_labels(self, summaries: List["_Summary"], keys) -> Dict[str, int]:
         """Count the labels that will be fitted; refuse a fitted kind that no structure has.
 
         Labels under another name (QUIP's ``force`` array, ``energy`` under another info
         key) would otherwise be silently left out. Structures without any fitted label are
-        named in a warning.
+        named in a warning. ``keys`` are the info keys, array names and calculator results
+        found in the structures (for the message).
         """
-        kinds = {  # kind: (sigma, label attribute, field names, how to turn it off)
-            "energy": (self.sigma_energy, "energy", f"'{self.energy_key}'", "energy_key", "sigma_energy"),
-            "forces": (self.sigma_force, "forces", f"'{self.forces_key}'", "forces_key", "sigma_force"),
-            "virial": (self.sigma_virial, "virial", f"'{self.stress_key}' or '{self.virial_key}'", "stress_key",
+        kinds = {  # kind: (sigma, field names, how to turn it off)
+            "energy": (self.sigma_energy, f"'{self.energy_key}'", "energy_key", "sigma_energy"),
+            "forces": (self.sigma_force, f"'{self.forces_key}'", "forces_key", "sigma_force"),
+            "virial": (self.sigma_virial, f"'{self.stress_key}' or '{self.virial_key}'", "stress_key",
                        "sigma_virial"),
         }
         counts = {}
-        for kind, (sigma, attribute, fields, key_name, sigma_name) in kinds.items():
+        for kind, (sigma, fields, key_name, sigma_name) in kinds.items():
             if sigma is None:
                 continue
-            found = [getattr(label, attribute) for label in labels if getattr(label, attribute) is not None]
-            counts[kind] = int(sum(np.size(value) for value in found))
+            found = [summary.label_sizes[kind] for summary in summaries if summary.label_sizes[kind] is not None]
+            counts[kind] = int(sum(found))
             if not found:
-                info_keys = sorted({key for atoms in frames for key in atoms.info})
-                array_keys = sorted({key for atoms in frames for key in atoms.arrays})
-                calc_keys = sorted({key for atoms in frames if atoms.calc is not None
-                                    for key in getattr(atoms.calc, "results", {})})
+                info_keys, array_keys, calc_keys = (sorted(names) for names in keys)
                 raise StructureError(
                     f"{sigma_name}={sigma} but no training structure has field {fields}; found info keys "
                     f"{info_keys}, arrays {array_keys} and calculator results {calc_keys}: name the label with "
                     f"{key_name}=..., or set {sigma_name}=None to fit without it"
                 )
-        unlabelled = [k for k, label in zip(indices, labels)
-                      if all(getattr(label, kinds[kind][1]) is None for kind in counts)]
+        unlabelled = [summary for summary in summaries
+                      if all(summary.label_sizes[kind] is None for kind in counts)]
         if unlabelled:
             message = (f"{len(unlabelled)} training structures have no label to fit and are left out: "
-                       f"{[structure_name(frames[indices.index(k)], k) for k in unlabelled[:5]]}"
+                       f"{[summary.name for summary in unlabelled[:5]]}"
                        + (" ..." if len(unlabelled) > 5 else ""))
             logger.warning(message)
-            warnings.warn(message, UserWarning, stacklevel=3)
+            warnings.warn(message, UserWarning, stacklevel=4)
         logger.info("fitting %s", ", ".join(f"{n} {kind} values" for kind, n in counts.items()))
         return counts
 
-    def _make_descriptor(self, frames: List[Atoms]) -> SOAP:
+    def _make_descriptor(self, source: FrameSource) -> SOAP:
+        """The descriptor to fit with; without one, SOAP for the species found (a pass
+        over a file or iterator)."""
         if self.descriptor is not None:
             return SOAP(**self.descriptor.get_params())
-        numbers = sorted({int(z) for atoms in frames for z in atoms.numbers})
-        return SOAP(species=numbers)
+        numbers = set()
+        for _, atoms in source:
+            numbers.update(np.unique(atoms.numbers).tolist())
+        return SOAP(species=sorted(int(z) for z in numbers))
+
+    def _candidate_cap(self, n_sparse) -> Optional[int]:
+        """``sparse_candidates``, checked against the sparse points asked for."""
+        cap = check_integer("sparse_candidates", self.sparse_candidates, 1, allow_none=True)
+        largest = max(n_sparse.values(), default=0) if isinstance(n_sparse, dict) else n_sparse
+        if cap is not None and cap < largest:
+            raise ValueError(f"sparse_candidates={cap} is smaller than n_sparse={self.n_sparse}: the sparse "
+                             f"points are chosen among at most sparse_candidates environments per species; "
+                             f"give sparse_candidates >= {largest} (10x or more keeps CUR meaningful) or None")
+        return cap
 
     def _read_labels(self, atoms: Atoms, index: int) -> Labels:
         return read_labels(atoms, index, self.energy_key, self.forces_key, self.stress_key, self.virial_key,
@@ -637,8 +758,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             observations["virial"] = (rows["virial"], labels.virial - baseline_virial, np.full(6, sigma_virial))
         return observations
 
-    def _reference_energies(self, frames, labels, descriptor) -> Dict[int, float]:
-        """e0 per atomic number, as the ``e0`` parameter says."""
+    def _reference_energies(self, summaries: List["_Summary"], descriptor) -> Dict[int, float]:
+        """e0 per atomic number, as the ``e0`` parameter says (from pass 1's summaries)."""
         numbers = [int(z) for z in descriptor.atomic_numbers]
         e0 = self.e0
         if isinstance(e0, dict):
@@ -649,14 +770,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             return {z: given[z] for z in numbers}
         if isinstance(e0, Real) and not isinstance(e0, bool):
             return {z: float(e0) for z in numbers}
-        with_energy = [(atoms, lab.energy) for atoms, lab in zip(frames, labels) if lab.energy is not None]
+        with_energy = [summary for summary in summaries if summary.energy is not None]
         if e0 == "average":
             if not with_energy:
                 return {z: 0.0 for z in numbers}
-            total = sum(energy for _, energy in with_energy)
-            return {z: total / sum(len(atoms) for atoms, _ in with_energy) for z in numbers}
+            total = sum(summary.energy for summary in with_energy)
+            return {z: total / sum(summary.n_atoms for summary in with_energy) for z in numbers}
         if e0 == "isolated":
-            found = {int(atoms.numbers[0]): energy for atoms, energy in with_energy if _is_isolated_atom(atoms)}
+            found = {summary.isolated_number: summary.energy for summary in with_energy
+                     if summary.isolated_number is not None}
             missing = [z for z in numbers if z not in found]
             if missing:
                 raise ValueError(
@@ -667,22 +789,21 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if e0 == "fit":
             if not with_energy:
                 raise ValueError("e0='fit' needs structures with energies")
-            composition = np.array([[np.count_nonzero(a.numbers == z) for z in numbers] for a, _ in with_energy])
-            energies = np.array([energy for _, energy in with_energy])
+            composition = np.array([summary.composition for summary in with_energy])
+            energies = np.array([summary.energy for summary in with_energy])
             solution = np.linalg.lstsq(composition, energies, rcond=None)[0]
             return dict(zip(numbers, solution.tolist()))
         raise ValueError(f"e0 must be a dict, a number or one of {E0_METHODS}; got {e0!r}")
 
-    def _log_memory(self, frames, used, descriptor, m) -> None:
+    def _log_memory(self, largest: int, n_used: int, descriptor, m) -> None:
         """Estimate peak memory before the heavy pass and report it."""
-        largest = max(len(frames[k]) for k in used)
         neighbors = 4.0 / 3.0 * np.pi * descriptor.r_cut**3 * 0.1  # generous density
         gradient_bytes = largest * neighbors * 3 * (descriptor.n_features + m) * 8
         qr_bytes = (self.block_rows + 2 * m) * (m + 1) * 8 + 3 * m * m * 8
         threads = max(1, self.n_jobs if self.n_jobs > 0 else 2)
         total = qr_bytes + threads * gradient_bytes
         message = (
-            f"fit: {len(used)} structures, {m} sparse points; estimated peak memory "
+            f"fit: {n_used} structures, {m} sparse points; estimated peak memory "
             f"{total / 2**30:.2f} GiB (QR {qr_bytes / 2**30:.2f} GiB; block_rows caps it)"
         )
         logger.info(message)
@@ -1081,28 +1202,89 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         return -float(np.sqrt(np.average((predicted - reference) ** 2, weights=weights)))
 
 
-def _sample_weights(sample_weight, n_frames: int) -> np.ndarray:
-    if sample_weight is None:
-        return np.ones(n_frames)
-    weights = np.asarray(sample_weight, dtype=float)
-    if weights.shape != (n_frames,):
-        raise ValueError(f"sample_weight must have shape ({n_frames},), got {weights.shape}")
-    if not np.all(np.isfinite(weights)) or np.any(weights < 0):
-        raise ValueError("sample_weight must be finite and non-negative")
-    return weights
+class _SampleWeights:
+    """``sample_weight`` checked, indexed by structure; its length is checked against the
+    number of structures as soon as that is known (after pass 1 for a stream)."""
+
+    def __init__(self, sample_weight, n_frames: Optional[int]):
+        self.values = None
+        if sample_weight is None:
+            return
+        weights = np.asarray(sample_weight, dtype=float)
+        if weights.ndim != 1 or (n_frames is not None and weights.shape != (n_frames,)):
+            expected = f"({n_frames},)" if n_frames is not None else "(n_frames,)"
+            raise ValueError(f"sample_weight must have shape {expected}, got {weights.shape}")
+        if not np.all(np.isfinite(weights)) or np.any(weights < 0):
+            raise ValueError("sample_weight must be finite and non-negative")
+        self.values = weights
+
+    def __getitem__(self, k: int) -> float:
+        if self.values is None:
+            return 1.0
+        if k >= len(self.values):
+            raise ValueError(f"sample_weight has {len(self.values)} values, but there are more structures "
+                             f"(structure {k} has none)")
+        return self.values[k]
+
+    def check_count(self, n_frames: int) -> None:
+        if self.values is not None and len(self.values) != n_frames:
+            raise ValueError(f"sample_weight must have shape ({n_frames},), got {self.values.shape}")
+
+
+@dataclass
+class _Summary:
+    """What pass 1 keeps of one structure (no per-atom arrays but ``composition``)."""
+
+    index: int
+    n_atoms: int
+    weight: float
+    used: bool
+    composition: np.ndarray  # atoms of each descriptor species
+    energy: Optional[float]
+    isolated_number: Optional[int]  # atomic number of a single-atom, non-periodic structure
+    label_sizes: Dict[str, Optional[int]]  # values of each label kind, None where missing
+    name: Optional[str]  # structure_name, kept for structures without a fitted label
+    keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
+    shortest: float = np.inf  # shortest interatomic distance (only for baseline="zbl")
+
+
+def _candidate_seed(random_state) -> int:
+    """Seed of the candidate keys, from ``random_state`` without consuming a Generator."""
+    if isinstance(random_state, np.random.Generator):
+        random_state = copy.deepcopy(random_state)
+    return int(np.random.default_rng(random_state).integers(2**63))
+
+
+def _structure_batches(source: FrameSource, indices: Optional[List[int]], size: int,
+                       remote: bool) -> Iterator[List[tuple]]:
+    """Lists of up to ``size`` ``(index, item)`` pairs, in order; an item is an ``Atoms``
+    read here, or, for work on a dask cluster, a :class:`gapy.io.StructureRef` to a file
+    that the worker reads itself."""
+    if remote and isinstance(source, FileSource):
+        source.begin_pass()
+        items = ((k, source.reference(k)) for k in (range(len(source)) if indices is None else indices))
+    else:
+        items = source.structures(indices)
+    batch = []
+    for k, item in items:
+        batch.append((k, item))
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 @dataclass
 class _FitPlan:
-    """What pass 1 of a fit decided: the structures used, their labels and the sparse points."""
+    """What pass 1 of a fit decided: the structures used and the sparse points."""
 
-    frames: List[Atoms]
+    source: FrameSource
     used: List[int]
-    labels: List[Labels]
-    species: List[np.ndarray]
-    weights: np.ndarray
+    weights: "_SampleWeights"
     descriptor: SOAP
     basis: SparseSet
+    remote: bool
 
 
 def _noise_scaled(observations: dict) -> Tuple[np.ndarray, np.ndarray]:

@@ -68,3 +68,12 @@ class SingularKernelError(GapyError, np.linalg.LinAlgError):
     Also a ``numpy.linalg.LinAlgError``. Usually duplicated sparse points or too small
     a ``sparse_jitter``.
     """
+
+
+class DataFileError(GapyError, ValueError):
+    """A training data file cannot be read (the structure's index is named), or it
+    changed while a fit was reading it."""
+
+
+class ClusterError(GapyError, RuntimeError):
+    """The dask cluster a fit was running on went away or kept losing workers."""

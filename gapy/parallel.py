@@ -5,12 +5,21 @@ workers on one machine. A plain thread pool is used by default: ``joblib.Paralle
 costs 10-20 ms per call in dispatch and result polling, which is a quarter of the work
 when a call covers a few small structures. Inside ``joblib.parallel_config(backend=...)``
 with a backend other than loky, multiprocessing, threading or sequential (``"dask"`` on
-a cluster, ...), the work goes through ``joblib.Parallel`` on that backend instead;
-``"sequential"`` runs everything in the calling thread.
+a cluster, ...), the work goes to that backend's workers instead; ``"sequential"`` runs
+everything in the calling thread.
+
+On joblib's dask backend gapy submits the tasks to its ``distributed.Client`` itself and
+watches them: a worker that dies is replaced by dask and its tasks run again (the
+results are the same); a cluster that goes away (scheduler lost, tasks cancelled, no
+worker left for :data:`NO_WORKERS_TIMEOUT` seconds, a task that keeps killing its
+workers) raises :class:`~gapy.exceptions.ClusterError` instead of waiting forever.
 """
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import re
+import time
+import uuid
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from typing import Callable, List, Optional, Sequence, TypeVar
 
 from joblib import Parallel, delayed, effective_n_jobs
@@ -22,8 +31,17 @@ from joblib.parallel import (
     get_active_backend,
 )
 
+from .exceptions import ClusterError
+
 #: joblib backends replaced by a local thread pool (gapy's work releases the GIL).
 _LOCAL_BACKENDS = (LokyBackend, MultiprocessingBackend, ThreadingBackend)
+
+#: Seconds a dask cluster may have no worker while gapy's tasks wait, before
+#: :class:`~gapy.exceptions.ClusterError` (the dask setting
+#: ``distributed.scheduler.no-workers-timeout``, when set, takes precedence).
+NO_WORKERS_TIMEOUT = 60.0
+#: Seconds between checks of a dask cluster while waiting for tasks.
+_POLL = 1.0
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
@@ -42,8 +60,7 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
     n_jobs : int, default=1
         Threads (``-1``: all cores), as in joblib.
     progress : tqdm progress bar, optional
-        Advanced by one as each item finishes (on a local pool), or by ``len(items)``
-        at the end on another joblib backend.
+        Advanced as items finish.
 
     Returns
     -------
@@ -60,6 +77,10 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
     items = list(items)
     backend, _ = get_active_backend()
     n_workers = 1 if isinstance(backend, SequentialBackend) else min(effective_n_jobs(n_jobs), len(items))
+    client = _dask_client(backend)
+    if client is not None and items and runs_remotely(n_jobs):
+        # even a single item goes to the cluster: it may be a file position only workers read
+        return _dask_map(client, function, items, progress)
     if n_workers > 1 and not isinstance(backend, _LOCAL_BACKENDS):
         results = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(function)(item) for item in items)
         _advance(progress, len(items))
@@ -74,6 +95,121 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
         return [run(item) for item in items]
     with ThreadPoolExecutor(n_workers) as pool:
         return list(pool.map(run, items))
+
+
+def runs_remotely(n_jobs: int = 1) -> bool:
+    """True when :func:`thread_map` sends work to another joblib backend (dask workers).
+
+    Work that would ship large inputs can then send small handles (a file path and a
+    position) that the workers read themselves.
+    """
+    backend, _ = get_active_backend()
+    if isinstance(backend, (SequentialBackend,) + _LOCAL_BACKENDS):
+        return False
+    return effective_n_jobs(n_jobs) > 1
+
+
+def _dask_client(backend):
+    """The ``distributed.Client`` of joblib's dask backend, None for other backends."""
+    if type(backend).__name__ != "DaskDistributedBackend":
+        return None
+    return getattr(backend, "client", None)
+
+
+def _no_workers_timeout() -> float:
+    try:
+        import dask
+
+        configured = dask.config.get("distributed.scheduler.no-workers-timeout", None)
+        if configured is not None:
+            return float(dask.utils.parse_timedelta(configured))
+    except (ImportError, ValueError, TypeError):
+        pass
+    return float(NO_WORKERS_TIMEOUT)
+
+
+def _dask_map(client, function: Callable, items: list, progress) -> list:
+    """``[function(item) for item in items]`` as tasks of ``client``, in order.
+
+    Raises
+    ------
+    ClusterError
+        The cluster went away: the scheduler connection was lost, the tasks were
+        cancelled, a task killed ``allowed-failures`` workers, or no worker was there for
+        :data:`NO_WORKERS_TIMEOUT` seconds.
+    """
+    from distributed import wait
+
+    name = re.sub(r"[^A-Za-z0-9_]", "", getattr(function, "__name__", "task")) or "task"
+    tag = uuid.uuid4().hex
+    futures = []
+    try:
+        try:
+            futures = client.map(function, items, pure=False,
+                                 key=[f"gapy-{name}-{tag}-{i}" for i in range(len(items))])
+        except (OSError, CancelledError, RuntimeError) as error:
+            raise _cluster_error(error) from error
+        done = 0
+        without_workers = None
+        timeout = _no_workers_timeout()
+        while True:
+            try:
+                wait(futures, timeout=_POLL)
+                break
+            except TimeoutError:
+                pass
+            except (CancelledError, OSError) as error:
+                raise _cluster_error(error) from error
+            finished = sum(future.done() for future in futures)
+            _advance(progress, finished - done)
+            done = finished
+            if client.status in ("closing", "closed"):
+                raise ClusterError(f"the dask client was closed while {len(items) - done} of gapy's tasks "
+                                   "were running; nothing was fitted")
+            try:
+                n_workers = len(client.scheduler_info()["workers"])
+            except Exception as error:  # the scheduler cannot be reached
+                raise _cluster_error(error) from error
+            if n_workers:
+                without_workers = None
+            elif without_workers is None:
+                without_workers = time.monotonic()
+            elif time.monotonic() - without_workers > timeout:
+                raise ClusterError(
+                    f"the dask cluster has had no worker for {timeout:.0f} s while {len(items) - done} of gapy's "
+                    "tasks were waiting; nothing was fitted. Restart the workers and run again (gapy.parallel."
+                    "NO_WORKERS_TIMEOUT or dask's distributed.scheduler.no-workers-timeout sets the wait)"
+                )
+        try:
+            results = client.gather(futures)
+        except (CancelledError, OSError) as error:
+            raise _cluster_error(error) from error
+        except Exception as error:
+            if type(error).__name__ == "KilledWorker":
+                raise _cluster_error(error) from error
+            raise
+        _advance(progress, len(items) - done)
+        return results
+    finally:
+        unfinished = [future for future in futures if not future.done()]
+        if unfinished:
+            try:
+                client.cancel(unfinished)
+            except Exception:  # the cluster is gone already
+                pass
+
+
+def _cluster_error(error: BaseException) -> ClusterError:
+    if type(error).__name__ == "KilledWorker":
+        what = ("a task was running on every worker that died, as many times as dask allows "
+                "(distributed.scheduler.allowed-failures): a worker runs out of memory, or the cluster is "
+                "being shut down")
+    else:
+        what = "the dask cluster went away (scheduler connection lost or tasks cancelled)"
+    detail = str(error)
+    detail = detail if len(detail) < 300 else detail[:300] + "..."
+    return ClusterError(f"{what} ({type(error).__name__}: {detail}); nothing was fitted. Check the cluster and "
+                        "run again")
 
 
 def _advance(progress: Optional[object], n: int) -> None:

@@ -104,7 +104,10 @@ def test_estimator_evidence_equals_the_dense_likelihood_of_its_observations():
     frames = load_si("train")[:3]
     model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=15, e0={"Si": -0.79},
                          sigma_energy=0.02, sigma_force=0.2, delta=0.8)
-    plan = model._plan(frames, None)
+    from gapy.io.frames import frame_source
+
+    model._check_parameters()
+    plan = model._plan(frame_source(frames), None)
     unit = replace(plan.basis, delta=1.0)
     statistics = EvidenceStatistics(unit.kernel_matrix())
     rows, targets, noise = [], [], []

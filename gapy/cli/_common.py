@@ -100,7 +100,7 @@ def about(path: Optional[PathLike]) -> Iterator[None]:
     try:
         yield
     except GapyError as error:
-        if path is None:
+        if path is None or str(error).startswith(f"{path}:"):
             raise
         raise GapyError(f"{path}: {error}") from None
 

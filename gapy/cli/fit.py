@@ -7,7 +7,7 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
@@ -15,7 +15,8 @@ from ase import Atoms
 from ..descriptors import SOAP
 from ..descriptors.soap import RADIAL_BASES
 from ..estimator import GAPRegressor
-from ..exceptions import GapyError
+from ..exceptions import DataFileError, GapyError
+from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
 from ..labels import read_labels
 from ..report import evaluate
@@ -27,6 +28,12 @@ from ._common import (about, check_outputs, choice, integer, number, number_or_n
 def _n_sparse(text: str) -> Union[int, Dict[str, int]]:
     if ":" in text:
         return species_map(text, int)
+    return integer(text)
+
+
+def _integer_or_none(text: str) -> Optional[int]:
+    if text.strip().lower() == "none":
+        return None
     return integer(text)
 
 
@@ -125,6 +132,9 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "SYMBOL:N pairs (Si:400,Ge:200)", "N"),
     _Option("sparse_method", "gap", choice(METHODS), (), "how sparse points are chosen: "
             + ", ".join(METHODS), "METHOD"),
+    _Option("sparse_candidates", "gap", _integer_or_none, (int,), "environments per species among which "
+            "the sparse points are chosen: more are represented by a seeded uniform sample of this many "
+            "(bounds memory); 'none': all", "N"),
     _Option("sigma_energy", "gap", number, _REAL, "energy noise in eV/atom", "EV"),
     _Option("sigma_force", "gap", number_or_none, _REAL, "force noise in eV/A; 'none': forces are "
             "not fitted", "EV_A"),
@@ -159,9 +169,16 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "on the validation structures (needs --validation or --validation-fraction)"),
     _Option("output", "run", str, (), "model file to write", "MODEL"),
     _Option("progress", "run", None, (bool,), "progress bars"),
+    _Option("stream", "run", None, (bool,), "read the training file structure by structure on each pass "
+            "instead of holding it in memory (memory then does not grow with the data; the training errors "
+            "are reported on a random sample of at most 1000 structures); default: for files over 100 MiB"),
 )
 _RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "calibrate": False, "output": "model.gapy",
-                 "progress": True}
+                 "progress": True, "stream": None}
+#: Training files larger than this (bytes) are streamed unless ``--no-stream``.
+STREAM_ABOVE = 100 * 2**20
+#: Training structures on which a streamed fit reports its errors.
+STREAM_REPORT = 1000
 
 
 def _default(option: _Option) -> Any:
@@ -183,7 +200,7 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
         text = option.help
         if option.parse is number_or_none and default is None:
             text += " (default: none)"
-        elif default is not None and option.name != "species":
+        elif default is not None and option.name not in ("species", "stream"):
             text += f" (default: {'on' if default is True else 'off' if default is False else default})"
         names = (["-o"] if option.name == "output" else []) + [option.flag]
         if option.is_bool:
@@ -299,9 +316,13 @@ def model_from_settings(settings: Dict[str, Any], frames: Sequence[Atoms], verbo
         raise GapyError(f"invalid setting: {error}") from None
 
 
-def _check_training_frames(frames: Sequence[Atoms], path: Path, model: GAPRegressor,
-                           species: Optional[Sequence[str]]) -> None:
-    """Labels, species and geometry of every structure, named by its index in ``path``."""
+def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegressor,
+                           species: Optional[Sequence[str]]) -> Tuple[List[str], int, int]:
+    """Labels, species and geometry of every structure, named by its index in ``path``.
+
+    Returns the chemical symbols found (sorted by atomic number), the number of
+    structures and of atoms.
+    """
     needed = []  # (Labels attribute, field names) of the labels the model fits
     if model.sigma_energy is not None:
         needed.append(("energy", f"'{model.energy_key}'"))
@@ -310,6 +331,7 @@ def _check_training_frames(frames: Sequence[Atoms], path: Path, model: GAPRegres
     if model.sigma_virial is not None:
         needed.append(("virial", f"'{model.stress_key}' or '{model.virial_key}'"))
     known = None if species is None else {atomic_number(s) for s in species}
+    found, n_frames, n_atoms = set(), 0, 0
     for k, atoms in enumerate(frames):
         name = structure_name(atoms, k)
         with about(path):
@@ -318,23 +340,35 @@ def _check_training_frames(frames: Sequence[Atoms], path: Path, model: GAPRegres
         if needed and all(getattr(labels, attribute) is None for attribute, _ in needed):
             fields = " or ".join(field for _, field in needed)
             raise GapyError(f"{path}: {name} has no label to fit: needs field {fields}")
+        symbols = set(atoms.get_chemical_symbols())
         if known is not None:
-            unknown = sorted({s for s in atoms.get_chemical_symbols() if atomic_number(s) not in known})
+            unknown = sorted({s for s in symbols if atomic_number(s) not in known})
             if unknown:
                 raise GapyError(f"{path}: {name} has species {unknown} not in --species {','.join(species)}")
+        found |= symbols
+        n_frames += 1
+        n_atoms += len(atoms)
+    return sorted(found, key=atomic_number), n_frames, n_atoms
 
 
-def _split(frames: List[Atoms], fraction: float, seed: Optional[int]) -> Tuple[List[Atoms], List[Atoms]]:
-    n_validation = int(round(fraction * len(frames)))
-    if not 1 <= n_validation < len(frames):
+def _held_out(n_frames: int, fraction: float, seed: Optional[int]) -> List[int]:
+    """Indices of the structures held out for validation (sorted)."""
+    n_validation = int(round(fraction * n_frames))
+    if not 1 <= n_validation < n_frames:
         raise GapyError(
-            f"--validation-fraction {fraction} of {len(frames)} structures leaves an empty training "
+            f"--validation-fraction {fraction} of {n_frames} structures leaves an empty training "
             f"or validation set"
         )
-    order = np.random.default_rng(seed).permutation(len(frames))
-    held_out = set(order[:n_validation].tolist())
-    return ([a for k, a in enumerate(frames) if k not in held_out],
-            [a for k, a in enumerate(frames) if k in held_out])
+    order = np.random.default_rng(seed).permutation(n_frames)
+    return sorted(order[:n_validation].tolist())
+
+
+def _structures(source: FileSource, path: Path, indices=None) -> Iterator[Tuple[int, Atoms]]:
+    """``source.structures(indices)`` with its read errors as one-line gapy errors."""
+    try:
+        yield from source.structures(indices)
+    except DataFileError as error:
+        raise GapyError(str(error)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -355,26 +389,59 @@ def run(args: argparse.Namespace) -> int:
     train_path = Path(args.train)
     output = Path(run["output"])
     check_outputs([train_path, run["validation"], args.config], files=[output])
-    frames = read_frames(train_path)
-    model = model_from_settings(settings, frames, verbose=run["progress"])
-    soap = model.descriptor
-    _check_training_frames(frames, train_path, model, settings.get("species"))
+    if not train_path.is_file():
+        raise GapyError(f"{train_path}: no such file")
+    stream = run["stream"] if run["stream"] is not None else train_path.stat().st_size > STREAM_ABOVE
+    if stream:
+        source = FileSource(train_path)
+        frames = (atoms for _, atoms in _structures(source, train_path))
+    else:
+        frames = read_frames(train_path)
+    try:
+        soap_settings = {o.name: settings[o.name] for o in FIT_OPTIONS
+                         if o.target == "soap" and o.name != "species" and o.name in settings}
+        gap_settings = {o.argument or o.name: settings[o.name] for o in FIT_OPTIONS
+                        if o.target == "gap" and o.name in settings}
+        model = GAPRegressor(verbose=run["progress"], **gap_settings)
+    except (TypeError, ValueError) as error:
+        raise GapyError(f"invalid setting: {error}") from None
+    found, n_frames, n_atoms = _check_training_frames(frames, train_path, model, settings.get("species"))
+    try:
+        soap = SOAP(settings.get("species") or found, **soap_settings)
+    except (TypeError, ValueError) as error:
+        raise GapyError(f"invalid setting: {error}") from None
+    model.set_params(descriptor=soap)
 
-    validation, validation_name = [], None
+    validation, validation_name, held_out = [], None, []
     if run["validation"]:
         validation_name = Path(run["validation"])
         validation = read_frames(validation_name)
     elif run["validation_fraction"]:
-        frames, validation = _split(frames, run["validation_fraction"],
-                                    settings.get("seed", GAP_DEFAULTS["random_state"]))
+        seed = settings.get("seed", GAP_DEFAULTS["random_state"])
+        held_out = _held_out(n_frames, run["validation_fraction"], seed)
         validation_name = f"{train_path} (held out)"
-    n_atoms = sum(len(atoms) for atoms in frames)
-    print(f"training on {len(frames)} structures ({n_atoms} atoms) from {train_path}"
+        if stream:
+            validation = [atoms for _, atoms in _structures(source, train_path, held_out)]
+        else:
+            held = set(held_out)
+            frames, validation = ([a for k, a in enumerate(frames) if k not in held],
+                                  [a for k, a in enumerate(frames) if k in held])
+    if held_out:
+        n_atoms -= sum(len(atoms) for atoms in validation)
+    print(f"training on {n_frames - len(held_out)} structures ({n_atoms} atoms) from {train_path}"
+          + (", streamed" if stream else "")
           + (f"; validating on {len(validation)} from {validation_name}" if validation else ""))
     print(f"{soap}\n{model_summary(model)}")
     start = time.perf_counter()
     with about(train_path):
-        model.fit(frames)
+        if stream:
+            weights = None
+            if held_out:
+                weights = np.ones(n_frames)
+                weights[held_out] = 0.0  # left out of the fit
+            model.fit(source, sample_weight=weights)
+        else:
+            model.fit(frames)
     keys = {"energy": model.energy_key, "forces": model.forces_key,
             "virial": f"{model.stress_key} or {model.virial_key}"}
     fitted = ", ".join(f"{n} {kind} values ('{keys[kind]}')" for kind, n in model.label_counts_.items())
@@ -383,9 +450,17 @@ def run(args: argparse.Namespace) -> int:
     model.save(output)
     print(f"model written to {output}")
 
+    title = f"errors on the training set ({train_path})"
+    if stream:
+        training = sorted(set(range(n_frames)) - set(held_out))
+        if len(training) > STREAM_REPORT:
+            training = sorted(np.random.default_rng(0).choice(training, STREAM_REPORT, replace=False).tolist())
+            title = (f"errors on a random sample of {STREAM_REPORT} of the {n_frames - len(held_out)} training "
+                     f"structures ({train_path})")
+        frames = [atoms for _, atoms in _structures(source, train_path, training)]
     with about(train_path):
         _, rows = evaluate(model, frames, model.predict_all(frames))
-    print_table(f"errors on the training set ({train_path})", rows)
+    print_table(title, rows)
     if validation:
         with about(validation_name):
             _, rows = evaluate(model, validation, model.predict_all(validation, return_std=run["calibrate"]))
@@ -412,7 +487,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
         "fit", parents=[common], help="fit a model to labelled structures",
         description="Fit a GAP model to labelled structures and write it to a model file.\n"
                     "Settings come from the defaults, then --config, then the command line.\n"
-                    "Prints the errors on the training (and validation) structures at the end.",
+                    "Prints the errors on the training (and validation) structures at the end.\n"
+                    "Training files over 100 MiB are streamed (--stream): read structure by structure on\n"
+                    "each pass, never held in memory, and refused if they change during the fit.",
         epilog="Example fit.toml:\n  r_cut = 5.0\n  n_max = 8\n  l_max = 6\n  n_sparse = 500\n"
                "  sigma_virial = 0.05\n  e0 = {Si = -0.79}\n  config_type_sigma = {Surface = {energy = 0.002}}\n"
                "  validation_fraction = 0.1\n  output = \"si.gapy\"",
