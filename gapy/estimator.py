@@ -380,7 +380,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> from gapy.datasets import load_si
         >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=10, sigma_force=0.2)
         >>> model = model.maximize_evidence(load_si("train")[:3], fixed=("delta",))
-        >>> model.delta, model.sigma_force != 0.2
+        >>> model.delta, bool(model.sigma_force != 0.2)
         (1.0, True)
         """
         self._check_parameters()
@@ -484,7 +484,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         (or, on a cluster, tasks that read their own structures)."""
         descriptor = plan.descriptor
 
-        def observations(task):
+        def observation_rows(task):
             item, k, weight = task
             atoms = load_structure(item)
             labels = self._read_labels(atoms, k)
@@ -500,7 +500,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 # each task carries only its own structure, or on a cluster the file
                 # position it reads it from (a dask worker gets no more)
                 tasks = [(item, k, plan.weights[k]) for k, item in batch]
-                yield from thread_map(observations, tasks, self.n_jobs)
+                yield from thread_map(observation_rows, tasks, self.n_jobs)
             progress.update(len(batch))
         progress.close()
 
