@@ -270,8 +270,32 @@ def learning_curve_plot(rows: Sequence[dict], path: Union[str, Path], title: str
         :func:`gapy.sampling.history_rows` (``n_train``, ``max_score``,
         ``median_score``, ``test_force_rmse``, ``test_energy_rmse``).
     path : str or Path
-        PNG file to write.
-    title : str, optional
+        PNG file to write (overwritten).
+    title : str, default=""
+        Figure title; none if empty.
+
+    Notes
+    -----
+    One panel: the largest and median candidate scores per iteration, log scale. When a
+    row has ``test_force_rmse``, a second panel: the test force RMSE (eV/A) and, on a
+    second axis, the test energy RMSE (meV/atom). The ``"final"`` row of
+    :func:`~gapy.sampling.history_rows` adds its test errors, without scores.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from gapy.plots import learning_curve_plot
+    >>> from gapy.sampling import Iteration, history_rows
+    >>> history = [Iteration(n_train=n, n_candidates=20, max_score=0.5 / n, median_score=0.1 / n,
+    ...                      selected_scores=np.array([0.5 / n]), md_stopped=0,
+    ...                      test_energy_rmse=0.01 / n, test_force_rmse=0.2 / n)
+    ...            for n in (4, 8, 12)]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     learning_curve_plot(history_rows(history), Path(tmp) / "learning.png", title="Cu")
+    ...     (Path(tmp) / "learning.png").exists()
+    True
     """
     with_test = any(row.get("test_force_rmse") is not None for row in rows)
     figure = _figure(9.0 if with_test else 5.0, 3.8)

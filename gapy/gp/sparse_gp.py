@@ -286,8 +286,37 @@ class SparseSet:
         return (factor * np.concatenate([weights, -weights @ overlap.T], axis=1)) @ points
 
     def local_prior_gradient(self, values, species) -> np.ndarray:
-        """``d K(q_i, q_i) / d q_i`` (eV^2), shape (n, n_features): how the prior variance
-        of each local energy changes with its descriptor."""
+        """Gradient ``d K(q_i, q_i) / d q_i`` of each local energy's prior variance (eV^2).
+
+        ``K(q, q) = delta^2 (q . q)^zeta``, conditioned on the isolated atoms' vectors
+        ``q0`` when :attr:`isolated` is set (the ``"energies"`` of
+        :meth:`prior_variances`). Used by :class:`gapy.sampling.UncertaintyBias` for the
+        ``"local"`` and ``"dtc"`` variances.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n, n_features)
+            Descriptor vector ``q_i`` of each atom.
+        species : ndarray of int of shape (n,)
+            Species index of each atom (used only with :attr:`isolated`).
+
+        Returns
+        -------
+        ndarray of shape (n, n_features)
+            ``d K(q_i, q_i) / d q_i`` of each atom, in eV^2 per descriptor unit.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> species = np.zeros(1, dtype=int)
+        >>> basis = SparseSet(np.eye(2), np.zeros(2, dtype=int), zeta=2, delta=1.0)
+        >>> basis.local_prior_gradient(np.array([[0.6, 0.8]]), species)  # d/dq (q.q)^2 = 4 (q.q) q
+        array([[2.4, 3.2]])
+        >>> conditioned = SparseSet(np.eye(2), np.zeros(2, dtype=int), zeta=2, delta=1.0,
+        ...                         isolated=np.array([[0.6, 0.8]]))
+        >>> conditioned.local_prior_gradient(np.array([[0.6, 0.8]]), species).round(12)  # zero at q0
+        array([[0., 0.]])
+        """
         q = np.asarray(values)
         norm2 = np.einsum("ij,ij->i", q, q)
         gradient = 2 * self.zeta * norm2[:, None] ** (self.zeta - 1) * q

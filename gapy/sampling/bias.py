@@ -228,6 +228,9 @@ class DescriptorMetadynamics(_BiasedCalculator):
     bias_temperature : float, optional
         ΔT of well-tempered metadynamics in K (``None``: plain metadynamics).
     collective_variable : {"atoms", "structure"}, default="atoms"
+        ``"atoms"``: Gaussians on every atom's descriptor vector, per species;
+        ``"structure"``: one Gaussian on the structure fingerprint per deposit. It cannot
+        change once Gaussians were deposited (``ValueError``).
     min_distance_factor : float, default=0.5
         Refuse (``StructureError``, which stops :func:`gapy.sampling.run_md`) atoms
         closer than this times the sum of their covalent radii; 0 turns it off.
@@ -237,7 +240,9 @@ class DescriptorMetadynamics(_BiasedCalculator):
     Attributes
     ----------
     n_deposits : int
+        Deposits so far (calls of :meth:`deposit`, automatic ones included).
     n_calculations : int
+        Evaluations of a new structure so far.
 
     Examples
     --------
@@ -287,16 +292,95 @@ class DescriptorMetadynamics(_BiasedCalculator):
 
     @property
     def centers(self) -> np.ndarray:
-        """Gaussian centres, ndarray of shape (n_gaussians, n_features)."""
+        """Gaussian centres, ndarray of shape (n_gaussians, n_features).
+
+        A copy: one row per Gaussian, in the order deposited (descriptor vectors with
+        ``collective_variable="atoms"``, structure fingerprints with ``"structure"``).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from ase.calculators.emt import EMT
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.sampling import DescriptorMetadynamics, label_structures
+        >>> atoms = bulk("Cu", cubic=True)
+        >>> atoms.rattle(0.05, seed=0)
+        >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+        ...     label_structures([atoms], EMT()))
+        >>> calc = DescriptorMetadynamics(model, stride=0)
+        >>> calc.centers.shape == (0, model.descriptor_.n_features)
+        True
+        >>> calc.deposit(atoms)  # one Gaussian per atom
+        >>> calc.centers.shape == (len(atoms), model.descriptor_.n_features)
+        True
+        """
         return self._centers.copy()
 
     @property
     def heights(self) -> np.ndarray:
-        """Gaussian heights in eV (per atom), ndarray of shape (n_gaussians,)."""
+        """Gaussian heights in eV (per atom), ndarray of shape (n_gaussians,).
+
+        A copy, in the order of :attr:`centers`: ``height`` each, or less with
+        ``bias_temperature`` (well-tempered metadynamics).
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from ase.calculators.emt import EMT
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.sampling import DescriptorMetadynamics, label_structures
+        >>> atoms = bulk("Cu", cubic=True)
+        >>> atoms.rattle(0.05, seed=0)
+        >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+        ...     label_structures([atoms], EMT()))
+        >>> calc = DescriptorMetadynamics(model, height=0.05, stride=0, bias_temperature=1000.0)
+        >>> calc.deposit(atoms)
+        >>> calc.deposit(atoms)  # on top of the first: lower
+        >>> heights = calc.heights.reshape(2, len(atoms))
+        >>> bool((heights[0] == 0.05).all() and (heights[1] < 0.05).all())
+        True
+        """
         return self._heights.copy()
 
     def deposit(self, atoms: Optional[Atoms] = None) -> None:
-        """Add Gaussians at the descriptor vectors of ``atoms`` (default: the last structure)."""
+        """Add Gaussians at the descriptor vectors of ``atoms`` (default: the last structure).
+
+        With ``collective_variable="atoms"`` one Gaussian per atom, with ``"structure"``
+        one at the structure fingerprint; each of height ``height`` (lowered by the bias
+        already there with ``bias_temperature``). Cached results are cleared.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms, optional
+            Structure whose environments get the Gaussians (not modified); by default
+            the last structure this calculator evaluated.
+
+        Raises
+        ------
+        ValueError
+            ``atoms`` is not given and no structure was evaluated yet.
+        gapy.StructureError
+            ``atoms`` has a species the model's descriptor does not know.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from ase.calculators.emt import EMT
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.sampling import DescriptorMetadynamics, label_structures
+        >>> atoms = bulk("Cu", cubic=True)
+        >>> atoms.rattle(0.05, seed=0)
+        >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+        ...     label_structures([atoms], EMT()))
+        >>> atoms.calc = DescriptorMetadynamics(model, height=0.05, stride=0)
+        >>> before = atoms.calc.get_property("bias_energy", atoms)
+        >>> atoms.calc.deposit()  # at the structure just evaluated
+        >>> before, atoms.calc.n_deposits, len(atoms.calc.heights)
+        (0.0, 1, 4)
+        >>> bias = atoms.calc.get_property("bias_energy", atoms)  # 4 atoms x 4 Gaussians x 0.05 eV at most
+        >>> bool(0.75 < bias <= 0.8)
+        True
+        """
         with self._lock:
             if atoms is None:
                 if not hasattr(self, "_last_values"):
@@ -407,10 +491,37 @@ class UncertaintyBias(_BiasedCalculator):
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
+    Attributes
+    ----------
+    n_calculations : int
+        Evaluations of a new structure so far.
+
     References
     ----------
     M. Kulichenko et al., Uncertainty-driven dynamics for active learning of
     interatomic potentials, Nat. Comput. Sci. 3, 230 (2023).
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.sampling import UncertaintyBias, label_structures
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+    ...     label_structures([atoms], EMT()))
+    >>> probe = bulk("Cu", cubic=True)
+    >>> probe.rattle(0.1, seed=1)
+    >>> probe.calc = UncertaintyBias(model, strength=0.1)
+    >>> bias = probe.calc.get_property("bias_energy", probe)
+    >>> bool(-4 * 0.1 < bias < 0.0)  # lowered, by less than strength per atom
+    True
+    >>> total = probe.get_potential_energy()
+    >>> bool(abs(total - probe.calc.get_property("model_energy", probe) - bias) < 1e-9)
+    True
+    >>> probe.get_forces().shape
+    (4, 3)
     """
 
     default_parameters = {"strength": 0.1, "variance_scale": None, "variance": None, "min_distance_factor": 0.5}
@@ -430,9 +541,39 @@ class UncertaintyBias(_BiasedCalculator):
     def local_variances(self, atoms: Atoms) -> np.ndarray:
         """Predicted variances of the local energies (eV^2), as the bias sees them.
 
+        Of the kind ``variance`` (default: the model's), calibrated as the model's
+        predictions are (:meth:`gapy.GAPRegressor.calibrate`).
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            Structure (not modified; no calculator needed).
+
         Returns
         -------
         ndarray of shape (n_atoms,)
+            Variance ``sigma_i^2`` of each atom's local energy in eV^2; the bias is a
+            function of their mean.
+
+        Raises
+        ------
+        gapy.StructureError
+            ``atoms`` has a species the model's descriptor does not know.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ase.build import bulk
+        >>> from ase.calculators.emt import EMT
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.sampling import UncertaintyBias, label_structures
+        >>> atoms = bulk("Cu", cubic=True)
+        >>> atoms.rattle(0.05, seed=0)
+        >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+        ...     label_structures([atoms], EMT()))
+        >>> variances = UncertaintyBias(model).local_variances(bulk("Cu", cubic=True))
+        >>> variances.shape, bool(np.allclose(variances, variances[0]))  # four identical environments
+        ((4,), True)
         """
         descriptor, gp = self.model.descriptor_, self.model.gp_
         species = descriptor.species_indices(atoms)

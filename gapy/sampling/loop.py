@@ -37,9 +37,36 @@ ACTIVE_LEARNING_CONFIG_TYPE = "active_learning"
 class ReferenceFailure(GapyError):
     """A reference calculation raised, returned non-finite values or timed out.
 
+    A :class:`gapy.GapyError`. Raised by :func:`reference_results` and
+    :func:`label_structures`; :func:`active_learning` records it in
+    :attr:`ActiveLearningResult.failures` and goes on.
+
+    Parameters
+    ----------
+    message : str
+        What failed (the error's ``str``).
+    kind : {"exception", "non-finite", "timeout", "died"}
+        How it failed: the calculator raised, returned NaN or infinity, ran past its
+        timeout, or its child process died.
+
     Attributes
     ----------
     kind : {"exception", "non-finite", "timeout", "died"}
+        As given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ase.build import bulk
+    >>> from ase.calculators.singlepoint import SinglePointCalculator
+    >>> from gapy.sampling import ReferenceFailure, reference_results
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> broken = SinglePointCalculator(atoms, energy=np.nan, forces=np.zeros((4, 3)), stress=np.zeros(6))
+    >>> try:
+    ...     reference_results(atoms, broken)
+    ... except ReferenceFailure as error:
+    ...     print(error.kind, "|", error)
+    non-finite | reference returned non-finite energy
     """
 
     def __init__(self, message: str, kind: str):
@@ -55,6 +82,7 @@ def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional
     atoms : ase.Atoms
         Not modified.
     reference : ase Calculator
+        Any ASE calculator; attached to a copy of ``atoms``.
     timeout : float, optional
         Seconds. With a timeout the calculation runs in a forked child process (in its
         own process group), killed with everything it started when the time is up; the
@@ -70,7 +98,19 @@ def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional
     ------
     ReferenceFailure
         The calculator raised (``kind="exception"``), returned NaN or infinity
-        (``"non-finite"``), ran past ``timeout`` (``"timeout"``) or its process died.
+        (``"non-finite"``), ran past ``timeout`` (``"timeout"``) or its process died
+        (``"died"``).
+    gapy.GapyError
+        ``timeout`` is given on a system without the ``fork`` start method.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy.sampling import reference_results
+    >>> results = reference_results(bulk("Cu", cubic=True), EMT())
+    >>> sorted(results), results["forces"].shape, results["stress"].shape
+    (['energy', 'forces', 'stress'], (4, 3), (6,))
     """
     if timeout is None:
         try:
@@ -163,6 +203,20 @@ def label_structures(frames: Sequence[Atoms], reference: Calculator,
     ReferenceFailure
         A calculation failed, timed out or gave non-finite values (the structure is
         named); :func:`active_learning` records such failures and goes on instead.
+    TypeError, ValueError
+        ``reference_timeout`` is not a positive number.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy.sampling import label_structures
+    >>> frames = [bulk("Cu", cubic=True), bulk("Cu", a=3.7)]
+    >>> labelled = label_structures(frames, EMT())
+    >>> [len(atoms.get_forces()) for atoms in labelled], labelled[0].info["config_type"]
+    ([4, 1], 'active_learning')
+    >>> frames[0].calc is None  # the frames themselves are not modified
+    True
     """
     check_number("reference_timeout", reference_timeout, 0.0, allow_none=True)
     labelled = []
@@ -213,6 +267,19 @@ class Iteration:
         testing (this iteration, summed over resumed parts).
     test_energy_rmse, test_force_rmse : float or None
         Errors of the model that ran the dynamics on ``test_frames`` (eV/atom, eV/A).
+
+    See Also
+    --------
+    history_rows : The iterations as table rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.sampling import Iteration
+    >>> entry = Iteration(n_train=10, n_candidates=40, max_score=0.8, median_score=0.2,
+    ...                   selected_scores=np.array([0.8, 0.5]), md_stopped=0, n_labelled=2)
+    >>> entry.n_labelled, entry.n_failed, entry.test_force_rmse
+    (2, 0, None)
     """
 
     n_train: int
@@ -229,13 +296,62 @@ class Iteration:
     test_force_rmse: Optional[float] = None
 
     def to_dict(self) -> dict:
-        """JSON-able fields (``selected_scores`` as a list)."""
+        """JSON-able fields (``selected_scores`` as a list).
+
+        Returns
+        -------
+        dict
+            Field name to value, as :meth:`from_dict` reads it back (the form stored in
+            a work directory's ``state.json``).
+
+        Examples
+        --------
+        >>> import json
+        >>> import numpy as np
+        >>> from gapy.sampling import Iteration
+        >>> entry = Iteration(n_train=10, n_candidates=40, max_score=0.8, median_score=0.2,
+        ...                   selected_scores=np.array([0.8, 0.5]), md_stopped=1)
+        >>> values = entry.to_dict()
+        >>> values["selected_scores"], values["md_stopped"]
+        ([0.8, 0.5], 1)
+        >>> text = json.dumps(values)
+        """
         out = asdict(self)
         out["selected_scores"] = np.asarray(self.selected_scores, dtype=float).tolist()
         return out
 
     @classmethod
     def from_dict(cls, values: dict) -> "Iteration":
+        """An :class:`Iteration` from the fields of :meth:`to_dict`.
+
+        Parameters
+        ----------
+        values : dict
+            Field name to value (``selected_scores`` any sequence of numbers); not
+            modified.
+
+        Returns
+        -------
+        Iteration
+            With ``selected_scores`` as a float ndarray.
+
+        Raises
+        ------
+        KeyError
+            ``values`` has no ``selected_scores``.
+        TypeError
+            An unknown field, or a required one missing.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gapy.sampling import Iteration
+        >>> entry = Iteration(n_train=10, n_candidates=40, max_score=0.8, median_score=0.2,
+        ...                   selected_scores=np.array([0.8, 0.5]), md_stopped=1)
+        >>> again = Iteration.from_dict(entry.to_dict())
+        >>> again.selected_scores, again.n_train
+        (array([0.8, 0.5]), 10)
+        """
         values = dict(values)
         values["selected_scores"] = np.asarray(values["selected_scores"], dtype=float)
         return cls(**values)
@@ -262,6 +378,19 @@ class ActiveLearningResult:
         (``"exception"``, ``"non-finite"``, ``"timeout"``, ``"died"``), ``message``.
     test_energy_rmse, test_force_rmse : float or None
         Errors of the final model on ``test_frames`` (eV/atom, eV/A).
+
+    Examples
+    --------
+    Returned by :func:`active_learning` (which has a complete example); built here by
+    hand:
+
+    >>> from ase.build import bulk
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.sampling import ActiveLearningResult
+    >>> result = ActiveLearningResult(model=GAPRegressor(SOAP(["Cu"], r_cut=4.0)),
+    ...                               frames=[bulk("Cu", cubic=True)])
+    >>> result.converged, result.history, result.failures, result.test_force_rmse
+    (False, [], [], None)
     """
 
     model: object
@@ -402,6 +531,47 @@ def driver_calculator(driver: str, model, options: Optional[dict] = None):
     ``"md"``: the model itself (:class:`gapy.GAPCalculator`); ``"metad"``:
     :class:`DescriptorMetadynamics` and ``"uncertainty"``: :class:`UncertaintyBias`,
     with ``options`` as keyword arguments.
+
+    Parameters
+    ----------
+    driver : {"md", "metad", "uncertainty"}
+        The dynamics (:data:`DRIVERS`).
+    model : GAPRegressor or GAPCalculator
+        A fitted model.
+    options : dict, optional
+        Keyword arguments of the bias calculator (none for ``"md"``).
+
+    Returns
+    -------
+    GAPCalculator, DescriptorMetadynamics or UncertaintyBias
+        A new calculator, to attach to the atoms of one trajectory.
+
+    Raises
+    ------
+    TypeError
+        Options for ``"md"``, an unknown option (the known ones are listed), a value of
+        the wrong type, or ``model`` is not a fitted model (biased drivers).
+    ValueError
+        An unknown driver or a value out of range.
+    sklearn.exceptions.NotFittedError
+        ``model`` is not fitted (biased drivers).
+
+    Examples
+    --------
+    >>> from gapy.sampling import label_structures
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.sampling import driver_calculator
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> frames = label_structures([atoms], EMT())
+    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(frames)
+    >>> type(driver_calculator("md", model)).__name__
+    'GAPCalculator'
+    >>> calc = driver_calculator("metad", model, {"height": 0.01, "stride": 5})
+    >>> type(calc).__name__, calc.parameters["height"], calc.parameters["width"]
+    ('DescriptorMetadynamics', 0.01, 0.05)
     """
     check_driver_options(driver, options)
     if driver == "md":
@@ -434,7 +604,37 @@ def check_driver_options(driver: str, options: Optional[dict]) -> dict:
 
 
 def errors_on(model, frames: Sequence[Atoms]) -> tuple:
-    """Energy RMSE per atom (eV/atom) and force-component RMSE (eV/A) of ``model`` on ``frames``."""
+    """Energy RMSE per atom (eV/atom) and force-component RMSE (eV/A) of ``model`` on ``frames``.
+
+    Parameters
+    ----------
+    model : GAPRegressor
+        A fitted model.
+    frames : sequence of ase.Atoms
+        Labelled structures (energy and forces, e.g. from :func:`label_structures`).
+
+    Returns
+    -------
+    energy_rmse : float
+        Root-mean-square error of the energy per atom over the structures, eV/atom.
+    force_rmse : float
+        Root-mean-square error over all force components of all atoms, eV/A.
+
+    Examples
+    --------
+    >>> from gapy.sampling import errors_on, label_structures
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy import GAPRegressor, SOAP
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> frames = label_structures([atoms], EMT())
+    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(frames)
+    >>> test = label_structures([bulk("Cu", a=3.58, cubic=True)], EMT())
+    >>> energy_rmse, force_rmse = errors_on(model, test)
+    >>> bool(energy_rmse >= 0.0), bool(force_rmse < 1e-6)  # zero forces by symmetry in both
+    (True, True)
+    """
     predicted = model.predict_all(frames, properties=("energy", "forces"))
     energy = np.sqrt(np.mean([((p["energy"] - a.get_potential_energy()) / len(a)) ** 2
                               for p, a in zip(predicted, frames)]))
@@ -559,12 +759,46 @@ def active_learning(
     Returns
     -------
     ActiveLearningResult
+        The model refitted on the initial and every labelled structure, the training
+        set, the history of the iterations, whether the run converged, the failed
+        reference calculations, and with ``test_frames`` the final model's errors.
 
     Raises
     ------
     gapy.GapyError
         The work directory holds another run (the message names the settings that
-        differ), or every MD run stopped before its first snapshot.
+        differ) or is damaged, or every MD run stopped before its first snapshot.
+    TypeError
+        A numeric parameter is not a number, or ``driver_options`` that the driver does
+        not take (see :func:`driver_calculator`).
+    ValueError
+        No ``starts`` or no temperature, a value out of range, or an unknown ``score``,
+        ``driver`` or ``selection``.
+
+    See Also
+    --------
+    history_rows, write_history_csv : The history as a table.
+    workdir_history : The history of a run in progress.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.sampling import active_learning, label_structures
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> frames = label_structures([atoms], EMT())
+    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     result = active_learning(model, frames, EMT(), bulk("Cu", cubic=True), n_iterations=2,
+    ...                              n_select=1, md_steps=4, md_interval=2, random_state=0,
+    ...                              workdir=tmp, test_frames=frames)
+    >>> len(result.frames), [entry.n_train for entry in result.history], result.failures
+    (3, [1, 2], [])
+    >>> result.test_force_rmse is not None
+    True
     """
     starts = [starts] if isinstance(starts, Atoms) else list(starts)
     if not starts:
@@ -736,6 +970,7 @@ def history_rows(history: Sequence[Iteration], final: Optional[ActiveLearningRes
     Parameters
     ----------
     history : sequence of Iteration
+        E.g. :attr:`ActiveLearningResult.history` or :func:`workdir_history`.
     final : ActiveLearningResult, optional
         Adds a row ``iteration="final"`` with its training-set size and test errors.
 
@@ -744,6 +979,21 @@ def history_rows(history: Sequence[Iteration], final: Optional[ActiveLearningRes
     list of dict
         Energies per atom in eV/atom, forces in eV/A, times in seconds; ``None`` where
         there is no value.
+
+    See Also
+    --------
+    write_history_csv : Writes the rows.
+    gapy.plots.learning_curve_plot : Plots them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.sampling import Iteration, history_rows
+    >>> history = [Iteration(n_train=10, n_candidates=40, max_score=0.8, median_score=0.2,
+    ...                      selected_scores=np.array([0.8, 0.5]), md_stopped=0, n_labelled=2)]
+    >>> (row,) = history_rows(history)
+    >>> row["iteration"], row["n_selected"], row["test_force_rmse"]
+    (0, 2, None)
     """
     rows = []
     for k, entry in enumerate(history):
@@ -762,7 +1012,30 @@ def history_rows(history: Sequence[Iteration], final: Optional[ActiveLearningRes
 
 
 def write_history_csv(rows: Sequence[dict], path: Union[str, os.PathLike]) -> None:
-    """Write :func:`history_rows` as CSV (empty cells for missing values)."""
+    """Write :func:`history_rows` as CSV (empty cells for missing values).
+
+    Parameters
+    ----------
+    rows : sequence of dict
+        From :func:`history_rows`; the columns are :data:`HISTORY_COLUMNS` (other keys
+        are ignored, missing ones left empty).
+    path : str or path-like
+        CSV file to write (overwritten).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from gapy.sampling import Iteration, history_rows, write_history_csv
+    >>> history = [Iteration(n_train=10, n_candidates=40, max_score=0.8, median_score=0.2,
+    ...                      selected_scores=np.array([0.8, 0.5]), md_stopped=0, n_labelled=2)]
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_history_csv(history_rows(history), Path(tmp) / "history.csv")
+    ...     lines = (Path(tmp) / "history.csv").read_text().splitlines()
+    >>> lines[0].split(",")[:3], lines[1].split(",")[:3], len(lines)
+    (['iteration', 'n_train', 'n_candidates'], ['0', '10', '40'], 2)
+    """
     import csv
 
     with open(path, "w", newline="") as handle:
@@ -773,7 +1046,44 @@ def write_history_csv(rows: Sequence[dict], path: Union[str, os.PathLike]) -> No
 
 
 def workdir_history(workdir: Union[str, os.PathLike]) -> List[Iteration]:
-    """The iterations recorded in an :func:`active_learning` work directory so far."""
+    """The iterations recorded in an :func:`active_learning` work directory so far.
+
+    Reads ``state.json`` only (no settings are checked): works while the run is going
+    on, or after it was killed.
+
+    Parameters
+    ----------
+    workdir : str or path-like
+        The ``workdir`` of :func:`active_learning`.
+
+    Returns
+    -------
+    list of Iteration
+        The finished iterations, in order (the one being labelled is not included).
+
+    Raises
+    ------
+    gapy.GapyError
+        No ``state.json``, or one that cannot be read or is not an active-learning state.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from gapy.sampling import active_learning, label_structures, workdir_history
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy import GAPRegressor, SOAP
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> frames = label_structures([atoms], EMT())
+    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(frames)
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     result = active_learning(model, frames, EMT(), bulk("Cu", cubic=True), n_iterations=1,
+    ...                              n_select=1, md_steps=4, md_interval=2, random_state=0, workdir=tmp)
+    ...     history = workdir_history(tmp)
+    >>> len(history), history[0].n_train, history[0].n_labelled
+    (1, 1, 1)
+    """
     from ._workdir import read_state_file
 
     return [Iteration.from_dict(entry) for entry in read_state_file(workdir)["history"]]
@@ -788,12 +1098,34 @@ def strained_copies(frames: Sequence[Atoms], strains: Sequence[float]) -> List[A
     Parameters
     ----------
     frames : sequence of ase.Atoms
+        Structures (not modified).
     strains : sequence of float
         Linear strains, e.g. ``[-0.02, 0.0, 0.02]``; each > -1.
 
     Returns
     -------
     list of ase.Atoms
+        For each periodic structure, one copy per strain (in the order of ``strains``);
+        for each other one, a single copy. No calculator (labels are dropped).
+
+    Raises
+    ------
+    ValueError
+        No strains, or a strain not above -1 (or not finite).
+    TypeError
+        A strain is not a number.
+
+    Examples
+    --------
+    >>> from ase import Atoms
+    >>> from ase.build import bulk
+    >>> from gapy.sampling import strained_copies
+    >>> copies = strained_copies([bulk("Cu", a=3.6), Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.3]])],
+    ...                          [-0.02, 0.0, 0.02])
+    >>> [atoms.info["strain"] for atoms in copies]
+    [-0.02, 0.0, 0.02, 0.0]
+    >>> round(float(copies[0].get_volume() / copies[1].get_volume()), 6)  # 0.98 ** 3
+    0.941192
     """
     strains = list(strains)
     if not strains:
@@ -814,11 +1146,39 @@ def strained_copies(frames: Sequence[Atoms], strains: Sequence[float]) -> List[A
 def reference_calculator(spec: str) -> BaseCalculator:
     """An ASE calculator from ``"emt"`` or ``"module:factory"`` (a function returning one).
 
+    The ``reference`` of ``gapy learn``.
+
+    Parameters
+    ----------
+    spec : str
+        ``"emt"`` (any case) for ASE's :class:`~ase.calculators.emt.EMT`, or
+        ``"module:factory"``: ``module`` is imported and ``factory()`` is called without
+        arguments.
+
+    Returns
+    -------
+    ase.calculators.calculator.BaseCalculator
+        A new calculator.
+
     Raises
     ------
+    TypeError
+        ``spec`` is not a string.
     ValueError
         Malformed specification, a module that does not import, no such factory, or a
         factory that does not return an ASE calculator.
+
+    Examples
+    --------
+    >>> from gapy.sampling import reference_calculator
+    >>> type(reference_calculator("emt")).__name__
+    'EMT'
+    >>> type(reference_calculator("ase.calculators.lj:LennardJones")).__name__
+    'LennardJones'
+    >>> reference_calculator("emt:")
+    Traceback (most recent call last):
+        ...
+    ValueError: reference 'emt:': give 'emt' or 'module:factory' (a function returning an ASE calculator)
     """
     if not isinstance(spec, str):
         raise TypeError(f"reference must be 'emt' or 'module:factory', got {spec!r}")
