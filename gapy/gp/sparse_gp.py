@@ -286,8 +286,41 @@ class SparseSet:
         return (factor * np.concatenate([weights, -weights @ overlap.T], axis=1)) @ points
 
     def local_prior_gradient(self, values, species) -> np.ndarray:
-        """``d K(q_i, q_i) / d q_i`` (eV^2), shape (n, n_features): how the prior variance
-        of each local energy changes with its descriptor."""
+        """Gradient ``d K(q_i, q_i) / d q_i`` of each local energy's prior variance.
+
+        How the prior variance of each local energy changes with its descriptor, with
+        the conditioning on ``isolated`` when there is one.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n, n_features)
+            Descriptor vector ``q_i`` of each atom.
+        species : ndarray of int of shape (n,)
+            Species index of each atom (used with ``isolated`` only).
+
+        Returns
+        -------
+        ndarray of shape (n, n_features)
+            The gradients, in eV^2 per descriptor unit, ready for
+            :meth:`gapy.SOAP.contract_gradients`.
+
+        Examples
+        --------
+        With the plain kernel ``K(q, q) = delta^2 (q . q)^zeta``, the gradient is
+        ``2 zeta delta^2 (q . q)^(zeta - 1) q``; conditioned on ``q0 = (0, 1)`` it
+        vanishes at ``q0``, where the variance is zero:
+
+        >>> import numpy as np
+        >>> points, species = np.array([[1.0, 0.0], [0.6, 0.8]]), np.zeros(2, dtype=int)
+        >>> q = np.array([[0.6, 0.8], [0.0, 1.0]])
+        >>> SparseSet(points, species, zeta=2, delta=0.5).local_prior_gradient(q, species)
+        array([[0.6, 0.8],
+               [0. , 1. ]])
+        >>> basis = SparseSet(points, species, zeta=2, delta=0.5, isolated=np.array([[0.0, 1.0]]))
+        >>> basis.local_prior_gradient(q, species).round(4)
+        array([[0.6  , 0.288],
+               [0.   , 0.   ]])
+        """
         q = np.asarray(values)
         norm2 = np.einsum("ij,ij->i", q, q)
         gradient = 2 * self.zeta * norm2[:, None] ** (self.zeta - 1) * q
