@@ -71,9 +71,36 @@ class SingularKernelError(GapyError, np.linalg.LinAlgError):
 
 
 class DataFileError(GapyError, ValueError):
-    """A training data file cannot be read (the structure's index is named), or it
-    changed while a fit was reading it."""
+    """A training data file cannot be read, or it changed while a fit was reading it.
+
+    Raised by the frame sources of :mod:`gapy.io` (and so by ``GAPRegressor.fit`` given
+    a path): the message names the file, the structure's index and, for extended XYZ,
+    its line. Also a ``ValueError``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from gapy import DataFileError
+    >>> from gapy.io import FileSource
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     try:
+    ...         FileSource(Path(tmp) / "missing.xyz")
+    ...     except DataFileError as error:
+    ...         print(str(error).endswith("missing.xyz: no such file"))
+    True
+    """
 
 
 class ClusterError(GapyError, RuntimeError):
-    """The dask cluster a fit was running on went away or kept losing workers."""
+    """The dask cluster a fit was running on went away or kept losing workers.
+
+    Raised when the dask client is closed during a fit or its tasks keep failing after
+    the retries; nothing was fitted. Also a ``RuntimeError``.
+
+    Examples
+    --------
+    >>> from gapy import ClusterError, GapyError
+    >>> issubclass(ClusterError, GapyError), issubclass(ClusterError, RuntimeError)
+    (True, True)
+    """

@@ -92,10 +92,22 @@ def _changed(path, what: str) -> DataFileError:
 class FrameSource:
     """Structures in order, ``(index, atoms)`` per pass; see the module docstring.
 
+    The base class of :class:`ListSource`, :class:`FileSource` and
+    :class:`IteratorSource`; :func:`frame_source` picks the right one. Iterating over a
+    source is one pass; ``len(source)`` raises ``TypeError`` while :attr:`n_frames` is
+    still None. A source is a context manager: it is closed (:meth:`close`) on exit.
+
     Attributes
     ----------
     name : str
         What the structures are (a file path, "list", "iterator"), for messages.
+
+    Examples
+    --------
+    >>> from gapy.datasets import load_si
+    >>> with frame_source(load_si("train")[:3]) as source:
+    ...     print(source.name, len(source), [k for k, atoms in source])
+    list 3 [0, 1, 2]
     """
 
     name = "structures"
@@ -111,7 +123,24 @@ class FrameSource:
 
     @property
     def n_frames(self) -> Optional[int]:
-        """Number of structures, or None before the first pass has counted them."""
+        """Number of structures, or None before the first pass has counted them.
+
+        Returns
+        -------
+        int or None
+            The number of structures; None until a first pass over a file or an
+            iterator has counted them (a list knows it from the start).
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> source = IteratorSource(iter(load_si("train")[:3]))
+        >>> source.n_frames is None
+        True
+        >>> _ = list(source)
+        >>> source.n_frames
+        3
+        """
         return None
 
     def structures(self, indices: Optional[Iterable[int]] = None) -> Iterator[Tuple[int, Atoms]]:
@@ -119,6 +148,26 @@ class FrameSource:
 
         Sources that can skip a structure without parsing it (extended XYZ, ASE
         databases) do so.
+
+        Parameters
+        ----------
+        indices : iterable of int, optional
+            Indices of the structures wanted, in any order and possibly repeated (each
+            is read once, in increasing order); by default all of them.
+
+        Yields
+        ------
+        index : int
+            Index of the structure in the source.
+        atoms : ase.Atoms
+            The structure.
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> source = frame_source(iter(load_si("train")[:3]))
+        >>> [(k, len(atoms)) for k, atoms in source.structures([2, 0, 2])]
+        [(0, 63), (2, 63)]
         """
         if indices is None:
             yield from self
@@ -137,14 +186,55 @@ class FrameSource:
 
         None means the structure exists only here (a list in memory, a spilled iterator):
         send the ``Atoms`` themselves.
+
+        Parameters
+        ----------
+        index : int
+            Index of the structure in the source.
+
+        Returns
+        -------
+        StructureRef or None
+            The handle (for a :class:`FileSource`), or None.
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> print(frame_source(load_si("train")[:3]).reference(0))
+        None
         """
         return None
 
     def verify(self) -> None:
-        """Raise :class:`DataFileError` if the data changed since the first pass."""
+        """Raise :class:`DataFileError` if the data changed since the first pass.
+
+        Does nothing for data that cannot change (a list in memory, a spilled iterator)
+        and before the first pass.
+
+        Raises
+        ------
+        DataFileError
+            The data changed since the first pass (see :meth:`FileSource.verify`).
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> frame_source(load_si("train")[:3]).verify()
+        """
 
     def close(self) -> None:
-        """Release temporary files and handles (the source cannot be read afterwards)."""
+        """Release temporary files and handles (the source cannot be read afterwards).
+
+        Also called when a ``with`` block on the source ends.
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> source = IteratorSource(iter(load_si("train")[:3]))
+        >>> [k for k, atoms in source]
+        [0, 1, 2]
+        >>> source.close()
+        """
 
     def __enter__(self) -> "FrameSource":
         return self
@@ -154,7 +244,27 @@ class FrameSource:
 
 
 class ListSource(FrameSource):
-    """Structures already in memory (a list or tuple of ``ase.Atoms``)."""
+    """Structures already in memory (a list or tuple of ``ase.Atoms``).
+
+    Parameters
+    ----------
+    frames : ase.Atoms or sequence of ase.Atoms
+        The structures (one ``Atoms`` is one structure); kept as they are, not copied.
+
+    Raises
+    ------
+    TypeError
+        An element is not an ``ase.Atoms`` (its index is named).
+    ValueError
+        No structure is given.
+
+    Examples
+    --------
+    >>> from gapy.datasets import load_si
+    >>> source = ListSource(load_si("train")[:3])
+    >>> len(source), [(k, len(atoms)) for k, atoms in source]
+    (3, [(0, 63), (1, 63), (2, 63)])
+    """
 
     name = "list"
 
@@ -166,9 +276,44 @@ class ListSource(FrameSource):
 
     @property
     def n_frames(self) -> int:
+        """Number of structures, known from the start.
+
+        Returns
+        -------
+        int
+            The length of the list.
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> ListSource(load_si("train")[:3]).n_frames
+        3
+        """
         return len(self.frames)
 
     def structures(self, indices=None):
+        """``(index, atoms)`` of the structures ``indices`` (sorted; default all), in order.
+
+        Parameters
+        ----------
+        indices : iterable of int, optional
+            Indices of the structures wanted, in any order and possibly repeated (each
+            is given once, in increasing order); by default all of them.
+
+        Yields
+        ------
+        index : int
+            Index of the structure in the list.
+        atoms : ase.Atoms
+            The structure (the object of the list, not a copy).
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> frames = load_si("train")[:3]
+        >>> [(k, atoms is frames[k]) for k, atoms in ListSource(frames).structures([2, 0])]
+        [(0, True), (2, True)]
+        """
         if indices is None:
             yield from self
             return
@@ -179,12 +324,27 @@ class ListSource(FrameSource):
 class IteratorSource(FrameSource):
     """Any iterable of ``ase.Atoms``, read once and spilled to a temporary file.
 
+    The first pass reads the iterable and writes each structure to the temporary file;
+    later passes read them back from it. A later pass before the first one has finished
+    raises :class:`~gapy.exceptions.DataFileError`.
+
     Parameters
     ----------
     iterable : iterable of ase.Atoms
-    directory : str, optional
+        The structures (a generator, for instance), consumed once by the first pass.
+    directory : str or os.PathLike, optional
         Where the temporary file goes (default: the system's temporary directory). It is
         deleted on :meth:`close` (or when the source is garbage-collected).
+
+    Examples
+    --------
+    >>> from gapy.datasets import load_si
+    >>> source = IteratorSource(atoms for atoms in load_si("train")[:3])
+    >>> [(k, len(atoms)) for k, atoms in source]  # first pass: reads the generator
+    [(0, 63), (1, 63), (2, 63)]
+    >>> [(k, len(atoms)) for k, atoms in source]  # later passes: the temporary file
+    [(0, 63), (1, 63), (2, 63)]
+    >>> source.close()
     """
 
     name = "iterator"
@@ -197,6 +357,23 @@ class IteratorSource(FrameSource):
 
     @property
     def n_frames(self) -> Optional[int]:
+        """Number of structures, or None before the first pass has read them all.
+
+        Returns
+        -------
+        int or None
+            The number of structures the iterable gave; None until the first pass ends.
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> source = IteratorSource(iter(load_si("train")[:3]))
+        >>> print(source.n_frames)
+        None
+        >>> _ = list(source)
+        >>> source.n_frames
+        3
+        """
         return self._count
 
     def __iter__(self):
@@ -227,6 +404,15 @@ class IteratorSource(FrameSource):
             yield k, pickle.load(self._spill)
 
     def close(self):
+        """Delete the temporary file (the source cannot be read afterwards).
+
+        Examples
+        --------
+        >>> from gapy.datasets import load_si
+        >>> with IteratorSource(iter(load_si("train")[:3])) as source:  # closed at the end
+        ...     print([k for k, atoms in source])
+        [0, 1, 2]
+        """
         if self._spill is not None:
             self._spill.close()
             self._spill = None
@@ -235,9 +421,14 @@ class IteratorSource(FrameSource):
 class FileSource(FrameSource):
     """Structures of a file, parsed one at a time on every pass.
 
+    The first pass indexes and fingerprints the file; every later pass, and
+    :meth:`verify`, refuse a file that changed since.
+
     Parameters
     ----------
     path : str or os.PathLike
+        The file; workers of a cluster that use :meth:`reference` must see it under the
+        same path.
     format : str, optional
         ``"extxyz"``, ``"db"`` (ASE database) or any ASE format name; by default from the
         file name (``.xyz``/``.extxyz``: extxyz, ``.db``: db, otherwise ASE's guess).
@@ -246,6 +437,24 @@ class FileSource(FrameSource):
     ------
     DataFileError
         No such file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from ase.io import write
+    >>> from gapy.datasets import load_si
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "train.xyz"
+    >>> write(path, load_si("train")[:3])
+    >>> source = FileSource(path)
+    >>> source.format, source.n_frames is None
+    ('extxyz', True)
+    >>> [(k, len(atoms)) for k, atoms in source]
+    [(0, 63), (1, 63), (2, 63)]
+    >>> source.n_frames
+    3
+    >>> tmp.cleanup()
     """
 
     def __init__(self, path: PathLike, format: Optional[str] = None):
@@ -265,6 +474,30 @@ class FileSource(FrameSource):
 
     @property
     def n_frames(self) -> Optional[int]:
+        """Number of structures in the file, or None before the first pass.
+
+        Returns
+        -------
+        int or None
+            The number of structures found by the first pass; None before it.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from ase.io import write
+        >>> from gapy.datasets import load_si
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "train.xyz"
+        >>> write(path, load_si("train")[:3])
+        >>> source = FileSource(path)
+        >>> print(source.n_frames)
+        None
+        >>> _ = source.begin_pass()
+        >>> source.n_frames
+        3
+        >>> tmp.cleanup()
+        """
         return self._count
 
     # ------------------------------------------------------------ passes
@@ -272,8 +505,37 @@ class FileSource(FrameSource):
         return self.structures()
 
     def begin_pass(self) -> bool:
-        """Start a pass: index and fingerprint the file the first time (returns True),
-        check that it is unchanged afterwards (returns False)."""
+        """Start a pass: index and fingerprint the file, or check that it is unchanged.
+
+        Called by :meth:`structures` (so by every pass); the first call indexes and
+        fingerprints the file, the later ones check it against the fingerprint.
+
+        Returns
+        -------
+        bool
+            True for the first pass (the file was indexed and fingerprinted), False for
+            a later one (the file was checked).
+
+        Raises
+        ------
+        DataFileError
+            The file contains no structures or a malformed one (first pass), or it
+            changed since the first pass.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from ase.io import write
+        >>> from gapy.datasets import load_si
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "train.xyz"
+        >>> write(path, load_si("train")[:3])
+        >>> source = FileSource(path)
+        >>> source.begin_pass(), source.begin_pass()
+        (True, False)
+        >>> tmp.cleanup()
+        """
         if self.fingerprint is None:
             self._index()
             return True
@@ -281,6 +543,44 @@ class FileSource(FrameSource):
         return False
 
     def structures(self, indices=None):
+        """``(index, atoms)`` of the structures ``indices`` (sorted; default all), in order.
+
+        One pass over the file (see :meth:`begin_pass`); extended XYZ and ASE databases
+        skip the structures not wanted without parsing them.
+
+        Parameters
+        ----------
+        indices : iterable of int, optional
+            Indices of the structures wanted, in any order and possibly repeated (each
+            is read once, in increasing order); by default all of them.
+
+        Yields
+        ------
+        index : int
+            Index of the structure in the file.
+        atoms : ase.Atoms
+            The structure, freshly parsed.
+
+        Raises
+        ------
+        DataFileError
+            A structure cannot be read (the file, the index and, for extended XYZ, the
+            line are named), or the file changed since the first pass.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from ase.io import write
+        >>> from gapy.datasets import load_si
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "train.xyz"
+        >>> write(path, load_si("train")[:3])
+        >>> source = FileSource(path)
+        >>> [(k, len(atoms)) for k, atoms in source.structures([2, 0])]
+        [(0, 63), (2, 63)]
+        >>> tmp.cleanup()
+        """
         first = self.begin_pass()
         wanted = None if indices is None else sorted(set(int(k) for k in indices))
         if self.format == "extxyz":
@@ -353,6 +653,38 @@ class FileSource(FrameSource):
 
     # ------------------------------------------------------------ checks
     def verify(self) -> None:
+        """Raise :class:`DataFileError` if the file changed since the first pass.
+
+        Compares the size, modification time and SHA-256 of the file with the
+        fingerprint of the first pass; does nothing before it.
+
+        Raises
+        ------
+        DataFileError
+            The file was removed or differs from its fingerprint (what differs is
+            named).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from ase.io import write
+        >>> from gapy.datasets import load_si
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "train.xyz"
+        >>> write(path, load_si("train")[:3])
+        >>> source = FileSource(path)
+        >>> _ = list(source)
+        >>> source.verify()  # unchanged
+        >>> with open(path, "a") as handle:
+        ...     _ = handle.write(" ")  # any change
+        >>> try:
+        ...     source.verify()
+        ... except DataFileError as error:
+        ...     print("the file changed" in str(error))
+        True
+        >>> tmp.cleanup()
+        """
         if self.fingerprint is None:
             return
         now = Fingerprint.of(self.path) if self.path.exists() else None
@@ -362,6 +694,40 @@ class FileSource(FrameSource):
             raise _changed(self.path, self.fingerprint.differences(now))
 
     def reference(self, index: int) -> Optional["StructureRef"]:
+        """A picklable handle that reads structure ``index`` of the file where it is loaded.
+
+        Parameters
+        ----------
+        index : int
+            Index of the structure in the file.
+
+        Returns
+        -------
+        StructureRef
+            The path, format and position of the structure and the file's size and
+            modification time.
+
+        Raises
+        ------
+        RuntimeError
+            Before the first pass (the file is not indexed yet).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from ase.io import write
+        >>> from gapy.datasets import load_si
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "train.xyz"
+        >>> write(path, load_si("train")[:3])
+        >>> source = FileSource(path)
+        >>> _ = source.begin_pass()
+        >>> ref = source.reference(1)
+        >>> ref.index, len(ref.load())
+        (1, 63)
+        >>> tmp.cleanup()
+        """
         if self.fingerprint is None:
             raise RuntimeError("FileSource.reference before the first pass")
         if self.format == "extxyz":
@@ -379,7 +745,41 @@ class StructureRef:
     """One structure of a file, read where :meth:`load` runs (a dask worker).
 
     Holds the path, the format, the structure's index and position in the file, and the
-    file's size and modification time: :meth:`load` refuses a file that changed.
+    file's size and modification time: :meth:`load` refuses a file that changed. Made by
+    :meth:`FileSource.reference`; small and picklable, to send to other processes.
+
+    Parameters
+    ----------
+    path : str
+        Path of the file (the same for every process that loads it).
+    format : str or None
+        ``"extxyz"``, ``"db"``, an ASE format name, or None for ASE's guess.
+    index : int
+        Index of the structure in the file (for messages).
+    where : object
+        Position of the structure: ``(start byte, end byte, header line)`` for extended
+        XYZ, the row id for an ASE database, the index for other formats.
+    size : int
+        Size of the file (bytes) when it was fingerprinted.
+    mtime_ns : int
+        Modification time of the file (ns) when it was fingerprinted.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from ase.io import write
+    >>> from gapy.datasets import load_si
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> path = Path(tmp.name) / "train.xyz"
+    >>> write(path, load_si("train")[:3])
+    >>> import pickle
+    >>> source = FileSource(path)
+    >>> _ = source.begin_pass()
+    >>> ref = pickle.loads(pickle.dumps(source.reference(2)))
+    >>> ref.format, ref.index, ref.load().get_chemical_formula()
+    ('extxyz', 2, 'Si63')
+    >>> tmp.cleanup()
     """
 
     path: str
@@ -392,10 +792,40 @@ class StructureRef:
     def load(self) -> Atoms:
         """The structure, read from the file.
 
+        The file's size and modification time are checked first.
+
+        Returns
+        -------
+        ase.Atoms
+            The structure, freshly parsed.
+
         Raises
         ------
         DataFileError
             The file changed since it was fingerprinted, or the structure is malformed.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> from pathlib import Path
+        >>> from ase.io import write
+        >>> from gapy.datasets import load_si
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> path = Path(tmp.name) / "train.xyz"
+        >>> write(path, load_si("train")[:3])
+        >>> source = FileSource(path)
+        >>> _ = source.begin_pass()
+        >>> ref = source.reference(0)
+        >>> len(ref.load())
+        63
+        >>> with open(path, "a") as handle:
+        ...     _ = handle.write(" ")  # any change
+        >>> try:
+        ...     ref.load()
+        ... except DataFileError as error:
+        ...     print("the file changed" in str(error))
+        True
+        >>> tmp.cleanup()
         """
         try:
             stat = os.stat(self.path)
@@ -438,6 +868,12 @@ def frame_source(frames, format: Optional[str] = None) -> FrameSource:
     format : str, optional
         File format of a path (see :class:`FileSource`).
 
+    Returns
+    -------
+    FrameSource
+        ``frames`` itself if it is a :class:`FrameSource`, else a :class:`FileSource`,
+        :class:`ListSource` or :class:`IteratorSource`.
+
     Raises
     ------
     TypeError
@@ -447,6 +883,21 @@ def frame_source(frames, format: Optional[str] = None) -> FrameSource:
         An empty list.
     DataFileError
         A path that is not a file.
+
+    Examples
+    --------
+    >>> from gapy.datasets import load_si
+    >>> frames = load_si("train")[:3]
+    >>> type(frame_source(frames)).__name__, type(frame_source(iter(frames))).__name__
+    ('ListSource', 'IteratorSource')
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from ase.io import write
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write(Path(tmp) / "train.xyz", frames)
+    ...     source = frame_source(Path(tmp) / "train.xyz")
+    ...     print(type(source).__name__, [k for k, atoms in source])
+    FileSource [0, 1, 2]
     """
     if isinstance(frames, FrameSource):
         return frames
