@@ -66,7 +66,7 @@ numpydoc_validation_checks = {
 # ASE Calculator attributes whose docstrings autodoc inherits from ase.
 numpydoc_validation_exclude = {
     r"\.set_\w+_request$",
-    r"^gapy\.GAPCalculator\.(default_parameters|discard_results_on_any_change|implemented_properties)$",
+    r"^gapy\.(GAPCalculator|sampling\.\w+)\.(default_parameters|discard_results_on_any_change|implemented_properties)$",
 }
 
 # -- MyST (the theory pages and the benchmarks README are markdown) -------------------
