@@ -307,3 +307,50 @@ def neighbor_pairs(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> 
     centers = centers[order]
     offsets = np.searchsorted(centers, np.arange(n_atoms + 1))
     return NeighborPairs(centers, neighbors[order], vectors[order], offsets)
+
+
+def spatial_blocks(atoms: Atoms, size: int) -> List[np.ndarray]:
+    """Split the atoms into blocks of at most ``size`` atoms that are compact in space.
+
+    The structure is cut into a grid of about ``n_atoms / size`` cells (along the cell
+    vectors of a periodic structure, the Cartesian axes otherwise); each grid cell's
+    atoms form a block, cut into pieces of ``size`` if there are more. Work done per block
+    on an atom's neighbourhood (a halo of one cutoff) is then small next to the block.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    size : int
+        Largest number of atoms in a block.
+
+    Returns
+    -------
+    list of ndarray of int
+        Atom indices of each block (sorted); every atom is in exactly one block.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from gapy.structures import spatial_blocks
+    >>> blocks = spatial_blocks(bulk("Cu", cubic=True) * (4, 4, 4), size=32)
+    >>> len(blocks), max(len(block) for block in blocks)
+    (8, 32)
+    """
+    n_atoms = len(atoms)
+    if n_atoms <= size:
+        return [np.arange(n_atoms)]
+    per_axis = math.ceil((n_atoms / size) ** (1 / 3))
+    if atoms.pbc.all():
+        fractions = atoms.cell.scaled_positions(atoms.positions) % 1.0
+    else:
+        positions = atoms.positions
+        fractions = (positions - positions.min(axis=0)) / (np.ptp(positions, axis=0) + 1e-9)
+    bins = np.minimum((fractions * per_axis).astype(int), per_axis - 1)
+    keys = np.ravel_multi_index(bins.T, (per_axis,) * 3)
+    order = np.argsort(keys, kind="stable")
+    starts = np.flatnonzero(np.diff(keys[order], prepend=-1))
+    blocks = []
+    for group in np.split(order, starts[1:]):
+        blocks.extend(group[k:k + size] for k in range(0, len(group), size))
+    return blocks

@@ -172,24 +172,74 @@ def gradient_rows(center_offsets, pair_neighbors):
 
 
 @numba.njit(cache=True, nogil=True)
-def _max_neighbors(center_offsets, first_center, last_center):
+def block_gradient_rows(center_offsets, pair_neighbors, target_index):
+    """Rows of the position gradients with respect to the atoms of one block.
+
+    ``target_index[j]`` is atom ``j``'s place in the block, ``-1`` outside it. The
+    centres are the block's atoms and every atom with a neighbour in it. Returns
+    ``centers`` (sorted), ``row_centers``, ``row_neighbors`` (places in the block),
+    ``pair_rows`` (row of each pair; ``-1`` for images of the centre itself, ``-2`` for
+    a neighbour outside the block) and ``self_rows`` (``-1`` for centres outside it).
+    """
+    n_atoms = center_offsets.shape[0] - 1
+    n_pairs = pair_neighbors.shape[0]
+    is_center = target_index >= 0
+    for i in range(n_atoms):
+        if not is_center[i]:
+            for p in range(center_offsets[i], center_offsets[i + 1]):
+                if target_index[pair_neighbors[p]] >= 0:
+                    is_center[i] = True
+                    break
+    centers = np.flatnonzero(is_center)
+    row_centers = np.empty(n_pairs + n_atoms, dtype=np.int64)
+    row_neighbors = np.empty(n_pairs + n_atoms, dtype=np.int64)
+    pair_rows = np.full(n_pairs, -2, dtype=np.int64)
+    self_rows = np.full(n_atoms, -1, dtype=np.int64)
+    last_row = np.full(n_atoms, -1, dtype=np.int64)  # row of (i, j) for the current centre i
+    n_rows = 0
+    for i in centers:
+        if target_index[i] >= 0:
+            self_rows[i] = n_rows
+            row_centers[n_rows] = i
+            row_neighbors[n_rows] = target_index[i]
+            n_rows += 1
+        first_row = n_rows
+        for p in range(center_offsets[i], center_offsets[i + 1]):
+            j = pair_neighbors[p]
+            if j == i:
+                pair_rows[p] = -1
+            elif target_index[j] >= 0:
+                if last_row[j] < first_row:
+                    last_row[j] = n_rows
+                    row_centers[n_rows] = i
+                    row_neighbors[n_rows] = target_index[j]
+                    n_rows += 1
+                pair_rows[p] = last_row[j]
+    return centers, row_centers[:n_rows].copy(), row_neighbors[:n_rows].copy(), pair_rows, self_rows
+
+
+@numba.njit(cache=True, nogil=True)
+def _max_neighbors(center_offsets, centers, first, last):
     result = 0
-    for i in range(first_center, last_center):
+    for c in range(first, last):
+        i = centers[c]
         result = max(result, center_offsets[i + 1] - center_offsets[i])
     return result
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def compute_soap(first_center, last_center, center_offsets, pair_vectors, pair_species,
-                 pair_rows, self_rows, atom_species, n_species, basis, normalize,
+def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_species,
+                 pair_rows, self_rows, strain_rows, atom_species, n_species, basis, normalize,
                  with_gradients, with_strain, values, dpos, dstrain):
-    """Compute features (and gradients) of centres ``first_center <= i < last_center``.
+    """Compute features (and gradients) of the centres ``centers[first:last]``.
 
     Pairs are sorted by centre: those of centre ``i`` are
     ``center_offsets[i]:center_offsets[i + 1]``, with vectors ``r_j - r_i`` (periodic
     image included) and the neighbour's species index. ``pair_rows[p]`` is the row of
     ``dpos`` that receives ``d values[i] / d r_j`` (``-1`` when ``j`` is an image of
-    ``i``), ``self_rows[i]`` the row of ``d values[i] / d r_i``.
+    ``i``, ``-2`` when it is not wanted), ``self_rows[i]`` the row of
+    ``d values[i] / d r_i`` and ``strain_rows[i]`` that of ``dstrain`` (``-1``: not
+    wanted). Pair gradients that no output needs are not computed.
     """
     n_max = basis[0].shape[2]
     l_max = basis[0].shape[3] - 1
@@ -204,14 +254,15 @@ def compute_soap(first_center, last_center, center_offsets, pair_vectors, pair_s
     # block is a contiguous (2l+1, n_columns) matrix: one matrix product per l then
     # contracts all neighbour gradients with the expansion.
     coeffs = np.empty((n_lm, n_channels))
-    max_columns = _max_neighbors(center_offsets, first_center, last_center) * 3 * n_max
+    max_columns = _max_neighbors(center_offsets, centers, first, last) * 3 * n_max
     if not with_gradients:
         max_columns = 0
     dcoeffs_buffer = np.empty(n_lm * max_columns)
     contracted_buffer = np.empty((l_max + 1) * max_columns * n_channels)
     sqrt2 = math.sqrt(2.0)
 
-    for i in range(first_center, last_center):
+    for c in range(first, last):
+        i = centers[c]
         start = center_offsets[i]
         n_neighbors = center_offsets[i + 1] - start
         n_columns = n_neighbors * 3 * n_max if with_gradients else 0
@@ -234,9 +285,14 @@ def compute_soap(first_center, last_center, center_offsets, pair_vectors, pair_s
 
         self_grad[:, :] = 0.0
         strain_grad[:, :, :] = 0.0
+        self_row = self_rows[i]
+        strain_row = strain_rows[i] if with_strain else -1
         # gradient of the power spectrum with respect to each neighbour vector
         for jj in range(n_neighbors):
             p = start + jj
+            pair_row = pair_rows[p]
+            if pair_row < 0 and strain_row < 0 and (pair_row == -1 or self_row < 0):
+                continue  # wanted neither in dpos, nor in the centre's own row, nor in dstrain
             s = pair_species[p]
             f = 0
             for k1 in range(n_channels):
@@ -264,24 +320,26 @@ def compute_soap(first_center, last_center, center_offsets, pair_vectors, pair_s
                         projection += values[i, f] * dpower[a, f]
                     for f in range(n_features):
                         dpower[a, f] = (dpower[a, f] - values[i, f] * projection) / norm
-            row = pair_rows[p]
-            if row >= 0:
+            if pair_row >= 0:
                 for a in range(3):
                     for f in range(n_features):
-                        dpos[row, a, f] += dpower[a, f]
+                        dpos[pair_row, a, f] += dpower[a, f]
+            if pair_row != -1:
+                for a in range(3):
+                    for f in range(n_features):
                         self_grad[a, f] -= dpower[a, f]
-            if with_strain:
+            if strain_row >= 0:
                 for a in range(3):
                     for b in range(3):
                         r_b = pair_vectors[p, b]
                         for f in range(n_features):
                             strain_grad[a, b, f] += dpower[a, f] * r_b
-        self_row = self_rows[i]
-        for a in range(3):
-            for f in range(n_features):
-                dpos[self_row, a, f] += self_grad[a, f]
-        if with_strain:
-            dstrain[i] = strain_grad
+        if self_row >= 0:
+            for a in range(3):
+                for f in range(n_features):
+                    dpos[self_row, a, f] += self_grad[a, f]
+        if strain_row >= 0:
+            dstrain[strain_row] = strain_grad
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -304,7 +362,7 @@ def contract_soap_gradients(center_offsets, pair_vectors, pair_species, pair_nei
     scratch = make_scratch(n_max, l_max)
     sqrt2 = math.sqrt(2.0)
     coeffs = np.empty((n_lm, n_channels))
-    max_columns = _max_neighbors(center_offsets, 0, n_atoms) * 3 * n_max
+    max_columns = _max_neighbors(center_offsets, np.arange(n_atoms), 0, n_atoms) * 3 * n_max
     dcoeffs_buffer = np.empty(n_lm * max_columns)
     power = np.empty(n_features)
     h = np.empty(n_features)

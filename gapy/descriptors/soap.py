@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
@@ -11,10 +11,11 @@ from tqdm.auto import tqdm
 
 from ..exceptions import StructureError
 from ..parallel import physical_memory, thread_map
-from ..structures import check_geometry, check_species, neighbor_pairs, species_indices, structure_name
+from ..structures import (check_geometry, check_species, neighbor_pairs, spatial_blocks, species_indices,
+                          structure_name)
 from .._validation import check_choice, check_integer, check_number
 from ._radial import RADIAL_BASES, radial_spline
-from ._soap_numba import compute_soap, contract_soap_gradients, gradient_rows
+from ._soap_numba import block_gradient_rows, compute_soap, contract_soap_gradients, gradient_rows
 from ._ylm import solid_harmonic_prefactors
 
 GradientsArg = Union[bool, str, Sequence[str]]
@@ -24,6 +25,8 @@ GradientsArg = Union[bool, str, Sequence[str]]
 SPLINE_POINTS_PER_A = 100
 #: Smallest Gaussian width (Angstrom) that table resolves (five grid steps).
 MIN_ATOM_SIGMA = 5.0 / SPLINE_POINTS_PER_A
+#: Memory for the position gradients of one block of :meth:`SOAP.gradient_blocks`.
+GRADIENT_BLOCK_BYTES = 2**28
 
 @dataclass
 class SOAPGradients:
@@ -47,6 +50,11 @@ class SOAPGradients:
         ``dstrain[i, a, b] = d values[i] / d epsilon[a, b]`` under the homogeneous
         deformation ``r -> (1 + epsilon) r`` of positions and cell. ``None`` unless
         strain gradients were asked for.
+    targets : ndarray of int of shape (n_targets,) or None, default=None
+        Gradients of one block of atoms (:meth:`SOAP.gradient_blocks`): only the
+        positions of the atoms ``targets`` are varied, ``neighbors[k]`` is a place in
+        ``targets``, and ``dstrain`` has the rows of the atoms ``targets``. ``None``:
+        every atom.
 
     Examples
     --------
@@ -63,6 +71,7 @@ class SOAPGradients:
     neighbors: np.ndarray
     dpos: np.ndarray
     dstrain: Optional[np.ndarray]
+    targets: Optional[np.ndarray] = None
 
     def dense(self, n_atoms: int) -> np.ndarray:
         """Position gradients as a dense array of shape (n_atoms, n_atoms, 3, n_features).
@@ -436,21 +445,9 @@ class SOAP:
         values = np.empty((n_atoms, n_features))
         dpos = np.zeros((row_centers.size, 3, n_features))
         dstrain = np.zeros((n_atoms if with_strain else 0, 3, 3, n_features))
-        basis = self._basis()
-
-        def run(first: int, last: int) -> None:
-            compute_soap(
-                first, last, pairs.offsets, pairs.vectors, species[pairs.neighbors],
-                pair_rows, self_rows, species, len(self.atomic_numbers), basis,
-                bool(self.normalize), with_gradients, with_strain, values, dpos, dstrain,
-            )
-
-        if n_jobs == 1 or n_atoms < 2:
-            run(0, n_atoms)
-        else:
-            bounds = np.linspace(0, n_atoms, effective_n_jobs(n_jobs) + 1).astype(int)
-            thread_map(lambda part: run(*part), list(zip(bounds[:-1], bounds[1:])), n_jobs)
-
+        strain_rows = np.arange(n_atoms) if with_strain else self_rows
+        self._run(np.arange(n_atoms), pairs, species, pair_rows, self_rows, strain_rows,
+                  with_gradients, with_strain, values, dpos, dstrain, n_jobs)
         if not with_gradients:
             return values
         grad = SOAPGradients(
@@ -460,6 +457,98 @@ class SOAP:
             dstrain=dstrain if with_strain else None,
         )
         return values, grad
+
+    def _run(self, centers, pairs, species, pair_rows, self_rows, strain_rows, with_gradients,
+             with_strain, values, dpos, dstrain, n_jobs=1) -> None:
+        """The numba kernel on the atoms ``centers``, split over ``n_jobs`` threads."""
+        basis = self._basis()
+
+        def run(first: int, last: int) -> None:
+            compute_soap(
+                centers, first, last, pairs.offsets, pairs.vectors, species[pairs.neighbors],
+                pair_rows, self_rows, strain_rows, species, len(self.atomic_numbers), basis,
+                bool(self.normalize), with_gradients, with_strain, values, dpos, dstrain,
+            )
+
+        if n_jobs == 1 or len(centers) < 2:
+            run(0, len(centers))
+        else:
+            bounds = np.linspace(0, len(centers), effective_n_jobs(n_jobs) + 1).astype(int)
+            thread_map(lambda part: run(*part), list(zip(bounds[:-1], bounds[1:])), n_jobs)
+
+    def gradient_blocks(
+        self,
+        atoms: Atoms,
+        strain: bool = False,
+        block_size: Optional[int] = None,
+        *,
+        index: Optional[int] = None,
+    ) -> Iterator[SOAPGradients]:
+        """Descriptor gradients of a large structure, one block of atoms at a time.
+
+        Each block holds the gradients of every atom's features with respect to the
+        positions of the block's atoms (and, with ``strain``, the strain gradients of
+        the block's atoms' features): what the force rows and force prior variances of
+        those atoms need. Blocks are compact in space, so the neighbours whose
+        expansions are recomputed (a halo of one cutoff) stay few; memory is that of one
+        block, whatever the size of the structure.
+
+        Parameters
+        ----------
+        atoms : ase.Atoms
+            The structure.
+        strain : bool, default=False
+            Also the strain gradients ``dstrain`` of the block's atoms.
+        block_size : int, optional
+            Atoms per block; default: as many as fit in :data:`GRADIENT_BLOCK_BYTES` of
+            position gradients (at least 64).
+        index : int, optional
+            The structure's place in a data set; only serves error messages.
+
+        Yields
+        ------
+        SOAPGradients
+            With ``targets`` (the block's atoms, each atom in exactly one block);
+            ``neighbors`` are places in ``targets``.
+
+        Raises
+        ------
+        gapy.StructureError
+            As :meth:`compute`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ase.build import bulk
+        >>> from gapy import SOAP
+        >>> soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+        >>> atoms = bulk("Si", cubic=True) * (2, 2, 2)
+        >>> blocks = list(soap.gradient_blocks(atoms, block_size=16))
+        >>> len(blocks), sorted(np.concatenate([b.targets for b in blocks]).tolist()) == list(range(64))
+        (8, True)
+        """
+        species = self.species_indices(atoms, index)
+        self._check_size(atoms, index, False)
+        pairs = neighbor_pairs(atoms, float(self.r_cut), index)
+        n_atoms, n_features = len(atoms), self.n_features
+        if block_size is None:
+            rows_per_atom = len(pairs.centers) / n_atoms + 1
+            block_size = max(64, int(GRADIENT_BLOCK_BYTES / (rows_per_atom * 3 * n_features * 8)))
+        block_size = check_integer("block_size", block_size)
+        values = np.empty((n_atoms, n_features))  # scratch: the kernel recomputes the centres' features
+        target_index = np.full(n_atoms, -1)
+        for targets in spatial_blocks(atoms, block_size):
+            target_index[targets] = np.arange(len(targets))
+            centers, row_centers, row_neighbors, pair_rows, self_rows = block_gradient_rows(
+                pairs.offsets, pairs.neighbors, target_index)
+            strain_rows = target_index if strain else self_rows
+            dpos = np.zeros((row_centers.size, 3, n_features))
+            dstrain = np.zeros((len(targets) if strain else 0, 3, 3, n_features))
+            self._run(centers, pairs, species, pair_rows, self_rows, strain_rows, True, strain,
+                      values, dpos, dstrain)
+            target_index[targets] = -1
+            yield SOAPGradients(centers=row_centers, neighbors=row_neighbors, dpos=dpos,
+                                dstrain=dstrain if strain else None, targets=targets)
 
     def _check_size(self, atoms: Atoms, index: Optional[int], with_gradients: bool) -> None:
         """Refuse a structure whose neighbour list (and gradients) could not fit in memory."""

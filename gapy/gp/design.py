@@ -16,6 +16,8 @@ import scipy.sparse
 from ..kernels import dot_product_kernel
 
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
+#: Gradient rows projected on the sparse points at once (bounds a temporary array).
+_ROW_CHUNK = 4096
 
 
 def kernel_rows(values, species, sparse, sparse_species, zeta, delta, grad=None):
@@ -65,19 +67,74 @@ def kernel_rows(values, species, sparse, sparse_species, zeta, delta, grad=None)
     rows = {"energies": scale * kernel, "energy": scale * kernel.sum(axis=0)}
     if grad is None:
         return rows
-    n_atoms, m = len(values), len(sparse)
-    n_features = values.shape[1]
-    # d K(i, m) / d r_j = factor[i, m] * (dpos[(i, j)] . x_m)
-    projected = (grad.dpos.reshape(-1, n_features) @ sparse.T).reshape(-1, 3, m)
-    projected *= factor[grad.centers][:, None, :]
-    gather = scipy.sparse.csr_matrix(
-        (np.ones(len(grad.neighbors)), (grad.neighbors, np.arange(len(grad.neighbors)))),
-        shape=(n_atoms, len(grad.neighbors)),
-    )
-    rows["forces"] = -scale * (gather @ projected.reshape(len(grad.neighbors), 3 * m)).reshape(n_atoms, 3, m)
+    rows.update(gradient_rows(scale * factor, sparse, grad, len(values)))
+    return rows
+
+
+def gradient_rows(factor, sparse, grad, n_atoms: int) -> dict:
+    """Force and virial kernel rows from the kernel's gradient factor and descriptor gradients.
+
+    Parameters
+    ----------
+    factor : ndarray of shape (n_atoms, M)
+        ``dK(q_i, x_m) / d(q_i . x_m)`` of every atom (the second output of
+        :func:`gapy.kernels.dot_product_kernel`, times ``delta^2``).
+    sparse : ndarray of shape (M, n_features)
+        Sparse points ``x_m``.
+    grad : SOAPGradients
+        Gradients of the whole structure, or of one block of atoms
+        (``grad.targets``, from :meth:`gapy.SOAP.gradient_blocks`).
+    n_atoms : int
+        Atoms of the structure.
+
+    Returns
+    -------
+    dict
+        ``"forces"`` (n_targets, 3, M): rows of the forces on the atoms ``grad.targets``
+        (every atom without targets); with ``grad.dstrain``, ``"virial"`` (6, M): the
+        part of the virial rows from the local energies of those atoms (summed over the
+        blocks, the virial rows).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from ase.build import bulk
+    >>> from gapy import SOAP
+    >>> from gapy.gp import kernel_rows
+    >>> from gapy.gp.design import gradient_rows
+    >>> from gapy.kernels import dot_product_kernel
+    >>> soap, atoms = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), bulk("Si", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> values, grad = soap.compute(atoms, gradients=True)
+    >>> species = np.zeros(8, dtype=int)
+    >>> _, factor = dot_product_kernel(values, species, values[:3], species[:3], 2)
+    >>> whole = kernel_rows(values, species, values[:3], species[:3], zeta=2, delta=1.0, grad=grad)
+    >>> blocks = [gradient_rows(factor, values[:3], block, 8) for block in soap.gradient_blocks(atoms, True, 3)]
+    >>> forces = np.zeros((8, 3, 3))
+    >>> for block, rows in zip(soap.gradient_blocks(atoms, block_size=3), blocks):
+    ...     forces[block.targets] = rows["forces"]
+    >>> bool(np.allclose(forces, whole["forces"])), bool(np.allclose(sum(r["virial"] for r in blocks), whole["virial"]))
+    (True, True)
+    """
+    m, n_features = len(sparse), sparse.shape[1]
+    targets = np.arange(n_atoms) if grad.targets is None else grad.targets
+    forces = np.zeros((len(targets), 3 * m))
+    # d K(i, m) / d r_j = factor[i, m] * (dpos[(i, j)] . x_m), summed over centres i
+    for start in range(0, len(grad.neighbors), _ROW_CHUNK):
+        chunk = slice(start, start + _ROW_CHUNK)
+        projected = (grad.dpos[chunk].reshape(-1, n_features) @ sparse.T).reshape(-1, 3, m)
+        projected *= factor[grad.centers[chunk]][:, None, :]
+        neighbors = grad.neighbors[chunk]
+        gather = scipy.sparse.csr_matrix((np.ones(len(neighbors)), (neighbors, np.arange(len(neighbors)))),
+                                         shape=(len(targets), len(neighbors)))
+        forces -= gather @ projected.reshape(len(neighbors), 3 * m)
+    rows = {"forces": forces.reshape(len(targets), 3, m)}
     if grad.dstrain is not None:
-        strained = (grad.dstrain.reshape(-1, n_features) @ sparse.T).reshape(n_atoms, 9, m)
-        virial = -scale * np.einsum("iam,im->am", strained, factor).reshape(3, 3, m)
+        virial = np.zeros((3, 3, m))
+        for start in range(0, len(targets), _ROW_CHUNK // 8):
+            chunk = slice(start, start + _ROW_CHUNK // 8)
+            strained = (grad.dstrain[chunk].reshape(-1, n_features) @ sparse.T).reshape(-1, 3, 3, m)
+            virial -= np.einsum("iabm,im->abm", strained, factor[targets[chunk]])
         rows["virial"] = voigt(virial)
     return rows
 
