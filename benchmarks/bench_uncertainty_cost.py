@@ -4,12 +4,15 @@ Fits a Si model (SOAP r_cut 5.4, n_max = l_max = 8, 1000 sparse points) on the b
 data, then times ``predict_all`` for diamond Si cells with and without standard
 deviations, interleaving the variants so that machine load hits them alike (best of
 ``--repeats``), and reports each as a ratio to the plain call in the same run. Peak
-memory is measured in a fresh subprocess per variant (``ru_maxrss``).
+memory and time of one call on large cells are measured in a fresh subprocess per
+variant (``ru_maxrss`` above the loaded model; goal: stds at most 2x the memory of the
+plain call).
 
-    python benchmarks/bench_uncertainty_cost.py [--sizes 64 512] [--memory-sizes 1000 10000]
+    python benchmarks/bench_uncertainty_cost.py [--sizes 64 512] [--memory-sizes 1000 10000 50000]
 """
 
 import argparse
+import json
 import subprocess
 import sys
 import tempfile
@@ -28,6 +31,7 @@ VARIANTS = {
     "E+F + local-energy stds": dict(return_std=("energies",)),
     "E+F + energy stds": dict(return_std=("energy", "energies")),
     "E+F + force stds": dict(return_std=("energy", "energies", "forces")),
+    "E+F + all stds (stress too)": dict(return_std=True, properties=("energy", "energies", "forces", "stress")),
 }
 PROPERTIES = ("energy", "energies", "forces")
 
@@ -52,37 +56,39 @@ def timings(model, sizes, repeats):
         atoms = cell(n)
         best = {name: np.inf for name in VARIANTS}
         for name, kwargs in VARIANTS.items():  # warm-up (and the cached inverse factors)
-            model.predict_all([atoms], properties=PROPERTIES, **kwargs)
+            model.predict_all([atoms], **{"properties": PROPERTIES, **kwargs})
         for _ in range(repeats):
             for name, kwargs in VARIANTS.items():
                 start = time.perf_counter()
-                model.predict_all([atoms], properties=PROPERTIES, **kwargs)
+                model.predict_all([atoms], **{"properties": PROPERTIES, **kwargs})
                 best[name] = min(best[name], time.perf_counter() - start)
         for name in VARIANTS:
             rows.append((len(atoms), name, 1e3 * best[name] / len(atoms), best[name] / best["E+F"]))
     return rows
 
 
-def peak_memory(path: Path, n_atoms: int, variant: str) -> float:
-    """GiB above the loaded model, in a fresh process."""
+def peak_memory(path: Path, n_atoms: int, variant: str):
+    """GiB above the loaded model and seconds of one call, in a fresh process."""
     script = f"""
-import resource, json, gapy
+import resource, json, time, gapy
 import sys; sys.path.insert(0, {str(Path(__file__).parent)!r})
 from bench_uncertainty_cost import VARIANTS, PROPERTIES, cell
 model = gapy.load({str(path)!r}); atoms = cell({n_atoms})
-model.predict_all([cell(8)], properties=PROPERTIES, return_std=True)
+model.predict_all([cell(8)], properties=PROPERTIES + ("stress",), return_std=True)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-model.predict_all([atoms], properties=PROPERTIES, **VARIANTS[{variant!r}])
-print(json.dumps((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 2**20))
+start = time.perf_counter()
+model.predict_all([atoms], **{{"properties": PROPERTIES, **VARIANTS[{variant!r}]}})
+seconds = time.perf_counter() - start
+print(json.dumps([(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 2**20, seconds]))
 """
     output = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
-    return float(output.strip().splitlines()[-1])
+    return json.loads(output.strip().splitlines()[-1])
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 512])
-    parser.add_argument("--memory-sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--memory-sizes", type=int, nargs="+", default=[1000, 10000, 50000])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as directory:
@@ -91,10 +97,15 @@ def main():
         print("| atoms | call | ms/atom | ratio to E+F |\n|---|---|---|---|")
         for n, name, per_atom, ratio in timings(model, args.sizes, args.repeats):
             print(f"| {n} | {name} | {per_atom:.3f} | {ratio:.2f} |")
-        print("\n| atoms | call | peak memory above the model (GiB) |\n|---|---|---|")
+        print("\n| atoms | call | peak memory above the model (GiB) | memory ratio to E+F | ms/atom |"
+              "\n|---|---|---|---|---|")
         for n in args.memory_sizes:
+            plain = None
             for name in VARIANTS:
-                print(f"| {len(cell(n))} | {name} | {peak_memory(path, n, name):.2f} |", flush=True)
+                memory, seconds = peak_memory(path, n, name)
+                plain = plain or memory
+                print(f"| {len(cell(n))} | {name} | {memory:.2f} | {memory / plain:.2f} | "
+                      f"{1e3 * seconds / len(cell(n)):.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -945,14 +945,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if not atoms.pbc.all():
             properties, std_of = properties - {"stress"}, std_of - {"stress"}
         need_gradients = bool({"forces", "stress"} & properties)
-        # explicit kernel rows of forces and stress only where their variance is asked;
-        # otherwise the means come from the reverse-mode contraction (no gradient arrays)
-        explicit = {"forces", "stress"} & std_of
-        gradients = False
-        if explicit:
-            gradients = ("positions", "strain") if "stress" in properties else "positions"
-        computed = descriptor.compute(atoms, gradients=gradients, index=index)
-        values, grad = computed if gradients else (computed, None)
+        values = descriptor.compute(atoms, index=index)
         kernel, factor = gp.local_kernel(values, species)
         energies = kernel @ gp.alpha + e0
         baseline = getattr(self, "baseline_", None)
@@ -960,16 +953,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             baseline_energies, baseline_forces, baseline_virial = baseline.compute(atoms, index)
             energies = energies + baseline_energies
         result = {"energy": float(energies.sum()), "free_energy": float(energies.sum()), "energies": energies}
-        if explicit:
-            rows = gp.rows(values, species, grad)
-            forces = gp.predict(rows["forces"].reshape(-1, len(gp.alpha))).reshape(-1, 3)
-            virial = gp.predict(rows["virial"]) if "stress" in properties else None
-        elif need_gradients:
+        if need_gradients:
+            # reverse mode: forces and virial without any gradient array
             forces, virial = descriptor.contract_gradients(atoms, gp.energy_gradient_weights(factor), index=index)
             virial = voigt(virial)
-        if need_gradients:
             if baseline is not None:
-                forces, virial = forces + baseline_forces, (None if virial is None else virial + baseline_virial)
+                forces, virial = forces + baseline_forces, virial + baseline_virial
             result["forces"] = forces
             if "stress" in properties:
                 result["stress"] = stress_from_virial(virial, atoms)
@@ -978,18 +967,23 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
         if kind == self.variance:  # calibrate() measured the factors for this kind only
             scale.update(getattr(self, "std_scale_", {}))
-        # the observation behind each property, its kernel rows and the std's unit factor
-        observed = {
-            "energies": ("energies", lambda: kernel, lambda: scale["energy"]),
-            "energy": ("energy", lambda: kernel.sum(axis=0), lambda: scale["energy"]),
-            "forces": ("forces", lambda: rows["forces"].reshape(-1, len(gp.alpha)), lambda: scale["forces"]),
-            "stress": ("virial", lambda: rows["virial"], lambda: scale["stress"] / atoms.get_volume()),
-        }
-        needed = [observed[name][0] for name in sorted(std_of)]
-        priors = gp.prior_variances(values, species, grad, needed) if kind != "sor" else {}
+        variances = {}
+        if {"energies", "energy"} & std_of:
+            quantities = sorted({"energies", "energy"} & std_of)
+            priors = gp.prior_variances(values, species, None, quantities) if kind != "sor" else {}
+            rows_of = {"energies": kernel, "energy": kernel.sum(axis=0)}
+            variances = {name: gp.variance(rows_of[name], kind, priors.get(name)) for name in quantities}
+        if {"forces", "stress"} & std_of:
+            # force and virial rows one block of atoms at a time: memory stays that of a block
+            blocks = descriptor.gradient_blocks(atoms, strain="stress" in std_of, positions="forces" in std_of,
+                                                index=index)
+            gradient = gp.gradient_variances(values, species, factor, blocks, kind, forces="forces" in std_of,
+                                             virial="stress" in std_of)
+            variances.update({"forces": gradient.get("forces"), "stress": gradient.get("virial")})
+        units = {"energies": scale["energy"], "energy": scale["energy"], "forces": scale["forces"],
+                 "stress": scale["stress"] / atoms.get_volume() if "stress" in std_of else None}
         for name in sorted(std_of):
-            quantity, rows_of, unit = observed[name]
-            std = np.sqrt(gp.variance(rows_of(), kind, priors.get(quantity))) * unit()
+            std = np.sqrt(variances[name]) * units[name]
             result[f"{name}_std"] = float(std[0]) if name == "energy" else std.reshape(np.shape(result[name]))
         return result
 

@@ -611,3 +611,33 @@ def test_negative_variances_are_clipped_with_a_warning(fitted, training_set):
     with pytest.warns(RuntimeWarning, match="were negative"):
         variance = gp.variance(rows, "local", prior=np.zeros(len(rows)))  # a prior that is too small
     assert np.all(variance == 0.0)
+
+
+@pytest.mark.parametrize("kind", ["sor", "dtc", "local"])
+def test_blockwise_force_and_stress_stds_equal_whole_structure_rows(training_set, kind, monkeypatch):
+    """Force and stress stds are computed one block of atoms at a time (memory of a block);
+    on a two-species cell cut into many blocks they equal the variances of the rows and
+    priors of the whole structure at once."""
+    frames = []
+    for atoms in training_set[:4]:
+        atoms = atoms.copy()
+        atoms.symbols[::3] = "Ge"
+        frames.append(labelled(atoms))
+    model = GAPRegressor(SOAP(["Si", "Ge"], **SOAP_SETTINGS), n_sparse=15, sigma_energy=0.002,
+                         sigma_force=0.02, sigma_virial=0.02, e0=0.0, random_state=0).fit(frames)
+    test = frames[0].repeat((2, 2, 2))
+    test.rattle(0.05, seed=7)
+    monkeypatch.setattr(gapy.descriptors.soap, "GRADIENT_BLOCK_BYTES", 1)  # the smallest blocks: 8 atoms
+    assert len(gapy.structures.spatial_blocks(test, 8)) >= 4
+    result = model.predict_all([test], return_std=True, variance=kind)[0]
+
+    gp, soap = model.gp_, model.descriptor_
+    values, grad = soap.compute(test, gradients=True)
+    species = soap.species_indices(test)
+    rows = gp.rows(values, species, grad)
+    priors = gp.prior_variances(values, species, grad, ["forces", "virial"]) if kind != "sor" else {}
+    forces = gp.variance(rows["forces"].reshape(-1, len(gp.alpha)), kind, priors.get("forces"))
+    virial = gp.variance(rows["virial"], kind, priors.get("virial"))
+    np.testing.assert_allclose(result["forces_std"], np.sqrt(forces).reshape(-1, 3), rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(result["stress_std"], np.sqrt(virial) / test.get_volume(), rtol=1e-8)
+    assert result["forces_std"].max() > 0

@@ -482,6 +482,7 @@ class SOAP:
         strain: bool = False,
         block_size: Optional[int] = None,
         *,
+        positions: bool = True,
         index: Optional[int] = None,
     ) -> Iterator[SOAPGradients]:
         """Descriptor gradients of a large structure, one block of atoms at a time.
@@ -501,7 +502,9 @@ class SOAP:
             Also the strain gradients ``dstrain`` of the block's atoms.
         block_size : int, optional
             Atoms per block; default: as many as fit in :data:`GRADIENT_BLOCK_BYTES` of
-            position gradients (at least 64).
+            position gradients (at least 8).
+        positions : bool, default=True
+            ``False``: no position gradients (``dpos`` empty), only strain gradients.
         index : int, optional
             The structure's place in a data set; only serves error messages.
 
@@ -513,6 +516,8 @@ class SOAP:
 
         Raises
         ------
+        ValueError
+            Neither ``positions`` nor ``strain``.
         gapy.StructureError
             As :meth:`compute`.
 
@@ -527,20 +532,26 @@ class SOAP:
         >>> len(blocks), sorted(np.concatenate([b.targets for b in blocks]).tolist()) == list(range(64))
         (8, True)
         """
+        if not (positions or strain):
+            raise ValueError("gradient_blocks needs positions=True or strain=True")
         species = self.species_indices(atoms, index)
         self._check_size(atoms, index, False)
         pairs = neighbor_pairs(atoms, float(self.r_cut), index)
         n_atoms, n_features = len(atoms), self.n_features
         if block_size is None:
             rows_per_atom = len(pairs.centers) / n_atoms + 1
-            block_size = max(64, int(GRADIENT_BLOCK_BYTES / (rows_per_atom * 3 * n_features * 8)))
+            block_size = max(8, int(GRADIENT_BLOCK_BYTES / (rows_per_atom * 3 * n_features * 8)))
         block_size = check_integer("block_size", block_size)
         values = np.empty((n_atoms, n_features))  # scratch: the kernel recomputes the centres' features
         target_index = np.full(n_atoms, -1)
         for targets in spatial_blocks(atoms, block_size):
             target_index[targets] = np.arange(len(targets))
-            centers, row_centers, row_neighbors, pair_rows, self_rows = block_gradient_rows(
-                pairs.offsets, pairs.neighbors, target_index)
+            if positions:
+                centers, row_centers, row_neighbors, pair_rows, self_rows = block_gradient_rows(
+                    pairs.offsets, pairs.neighbors, target_index)
+            else:
+                centers, row_centers, row_neighbors = targets, np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+                pair_rows, self_rows = np.full(len(pairs.centers), -2), np.full(n_atoms, -1)
             strain_rows = target_index if strain else self_rows
             dpos = np.zeros((row_centers.size, 3, n_features))
             dstrain = np.zeros((len(targets) if strain else 0, 3, 3, n_features))

@@ -14,8 +14,9 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..kernels import dot_product_kernel
-from .design import kernel_rows
-from .variance import isolated_terms, energy_prior_variance, isolated_self_kernel, force_prior_variance, local_prior_variance, virial_prior_variance
+from .design import gradient_rows, kernel_rows
+from .variance import (energy_prior_variance, force_prior_variance, isolated_self_kernel, isolated_terms,
+                       local_prior_variance, virial_prior_variance, voigt_strain)
 
 #: Kinds of predictive variance, see :meth:`SparseGP.predict`.
 VARIANCE_KINDS = ("sor", "dtc", "local")
@@ -25,8 +26,17 @@ VARIANCE_KINDS = ("sor", "dtc", "local")
 NEGATIVE_VARIANCE_TOLERANCE = 1e-6
 
 
-def _squared_norms(rows: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", rows, rows)
+#: Rows multiplied at once by :meth:`SparseGP.variance` (bounds its temporary array).
+_VARIANCE_CHUNK = 2048
+
+
+def _squared_norms_of_products(rows: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """``|rows[i] @ matrix|^2`` of every row, a chunk of rows at a time."""
+    out = np.empty(len(rows))
+    for start in range(0, len(rows), _VARIANCE_CHUNK):
+        product = rows[start:start + _VARIANCE_CHUNK] @ matrix
+        out[start:start + _VARIANCE_CHUNK] = np.einsum("ij,ij->i", product, product)
+    return out
 
 
 def check_variance_kind(kind: str) -> str:
@@ -165,6 +175,52 @@ class SparseSet:
         points, point_species, overlap = augmented
         rows = kernel_rows(values, species, points, point_species, self.zeta, self.delta, grad)
         return {name: self._condition(block, overlap) for name, block in rows.items()}
+
+    def gradient_rows(self, factor: np.ndarray, grad, n_atoms: int) -> Dict[str, np.ndarray]:
+        """Force and virial rows of one structure, or of one block of its atoms.
+
+        The same rows as :meth:`rows`, from the ``factor`` of :meth:`local_kernel`
+        (computed once for the structure) and gradients that may cover only a block of
+        atoms (:meth:`gapy.SOAP.gradient_blocks`).
+
+        Parameters
+        ----------
+        factor : ndarray of shape (n_atoms, M + n_species) or (n_atoms, M)
+            The ``factor`` of :meth:`local_kernel`.
+        grad : SOAPGradients
+            Gradients of the structure or of a block of its atoms (``grad.targets``).
+        n_atoms : int
+            Atoms in the structure.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"forces"`` (n_targets, 3, M) for the atoms ``grad.targets`` (all atoms
+            without targets) and, with strain gradients, ``"virial"`` (6, M): the part
+            of the virial rows from those atoms' local energies.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, atoms = model.gp_, bulk("Si", cubic=True)
+        >>> atoms.rattle(0.05, seed=0)
+        >>> values, grad = model.descriptor_.compute(atoms, gradients=True)
+        >>> species = model.descriptor_.species_indices(atoms)
+        >>> _, factor = gp.local_kernel(values, species)
+        >>> rows = gp.gradient_rows(factor, grad, len(atoms))
+        >>> bool(np.allclose(rows["forces"], gp.rows(values, species, grad)["forces"]))
+        True
+        """
+        augmented = self._augmented()
+        if augmented is None:
+            return gradient_rows(factor, self.sparse, grad, n_atoms)
+        points, _, overlap = augmented
+        return {name: self._condition(block, overlap)
+                for name, block in gradient_rows(factor, points, grad, n_atoms).items()}
 
     def kernel_matrix(self) -> np.ndarray:
         """``K_MM`` of the sparse points, without jitter.
@@ -363,7 +419,8 @@ class SparseSet:
             "energies": lambda: local_prior_variance(values, species, self.zeta, self.delta, q0),
             "energy": lambda: np.array([energy_prior_variance(values, species, self.zeta, self.delta, q0)]),
             "forces": lambda: force_prior_variance(values, species, grad, self.zeta, self.delta, q0),
-            "virial": lambda: virial_prior_variance(values, species, grad, self.zeta, self.delta, q0),
+            "virial": lambda: virial_prior_variance(values, species, voigt_strain(grad.dstrain), self.zeta,
+                                                    self.delta, q0),
         }
         return {quantity: compute[quantity]() for quantity in quantities}
 
@@ -464,6 +521,80 @@ class SparseGP(SparseSet):
         True
         """
         return self.contract_kernel_gradient(np.broadcast_to(self.alpha, (len(factor), len(self.alpha))), factor)
+
+    def gradient_variances(self, values, species, factor, blocks, kind: str = "sor", *,
+                           forces: bool = True, virial: bool = False) -> Dict[str, np.ndarray]:
+        """Predictive variances of the forces and the virial of one structure, block by block.
+
+        Memory is that of one block of gradients (and, for the ``"dtc"`` and ``"local"``
+        virial variances, the symmetric strain gradients of every atom), however large
+        the structure.
+
+        Parameters
+        ----------
+        values : ndarray of shape (n_atoms, n_features)
+            Descriptor vector of each atom.
+        species : ndarray of int of shape (n_atoms,)
+            Species index of each atom.
+        factor : ndarray of shape (n_atoms, M + n_species) or (n_atoms, M)
+            The ``factor`` of :meth:`local_kernel`.
+        blocks : iterable of SOAPGradients
+            Gradients of blocks of atoms covering the structure
+            (:meth:`gapy.SOAP.gradient_blocks`, with ``strain`` for the virial).
+        kind : {"sor", "dtc", "local"}, default="sor"
+            Kind of variance, see :meth:`variance`.
+        forces : bool, default=True
+            Compute the force variances.
+        virial : bool, default=False
+            Compute the virial variances.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"forces"`` (n_atoms, 3) in (eV/A)^2 and ``"virial"`` (6,) in eV^2, those
+            asked for.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ase.build import bulk
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> gp, soap, atoms = model.gp_, model.descriptor_, bulk("Si", cubic=True) * (2, 2, 2)
+        >>> atoms.rattle(0.05, seed=0)
+        >>> values, species = soap.compute(atoms), soap.species_indices(atoms)
+        >>> _, factor = gp.local_kernel(values, species)
+        >>> blocks = soap.gradient_blocks(atoms, strain=True, block_size=16)
+        >>> variances = gp.gradient_variances(values, species, factor, blocks, "dtc", virial=True)
+        >>> variances["forces"].shape, variances["virial"].shape
+        ((64, 3), (6,))
+        """
+        check_variance_kind(kind)
+        n_atoms, m = len(values), len(self.alpha)
+        q0 = self.isolated
+        out = {}
+        if forces:
+            out["forces"] = np.zeros((n_atoms, 3))
+        if virial:
+            virial_rows = np.zeros((6, m))
+            strain = np.zeros((n_atoms, 6, values.shape[1])) if kind != "sor" else None
+        for grad in blocks:
+            targets = np.arange(n_atoms) if grad.targets is None else grad.targets
+            rows = self.gradient_rows(factor, grad, n_atoms)
+            if forces:
+                prior = (force_prior_variance(values, species, grad, self.zeta, self.delta, q0)
+                         if kind != "sor" else None)
+                out["forces"][targets] = self.variance(rows["forces"].reshape(-1, m), kind, prior).reshape(-1, 3)
+            if virial:
+                virial_rows += rows["virial"]
+                if strain is not None:
+                    strain[targets] = voigt_strain(grad.dstrain)
+        if virial:
+            prior = (virial_prior_variance(values, species, strain, self.zeta, self.delta, q0)
+                     if strain is not None else None)
+            out["virial"] = self.variance(virial_rows, kind, prior)
+        return out
 
     def predict(self, rows: np.ndarray, prior: Optional[np.ndarray] = None,
                 kind: Optional[str] = None) -> Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
@@ -575,12 +706,12 @@ class SparseGP(SparseSet):
         rows = np.atleast_2d(rows)
         out = np.zeros(len(rows))
         if kind in ("sor", "dtc"):
-            out += _squared_norms(rows @ self._inverse_r)  # |R^-T k|^2 = k Sigma k^T
+            out += _squared_norms_of_products(rows, self._inverse_r)  # |R^-T k|^2 = k Sigma k^T
         if kind in ("dtc", "local"):
             if prior is None:
                 raise ValueError(f"variance kind {kind!r} needs the prior variances")
             prior = np.asarray(prior, dtype=float)
-            explained = _squared_norms(rows @ self._inverse_l.T)  # |L^-1 k|^2 = k K_MM^-1 k^T
+            explained = _squared_norms_of_products(rows, self._inverse_l.T)  # |L^-1 k|^2 = k K_MM^-1 k^T
             out += prior - explained
             scale = max(np.abs(prior).max(), explained.max(), 1e-6 * self.delta**2)
             significant = out < -NEGATIVE_VARIANCE_TOLERANCE * scale

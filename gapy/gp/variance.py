@@ -72,12 +72,14 @@ def energy_prior_variance(values, species, zeta, delta, isolated=None) -> float:
 
 
 def force_prior_variance(values, species, grad, zeta, delta, isolated=None) -> np.ndarray:
-    """Prior variance of every force component, ndarray of shape (n_atoms * 3,).
+    """Prior variance of every force component, ndarray of shape (n_targets * 3,).
 
-    The gradient rows that act on each atom are gathered into a padded block, so the
-    double sum over them is a batched matrix product (no Python loop over atoms).
+    ``n_targets`` is ``len(grad.targets)`` for the gradients of a block of atoms, the
+    number of atoms otherwise. The gradient rows that act on each atom are gathered into
+    a padded block, so the double sum over them is a batched matrix product (no Python
+    loop over atoms).
     """
-    n_atoms = len(values)
+    n_atoms = len(values) if grad.targets is None else len(grad.targets)
     order = np.argsort(grad.neighbors, kind="stable")
     counts = np.bincount(grad.neighbors, minlength=n_atoms)
     slots = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
@@ -112,22 +114,31 @@ def force_prior_variance(values, species, grad, zeta, delta, isolated=None) -> n
     return out.ravel()
 
 
-def virial_prior_variance(values, species, grad, zeta, delta, isolated=None) -> np.ndarray:
-    """Prior variance of each Voigt virial component (xx, yy, zz, yz, xz, xy)."""
+def voigt_strain(dstrain: np.ndarray) -> np.ndarray:
+    """Symmetric strain gradients (n_atoms, 6, n_features) in Voigt order from (n_atoms, 3, 3, n_features)."""
+    return np.stack([(dstrain[:, a, b] + dstrain[:, b, a]) / 2 for a, b in VOIGT], axis=1)
+
+
+def virial_prior_variance(values, species, strain, zeta, delta, isolated=None) -> np.ndarray:
+    """Prior variance of each Voigt virial component (xx, yy, zz, yz, xz, xy).
+
+    ``strain`` holds the symmetric strain gradients of every atom, (n_atoms, 6,
+    n_features), see :func:`voigt_strain`.
+    """
     out = np.zeros(len(VOIGT))
-    symmetric = [(grad.dstrain[:, a, b] + grad.dstrain[:, b, a]) / 2 for a, b in VOIGT]  # (n_atoms, F) each
     for start in range(0, len(values), _ROW_BLOCK):
         rows = slice(start, start + _ROW_BLOCK)
         same = species[rows, None] == species[None, :]
         c1, c2 = _coefficients(values[rows] @ values.T, same, zeta, delta)
-        for k, d in enumerate(symmetric):
+        for k in range(len(VOIGT)):
+            d = strain[:, k]
             # sum_ij c2 (D_i . q_j)(q_i . D_j) + c1 (D_i . D_j), rows i of this block
             out[k] += (c2 * (d[rows] @ values.T) * (values[rows] @ d.T)).sum() + (c1 * (d[rows] @ d.T)).sum()
     if isolated is not None:
         _, g, inverse_c0 = isolated_terms(values, species, zeta, isolated)
         q0 = isolated[species]
-        for k, d in enumerate(symmetric):
-            projected = g * np.einsum("if,if->i", d, q0)
+        for k in range(len(VOIGT)):
+            projected = g * np.einsum("if,if->i", strain[:, k], q0)
             for s in np.unique(species):
                 out[k] -= delta**2 * projected[species == s].sum() ** 2 * inverse_c0[species == s][0]
     return out
