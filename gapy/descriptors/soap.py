@@ -26,7 +26,7 @@ SPLINE_POINTS_PER_A = 100
 #: Smallest Gaussian width (Angstrom) that table resolves (five grid steps).
 MIN_ATOM_SIGMA = 5.0 / SPLINE_POINTS_PER_A
 #: Memory for the position gradients of one block of :meth:`SOAP.gradient_blocks`.
-GRADIENT_BLOCK_BYTES = 2**28
+GRADIENT_BLOCK_BYTES = 2**25
 
 @dataclass
 class SOAPGradients:

@@ -17,7 +17,7 @@ from ..kernels import dot_product_kernel
 
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 #: Gradient rows projected on the sparse points at once (bounds a temporary array).
-_ROW_CHUNK = 4096
+_ROW_CHUNK = 512
 
 
 def kernel_rows(values, species, sparse, sparse_species, zeta, delta, grad=None):

@@ -23,9 +23,15 @@ import numpy as np
 from .design import VOIGT
 
 #: Atoms whose force priors are computed together (bounds the padded gradient block).
-_ATOM_BLOCK = 128
-#: Rows of the atom-atom kernel held at once by the energy and virial priors.
-_ROW_BLOCK = 1024
+_ATOM_BLOCK = 32
+#: Entries of the atom-atom kernel held at once by the energy and virial priors.
+_KERNEL_ENTRIES = 2**22
+
+
+def _row_blocks(n_atoms: int):
+    """Slices of rows of the (n_atoms, n_atoms) kernel, each at most about :data:`_KERNEL_ENTRIES`."""
+    step = max(16, _KERNEL_ENTRIES // max(n_atoms, 1))
+    return [slice(start, start + step) for start in range(0, n_atoms, step)]
 
 
 def _coefficients(dots, same, zeta, delta):
@@ -60,8 +66,7 @@ def local_prior_variance(values, species, zeta, delta, isolated=None) -> np.ndar
 def energy_prior_variance(values, species, zeta, delta, isolated=None) -> float:
     """Prior variance of a total energy: ``sum_ij K(q_i, q_j)``."""
     total = 0.0
-    for start in range(0, len(values), _ROW_BLOCK):
-        rows = slice(start, start + _ROW_BLOCK)
+    for rows in _row_blocks(len(values)):
         same = species[rows, None] == species[None, :]
         total += float(((values[rows] @ values.T) ** zeta * same).sum())
     if isolated is not None:
@@ -126,8 +131,7 @@ def virial_prior_variance(values, species, strain, zeta, delta, isolated=None) -
     n_features), see :func:`voigt_strain`.
     """
     out = np.zeros(len(VOIGT))
-    for start in range(0, len(values), _ROW_BLOCK):
-        rows = slice(start, start + _ROW_BLOCK)
+    for rows in _row_blocks(len(values)):
         same = species[rows, None] == species[None, :]
         c1, c2 = _coefficients(values[rows] @ values.T, same, zeta, delta)
         for k in range(len(VOIGT)):
