@@ -12,7 +12,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 from joblib import effective_n_jobs
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
@@ -433,22 +433,20 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         summaries: List[_Summary] = []
         keys = (set(), set(), set())  # info keys, array keys, calculator results seen (for messages)
 
-        def first_pass(task):
-            item, k, weight = task
-            return self._first_pass_one(load_structure(item), k, weight, descriptor)
-
+        shared = (self._task_copy(), descriptor)
         progress = tqdm(total=source.n_frames, desc="SOAP", unit="structure", disable=not self.verbose)
         with progress:
             for batch in _structure_batches(source, None, _FIRST_PASS_BATCH, remote):
                 tasks = [(item, k, weights[k]) for k, item in batch]
-                for summary, species, values in thread_map(first_pass, tasks, self.n_jobs, progress):
+                results = thread_map(_first_pass_task, tasks, self.n_jobs, progress, shared=shared)
+                for summary, species, values in results:
                     for seen, names in zip(keys, summary.keys):
                         seen.update(names)
                     summary.keys = None
                     summaries.append(summary)
                     if values is not None:
                         reservoir.add(summary.index, species, values)
-                    del species, values
+                del results
         weights.check_count(len(summaries))
 
         weighted = [summary for summary in summaries if summary.weight > 0]
@@ -482,15 +480,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
         """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads
         (or, on a cluster, tasks that read their own structures)."""
-        descriptor = plan.descriptor
-
-        def observation_rows(task):
-            item, k, weight = task
-            atoms = load_structure(item)
-            labels = self._read_labels(atoms, k)
-            species = descriptor.species_indices(atoms, k)
-            return self._structure_observations(atoms, k, labels, species, descriptor, basis.rows, weight)
-
+        shared = (self._task_copy(), plan.descriptor, basis)
         progress = tqdm(total=len(plan.used), desc="kernel rows", unit="structure", disable=not self.verbose)
         for batch in _structure_batches(plan.source, plan.used, _BATCH, plan.remote):
             # threads over structures, one BLAS thread each: n_jobs x all-core BLAS
@@ -500,9 +490,18 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 # each task carries only its own structure, or on a cluster the file
                 # position it reads it from (a dask worker gets no more)
                 tasks = [(item, k, plan.weights[k]) for k, item in batch]
-                yield from thread_map(observation_rows, tasks, self.n_jobs)
+                yield from thread_map(_observation_rows_task, tasks, self.n_jobs, shared=shared)
             progress.update(len(batch))
         progress.close()
+
+    def _task_copy(self) -> "GAPRegressor":
+        """What the tasks of a fit need of ``self``: its parameters, ``e0_`` and
+        ``baseline_``, without a previous fit's GP (sent to every dask worker)."""
+        task_copy = clone(self)
+        for name in ("e0_", "baseline_"):
+            if hasattr(self, name):
+                setattr(task_copy, name, getattr(self, name))
+        return task_copy
 
     def _first_pass_one(self, atoms: Atoms, index: int, weight: float, descriptor: SOAP):
         """What pass 1 needs of one structure: a summary, the species and (if fitted) the features."""
@@ -1247,6 +1246,25 @@ def _candidate_seed(random_state) -> int:
     if isinstance(random_state, np.random.Generator):
         random_state = copy.deepcopy(random_state)
     return int(np.random.default_rng(random_state).integers(2**63))
+
+
+def _first_pass_task(task: tuple, shared: tuple):
+    """Pass 1 of a fit for one structure ``(item, index, weight)``; ``shared`` is
+    ``(model, descriptor)`` (a module function: a small task for dask)."""
+    item, k, weight = task
+    model, descriptor = shared
+    return model._first_pass_one(load_structure(item), k, weight, descriptor)
+
+
+def _observation_rows_task(task: tuple, shared: tuple) -> dict:
+    """Pass 2 of a fit for one structure ``(item, index, weight)``: its observations;
+    ``shared`` is ``(model, descriptor, basis)``."""
+    item, k, weight = task
+    model, descriptor, basis = shared
+    atoms = load_structure(item)
+    labels = model._read_labels(atoms, k)
+    species = descriptor.species_indices(atoms, k)
+    return model._structure_observations(atoms, k, labels, species, descriptor, basis.rows, weight)
 
 
 def _structure_batches(source: FrameSource, indices: Optional[List[int]], size: int,

@@ -15,6 +15,7 @@ worker left for :data:`NO_WORKERS_TIMEOUT` seconds, a task that keeps killing it
 workers) raises :class:`~gapy.exceptions.ClusterError` instead of waiting forever.
 """
 
+import functools
 import os
 import re
 import time
@@ -47,20 +48,26 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs: int = 1,
-               progress=None) -> List[Result]:
+def thread_map(function: Callable[..., Result], items: Sequence[Item], n_jobs: int = 1,
+               progress=None, *, shared: Optional[object] = None) -> List[Result]:
     """``[function(item) for item in items]`` on ``n_jobs`` threads, in order.
 
     Parameters
     ----------
     function : callable
-        ``function(item) -> result``; called from worker threads when ``n_jobs > 1``.
+        ``function(item) -> result``, or ``function(item, shared=shared)`` when
+        ``shared`` is given; called from worker threads when ``n_jobs > 1``.
     items : sequence
         The items (any iterable; it is consumed into a list).
     n_jobs : int, default=1
         Threads (``-1``: all cores), as in joblib.
     progress : tqdm progress bar, optional
         Advanced as items finish.
+    shared : object, optional
+        An input common to every call. On a dask cluster it is sent once per call of
+        ``thread_map``, as a task the items depend on (recomputed if the worker holding
+        it dies), instead of inside every task: give large inputs (sparse points) here
+        and make ``function`` a small module-level function.
 
     Returns
     -------
@@ -73,6 +80,8 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
     >>> from gapy.parallel import thread_map
     >>> thread_map(lambda x: x * x, range(5), n_jobs=2)
     [0, 1, 4, 9, 16]
+    >>> thread_map(lambda x, shared: x**shared, [1, 2, 3], shared=2)
+    [1, 4, 9]
     """
     items = list(items)
     backend, _ = get_active_backend()
@@ -80,7 +89,9 @@ def thread_map(function: Callable[[Item], Result], items: Sequence[Item], n_jobs
     client = _dask_client(backend)
     if client is not None and items and runs_remotely(n_jobs):
         # even a single item goes to the cluster: it may be a file position only workers read
-        return _dask_map(client, function, items, progress)
+        return _dask_map(client, function, items, progress, shared)
+    if shared is not None:
+        function = functools.partial(_with_shared, function, shared)
     if n_workers > 1 and not isinstance(backend, _LOCAL_BACKENDS):
         results = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(function)(item) for item in items)
         _advance(progress, len(items))
@@ -109,6 +120,14 @@ def runs_remotely(n_jobs: int = 1) -> bool:
     return effective_n_jobs(n_jobs) > 1
 
 
+def _with_shared(function: Callable, shared, item):
+    return function(item, shared=shared)
+
+
+def _identity(value):
+    return value
+
+
 def _dask_client(backend):
     """The ``distributed.Client`` of joblib's dask backend, None for other backends."""
     if type(backend).__name__ != "DaskDistributedBackend":
@@ -128,8 +147,9 @@ def _no_workers_timeout() -> float:
     return float(NO_WORKERS_TIMEOUT)
 
 
-def _dask_map(client, function: Callable, items: list, progress) -> list:
-    """``[function(item) for item in items]`` as tasks of ``client``, in order.
+def _dask_map(client, function: Callable, items: list, progress, shared=None) -> list:
+    """``[function(item) for item in items]`` as tasks of ``client``, in order; with
+    ``shared``, ``function(item, shared=shared)``, ``shared`` sent once as a task.
 
     Raises
     ------
@@ -140,13 +160,16 @@ def _dask_map(client, function: Callable, items: list, progress) -> list:
     """
     from distributed import wait
 
-    name = re.sub(r"[^A-Za-z0-9_]", "", getattr(function, "__name__", "task")) or "task"
+    name = re.sub(r"[^A-Za-z0-9_]", "", getattr(function, "__name__", "task")).strip("_") or "task"
     tag = uuid.uuid4().hex
     futures = []
     try:
         try:
+            extra = {}
+            if shared is not None:
+                extra["shared"] = client.submit(_identity, shared, pure=False, key=f"gapy_shared-{tag}")
             futures = client.map(function, items, pure=False,
-                                 key=[f"gapy-{name}-{tag}-{i}" for i in range(len(items))])
+                                 key=[f"gapy_{name}-{tag}-{i}" for i in range(len(items))], **extra)
         except (OSError, CancelledError, RuntimeError) as error:
             raise _cluster_error(error) from error
         done = 0
@@ -189,6 +212,7 @@ def _dask_map(client, function: Callable, items: list, progress) -> list:
                 raise _cluster_error(error) from error
             raise
         _advance(progress, len(items) - done)
+        _trim_memory()
         return results
     finally:
         unfinished = [future for future in futures if not future.done()]
@@ -197,6 +221,30 @@ def _dask_map(client, function: Callable, items: list, progress) -> list:
                 client.cancel(unfinished)
             except Exception:  # the cluster is gone already
                 pass
+
+
+def _trim_memory() -> None:
+    """Give freed heap memory back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
+
+    Results of dask tasks arrive as buffers allocated on the client's communication
+    thread and freed on the calling thread; without a trim the heap keeps them and the
+    client's resident memory creeps up over a long fit.
+    """
+    global _LIBC
+    if _LIBC is None:
+        try:
+            import ctypes
+
+            _LIBC = ctypes.CDLL("libc.so.6")
+            _LIBC.malloc_trim(0)
+        except (OSError, AttributeError):
+            _LIBC = False
+    elif _LIBC:
+        _LIBC.malloc_trim(0)
+
+
+#: glibc, once loaded by :func:`_trim_memory` (False where there is none).
+_LIBC = None
 
 
 def _cluster_error(error: BaseException) -> ClusterError:

@@ -468,13 +468,21 @@ class CandidateReservoir:
                 self._compact(s)
 
     def _compact(self, s: int) -> None:
-        keys, origin, values = (np.concatenate(parts) for parts in zip(*self._held[s]))
+        """Keep the ``cap`` rows of smallest key of species ``s``, in arrival order,
+        copying each kept row once (no concatenated copy of the pieces)."""
+        parts = self._held.pop(s)
+        keys = np.concatenate([part[0] for part in parts])
+        origin = np.concatenate([part[1] for part in parts])
+        pieces = [part[2] for part in parts]
+        del parts  # ``pieces`` holds the only references: _take_rows frees them as it goes
         if len(keys) > self.cap:
-            keep = np.argpartition(keys, self.cap - 1)[:self.cap]
-            keys, origin, values = keys[keep], origin[keep], values[keep]
-            self._threshold[s] = float(keys.max())
-        self._held[s] = [(keys, origin, values)]
-        self._count[s] = len(keys)
+            keep = np.sort(np.argpartition(keys, self.cap - 1)[:self.cap])
+            self._threshold[s] = float(keys[keep].max())
+        else:
+            keep = np.arange(len(keys))
+        values = _take_rows(pieces, keep)
+        self._held[s] = [(keys[keep], origin[keep], values)]
+        self._count[s] = len(keep)
 
     @property
     def overflowed(self) -> Dict[int, int]:
@@ -496,16 +504,29 @@ class CandidateReservoir:
         for s in list(self._held):
             if self.cap is not None and self._count[s] > self.cap:
                 self._compact(s)
-        parts = [(keys, origin, values, np.full(len(keys), s)) for s in sorted(self._held)
-                 for keys, origin, values in self._held[s]]
+        parts = [(origin, values, s) for s in sorted(self._held) for _, origin, values in self._held[s]]
         self._held, self._count = {}, {}  # the reservoir is emptied: memory for one copy only
         if not parts:
             return np.zeros((0, 0)), np.zeros(0, dtype=int), np.zeros((0, 2), dtype=int), dict(self._seen)
-        origin = np.concatenate([p[1] for p in parts])
-        species = np.concatenate([p[3] for p in parts])
-        values = np.concatenate([p[2] for p in parts])
-        del parts
+        origin = np.concatenate([part[0] for part in parts])
+        species = np.concatenate([np.full(len(part[0]), part[2]) for part in parts])
         order = np.lexsort((origin[:, 1], origin[:, 0]))
-        if np.any(np.diff(order) != 1):
-            values, species, origin = values[order], species[order], origin[order]
-        return values, species, origin, dict(self._seen)
+        pieces = [part[1] for part in parts]
+        del parts
+        values = _take_rows(pieces, order)
+        return values, species[order], origin[order], dict(self._seen)
+
+
+def _take_rows(pieces: list, rows: np.ndarray) -> np.ndarray:
+    """``np.concatenate(pieces)[rows]`` without the concatenated copy: each row is copied
+    once into the result, and each piece is dropped from ``pieces`` once copied from."""
+    offsets = np.concatenate([[0], np.cumsum([len(piece) for piece in pieces])])
+    out = np.empty((len(rows), pieces[0].shape[1]), dtype=pieces[0].dtype)
+    piece_of = np.searchsorted(offsets, rows, side="right") - 1
+    by_piece = np.argsort(piece_of, kind="stable")  # positions in ``rows``, piece by piece
+    bounds = np.searchsorted(piece_of[by_piece], np.arange(len(pieces) + 1))
+    for j in range(len(pieces)):
+        mine = by_piece[bounds[j]:bounds[j + 1]]
+        out[mine] = pieces[j][rows[mine] - offsets[j]]
+        pieces[j] = None
+    return out

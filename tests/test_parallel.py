@@ -49,6 +49,24 @@ def test_progress_advances_once_per_item():
     assert counter.n == 7
 
 
+def _scaled(x, shared):
+    return x * shared["factor"]
+
+
+def test_a_shared_input_reaches_every_call_and_goes_to_dask_once():
+    shared = {"factor": 3, "big": np.zeros(10_000)}
+    assert thread_map(_scaled, range(6), n_jobs=2, shared=shared) == [3 * x for x in range(6)]
+    with parallel_config(backend="sequential"):
+        assert thread_map(_scaled, range(3), n_jobs=2, shared=shared) == [0, 3, 6]
+    distributed = pytest.importorskip("distributed")
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=None) as client:
+        with parallel_config(backend="dask"), distributed.get_task_stream(client) as tasks:
+            assert thread_map(_scaled, range(5), n_jobs=2, shared=shared) == [3 * x for x in range(5)]
+    names = sorted(task["key"].split("-")[0] for task in tasks.data)
+    assert names == ["gapy_scaled"] * 5 + ["gapy_shared"]
+
+
 def test_fit_and_descriptors_run_on_a_dask_cluster():
     distributed = pytest.importorskip("distributed")
     frames = load_si("train")[:6]

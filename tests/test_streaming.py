@@ -122,6 +122,13 @@ def test_above_the_cap_the_candidates_are_a_seeded_sample(frames, train_file):
         else:
             np.testing.assert_array_equal(x, y)
     assert len(results[0][0]) == 100 and np.all(np.diff(results[0][2][:, 0]) >= 0)
+    # the rows kept are the 50 of smallest key of each species, in (group, row) order
+    keys = np.concatenate([np.random.default_rng([3, g]).random(30) for g in range(20)])
+    species = np.concatenate([s for _, s, _ in groups])
+    values = np.concatenate([v for _, _, v in groups])
+    expected = np.concatenate([np.sort(np.flatnonzero(species == s)[np.argsort(keys[species == s])[:50]])
+                               for s in (0, 1)])
+    np.testing.assert_array_equal(results[0][0], values[np.sort(expected)])
 
 
 def test_sparse_candidates_is_checked(frames):
@@ -267,8 +274,9 @@ def test_fit_on_a_process_cluster_reads_files_on_the_workers_and_survives_a_kill
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         with parallel_config(backend="dask"), distributed.get_task_stream(client) as tasks:
             on_cluster = model(n_jobs=2).fit(str(train_file))
-        names = {task["key"].split("-")[1] for task in tasks.data}
-        assert {"first_pass", "observation_rows"} <= names  # both passes ran on the workers
+        names = {task["key"].split("-")[0] for task in tasks.data}
+        # both passes ran on the workers, their large common inputs sent once per batch
+        assert {"gapy_first_pass_task", "gapy_observation_rows_task", "gapy_shared"} <= names
         np.testing.assert_array_equal(on_cluster.gp_.alpha, serial.gp_.alpha)
 
         marker = str(tmp_path / "marker")
