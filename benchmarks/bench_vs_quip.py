@@ -74,17 +74,22 @@ def _read(path, n=None):
 
 def worker_fit_gapy(cfg):
     """Fit a GAPRegressor on the first ``n_train`` structures and save it."""
-    from gapy import SOAP, GAPRegressor
+    from gapy import SOAP, GAPRegressor, Term, TwoBody
 
     frames = _read(cfg["train"], cfg["n_train"])
     element = cfg["element"]
+    two_body = None
+    if cfg.get("two_body"):
+        delta_2b, theta_2b, n_sparse_2b = cfg["two_body"]
+        two_body = Term(TwoBody([element], r_cut=cfg["cutoff"], cutoff_width=CUTOFF_WIDTH), delta=delta_2b,
+                        theta=theta_2b, n_sparse=int(n_sparse_2b))
     model = GAPRegressor(
         SOAP(species=[element], r_cut=cfg["cutoff"], n_max=N_MAX, l_max=L_MAX,
              atom_sigma=ATOM_SIGMA, cutoff_width=CUTOFF_WIDTH),
         zeta=ZETA, delta=DELTA, n_sparse=cfg["n_sparse"], sparse_method="cur",
         sigma_energy=SIGMA_ENERGY, sigma_force=SIGMA_FORCE, sigma_virial=cfg["sigma_virial"],
         e0={element: cfg["e0"]}, sparse_jitter=SPARSE_JITTER, n_jobs=cfg["n_jobs"],
-        random_state=cfg["seed"],
+        random_state=cfg["seed"], two_body=two_body,
     )
     start = time.perf_counter()
     model.fit(frames)
@@ -386,6 +391,8 @@ def parse_args(argv=None):
                         help="BLAS threads in the gapy processes, one gapy fit each; 0: OpenBLAS "
                              "default (all cores) (default: 1)")
     parser.add_argument("--skip-quip", action="store_true")
+    parser.add_argument("--two-body", type=float, nargs=3, default=None, metavar=("DELTA", "THETA", "N_SPARSE"),
+                        help="add a gapy 2-body term (r_cut of SOAP): delta (eV), theta (A), grid points")
     parser.add_argument("--seed", type=int, default=1, help="gap_fit rnd_seed and gapy random_state (CUR)")
     parser.add_argument("--repeats", type=int, default=3, help="timed prediction passes (minimum is kept)")
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR)
@@ -416,7 +423,7 @@ def main(argv=None):
         "element": args.element, "cutoff": published["cutoff"], "e0": published["e0"],
         "n_sparse": args.n_sparse or published["n_sparse"], "n_train": len(train_frames),
         "train": str(train), "test": str(test), "repeats": args.repeats, "fit_stress": args.fit_stress,
-        "seed": args.seed,
+        "seed": args.seed, "two_body": args.two_body,
     }
     print(
         f"# gapy vs QUIP: {args.element}, {len(train_frames)} training structures "

@@ -5,6 +5,7 @@ from .calculator import GAPCalculator
 from .descriptors import SOAP, SOAPGradients, ThreeBody, TwoBody
 from .estimator import GAPRegressor
 from .estimator import load_model as load
+from .term import Term
 from .exceptions import ClusterError, DataFileError, GapyError, ModelFileError, StructureError
 from .validation import validate
 
@@ -20,6 +21,7 @@ __all__ = [
     "GapyError",
     "ModelFileError",
     "StructureError",
+    "Term",
     "load",
     "validate",
     "__version__",

@@ -18,19 +18,21 @@ from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .baseline import ZBL, shortest_distance
-from .descriptors import SOAP
+from .descriptors import SOAP, ThreeBody, TwoBody
 from .exceptions import ModelFileError, StructureError
 from .gp import SparseGP, SparseSet, check_variance_kind, fit_sparse_gp, voigt
+from .gp.terms import InstanceSparseSet, check_delta
 from .gp.variance import local_prior_variance
 from .io.frames import FileSource, FrameSource, frame_source, load_structure
-from .io.model import read_state, write_state
+from .io.model import FORMAT_VERSION, read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence
-from .kernels import check_zeta
+from .kernels import check_theta, check_zeta
 from .labels import Labels, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
-from .sparsify import METHODS, CandidateReservoir, select_points
+from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import as_frames, atomic_number, structure_name
+from .term import Term, check_term
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ PROPERTIES = ("energy", "energies", "forces", "stress")
 _BATCH = 16
 #: Structures whose descriptors are computed together in pass 1 of ``fit``.
 _FIRST_PASS_BATCH = 64
+#: The extra terms: parameter name, descriptor class.
+TERMS = (("two_body", TwoBody), ("three_body", ThreeBody))
 #: Default ``sparse_candidates``: environments per species below which the sparse points
 #: are chosen among all of them (the mlearn Si and Mo sets, 13,233 and 10,087 atoms).
 SPARSE_CANDIDATES = 20000
@@ -97,6 +101,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ``"isolated"`` (energies of single-atom, non-periodic structures in the data,
         which are then not fitted), or ``"fit"`` (least squares of the total energies on
         the composition).
+    two_body : Term or None, default=None
+        An extra 2-body term (a :class:`~gapy.Term` with a :class:`~gapy.TwoBody`
+        descriptor) added to the local energy, with its own kernel, ``delta`` and sparse
+        points; ``None``: SOAP only.
+    three_body : Term or None, default=None
+        An extra 3-body term (a :class:`~gapy.Term` with a :class:`~gapy.ThreeBody`
+        descriptor); ``None``: none.
     baseline : None, "zbl" or gapy.baseline.ZBL, default=None
         A fixed short-range repulsion the GP corrects (``E = E_ZBL + E_GAP``): ``"zbl"``
         switches the ZBL potential off below 0.8 of the shortest distance in the training
@@ -126,6 +137,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     ----------
     descriptor_ : SOAP
     gp_ : SparseGP
+    term_descriptors_ : dict
+        Name (``"two_body"``, ``"three_body"``) to the descriptor of each extra term;
+        empty for SOAP only.
     e0_ : dict
         Atomic number to reference energy (eV).
     species_ : ndarray of int
@@ -198,6 +212,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         sigma_per_atom: bool = True,
         config_type_sigma: Optional[Dict[str, Dict[str, float]]] = None,
         e0="average",
+        two_body: Optional[Term] = None,
+        three_body: Optional[Term] = None,
         baseline=None,
         sparse_jitter: float = 1e-8,
         energy_key: str = "energy",
@@ -223,6 +239,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.sigma_per_atom = sigma_per_atom
         self.config_type_sigma = config_type_sigma
         self.e0 = e0
+        self.two_body = two_body
+        self.three_body = three_body
         self.baseline = baseline
         self.sparse_jitter = sparse_jitter
         self.energy_key = energy_key
@@ -320,6 +338,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         plan.source.verify()  # a file that changed during pass 2 gives no model
         self.gp_ = gp
         self.descriptor_ = plan.descriptor
+        self.term_descriptors_ = dict(plan.term_descriptors)
         self.species_ = plan.descriptor.atomic_numbers.copy()
         self.n_observations_ = self.gp_.n_observations
         self.std_scale_ = {}
@@ -384,6 +403,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         (1.0, True)
         """
         self._check_parameters()
+        if self._terms():
+            raise ValueError("maximize_evidence supports SOAP-only models: the extra terms' deltas do not scale "
+                             "with delta; set two_body=None and three_body=None, or choose delta by "
+                             "cross-validation (GridSearchCV)")
         source = frame_source(frames)
         try:
             plan = self._plan(source, sample_weight)
@@ -432,6 +455,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         reservoir = CandidateReservoir(cap, _candidate_seed(self.random_state))
         summaries: List[_Summary] = []
         keys = (set(), set(), set())  # info keys, array keys, calculator results seen (for messages)
+        collectors = [_TermCollector(name, term, cap, _candidate_seed(self.random_state) + 1 + k)
+                      for k, (name, term) in enumerate(self._terms())]
 
         shared = (self._task_copy(), descriptor)
         progress = tqdm(total=source.n_frames, desc="SOAP", unit="structure", disable=not self.verbose)
@@ -439,13 +464,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             for batch in _structure_batches(source, None, _FIRST_PASS_BATCH, remote):
                 tasks = [(item, k, weights[k]) for k, item in batch]
                 results = thread_map(_first_pass_task, tasks, self.n_jobs, progress, shared=shared)
-                for summary, species, values in results:
+                for summary, species, values, found in results:
                     for seen, names in zip(keys, summary.keys):
                         seen.update(names)
                     summary.keys = None
                     summaries.append(summary)
                     if values is not None:
                         reservoir.add(summary.index, species, values)
+                    for collector, (term_values, classes) in zip(collectors, found):
+                        collector.add(summary.index, term_values, classes)
                 del results
         weights.check_count(len(summaries))
 
@@ -470,17 +497,19 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         chosen = np.flatnonzero(free)[select_points(
             values[free], n_sparse, self.sparse_method, all_species[free], self.random_state, zeta
         )]
-        basis = SparseSet(values[chosen], all_species[chosen], zeta, float(self.delta), isolated)
+        terms = tuple(collector.sparse_set(self.random_state) for collector in collectors)
+        basis = SparseSet(values[chosen], all_species[chosen], zeta, float(self.delta), isolated, terms)
         del values, all_species
         self.n_environments_ = {chemical_symbols[descriptor.atomic_numbers[s]]: int(n) for s, n in sorted(seen.items())}
         self._log_memory(max(summary.n_atoms for summary in summaries if summary.used), len(used),
                          descriptor, len(basis.sparse))
-        return _FitPlan(source, used, weights, descriptor, basis, remote)
+        term_descriptors = {name: copy.deepcopy(term.descriptor) for name, term in self._terms()}
+        return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors)
 
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
         """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads
         (or, on a cluster, tasks that read their own structures)."""
-        shared = (self._task_copy(), plan.descriptor, basis)
+        shared = (self._task_copy(), plan.descriptor, basis, list(plan.term_descriptors.values()))
         progress = tqdm(total=len(plan.used), desc="kernel rows", unit="structure", disable=not self.verbose)
         for batch in _structure_batches(plan.source, plan.used, _BATCH, plan.remote):
             # threads over structures, one BLAS thread each: n_jobs x all-core BLAS
@@ -510,6 +539,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         isolated = _is_isolated_atom(atoms)
         used = bool(weight > 0) and not (self.e0 == "isolated" and isolated)
         values = descriptor.compute(atoms, index=index) if used else None
+        found = []  # per extra term: (values, classes) of the instances inside the cutoff
+        for _, term in self._terms() if used else ():
+            instances = term.descriptor.compute(atoms, index=index)
+            inside = instances.weights > 0
+            found.append((instances.values[inside], instances.classes[inside]))
         sizes = {kind: (None if getattr(labels, kind) is None else int(np.size(getattr(labels, kind))))
                  for kind in ("energy", "forces", "virial")}
         summary = _Summary(
@@ -522,7 +556,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                   tuple(getattr(atoms.calc, "results", {})) if atoms.calc is not None else ()),
             shortest=shortest_distance(atoms, index) if used and self.baseline == "zbl" else np.inf,
         )
-        return summary, species, values
+        return summary, species, values, found
 
     def calibrate(self, frames: Sequence[Atoms]) -> "GAPRegressor":
         """Scale the predicted standard deviations to match the errors on held-out data.
@@ -632,6 +666,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             raise TypeError(f"baseline must be None, 'zbl' or a gapy.baseline.ZBL, got {self.baseline!r}")
         if self.descriptor is not None and not isinstance(self.descriptor, SOAP):
             raise TypeError(f"descriptor must be a gapy.SOAP, got {type(self.descriptor).__name__}")
+        for name, descriptor_type in TERMS:
+            if getattr(self, name) is not None:
+                check_term(name, getattr(self, name), descriptor_type)
+
+    def _terms(self) -> List[Tuple[str, Term]]:
+        """The extra terms that are set, in the order of :data:`TERMS`."""
+        return [(name, getattr(self, name)) for name, _ in TERMS if getattr(self, name) is not None]
 
     def _fitted_kinds(self) -> List[str]:
         """Label kinds fitted (those whose sigma is not None)."""
@@ -724,7 +765,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         virial = sigmas["virial"] * scale * factor if sigmas["virial"] is not None else None
         return energy, force, virial
 
-    def _structure_observations(self, atoms, index, labels, species, descriptor, rows_of, weight):
+    def _structure_observations(self, atoms, index, labels, species, descriptor, basis, weight, term_descriptors=()):
         """Kernel rows, targets and noise sigma of every observation of one structure, by kind."""
         sigma_energy, sigma_force, sigma_virial = self._sigmas(atoms, weight)
         use_energy = labels.energy is not None and sigma_energy is not None
@@ -735,7 +776,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             gradients.append("strain")
         result = descriptor.compute(atoms, gradients=gradients or False, index=index)
         values, grad = result if gradients else (result, None)
-        rows = rows_of(values, species, grad)
+        instances = [term.compute(atoms, gradients=gradients or False, index=index) for term in term_descriptors]
+        rows = basis.rows(values, species, grad, instances) if instances else basis.rows(values, species, grad)
         m = len(rows["energy"])
         baseline_energies, baseline_forces, baseline_virial = (
             self.baseline_.compute(atoms, index) if self.baseline_ is not None else (np.zeros(1), 0.0, 0.0))
@@ -946,7 +988,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         need_gradients = bool({"forces", "stress"} & properties)
         values = descriptor.compute(atoms, index=index)
         kernel, factor = gp.local_kernel(values, species)
-        energies = kernel @ gp.alpha + e0
+        energies = kernel @ gp.alpha[:len(gp.sparse)] + e0
+        term_descriptors = list(getattr(self, "term_descriptors_", {}).values())
+        if term_descriptors:  # explicit rows: cheap for pairs and triplets
+            energies, term_forces, term_virial = self._term_means(atoms, index, energies, term_descriptors,
+                                                                  need_gradients, "stress" in properties)
         baseline = getattr(self, "baseline_", None)
         if baseline is not None:
             baseline_energies, baseline_forces, baseline_virial = baseline.compute(atoms, index)
@@ -956,6 +1002,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             # reverse mode: forces and virial without any gradient array
             forces, virial = descriptor.contract_gradients(atoms, gp.energy_gradient_weights(factor), index=index)
             virial = voigt(virial)
+            if term_descriptors:
+                forces, virial = forces + term_forces, virial + term_virial
             if baseline is not None:
                 forces, virial = forces + baseline_forces, virial + baseline_virial
             result["forces"] = forces
@@ -967,12 +1015,14 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if kind == self.variance:  # calibrate() measured the factors for this kind only
             scale.update(getattr(self, "std_scale_", {}))
         variances = {}
-        if {"energies", "energy"} & std_of:
+        if term_descriptors:
+            variances = self._term_model_variances(atoms, index, values, species, std_of, kind, term_descriptors)
+        if {"energies", "energy"} & std_of and not term_descriptors:
             quantities = sorted({"energies", "energy"} & std_of)
             priors = gp.prior_variances(values, species, None, quantities) if kind != "sor" else {}
             rows_of = {"energies": kernel, "energy": kernel.sum(axis=0)}
             variances = {name: gp.variance(rows_of[name], kind, priors.get(name)) for name in quantities}
-        if {"forces", "stress"} & std_of:
+        if {"forces", "stress"} & std_of and not term_descriptors:
             # force and virial rows one block of atoms at a time: memory stays that of a block
             blocks = descriptor.gradient_blocks(atoms, strain="stress" in std_of, positions="forces" in std_of,
                                                 index=index)
@@ -985,6 +1035,44 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             std = np.sqrt(variances[name]) * units[name]
             result[f"{name}_std"] = float(std[0]) if name == "energy" else std.reshape(np.shape(result[name]))
         return result
+
+    def _term_means(self, atoms, index, energies, term_descriptors, need_gradients, with_stress):
+        """Add the extra terms' local energies; their forces and virial (zeros without gradients)."""
+        gp = self.gp_
+        gradients = (["positions", "strain"] if with_stress else ["positions"]) if need_gradients else False
+        forces, virial = np.zeros((len(atoms), 3)), np.zeros(6)
+        for term, found, columns in zip(gp.terms, term_descriptors, gp.term_slices()):
+            rows = term.rows(found.compute(atoms, gradients=gradients, index=index))
+            alpha = gp.alpha[columns]
+            energies = energies + rows["energies"] @ alpha
+            if need_gradients:
+                forces += rows["forces"] @ alpha
+            if "virial" in rows:
+                virial += rows["virial"] @ alpha
+        return energies, forces, virial
+
+    def _term_model_variances(self, atoms, index, values, species, std_of, kind, term_descriptors) -> dict:
+        """Variances of a model with extra terms, from the rows of the whole structure.
+
+        The SOAP rows, then each term's rows (:meth:`SparseSet.rows` with the terms'
+        instances), and priors that add; memory is that of the structure's force rows
+        (``3 n_atoms x M``), not of a block of atoms as for SOAP-only models.
+        """
+        gp = self.gp_
+        gradients = []
+        if {"forces", "stress"} & std_of:
+            gradients.append("positions")
+        if "stress" in std_of:
+            gradients.append("strain")
+        grad = self.descriptor_.compute(atoms, gradients=gradients, index=index)[1] if gradients else None
+        instances = [found.compute(atoms, gradients=gradients or False, index=index) for found in term_descriptors]
+        rows = gp.rows(values, species, grad, instances)
+        names = {"energies": "energies", "energy": "energy", "forces": "forces", "stress": "virial"}
+        quantities = sorted(names[name] for name in std_of)
+        priors = gp.prior_variances(values, species, grad, quantities, instances) if kind != "sor" else {}
+        m = len(gp.alpha)
+        return {name: gp.variance(rows[names[name]].reshape(-1, m), kind, priors.get(names[name]))
+                for name in std_of}
 
     def to_state(self) -> Tuple[dict, Dict[str, np.ndarray]]:
         """The fitted model as a JSON-able header and named arrays (what files store).
@@ -1016,6 +1104,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         gp = self.gp_
         params = self.get_params(deep=False)
         params.pop("descriptor")
+        for name, _ in TERMS:  # stored under "terms", and only when set (SOAP-only headers as before)
+            params.pop(name)
         if isinstance(params["baseline"], ZBL):
             params["baseline"] = params["baseline"].get_params()
         if isinstance(params["random_state"], np.random.Generator):  # a seed object is not stored
@@ -1033,6 +1123,17 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         arrays = {name: getattr(gp, name) for name in _STATE_ARRAYS}
         if gp.isolated is not None:
             arrays["isolated"] = gp.isolated
+        if gp.terms:
+            header["terms"] = {}
+            for (name, term), fitted in zip(self._terms(), gp.terms):
+                descriptor = self.term_descriptors_[name]
+                header["terms"][name] = {
+                    "descriptor": {"type": type(descriptor).__name__, **descriptor.get_params()},
+                    "params": {"delta": term.delta, "theta": term.theta, "n_sparse": term.n_sparse},
+                    "theta": fitted.theta.tolist(), "delta": fitted.delta,
+                }
+                arrays[f"{name}_sparse"] = fitted.sparse
+                arrays[f"{name}_sparse_classes"] = fitted.sparse_classes
         return header, arrays
 
     @classmethod
@@ -1085,22 +1186,28 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             model._check_parameters()
             zeta, delta = check_zeta(header["zeta"]), float(header["delta"])
             e0 = {atomic_number(z): float(e) for z, e in header["e0"].items()}
+            term_descriptors, terms = _terms_from_state(header.get("terms", {}), arrays)
+            model.set_params(**{name: Term(copy.deepcopy(term_descriptors[name]), **record["params"])
+                                for name, record in header.get("terms", {}).items()})
+            model._check_parameters()
             std_scale = {str(k): float(v) for k, v in header.get("std_scale", {}).items()}
             n_observations = int(header["n_observations"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ModelFileError(f"malformed model header ({type(error).__name__}: {error})") from None
-        _check_state_arrays(arrays, descriptor.n_features, len(descriptor.atomic_numbers))
+        _check_state_arrays(arrays, descriptor.n_features, len(descriptor.atomic_numbers),
+                            sum(len(term.sparse) for term in terms))
         missing = sorted(set(int(z) for z in descriptor.atomic_numbers) - set(e0))
         if missing:
             raise ModelFileError(f"malformed model header: e0 has no value for atomic numbers {missing}")
         if not np.all(np.isfinite(list(e0.values()) + [delta] + list(std_scale.values()))) or delta <= 0:
             raise ModelFileError("malformed model header: e0, delta and std_scale must be finite, delta > 0")
         model.descriptor_ = descriptor
+        model.term_descriptors_ = term_descriptors
         model.e0_ = e0
         model.baseline_ = fitted_baseline
         model.gp_ = SparseGP(
             sparse=arrays["sparse"], sparse_species=arrays["sparse_species"], zeta=zeta, delta=delta,
-            isolated=arrays.get("isolated"), alpha=arrays["alpha"], r_factor=arrays["r_factor"],
+            isolated=arrays.get("isolated"), terms=terms, alpha=arrays["alpha"], r_factor=arrays["r_factor"],
             kmm_factor=arrays["kmm_factor"], n_observations=n_observations,
         )
         model.species_ = descriptor.atomic_numbers.copy()
@@ -1144,7 +1251,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> loaded.get_params() == model.get_params()
         True
         """
-        write_state(*self.to_state(), path)
+        check_is_fitted(self, "gp_")
+        write_state(*self.to_state(), path, format_version=FORMAT_VERSION if self.gp_.terms else 3)
 
     def score(self, frames: Sequence[Atoms], y=None, sample_weight=None) -> float:
         """Negative energy RMSE per atom (eV/atom): higher is better.
@@ -1258,13 +1366,13 @@ def _first_pass_task(task: tuple, shared: tuple):
 
 def _observation_rows_task(task: tuple, shared: tuple) -> dict:
     """Pass 2 of a fit for one structure ``(item, index, weight)``: its observations;
-    ``shared`` is ``(model, descriptor, basis)``."""
+    ``shared`` is ``(model, descriptor, basis, term descriptors)``."""
     item, k, weight = task
-    model, descriptor, basis = shared
+    model, descriptor, basis, term_descriptors = shared
     atoms = load_structure(item)
     labels = model._read_labels(atoms, k)
     species = descriptor.species_indices(atoms, k)
-    return model._structure_observations(atoms, k, labels, species, descriptor, basis.rows, weight)
+    return model._structure_observations(atoms, k, labels, species, descriptor, basis, weight, term_descriptors)
 
 
 def _structure_batches(source: FrameSource, indices: Optional[List[int]], size: int,
@@ -1297,6 +1405,7 @@ class _FitPlan:
     descriptor: SOAP
     basis: SparseSet
     remote: bool
+    term_descriptors: Dict[str, object]
 
 
 def _noise_scaled(observations: dict) -> Tuple[np.ndarray, np.ndarray]:
@@ -1326,14 +1435,43 @@ def _is_isolated_atom(atoms: Atoms) -> bool:
 _STATE_ARRAYS = ("sparse", "sparse_species", "alpha", "r_factor", "kmm_factor")
 
 
-def _check_state_arrays(arrays: Dict[str, np.ndarray], n_features: int, n_species: int) -> None:
+def _terms_from_state(records: dict, arrays: Dict[str, np.ndarray]):
+    """Descriptors (by name) and ``InstanceSparseSet`` of the extra terms of a state, checked."""
+    types = dict(TERMS)
+    descriptors, terms = {}, []
+    for name, _ in TERMS:  # in the order of the concatenated rows
+        if name not in records:
+            continue
+        record = records[name]
+        settings = dict(record["descriptor"])
+        if settings.pop("type") != types[name].__name__:
+            raise ValueError(f"terms: {name} has an unknown descriptor type")
+        descriptor = types[name](**settings)
+        sparse, classes = arrays.get(f"{name}_sparse"), arrays.get(f"{name}_sparse_classes")
+        if sparse is None or classes is None:
+            raise ValueError(f"terms: the arrays of {name} are missing")
+        if sparse.ndim != 2 or sparse.shape[1] != descriptor.n_features or classes.shape != (len(sparse),) \
+                or not np.issubdtype(classes.dtype, np.integer) or not np.all(np.isfinite(sparse)) \
+                or (len(classes) and (classes.min() < 0 or classes.max() >= descriptor.n_classes)):
+            raise ValueError(f"terms: the sparse points of {name} have bad shapes or values")
+        descriptors[name] = descriptor
+        terms.append(InstanceSparseSet(sparse, classes, check_theta(record["theta"], descriptor.n_features),
+                                       check_delta(record["delta"])))
+    unknown = set(records) - set(types)
+    if unknown:
+        raise ValueError(f"unknown terms {sorted(unknown)}")
+    return descriptors, tuple(terms)
+
+
+def _check_state_arrays(arrays: Dict[str, np.ndarray], n_features: int, n_species: int, n_term_points: int = 0) -> None:
     """Shapes, dtypes and finiteness of a model's arrays; ``ModelFileError`` otherwise."""
     missing = [name for name in _STATE_ARRAYS if name not in arrays]
     if missing:
         raise ModelFileError(f"model arrays {missing} are missing")
     m = len(arrays["sparse"])
-    expected = {"sparse": (m, n_features), "sparse_species": (m,), "alpha": (m,), "r_factor": (m, m),
-                "kmm_factor": (m, m)}
+    total = m + n_term_points
+    expected = {"sparse": (m, n_features), "sparse_species": (m,), "alpha": (total,), "r_factor": (total, total),
+                "kmm_factor": (total, total)}
     for name, shape in expected.items():
         array = arrays[name]
         if array.shape != shape:
@@ -1389,3 +1527,45 @@ def load_model(path: Union[str, os.PathLike]) -> GAPRegressor:
         return GAPRegressor.from_state(header, arrays)
     except ModelFileError as error:
         raise ModelFileError(f"{path}: {error}") from None
+
+
+class _TermCollector:
+    """Pass 1 of a fit for one extra term: what its sparse points are chosen from.
+
+    A 2-body (one-feature) term keeps the shortest distance of each class (the grid
+    starts there); a term with more features keeps a seeded uniform sample of at most
+    ``cap`` instances per class (:class:`CandidateReservoir`), among which farthest-point
+    sampling chooses.
+    """
+
+    def __init__(self, name: str, term: Term, cap: Optional[int], seed: int):
+        self.name, self.term = name, term
+        self.count = 0
+        self.grid = term.descriptor.n_features == 1
+        self.shortest: Dict[int, float] = {}
+        self.reservoir = None if self.grid else CandidateReservoir(cap, seed)
+
+    def add(self, group: int, values: np.ndarray, classes: np.ndarray) -> None:
+        self.count += len(values)
+        if self.grid:
+            for c in np.unique(classes).tolist():
+                self.shortest[c] = min(self.shortest.get(c, np.inf), float(values[classes == c, 0].min()))
+        elif len(values):
+            self.reservoir.add(group, classes, values)
+
+    def sparse_set(self, random_state) -> InstanceSparseSet:
+        descriptor = self.term.descriptor
+        if self.count == 0:
+            kind = "pair" if self.grid else "triplet"
+            raise ValueError(f"{self.name}: no {kind} of atoms of any training structure is within "
+                             f"r_cut={descriptor.r_cut} A of its descriptor; increase r_cut or drop the term")
+        theta = check_theta(self.term.theta, descriptor.n_features)
+        if self.grid:
+            classes = np.array(sorted(self.shortest), dtype=np.int64)
+            shortest = np.array([[self.shortest[c]] for c in classes.tolist()])
+            sparse, sparse_classes = grid_points(shortest, classes, int(self.term.n_sparse), float(descriptor.r_cut))
+        else:
+            values, classes, _, _ = self.reservoir.result()
+            sparse, sparse_classes = instance_points(values, classes, int(self.term.n_sparse), "fps", theta,
+                                                     random_state)
+        return InstanceSparseSet(sparse, sparse_classes, theta, float(self.term.delta))

@@ -8,13 +8,14 @@ gradients; :meth:`SparseGP.rows` turns those into kernel rows, and
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import block_diag, solve_triangular
 
 from ..kernels import dot_product_kernel
 from .design import gradient_rows, kernel_rows
+from .terms import InstanceSparseSet
 from .variance import (energy_prior_variance, force_prior_variance, isolated_self_kernel, isolated_terms,
                        local_prior_variance, virial_prior_variance, voigt_strain)
 
@@ -97,6 +98,11 @@ class SparseSet:
     isolated : ndarray of shape (n_species, n_features) or None, default=None
         Descriptor of an isolated atom of each species; ``None``: the plain kernel
         (models written before the conditioning existed).
+    terms : tuple of InstanceSparseSet, default=()
+        Extra terms of the local energy (2-body, 3-body; :class:`gapy.Term`), each with
+        its own sparse points: the rows of a structure are the SOAP rows followed by
+        each term's rows (:meth:`rows` then needs the terms' instances), ``K_MM`` is
+        block-diagonal and prior variances add (independent terms).
 
     Examples
     --------
@@ -121,6 +127,36 @@ class SparseSet:
     zeta: int
     delta: float
     isolated: Optional[np.ndarray] = None
+    terms: Tuple[InstanceSparseSet, ...] = ()
+
+    def term_slices(self) -> list:
+        """Columns of each extra term in the concatenated rows (after the SOAP columns).
+
+        Returns
+        -------
+        list of slice
+            One per element of :attr:`terms`.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gapy.gp.terms import InstanceSparseSet
+        >>> pairs = InstanceSparseSet(np.array([[2.0], [3.0]]), np.zeros(2, dtype=int), np.ones(1), 1.0)
+        >>> SparseSet(np.eye(2), np.zeros(2, dtype=int), zeta=2, delta=1.0, terms=(pairs,)).term_slices()
+        [slice(2, 4, None)]
+        """
+        out, start = [], len(self.sparse)
+        for term in self.terms:
+            out.append(slice(start, start + len(term.sparse)))
+            start += len(term.sparse)
+        return out
+
+    def _check_instances(self, instances):
+        """One ``Instances`` per extra term, with a clear error otherwise."""
+        if instances is None or len(instances) != len(self.terms):
+            raise ValueError(f"this model has {len(self.terms)} extra terms: give their instances of the "
+                             f"structure (one per term), got {None if instances is None else len(instances)}")
+        return instances
 
     def _augmented(self):
         """Points ``[x; q0]``, their species and ``B`` (n_species, M); ``None`` without q0."""
@@ -138,7 +174,7 @@ class SparseSet:
         m = len(self.sparse)
         return rows[..., :m] - rows[..., m:] @ overlap
 
-    def rows(self, values, species, grad=None) -> Dict[str, np.ndarray]:
+    def rows(self, values, species, grad=None, instances: Optional[Sequence] = None) -> Dict[str, np.ndarray]:
         """Kernel rows of one structure against the sparse points, see :func:`kernel_rows`.
 
         Parameters
@@ -149,6 +185,9 @@ class SparseSet:
             Species index of each atom.
         grad : SOAPGradients, optional
             Descriptor gradients; needed for the ``"forces"`` and ``"virial"`` rows.
+        instances : sequence of Instances, optional
+            With :attr:`terms`: each term's instances of the structure, with the same
+            gradients as ``grad`` (their rows follow the SOAP rows).
 
         Returns
         -------
@@ -171,10 +210,19 @@ class SparseSet:
         """
         augmented = self._augmented()
         if augmented is None:
-            return kernel_rows(values, species, self.sparse, self.sparse_species, self.zeta, self.delta, grad)
-        points, point_species, overlap = augmented
-        rows = kernel_rows(values, species, points, point_species, self.zeta, self.delta, grad)
-        return {name: self._condition(block, overlap) for name, block in rows.items()}
+            rows = kernel_rows(values, species, self.sparse, self.sparse_species, self.zeta, self.delta, grad)
+        else:
+            points, point_species, overlap = augmented
+            rows = kernel_rows(values, species, points, point_species, self.zeta, self.delta, grad)
+            rows = {name: self._condition(block, overlap) for name, block in rows.items()}
+        if not self.terms:
+            return rows
+        parts = [term.rows(found) for term, found in zip(self.terms, self._check_instances(instances))]
+        for name in rows:
+            if any(name not in part for part in parts):
+                raise ValueError(f"the terms' instances need the gradients of the SOAP rows ({name!r} rows)")
+        return {name: np.concatenate([block] + [part[name] for part in parts], axis=-1)
+                for name, block in rows.items()}
 
     def gradient_rows(self, factor: np.ndarray, grad, n_atoms: int) -> Dict[str, np.ndarray]:
         """Force and virial rows of one structure, or of one block of its atoms.
@@ -223,7 +271,7 @@ class SparseSet:
                 for name, block in gradient_rows(factor, points, grad, n_atoms).items()}
 
     def kernel_matrix(self) -> np.ndarray:
-        """``K_MM`` of the sparse points, without jitter.
+        """``K_MM`` of the sparse points, without jitter (block-diagonal with :attr:`terms`).
 
         Returns
         -------
@@ -238,7 +286,10 @@ class SparseSet:
         array([[0.25, 0.  ],
                [0.  , 0.25]])
         """
-        return self.kernel(self.sparse, self.sparse_species, self.sparse, self.sparse_species)
+        soap = self.kernel(self.sparse, self.sparse_species, self.sparse, self.sparse_species)
+        if not self.terms:
+            return soap
+        return block_diag(soap, *[term.kernel_matrix() for term in self.terms])
 
     def kernel(self, values, species, other, other_species) -> np.ndarray:
         """The kernel between two sets of environments.
@@ -381,7 +432,8 @@ class SparseSet:
             gradient -= (2 * a * g * inverse_c0)[:, None] * self.isolated[species]
         return self.delta**2 * gradient
 
-    def prior_variances(self, values, species, grad=None, quantities=("energies", "energy")) -> Dict[str, np.ndarray]:
+    def prior_variances(self, values, species, grad=None, quantities=("energies", "energy"),
+                        instances: Optional[Sequence] = None) -> Dict[str, np.ndarray]:
         """Prior variances ``k**`` of the rows of :meth:`rows`, for the quantities asked.
 
         Parameters
@@ -394,6 +446,9 @@ class SparseSet:
             Needed for ``"forces"`` (``dpos``) and ``"virial"`` (``dstrain``).
         quantities : sequence of {"energies", "energy", "forces", "virial"}, default=("energies", "energy")
             The priors to compute (forces and virial are the costly ones).
+        instances : sequence of Instances, optional
+            With :attr:`terms`: each term's instances of the structure; the terms' priors
+            are added (independent terms).
 
         Returns
         -------
@@ -422,7 +477,12 @@ class SparseSet:
             "virial": lambda: virial_prior_variance(values, species, voigt_strain(grad.dstrain), self.zeta,
                                                     self.delta, q0),
         }
-        return {quantity: compute[quantity]() for quantity in quantities}
+        out = {quantity: compute[quantity]() for quantity in quantities}
+        if self.terms:
+            for term, found in zip(self.terms, self._check_instances(instances)):
+                for quantity, prior in term.prior_variances(found, quantities).items():
+                    out[quantity] = out[quantity] + prior
+        return out
 
 
 @dataclass(kw_only=True)
@@ -445,8 +505,11 @@ class SparseGP(SparseSet):
     isolated : ndarray of shape (n_species, n_features) or None, default=None
         Descriptor of an isolated atom of each species (see :class:`SparseSet`);
         ``None``: the plain kernel.
+    terms : tuple of InstanceSparseSet, default=()
+        Extra terms (see :class:`SparseSet`); ``M`` counts their sparse points too.
     alpha : ndarray of shape (M,)
-        Weights: a local energy is ``sum_m alpha_m K(q, x_m)``.
+        Weights: a local energy is ``sum_m alpha_m K(q, x_m)`` (SOAP points first, then
+        each term's, :meth:`SparseSet.term_slices`).
     r_factor : ndarray of shape (M, M)
         Upper triangular ``R`` with ``R^T R = K_MM + K_MN Lambda^-1 K_NM``, the
         posterior precision of the weights.
@@ -520,7 +583,8 @@ class SparseGP(SparseSet):
         >>> bool(np.allclose(forces, model.predict_all(atoms)[0]["forces"]))
         True
         """
-        return self.contract_kernel_gradient(np.broadcast_to(self.alpha, (len(factor), len(self.alpha))), factor)
+        alpha = self.alpha[:len(self.sparse)]  # the SOAP part
+        return self.contract_kernel_gradient(np.broadcast_to(alpha, (len(factor), len(alpha))), factor)
 
     def gradient_variances(self, values, species, factor, blocks, kind: str = "sor", *,
                            forces: bool = True, virial: bool = False) -> Dict[str, np.ndarray]:
@@ -571,6 +635,9 @@ class SparseGP(SparseSet):
         ((64, 3), (6,))
         """
         check_variance_kind(kind)
+        if self.terms:
+            raise ValueError("gradient_variances covers SOAP-only models; with extra terms use the rows of "
+                             "the whole structure (rows and prior_variances with the terms' instances)")
         n_atoms, m = len(values), len(self.alpha)
         q0 = self.isolated
         out = {}

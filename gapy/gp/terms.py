@@ -20,6 +20,7 @@ model are concatenated along the sparse-point axis. The predicted energy is
 ``sum_m alpha_m (energy row)_m``: ``e(pair) = f_c(r) sum_m alpha_m delta^2 k(r, s_m)``.
 """
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Dict, Sequence, Tuple, Union
 
 import numpy as np
@@ -234,3 +235,119 @@ def instance_sparse_kernel(
     sparse, sparse_classes = check_sparse(sparse, sparse_classes, n_features)
     kernel = squared_exponential_kernel(sparse, sparse_classes, sparse, sparse_classes, theta)
     return check_delta(delta) ** 2 * kernel
+
+
+@dataclass
+class InstanceSparseSet:
+    """Sparse points of one squared-exponential instance term (2-body, 3-body).
+
+    The GP-layer side of a :class:`gapy.Term`: its sparse points, length scales and
+    ``delta``. A :class:`gapy.gp.SparseSet` holds one per extra term (``terms``); its
+    kernel rows are concatenated after the SOAP rows, and ``K_MM`` is block-diagonal.
+
+    Parameters
+    ----------
+    sparse : ndarray of shape (M, n_features)
+        Sparse points of the latent function ``g``, in the units of the features.
+    sparse_classes : ndarray of int of shape (M,)
+        Class of each sparse point (species pair or triplet).
+    theta : ndarray of shape (n_features,)
+        Length scale of each feature.
+    delta : float
+        Prior standard deviation of ``g`` (eV).
+
+    Examples
+    --------
+    >>> from ase import Atoms
+    >>> from gapy.descriptors import TwoBody
+    >>> from gapy.gp.terms import InstanceSparseSet
+    >>> term = InstanceSparseSet(np.array([[2.0], [3.0]]), np.array([0, 0]), np.array([1.0]), 1.0)
+    >>> dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.0]])
+    >>> term.rows(TwoBody(["Si"], r_cut=4.0).compute(dimer))["energy"].round(3).tolist()
+    [1.0, 0.607]
+    """
+
+    sparse: np.ndarray
+    sparse_classes: np.ndarray
+    theta: np.ndarray
+    delta: float
+
+    def rows(self, instances: "Instances") -> Dict[str, np.ndarray]:
+        """Kernel rows of one structure, see :func:`instance_kernel_rows`.
+
+        Parameters
+        ----------
+        instances : Instances
+            The term's instances of the structure (with gradients for force and virial rows).
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"energies"`` (n_atoms, M), ``"energy"`` (M,), and with gradients
+            ``"forces"`` (n_atoms, 3, M) and ``"virial"`` (6, M).
+
+        Examples
+        --------
+        >>> from ase import Atoms
+        >>> from gapy.descriptors import TwoBody
+        >>> term = InstanceSparseSet(np.array([[2.0]]), np.array([0]), np.array([1.0]), 2.0)
+        >>> dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.0]])
+        >>> term.rows(TwoBody(["Si"], r_cut=4.0).compute(dimer))["energies"].tolist()
+        [[2.0], [2.0]]
+        """
+        return instance_kernel_rows(instances, self.sparse, self.sparse_classes, self.theta, self.delta)
+
+    def kernel_matrix(self) -> np.ndarray:
+        """``K_MM`` of the sparse points (eV^2), see :func:`instance_sparse_kernel`.
+
+        Returns
+        -------
+        ndarray of shape (M, M)
+            ``delta^2 k(s_m, s_m')``, zero between classes.
+
+        Examples
+        --------
+        >>> InstanceSparseSet(np.array([[2.0], [3.0]]), np.array([0, 1]), np.array([1.0]), 0.5).kernel_matrix()
+        array([[0.25, 0.  ],
+               [0.  , 0.25]])
+        """
+        return instance_sparse_kernel(self.sparse, self.sparse_classes, self.theta, self.delta)
+
+    def prior_variances(self, instances: "Instances", quantities=("energies", "energy")) -> Dict[str, np.ndarray]:
+        """Prior variances of the term's part of each quantity (eV^2, forces (eV/A)^2).
+
+        Parameters
+        ----------
+        instances : Instances
+            The term's instances of the structure (with position gradients for
+            ``"forces"``, strain gradients for ``"virial"``).
+        quantities : sequence of {"energies", "energy", "forces", "virial"}, default=("energies", "energy")
+            The priors to compute.
+
+        Returns
+        -------
+        dict of str to ndarray
+            ``"energies"`` (n_atoms,), ``"energy"`` (1,), ``"forces"`` (3 n_atoms,),
+            ``"virial"`` (6,), those asked for (the shapes of
+            :meth:`gapy.gp.SparseSet.prior_variances`).
+
+        Examples
+        --------
+        >>> from ase import Atoms
+        >>> from gapy.descriptors import TwoBody
+        >>> term = InstanceSparseSet(np.array([[2.0]]), np.array([0]), np.array([1.0]), 1.0)
+        >>> dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.0]])
+        >>> term.prior_variances(TwoBody(["Si"], r_cut=4.0).compute(dimer))
+        {'energies': array([0.25, 0.25]), 'energy': array([1.])}
+        """
+        from .term_variance import (instance_energy_prior_variance, instance_force_prior_variance,
+                                    instance_local_energy_prior_variance, instance_virial_prior_variance)
+
+        theta, delta = self.theta, self.delta
+        compute = {
+            "energies": lambda: instance_local_energy_prior_variance(instances, theta, delta),
+            "energy": lambda: np.array([instance_energy_prior_variance(instances, theta, delta)]),
+            "forces": lambda: instance_force_prior_variance(instances, theta, delta),
+            "virial": lambda: instance_virial_prior_variance(instances, theta, delta),
+        }
+        return {quantity: compute[quantity]() for quantity in quantities}

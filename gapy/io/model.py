@@ -25,10 +25,11 @@ from .._version import __version__
 from ..exceptions import ModelFileError
 
 FORMAT = "gapy-model"
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 #: Versions this gapy reads: 2 added ``std_scale`` (``GAPRegressor.calibrate``), 3 the
-#: checksum of the header.
-READABLE_VERSIONS = (1, 2, 3)
+#: checksum of the header, 4 the extra terms (``two_body``, ``three_body``; models
+#: without them are still written as version 3).
+READABLE_VERSIONS = (1, 2, 3, 4)
 _HEADER_CHECKSUM = "header_sha256"
 
 
@@ -74,7 +75,8 @@ def jsonable(value):
     raise TypeError(f"cannot store a {type(value).__name__} ({value!r}) in a model file")
 
 
-def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Path]) -> None:
+def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Path], *,
+                format_version: int = FORMAT_VERSION) -> None:
     """Write a model state to ``path`` atomically.
 
     Parameters
@@ -87,6 +89,9 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
         without pickle, so object arrays cannot be stored.
     path : str or Path
         File to write, usually ending in ``.npz``; its directory must exist.
+    format_version : int, default=FORMAT_VERSION
+        Version written in the header, one of :data:`READABLE_VERSIONS` from 3 on (the
+        oldest that holds what the model has, so that older gapy versions read it).
 
     Raises
     ------
@@ -115,11 +120,13 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
     >>> header["zeta"], header["format"], arrays["alpha"]
     (4, 'gapy-model', array([0., 1., 2.]))
     """
+    if format_version not in READABLE_VERSIONS or format_version < 3:
+        raise ValueError(f"format_version must be one of 3..{FORMAT_VERSION}, got {format_version!r}")
     arrays = {name: np.asarray(array) for name, array in arrays.items()}
     header = {
         **jsonable(header),
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": format_version,
         "gapy_version": __version__,
         "checksums": {name: _checksum(array) for name, array in arrays.items()},
     }
