@@ -234,3 +234,16 @@ def test_variances_equal_dense_gp_with_the_sum_of_kernels():
     np.testing.assert_allclose(dtc, [exact["energy"], exact["force"], exact["stress"]], rtol=2e-3)
     np.testing.assert_allclose(np.add(sor_and_local["sor"], sor_and_local["local"]), dtc, rtol=1e-8)
     assert sor_and_local["local"][0] > 0.1 * dtc[0]  # a test structure unlike the data: the residual matters
+
+
+def test_tools_that_support_soap_only_models_say_so(fitted):
+    from ase.build import bulk
+
+    from gapy.sampling import UncertaintyBias
+    from gapy.validation import validate
+
+    with pytest.raises(NotImplementedError, match="SOAP-only"):
+        UncertaintyBias(fitted)
+    report = validate(fitted, bulk("Si", "diamond", a=5.43), properties=["eos"], plots=False, progress=False)
+    assert report.results["bulk_modulus"].model is not None  # the property itself is computed
+    assert report.results["bulk_modulus"].model_std is None

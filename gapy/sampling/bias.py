@@ -48,6 +48,10 @@ def _fitted_model(model) -> GAPRegressor:
     if not isinstance(model, GAPRegressor):
         raise TypeError(f"model must be a fitted GAPRegressor or a GAPCalculator, got {type(model).__name__}")
     check_is_fitted(model, "gp_")
+    if getattr(model.gp_, "terms", ()):
+        raise NotImplementedError("the bias calculators support SOAP-only models; this model has extra terms "
+                                  f"({', '.join(model.term_descriptors_)}): fit one with two_body=None and "
+                                  "three_body=None to explore with it")
     return model
 
 

@@ -45,6 +45,9 @@ class PosteriorDraws:
         self.n_samples = int(n_samples)
         self.rng = np.random.default_rng(random_state)
         gp = model.gp_
+        if getattr(gp, "terms", ()):
+            raise NotImplementedError("model_std (posterior draws) supports SOAP-only models; this model has "
+                                      f"extra terms ({', '.join(model.term_descriptors_)})")
         kind = model.variance
         self.weights = kind in ("sor", "dtc")
         self.residual = kind in ("dtc", "local")

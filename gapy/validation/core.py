@@ -428,7 +428,12 @@ def validate(
     contexts = {"model": Context(model_calc, structure, settings, model_factory)}
     if reference_calc is not None:
         contexts["reference"] = Context(reference_calc, structure, settings, reference_factory)
-    draws = PosteriorDraws(model, settings.n_samples, settings.random_state) if model is not None else None
+    draws = None
+    if model is not None and getattr(model.gp_, "terms", ()):
+        say("model_std is not computed: posterior draws support SOAP-only models, this one has "
+            f"extra terms ({', '.join(model.term_descriptors_)})")
+    elif model is not None:
+        draws = PosteriorDraws(model, settings.n_samples, settings.random_state)
     start_all = time.perf_counter()
     for number, (family, label, function) in enumerate(tasks, 1):
         say(f"[{number}/{len(tasks)}] {label} ...")
@@ -709,11 +714,11 @@ def _unit(outcomes: Dict[str, Outcome], name: str) -> str:
     return _UNITS.get(name, "THz" if name.startswith("phonon") else "")
 
 
-def _uncertainty(report, outcome: Outcome, names, draws: PosteriorDraws, model, settings: Settings):
+def _uncertainty(report, outcome: Outcome, names, draws: Optional[PosteriorDraws], model, settings: Settings):
     """Set model_std, max_local_std and flagged of ``names``; returns the draws' predictions."""
     largest = max_local_std(model, outcome.structures)
     stds, drawn = {}, None
-    if outcome.from_predictions is not None:
+    if outcome.from_predictions is not None and draws is not None:
         drawn = draws.predict(outcome.structures, outcome.needs)
         values = []
         for predictions in drawn:
