@@ -311,3 +311,23 @@ def test_coverage_with_a_model_reports_its_uncertainty(model_file, data, tmp_pat
     assert (out_dir / "coverage.png").stat().st_size > 0
     err = one_line_error(capsys, ["coverage", str(data / "train.xyz"), "--color", "std", "-o", str(out_dir)])
     assert "--color std needs a model" in err
+
+
+def test_fit_with_extra_terms_from_flags_and_toml(data, tmp_path, capsys):
+    path = tmp_path / "terms.gapy"
+    argv = ["fit", str(data / "train.xyz"), *SMALL, "--e0", "Si:-0.79", "-o", str(path),
+            "--two-body", "delta=2,theta=0.5,n_sparse=6,r_cut=4"]
+    assert main(argv) == 0
+    model = gapy.load(path)
+    assert model.two_body.delta == 2.0 and model.two_body.descriptor.r_cut == 4.0
+    assert model.three_body is None and list(model.term_descriptors_) == ["two_body"]
+
+    config = tmp_path / "fit.toml"
+    config.write_text("r_cut = 4.0\nn_max = 4\nl_max = 3\nn_sparse = 10\n"
+                      "[three_body]\ndelta = 0.3\ntheta = 0.7\nn_sparse = 5\nr_cut = 3.0\n")
+    assert main(["fit", str(data / "train.xyz"), "--config", str(config), "--no-progress", "-o",
+                 str(tmp_path / "toml.gapy")]) == 0
+    assert gapy.load(tmp_path / "toml.gapy").three_body.n_sparse == 5
+    capsys.readouterr()
+    assert main(["fit", str(data / "train.xyz"), "--two-body", "delta=2,sigma=1"]) == 2
+    assert "unknown term setting 'sigma'" in capsys.readouterr().err

@@ -12,7 +12,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 import numpy as np
 from ase import Atoms
 
-from ..descriptors import SOAP
+from ..descriptors import SOAP, ThreeBody, TwoBody
 from ..descriptors.soap import RADIAL_BASES
 from ..estimator import GAPRegressor
 from ..exceptions import DataFileError, GapyError
@@ -22,6 +22,7 @@ from ..labels import read_labels
 from ..report import evaluate
 from ..sparsify import METHODS
 from ..structures import atomic_number, neighbor_pairs, structure_name
+from ..term import Term
 from ._common import (about, check_outputs, choice, integer, number, number_or_none,
                       print_table, read_frames, species_list, species_map)
 
@@ -54,6 +55,51 @@ def _baseline(text: str) -> Optional[str]:
     if text.strip().lower() == "none":
         return None
     return choice(("zbl",))(text.strip().lower())
+
+
+#: Keys of a term's settings (``--two-body``, ``--three-body``): Term and descriptor arguments.
+TERM_KEYS = {"delta": float, "theta": float, "n_sparse": int, "r_cut": float, "cutoff_width": float}
+
+
+def _term(text) -> Optional[dict]:
+    """A term's settings: 'none', or KEY=VALUE pairs (delta=3,theta=0.5,n_sparse=30,r_cut=5)."""
+    if isinstance(text, dict):
+        pairs = text
+    elif text.strip().lower() == "none":
+        return None
+    else:
+        try:
+            pairs = dict(item.split("=", 1) for item in text.split(",") if item.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected 'none' or KEY=VALUE pairs such as delta=3,theta=0.5,n_sparse=30,r_cut=5, got {text!r}"
+            ) from None
+    spec = {}
+    for key, value in pairs.items():
+        key = key.strip()
+        if key not in TERM_KEYS:
+            raise argparse.ArgumentTypeError(f"unknown term setting {key!r}; known: {', '.join(TERM_KEYS)}")
+        try:
+            spec[key] = TERM_KEYS[key](value)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"term setting {key} must be a number, got {value!r}") from None
+    return spec
+
+
+def make_terms(settings: dict, species: Sequence[str]) -> Dict[str, Optional[Term]]:
+    """``two_body`` and ``three_body`` ``Term`` objects from their settings, for ``species``."""
+    out = {}
+    for name, descriptor_class in (("two_body", TwoBody), ("three_body", ThreeBody)):
+        spec = settings.get(name)
+        if name not in settings:
+            continue
+        if spec is None:
+            out[name] = None
+            continue
+        geometry = {key: spec[key] for key in ("r_cut", "cutoff_width") if key in spec}
+        out[name] = Term(descriptor_class(species, **geometry),
+                         **{key: spec[key] for key in ("delta", "theta", "n_sparse") if key in spec})
+    return out
 
 
 def _json_object(text: str) -> dict:
@@ -148,6 +194,11 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "'average', 'isolated', 'fit' or SYMBOL:VALUE pairs (Si:-0.79,Ge:-1.2)", "E0"),
     _Option("baseline", "gap", _baseline, (), "fixed short-range repulsion the GP corrects: 'zbl' (ZBL "
             "switched off below 0.8 x the shortest distance in the data) or 'none'", "KIND"),
+    _Option("two_body", "term", _term, (dict,), "an extra 2-body term: KEY=VALUE pairs of delta (eV), "
+            "theta (A), n_sparse (grid points per species pair), r_cut and cutoff_width (A), e.g. "
+            "delta=3,theta=0.5,n_sparse=30,r_cut=5 (a table in the TOML file); 'none'", "SETTINGS"),
+    _Option("three_body", "term", _term, (dict,), "an extra 3-body term, the same keys as --two-body "
+            "(n_sparse: triplets per species triple), e.g. delta=0.3,theta=0.7,n_sparse=100,r_cut=3.5", "SETTINGS"),
     _Option("sparse_jitter", "gap", number, _REAL, "added to the diagonal of K_MM", "X"),
     _Option("energy_key", "gap", str, (), "name of the energy label", "KEY"),
     _Option("forces_key", "gap", str, (), "name of the forces label", "KEY"),
@@ -186,6 +237,8 @@ def _default(option: _Option) -> Any:
         return SOAP_DEFAULTS.get(option.name)
     if option.target == "gap":
         return GAP_DEFAULTS.get(option.argument or option.name)
+    if option.target == "term":
+        return None
     return _RUN_DEFAULTS[option.name]
 
 
@@ -193,6 +246,7 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
     groups = {
         "soap": parser.add_argument_group("SOAP descriptor"),
         "gap": parser.add_argument_group("GAP model"),
+        "term": parser.add_argument_group("extra terms of the local energy"),
         "run": parser.add_argument_group("data and output"),
     }
     for option in FIT_OPTIONS:
@@ -265,7 +319,8 @@ def read_config(path: Union[str, Path]) -> Dict[str, Any]:
     return parse_settings(raw, str(path))
 
 
-def parse_settings(raw: Dict[str, Any], where: str, targets: Sequence[str] = ("soap", "gap", "run")) -> Dict[str, Any]:
+def parse_settings(raw: Dict[str, Any], where: str,
+                   targets: Sequence[str] = ("soap", "gap", "term", "run")) -> Dict[str, Any]:
     """Check and parse a TOML table of ``gapy fit`` settings (keys as the options without ``--``).
 
     ``where`` names the table in error messages (``"fit.toml"``, ``"learn.toml: [model]"``);
@@ -280,7 +335,7 @@ def parse_settings(raw: Dict[str, Any], where: str, targets: Sequence[str] = ("s
             hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(options)}"
             raise GapyError(f"{where}: unknown key {key!r}{hint}")
         option = options[name]
-        if isinstance(value, str) and not option.is_bool:
+        if isinstance(value, str) and not option.is_bool or option.target == "term" and isinstance(value, dict):
             try:
                 value = option.parse(value)
             except argparse.ArgumentTypeError as error:
@@ -309,7 +364,7 @@ def model_from_settings(settings: Dict[str, Any], frames: Sequence[Atoms], verbo
     try:
         soap = SOAP(species, **{o.name: settings[o.name] for o in FIT_OPTIONS
                                 if o.target == "soap" and o.name != "species" and o.name in settings})
-        return GAPRegressor(soap, verbose=verbose, **{
+        return GAPRegressor(soap, verbose=verbose, **make_terms(settings, species), **{
             o.argument or o.name: settings[o.name] for o in FIT_OPTIONS if o.target == "gap" and o.name in settings
         })
     except (TypeError, ValueError) as error:
@@ -408,9 +463,9 @@ def run(args: argparse.Namespace) -> int:
     found, n_frames, n_atoms = _check_training_frames(frames, train_path, model, settings.get("species"))
     try:
         soap = SOAP(settings.get("species") or found, **soap_settings)
+        model.set_params(descriptor=soap, **make_terms(settings, settings.get("species") or found))
     except (TypeError, ValueError) as error:
         raise GapyError(f"invalid setting: {error}") from None
-    model.set_params(descriptor=soap)
 
     validation, validation_name, held_out = [], None, []
     if run["validation"]:

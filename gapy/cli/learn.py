@@ -135,7 +135,7 @@ def read_learn_config(path) -> Dict[str, Any]:
                 options = dict(raw.get(table, {}))
     except (TypeError, ValueError) as error:
         raise GapyError(f"{path}: {error}") from None
-    settings["model"] = parse_settings(raw.get("model", {}), f"{path}: [model]", targets=("soap", "gap"))
+    settings["model"] = parse_settings(raw.get("model", {}), f"{path}: [model]", targets=("soap", "gap", "term"))
     settings["driver_options"] = options
     return settings
 
