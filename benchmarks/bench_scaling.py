@@ -75,15 +75,52 @@ def _warm_up():
     SOAP(["Si"], r_cut=3.0, n_max=2, l_max=1).compute(bulk("Si", "diamond", a=5.43), gradients=True)
 
 
+class _SeparateCluster:
+    """A dask scheduler and 2 one-thread workers started as ``dask`` command-line processes."""
+
+    def __enter__(self):
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.scheduler_address = f"tcp://127.0.0.1:{port}"
+        dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+        self.processes = [subprocess.Popen(dask + ["--host", "127.0.0.1", "--port", str(port),
+                                                   "--dashboard-address", ":0"],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+        time.sleep(3)
+        for _ in range(2):
+            self.processes.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", self.scheduler_address, "--nthreads", "1",
+                 "--memory-limit", "0", "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        import distributed
+
+        with distributed.Client(self.scheduler_address) as client:
+            client.wait_for_workers(2, timeout=120)
+        return self
+
+    def __exit__(self, *exc):
+        for process in self.processes[::-1]:
+            process.terminate()
+            process.wait(timeout=30)
+
+
 def worker_fit(config):
     mode, path = config["mode"], config["path"]
     result = {"mode": mode, "size": config["size"]}
-    if mode == "cluster":
+    if mode in ("cluster", "remote"):
+        import contextlib
+
         import distributed
         from joblib import parallel_config
 
-        with distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None,
-                                      memory_limit=None) as cluster, distributed.Client(cluster) as client:
+        if mode == "cluster":
+            cluster = distributed.LocalCluster(processes=True, n_workers=2, threads_per_worker=1,
+                                               dashboard_address=None, memory_limit=None)
+        else:  # scheduler and workers in their own processes, as on a real cluster
+            cluster = _SeparateCluster()
+        with cluster, distributed.Client(cluster.scheduler_address) as client:
             client.run(_warm_up)  # gapy imported, numba kernels loaded: start-up is not timed
             start = time.perf_counter()
             with parallel_config(backend="dask"):
@@ -228,7 +265,8 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="extxyz training file to repeat")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 16], help="repetitions of the data")
     parser.add_argument("--modes", nargs="+", default=["list", "stream", "cluster"],
-                        choices=["list", "stream", "cluster"])
+                        choices=["list", "stream", "cluster", "remote"],
+                        help="remote: the scheduler and workers as separate processes (the client alone is measured)")
     parser.add_argument("--list-sizes", type=int, nargs="+", default=[1, 4],
                         help="sizes run in the 'list' mode (holding every descriptor)")
     parser.add_argument("--n-sparse", type=int, default=1000)
