@@ -64,6 +64,76 @@ def test_gradient_equals_finite_differences():
         assert gradient[name] == pytest.approx(numeric[name], rel=1e-5, abs=1e-6), name
 
 
+def two_block_problem(seed=4):
+    """Two terms with their own sparse points: K_MM block-diagonal, rows side by side."""
+    rng = np.random.default_rng(seed)
+    kmm_a, groups_a = toy_problem(seed, m=5)
+    points = rng.normal(size=(3, 1))
+    kmm_b = np.exp(-0.5 * (points - points.T) ** 2)
+    kmm = np.zeros((8, 8))
+    kmm[:5, :5], kmm[5:, 5:] = kmm_a, kmm_b
+    groups = {}
+    for name, (rows, targets, scales) in groups_a.items():
+        x = rng.normal(size=(len(rows), 1))
+        extra = np.exp(-0.5 * (x - points.T) ** 2)
+        groups[name] = (np.hstack([rows, extra]), targets, scales)
+    return kmm, groups, {"delta": slice(0, 5), "pair": slice(5, 8)}
+
+
+def dense_block_evidence(kmm, groups, blocks, deltas, sigmas, jitter):
+    scale = np.empty(len(kmm))
+    for name, columns in blocks.items():
+        scale[columns] = deltas[name]
+    rows = np.concatenate([g[0] * scale**2 for g in groups.values()])
+    y = np.concatenate([g[1] for g in groups.values()])
+    noise = np.concatenate([(sigmas[name] * g[2]) ** 2 for name, g in groups.items()])
+    q = rows @ np.linalg.solve(scale[:, None] * kmm * scale + jitter * np.eye(len(kmm)), rows.T)
+    return multivariate_normal(np.zeros(len(y)), q + np.diag(noise)).logpdf(y)
+
+
+def test_evidence_of_blocks_with_their_own_deltas():
+    """Several terms: the evidence equals the dense likelihood and its gradient in every
+    delta and sigma equals finite differences."""
+    kmm, groups, blocks = two_block_problem()
+    statistics = statistics_of(kmm, groups)
+    statistics.blocks = blocks
+    deltas, sigmas = {"delta": 0.7, "pair": 1.9}, {"energy": 0.3, "forces": 0.5}
+    value, gradient = log_marginal_likelihood(statistics, deltas, sigmas, jitter=1e-6)
+    assert value == pytest.approx(dense_block_evidence(kmm, groups, blocks, deltas, sigmas, 1e-6), rel=1e-8)
+    h = 1e-6
+    for name in ("delta", "pair", "energy", "forces"):
+        values = []
+        for sign in (1, -1):
+            point = {**deltas, **sigmas}
+            point[name] *= np.exp(sign * h)
+            values.append(log_marginal_likelihood(statistics, {k: point[k] for k in deltas},
+                                                  {k: point[k] for k in sigmas}, jitter=1e-10)[0])
+        numeric = (values[0] - values[1]) / (2 * h)
+        assert abs(numeric) > 1e-3, name
+        gradient_small_jitter = log_marginal_likelihood(statistics, deltas, sigmas, jitter=1e-10)[1]
+        assert gradient_small_jitter[name] == pytest.approx(numeric, rel=1e-5, abs=1e-6), name
+    # equal deltas: the single-delta evidence
+    same = log_marginal_likelihood(statistics, {"delta": 0.7, "pair": 0.7}, sigmas, jitter=1e-6)[0]
+    statistics.blocks = None
+    assert same == pytest.approx(log_marginal_likelihood(statistics, 0.7, sigmas, jitter=1e-6)[0], rel=1e-10)
+    with pytest.raises(ValueError, match="blocks"):
+        statistics.blocks = blocks
+        log_marginal_likelihood(statistics, 0.7, sigmas)
+
+
+def test_maximum_over_block_deltas_improves_on_the_start():
+    kmm, groups, blocks = two_block_problem(seed=5)
+    statistics = statistics_of(kmm, groups)
+    statistics.blocks = blocks
+    start = {"delta": 1.0, "pair": 1.0}
+    result = maximize_evidence(statistics, start, {"energy": 1.0, "forces": 1.0}, bounds={"pair": (1e-3, 1e3)},
+                               fixed=("energy",))
+    assert set(result.deltas) == {"delta", "pair"} and result.delta == result.deltas["delta"]
+    assert result.log_marginal_likelihood > log_marginal_likelihood(statistics, start,
+                                                                   {"energy": 1.0, "forces": 1.0})[0]
+    assert result.sigmas["energy"] == 1.0
+
+
 def test_maximum_recovers_the_noise_level():
     """Data drawn from the model with known sigma and delta: the evidence finds them."""
     rng = np.random.default_rng(3)

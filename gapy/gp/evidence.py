@@ -26,7 +26,7 @@ scaled residuals ``|Lambda_g^-1/2 (y_g - K_gM alpha)|^2``; the derivative in
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy.linalg import cholesky, qr, solve_triangular
@@ -55,6 +55,9 @@ class EvidenceStatistics:
         factorisation), ``"targets"`` (sum of squared unit targets), ``"n"`` and
         ``"log_scale"`` (sum of ``log s_i``). Normally left empty and filled by
         :meth:`add`.
+    blocks : dict of str to slice, optional
+        Columns that share one ``delta`` (the SOAP term and each extra term of a model,
+        whose ``K_MM`` is block-diagonal); ``None``: one block ``"delta"`` of all columns.
 
     References
     ----------
@@ -79,6 +82,24 @@ class EvidenceStatistics:
 
     kmm: np.ndarray
     groups: Dict[str, dict] = field(default_factory=dict)
+    blocks: Optional[Dict[str, slice]] = None
+
+    def block_slices(self) -> Dict[str, slice]:
+        """The column blocks that share one ``delta`` (:attr:`blocks`, or all columns).
+
+        Returns
+        -------
+        dict of str to slice
+            Block name to columns of ``K_MM``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from gapy.gp.evidence import EvidenceStatistics
+        >>> EvidenceStatistics(np.eye(3)).block_slices()
+        {'delta': slice(None, None, None)}
+        """
+        return dict(self.blocks) if self.blocks else {"delta": slice(None)}
 
     def add(self, group: str, rows: np.ndarray, targets: np.ndarray, scales: np.ndarray) -> None:
         """Add observations of ``group``: unit kernel rows (delta = 1) and raw targets.
@@ -153,16 +174,17 @@ class EvidenceStatistics:
         return out
 
 
-def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas: Dict[str, float],
-                            jitter: float = 1e-8) -> Tuple[float, Dict[str, float]]:
+def log_marginal_likelihood(statistics: EvidenceStatistics, delta: Union[float, Dict[str, float]],
+                            sigmas: Dict[str, float], jitter: float = 1e-8) -> Tuple[float, Dict[str, float]]:
     """Evidence and its gradient.
 
     Parameters
     ----------
     statistics : EvidenceStatistics
         The observations, collected at ``delta = 1``.
-    delta : float
-        Kernel scale (eV).
+    delta : float or dict of str to float
+        Kernel scale (eV); a dict gives one per block of :attr:`EvidenceStatistics.blocks`
+        (the SOAP term and each extra term of a model).
     sigmas : dict of str to float
         Noise of each group of ``statistics`` (eV, eV/A, eV per atom, as the fit's).
     jitter : float, default=1e-8
@@ -173,8 +195,8 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas
     value : float
         ``log p(y)``.
     gradient : dict of str to float
-        Derivatives with respect to ``log delta`` (key ``"delta"``) and ``log sigma_g``
-        (keys of ``sigmas``).
+        Derivatives with respect to the log of each ``delta`` (the block names; ``"delta"``
+        for a float) and ``log sigma_g`` (keys of ``sigmas``).
 
     Raises
     ------
@@ -212,18 +234,24 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas
     >>> bool(np.isclose(gradient["delta"], (up - down) / (2 * step), rtol=1e-4))
     True
     """
-    d2 = delta**2
+    blocks = statistics.block_slices()
+    deltas = _deltas(delta, blocks)
     groups = statistics.groups
     factors = statistics.factors()
     m = len(statistics.kmm)
+    scale = np.empty(m)  # D: the delta of each column
+    for name, columns in blocks.items():
+        scale[columns] = deltas[name]
+    # delta^2 K_MM + jitter = D (K0 + jitter D^-2) D: everything below is in the units of
+    # the unit rows A D and the jittered unit K0 (the same model, see the module)
+    kmm = statistics.kmm + np.diag(jitter / scale**2)
     try:
-        lower = cholesky(d2 * statistics.kmm + jitter * np.eye(m), lower=True)
+        lower = cholesky(kmm, lower=True)
     except np.linalg.LinAlgError as error:
         raise SingularKernelError("K_MM is not positive definite at this delta; increase the jitter") from error
-    # the stacked system [delta^2 / sigma_g R_g | z_g / sigma_g ; L^T | 0], as the fit's
     stacked = np.zeros(((len(groups) + 1) * m, m + 1))
     for k, (name, (r_g, z_g)) in enumerate(factors.items()):
-        stacked[k * m:(k + 1) * m, :m] = d2 / sigmas[name] * r_g
+        stacked[k * m:(k + 1) * m, :m] = r_g * (scale / sigmas[name])
         stacked[k * m:(k + 1) * m, m] = z_g / sigmas[name]
     stacked[len(groups) * m:, :m] = lower.T
     (upper,) = qr(stacked, mode="r", overwrite_a=True, check_finite=False)
@@ -231,7 +259,7 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas
     diagonal = np.abs(np.diag(r_factor))
     if not np.all(diagonal > 0):
         raise SingularKernelError("K_MM + K_MN Lambda^-1 K_NM is singular at these hyperparameters")
-    alpha = solve_triangular(r_factor, c, lower=False)  # local energy = delta^2 k0 . alpha
+    alpha = solve_triangular(r_factor, c, lower=False)  # predictions are (A D) alpha
     fit_term = float(c @ c)
     data_term = sum(entry["targets"] / sigmas[name] ** 2 for name, entry in groups.items())
     n_total = sum(entry["n"] for entry in groups.values())
@@ -240,24 +268,54 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: float, sigmas
     value = -0.5 * (data_term - fit_term) - 0.5 * (log_noise + log_det) - 0.5 * n_total * np.log(2 * np.pi)
 
     gradient = {}
-    d_total_quadratic = 0.0  # y^T C^-1 Lambda C^-1 y summed over groups
-    d_total_trace = 0.0
+    noise_quadratic = 0.0  # y^T C^-1 Lambda C^-1 y summed over groups
+    noise_trace = 0.0  # tr(C^-1 Lambda) summed over groups
     for name, entry in groups.items():
         r_g, z_g = factors[name]
         s2 = sigmas[name] ** 2
-        # scaled residuals of group g: |b_g - A_g alpha|^2, from its QR compression
-        residual = ((entry["targets"] - z_g @ z_g) + np.sum((z_g - d2 * r_g @ alpha) ** 2)) / s2
-        # tr(C^-1 Lambda_g) = n_g - delta^4 / sigma_g^2 tr(P^-1 R_g^T R_g)
-        projected = solve_triangular(r_factor, r_g.T, trans="T", lower=False)
-        trace = entry["n"] - d2**2 / s2 * float(np.sum(projected**2))
+        scaled = r_g * scale
+        # scaled residuals of group g: |b_g - A_g D alpha|^2, from its QR compression
+        residual = ((entry["targets"] - z_g @ z_g) + np.sum((z_g - scaled @ alpha) ** 2)) / s2
+        # tr(C^-1 Lambda_g) = n_g - tr(P^-1 D G_g D) / sigma_g^2
+        projected = solve_triangular(r_factor, scaled.T, trans="T", lower=False)
+        trace = entry["n"] - float(np.sum(projected**2)) / s2
         # d log p / d log sigma_g^2 = 1/2 y^T C^-1 Lambda_g C^-1 y - 1/2 tr(C^-1 Lambda_g)
         gradient[name] = residual - trace  # per log sigma_g
-        d_total_quadratic += residual
-        d_total_trace += trace
-    # d C / d log delta^2 = Q = C - Lambda (up to the jitter)
-    quadratic = data_term - fit_term  # y^T C^-1 y
-    gradient["delta"] = (quadratic - d_total_quadratic) - (n_total - d_total_trace)
+        noise_quadratic += residual
+        noise_trace += trace
+    # d C / d log delta_b^2 = Q_b, the block's part of Q = C - Lambda (up to the jitter):
+    # y^T C^-1 Q_b C^-1 y = alpha_b^T K0_b alpha_b, tr(C^-1 Q_b) = m_b - tr([P^-1]_bb K0_b);
+    # the largest block takes what the others leave of y^T C^-1 Q C^-1 y and tr(C^-1 Q)
+    kernel_quadratic = (data_term - fit_term) - noise_quadratic
+    kernel_trace = n_total - noise_trace
+    largest = max(blocks, key=lambda name: _width(blocks[name], m))
+    for name, columns in blocks.items():
+        if name == largest:
+            continue
+        block_alpha = alpha[columns]
+        quadratic = float(block_alpha @ kmm[columns, columns] @ block_alpha)
+        projected = solve_triangular(r_factor, lower[:, columns], trans="T", lower=False)
+        trace = _width(columns, m) - float(np.sum(projected**2))
+        gradient[name] = quadratic - trace
+        kernel_quadratic -= quadratic
+        kernel_trace -= trace
+    gradient[largest] = kernel_quadratic - kernel_trace
     return float(value), gradient
+
+
+def _deltas(delta, blocks: Dict[str, slice]) -> Dict[str, float]:
+    """``delta`` as one value per block (a float is the value of the single block)."""
+    if isinstance(delta, dict):
+        if set(delta) != set(blocks):
+            raise ValueError(f"delta must give the blocks {sorted(blocks)}, got {sorted(delta)}")
+        return {name: float(value) for name, value in delta.items()}
+    if len(blocks) != 1:
+        raise ValueError(f"the statistics have blocks {sorted(blocks)}: give delta as a dict of them")
+    return {next(iter(blocks)): float(delta)}
+
+
+def _width(columns: slice, m: int) -> int:
+    return len(range(*columns.indices(m)))
 
 
 @dataclass
@@ -269,7 +327,7 @@ class OptimizationResult:
     Parameters
     ----------
     delta : float
-        The chosen kernel scale (eV).
+        The chosen kernel scale (eV) of the first block (the SOAP term's).
     sigmas : dict of str to float
         The chosen noise sigma of each group (units of the group's observations).
     log_marginal_likelihood : float
@@ -278,6 +336,8 @@ class OptimizationResult:
         Whether L-BFGS-B reported success.
     at_bounds : list of str
         Parameters that ended on a bound of the search.
+    deltas : dict of str to float, optional
+        The chosen delta of every block (``{"delta": delta}`` for one block).
 
     Examples
     --------
@@ -293,9 +353,15 @@ class OptimizationResult:
     log_marginal_likelihood: float
     converged: bool
     at_bounds: Sequence[str]
+    deltas: Optional[Dict[str, float]] = None
+
+    def __post_init__(self):
+        if self.deltas is None:
+            self.deltas = {"delta": self.delta}
 
 
-def maximize_evidence(statistics: EvidenceStatistics, delta: float, sigmas: Dict[str, float], *,
+def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[str, float]],
+                      sigmas: Dict[str, float], *,
                       bounds: Optional[Dict[str, Tuple[float, float]]] = None, fixed: Sequence[str] = (),
                       jitter: float = 1e-8) -> OptimizationResult:
     """The ``delta`` and noise sigmas that maximise the evidence (L-BFGS-B in log space).
@@ -304,13 +370,14 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: float, sigmas: Dict
     ----------
     statistics : EvidenceStatistics
         The observations, collected at ``delta = 1``.
-    delta : float
-        Starting kernel scale (eV).
+    delta : float or dict of str to float
+        Starting kernel scale (eV), or one per block of ``statistics`` (as
+        :func:`log_marginal_likelihood`).
     sigmas : dict of str to float
         Starting noise sigma of each group of ``statistics``.
     bounds : dict, optional
-        ``name: (low, high)`` for ``"delta"`` and the sigmas (names as the keys of
-        ``sigmas``); default a factor 100 around the start.
+        ``name: (low, high)`` for the deltas (``"delta"`` or the block names) and the
+        sigmas (names as the keys of ``sigmas``); default a factor 100 around the start.
     fixed : sequence of str, default=()
         Parameters kept at their starting values.
     jitter : float, default=1e-8
@@ -344,17 +411,20 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: float, sigmas: Dict
     >>> result.converged, round(float(result.sigmas["energy"]), 3)  # the noise was 0.1
     (True, 0.096)
     """
-    start = {"delta": float(delta), **{k: float(v) for k, v in sigmas.items()}}
+    deltas = _deltas(delta, statistics.block_slices())
+    start = {**deltas, **{k: float(v) for k, v in sigmas.items()}}
     names = [name for name in start if name not in fixed]
     bounds = {**{name: (value / 100, value * 100) for name, value in start.items()}, **(bounds or {})}
     best = {"value": -np.inf, "point": dict(start)}
     n_total = max(sum(entry["n"] for entry in statistics.groups.values()), 1)
+    as_given = (lambda point: {k: point[k] for k in deltas}) if isinstance(delta, dict) else (
+        lambda point: point[next(iter(deltas))])
 
     def objective(log_values):
         point = dict(start)
         point.update(zip(names, np.exp(log_values)))
         try:
-            value, gradient = log_marginal_likelihood(statistics, point["delta"],
+            value, gradient = log_marginal_likelihood(statistics, as_given(point),
                                                       {k: point[k] for k in sigmas}, jitter)
         except SingularKernelError:  # a trial point too far out: make the line search step back
             return np.inf, np.zeros(len(names))
@@ -375,6 +445,7 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: float, sigmas: Dict
     if at_bounds:
         warnings.warn(f"evidence maximisation: {', '.join(at_bounds)} ended on a bound of the search "
                       f"{ {name: bounds[name] for name in at_bounds} }", RuntimeWarning, stacklevel=2)
-    return OptimizationResult(delta=point["delta"], sigmas={k: point[k] for k in sigmas},
+    chosen = {k: point[k] for k in deltas}
+    return OptimizationResult(delta=chosen[next(iter(deltas))], sigmas={k: point[k] for k in sigmas},
                               log_marginal_likelihood=float(best["value"]), converged=bool(result.success),
-                              at_bounds=at_bounds)
+                              at_bounds=at_bounds, deltas=chosen)
