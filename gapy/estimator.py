@@ -346,13 +346,14 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def maximize_evidence(self, frames, y=None, sample_weight=None, *,
                           fixed: Sequence[str] = (), bounds: Optional[Dict[str, Tuple[float, float]]] = None,
                           ) -> "GAPRegressor":
-        """Choose ``delta`` and the noise sigmas by the evidence, then fit with them.
+        """Choose the deltas and the noise sigmas by the evidence, then fit with them.
 
         The kernel rows of every observation are computed once (at ``delta = 1``) and
         reduced to sufficient statistics, so the evidence and its gradient at any
         ``delta`` and sigmas cost one small QR factorisation (:mod:`gapy.gp.evidence`).
         The sigmas of the label kinds that are fitted (``sigma_energy``, ``sigma_force``,
-        ``sigma_virial`` not None) and ``delta`` are optimised from their current values;
+        ``sigma_virial`` not None), ``delta`` and the delta of each extra term
+        (``two_body__delta``, ``three_body__delta``) are optimised from their current values;
         per-structure factors (``sqrt(N)``, weights, ``config_type_sigma`` relative to the
         global sigma) keep their ratios. The sparse points are those of a plain fit, and
         the final fit reuses them.
@@ -366,7 +367,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         sample_weight : array-like of shape (n_frames,), optional
             As in :meth:`fit`.
         fixed : sequence of str, default=()
-            Names kept as they are: ``"delta"``, ``"sigma_energy"``, ``"sigma_force"``,
+            Names kept as they are: ``"delta"``, ``"two_body__delta"``,
+            ``"three_body__delta"``, ``"sigma_energy"``, ``"sigma_force"``,
             ``"sigma_virial"``.
         bounds : dict, optional
             ``name: (low, high)`` search bounds; default a factor 100 either way.
@@ -403,35 +405,40 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         (1.0, True)
         """
         self._check_parameters()
-        if self._terms():
-            raise ValueError("maximize_evidence supports SOAP-only models: the extra terms' deltas do not scale "
-                             "with delta; set two_body=None and three_body=None, or choose delta by "
-                             "cross-validation (GridSearchCV)")
         source = frame_source(frames)
         try:
             plan = self._plan(source, sample_weight)
-            unit = replace(plan.basis, delta=1.0)
-            statistics = EvidenceStatistics(unit.kernel_matrix())
+            terms = self._terms()
+            unit = replace(plan.basis, delta=1.0, terms=tuple(replace(term, delta=1.0) for term in plan.basis.terms))
+            # one delta per block of columns: SOAP's, then each term's (K_MM block-diagonal)
+            sizes = [len(plan.basis.sparse)] + [len(term.sparse) for term in plan.basis.terms]
+            edges = np.cumsum([0] + sizes)
+            deltas = {"delta": float(self.delta), **{f"{name}__delta": float(term.delta) for name, term in terms}}
+            blocks = {name: slice(int(a), int(b)) for name, a, b in zip(deltas, edges[:-1], edges[1:])}
+            statistics = EvidenceStatistics(unit.kernel_matrix(), blocks=blocks)
             globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
             for observations in self._observations(plan, unit):
                 for kind, (rows, targets, sigmas) in observations.items():
                     statistics.add(kind, rows, targets, sigmas / globals_[kind])
             names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
             kinds = list(statistics.groups)
-            known = {"delta": "delta", **{names[kind]: kind for kind in kinds}}
+            known = {**{name: name for name in deltas}, **{names[kind]: kind for kind in kinds}}
             unknown = (set(fixed) | set(bounds or {})) - set(known)
             if unknown:
                 raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised "
                                  f"{sorted(known)}")
             result = maximize_evidence(
-                statistics, float(self.delta), {kind: float(globals_[kind]) for kind in kinds},
+                statistics, deltas, {kind: float(globals_[kind]) for kind in kinds},
                 fixed=[known[name] for name in fixed],
                 bounds={known[name]: value for name, value in (bounds or {}).items()}, jitter=self.sparse_jitter,
             )
-            self.set_params(delta=result.delta, **{names[kind]: result.sigmas[kind] for kind in kinds})
-            logger.info("evidence: delta=%.4g, %s", result.delta,
-                        ", ".join(f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()))
-            plan.basis = replace(plan.basis, delta=float(result.delta))
+            self.set_params(**result.deltas, **{names[kind]: result.sigmas[kind] for kind in kinds})
+            logger.info("evidence: %s", ", ".join(
+                [f"{name}={value:.4g}" for name, value in result.deltas.items()]
+                + [f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()]))
+            plan.basis = replace(plan.basis, delta=float(result.delta), terms=tuple(
+                replace(term, delta=float(result.deltas[f"{name}__delta"]))
+                for (name, _), term in zip(terms, plan.basis.terms)))
             self._fit_plan(plan)
         finally:
             if source is not frames:

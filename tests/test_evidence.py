@@ -197,3 +197,56 @@ def test_estimator_evidence_equals_the_dense_likelihood_of_its_observations():
     assert model.sigma_force != 0.2 and hasattr(model, "gp_")
     with pytest.raises(ValueError, match="not among the optimised"):
         model.maximize_evidence(frames, fixed=("sigma_virial",))
+
+
+def test_estimator_evidence_of_a_model_with_a_two_body_term():
+    """Each term's delta is optimised with the SOAP delta and the sigmas: the evidence at
+    the start equals the dense likelihood of the model's observations, the chosen point
+    is better, and the model is then fitted with exactly the chosen values."""
+    from sklearn.base import clone
+
+    from gapy import GAPRegressor, SOAP, Term, TwoBody
+    from gapy.datasets import load_si
+
+    frames = load_si("train")[:3]
+    model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=15, e0={"Si": -0.79},
+                         sigma_energy=0.02, sigma_force=0.2, delta=0.8,
+                         two_body=Term(TwoBody(["Si"], r_cut=4.0), delta=2.0, theta=0.5, n_sparse=6))
+    start = model.get_params()
+    model.maximize_evidence(frames)
+    result = model.evidence_
+    assert set(result.deltas) == {"delta", "two_body__delta"}
+    assert model.two_body.delta == result.deltas["two_body__delta"] != 2.0
+    assert model.gp_.terms[0].delta == model.two_body.delta and model.gp_.delta == model.delta
+
+    # the evidence at the start point, against a dense Gaussian of the same observations
+    from dataclasses import replace
+
+    from gapy.io.frames import frame_source
+
+    fresh = clone(model).set_params(**{k: start[k] for k in ("delta", "two_body__delta", "sigma_energy",
+                                                              "sigma_force")})
+    fresh._check_parameters()
+    plan = fresh._plan(frame_source(frames), None)
+    unit = replace(plan.basis, delta=1.0, terms=tuple(replace(t, delta=1.0) for t in plan.basis.terms))
+    m_soap = len(plan.basis.sparse)
+    blocks = {"delta": slice(0, m_soap), "two_body__delta": slice(m_soap, unit.kernel_matrix().shape[0])}
+    statistics = EvidenceStatistics(unit.kernel_matrix(), blocks=blocks)
+    rows, targets, noise = [], [], []
+    for observations in fresh._observations(plan, unit):
+        for kind, (r, t, s) in observations.items():
+            statistics.add(kind, r, t, s / {"energy": 0.02, "forces": 0.2}[kind])
+            rows.append(r), targets.append(t), noise.append(s)
+    rows, y, noise = np.concatenate(rows), np.concatenate(targets), np.concatenate(noise)
+    scale = np.r_[np.full(m_soap, 0.8), np.full(len(rows.T) - m_soap, 2.0)]
+    kmm = scale[:, None] * unit.kernel_matrix() * scale + 1e-8 * np.eye(len(scale))
+    q = (rows * scale**2) @ np.linalg.solve(kmm, (rows * scale**2).T)
+    dense = multivariate_normal(np.zeros(len(y)), q + np.diag(noise**2)).logpdf(y)
+    value, _ = log_marginal_likelihood(statistics, {"delta": 0.8, "two_body__delta": 2.0},
+                                       {"energy": 0.02, "forces": 0.2})
+    assert value == pytest.approx(dense, rel=1e-7)
+    assert result.log_marginal_likelihood > value
+
+    refit = clone(model).fit(frames)
+    atoms = load_si("test")[0]
+    assert refit.predict(atoms) == pytest.approx(model.predict(atoms), rel=1e-10)
