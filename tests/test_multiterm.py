@@ -156,11 +156,6 @@ def test_bad_term_parameters_are_refused(frames, term, message):
         _model(two_body=term).fit(frames[:1])
 
 
-def test_maximize_evidence_refuses_terms(frames):
-    with pytest.raises(ValueError, match="SOAP-only"):
-        _model().maximize_evidence(frames[:2])
-
-
 def _pair_covariance(a, b, pairs, delta, theta):
     """Prior covariance of the 2-body energies of two structures, from the pairs' distances."""
     x, y = pairs.compute(a), pairs.compute(b)
