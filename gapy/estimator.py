@@ -155,6 +155,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         :meth:`calibrate`.
     n_observations_ : int
         Number of fitted values (energies, force and virial components).
+    provenance_ : dict
+        How the hyperparameters were chosen, stored in model files: ``"evidence"``
+        (after :meth:`maximize_evidence`: the chosen values, the evidence, convergence)
+        and ``"recommended"`` (the reasons of :func:`gapy.recommend.recommend`, set by
+        ``gapy fit``); empty after a plain :meth:`fit`.
 
     See Also
     --------
@@ -342,6 +347,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.species_ = plan.descriptor.atomic_numbers.copy()
         self.n_observations_ = self.gp_.n_observations
         self.std_scale_ = {}
+        self.provenance_ = {}
 
     def maximize_evidence(self, frames, y=None, sample_weight=None, *,
                           fixed: Sequence[str] = (), bounds: Optional[Dict[str, Tuple[float, float]]] = None,
@@ -444,6 +450,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             if source is not frames:
                 source.close()
         self.evidence_ = result
+        self.provenance_["evidence"] = {
+            "deltas": dict(result.deltas), "sigmas": {names[kind]: value for kind, value in result.sigmas.items()},
+            "log_marginal_likelihood": result.log_marginal_likelihood, "converged": result.converged,
+            "at_bounds": list(result.at_bounds), "fixed": list(fixed)}
         return self
 
     def _plan(self, source: FrameSource, sample_weight) -> "_FitPlan":
@@ -1127,6 +1137,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             "n_observations": int(gp.n_observations),
             "std_scale": dict(self.std_scale_),
         }
+        if getattr(self, "provenance_", None):
+            header["provenance"] = self.provenance_
         arrays = {name: getattr(gp, name) for name in _STATE_ARRAYS}
         if gp.isolated is not None:
             arrays["isolated"] = gp.isolated
@@ -1198,6 +1210,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                 for name, record in header.get("terms", {}).items()})
             model._check_parameters()
             std_scale = {str(k): float(v) for k, v in header.get("std_scale", {}).items()}
+            provenance = header.get("provenance", {})
+            if not isinstance(provenance, dict):
+                raise ValueError("provenance must be a JSON object")
             n_observations = int(header["n_observations"])
         except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ModelFileError(f"malformed model header ({type(error).__name__}: {error})") from None
@@ -1220,6 +1235,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         model.species_ = descriptor.atomic_numbers.copy()
         model.n_observations_ = n_observations
         model.std_scale_ = std_scale
+        model.provenance_ = provenance
         return model
 
     def save(self, path: Union[str, os.PathLike]) -> None:

@@ -19,6 +19,7 @@ from ..exceptions import DataFileError, GapyError
 from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
 from ..labels import read_labels
+from ..recommend import recommend
 from ..report import evaluate
 from ..sparsify import METHODS
 from ..structures import atomic_number, neighbor_pairs, structure_name
@@ -218,6 +219,10 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "training structures for validation", "F"),
     _Option("calibrate", "run", None, (bool,), "scale the predicted standard deviations to the errors "
             "on the validation structures (needs --validation or --validation-fraction)"),
+    _Option("recommend", "run", None, (bool,), "choose the settings from the data (gapy.recommend: SOAP + 2-body "
+            "+ ZBL, cutoff from the density) and every delta and sigma by the evidence; the model settings given "
+            "override the recommended ones (deltas and sigmas given are kept); default: on when no model setting "
+            "is given"),
     _Option("output", "run", str, (), "model file to write", "MODEL"),
     _Option("progress", "run", None, (bool,), "progress bars"),
     _Option("stream", "run", None, (bool,), "read the training file structure by structure on each pass "
@@ -225,7 +230,13 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "are reported on a random sample of at most 1000 structures); default: for files over 100 MiB"),
 )
 _RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "calibrate": False, "output": "model.gapy",
-                 "progress": True, "stream": None}
+                 "progress": True, "stream": None, "recommend": None}
+#: ``gapy fit`` settings that are not model hyperparameters (given alone, the recommended
+#: settings are still used).
+NOT_HYPERPARAMETERS = ("species", "energy_key", "forces_key", "stress_key", "virial_key", "force_weights_key",
+                       "variance", "block_rows", "n_jobs", "seed", "sparse_candidates")
+#: Structures whose geometry ``gapy fit --recommend`` reads from a streamed file.
+RECOMMEND_SAMPLE = 300
 #: Training files larger than this (bytes) are streamed unless ``--no-stream``.
 STREAM_ABOVE = 100 * 2**20
 #: Training structures on which a streamed fit reports its errors.
@@ -375,8 +386,8 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
                            species: Optional[Sequence[str]]) -> Tuple[List[str], int, int]:
     """Labels, species and geometry of every structure, named by its index in ``path``.
 
-    Returns the chemical symbols found (sorted by atomic number), the number of
-    structures and of atoms.
+    Returns the atoms of each chemical symbol found (sorted by atomic number), the
+    number of structures and of atoms.
     """
     needed = []  # (Labels attribute, field names) of the labels the model fits
     if model.sigma_energy is not None:
@@ -386,7 +397,7 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
     if model.sigma_virial is not None:
         needed.append(("virial", f"'{model.stress_key}' or '{model.virial_key}'"))
     known = None if species is None else {atomic_number(s) for s in species}
-    found, n_frames, n_atoms = set(), 0, 0
+    found, n_frames, n_atoms = {}, 0, 0
     for k, atoms in enumerate(frames):
         name = structure_name(atoms, k)
         with about(path):
@@ -395,15 +406,16 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
         if needed and all(getattr(labels, attribute) is None for attribute, _ in needed):
             fields = " or ".join(field for _, field in needed)
             raise GapyError(f"{path}: {name} has no label to fit: needs field {fields}")
-        symbols = set(atoms.get_chemical_symbols())
+        symbols = atoms.get_chemical_symbols()
         if known is not None:
             unknown = sorted({s for s in symbols if atomic_number(s) not in known})
             if unknown:
                 raise GapyError(f"{path}: {name} has species {unknown} not in --species {','.join(species)}")
-        found |= symbols
+        for symbol in symbols:
+            found[symbol] = found.get(symbol, 0) + 1
         n_frames += 1
         n_atoms += len(atoms)
-    return sorted(found, key=atomic_number), n_frames, n_atoms
+    return {symbol: found[symbol] for symbol in sorted(found, key=atomic_number)}, n_frames, n_atoms
 
 
 def _held_out(n_frames: int, fraction: float, seed: Optional[int]) -> List[int]:
@@ -461,9 +473,36 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as error:
         raise GapyError(f"invalid setting: {error}") from None
     found, n_frames, n_atoms = _check_training_frames(frames, train_path, model, settings.get("species"))
+    species = settings.get("species") or list(found)
+    recommended = run["recommend"]
+    if recommended is None:
+        recommended = not any(option.name in settings for option in FIT_OPTIONS
+                              if option.target != "run" and option.name not in NOT_HYPERPARAMETERS)
     try:
-        soap = SOAP(settings.get("species") or found, **soap_settings)
-        model.set_params(descriptor=soap, **make_terms(settings, settings.get("species") or found))
+        if recommended:
+            sample = frames
+            if stream:
+                picks = np.random.default_rng(settings.get("seed", 0)).choice(
+                    n_frames, min(RECOMMEND_SAMPLE, n_frames), replace=False)
+                sample = [atoms for _, atoms in _structures(source, train_path, sorted(picks.tolist()))]
+            overrides = {**{f"descriptor__{name}": value for name, value in soap_settings.items()},
+                         **{name: value for name, value in gap_settings.items()
+                            if name not in NOT_HYPERPARAMETERS + ("random_state",)},
+                         **make_terms(settings, species)}
+            recommendation = recommend(
+                sample, energy_key=model.energy_key, forces_key=model.forces_key, stress_key=model.stress_key,
+                virial_key=model.virial_key, overrides=overrides, n_environments=found if stream else None,
+                random_state=model.random_state)
+            model = recommendation.model.set_params(**{name: value for name, value in gap_settings.items()
+                                                       if name in NOT_HYPERPARAMETERS + ("random_state",)},
+                                                    verbose=run["progress"])
+            if settings.get("species"):
+                model.set_params(descriptor__species=species)
+                if model.two_body is not None:
+                    model.set_params(two_body__descriptor__species=species)
+        else:
+            soap = SOAP(species, **soap_settings)
+            model.set_params(descriptor=soap, **make_terms(settings, species))
     except (TypeError, ValueError) as error:
         raise GapyError(f"invalid setting: {error}") from None
 
@@ -486,17 +525,26 @@ def run(args: argparse.Namespace) -> int:
     print(f"training on {n_frames - len(held_out)} structures ({n_atoms} atoms) from {train_path}"
           + (", streamed" if stream else "")
           + (f"; validating on {len(validation)} from {validation_name}" if validation else ""))
-    print(f"{soap}\n{model_summary(model)}")
+    if recommended:
+        print(recommendation.summary())
+    else:
+        print(f"{model.descriptor}\n{model_summary(model)}")
     start = time.perf_counter()
     with about(train_path):
-        if stream:
-            weights = None
-            if held_out:
-                weights = np.ones(n_frames)
-                weights[held_out] = 0.0  # left out of the fit
-            model.fit(source, sample_weight=weights)
+        weights = None
+        if stream and held_out:
+            weights = np.ones(n_frames)
+            weights[held_out] = 0.0  # left out of the fit
+        data = source if stream else frames
+        if recommended:
+            model.maximize_evidence(data, sample_weight=weights, fixed=recommendation.fixed)
+            model.provenance_["recommended"] = recommendation.as_dict()
+            chosen = {**model.evidence_.deltas, **model.provenance_["evidence"]["sigmas"]}
+            print("chosen by the evidence" + (f" ({', '.join(recommendation.fixed)} kept as given)"
+                                              if recommendation.fixed else "") + ": "
+                  + ", ".join(f"{name} = {value:.4g}" for name, value in chosen.items()))
         else:
-            model.fit(frames)
+            model.fit(data, sample_weight=weights)
     keys = {"energy": model.energy_key, "forces": model.forces_key,
             "virial": f"{model.stress_key} or {model.virial_key}"}
     fitted = ", ".join(f"{n} {kind} values ('{keys[kind]}')" for kind, n in model.label_counts_.items())

@@ -1,0 +1,253 @@
+"""Recommended settings of a GAP model, read from the training data.
+
+:func:`recommend` looks at the structures (species, interatomic distances, density,
+labels) and returns an unfitted :class:`gapy.GAPRegressor` with a SOAP term, a 2-body
+term and a short-range ZBL baseline, each setting with the reason it was chosen. The
+scales that the data determine best, the deltas of the terms and the noise sigmas, are
+left to :meth:`gapy.GAPRegressor.maximize_evidence`, which ``gapy fit`` runs after it.
+
+The geometric rules are stated in units of the data, not of an element:
+
+- ``r_cut`` holds :data:`NEIGHBOURS` neighbours on average at the density of the data
+  (median over atoms of the number density within three nearest-neighbour distances);
+  published GAPs of Si, Mo, W, Fe and C hold 26-44 within their cutoff.
+- The 2-body length scale ``theta`` is a fifth of the median nearest-neighbour distance,
+  with a grid of sparse distances every ``theta / 3``.
+- The SOAP basis has ``n_max = 8`` radial functions for one or two species, ``16 //
+  n_species`` for more (the power spectrum grows as the square of ``n_species x n_max``).
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Optional, Sequence, Union
+
+import numpy as np
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from .descriptors import SOAP, TwoBody
+from .estimator import GAPRegressor
+from .labels import read_labels
+from .structures import as_frames, atomic_number, neighbor_pairs, structure_name
+from .term import Term
+
+#: Mean number of neighbours within the recommended SOAP cutoff.
+NEIGHBOURS = 35
+#: Structures sampled (seeded) for the geometry when there are more.
+SAMPLE = 300
+#: Largest number of sparse points per species, and the share of a species' environments
+#: used when there are few.
+MAX_SPARSE, SPARSE_SHARE = 1000, 0.25
+
+
+@dataclass
+class Recommendation:
+    """Settings chosen from the data by :func:`recommend`.
+
+    Every parameter is stored as an attribute of the same name.
+
+    Parameters
+    ----------
+    model : GAPRegressor
+        The unfitted model with the recommended settings.
+    reasons : dict of str to str
+        Setting name (as in ``model.get_params()``) to why it has its value.
+    measured : dict of str to float
+        What the data showed: ``nearest_neighbour`` and ``shortest`` distances (A),
+        ``density`` (atoms/A^3), ``structures`` looked at.
+    fixed : list of str, default=[]
+        Parameters that :meth:`GAPRegressor.maximize_evidence` should not change (those
+        the user set by hand in :func:`recommend`'s ``overrides``).
+
+    Examples
+    --------
+    >>> from gapy.recommend import recommend
+    >>> from gapy.datasets import load_si
+    >>> recommendation = recommend(load_si("train")[:20])
+    >>> recommendation.model.descriptor.r_cut > 4.0, "two_body" in recommendation.reasons
+    (True, True)
+    """
+
+    model: GAPRegressor
+    reasons: Dict[str, str]
+    measured: Dict[str, float]
+    fixed: list = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line per setting: the value and why.
+
+        Returns
+        -------
+        str
+            The table ``gapy fit`` prints.
+
+        Examples
+        --------
+        >>> from gapy.recommend import recommend
+        >>> from gapy.datasets import load_si
+        >>> print(recommend(load_si("train")[:20]).summary().splitlines()[0])
+        recommended settings (from 20 structures):
+        """
+        params = self.model.get_params()
+        lines = [f"recommended settings (from {int(self.measured['structures'])} structures):"]
+        for name, why in self.reasons.items():
+            value = params.get(name, "")
+            lines.append(f"  {name} = {value!r}: {why}")
+        return "\n".join(lines)
+
+    def as_dict(self) -> dict:
+        """The reasons and measurements, JSON-serialisable (stored in model files).
+
+        Returns
+        -------
+        dict
+            ``{"reasons": ..., "measured": ..., "fixed": ...}``.
+
+        Examples
+        --------
+        >>> from gapy.recommend import recommend
+        >>> from gapy.datasets import load_si
+        >>> sorted(recommend(load_si("train")[:20]).as_dict())
+        ['fixed', 'measured', 'reasons']
+        """
+        return {"reasons": dict(self.reasons), "measured": {k: float(v) for k, v in self.measured.items()},
+                "fixed": list(self.fixed)}
+
+
+def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energy", forces_key: str = "forces",
+              stress_key: str = "stress", virial_key: str = "virial", overrides: Optional[dict] = None,
+              n_environments: Optional[Dict[str, int]] = None, random_state: int = 0) -> Recommendation:
+    """Settings of a SOAP + 2-body GAP with a ZBL core, chosen from the training data.
+
+    Parameters
+    ----------
+    frames : ase.Atoms or iterable of ase.Atoms
+        The labelled training structures (all of them: the counts of environments per
+        species set the number of sparse points; the geometry is read from a seeded
+        sample of at most :data:`SAMPLE`).
+    energy_key, forces_key, stress_key, virial_key : str
+        Names of the labels, as for :class:`GAPRegressor`; a label kind that no
+        structure carries is not fitted.
+    overrides : dict, optional
+        ``GAPRegressor.set_params`` values (nested names such as ``descriptor__r_cut``
+        or ``two_body__delta`` work) applied after the recommendation; they are listed in
+        :attr:`Recommendation.fixed` so that the evidence keeps them.
+    n_environments : dict of str to int, optional
+        Atoms of each species in the whole training set, when ``frames`` is a sample of
+        it (a streamed file); default: counted in ``frames``.
+    random_state : int, default=0
+        Seed of the structure sample and of the model.
+
+    Returns
+    -------
+    Recommendation
+        The model (unfitted), the reasons and what was measured.
+
+    Raises
+    ------
+    ValueError
+        No structures, no labels at all, or no atom with a neighbour within 8 A.
+
+    See Also
+    --------
+    GAPRegressor.maximize_evidence : chooses the deltas and sigmas of the recommended model.
+
+    Examples
+    --------
+    >>> from gapy.recommend import recommend
+    >>> from gapy.datasets import load_si
+    >>> frames = load_si("train")[:20]
+    >>> recommendation = recommend(frames)
+    >>> model = recommendation.model.maximize_evidence(frames)  # doctest: +SKIP
+    """
+    frames = as_frames(frames)
+    keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
+    counts: Dict[int, int] = {}
+    has = {"energy": 0, "forces": 0, "virial": 0}
+    isolated: Dict[int, bool] = {}
+    for k, atoms in enumerate(frames):
+        labels = read_labels(atoms, k, **keys)
+        for kind in has:
+            has[kind] += getattr(labels, kind) is not None
+        for z, n in zip(*np.unique(atoms.numbers, return_counts=True)):
+            counts[int(z)] = counts.get(int(z), 0) + int(n)
+        if len(atoms) == 1 and not atoms.pbc.any() and labels.energy is not None:
+            isolated[int(atoms.numbers[0])] = True
+    if not any(has.values()):
+        raise ValueError("recommend: no structure has an energy, forces or a stress "
+                         f"(looked for {energy_key!r}, {forces_key!r}, {stress_key!r}/{virial_key!r})")
+    if n_environments is not None:
+        counts = {atomic_number(symbol): int(n) for symbol, n in n_environments.items()}
+    species = sorted(counts)
+    symbols = [chemical_symbols[z] for z in species]
+    rng = np.random.default_rng(random_state)
+    sample = [frames[k] for k in sorted(rng.choice(len(frames), min(SAMPLE, len(frames)), replace=False))]
+    nearest, shortest, density = _geometry(sample)
+
+    reasons, measured = {}, {"nearest_neighbour": nearest, "shortest": shortest, "density": density,
+                             "structures": float(len(frames))}
+    r_cut = round(float((3 * NEIGHBOURS / (4 * np.pi * density)) ** (1 / 3)), 1)
+    reasons["descriptor__r_cut"] = (f"{NEIGHBOURS} neighbours on average at the data's density "
+                                    f"{density:.4f} atoms/A^3 (nearest neighbour {nearest:.2f} A)")
+    n_max = int(min(8, max(4, 16 // len(species))))
+    reasons["descriptor__n_max"] = ("8 radial functions for one or two species, 16 // n_species for more "
+                                    "(features grow as (n_species n_max)^2)")
+    reasons["descriptor__l_max"] = "as the published SOAP-GAPs (l_max = n_max = 8 for one species)"
+    soap = SOAP(symbols, r_cut=r_cut, n_max=n_max, l_max=n_max, atom_sigma=0.5, cutoff_width=0.5)
+
+    n_sparse = {symbol: int(min(MAX_SPARSE, max(10, round(SPARSE_SHARE * counts[z]))))
+                for symbol, z in zip(symbols, species)}
+    reasons["n_sparse"] = (f"{MAX_SPARSE} per species, or {SPARSE_SHARE:.0%} of a species' environments when "
+                           f"it has fewer than {int(MAX_SPARSE / SPARSE_SHARE)}")
+    theta = round(max(0.05, nearest / 5), 2)
+    grid = int(np.ceil((r_cut - shortest) / (theta / 3))) + 1
+    two_body = Term(TwoBody(symbols, r_cut=r_cut, cutoff_width=1.0), delta=1.0, theta=theta, n_sparse=grid)
+    reasons["two_body"] = (f"a pair term (length scale theta = nearest neighbour / 5 = {theta} A, {grid} sparse "
+                           f"distances per pair from {shortest:.2f} A to r_cut): the pair repulsion and "
+                           "bond stretching that SOAP's normalised kernel describes poorly")
+    reasons["baseline"] = (f"ZBL repulsion switched off below 0.8 x the shortest distance in the data "
+                           f"({shortest:.2f} A): keeps atoms apart where there is no data, zero on the data")
+
+    e0 = "isolated" if all(isolated.get(z) for z in species) else "average"
+    reasons["e0"] = ("energies of the isolated atoms in the data" if e0 == "isolated" else
+                     "mean energy per atom (no isolated-atom energies in the data for every species)")
+    sigmas = {"sigma_energy": 0.005 if has["energy"] else None, "sigma_force": 0.1 if has["forces"] else None,
+              "sigma_virial": 0.02 if has["virial"] else None}
+    for name, kind in (("sigma_energy", "energy"), ("sigma_force", "forces"), ("sigma_virial", "virial")):
+        reasons[name] = (f"start of the evidence search ({has[kind]} structures have {kind} labels)"
+                         if has[kind] else f"not fitted: no structure has {kind} labels")
+    reasons["delta"] = "start of the evidence search (each term's delta is chosen with the sigmas)"
+
+    model = GAPRegressor(soap, zeta=4, delta=1.0, n_sparse=n_sparse, sparse_method="cur", e0=e0,
+                         two_body=two_body, baseline="zbl", random_state=random_state, **sigmas, **keys)
+    reasons["zeta"] = "4, as the published SOAP-GAPs"
+    fixed = []
+    if overrides:
+        model.set_params(**overrides)
+        for name in overrides:
+            reasons[name] = "given"
+        fixed = [name for name, value in overrides.items() if value is not None
+                 and (name in ("delta", "sigma_energy", "sigma_force", "sigma_virial") or name.endswith("__delta"))]
+    return Recommendation(model, reasons, measured, fixed)
+
+
+def _geometry(frames: Sequence[Atoms]):
+    """Median nearest-neighbour distance, shortest distance and median local number density."""
+    nearest, shortest = [], np.inf
+    for k, atoms in enumerate(frames):
+        pairs = neighbor_pairs(atoms, 8.0, k)
+        distances = np.linalg.norm(pairs.vectors, axis=1)
+        for i in range(len(atoms)):
+            mine = distances[pairs.offsets[i]:pairs.offsets[i + 1]]
+            if len(mine):
+                nearest.append(mine.min())
+    if not nearest:
+        raise ValueError(f"recommend: no atom has a neighbour within 8 A in {len(frames)} structures "
+                         f"(e.g. {structure_name(frames[0], 0)})")
+    shortest = float(np.min(nearest))
+    nearest = float(np.median(nearest))
+    radius = 3 * nearest  # averages over the first shells
+    local = []
+    for k, atoms in enumerate(frames):
+        local.extend(np.diff(neighbor_pairs(atoms, radius, k).offsets))
+    density = float(np.median(local)) / (4 / 3 * np.pi * radius**3)
+    return nearest, shortest, density

@@ -1,0 +1,127 @@
+"""gapy.recommend: settings read from the data, in units of the data (not of an element),
+and ``gapy fit`` without hyperparameters (recommendation + evidence, recorded in the file)."""
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+import gapy
+from gapy.cli import main
+from gapy.datasets import load_si
+from gapy.recommend import NEIGHBOURS, recommend
+
+
+def labelled(atoms, stress=True):
+    atoms = atoms.copy()
+    atoms.calc = EMT()
+    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    if stress:
+        results["stress"] = atoms.get_stress()
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+def crystals(symbol, a, n=4, stress=True, seed=0):
+    rng = np.random.default_rng(seed)
+    frames = []
+    for k in range(n):
+        atoms = bulk(symbol, "fcc", a=a * (1 + 0.01 * k), cubic=True).repeat(2)
+        atoms.positions += rng.normal(scale=0.03, size=atoms.positions.shape)
+        frames.append(labelled(atoms, stress))
+    return frames
+
+
+@pytest.mark.parametrize("symbol, a", [("Cu", 3.61), ("Al", 4.05)])
+def test_cutoff_holds_the_target_number_of_neighbours_at_the_data_density(symbol, a):
+    """fcc metals of different size: r_cut follows the density, theta the bond length."""
+    recommendation = recommend(crystals(symbol, a))
+    density = 4 / a**3  # fcc, within the 3 % strain of the frames
+    expected = (3 * NEIGHBOURS / (4 * np.pi * density)) ** (1 / 3)
+    assert recommendation.model.descriptor.r_cut == pytest.approx(expected, rel=0.06)
+    nearest = a / np.sqrt(2)
+    assert recommendation.measured["nearest_neighbour"] == pytest.approx(nearest, rel=0.04)
+    assert recommendation.model.two_body.theta == pytest.approx(nearest / 5, abs=0.02)
+    assert recommendation.model.two_body.descriptor.r_cut == recommendation.model.descriptor.r_cut
+
+
+def test_labels_decide_what_is_fitted_and_e0():
+    frames = crystals("Cu", 3.61, stress=False)
+    single = labelled(Atoms("Cu", positions=[[0, 0, 0]]), stress=False)
+    with_isolated = recommend(frames + [single]).model
+    assert with_isolated.e0 == "isolated" and with_isolated.sigma_virial is None
+    assert with_isolated.sigma_energy is not None and with_isolated.sigma_force is not None
+    assert recommend(frames).model.e0 == "average"
+    assert recommend(crystals("Cu", 3.61)).model.sigma_virial is not None
+
+
+def test_several_species_get_a_smaller_radial_basis_and_every_pair():
+    frames = crystals("Cu", 3.61)
+    for atoms in frames:
+        atoms.numbers[::3] = 79  # gold and silver on a third of the sites each
+        atoms.numbers[1::3] = 47
+    model = recommend(frames).model
+    assert model.descriptor.n_max == 5 and list(model.two_body.descriptor.species) == ["Cu", "Ag", "Au"]
+    assert set(model.n_sparse) == {"Cu", "Ag", "Au"}
+    assert recommend(crystals("Cu", 3.61)).model.descriptor.n_max == 8
+
+
+def test_overrides_are_applied_and_their_scales_kept_by_the_evidence():
+    recommendation = recommend(crystals("Cu", 3.61), overrides={"descriptor__r_cut": 4.0, "sigma_force": 0.2,
+                                                               "two_body__delta": 3.0, "sigma_virial": None})
+    model = recommendation.model
+    assert model.descriptor.r_cut == 4.0 and model.sigma_force == 0.2 and model.two_body.delta == 3.0
+    assert sorted(recommendation.fixed) == ["sigma_force", "two_body__delta"]
+    assert recommendation.reasons["descriptor__r_cut"] == "given"
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="no structures given"):
+        recommend([])
+    unlabelled = bulk("Cu", "fcc", a=3.61)
+    with pytest.raises(ValueError, match="no structure has an energy"):
+        recommend([unlabelled])
+    lonely = labelled(Atoms("Cu", positions=[[0, 0, 0]]), stress=False)
+    with pytest.raises(ValueError, match="no atom has a neighbour within 8 A"):
+        recommend([lonely])
+
+
+def test_recommended_model_fits_with_the_evidence_and_records_why(tmp_path):
+    frames = load_si("train")[:5]
+    recommendation = recommend(frames, overrides={"descriptor__n_max": 3, "descriptor__l_max": 2, "n_sparse": 20})
+    model = recommendation.model.maximize_evidence(frames)
+    assert model.gp_.terms and model.baseline_ is not None
+    assert set(model.provenance_["evidence"]["deltas"]) == {"delta", "two_body__delta"}
+    model.provenance_["recommended"] = recommendation.as_dict()
+    model.save(tmp_path / "m.gapy")
+    loaded = gapy.load(tmp_path / "m.gapy")
+    assert loaded.provenance_ == model.provenance_
+    assert loaded.predict(frames[:1]) == pytest.approx(model.predict(frames[:1]), rel=1e-12)
+    assert gapy.GAPRegressor(gapy.SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=5).fit(frames).provenance_ == {}
+
+
+def test_gapy_fit_without_settings_recommends_and_prints_why(tmp_path, capsys):
+    data = tmp_path / "train.xyz"
+    import ase.io
+
+    ase.io.write(data, load_si("train")[:5])
+    small = ["--n-max", "3", "--l-max", "2", "--n-sparse", "20", "--no-progress"]
+    assert main(["fit", str(data), "--recommend", *small, "--sigma-force", "0.2", "-o", str(tmp_path / "r.gapy")]) == 0
+    out = capsys.readouterr().out
+    assert "recommended settings" in out and "r_cut = " in out
+    assert "chosen by the evidence (sigma_force kept as given)" in out
+    model = gapy.load(tmp_path / "r.gapy")
+    assert model.sigma_force == 0.2 and model.two_body is not None
+    assert model.provenance_["recommended"]["reasons"]["sigma_force"] == "given"
+    # a hyperparameter given without --recommend: the plain defaults, no evidence
+    assert main(["fit", str(data), *small, "-o", str(tmp_path / "p.gapy")]) == 0
+    out = capsys.readouterr().out
+    assert "recommended settings" not in out and gapy.load(tmp_path / "p.gapy").provenance_ == {}
+    # nothing but run options: recommended
+    ase.io.write(data, load_si("train")[:3])
+    assert main(["fit", str(data), "--no-progress", "--seed", "2", "-o", str(tmp_path / "a.gapy")]) == 0
+    assert "chosen by the evidence: delta = " in capsys.readouterr().out
+    model = gapy.load(tmp_path / "a.gapy")
+    assert model.random_state == 2 and "evidence" in model.provenance_ and "recommended" in model.provenance_
