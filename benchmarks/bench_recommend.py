@@ -48,10 +48,11 @@ def scores(model: GAPRegressor, test) -> dict:
     results = model.predict_all(test, return_std=True)
     energy = np.array([a.get_potential_energy() / len(a) for a in test])
     forces = np.concatenate([a.get_forces().ravel() for a in test])
-    e_err = np.asarray(results["energy"]) / [len(a) for a in test] - energy
-    e_std = np.asarray(results["energy_std"]) / [len(a) for a in test]
-    f_err = np.concatenate([np.ravel(f) for f in results["forces"]]) - forces
-    f_std = np.concatenate([np.ravel(s) for s in results["forces_std"]])
+    sizes = np.array([len(a) for a in test])
+    e_err = np.array([r["energy"] for r in results]) / sizes - energy
+    e_std = np.array([r["energy_std"] for r in results]) / sizes
+    f_err = np.concatenate([r["forces"].ravel() for r in results]) - forces
+    f_std = np.concatenate([r["forces_std"].ravel() for r in results])
     return {"e_rmse": 1e3 * np.sqrt(np.mean(e_err**2)), "e_mae": 1e3 * np.mean(np.abs(e_err)),
             "f_rmse": np.sqrt(np.mean(f_err**2)), "f_mae": np.mean(np.abs(f_err)),
             "e_2std": np.mean(np.abs(e_err) <= 2 * e_std), "f_2std": np.mean(np.abs(f_err) <= 2 * f_std),

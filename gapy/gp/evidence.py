@@ -22,6 +22,14 @@ QR factorisation of the small stacked system per evaluation gives ``P = R^T R``.
 The gradient uses ``tr(C^-1 Lambda_g) = n_g - delta^4 / sigma_g^2 tr(P^-1 G_g)`` and the
 scaled residuals ``|Lambda_g^-1/2 (y_g - K_gM alpha)|^2``; the derivative in
 ``log delta^2`` follows from ``tr(C^-1 C) = N``.
+
+A model with extra terms (2-body, 3-body) has one ``delta`` per term: its rows are the
+terms' rows side by side and ``K_MM`` is block-diagonal, so each block of columns
+scales with its own ``delta`` (``EvidenceStatistics.blocks``). With ``D`` the diagonal
+of the columns' deltas the model is that of rows ``A D`` and ``K_MM = K0``; the
+derivative in ``log delta_b^2`` is ``y^T C^-1 Q_b C^-1 y - tr(C^-1 Q_b)`` with
+``Q_b`` the block's part of ``Q``, which the fit's ``alpha`` and ``P^-1`` give:
+``alpha_b^T K0_b alpha_b`` and ``m_b - tr([P^-1]_bb K0_b)``.
 """
 
 import warnings
