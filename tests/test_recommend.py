@@ -115,6 +115,11 @@ def test_gapy_fit_without_settings_recommends_and_prints_why(tmp_path, capsys):
     model = gapy.load(tmp_path / "r.gapy")
     assert model.sigma_force == 0.2 and model.two_body is not None
     assert model.provenance_["recommended"]["reasons"]["sigma_force"] == "given"
+    # streamed, with held-out structures: the same recommendation from a sample of the file
+    assert main(["fit", str(data), "--recommend", *small, "--stream", "--validation-fraction", "0.4",
+                 "-o", str(tmp_path / "s.gapy")]) == 0
+    out = capsys.readouterr().out
+    assert "recommended settings (from 3 structures)" in out and "errors on the validation set" in out
     # a hyperparameter given without --recommend: the plain defaults, no evidence
     assert main(["fit", str(data), *small, "-o", str(tmp_path / "p.gapy")]) == 0
     out = capsys.readouterr().out

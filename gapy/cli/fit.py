@@ -473,6 +473,20 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as error:
         raise GapyError(f"invalid setting: {error}") from None
     found, n_frames, n_atoms = _check_training_frames(frames, train_path, model, settings.get("species"))
+    validation, validation_name, held_out = [], None, []
+    if run["validation"]:
+        validation_name = Path(run["validation"])
+        validation = read_frames(validation_name)
+    elif run["validation_fraction"]:
+        seed = settings.get("seed", GAP_DEFAULTS["random_state"])
+        held_out = _held_out(n_frames, run["validation_fraction"], seed)
+        validation_name = f"{train_path} (held out)"
+        if stream:
+            validation = [atoms for _, atoms in _structures(source, train_path, held_out)]
+        else:
+            held = set(held_out)
+            frames, validation = ([a for k, a in enumerate(frames) if k not in held],
+                                  [a for k, a in enumerate(frames) if k in held])
     species = settings.get("species") or list(found)
     recommended = run["recommend"]
     if recommended is None:
@@ -482,8 +496,9 @@ def run(args: argparse.Namespace) -> int:
         if recommended:
             sample = frames
             if stream:
+                training = sorted(set(range(n_frames)) - set(held_out))
                 picks = np.random.default_rng(settings.get("seed", 0)).choice(
-                    n_frames, min(RECOMMEND_SAMPLE, n_frames), replace=False)
+                    training, min(RECOMMEND_SAMPLE, len(training)), replace=False)
                 sample = [atoms for _, atoms in _structures(source, train_path, sorted(picks.tolist()))]
             overrides = {**{f"descriptor__{name}": value for name, value in soap_settings.items()},
                          **{name: value for name, value in gap_settings.items()
@@ -506,20 +521,6 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as error:
         raise GapyError(f"invalid setting: {error}") from None
 
-    validation, validation_name, held_out = [], None, []
-    if run["validation"]:
-        validation_name = Path(run["validation"])
-        validation = read_frames(validation_name)
-    elif run["validation_fraction"]:
-        seed = settings.get("seed", GAP_DEFAULTS["random_state"])
-        held_out = _held_out(n_frames, run["validation_fraction"], seed)
-        validation_name = f"{train_path} (held out)"
-        if stream:
-            validation = [atoms for _, atoms in _structures(source, train_path, held_out)]
-        else:
-            held = set(held_out)
-            frames, validation = ([a for k, a in enumerate(frames) if k not in held],
-                                  [a for k, a in enumerate(frames) if k in held])
     if held_out:
         n_atoms -= sum(len(atoms) for atoms in validation)
     print(f"training on {n_frames - len(held_out)} structures ({n_atoms} atoms) from {train_path}"
