@@ -123,6 +123,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         out (fixed atoms, a buffer region; GDF weights from :mod:`gapy.coverage`).
     variance : {"sor", "dtc", "local"}, default="dtc"
         Default kind of predictive variance, see :meth:`SparseGP.variance`.
+    std_noise : bool, default=False
+        Add the fitted noise to the predicted variances of total energies, forces and
+        stress (``sigma_energy^2`` times the number of atoms with ``sigma_per_atom``,
+        ``sigma_force^2``, ``sigma_virial^2`` likewise over the volume squared): the std
+        of a new label rather than of the latent function. Honest when the sigmas were
+        chosen by the evidence (:meth:`maximize_evidence`), which counts what the model
+        cannot fit as noise. Local energies have no label and are unchanged.
     block_rows : int, default=4096
         Observation rows folded into the QR factor at a time (memory bound).
     n_jobs : int, default=1
@@ -227,6 +234,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         virial_key: str = "virial",
         force_weights_key: str = "force_weights",
         variance: str = "dtc",
+        std_noise: bool = False,
         block_rows: int = 4096,
         n_jobs: int = 1,
         random_state=0,
@@ -254,6 +262,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.virial_key = virial_key
         self.force_weights_key = force_weights_key
         self.variance = variance
+        self.std_noise = std_noise
         self.block_rows = block_rows
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -654,8 +663,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         check_integer("block_rows", self.block_rows, 1)
         if check_integer("n_jobs", self.n_jobs, None) == 0:
             raise ValueError("n_jobs must be a positive integer or negative (-1: all cores), got 0")
-        if not isinstance(self.sigma_per_atom, (bool, np.bool_)):
-            raise TypeError(f"sigma_per_atom must be True or False, got {self.sigma_per_atom!r}")
+        for name in ("sigma_per_atom", "std_noise"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if isinstance(self.n_sparse, dict):
             for key, count in self.n_sparse.items():
                 check_integer(f"n_sparse[{key!r}]", count, 1)
@@ -1048,10 +1058,25 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             variances.update({"forces": gradient.get("forces"), "stress": gradient.get("virial")})
         units = {"energies": scale["energy"], "energy": scale["energy"], "forces": scale["forces"],
                  "stress": scale["stress"] / atoms.get_volume() if "stress" in std_of else None}
+        noise = self._label_noise(len(atoms)) if self.std_noise else {}
         for name in sorted(std_of):
-            std = np.sqrt(variances[name]) * units[name]
+            std = np.sqrt(variances[name] + noise.get(name, 0.0)) * units[name]
             result[f"{name}_std"] = float(std[0]) if name == "energy" else std.reshape(np.shape(result[name]))
         return result
+
+    def _label_noise(self, n_atoms: int) -> Dict[str, float]:
+        """Noise variance of a new label of a structure of ``n_atoms`` (energy eV^2,
+        forces (eV/A)^2, virial eV^2), as the fit weighted the labels; kinds not fitted
+        have none."""
+        per_atom = n_atoms if self.sigma_per_atom else 1
+        noise = {}
+        if self.sigma_energy is not None:
+            noise["energy"] = self.sigma_energy**2 * per_atom
+        if self.sigma_force is not None:
+            noise["forces"] = self.sigma_force**2
+        if self.sigma_virial is not None:
+            noise["stress"] = self.sigma_virial**2 * per_atom  # virial, divided by the volume with the std
+        return noise
 
     def _term_means(self, atoms, index, energies, term_descriptors, need_gradients, with_stress):
         """Add the extra terms' local energies; their forces and virial (zeros without gradients)."""

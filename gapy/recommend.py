@@ -220,6 +220,9 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     model = GAPRegressor(soap, zeta=4, delta=1.0, n_sparse=n_sparse, sparse_method="cur", e0=e0,
                          two_body=two_body, baseline="zbl", random_state=random_state, **sigmas, **keys)
     reasons["zeta"] = "4, as the published SOAP-GAPs"
+    model.set_params(std_noise=True)
+    reasons["std_noise"] = ("the predicted stds of energies, forces and stress include the fitted noise: with "
+                            "sigmas from the evidence they are the stds of new labels")
     fixed = []
     if overrides:
         model.set_params(**overrides)

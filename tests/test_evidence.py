@@ -250,3 +250,25 @@ def test_estimator_evidence_of_a_model_with_a_two_body_term():
     refit = clone(model).fit(frames)
     atoms = load_si("test")[0]
     assert refit.predict(atoms) == pytest.approx(model.predict(atoms), rel=1e-10)
+
+
+def test_std_noise_adds_the_fitted_noise_of_each_label():
+    from sklearn.base import clone
+
+    from gapy import GAPRegressor, SOAP
+    from gapy.datasets import load_si
+
+    frames = load_si("train")[:3]
+    model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=15, sigma_energy=0.02,
+                         sigma_force=0.2, sigma_virial=0.05).fit(frames)
+    noisy = clone(model).set_params(std_noise=True).fit(frames)
+    atoms = load_si("test")[1]
+    plain, with_noise = (m.predict_all([atoms], return_std=True)[0] for m in (model, noisy))
+    n, volume = len(atoms), atoms.get_volume()
+    assert with_noise["energy_std"] ** 2 == pytest.approx(plain["energy_std"] ** 2 + 0.02**2 * n, rel=1e-9)
+    assert with_noise["forces_std"] ** 2 == pytest.approx(plain["forces_std"] ** 2 + 0.2**2, rel=1e-9)
+    assert with_noise["stress_std"] ** 2 == pytest.approx(plain["stress_std"] ** 2 + 0.05**2 * n / volume**2,
+                                                          rel=1e-9)
+    assert np.array_equal(with_noise["energies_std"], plain["energies_std"])  # local energies: no label
+    with pytest.raises(TypeError, match="std_noise must be True or False"):
+        clone(model).set_params(std_noise="yes").fit(frames)
