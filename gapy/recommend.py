@@ -164,8 +164,12 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     counts: Dict[int, int] = {}
     has = {"energy": 0, "forces": 0, "virial": 0}
     isolated: Dict[int, bool] = {}
+    compositions = []  # atoms of each species in the structures with an energy
+    present = sorted({int(z) for atoms in frames for z in atoms.numbers})
     for k, atoms in enumerate(frames):
         labels = read_labels(atoms, k, **keys)
+        if labels.energy is not None:
+            compositions.append([int(np.sum(atoms.numbers == z)) for z in present])
         for kind in has:
             has[kind] += getattr(labels, kind) is not None
         for z, n in zip(*np.unique(atoms.numbers, return_counts=True)):
@@ -207,9 +211,14 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     reasons["baseline"] = (f"ZBL repulsion switched off below 0.8 x the shortest distance in the data "
                            f"({shortest:.2f} A): keeps atoms apart where there is no data, zero on the data")
 
-    e0 = "isolated" if all(isolated.get(z) for z in species) else "average"
-    reasons["e0"] = ("energies of the isolated atoms in the data" if e0 == "isolated" else
-                     "mean energy per atom (no isolated-atom energies in the data for every species)")
+    if all(isolated.get(z) for z in species):
+        e0, reasons["e0"] = "isolated", "energies of the isolated atoms in the data"
+    elif len(species) > 1 and np.linalg.matrix_rank(np.array(compositions, dtype=float)) == len(species):
+        e0, reasons["e0"] = "fit", ("per species, least squares of the energies on the compositions (no "
+                                    "isolated-atom energies for every species; the compositions vary)")
+    else:
+        e0, reasons["e0"] = "average", ("mean energy per atom (no isolated-atom energies for every species"
+                                        + ("; the compositions do not vary)" if len(species) > 1 else ")"))
     sigmas = {"sigma_energy": 0.005 if has["energy"] else None, "sigma_force": 0.1 if has["forces"] else None,
               "sigma_virial": 0.02 if has["virial"] else None}
     for name, kind in (("sigma_energy", "energy"), ("sigma_force", "forces"), ("sigma_virial", "virial")):

@@ -55,6 +55,15 @@ def test_labels_decide_what_is_fitted_and_e0():
     assert with_isolated.sigma_energy is not None and with_isolated.sigma_force is not None
     assert recommend(frames).model.e0 == "average"
     assert recommend(crystals("Cu", 3.61)).model.sigma_virial is not None
+    # several species: per-species e0 by least squares when the compositions vary
+    alloys = crystals("Cu", 3.61)
+    for k, atoms in enumerate(alloys):
+        atoms.numbers[:k + 1] = 79
+    assert recommend(alloys).model.e0 == "fit"
+    for atoms in alloys:
+        atoms.numbers[:] = 29
+        atoms.numbers[:4] = 79
+    assert recommend(alloys).model.e0 == "average"
 
 
 def test_several_species_get_a_smaller_radial_basis_and_every_pair():
