@@ -1,4 +1,4 @@
-"""Numba kernels of the force prior variances and the force rows (plain arrays only).
+"""Numba kernels of the force rows and force prior variances (plain arrays only).
 
 ``variance.py`` and ``design.py`` check inputs and call these.
 """
@@ -49,3 +49,20 @@ def force_priors(dpos, centers, rows, values, species, zeta, delta, out):
                 for m in range(n):
                     total += c2[k, m] * cross[k, m] * cross[m, k] + c1[k, m] * gram[k, m]
             out[j, a] = total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def subtract_pair_rows(projected, factor, centers, neighbors, out):
+    """``out[neighbors[p], a] -= factor[centers[p]] * projected[p, a]`` for every pair ``p``.
+
+    ``projected`` is (n_pairs, 3, M) (float32 or float64), ``factor`` (n_atoms, M) and
+    ``out`` (n_targets, 3, M): the weighting by the kernel factor and the sum over
+    centres of the force rows, in one pass over ``projected``.
+    """
+    n_sparse = out.shape[2]
+    for p in range(projected.shape[0]):
+        i = centers[p]
+        j = neighbors[p]
+        for a in range(3):
+            for m in range(n_sparse):
+                out[j, a, m] -= factor[i, m] * projected[p, a, m]

@@ -11,9 +11,9 @@ through one matrix product, so no (pairs x sparse points x features) array is fo
 """
 
 import numpy as np
-import scipy.sparse
 
 from ..kernels import dot_product_kernel
+from ._variance_numba import subtract_pair_rows
 
 VOIGT = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))
 #: Gradient rows projected on the sparse points at once (bounds a temporary array).
@@ -118,17 +118,14 @@ def gradient_rows(factor, sparse, grad, n_atoms: int) -> dict:
     """
     m, n_features = len(sparse), sparse.shape[1]
     targets = np.arange(n_atoms) if grad.targets is None else grad.targets
-    forces = np.zeros((len(targets), 3 * m))
+    forces = np.zeros((len(targets), 3, m))
+    factor = np.ascontiguousarray(factor, dtype=float)
     # d K(i, m) / d r_j = factor[i, m] * (dpos[(i, j)] . x_m), summed over centres i
     for start in range(0, len(grad.neighbors), _ROW_CHUNK):
         chunk = slice(start, start + _ROW_CHUNK)
         projected = (grad.dpos[chunk].reshape(-1, n_features) @ sparse.T).reshape(-1, 3, m)
-        projected *= factor[grad.centers[chunk]][:, None, :]
-        neighbors = grad.neighbors[chunk]
-        gather = scipy.sparse.csr_matrix((np.ones(len(neighbors)), (neighbors, np.arange(len(neighbors)))),
-                                         shape=(len(targets), len(neighbors)))
-        forces -= gather @ projected.reshape(len(neighbors), 3 * m)
-    rows = {"forces": forces.reshape(len(targets), 3, m)}
+        subtract_pair_rows(projected, factor, grad.centers[chunk], grad.neighbors[chunk], forces)
+    rows = {"forces": forces}
     if grad.dstrain is not None:
         virial = np.zeros((3, 3, m))
         for start in range(0, len(targets), _ROW_CHUNK // 8):
