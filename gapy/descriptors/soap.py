@@ -491,8 +491,9 @@ class SOAP:
         positions of the block's atoms (and, with ``strain``, the strain gradients of
         the block's atoms' features): what the force rows and force prior variances of
         those atoms need. Blocks are compact in space, so the neighbours whose
-        expansions are recomputed (a halo of one cutoff) stay few; memory is that of one
-        block, whatever the size of the structure.
+        expansions are recomputed (a halo of one cutoff) stay few; a halo centre
+        differentiates its expansion only with respect to its neighbours in the block.
+        Memory is that of one block, whatever the size of the structure.
 
         Parameters
         ----------
