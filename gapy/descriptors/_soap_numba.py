@@ -55,25 +55,30 @@ def make_scratch(n_max, l_max):
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def expand_density(start, n_neighbors, pair_vectors, pair_species, center_species, basis,
-                   scratch, coeffs, dcoeffs, with_gradients, slots):
+                   scratch, coeffs, dcoeffs, with_gradients, slots, with_values=True):
     """Density expansion ``coeffs[lm, k]`` of one centre and its pair gradients.
 
     ``basis = (spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width,
     center_weight)``. With gradients, ``dcoeffs[lm, (slots[jj] * 3 + a) * n_max + n]``
     receives ``d c[(species(jj), n), lm] / d r_ij[a]`` for the neighbours ``jj`` of the
-    centre with ``slots[jj] >= 0`` (no gradient for the others).
+    centre with ``slots[jj] >= 0`` (no gradient for the others). Without
+    ``with_values``, ``coeffs`` is left as it is (known already) and only the
+    neighbours with a slot are visited.
     """
     spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width, center_weight = basis
     radial, radial_d, ylm, ylm_grad, q_scratch, cs_scratch, l_of_lm = scratch
     n_max = radial.shape[0]
     n_lm = ylm.shape[0]
-    coeffs[:, :] = 0.0
-    # the central atom's own Gaussian (d = 0: l = 0 only)
-    evaluate_spline(spline_coefficients, spline_step, 0.0, radial, radial_d)
-    for n in range(n_max):
-        coeffs[0, center_species * n_max + n] += center_weight * radial[n, 0] * ylm_prefactors[0, 0]
+    if with_values:
+        coeffs[:, :] = 0.0
+        # the central atom's own Gaussian (d = 0: l = 0 only)
+        evaluate_spline(spline_coefficients, spline_step, 0.0, radial, radial_d)
+        for n in range(n_max):
+            coeffs[0, center_species * n_max + n] += center_weight * radial[n, 0] * ylm_prefactors[0, 0]
 
     for jj in range(n_neighbors):
+        if not with_values and slots[jj] < 0:
+            continue
         p = start + jj
         x = pair_vectors[p, 0]
         y = pair_vectors[p, 1]
@@ -85,10 +90,11 @@ def expand_density(start, n_neighbors, pair_vectors, pair_species, center_specie
         solid_harmonics(x, y, z, ylm_prefactors, q_scratch, cs_scratch, ylm, ylm_grad,
                         pair_gradients)
         base = pair_species[p] * n_max
-        for lm in range(n_lm):
-            l = l_of_lm[lm]
-            for n in range(n_max):
-                coeffs[lm, base + n] += fc * radial[n, l] * ylm[lm]
+        if with_values:
+            for lm in range(n_lm):
+                l = l_of_lm[lm]
+                for n in range(n_max):
+                    coeffs[lm, base + n] += fc * radial[n, l] * ylm[lm]
         if pair_gradients:
             ux = x / d
             uy = y / d
@@ -232,7 +238,7 @@ def _max_neighbors(center_offsets, centers, first, last):
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_species,
                  pair_rows, self_rows, strain_rows, atom_species, n_species, basis, normalize,
-                 with_gradients, with_strain, values, dpos, dstrain):
+                 with_gradients, with_strain, values, dpos, dstrain, known_coeffs, known):
     """Compute features (and gradients) of the centres ``centers[first:last]``.
 
     Pairs are sorted by centre: those of centre ``i`` are
@@ -241,7 +247,10 @@ def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_specie
     ``dpos`` that receives ``d values[i] / d r_j`` (``-1`` when ``j`` is an image of
     ``i``, ``-2`` when it is not wanted), ``self_rows[i]`` the row of
     ``d values[i] / d r_i`` and ``strain_rows[i]`` that of ``dstrain`` (``-1``: not
-    wanted). Pair gradients that no output needs are not computed.
+    wanted). Pair gradients that no output needs are not computed. ``known_coeffs``
+    (n_atoms, n_lm, n_channels) keeps the expansion of each centre across calls (the
+    blocks of :meth:`gapy.SOAP.gradient_blocks`), ``known[i]`` telling which are set;
+    an empty ``known_coeffs`` keeps nothing.
     """
     n_max = basis[0].shape[2]
     l_max = basis[0].shape[3] - 1
@@ -280,8 +289,14 @@ def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_specie
                 slots[jj] = -1
         n_columns = n_wanted * 3 * n_max if with_gradients else 0
         dcoeffs = dcoeffs_buffer[:n_lm * n_columns].reshape((n_lm, n_columns))
+        keep = known_coeffs.shape[0] > 0
+        if keep and known[i]:
+            coeffs[:, :] = known_coeffs[i]
         expand_density(start, n_neighbors, pair_vectors, pair_species, atom_species[i],
-                       basis, scratch, coeffs, dcoeffs, with_gradients, slots)
+                       basis, scratch, coeffs, dcoeffs, with_gradients, slots, not (keep and known[i]))
+        if keep and not known[i]:
+            known_coeffs[i] = coeffs
+            known[i] = True
         norm = power_spectrum(coeffs, l_max, normalize, values[i])
         if not normalize or norm == 0.0:
             norm = 1.0
