@@ -52,17 +52,27 @@ def force_priors(dpos, centers, rows, values, species, zeta, delta, out):
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def subtract_pair_rows(projected, factor, centers, neighbors, out):
-    """``out[neighbors[p], a] -= factor[centers[p]] * projected[p, a]`` for every pair ``p``.
+def subtract_pair_rows(projected, head, head_points, factor, centers, neighbors, out):
+    """``out[neighbors[p], a] -= factor[centers[p]] * (projected[p, a] + head[p, a] @ head_points)``.
 
-    ``projected`` is (n_pairs, 3, M) (float32 or float64), ``factor`` (n_atoms, M) and
-    ``out`` (n_targets, 3, M): the weighting by the kernel factor and the sum over
-    centres of the force rows, in one pass over ``projected``.
+    For every pair ``p``: ``projected`` is (n_pairs, 3, M) (float32 or float64),
+    ``head`` (n_pairs, 3, r) and ``head_points`` (r, M) a low-rank part added in float64
+    (``r = 0``: none), ``factor`` (n_atoms, M) and ``out`` (n_targets, 3, M). The
+    weighting by the kernel factor and the sum over centres of the force rows, in one
+    pass over ``projected``.
     """
     n_sparse = out.shape[2]
+    rank = head_points.shape[0]
+    row = np.empty(n_sparse)
     for p in range(projected.shape[0]):
         i = centers[p]
         j = neighbors[p]
         for a in range(3):
             for m in range(n_sparse):
-                out[j, a, m] -= factor[i, m] * projected[p, a, m]
+                row[m] = projected[p, a, m]
+            for k in range(rank):
+                weight = head[p, a, k]
+                for m in range(n_sparse):
+                    row[m] += weight * head_points[k, m]
+            for m in range(n_sparse):
+                out[j, a, m] -= factor[i, m] * row[m]
