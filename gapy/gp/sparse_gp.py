@@ -560,8 +560,8 @@ class SparseGP(SparseSet):
         low-rank part of the sparse points and, in float32, on the residual
         (:func:`gapy.gp.design.split_points`); sums over centres, priors and the
         projection on the posterior factor stay float64. Force stds within ~0.5 % of
-        ``"double"`` (see ``docs/gp.md``), their float64 row product 2.4x faster. A
-        runtime setting, not saved with the model:
+        ``"double"``, ~1.25x faster (their largest product 2x faster; see
+        ``docs/gp.md``). A runtime setting, not saved with the model:
         ``model.gp_.force_std_precision = "mixed"``.
 
     References
