@@ -55,39 +55,47 @@ def make_scratch(n_max, l_max):
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def expand_density(start, n_neighbors, pair_vectors, pair_species, center_species, basis,
-                   scratch, coeffs, dcoeffs, with_gradients):
+                   scratch, coeffs, dcoeffs, with_gradients, slots, with_values=True):
     """Density expansion ``coeffs[lm, k]`` of one centre and its pair gradients.
 
     ``basis = (spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width,
-    center_weight)``. With gradients, ``dcoeffs[lm, (jj * 3 + a) * n_max + n]`` receives
-    ``d c[(species(jj), n), lm] / d r_ij[a]`` for the neighbours ``jj`` of the centre.
+    center_weight)``. With gradients, ``dcoeffs[lm, (slots[jj] * 3 + a) * n_max + n]``
+    receives ``d c[(species(jj), n), lm] / d r_ij[a]`` for the neighbours ``jj`` of the
+    centre with ``slots[jj] >= 0`` (no gradient for the others). Without
+    ``with_values``, ``coeffs`` is left as it is (known already) and only the
+    neighbours with a slot are visited.
     """
     spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width, center_weight = basis
     radial, radial_d, ylm, ylm_grad, q_scratch, cs_scratch, l_of_lm = scratch
     n_max = radial.shape[0]
     n_lm = ylm.shape[0]
-    coeffs[:, :] = 0.0
-    # the central atom's own Gaussian (d = 0: l = 0 only)
-    evaluate_spline(spline_coefficients, spline_step, 0.0, radial, radial_d)
-    for n in range(n_max):
-        coeffs[0, center_species * n_max + n] += center_weight * radial[n, 0] * ylm_prefactors[0, 0]
+    if with_values:
+        coeffs[:, :] = 0.0
+        # the central atom's own Gaussian (d = 0: l = 0 only)
+        evaluate_spline(spline_coefficients, spline_step, 0.0, radial, radial_d)
+        for n in range(n_max):
+            coeffs[0, center_species * n_max + n] += center_weight * radial[n, 0] * ylm_prefactors[0, 0]
 
     for jj in range(n_neighbors):
+        if not with_values and slots[jj] < 0:
+            continue
         p = start + jj
         x = pair_vectors[p, 0]
         y = pair_vectors[p, 1]
         z = pair_vectors[p, 2]
         d = math.sqrt(x * x + y * y + z * z)
         fc, dfc = cosine_cutoff(d, r_cut, cutoff_width)
+        pair_gradients = with_gradients and slots[jj] >= 0
         evaluate_spline(spline_coefficients, spline_step, d, radial, radial_d)
         solid_harmonics(x, y, z, ylm_prefactors, q_scratch, cs_scratch, ylm, ylm_grad,
-                        with_gradients)
+                        pair_gradients)
         base = pair_species[p] * n_max
-        for lm in range(n_lm):
-            l = l_of_lm[lm]
-            for n in range(n_max):
-                coeffs[lm, base + n] += fc * radial[n, l] * ylm[lm]
-        if with_gradients:
+        if with_values:
+            for lm in range(n_lm):
+                l = l_of_lm[lm]
+                for n in range(n_max):
+                    coeffs[lm, base + n] += fc * radial[n, l] * ylm[lm]
+        if pair_gradients:
             ux = x / d
             uy = y / d
             uz = z / d
@@ -97,7 +105,7 @@ def expand_density(start, n_neighbors, pair_vectors, pair_species, center_specie
                     g = radial[n, l]
                     radial_part = (dfc * g + fc * radial_d[n, l]) * ylm[lm]
                     fg = fc * g
-                    column = jj * 3 * n_max + n
+                    column = slots[jj] * 3 * n_max + n
                     dcoeffs[lm, column] = radial_part * ux + fg * ylm_grad[lm, 0]
                     dcoeffs[lm, column + n_max] = radial_part * uy + fg * ylm_grad[lm, 1]
                     dcoeffs[lm, column + 2 * n_max] = radial_part * uz + fg * ylm_grad[lm, 2]
@@ -230,7 +238,7 @@ def _max_neighbors(center_offsets, centers, first, last):
 @numba.njit(cache=True, nogil=True, fastmath=True)
 def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_species,
                  pair_rows, self_rows, strain_rows, atom_species, n_species, basis, normalize,
-                 with_gradients, with_strain, values, dpos, dstrain):
+                 with_gradients, with_strain, values, dpos, dstrain, known_coeffs, known):
     """Compute features (and gradients) of the centres ``centers[first:last]``.
 
     Pairs are sorted by centre: those of centre ``i`` are
@@ -239,7 +247,10 @@ def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_specie
     ``dpos`` that receives ``d values[i] / d r_j`` (``-1`` when ``j`` is an image of
     ``i``, ``-2`` when it is not wanted), ``self_rows[i]`` the row of
     ``d values[i] / d r_i`` and ``strain_rows[i]`` that of ``dstrain`` (``-1``: not
-    wanted). Pair gradients that no output needs are not computed.
+    wanted). Pair gradients that no output needs are not computed. ``known_coeffs``
+    (n_atoms, n_lm, n_channels) keeps the expansion of each centre across calls (the
+    blocks of :meth:`gapy.SOAP.gradient_blocks`), ``known[i]`` telling which are set;
+    an empty ``known_coeffs`` keeps nothing.
     """
     n_max = basis[0].shape[2]
     l_max = basis[0].shape[3] - 1
@@ -254,9 +265,9 @@ def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_specie
     # block is a contiguous (2l+1, n_columns) matrix: one matrix product per l then
     # contracts all neighbour gradients with the expansion.
     coeffs = np.empty((n_lm, n_channels))
-    max_columns = _max_neighbors(center_offsets, centers, first, last) * 3 * n_max
-    if not with_gradients:
-        max_columns = 0
+    max_neighbors = _max_neighbors(center_offsets, centers, first, last)
+    max_columns = max_neighbors * 3 * n_max if with_gradients else 0
+    slots = np.empty(max_neighbors, dtype=np.int64)
     dcoeffs_buffer = np.empty(n_lm * max_columns)
     contracted_buffer = np.empty((l_max + 1) * max_columns * n_channels)
     sqrt2 = math.sqrt(2.0)
@@ -265,10 +276,27 @@ def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_specie
         i = centers[c]
         start = center_offsets[i]
         n_neighbors = center_offsets[i + 1] - start
-        n_columns = n_neighbors * 3 * n_max if with_gradients else 0
+        self_row = self_rows[i]
+        strain_row = strain_rows[i] if with_strain else -1
+        # gradient columns of the pairs some output needs: all of them for the centre's
+        # own row or strain row, else (a halo centre of a block) those in pair_rows
+        n_wanted = 0
+        for jj in range(n_neighbors):
+            if self_row >= 0 or strain_row >= 0 or pair_rows[start + jj] >= 0:
+                slots[jj] = n_wanted
+                n_wanted += 1
+            else:
+                slots[jj] = -1
+        n_columns = n_wanted * 3 * n_max if with_gradients else 0
         dcoeffs = dcoeffs_buffer[:n_lm * n_columns].reshape((n_lm, n_columns))
+        keep = known_coeffs.shape[0] > 0
+        if keep and known[i]:
+            coeffs[:, :] = known_coeffs[i]
         expand_density(start, n_neighbors, pair_vectors, pair_species, atom_species[i],
-                       basis, scratch, coeffs, dcoeffs, with_gradients)
+                       basis, scratch, coeffs, dcoeffs, with_gradients, slots, not (keep and known[i]))
+        if keep and not known[i]:
+            known_coeffs[i] = coeffs
+            known[i] = True
         norm = power_spectrum(coeffs, l_max, normalize, values[i])
         if not normalize or norm == 0.0:
             norm = 1.0
@@ -285,8 +313,6 @@ def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_specie
 
         self_grad[:, :] = 0.0
         strain_grad[:, :, :] = 0.0
-        self_row = self_rows[i]
-        strain_row = strain_rows[i] if with_strain else -1
         # gradient of the power spectrum with respect to each neighbour vector
         for jj in range(n_neighbors):
             p = start + jj
@@ -304,7 +330,7 @@ def compute_soap(centers, first, last, center_offsets, pair_vectors, pair_specie
                     w = 1.0 if k1 == k2 else sqrt2
                     for l in range(l_max + 1):
                         for a in range(3):
-                            row = (jj * 3 + a) * n_max
+                            row = (slots[jj] * 3 + a) * n_max
                             acc = 0.0
                             if s1 == s:
                                 acc += contracted[l, row + n1, k2]
@@ -362,7 +388,9 @@ def contract_soap_gradients(center_offsets, pair_vectors, pair_species, pair_nei
     scratch = make_scratch(n_max, l_max)
     sqrt2 = math.sqrt(2.0)
     coeffs = np.empty((n_lm, n_channels))
-    max_columns = _max_neighbors(center_offsets, np.arange(n_atoms), 0, n_atoms) * 3 * n_max
+    max_neighbors = _max_neighbors(center_offsets, np.arange(n_atoms), 0, n_atoms)
+    max_columns = max_neighbors * 3 * n_max
+    slots = np.arange(max_neighbors)  # every pair's gradient columns, in order
     dcoeffs_buffer = np.empty(n_lm * max_columns)
     power = np.empty(n_features)
     h = np.empty(n_features)
@@ -378,7 +406,7 @@ def contract_soap_gradients(center_offsets, pair_vectors, pair_species, pair_nei
         n_columns = n_neighbors * 3 * n_max
         dcoeffs = dcoeffs_buffer[:n_lm * n_columns].reshape((n_lm, n_columns))
         expand_density(start, n_neighbors, pair_vectors, pair_species, atom_species[i],
-                       basis, scratch, coeffs, dcoeffs, True)
+                       basis, scratch, coeffs, dcoeffs, True, slots)
         norm = power_spectrum(coeffs, l_max, normalize, power)
         # dE/dp from dE/dv, v = p / |p|
         projection = 0.0

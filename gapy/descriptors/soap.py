@@ -459,15 +459,21 @@ class SOAP:
         return values, grad
 
     def _run(self, centers, pairs, species, pair_rows, self_rows, strain_rows, with_gradients,
-             with_strain, values, dpos, dstrain, n_jobs=1) -> None:
-        """The numba kernel on the atoms ``centers``, split over ``n_jobs`` threads."""
+             with_strain, values, dpos, dstrain, n_jobs=1, known=None) -> None:
+        """The numba kernel on the atoms ``centers``, split over ``n_jobs`` threads.
+
+        ``known``: ``(coefficients, flags)`` keeping each centre's density expansion
+        across calls (see :func:`compute_soap`); ``None``: nothing kept.
+        """
         basis = self._basis()
+        if known is None:
+            known = (np.zeros((0, 1, 1)), np.zeros(0, dtype=np.bool_))
 
         def run(first: int, last: int) -> None:
             compute_soap(
                 centers, first, last, pairs.offsets, pairs.vectors, species[pairs.neighbors],
                 pair_rows, self_rows, strain_rows, species, len(self.atomic_numbers), basis,
-                bool(self.normalize), with_gradients, with_strain, values, dpos, dstrain,
+                bool(self.normalize), with_gradients, with_strain, values, dpos, dstrain, *known,
             )
 
         if n_jobs == 1 or len(centers) < 2:
@@ -490,9 +496,12 @@ class SOAP:
         Each block holds the gradients of every atom's features with respect to the
         positions of the block's atoms (and, with ``strain``, the strain gradients of
         the block's atoms' features): what the force rows and force prior variances of
-        those atoms need. Blocks are compact in space, so the neighbours whose
-        expansions are recomputed (a halo of one cutoff) stay few; memory is that of one
-        block, whatever the size of the structure.
+        those atoms need. Blocks are compact in space, so the centres of the halo (one
+        cutoff around the block) stay few; each atom's density expansion is computed
+        once and kept for the next blocks (``(l_max + 1)^2 x n_species n_max`` numbers
+        per atom), and a halo centre differentiates it only with respect to its
+        neighbours in the block. Memory is that of one block, whatever the size of the
+        structure.
 
         Parameters
         ----------
@@ -543,6 +552,9 @@ class SOAP:
             block_size = max(8, int(GRADIENT_BLOCK_BYTES / (rows_per_atom * 3 * n_features * 8)))
         block_size = check_integer("block_size", block_size)
         values = np.empty((n_atoms, n_features))  # scratch: the kernel recomputes the centres' features
+        # each atom's density expansion, kept for the blocks whose halo it is in
+        n_lm, n_channels = (int(self.l_max) + 1) ** 2, len(self.atomic_numbers) * int(self.n_max)
+        known = (np.empty((n_atoms, n_lm, n_channels)), np.zeros(n_atoms, dtype=np.bool_))
         target_index = np.full(n_atoms, -1)
         for targets in spatial_blocks(atoms, block_size):
             target_index[targets] = np.arange(len(targets))
@@ -556,7 +568,7 @@ class SOAP:
             dpos = np.zeros((row_centers.size, 3, n_features))
             dstrain = np.zeros((len(targets) if strain else 0, 3, 3, n_features))
             self._run(centers, pairs, species, pair_rows, self_rows, strain_rows, True, strain,
-                      values, dpos, dstrain)
+                      values, dpos, dstrain, known=known)
             target_index[targets] = -1
             yield SOAPGradients(centers=row_centers, neighbors=row_neighbors, dpos=dpos,
                                 dstrain=dstrain if strain else None, targets=targets)

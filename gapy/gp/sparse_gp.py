@@ -14,13 +14,16 @@ import numpy as np
 from scipy.linalg import block_diag, solve_triangular
 
 from ..kernels import dot_product_kernel
-from .design import gradient_rows, kernel_rows
+from .design import SplitPoints, gradient_rows, kernel_rows, split_points
 from .terms import InstanceSparseSet
 from .variance import (energy_prior_variance, force_prior_variance, isolated_self_kernel, isolated_terms,
                        local_prior_variance, virial_prior_variance, voigt_strain)
 
 #: Kinds of predictive variance, see :meth:`SparseGP.predict`.
 VARIANCE_KINDS = ("sor", "dtc", "local")
+
+#: Arithmetic of force stds, see :attr:`SparseGP.force_std_precision`.
+FORCE_STD_PRECISIONS = ("double", "mixed")
 
 #: Negative variances larger than this fraction of the prior are reported when clipped;
 #: smaller ones are round-off of ``k** - k* K_MM^-1 k*^T`` and clipped silently.
@@ -61,6 +64,34 @@ def check_variance_kind(kind: str) -> str:
     if kind not in VARIANCE_KINDS:
         raise ValueError(f"variance must be one of {VARIANCE_KINDS}, got {kind!r}")
     return kind
+
+
+def check_force_std_precision(precision: str) -> str:
+    """Raise ``ValueError`` unless ``precision`` is one of :data:`FORCE_STD_PRECISIONS`.
+
+    Parameters
+    ----------
+    precision : str
+        The arithmetic of force stds to check.
+
+    Returns
+    -------
+    str
+        ``precision``.
+
+    Raises
+    ------
+    ValueError
+        ``precision`` is not ``"double"`` or ``"mixed"``.
+
+    Examples
+    --------
+    >>> check_force_std_precision("mixed")
+    'mixed'
+    """
+    if precision not in FORCE_STD_PRECISIONS:
+        raise ValueError(f"force_std_precision must be one of {FORCE_STD_PRECISIONS}, got {precision!r}")
+    return precision
 
 
 @dataclass
@@ -224,7 +255,8 @@ class SparseSet:
         return {name: np.concatenate([block] + [part[name] for part in parts], axis=-1)
                 for name, block in rows.items()}
 
-    def gradient_rows(self, factor: np.ndarray, grad, n_atoms: int) -> Dict[str, np.ndarray]:
+    def gradient_rows(self, factor: np.ndarray, grad, n_atoms: int,
+                      split: Optional[SplitPoints] = None) -> Dict[str, np.ndarray]:
         """Force and virial rows of one structure, or of one block of its atoms.
 
         The same rows as :meth:`rows`, from the ``factor`` of :meth:`local_kernel`
@@ -239,6 +271,10 @@ class SparseSet:
             Gradients of the structure or of a block of its atoms (``grad.targets``).
         n_atoms : int
             Atoms in the structure.
+        split : SplitPoints, optional
+            :func:`gapy.gp.design.split_points` of the points (sparse points, then
+            ``q0``): mixed-precision force rows, see :attr:`SparseGP.force_std_precision`
+            (virial rows stay float64). Default: float64 force rows.
 
         Returns
         -------
@@ -265,10 +301,10 @@ class SparseSet:
         """
         augmented = self._augmented()
         if augmented is None:
-            return gradient_rows(factor, self.sparse, grad, n_atoms)
+            return gradient_rows(factor, self.sparse, grad, n_atoms, split)
         points, _, overlap = augmented
         return {name: self._condition(block, overlap)
-                for name, block in gradient_rows(factor, points, grad, n_atoms).items()}
+                for name, block in gradient_rows(factor, points, grad, n_atoms, split).items()}
 
     def kernel_matrix(self) -> np.ndarray:
         """``K_MM`` of the sparse points, without jitter (block-diagonal with :attr:`terms`).
@@ -517,6 +553,16 @@ class SparseGP(SparseSet):
         Lower Cholesky factor ``L`` of ``K_MM`` (with jitter).
     n_observations : int, default=0
         Rows (energies, force and virial components) the model was fitted on.
+    force_std_precision : {"double", "mixed"}, default="double"
+        Arithmetic of the force variances of :meth:`gradient_variances` (the force stds
+        of ``GAPRegressor.predict_all`` and ``GAPCalculator``). ``"double"``: float64,
+        the reference. ``"mixed"``: each descriptor gradient is projected on a float64
+        low-rank part of the sparse points and, in float32, on the residual
+        (:func:`gapy.gp.design.split_points`); sums over centres, priors and the
+        projection on the posterior factor stay float64. Force stds within ~0.5 % of
+        ``"double"``, ~1.25x faster (their largest product 2x faster; see
+        ``docs/gp.md``). A runtime setting, not saved with the model:
+        ``model.gp_.force_std_precision = "mixed"``.
 
     References
     ----------
@@ -541,6 +587,7 @@ class SparseGP(SparseSet):
     r_factor: np.ndarray
     kmm_factor: np.ndarray
     n_observations: int = 0
+    force_std_precision: str = "double"
 
     @cached_property
     def _inverse_r(self) -> np.ndarray:
@@ -552,6 +599,25 @@ class SparseGP(SparseSet):
     def _inverse_l(self) -> np.ndarray:
         """``L^-1`` (lower triangular) of the Cholesky factor of ``K_MM``."""
         return solve_triangular(self.kmm_factor, np.eye(len(self.kmm_factor)), lower=True)
+
+    @cached_property
+    def _split_points(self) -> SplitPoints:
+        """:func:`gapy.gp.design.split_points` of the SOAP points (then ``q0``), for mixed precision."""
+        augmented = self._augmented()
+        return split_points(self.sparse if augmented is None else augmented[0])
+
+    @cached_property
+    def _dtc_factor(self) -> np.ndarray:
+        """``C`` with ``C C^T = K_MM^-1 - Sigma``: the DTC variance is ``k** - |k C|^2``.
+
+        One projection instead of two. With ``B = L^T Sigma L = U diag(mu) U^T``
+        (``mu`` in (0, 1], from ``R^-T L``), ``C = L^-T U diag(sqrt(1 - mu))``: no
+        difference of large matrices is formed, and the round-off of ``1 - mu`` adds at
+        most ``~eps k**`` to a variance.
+        """
+        whitened = self._inverse_r.T @ self.kmm_factor  # R^-T L
+        mu, u = np.linalg.eigh(whitened.T @ whitened)
+        return self._inverse_l.T @ (u * np.sqrt(np.clip(1.0 - mu, 0.0, None)))
 
     def energy_gradient_weights(self, factor: np.ndarray) -> np.ndarray:
         """``d e_i / d q_i`` for every atom, from the factor of :meth:`local_kernel`.
@@ -608,9 +674,10 @@ class SparseGP(SparseSet):
         kind : {"sor", "dtc", "local"}, default="sor"
             Kind of variance, see :meth:`variance`.
         forces : bool, default=True
-            Compute the force variances.
+            Compute the force variances (in the arithmetic of
+            :attr:`force_std_precision`).
         virial : bool, default=False
-            Compute the virial variances.
+            Compute the virial variances (always float64).
 
         Returns
         -------
@@ -635,6 +702,8 @@ class SparseGP(SparseSet):
         ((64, 3), (6,))
         """
         check_variance_kind(kind)
+        precision = check_force_std_precision(self.force_std_precision)
+        split = self._split_points if precision == "mixed" else None
         if self.terms:
             raise ValueError("gradient_variances covers SOAP-only models; with extra terms use the rows of "
                              "the whole structure (rows and prior_variances with the terms' instances)")
@@ -648,7 +717,7 @@ class SparseGP(SparseSet):
             strain = np.zeros((n_atoms, 6, values.shape[1])) if kind != "sor" else None
         for grad in blocks:
             targets = np.arange(n_atoms) if grad.targets is None else grad.targets
-            rows = self.gradient_rows(factor, grad, n_atoms)
+            rows = self.gradient_rows(factor, grad, n_atoms, split)
             if forces:
                 prior = (force_prior_variance(values, species, grad, self.zeta, self.delta, q0)
                          if kind != "sor" else None)
@@ -771,21 +840,20 @@ class SparseGP(SparseSet):
         """
         check_variance_kind(kind)
         rows = np.atleast_2d(rows)
-        out = np.zeros(len(rows))
-        if kind in ("sor", "dtc"):
-            out += _squared_norms_of_products(rows, self._inverse_r)  # |R^-T k|^2 = k Sigma k^T
-        if kind in ("dtc", "local"):
-            if prior is None:
-                raise ValueError(f"variance kind {kind!r} needs the prior variances")
-            prior = np.asarray(prior, dtype=float)
-            explained = _squared_norms_of_products(rows, self._inverse_l.T)  # |L^-1 k|^2 = k K_MM^-1 k^T
-            out += prior - explained
-            scale = max(np.abs(prior).max(), explained.max(), 1e-6 * self.delta**2)
-            significant = out < -NEGATIVE_VARIANCE_TOLERANCE * scale
-            if significant.any():
-                warnings.warn(
-                    f"{significant.sum()} predicted variances were negative (down to {out.min():.3g}) and "
-                    "were set to zero: K_MM is ill-conditioned; increase sparse_jitter",
-                    RuntimeWarning, stacklevel=2,
-                )
+        if kind == "sor":
+            return _squared_norms_of_products(rows, self._inverse_r)  # |R^-T k|^2 = k Sigma k^T
+        if prior is None:
+            raise ValueError(f"variance kind {kind!r} needs the prior variances")
+        prior = np.asarray(prior, dtype=float)
+        # local: |L^-1 k|^2 = k K_MM^-1 k^T; dtc: k (K_MM^-1 - Sigma) k^T in one product
+        explained = _squared_norms_of_products(rows, self._inverse_l.T if kind == "local" else self._dtc_factor)
+        out = prior - explained
+        scale = max(np.abs(prior).max(), explained.max(), 1e-6 * self.delta**2)
+        significant = out < -NEGATIVE_VARIANCE_TOLERANCE * scale
+        if significant.any():
+            warnings.warn(
+                f"{significant.sum()} predicted variances were negative (down to {out.min():.3g}) and "
+                "were set to zero: K_MM is ill-conditioned; increase sparse_jitter",
+                RuntimeWarning, stacklevel=2,
+            )
         return np.maximum(out, 0.0)

@@ -20,10 +20,9 @@ Every function works on blocks of atoms, so memory is ``O(block x n_atoms)``, ne
 
 import numpy as np
 
+from ._variance_numba import force_priors
 from .design import VOIGT
 
-#: Atoms whose force priors are computed together (bounds the padded gradient block).
-_ATOM_BLOCK = 32
 #: Entries of the atom-atom kernel held at once by the energy and virial priors.
 _KERNEL_ENTRIES = 2**22
 
@@ -32,6 +31,16 @@ def _row_blocks(n_atoms: int):
     """Slices of rows of the (n_atoms, n_atoms) kernel, each at most about :data:`_KERNEL_ENTRIES`."""
     step = max(16, _KERNEL_ENTRIES // max(n_atoms, 1))
     return [slice(start, start + step) for start in range(0, n_atoms, step)]
+
+
+def _rows_by_target(neighbors: np.ndarray, n_atoms: int) -> np.ndarray:
+    """Gradient rows acting on each atom, (n_atoms, most rows per atom), padded with ``-1``."""
+    order = np.argsort(neighbors, kind="stable")
+    counts = np.bincount(neighbors, minlength=n_atoms)
+    slots = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
+    rows = np.full((n_atoms, max(int(counts.max(initial=0)), 1)), -1)
+    rows[neighbors[order], slots] = order
+    return rows
 
 
 def _coefficients(dots, same, zeta, delta):
@@ -81,31 +90,15 @@ def force_prior_variance(values, species, grad, zeta, delta, isolated=None) -> n
 
     ``n_targets`` is ``len(grad.targets)`` for the gradients of a block of atoms, the
     number of atoms otherwise. The gradient rows that act on each atom are gathered into
-    a padded block, so the double sum over them is a batched matrix product (no Python
-    loop over atoms).
+    contiguous blocks, so the double sum over them is three small matrix products per
+    atom (numba :func:`gapy.gp._variance_numba.force_priors`).
     """
     n_atoms = len(values) if grad.targets is None else len(grad.targets)
-    order = np.argsort(grad.neighbors, kind="stable")
-    counts = np.bincount(grad.neighbors, minlength=n_atoms)
-    slots = np.arange(len(order)) - np.repeat(np.cumsum(counts) - counts, counts)
-    rows = np.full((n_atoms, max(int(counts.max(initial=0)), 1)), -1)
-    rows[grad.neighbors[order], slots] = order
     out = np.zeros((n_atoms, 3))
-    for start in range(0, n_atoms, _ATOM_BLOCK):
-        block = rows[start:start + _ATOM_BLOCK]
-        valid = block >= 0
-        d = grad.dpos[np.where(valid, block, 0)] * valid[..., None, None]  # (j, r, 3, F)
-        centers = grad.centers[np.where(valid, block, 0)]
-        q = values[centers]  # (j, r, F)
-        same = (species[centers][:, :, None] == species[centers][:, None, :]) & valid[:, :, None] & valid[:, None, :]
-        c1, c2 = _coefficients(q @ q.transpose(0, 2, 1), same, zeta, delta)  # (j, r, s)
-        d_by_axis = d.transpose(0, 2, 1, 3)  # (j, 3, r, F)
-        cross = d_by_axis @ q.transpose(0, 2, 1)[:, None]  # (j, 3, r, s)
-        gram = d_by_axis @ d_by_axis.transpose(0, 1, 3, 2)  # (j, 3, r, s)
-        out[start:start + len(block)] = (
-            (c2[:, None] * cross * cross.transpose(0, 1, 3, 2)).sum(axis=(2, 3))
-            + (c1[:, None] * gram).sum(axis=(2, 3))
-        )
+    rows = _rows_by_target(grad.neighbors, n_atoms)
+    force_priors(np.ascontiguousarray(grad.dpos, dtype=float), grad.centers, rows,
+                 np.ascontiguousarray(values, dtype=float), np.asarray(species, dtype=np.int64),
+                 int(zeta), float(delta), out)
     if isolated is not None:
         _, g, inverse_c0 = isolated_terms(values, species, zeta, isolated)
         # t[j, s, a] = sum of g_i (dpos[(i, j), a] . q0_s) over centres i of species s
