@@ -18,6 +18,7 @@ workers) raises :class:`~gapy.exceptions.ClusterError` instead of waiting foreve
 import functools
 import os
 import re
+import threading
 import time
 import uuid
 from concurrent.futures import CancelledError, ThreadPoolExecutor
@@ -158,8 +159,6 @@ def _dask_map(client, function: Callable, items: list, progress, shared=None) ->
         cancelled, a task killed ``allowed-failures`` workers, or no worker was there for
         :data:`NO_WORKERS_TIMEOUT` seconds.
     """
-    from distributed import wait
-
     name = re.sub(r"[^A-Za-z0-9_]", "", getattr(function, "__name__", "task")).strip("_") or "task"
     tag = uuid.uuid4().hex
     futures = []
@@ -175,17 +174,10 @@ def _dask_map(client, function: Callable, items: list, progress, shared=None) ->
         done = 0
         without_workers = None
         timeout = _no_workers_timeout()
-        while True:
-            try:
-                wait(futures, timeout=_POLL)
-                break
-            except TimeoutError:
-                pass
-            except (CancelledError, OSError) as error:
-                raise _cluster_error(error) from error
-            finished = sum(future.done() for future in futures)
-            _advance(progress, finished - done)
-            done = finished
+        finished = _Countdown(futures)
+        while not finished.wait(_POLL):
+            _advance(progress, finished.count - done)
+            done = finished.count
             if client.status in ("closing", "closed"):
                 raise ClusterError(f"the dask client was closed while {len(items) - done} of gapy's tasks "
                                    "were running; nothing was fitted")
@@ -212,6 +204,7 @@ def _dask_map(client, function: Callable, items: list, progress, shared=None) ->
                 raise _cluster_error(error) from error
             raise
         _advance(progress, len(items) - done)
+        futures.clear()  # released now: dask frees the results on the workers
         _trim_memory()
         return results
     finally:
@@ -221,6 +214,42 @@ def _dask_map(client, function: Callable, items: list, progress, shared=None) ->
                 client.cancel(unfinished)
             except Exception:  # the cluster is gone already
                 pass
+
+
+class _Countdown:
+    """Waits for dask futures without raising: set once every one of them has finished.
+
+    ``distributed.wait(futures, timeout=...)`` signals a timeout by an exception that
+    dask keeps in a reference cycle with the frames it passed through, the caller's
+    included: the futures and the results gathered later in that frame then stay alive
+    (on the workers and on the client) until Python's cyclic garbage collector runs,
+    i.e. for many batches of a long fit. Done-callbacks and an event leave no cycle.
+
+    Parameters
+    ----------
+    futures : list of distributed.Future
+        The futures to wait for; finished counts done, failed and cancelled ones.
+    """
+
+    def __init__(self, futures: list):
+        self.count = 0
+        self._total = len(futures)
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        if not futures:
+            self._event.set()
+        for future in futures:
+            future.add_done_callback(self._one_done)
+
+    def _one_done(self, _future) -> None:
+        with self._lock:
+            self.count += 1
+            if self.count >= self._total:
+                self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        """True once every future has finished; False after ``timeout`` seconds."""
+        return self._event.wait(timeout)
 
 
 def _trim_memory() -> None:

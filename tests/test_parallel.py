@@ -1,6 +1,9 @@
 """thread_map: local threads by default, the user's joblib backend (dask) when chosen."""
 
+import gc
 import threading
+import time
+import weakref
 
 import numpy as np
 import pytest
@@ -9,6 +12,7 @@ from sklearn.base import clone
 
 from gapy import GAPRegressor, SOAP
 from gapy.datasets import load_si
+from gapy import parallel
 from gapy.parallel import thread_map
 
 
@@ -65,6 +69,35 @@ def test_a_shared_input_reaches_every_call_and_goes_to_dask_once():
             assert thread_map(_scaled, range(5), n_jobs=2, shared=shared) == [3 * x for x in range(5)]
     names = sorted(task["key"].split("-")[0] for task in tasks.data)
     assert names == ["gapy_scaled"] * 5 + ["gapy_shared"]
+
+
+def _slow_block(x):
+    time.sleep(0.3)
+    return np.full(1000, float(x))
+
+
+def test_dask_futures_and_results_are_released_without_the_garbage_collector(monkeypatch):
+    # a batch's futures and results must not outlive it in a reference cycle (held on the
+    # client and the workers until Python's cyclic collector ran: the client of a long
+    # fit grew with the number of batches)
+    distributed = pytest.importorskip("distributed")
+    monkeypatch.setattr(parallel, "_POLL", 0.05)  # the waits time out while the tasks run
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=2,
+                            dashboard_address=None) as client:
+        gc.disable()
+        try:
+            with parallel_config(backend="dask"):
+                results = thread_map(_slow_block, range(4), n_jobs=2)
+            assert [r[0] for r in results] == [0.0, 1.0, 2.0, 3.0]
+            alive = [weakref.ref(r) for r in results]
+            del results
+            deadline = time.monotonic() + 10  # dask releases the keys asynchronously
+            while (client.futures or any(ref() is not None for ref in alive)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not client.futures
+            assert all(ref() is None for ref in alive)
+        finally:
+            gc.enable()
 
 
 def test_fit_and_descriptors_run_on_a_dask_cluster():
