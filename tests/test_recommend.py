@@ -37,7 +37,7 @@ def crystals(symbol, a, n=4, stress=True, seed=0):
 @pytest.mark.parametrize("symbol, a", [("Cu", 3.61), ("Al", 4.05)])
 def test_cutoff_holds_the_target_number_of_neighbours_at_the_data_density(symbol, a):
     """fcc metals of different size: r_cut follows the density, theta the bond length."""
-    recommendation = recommend(crystals(symbol, a))
+    recommendation = recommend(crystals(symbol, a), two_body=True)
     density = 4 / a**3  # fcc, within the 3 % strain of the frames
     expected = (3 * NEIGHBOURS / (4 * np.pi * density)) ** (1 / 3)
     assert recommendation.model.descriptor.r_cut == pytest.approx(expected, rel=0.06)
@@ -54,6 +54,7 @@ def test_labels_decide_what_is_fitted_and_e0():
     assert with_isolated.e0 == "isolated" and with_isolated.sigma_virial is None
     assert with_isolated.sigma_energy is not None and with_isolated.sigma_force is not None
     assert recommend(frames).model.e0 == "average"
+    assert recommend(frames).model.two_body is None  # the 2-body term only when asked
     assert recommend(crystals("Cu", 3.61)).model.sigma_virial is not None
     # several species: per-species e0 by least squares when the compositions vary
     alloys = crystals("Cu", 3.61)
@@ -71,7 +72,7 @@ def test_several_species_get_a_smaller_radial_basis_and_every_pair():
     for atoms in frames:
         atoms.numbers[::3] = 79  # gold and silver on a third of the sites each
         atoms.numbers[1::3] = 47
-    model = recommend(frames).model
+    model = recommend(frames, two_body=True).model
     assert model.descriptor.n_max == 5 and list(model.two_body.descriptor.species) == ["Cu", "Ag", "Au"]
     assert set(model.n_sparse) == {"Cu", "Ag", "Au"}
     assert recommend(crystals("Cu", 3.61)).model.descriptor.n_max == 8
@@ -79,7 +80,8 @@ def test_several_species_get_a_smaller_radial_basis_and_every_pair():
 
 def test_overrides_are_applied_and_their_scales_kept_by_the_evidence():
     recommendation = recommend(crystals("Cu", 3.61), overrides={"descriptor__r_cut": 4.0, "sigma_force": 0.2,
-                                                               "two_body__delta": 3.0, "sigma_virial": None})
+                                                               "two_body__delta": 3.0, "sigma_virial": None},
+                                    two_body=True)
     model = recommendation.model
     assert model.descriptor.r_cut == 4.0 and model.sigma_force == 0.2 and model.two_body.delta == 3.0
     assert sorted(recommendation.fixed) == ["sigma_force", "two_body__delta"]
@@ -99,7 +101,8 @@ def test_bad_input_is_named():
 
 def test_recommended_model_fits_with_the_evidence_and_records_why(tmp_path):
     frames = load_si("train")[:5]
-    recommendation = recommend(frames, overrides={"descriptor__n_max": 3, "descriptor__l_max": 2, "n_sparse": 20})
+    recommendation = recommend(frames, overrides={"descriptor__n_max": 3, "descriptor__l_max": 2, "n_sparse": 20},
+                               two_body=True)
     model = recommendation.model.maximize_evidence(frames)
     assert model.gp_.terms and model.baseline_ is not None
     assert set(model.provenance_["evidence"]["deltas"]) == {"delta", "two_body__delta"}
@@ -122,7 +125,7 @@ def test_gapy_fit_without_settings_recommends_and_prints_why(tmp_path, capsys):
     assert "recommended settings" in out and "r_cut = " in out
     assert "chosen by the evidence (sigma_force kept as given)" in out
     model = gapy.load(tmp_path / "r.gapy")
-    assert model.sigma_force == 0.2 and model.two_body is not None
+    assert model.sigma_force == 0.2 and model.two_body is None  # the 2-body term only when asked
     assert model.provenance_["recommended"]["reasons"]["sigma_force"] == "given"
     # streamed, with held-out structures: the same recommendation from a sample of the file
     assert main(["fit", str(data), "--recommend", *small, "--stream", "--validation-fraction", "0.4",
