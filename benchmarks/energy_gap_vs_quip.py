@@ -1,0 +1,467 @@
+#!/usr/bin/env python
+"""Where does gapy's test energy error above ``gap_fit``'s come from? (issue 13)
+
+Separates the choice of the sparse points from everything else (descriptor, e0, noise
+model, solver). On the mlearn data (``bench_vs_quip.py``'s published settings: SOAP
+``l_max = n_max = 8``, ``atom_sigma 0.5``, ``zeta 4``, ``delta 1``, sigmas 0.01 eV/atom
+and 0.05 eV/A, jitter 1e-8, e0 -0.79 / -4.04 eV, energies and forces), each *arm* is
+fitted once per seed and evaluated on the test set:
+
+``gap_fit``
+    QUIP's ``gap_fit`` with ``sparse_method=cur_points rnd_seed=SEED`` on one core,
+    test predictions with quippy's ``Potential`` (``--quippy-python``).
+``gapy-quip-sparse``
+    gapy fitted on exactly the environments ``gap_fit`` chooses for ``rnd_seed=SEED``.
+    The choice only depends on the SOAP vectors and the seed, so it is read from a
+    cheap ``gap_fit sparsify_only_no_fit=T print_sparse_index=FILE`` run on a copy of
+    the training file without forces (no descriptor gradients: ~20 s for Si). The
+    indices count atoms through the training file, 1-based; when the ``gap_fit`` arm
+    ran for the same seed the script checks that its full fit chose the same atoms.
+``gapy-cur``
+    gapy with its own CUR (``sparse_method="cur"``, ``random_state=SEED``).
+``gapy-quip-cur``
+    gapy with a Python port of QUIP's ``cur_points`` (``clustering.F90``
+    ``cur_decomposition``, called without ``rank`` by ``gp_fit.F90``) applied to gapy's
+    SOAP vectors: leverage over the top ``k = (number of singular values > 1e-13) / 2``
+    right singular vectors, ``p = min(1, n_sparse * leverage / k)``, keep the
+    ``n_sparse`` smallest ``uniform() - p``. gapy's CUR uses all singular vectors
+    (``k = min(n_sparse, rank)``) and ``numpy``'s weighted draw without replacement.
+``gap_fit-gapy-sparse``
+    ``gap_fit`` with ``sparse_method=index_file`` on the atoms gapy's CUR chooses for
+    SEED (the reverse swap).
+
+For every arm and seed the script prints the test energy RMSE (meV/atom) overall and per
+``config_type``, the force RMSE (eV/A) and how many sparse points each ``config_type``
+got; then the mean, standard deviation, minimum and maximum over the seeds. Results go
+to ``WORK/results.json`` and are reused on the next run with the same ``--work-dir``
+(delete an entry, or the file, to refit).
+
+gap_fit-free arms (``gapy-cur``, ``gapy-quip-cur``) run without QUIP; arms that need
+``gap_fit`` are skipped with a message when it cannot be found (quippy-ase installs it
+inside the ``quippy`` package; ``--gap-fit PATH`` points to it otherwise).
+
+Threads: run with ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1`` (set here if unset);
+gapy fits with ``n_jobs=1``. A full Si ``gap_fit`` takes ~11 min on one free core (much
+more on a loaded machine), a gapy fit ~1 min.
+
+Usage (from the project root)::
+
+    python benchmarks/energy_gap_vs_quip.py --element Si --seeds 1 2 3 \\
+        --arms gapy-cur gapy-quip-sparse gapy-quip-cur --work-dir /tmp/egap
+    python benchmarks/energy_gap_vs_quip.py --element Si --seeds 1 2 --arms gap_fit --work-dir /tmp/egap
+    python benchmarks/energy_gap_vs_quip.py --element Si --n-sparse 300 --seeds 1 2 3   # all arms, quicker
+    python benchmarks/energy_gap_vs_quip.py --work-dir /tmp/egap --report            # table of what is stored
+"""
+
+import os
+
+for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import io  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from bench_vs_quip import (ATOM_SIGMA, CUTOFF_WIDTH, DEFAULT_DATA_DIR, DELTA, L_MAX, N_MAX,  # noqa: E402
+                           PUBLISHED, QUIP_SIGMA_VIRIAL, SIGMA_ENERGY, SIGMA_FORCE, SPARSE_JITTER, ZETA,
+                           errors, reference_labels, write_gap_fit_xyz)
+
+ARMS = ("gap_fit", "gapy-quip-sparse", "gapy-cur", "gapy-quip-cur", "gap_fit-gapy-sparse")
+NEEDS_GAP_FIT = {"gap_fit", "gapy-quip-sparse", "gap_fit-gapy-sparse"}
+TOL_SVD = 1e-13  # QUIP linearalgebra.f95
+
+
+# --------------------------------------------------------------------------- #
+# Sparse choices                                                              #
+# --------------------------------------------------------------------------- #
+
+
+def quip_cur_points(X, n, random_state=None):
+    """Port of QUIP's ``cur_decomposition(x, index_out)`` (no ``rank``, ``n_iter=1``).
+
+    ``X`` has one row per environment. Returns ``n`` sorted row indices.
+    """
+    rng = np.random.default_rng(random_state)
+    u, s, _ = np.linalg.svd(np.asarray(X, dtype=float), full_matrices=False)
+    rank = int(np.count_nonzero(s > TOL_SVD)) // 2
+    p = np.minimum((u[:, :rank] ** 2).sum(axis=1) * n / rank, 1.0)
+    return np.sort(np.argsort(rng.random(len(p)) - p, kind="stable")[:n])
+
+
+@contextlib.contextmanager
+def fixed_sparse_choice(choose):
+    """Make ``GAPRegressor.fit`` take ``choose(X)`` (row indices) as its sparse points.
+
+    ``X`` is every training environment's SOAP vector, in the order of the atoms through
+    the training set (one species, no candidate cap, no isolated atom: checked).
+    """
+    import gapy.estimator as estimator
+
+    original = estimator.select_points
+
+    def select(X, n_sparse, method, species, random_state, zeta):
+        chosen = np.asarray(choose(X), dtype=np.int64)
+        if len(np.unique(species)) != 1 or len(np.unique(chosen)) != len(chosen):
+            raise RuntimeError("fixed_sparse_choice: one species and distinct indices only")
+        return np.sort(chosen)
+
+    estimator.select_points = select
+    try:
+        yield
+    finally:
+        estimator.select_points = original
+
+
+# --------------------------------------------------------------------------- #
+# QUIP                                                                        #
+# --------------------------------------------------------------------------- #
+
+
+def gap_fit_binary(explicit=None):
+    """Path of gap_fit, or None when it cannot be found."""
+    candidates = []
+    if explicit:
+        candidates.append(Path(explicit))
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("quippy")
+        if spec is not None and spec.origin is not None:
+            candidates.append(Path(spec.origin).parent / "gap_fit")
+    except (ImportError, ValueError):
+        pass
+    found = shutil.which("gap_fit")
+    if found:
+        candidates.append(Path(found))
+    for gap_fit in candidates:
+        if gap_fit.is_file():
+            return str(gap_fit)
+    return None
+
+
+def quippy_works(python):
+    done = subprocess.run([python, "-c", "import quippy.potential"], capture_output=True)
+    return done.returncode == 0
+
+
+def soap_string(cfg, sparse):
+    return (f"soap l_max={L_MAX} n_max={N_MAX} atom_sigma={ATOM_SIGMA} zeta={ZETA} cutoff={cfg['cutoff']} "
+            f"cutoff_transition_width={CUTOFF_WIDTH} delta={DELTA} f0=0.0 covariance_type=dot_product "
+            f"n_sparse={cfg['n_sparse']} {sparse}")
+
+
+def run_gap_fit(cfg, work, tag, train_file, seed, sparse, extra=()):
+    """Run gap_fit in ``work`` on one core; returns the wall time (s)."""
+    cmd = [
+        cfg["gap_fit"], f"at_file={train_file}", f"gap={{{soap_string(cfg, sparse)}}}",
+        f"default_sigma={{{SIGMA_ENERGY} {SIGMA_FORCE} {QUIP_SIGMA_VIRIAL} 1.0}}",
+        f"sparse_jitter={SPARSE_JITTER}", f"e0={{{cfg['element']}:{cfg['e0']}}}", f"gp_file={tag}.xml",
+        "energy_parameter_name=dft_energy", "force_parameter_name=dft_forces",
+        "virial_parameter_name=dft_virial", f"rnd_seed={seed}", *extra,
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    start = time.perf_counter()
+    with open(work / f"{tag}.log", "w") as log:
+        done = subprocess.run(cmd, cwd=work, stdout=log, stderr=subprocess.STDOUT, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"gap_fit failed ({done.returncode}), see {work / (tag + '.log')}")
+    return time.perf_counter() - start
+
+
+def read_index_file(path):
+    return np.array(Path(path).read_text().split(), dtype=np.int64) - 1  # QUIP counts from 1
+
+
+def quip_sparse_choice(cfg, work, seed):
+    """Atoms gap_fit's cur_points chooses for ``rnd_seed=seed`` (0-based, through the training set)."""
+    index_file = work / f"quip_sparse_s{seed}.idx"
+    if not index_file.exists():
+        tag = f"quip_sparsify_s{seed}"
+        partial = work / f"{tag}.idx.partial"
+        partial.unlink(missing_ok=True)  # gap_fit appends
+        run_gap_fit(cfg, work, tag, "train_energies.xyz", seed,
+                    f"sparse_method=cur_points print_sparse_index={partial.name}", ["sparsify_only_no_fit=T"])
+        partial.rename(index_file)
+    return read_index_file(index_file)
+
+
+QUIPPY_WORKER = """
+import sys, numpy as np
+from ase.io import read
+from quippy.potential import Potential
+potential = Potential(param_filename=sys.argv[1])
+energy, forces = [], []
+for atoms in read(sys.argv[2], ":"):
+    atoms.calc = potential
+    energy.append(atoms.get_potential_energy())
+    forces.append(atoms.get_forces())
+np.savez(sys.argv[3], energy=np.array(energy), forces=np.concatenate(forces))
+"""
+
+
+def predict_quip(cfg, work, model, test_frames):
+    """Energies and forces of the test structures from a gap_fit model, with quippy's
+    ``Potential`` (in a subprocess of ``cfg["quippy_python"]``, an interpreter where
+    ``import quippy`` works; this one by default). The ``quip`` binary of the
+    quippy-ase 0.10.3 wheel segfaults on these models, so it is not used."""
+    out = work / f"{Path(model).stem}_pred.npz"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([cfg["quippy_python"], "-c", QUIPPY_WORKER, str(model), "test_positions.xyz", out.name],
+                          cwd=work, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"quippy prediction failed ({done.returncode}): {done.stderr[-2000:]}")
+    loaded = np.load(out)
+    if len(loaded["energy"]) != len(test_frames):
+        raise RuntimeError(f"quippy returned {len(loaded['energy'])} energies for {len(test_frames)} structures")
+    return {"energy": loaded["energy"], "forces": loaded["forces"], "stress": np.zeros((len(test_frames), 6))}
+
+
+# --------------------------------------------------------------------------- #
+# gapy                                                                        #
+# --------------------------------------------------------------------------- #
+
+
+def fit_gapy(cfg, train_frames, seed, choose=None):
+    """GAPRegressor with the published settings; ``choose(X)`` replaces its sparse choice."""
+    from gapy import SOAP, GAPRegressor
+
+    element = cfg["element"]
+    model = GAPRegressor(
+        SOAP(species=[element], r_cut=cfg["cutoff"], n_max=N_MAX, l_max=L_MAX, atom_sigma=ATOM_SIGMA,
+             cutoff_width=CUTOFF_WIDTH),
+        zeta=ZETA, delta=DELTA, n_sparse=cfg["n_sparse"], sparse_method="cur", sigma_energy=SIGMA_ENERGY,
+        sigma_force=SIGMA_FORCE, e0={element: cfg["e0"]}, sparse_jitter=SPARSE_JITTER, n_jobs=1,
+        random_state=seed, sparse_candidates=None,
+    )
+    with fixed_sparse_choice(choose) if choose is not None else contextlib.nullcontext():
+        model.fit(train_frames)
+    return model
+
+
+def predict_gapy(model, test_frames):
+    results = model.predict_all(test_frames)
+    return {"energy": np.array([r["energy"] for r in results]),
+            "forces": np.concatenate([r["forces"] for r in results]),
+            "stress": np.array([r["stress"] for r in results])}
+
+
+def sparse_rows_of(model, X):
+    """Training rows (environments) whose SOAP vectors are the model's sparse points."""
+    sparse = model.gp_.sparse
+    lookup = {np.round(row, 10).tobytes(): i for i, row in enumerate(X)}
+    rows = [lookup.get(np.round(row, 10).tobytes()) for row in sparse]
+    return None if any(r is None for r in rows) else np.array(sorted(rows))
+
+
+# --------------------------------------------------------------------------- #
+# Driver                                                                      #
+# --------------------------------------------------------------------------- #
+
+
+def run_arm(arm, seed, cfg, work, train_frames, test_frames, X, reference):
+    """Fit one arm for one seed; its errors, sparse picks per config_type and timing."""
+    start = time.perf_counter()
+    chosen = None
+    if arm == "gap_fit":
+        tag = f"gap_fit_s{seed}"
+        index_file = work / f"{tag}.idx"
+        index_file.unlink(missing_ok=True)
+        run_gap_fit(cfg, work, tag, "train.xyz", seed, f"sparse_method=cur_points print_sparse_index={index_file.name}")
+        predictions = predict_quip(cfg, work, f"{tag}.xml", test_frames)
+        chosen = read_index_file(index_file)
+        quick = quip_sparse_choice(cfg, work, seed)
+        if not np.array_equal(np.sort(quick), np.sort(chosen)):
+            print(f"  warning: the forces-free sparsify run chose other atoms than the full gap_fit (seed {seed})")
+    elif arm == "gap_fit-gapy-sparse":
+        tag = f"gap_fit_gapy_sparse_s{seed}"
+        chosen = np.sort(np.asarray(gapy_cur_choice(cfg, X, seed)))
+        (work / f"{tag}.idx").write_text("".join(f"{i + 1}\n" for i in chosen))  # one per line
+        run_gap_fit(cfg, work, tag, "train.xyz", seed, f"sparse_method=index_file sparse_file={tag}.idx")
+        predictions = predict_quip(cfg, work, f"{tag}.xml", test_frames)
+    else:
+        if arm == "gapy-quip-sparse":
+            chosen = quip_sparse_choice(cfg, work, seed)
+            choose = lambda values: chosen  # noqa: E731
+        elif arm == "gapy-quip-cur":
+            choose = lambda values: quip_cur_points(values, cfg["n_sparse"], seed)  # noqa: E731
+        else:
+            choose = None
+        model = fit_gapy(cfg, train_frames, seed, choose)
+        predictions = predict_gapy(model, test_frames)
+        chosen = sparse_rows_of(model, X)
+    config_types = cfg["config_types"]
+    picks = None
+    if chosen is not None:
+        picks = {t: int(np.count_nonzero(config_types[chosen] == t)) for t in sorted(set(config_types))}
+    return {"errors": errors(reference, predictions), "sparse_per_config_type": picks,
+            "seconds": time.perf_counter() - start}
+
+
+def gapy_cur_choice(cfg, X, seed):
+    """The rows gapy's CUR picks in ``GAPRegressor.fit`` for ``random_state=seed``."""
+    from gapy.sparsify import select_points
+
+    return select_points(X, cfg["n_sparse"], "cur", np.zeros(len(X), dtype=int), seed, ZETA)
+
+
+def training_descriptors(cfg, train_frames, work):
+    """gapy's SOAP vector of every training environment (cached in ``work``)."""
+    from gapy import SOAP
+
+    path = work / "train_soap.npy"
+    if path.exists():
+        return np.load(path)
+    soap = SOAP(species=[cfg["element"]], r_cut=cfg["cutoff"], n_max=N_MAX, l_max=L_MAX, atom_sigma=ATOM_SIGMA,
+                cutoff_width=CUTOFF_WIDTH)
+    X = np.concatenate([soap.compute(atoms) for atoms in train_frames])
+    np.save(path, X)
+    return X
+
+
+def summary_table(results, groups):
+    """Mean, sd, min and max over seeds per arm (markdown)."""
+    header = (["arm", "seeds"] + [f"E {g} mean (sd) [min-max]" for g in groups] + ["F all mean", "Surface picks mean"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm in ARMS:
+        runs = results.get(arm, {})
+        if not runs:
+            continue
+        seeds = sorted(runs, key=int)
+        cells = [arm, ",".join(seeds)]
+        for g in groups:
+            values = np.array([runs[s]["errors"].get(g, {}).get("energy", np.nan) for s in seeds])
+            cells.append(f"{values.mean():.2f} ({values.std(ddof=1) if len(values) > 1 else 0:.2f}) "
+                         f"[{values.min():.2f}-{values.max():.2f}]")
+        cells.append(f"{np.mean([runs[s]['errors']['all']['forces'] for s in seeds]):.4f}")
+        picks = [runs[s]["sparse_per_config_type"] for s in seeds if runs[s]["sparse_per_config_type"]]
+        cells.append(f"{np.mean([p.get('Surface', 0) for p in picks]):.1f}" if picks else "-")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def per_seed_table(results, groups):
+    header = ["arm", "seed"] + [f"E {g}" for g in groups] + ["F all", "sparse picks per config_type", "s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for arm in ARMS:
+        for seed, run in sorted(results.get(arm, {}).items(), key=lambda item: int(item[0])):
+            cells = [arm, seed] + [f"{run['errors'].get(g, {}).get('energy', float('nan')):.2f}" for g in groups]
+            cells += [f"{run['errors']['all']['forces']:.4f}", json.dumps(run["sparse_per_config_type"]),
+                      f"{run['seconds']:.0f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def default_data_dir():
+    """``../shared/data/mlearn`` from the project root, or from the main checkout of a git worktree."""
+    if DEFAULT_DATA_DIR.is_dir():
+        return DEFAULT_DATA_DIR
+    try:
+        common = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        return (Path(common).parent / ".." / "shared" / "data" / "mlearn").resolve()
+    except (OSError, subprocess.CalledProcessError):
+        return DEFAULT_DATA_DIR
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--element", choices=sorted(PUBLISHED), default="Si")
+    parser.add_argument("--n-sparse", type=int, default=None, help="default: mlearn's (Si 1000, Mo 2000)")
+    parser.add_argument("--n-train", type=int, default=None, help="first N training structures (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--gap-fit", default=None, help="path of gap_fit (default: quippy's, or on PATH)")
+    parser.add_argument("--quippy-python", default=None,
+                        help="Python interpreter where `import quippy` works, for gap_fit's test predictions "
+                             "(default: this one)")
+    parser.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data/mlearn")
+    parser.add_argument("--work-dir", type=Path, default=None,
+                        help="models, logs and results.json (default: a new temporary directory)")
+    parser.add_argument("--report", action="store_true", help="only print the tables of stored results")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import tempfile
+
+    args.data_dir = args.data_dir or default_data_dir()
+    from ase import Atoms
+    from ase.io import read, write
+
+    work = args.work_dir or Path(tempfile.mkdtemp(prefix="energy_gap_vs_quip_"))
+    work.mkdir(parents=True, exist_ok=True)
+    published = PUBLISHED[args.element]
+    n_sparse = args.n_sparse or published["n_sparse"]
+    train_frames = read(args.data_dir / args.element / "train.xyz", ":")[: args.n_train]
+    test_frames = read(args.data_dir / args.element / "test.xyz", ":")
+    key = f"{args.element} n_train={len(train_frames)} n_sparse={n_sparse}"
+    results_path = work / "results.json"
+    stored = json.loads(results_path.read_text()) if results_path.exists() else {}
+    results = stored.setdefault(key, {})
+    groups = ["all"] + sorted({a.info.get("config_type", "default") for a in test_frames})
+    if not args.report:
+        gap_fit = gap_fit_binary(args.gap_fit)
+        quippy_python = args.quippy_python or sys.executable
+        arms = list(args.arms)
+        if gap_fit is None:
+            skipped = [arm for arm in arms if arm in NEEDS_GAP_FIT]
+            if skipped:
+                print(f"gap_fit not found: skipping {', '.join(skipped)}")
+            arms = [arm for arm in arms if arm not in NEEDS_GAP_FIT]
+        needs_quippy = [arm for arm in arms if arm in ("gap_fit", "gap_fit-gapy-sparse")]
+        if needs_quippy and not quippy_works(quippy_python):
+            print(f"quippy cannot be imported by {quippy_python} (see --quippy-python): skipping "
+                  f"{', '.join(needs_quippy)}")
+            arms = [arm for arm in arms if arm not in needs_quippy]
+        cfg = {
+            "element": args.element, "cutoff": published["cutoff"], "e0": published["e0"], "n_sparse": n_sparse,
+            "gap_fit": gap_fit, "quippy_python": quippy_python,
+            "config_types": np.concatenate([[a.info.get("config_type", "default")] * len(a) for a in train_frames]),
+        }
+        print(f"# {key}: {sum(map(len, train_frames))} training environments, test {len(test_frames)} structures "
+              f"({sum(map(len, test_frames))} atoms); work dir {work}", flush=True)
+        if gap_fit is not None:
+            write_gap_fit_xyz(train_frames, work / "train.xyz", with_virial=False)
+            energies_only = []
+            for atoms in train_frames:
+                copy = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
+                copy.info["config_type"] = atoms.info.get("config_type", "default")
+                copy.info["dft_energy"] = atoms.get_potential_energy()
+                energies_only.append(copy)
+            write(work / "train_energies.xyz", energies_only, format="extxyz")
+            write(work / "test_positions.xyz", [Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc)
+                                                for a in test_frames], format="extxyz")
+        X = training_descriptors(cfg, train_frames, work)
+        reference = reference_labels(test_frames)
+        for seed in args.seeds:
+            for arm in arms:
+                if str(seed) in results.get(arm, {}):
+                    continue
+                print(f"{arm} seed {seed} ...", flush=True)
+                run = run_arm(arm, seed, cfg, work, train_frames, test_frames, X, reference)
+                results.setdefault(arm, {})[str(seed)] = run
+                results_path.write_text(json.dumps(stored, indent=1))
+                cells = ", ".join(f"{g} {run['errors'][g]['energy']:.2f}" for g in groups if g in run["errors"])
+                print(f"  energy RMSE (meV/atom) {cells}; forces {run['errors']['all']['forces']:.4f} eV/A; "
+                      f"sparse {run['sparse_per_config_type']}; {run['seconds']:.0f} s", flush=True)
+    print(f"\n## {key}: test energy RMSE (meV/atom) per seed\n")
+    print(per_seed_table(results, groups))
+    print(f"\n## {key}: over seeds (sd with ddof=1)\n")
+    print(summary_table(results, groups))
+
+
+if __name__ == "__main__":
+    main()
