@@ -100,6 +100,43 @@ def quip_cur_points(X, n, random_state=None):
     return np.sort(np.argsort(rng.random(len(p)) - p, kind="stable")[:n])
 
 
+def leverage(X, k):
+    """Leverage of each row over the top ``k`` left singular vectors of ``X`` (``k="half"``:
+    half the singular values above QUIP's TOL_SVD, as ``cur_points``; ``k="gapy"``: those
+    ``gapy.sparsify.cur_points`` keeps, eigenvalues of ``X^T X`` above 1e-12 of the largest)."""
+    u, s, _ = np.linalg.svd(np.asarray(X, dtype=float), full_matrices=False)
+    if k == "half":
+        k = int(np.count_nonzero(s > TOL_SVD)) // 2
+    elif k == "gapy":
+        k = int(np.count_nonzero(s**2 > s[0] ** 2 * 1e-12))
+    return (u[:, :k] ** 2).sum(axis=1), k
+
+
+def pick_statistics(X, config_types, n, n_draws=50):
+    """Mean sparse points per config_type over ``n_draws`` seeds for the four combinations
+    of leverage rank (gapy's, QUIP's half) and draw (numpy weighted without replacement as
+    gapy; QUIP's ``uniform - p``), and the leverage share of each config_type (markdown)."""
+    types = sorted(set(config_types))
+    lines = ["| leverage rank k | draw | " + " | ".join(f"{t} (mean, sd)" for t in types) + " | leverage share "
+             + " / ".join(types) + " |", "|" + "---|" * (len(types) + 3)]
+    for rank in ("gapy", "half"):
+        lev, k = leverage(X, rank)
+        share = " / ".join(f"{lev[config_types == t].sum() / lev.sum():.3f}" for t in types)
+        for draw in ("gapy", "quip"):
+            counts = []
+            for seed in range(n_draws):
+                rng = np.random.default_rng(seed)
+                if draw == "gapy":
+                    chosen = rng.choice(len(X), size=n, replace=False, p=lev / lev.sum())
+                else:
+                    chosen = np.argsort(rng.random(len(X)) - np.minimum(lev * n / k, 1.0), kind="stable")[:n]
+                counts.append([np.count_nonzero(config_types[chosen] == t) for t in types])
+            counts = np.array(counts)
+            cells = " | ".join(f"{m:.1f}, {sd:.1f}" for m, sd in zip(counts.mean(0), counts.std(0)))
+            lines.append(f"| {rank} ({k}) | {draw} | {cells} | {share} |")
+    return "\n".join(lines)
+
+
 @contextlib.contextmanager
 def fixed_sparse_choice(choose):
     """Make ``GAPRegressor.fit`` take ``choose(X)`` (row indices) as its sparse points.
@@ -380,7 +417,7 @@ def parse_args(argv=None):
     parser.add_argument("--element", choices=sorted(PUBLISHED), default="Si")
     parser.add_argument("--n-sparse", type=int, default=None, help="default: mlearn's (Si 1000, Mo 2000)")
     parser.add_argument("--n-train", type=int, default=None, help="first N training structures (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="*", default=[1, 2, 3])
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument("--gap-fit", default=None, help="path of gap_fit (default: quippy's, or on PATH)")
     parser.add_argument("--quippy-python", default=None,
@@ -390,6 +427,9 @@ def parse_args(argv=None):
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="models, logs and results.json (default: a new temporary directory)")
     parser.add_argument("--report", action="store_true", help="only print the tables of stored results")
+    parser.add_argument("--picks", action="store_true",
+                        help="also print the expected sparse points per config_type of each CUR variant on gapy's "
+                             "SOAP vectors (50 draws each; no fit)")
     return parser.parse_args(argv)
 
 
@@ -445,6 +485,11 @@ def main(argv=None):
             write(work / "test_positions.xyz", [Atoms(a.numbers, a.positions, cell=a.cell, pbc=a.pbc)
                                                 for a in test_frames], format="extxyz")
         X = training_descriptors(cfg, train_frames, work)
+        if args.picks:
+            print(f"\n## Sparse points per config_type, {n_sparse} of {len(X)} (training environments: "
+                  + ", ".join(f"{t} {np.count_nonzero(cfg['config_types'] == t)}" for t in sorted(set(cfg["config_types"])))
+                  + ")\n")
+            print(pick_statistics(X, cfg["config_types"], n_sparse) + "\n", flush=True)
         reference = reference_labels(test_frames)
         for seed in args.seeds:
             for arm in arms:
