@@ -91,13 +91,21 @@ TOL_SVD = 1e-13  # QUIP linearalgebra.f95
 def quip_cur_points(X, n, random_state=None):
     """Port of QUIP's ``cur_decomposition(x, index_out)`` (no ``rank``, ``n_iter=1``).
 
-    ``X`` has one row per environment. Returns ``n`` sorted row indices.
+    ``X`` has one row per environment. Returns ``n`` sorted row indices. As ``gap_fit``
+    (``exclude_duplicates``), only one row of identical ones is a candidate.
     """
     rng = np.random.default_rng(random_state)
-    u, s, _ = np.linalg.svd(np.asarray(X, dtype=float), full_matrices=False)
-    rank = int(np.count_nonzero(s > TOL_SVD)) // 2
-    p = np.minimum((u[:, :rank] ** 2).sum(axis=1) * n / rank, 1.0)
-    return np.sort(np.argsort(rng.random(len(p)) - p, kind="stable")[:n])
+    distinct = distinct_rows(X)
+    lev, rank = leverage(np.asarray(X, dtype=float)[distinct], "half")
+    p = np.minimum(lev * n / rank, 1.0)
+    return np.sort(distinct[np.argsort(rng.random(len(p)) - p, kind="stable")[:n]])
+
+
+def distinct_rows(X):
+    """Indices of the first of each set of identical rows (to 12 decimals, as gapy)."""
+    from gapy.sparsify import _first_occurrences
+
+    return _first_occurrences(np.asarray(X, dtype=float), np.arange(len(X)))
 
 
 def leverage(X, k):
@@ -115,7 +123,10 @@ def leverage(X, k):
 def pick_statistics(X, config_types, n, n_draws=50):
     """Mean sparse points per config_type over ``n_draws`` seeds for the four combinations
     of leverage rank (gapy's, QUIP's half) and draw (numpy weighted without replacement as
-    gapy; QUIP's ``uniform - p``), and the leverage share of each config_type (markdown)."""
+    gapy; QUIP's ``uniform - p``), and the leverage share of each config_type (markdown).
+    Identical rows count once (as in both codes)."""
+    distinct = distinct_rows(X)
+    X, config_types = np.asarray(X)[distinct], np.asarray(config_types)[distinct]
     types = sorted(set(config_types))
     lines = ["| leverage rank k | draw | " + " | ".join(f"{t} (mean, sd)" for t in types) + " | leverage share "
              + " / ".join(types) + " |", "|" + "---|" * (len(types) + 3)]
@@ -486,9 +497,9 @@ def main(argv=None):
                                                 for a in test_frames], format="extxyz")
         X = training_descriptors(cfg, train_frames, work)
         if args.picks:
-            print(f"\n## Sparse points per config_type, {n_sparse} of {len(X)} (training environments: "
-                  + ", ".join(f"{t} {np.count_nonzero(cfg['config_types'] == t)}" for t in sorted(set(cfg["config_types"])))
-                  + ")\n")
+            distinct = cfg["config_types"][distinct_rows(X)]
+            print(f"\n## Sparse points per config_type, {n_sparse} of {len(distinct)} distinct environments ("
+                  + ", ".join(f"{t} {np.count_nonzero(distinct == t)}" for t in sorted(set(distinct))) + ")\n")
             print(pick_statistics(X, cfg["config_types"], n_sparse) + "\n", flush=True)
         reference = reference_labels(test_frames)
         for seed in args.seeds:
