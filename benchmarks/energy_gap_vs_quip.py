@@ -26,6 +26,10 @@ fitted once per seed and evaluated on the test set:
     right singular vectors, ``p = min(1, n_sparse * leverage / k)``, keep the
     ``n_sparse`` smallest ``uniform() - p``. gapy's CUR uses all singular vectors
     (``k = min(n_sparse, rank)``) and ``numpy``'s weighted draw without replacement.
+``gapy-quip-cur-quipX``
+    the same port applied to QUIP's SOAP vectors (quippy ``Descriptor``, through
+    ``--quippy-python``): QUIP's choice in distribution, drawn with numpy's generator;
+    the gapy model is fitted on gapy's SOAP vectors of those environments.
 ``gap_fit-gapy-sparse``
     ``gap_fit`` with ``sparse_method=index_file`` on the atoms gapy's CUR chooses for
     SEED (the reverse swap).
@@ -60,7 +64,6 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import io  # noqa: E402
 import json  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
@@ -78,8 +81,8 @@ from bench_vs_quip import (ATOM_SIGMA, CUTOFF_WIDTH, DEFAULT_DATA_DIR, DELTA, L_
                            PUBLISHED, QUIP_SIGMA_VIRIAL, SIGMA_ENERGY, SIGMA_FORCE, SPARSE_JITTER, ZETA,
                            errors, reference_labels, write_gap_fit_xyz)
 
-ARMS = ("gap_fit", "gapy-quip-sparse", "gapy-cur", "gapy-quip-cur", "gap_fit-gapy-sparse")
-NEEDS_GAP_FIT = {"gap_fit", "gapy-quip-sparse", "gap_fit-gapy-sparse"}
+ARMS = ("gap_fit", "gapy-quip-sparse", "gapy-cur", "gapy-quip-cur", "gapy-quip-cur-quipX", "gap_fit-gapy-sparse")
+NEEDS_GAP_FIT = {"gap_fit", "gapy-quip-sparse", "gap_fit-gapy-sparse", "gapy-quip-cur-quipX"}
 TOL_SVD = 1e-13  # QUIP linearalgebra.f95
 
 
@@ -344,6 +347,9 @@ def run_arm(arm, seed, cfg, work, train_frames, test_frames, X, reference):
             choose = lambda values: chosen  # noqa: E731
         elif arm == "gapy-quip-cur":
             choose = lambda values: quip_cur_points(values, cfg["n_sparse"], seed)  # noqa: E731
+        elif arm == "gapy-quip-cur-quipX":
+            quip_X = quip_training_descriptors(cfg, work)
+            choose = lambda values: quip_cur_points(quip_X, cfg["n_sparse"], seed)  # noqa: E731
         else:
             choose = None
         model = fit_gapy(cfg, train_frames, seed, choose)
@@ -376,6 +382,31 @@ def training_descriptors(cfg, train_frames, work):
     X = np.concatenate([soap.compute(atoms) for atoms in train_frames])
     np.save(path, X)
     return X
+
+
+QUIPPY_DESCRIPTOR_WORKER = """
+import sys, numpy as np
+from ase.io import read
+from quippy.descriptors import Descriptor
+descriptor = Descriptor(sys.argv[1])
+np.save(sys.argv[3], np.concatenate([descriptor.calc(atoms)["data"] for atoms in read(sys.argv[2], ":")]))
+"""
+
+
+def quip_training_descriptors(cfg, work):
+    """QUIP's SOAP vector of every training environment (quippy, cached in ``work``)."""
+    path = work / "train_soap_quip.npy"
+    if not path.exists():
+        from ase.data import atomic_numbers
+
+        z = atomic_numbers[cfg["element"]]
+        spec = (f"soap l_max={L_MAX} n_max={N_MAX} atom_sigma={ATOM_SIGMA} cutoff={cfg['cutoff']} "
+                f"cutoff_transition_width={CUTOFF_WIDTH} n_species=1 species_Z={{{z}}} Z={z}")
+        done = subprocess.run([cfg["quippy_python"], "-c", QUIPPY_DESCRIPTOR_WORKER, spec, "train_energies.xyz",
+                               path.name], cwd=work, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"quippy descriptors failed: {done.stderr[-2000:]}")
+    return np.load(path)
 
 
 def summary_table(results, groups):
@@ -438,6 +469,8 @@ def parse_args(argv=None):
     parser.add_argument("--work-dir", type=Path, default=None,
                         help="models, logs and results.json (default: a new temporary directory)")
     parser.add_argument("--report", action="store_true", help="only print the tables of stored results")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[],
+                        help="work directories of other runs whose results.json are merged into this one's")
     parser.add_argument("--picks", action="store_true",
                         help="also print the expected sparse points per config_type of each CUR variant on gapy's "
                              "SOAP vectors (50 draws each; no fit)")
@@ -461,6 +494,12 @@ def main(argv=None):
     key = f"{args.element} n_train={len(train_frames)} n_sparse={n_sparse}"
     results_path = work / "results.json"
     stored = json.loads(results_path.read_text()) if results_path.exists() else {}
+    for other in args.merge:  # results of runs in other work directories (e.g. run side by side)
+        for other_key, arms in json.loads((other / "results.json").read_text()).items():
+            for arm, runs in arms.items():
+                stored.setdefault(other_key, {}).setdefault(arm, {}).update(runs)
+    if args.merge:
+        results_path.write_text(json.dumps(stored, indent=1))
     results = stored.setdefault(key, {})
     groups = ["all"] + sorted({a.info.get("config_type", "default") for a in test_frames})
     if not args.report:
@@ -472,7 +511,7 @@ def main(argv=None):
             if skipped:
                 print(f"gap_fit not found: skipping {', '.join(skipped)}")
             arms = [arm for arm in arms if arm not in NEEDS_GAP_FIT]
-        needs_quippy = [arm for arm in arms if arm in ("gap_fit", "gap_fit-gapy-sparse")]
+        needs_quippy = [arm for arm in arms if arm in ("gap_fit", "gapy-quip-cur-quipX", "gap_fit-gapy-sparse")]
         if needs_quippy and not quippy_works(quippy_python):
             print(f"quippy cannot be imported by {quippy_python} (see --quippy-python): skipping "
                   f"{', '.join(needs_quippy)}")
