@@ -55,8 +55,12 @@ def cur_points(X: np.ndarray, n: int, random_state=None) -> np.ndarray:
     """``n`` rows drawn without replacement with probability given by their leverage.
 
     The leverage of row ``i`` is ``sum_{j<k} U_ij^2 / k`` over the top ``k = min(n, rank)``
-    left singular vectors of ``X`` (as ``gap_fit``'s ``sparse_method=cur_points``). It is
-    computed from the small ``X^T X`` eigenproblem, so memory stays ``O(n_features^2)``.
+    left singular vectors of ``X``. It is computed from the small ``X^T X`` eigenproblem,
+    so memory stays ``O(n_features^2)``. ``gap_fit``'s ``sparse_method=cur_points`` differs:
+    it takes the leverage over the top half of the singular vectors, ``p = min(1, n
+    leverage / k)``, and keeps the ``n`` smallest ``uniform - p``; on mlearn Si that picks
+    more surface environments, with no measurable effect on the test errors
+    (``benchmarks/energy_gap_vs_quip.py``).
 
     Parameters
     ----------
