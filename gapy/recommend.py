@@ -64,7 +64,7 @@ class Recommendation:
     >>> from gapy.recommend import recommend
     >>> from gapy.datasets import load_si
     >>> recommendation = recommend(load_si("train")[:20])
-    >>> recommendation.model.descriptor.r_cut > 4.0, "two_body" in recommendation.reasons
+    >>> recommendation.model.descriptor.r_cut > 4.0, recommendation.model.two_body is None
     (True, True)
     """
 
