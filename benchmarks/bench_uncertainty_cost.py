@@ -5,7 +5,7 @@ data, then times ``predict_all`` for diamond Si cells with and without standard
 deviations, interleaving the variants so that machine load hits them alike (best of
 ``--repeats``), and reports each as a ratio to the plain call in the same run (goal:
 force stds at most 3x). The "mixed precision" variant sets
-``model.gp_.force_std_precision = "mixed"``; its relative error against the float64
+``model.force_std_precision = "mixed"``; its relative error against the float64
 force stds is measured on rattled, strained, compressed, liquid-like and vacancy cells.
 On a loaded machine, ``--clock cpu`` with ``OPENBLAS_NUM_THREADS=1`` times the process's
 CPU time on one thread, which other jobs disturb much less than the wall clock.
@@ -41,13 +41,13 @@ VARIANTS = {
     "E+F + all stds (stress too)": dict(return_std=True, properties=("energy", "energies", "forces", "stress")),
 }
 PROPERTIES = ("energy", "energies", "forces")
-#: ``SparseGP.force_std_precision`` of each variant ("double" when not named).
+#: ``GAPRegressor.force_std_precision`` of each variant ("double" when not named).
 PRECISION = {"E+F + force stds, mixed precision": "mixed"}
 
 
 def call(model, atoms, variant: str):
     """``predict_all`` of one variant (its keyword arguments and force-std precision)."""
-    model.gp_.force_std_precision = PRECISION.get(variant, "double")
+    model.force_std_precision = PRECISION.get(variant, "double")
     return model.predict_all([atoms], **{"properties": PROPERTIES, **VARIANTS[variant]})
 
 
@@ -108,11 +108,11 @@ def mixed_precision_errors(model, kinds=("dtc", "sor", "local")):
         for name, atoms in test_structures().items():
             stds = {}
             for precision in ("double", "mixed"):
-                model.gp_.force_std_precision = precision
+                model.force_std_precision = precision
                 stds[precision] = model.predict_all([atoms], return_std=("forces",), variance=kind)[0]["forces_std"]
             error = np.abs(stds["mixed"] - stds["double"]) / stds["double"]
             rows.append((kind, name, np.median(stds["double"]), error.max(), np.median(error)))
-    model.gp_.force_std_precision = "double"
+    model.force_std_precision = "double"
     return rows
 
 

@@ -21,6 +21,7 @@ from .baseline import ZBL, shortest_distance
 from .descriptors import SOAP, ThreeBody, TwoBody
 from .exceptions import ModelFileError, StructureError
 from .gp import SparseGP, SparseSet, check_variance_kind, fit_sparse_gp, voigt
+from .gp.sparse_gp import check_force_std_precision
 from .gp.terms import InstanceSparseSet, check_delta
 from .gp.variance import local_prior_variance
 from .io.frames import FileSource, FrameSource, frame_source, load_structure
@@ -130,6 +131,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         of a new label rather than of the latent function. Honest when the sigmas were
         chosen by the evidence (:meth:`maximize_evidence`), which counts what the model
         cannot fit as noise. Local energies have no label and are unchanged.
+    force_std_precision : {"double", "mixed"}, default="double"
+        Arithmetic of the force stds (:attr:`gapy.gp.SparseGP.force_std_precision`):
+        ``"mixed"`` computes their largest product in float32 on the residual of a
+        float64 low-rank part, within 0.5 % of ``"double"`` and about 1.25x faster.
     block_rows : int, default=4096
         Observation rows folded into the QR factor at a time (memory bound).
     n_jobs : int, default=1
@@ -235,6 +240,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         force_weights_key: str = "force_weights",
         variance: str = "dtc",
         std_noise: bool = False,
+        force_std_precision: str = "double",
         block_rows: int = 4096,
         n_jobs: int = 1,
         random_state=0,
@@ -263,6 +269,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.force_weights_key = force_weights_key
         self.variance = variance
         self.std_noise = std_noise
+        self.force_std_precision = force_std_precision
         self.block_rows = block_rows
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -655,6 +662,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         check_choice("sparse_method", self.sparse_method, METHODS)
         check_integer("sparse_candidates", self.sparse_candidates, 1, allow_none=True)
         check_variance_kind(self.variance)
+        check_force_std_precision(self.force_std_precision)
         check_integer("zeta", self.zeta, 1)
         for name in ("sigma_energy", "sigma_force", "sigma_virial"):
             check_number(name, getattr(self, name), 0.0, allow_none=True)
@@ -1054,7 +1062,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             blocks = descriptor.gradient_blocks(atoms, strain="stress" in std_of, positions="forces" in std_of,
                                                 index=index)
             gradient = gp.gradient_variances(values, species, factor, blocks, kind, forces="forces" in std_of,
-                                             virial="stress" in std_of)
+                                             virial="stress" in std_of, precision=self.force_std_precision)
             variances.update({"forces": gradient.get("forces"), "stress": gradient.get("virial")})
         units = {"energies": scale["energy"], "energy": scale["energy"], "forces": scale["forces"],
                  "stress": scale["stress"] / atoms.get_volume() if "stress" in std_of else None}

@@ -655,7 +655,7 @@ def test_mixed_precision_force_stds_agree_with_double_precision(fitted, training
         atoms.rattle(noise, seed=5)
         structures.append(atoms)
     double = fitted.predict_all(structures, return_std=True, variance=kind)
-    monkeypatch.setattr(fitted.gp_, "force_std_precision", "mixed")
+    monkeypatch.setattr(fitted, "force_std_precision", "mixed")  # GAPRegressor(force_std_precision="mixed")
     mixed = fitted.predict_all(structures, return_std=True, variance=kind)
     errors = []
     for exact, approximate in zip(double, mixed):
@@ -679,6 +679,8 @@ def test_split_points_and_force_std_precision_checks(fitted, monkeypatch):
     np.testing.assert_allclose(split.coefficients.T @ split.basis + split.residual, points, atol=1e-6)
     np.testing.assert_allclose(split.basis @ split.basis.T, np.eye(len(split.basis)), atol=1e-12)
     assert len(split_points(points, tolerance=0.0).basis) == min(points.shape)  # residual zero
-    monkeypatch.setattr(fitted.gp_, "force_std_precision", "single")
+    monkeypatch.setattr(fitted, "force_std_precision", "single")
     with pytest.raises(ValueError, match="force_std_precision must be one of"):
         fitted.predict_all(bulk("Si", cubic=True), return_std=["forces"])
+    with pytest.raises(ValueError, match="force_std_precision must be one of"):
+        fitted._check_parameters()

@@ -211,6 +211,8 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "stored in the model: " + ", ".join(VARIANCE_KINDS), "KIND"),
     _Option("std_noise", "gap", None, (bool,), "predicted stds of energies, forces and stress include the "
             "fitted label noise (the std of a new label; on with --recommend)"),
+    _Option("force_std_precision", "gap", choice(("double", "mixed")), (), "arithmetic of the force stds: "
+            "double, or mixed (float32 for the largest product, within 0.5 %%)", "PRECISION"),
     _Option("block_rows", "gap", integer, (int,), "observation rows folded into the QR factor at "
             "a time (bounds memory)", "N"),
     _Option("n_jobs", "gap", integer, (int,), "threads (-1: all cores)", "N"),
@@ -236,7 +238,7 @@ _RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "calibrate": F
 #: ``gapy fit`` settings that are not model hyperparameters (given alone, the recommended
 #: settings are still used).
 NOT_HYPERPARAMETERS = ("species", "energy_key", "forces_key", "stress_key", "virial_key", "force_weights_key",
-                       "variance", "std_noise", "block_rows", "n_jobs", "seed", "sparse_candidates")
+                       "variance", "std_noise", "force_std_precision", "block_rows", "n_jobs", "seed", "sparse_candidates")
 #: Structures whose geometry ``gapy fit --recommend`` reads from a streamed file.
 RECOMMEND_SAMPLE = 300
 #: Training files larger than this (bytes) are streamed unless ``--no-stream``.

@@ -561,8 +561,8 @@ class SparseGP(SparseSet):
         (:func:`gapy.gp.design.split_points`); sums over centres, priors and the
         projection on the posterior factor stay float64. Force stds within ~0.5 % of
         ``"double"``, ~1.25x faster (their largest product 2x faster; see
-        ``docs/gp.md``). A runtime setting, not saved with the model:
-        ``model.gp_.force_std_precision = "mixed"``.
+        ``docs/gp.md``). ``GAPRegressor(force_std_precision=...)`` sets it per call
+        (and is saved with the model).
 
     References
     ----------
@@ -653,7 +653,8 @@ class SparseGP(SparseSet):
         return self.contract_kernel_gradient(np.broadcast_to(alpha, (len(factor), len(alpha))), factor)
 
     def gradient_variances(self, values, species, factor, blocks, kind: str = "sor", *,
-                           forces: bool = True, virial: bool = False) -> Dict[str, np.ndarray]:
+                           forces: bool = True, virial: bool = False,
+                           precision: Optional[str] = None) -> Dict[str, np.ndarray]:
         """Predictive variances of the forces and the virial of one structure, block by block.
 
         Memory is that of one block of gradients (and, for the ``"dtc"`` and ``"local"``
@@ -678,6 +679,9 @@ class SparseGP(SparseSet):
             :attr:`force_std_precision`).
         virial : bool, default=False
             Compute the virial variances (always float64).
+        precision : {"double", "mixed"}, optional
+            Arithmetic of the force variances for this call; default
+            :attr:`force_std_precision`.
 
         Returns
         -------
@@ -702,7 +706,7 @@ class SparseGP(SparseSet):
         ((64, 3), (6,))
         """
         check_variance_kind(kind)
-        precision = check_force_std_precision(self.force_std_precision)
+        precision = check_force_std_precision(precision or self.force_std_precision)
         split = self._split_points if precision == "mixed" else None
         if self.terms:
             raise ValueError("gradient_variances covers SOAP-only models; with extra terms use the rows of "
