@@ -132,7 +132,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         chosen by the evidence (:meth:`maximize_evidence`), which counts what the model
         cannot fit as noise. Local energies have no label and are unchanged.
     force_std_precision : {"double", "mixed"}, default="double"
-        Arithmetic of the force stds (:attr:`gapy.gp.SparseGP.force_std_precision`):
+        Arithmetic of the force stds (``precision`` of :meth:`gapy.gp.SparseGP.gradient_variances`):
         ``"mixed"`` computes their largest product in float32 on the residual of a
         float64 low-rank part, within 0.5 % of ``"double"`` and about 1.25x faster.
     block_rows : int, default=4096
@@ -431,17 +431,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         try:
             plan = self._plan(source, sample_weight)
             terms = self._terms()
-            unit = replace(plan.basis, delta=1.0, terms=tuple(replace(term, delta=1.0) for term in plan.basis.terms))
-            # one delta per block of columns: SOAP's, then each term's (K_MM block-diagonal)
-            sizes = [len(plan.basis.sparse)] + [len(term.sparse) for term in plan.basis.terms]
-            edges = np.cumsum([0] + sizes)
+            statistics = self._evidence_statistics(plan)
             deltas = {"delta": float(self.delta), **{f"{name}__delta": float(term.delta) for name, term in terms}}
-            blocks = {name: slice(int(a), int(b)) for name, a, b in zip(deltas, edges[:-1], edges[1:])}
-            statistics = EvidenceStatistics(unit.kernel_matrix(), blocks=blocks)
             globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
-            for observations in self._observations(plan, unit):
-                for kind, (rows, targets, sigmas) in observations.items():
-                    statistics.add(kind, rows, targets, sigmas / globals_[kind])
             names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
             kinds = list(statistics.groups)
             known = {**{name: name for name in deltas}, **{names[kind]: kind for kind in kinds}}
@@ -471,6 +463,20 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             "log_marginal_likelihood": result.log_marginal_likelihood, "converged": result.converged,
             "at_bounds": list(result.at_bounds), "fixed": list(fixed)}
         return self
+
+    def _evidence_statistics(self, plan: "_FitPlan") -> EvidenceStatistics:
+        """The observations of ``plan`` at unit deltas, one block of columns per delta:
+        SOAP's (``"delta"``), then each term's (``"two_body__delta"``, ...); ``K_MM`` is
+        block-diagonal."""
+        unit = plan.unit_basis()
+        blocks = {"delta": slice(0, len(unit.sparse)),
+                  **{f"{name}__delta": columns for (name, _), columns in zip(self._terms(), unit.term_slices())}}
+        statistics = EvidenceStatistics(unit.kernel_matrix(), blocks=blocks)
+        globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
+        for observations in self._observations(plan, unit):
+            for kind, (rows, targets, sigmas) in observations.items():
+                statistics.add(kind, rows, targets, sigmas / globals_[kind])
+        return statistics
 
     def _plan(self, source: FrameSource, sample_weight) -> "_FitPlan":
         """Pass 1 of a fit: checks, labels, ``e0``, the baseline and the sparse points.
@@ -1462,6 +1468,10 @@ class _FitPlan:
     basis: SparseSet
     remote: bool
     term_descriptors: Dict[str, object]
+
+    def unit_basis(self) -> SparseSet:
+        """:attr:`basis` with every delta (SOAP's and each term's) set to 1."""
+        return replace(self.basis, delta=1.0, terms=tuple(replace(term, delta=1.0) for term in self.basis.terms))
 
 
 def _noise_scaled(observations: dict) -> Tuple[np.ndarray, np.ndarray]:

@@ -163,29 +163,32 @@ def test_a_bound_and_fixed_parameters_are_reported():
     assert result.sigmas["forces"] == 0.5 and result.at_bounds
 
 
+def estimator_observations(model, frames):
+    """``model``'s pass 1, its evidence statistics and the raw rows, targets and noise of
+    its observations at unit deltas (for a dense reference)."""
+    from gapy.io.frames import frame_source
+
+    model._check_parameters()
+    plan = model._plan(frame_source(frames), None)
+    statistics = model._evidence_statistics(plan)
+    unit = plan.unit_basis()
+    rows, targets, noise = [], [], []
+    for observations in model._observations(plan, unit):
+        for r, t, s in observations.values():
+            rows.append(r), targets.append(t), noise.append(s)
+    return plan, unit, statistics, np.concatenate(rows), np.concatenate(targets), np.concatenate(noise)
+
+
 def test_estimator_evidence_equals_the_dense_likelihood_of_its_observations():
     """GAPRegressor.maximize_evidence collects the right statistics: the evidence at the
     start equals a dense Gaussian likelihood of the noise-scaled energies and forces."""
-    from dataclasses import replace
-
     from gapy import GAPRegressor, SOAP
     from gapy.datasets import load_si
 
     frames = load_si("train")[:3]
     model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=15, e0={"Si": -0.79},
                          sigma_energy=0.02, sigma_force=0.2, delta=0.8)
-    from gapy.io.frames import frame_source
-
-    model._check_parameters()
-    plan = model._plan(frame_source(frames), None)
-    unit = replace(plan.basis, delta=1.0)
-    statistics = EvidenceStatistics(unit.kernel_matrix())
-    rows, targets, noise = [], [], []
-    for observations in model._observations(plan, unit):
-        for kind, (r, t, s) in observations.items():
-            statistics.add(kind, r, t, s / {"energy": 0.02, "forces": 0.2}[kind])
-            rows.append(r), targets.append(t), noise.append(s)
-    rows, y, noise = np.concatenate(rows), np.concatenate(targets), np.concatenate(noise)
+    _, unit, statistics, rows, y, noise = estimator_observations(model, frames)
     kmm = 0.64 * unit.kernel_matrix() + 1e-8 * np.eye(len(rows.T))
     q = 0.64 * rows @ np.linalg.solve(kmm, 0.64 * rows.T)
     dense = multivariate_normal(np.zeros(len(y)), q + np.diag(noise**2)).logpdf(y)
@@ -220,24 +223,11 @@ def test_estimator_evidence_of_a_model_with_a_two_body_term():
     assert model.gp_.terms[0].delta == model.two_body.delta and model.gp_.delta == model.delta
 
     # the evidence at the start point, against a dense Gaussian of the same observations
-    from dataclasses import replace
-
-    from gapy.io.frames import frame_source
-
     fresh = clone(model).set_params(**{k: start[k] for k in ("delta", "two_body__delta", "sigma_energy",
                                                               "sigma_force")})
-    fresh._check_parameters()
-    plan = fresh._plan(frame_source(frames), None)
-    unit = replace(plan.basis, delta=1.0, terms=tuple(replace(t, delta=1.0) for t in plan.basis.terms))
+    plan, unit, statistics, rows, y, noise = estimator_observations(fresh, frames)
     m_soap = len(plan.basis.sparse)
-    blocks = {"delta": slice(0, m_soap), "two_body__delta": slice(m_soap, unit.kernel_matrix().shape[0])}
-    statistics = EvidenceStatistics(unit.kernel_matrix(), blocks=blocks)
-    rows, targets, noise = [], [], []
-    for observations in fresh._observations(plan, unit):
-        for kind, (r, t, s) in observations.items():
-            statistics.add(kind, r, t, s / {"energy": 0.02, "forces": 0.2}[kind])
-            rows.append(r), targets.append(t), noise.append(s)
-    rows, y, noise = np.concatenate(rows), np.concatenate(targets), np.concatenate(noise)
+    assert statistics.blocks == {"delta": slice(0, m_soap), "two_body__delta": slice(m_soap, len(rows.T))}
     scale = np.r_[np.full(m_soap, 0.8), np.full(len(rows.T) - m_soap, 2.0)]
     kmm = scale[:, None] * unit.kernel_matrix() * scale + 1e-8 * np.eye(len(scale))
     q = (rows * scale**2) @ np.linalg.solve(kmm, (rows * scale**2).T)

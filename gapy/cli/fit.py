@@ -224,9 +224,9 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
     _Option("calibrate", "run", None, (bool,), "scale the predicted standard deviations to the errors "
             "on the validation structures (needs --validation or --validation-fraction)"),
     _Option("recommend", "run", None, (bool,), "choose the settings from the data (gapy.recommend: SOAP + ZBL, "
-            "cutoff from the density; --two-body adds a pair term) and every delta and sigma by the evidence; the model settings given "
-            "override the recommended ones (deltas and sigmas given are kept); default: on when no model setting "
-            "is given"),
+            "cutoff from the density; --two-body adds a pair term) and every delta and sigma by the evidence; "
+            "the model settings given override the recommended ones (deltas and sigmas given are kept); "
+            "default: on when no model setting is given"),
     _Option("output", "run", str, (), "model file to write", "MODEL"),
     _Option("progress", "run", None, (bool,), "progress bars"),
     _Option("stream", "run", None, (bool,), "read the training file structure by structure on each pass "
@@ -238,7 +238,8 @@ _RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "calibrate": F
 #: ``gapy fit`` settings that are not model hyperparameters (given alone, the recommended
 #: settings are still used).
 NOT_HYPERPARAMETERS = ("species", "energy_key", "forces_key", "stress_key", "virial_key", "force_weights_key",
-                       "variance", "std_noise", "force_std_precision", "block_rows", "n_jobs", "seed", "sparse_candidates")
+                       "variance", "std_noise", "force_std_precision", "block_rows", "n_jobs", "seed",
+                       "sparse_candidates")
 #: Structures whose geometry ``gapy fit --recommend`` reads from a streamed file.
 RECOMMEND_SAMPLE = 300
 #: Training files larger than this (bytes) are streamed unless ``--no-stream``.
@@ -504,17 +505,17 @@ def run(args: argparse.Namespace) -> int:
                 picks = np.random.default_rng(settings.get("seed", 0)).choice(
                     training, min(RECOMMEND_SAMPLE, len(training)), replace=False)
                 sample = [atoms for _, atoms in _structures(source, train_path, sorted(picks.tolist()))]
+            # GAPRegressor arguments that are run settings (``seed`` is ``random_state``)
+            run_like = {option.argument or option.name for option in FIT_OPTIONS if option.name in NOT_HYPERPARAMETERS}
             overrides = {**{f"descriptor__{name}": value for name, value in soap_settings.items()},
-                         **{name: value for name, value in gap_settings.items()
-                            if name not in NOT_HYPERPARAMETERS + ("random_state",)},
+                         **{name: value for name, value in gap_settings.items() if name not in run_like},
                          **make_terms(settings, species)}
             recommendation = recommend(
                 sample, energy_key=model.energy_key, forces_key=model.forces_key, stress_key=model.stress_key,
                 virial_key=model.virial_key, overrides=overrides, n_environments=found if stream else None,
                 random_state=model.random_state)
-            model = recommendation.model.set_params(**{name: value for name, value in gap_settings.items()
-                                                       if name in NOT_HYPERPARAMETERS + ("random_state",)},
-                                                    verbose=run["progress"])
+            model = recommendation.model.set_params(
+                **{name: value for name, value in gap_settings.items() if name in run_like}, verbose=run["progress"])
             if settings.get("species"):
                 model.set_params(descriptor__species=species)
                 if model.two_body is not None:

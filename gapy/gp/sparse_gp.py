@@ -22,7 +22,7 @@ from .variance import (energy_prior_variance, force_prior_variance, isolated_sel
 #: Kinds of predictive variance, see :meth:`SparseGP.predict`.
 VARIANCE_KINDS = ("sor", "dtc", "local")
 
-#: Arithmetic of force stds, see :attr:`SparseGP.force_std_precision`.
+#: Arithmetic of force stds, see :meth:`SparseGP.gradient_variances`.
 FORCE_STD_PRECISIONS = ("double", "mixed")
 
 #: Negative variances larger than this fraction of the prior are reported when clipped;
@@ -273,7 +273,7 @@ class SparseSet:
             Atoms in the structure.
         split : SplitPoints, optional
             :func:`gapy.gp.design.split_points` of the points (sparse points, then
-            ``q0``): mixed-precision force rows, see :attr:`SparseGP.force_std_precision`
+            ``q0``): mixed-precision force rows, see :meth:`SparseGP.gradient_variances`
             (virial rows stay float64). Default: float64 force rows.
 
         Returns
@@ -553,16 +553,6 @@ class SparseGP(SparseSet):
         Lower Cholesky factor ``L`` of ``K_MM`` (with jitter).
     n_observations : int, default=0
         Rows (energies, force and virial components) the model was fitted on.
-    force_std_precision : {"double", "mixed"}, default="double"
-        Arithmetic of the force variances of :meth:`gradient_variances` (the force stds
-        of ``GAPRegressor.predict_all`` and ``GAPCalculator``). ``"double"``: float64,
-        the reference. ``"mixed"``: each descriptor gradient is projected on a float64
-        low-rank part of the sparse points and, in float32, on the residual
-        (:func:`gapy.gp.design.split_points`); sums over centres, priors and the
-        projection on the posterior factor stay float64. Force stds within ~0.5 % of
-        ``"double"``, ~1.25x faster (their largest product 2x faster; see
-        ``docs/gp.md``). ``GAPRegressor(force_std_precision=...)`` sets it per call
-        (and is saved with the model).
 
     References
     ----------
@@ -587,7 +577,6 @@ class SparseGP(SparseSet):
     r_factor: np.ndarray
     kmm_factor: np.ndarray
     n_observations: int = 0
-    force_std_precision: str = "double"
 
     @cached_property
     def _inverse_r(self) -> np.ndarray:
@@ -654,7 +643,7 @@ class SparseGP(SparseSet):
 
     def gradient_variances(self, values, species, factor, blocks, kind: str = "sor", *,
                            forces: bool = True, virial: bool = False,
-                           precision: Optional[str] = None) -> Dict[str, np.ndarray]:
+                           precision: str = "double") -> Dict[str, np.ndarray]:
         """Predictive variances of the forces and the virial of one structure, block by block.
 
         Memory is that of one block of gradients (and, for the ``"dtc"`` and ``"local"``
@@ -675,13 +664,17 @@ class SparseGP(SparseSet):
         kind : {"sor", "dtc", "local"}, default="sor"
             Kind of variance, see :meth:`variance`.
         forces : bool, default=True
-            Compute the force variances (in the arithmetic of
-            :attr:`force_std_precision`).
+            Compute the force variances (in the arithmetic of ``precision``).
         virial : bool, default=False
             Compute the virial variances (always float64).
-        precision : {"double", "mixed"}, optional
-            Arithmetic of the force variances for this call; default
-            :attr:`force_std_precision`.
+        precision : {"double", "mixed"}, default="double"
+            Arithmetic of the force variances. ``"double"``: float64, the reference.
+            ``"mixed"``: each descriptor gradient is projected on a float64 low-rank part
+            of the sparse points and, in float32, on the residual
+            (:func:`gapy.gp.design.split_points`); sums over centres, priors and the
+            projection on the posterior factor stay float64. Force stds within ~0.5 % of
+            ``"double"``, ~1.25x faster (their largest product 2x faster; see
+            ``docs/gp.md``). ``GAPRegressor(force_std_precision=...)`` passes it.
 
         Returns
         -------
@@ -706,7 +699,7 @@ class SparseGP(SparseSet):
         ((64, 3), (6,))
         """
         check_variance_kind(kind)
-        precision = check_force_std_precision(precision or self.force_std_precision)
+        precision = check_force_std_precision(precision)
         split = self._split_points if precision == "mixed" else None
         if self.terms:
             raise ValueError("gradient_variances covers SOAP-only models; with extra terms use the rows of "
