@@ -22,11 +22,14 @@ def make_soap(atoms, **kwargs):
     return SOAP(species=species, **{**SETTINGS, **kwargs})
 
 
-@pytest.mark.parametrize("normalize", [True, False])
+SCALED = dict(scaling_radius=2.5, scaling_exponent=5.0)  # radial scaling on
+
+
+@pytest.mark.parametrize("normalize, scaling", [(True, {}), (False, {}), (True, SCALED)])
 @pytest.mark.parametrize("system", ["rattled_si", "triclinic_sige", "cluster"])
-def test_position_gradients_match_finite_differences(system, normalize, request):
+def test_position_gradients_match_finite_differences(system, normalize, scaling, request):
     atoms = request.getfixturevalue(system)
-    soap = make_soap(atoms, normalize=normalize)
+    soap = make_soap(atoms, normalize=normalize, **scaling)
     _, grad = soap.compute(atoms, gradients="positions")
     analytic = grad.dense(len(atoms))  # (i, j, a, f)
     numeric = finite_difference_positions(soap.compute, atoms, step=1e-5)  # (j, a, i, f)
@@ -34,11 +37,11 @@ def test_position_gradients_match_finite_differences(system, normalize, request)
     assert grad.dstrain is None
 
 
-@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("normalize, scaling", [(True, {}), (False, {}), (True, SCALED)])
 @pytest.mark.parametrize("system", ["rattled_si", "triclinic_sige", "cluster"])
-def test_strain_gradients_match_finite_differences(system, normalize, request):
+def test_strain_gradients_match_finite_differences(system, normalize, scaling, request):
     atoms = request.getfixturevalue(system)
-    soap = make_soap(atoms, normalize=normalize)
+    soap = make_soap(atoms, normalize=normalize, **scaling)
     _, grad = soap.compute(atoms, gradients=True)
     numeric = finite_difference_strain(soap.compute, atoms, step=1e-5)  # (a, b, i, f)
     assert_allclose_relative(grad.dstrain, numeric.transpose(2, 0, 1, 3), 1e-6, system)
@@ -228,6 +231,8 @@ def test_center_weight_changes_only_through_the_center():
         (dict(species=["Si", "Xx"]), "unknown species 'Xx'"),
         (dict(species=["Si", 14]), "species has duplicates"),
         (dict(atom_sigma=1e-4), "atom_sigma=0.0001 A is below 0.05 A"),
+        (dict(scaling_radius=0.0), "scaling_radius must be a positive number"),
+        (dict(scaling_radius=3.0, scaling_exponent=-1.0), "scaling_exponent must be a positive number"),
     ],
 )
 def test_invalid_parameters_are_rejected(kwargs, match):

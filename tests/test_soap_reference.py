@@ -44,6 +44,8 @@ def reference_power_spectrum(atoms, soap, n_radial=120, n_theta=90, n_phi=180):
         inner = soap.r_cut - soap.cutoff_width
         phase = np.clip((distances - inner) / soap.cutoff_width, 0.0, 1.0)
         weight = 0.5 * (1 + np.cos(np.pi * phase)) * inside
+        if soap.scaling_radius is not None:
+            weight /= 1 + (distances / soap.scaling_radius) ** soap.scaling_exponent
         weight[i] = soap.center_weight
         coefficients = np.zeros((len(species), soap.n_max, (soap.l_max + 1) ** 2), dtype=complex)
         for s, z in enumerate(species):
@@ -69,14 +71,15 @@ def reference_power_spectrum(atoms, soap, n_radial=120, n_theta=90, n_phi=180):
     return np.array(features)
 
 
-@pytest.mark.parametrize("basis", ["gaussian", "gto"])
-def test_soap_matches_direct_numerical_integration(basis):
+@pytest.mark.parametrize("basis, scaling_radius", [("gaussian", None), ("gto", None), ("gaussian", 2.2)])
+def test_soap_matches_direct_numerical_integration(basis, scaling_radius):
     atoms = Atoms(
         "Si2GeSi",
         positions=[[0, 0, 0], [2.1, 0.3, -0.2], [-0.4, 1.9, 0.8], [0.9, -1.2, 2.6]],
     )
     soap = SOAP(["Si", "Ge"], r_cut=3.2, n_max=3, l_max=3, atom_sigma=0.6, cutoff_width=0.8,
-                center_weight=0.7, normalize=False, radial_basis=basis)
+                center_weight=0.7, normalize=False, radial_basis=basis, scaling_radius=scaling_radius,
+                scaling_exponent=3.0)
     reference = reference_power_spectrum(atoms, soap)
     values = soap.compute(atoms)
     assert np.abs(reference).max() > 1e-2

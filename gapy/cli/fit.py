@@ -173,6 +173,9 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
     _Option("radial_basis", "soap", choice(RADIAL_BASES), (), "radial functions before "
             "orthonormalisation: " + ", ".join(RADIAL_BASES), "BASIS"),
     _Option("normalize", "soap", None, (bool,), "normalise each SOAP vector"),
+    _Option("scaling_radius", "soap", number_or_none, _REAL, "radial scaling of the SOAP density: "
+            "neighbours weighted by 1 / (1 + (r / R)^exponent); 'none': no scaling", "A"),
+    _Option("scaling_exponent", "soap", number, _REAL, "exponent of the radial scaling", "X"),
     _Option("zeta", "gap", integer, (int,), "kernel exponent", "Z"),
     _Option("delta", "gap", number, _REAL, "kernel scale in eV (prior std of a local energy)", "EV"),
     _Option("n_sparse", "gap", _n_sparse, (int, dict), "sparse points per species: a number or "

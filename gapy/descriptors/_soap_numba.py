@@ -35,6 +35,15 @@ def cosine_cutoff(d, r_cut, width):
 
 
 @numba.njit(cache=True, nogil=True)
+def radial_scaling(d, weight, dweight, radius, exponent):
+    """``weight / (1 + (d / radius)^exponent)`` and its derivative in ``d``."""
+    t = (d / radius) ** exponent
+    u = 1.0 / (1.0 + t)
+    du = -exponent * t / (d * (1.0 + t) ** 2)
+    return weight * u, dweight * u + weight * du
+
+
+@numba.njit(cache=True, nogil=True)
 def make_scratch(n_max, l_max):
     """Scratch arrays for ``expand_density``: radial values, derivatives, harmonics."""
     n_lm = (l_max + 1) * (l_max + 1)
@@ -59,13 +68,15 @@ def expand_density(start, n_neighbors, pair_vectors, pair_species, center_specie
     """Density expansion ``coeffs[lm, k]`` of one centre and its pair gradients.
 
     ``basis = (spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width,
-    center_weight)``. With gradients, ``dcoeffs[lm, (slots[jj] * 3 + a) * n_max + n]``
+    center_weight, scaling_radius, scaling_exponent)`` (``scaling_radius = 0``: no
+    radial scaling). With gradients, ``dcoeffs[lm, (slots[jj] * 3 + a) * n_max + n]``
     receives ``d c[(species(jj), n), lm] / d r_ij[a]`` for the neighbours ``jj`` of the
     centre with ``slots[jj] >= 0`` (no gradient for the others). Without
     ``with_values``, ``coeffs`` is left as it is (known already) and only the
     neighbours with a slot are visited.
     """
-    spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width, center_weight = basis
+    (spline_coefficients, spline_step, ylm_prefactors, r_cut, cutoff_width, center_weight,
+     scaling_radius, scaling_exponent) = basis
     radial, radial_d, ylm, ylm_grad, q_scratch, cs_scratch, l_of_lm = scratch
     n_max = radial.shape[0]
     n_lm = ylm.shape[0]
@@ -85,6 +96,8 @@ def expand_density(start, n_neighbors, pair_vectors, pair_species, center_specie
         z = pair_vectors[p, 2]
         d = math.sqrt(x * x + y * y + z * z)
         fc, dfc = cosine_cutoff(d, r_cut, cutoff_width)
+        if scaling_radius > 0.0:
+            fc, dfc = radial_scaling(d, fc, dfc, scaling_radius, scaling_exponent)
         pair_gradients = with_gradients and slots[jj] >= 0
         evaluate_spline(spline_coefficients, spline_step, d, radial, radial_d)
         solid_harmonics(x, y, z, ylm_prefactors, q_scratch, cs_scratch, ylm, ylm_grad,

@@ -155,6 +155,14 @@ class SOAP:
     radial_basis : {"gaussian", "gto"}, default="gaussian"
         Radial functions before orthonormalisation: equispaced Gaussians of width
         ``atom_sigma`` (as QUIP) or Gaussian-type orbitals ``r^n exp(-r^2/2 sigma_n^2)``.
+    scaling_radius : float, optional
+        Radial scaling of the neighbour density (Willatt et al. 2018): each neighbour's
+        Gaussian is weighted by ``1 / (1 + (r / scaling_radius)^scaling_exponent)``, so
+        that the many distant neighbours do not outweigh the few near ones. ``None``
+        (default): no scaling, as QUIP's SOAP. dscribe's ``weighting={"function": "pow",
+        "r0": scaling_radius, "m": scaling_exponent, "c": 1, "d": 1}``.
+    scaling_exponent : float, default=4.0
+        Exponent of the radial scaling (used with ``scaling_radius``).
 
     Attributes
     ----------
@@ -180,6 +188,10 @@ class SOAP:
     A. P. Bartók, R. Kondor and G. Csányi, "On representing chemical environments",
     Phys. Rev. B 87, 184115 (2013).
 
+    M. J. Willatt, F. Musil and M. Ceriotti, "Feature optimization for atomistic machine
+    learning yields a data-driven construction of the periodic table of the elements",
+    Phys. Chem. Chem. Phys. 20, 29661 (2018).
+
     Examples
     --------
     >>> from ase.build import bulk
@@ -200,6 +212,8 @@ class SOAP:
         center_weight: float = 1.0,
         normalize: bool = True,
         radial_basis: str = "gaussian",
+        scaling_radius: Optional[float] = None,
+        scaling_exponent: float = 4.0,
     ):
         numbers = check_species(species)
         check_number("r_cut", r_cut, low=0.0)
@@ -218,6 +232,9 @@ class SOAP:
             raise ValueError(f"cutoff_width={cutoff_width} must not exceed r_cut={r_cut}")
         check_number("center_weight", center_weight)
         check_choice("radial_basis", radial_basis, RADIAL_BASES)
+        if scaling_radius is not None:
+            check_number("scaling_radius", scaling_radius, low=0.0)
+        check_number("scaling_exponent", scaling_exponent, low=0.0)
         # stored as given, so that scikit-learn's clone() sees the same objects
         self.species = species
         self.r_cut = r_cut
@@ -228,6 +245,8 @@ class SOAP:
         self.center_weight = center_weight
         self.normalize = normalize
         self.radial_basis = radial_basis
+        self.scaling_radius = scaling_radius
+        self.scaling_exponent = scaling_exponent
         self.atomic_numbers = np.array(sorted(numbers))
 
     def get_params(self, deep: bool = True) -> dict:
@@ -265,6 +284,8 @@ class SOAP:
             "center_weight": self.center_weight,
             "normalize": self.normalize,
             "radial_basis": self.radial_basis,
+            "scaling_radius": self.scaling_radius,
+            "scaling_exponent": self.scaling_exponent,
         }
 
     def set_params(self, **params) -> "SOAP":
@@ -601,8 +622,9 @@ class SOAP:
             self.radial_basis,
         )
         prefactors = solid_harmonic_prefactors(int(self.l_max))
+        scaling_radius = 0.0 if self.scaling_radius is None else float(self.scaling_radius)
         return (coefficients, step, prefactors, float(self.r_cut), float(self.cutoff_width),
-                float(self.center_weight))
+                float(self.center_weight), scaling_radius, float(self.scaling_exponent))
 
     def contract_gradients(self, atoms: Atoms, weights: np.ndarray, *, index: Optional[int] = None):
         """Forces and virial of an energy ``E = sum_i e(values[i])`` in reverse mode.
@@ -714,4 +736,5 @@ class SOAP:
 def _canonical(soap: SOAP) -> tuple:
     params = soap.get_params()
     params["species"] = tuple(soap.atomic_numbers)
-    return tuple(sorted((k, v if k in ("species", "radial_basis") else float(v)) for k, v in params.items()))
+    return tuple(sorted((k, v if k in ("species", "radial_basis") or v is None else float(v))
+                        for k, v in params.items()))
