@@ -11,7 +11,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 import gapy
 from gapy.cli import main
 from gapy.datasets import load_si
-from gapy.recommend import NEIGHBOURS, recommend
+from gapy.recommend import MAX_SPARSE, MAX_SPARSE_TOTAL, NEIGHBOURS, SCALED_NEIGHBOURS, recommend
 
 
 def labelled(atoms, stress=True):
@@ -45,6 +45,9 @@ def test_cutoff_holds_the_target_number_of_neighbours_at_the_data_density(symbol
     assert recommendation.measured["nearest_neighbour"] == pytest.approx(nearest, rel=0.04)
     assert recommendation.model.two_body.theta == pytest.approx(nearest / 5, abs=0.02)
     assert recommendation.model.two_body.descriptor.r_cut == recommendation.model.descriptor.r_cut
+    # the radial scaling halves a weight where a sphere holds SCALED_NEIGHBOURS neighbours
+    scaled = (3 * SCALED_NEIGHBOURS / (4 * np.pi * density)) ** (1 / 3)
+    assert recommendation.model.descriptor.scaling_radius == pytest.approx(scaled, rel=0.06)
 
 
 def test_labels_decide_what_is_fitted_and_e0():
@@ -75,6 +78,11 @@ def test_several_species_get_a_smaller_radial_basis_and_every_pair():
     model = recommend(frames, two_body=True).model
     assert model.descriptor.n_max == 5 and list(model.two_body.descriptor.species) == ["Cu", "Ag", "Au"]
     assert set(model.n_sparse) == {"Cu", "Ag", "Au"}
+    # many environments: MAX_SPARSE per species, at most MAX_SPARSE_TOTAL in all, in proportion
+    many = recommend(frames, n_environments={"Cu": 40000, "Ag": 40000, "Au": 2000}).model.n_sparse
+    assert many["Au"] == round(500 * MAX_SPARSE_TOTAL / (2 * MAX_SPARSE + 500))
+    assert many["Cu"] == many["Ag"] == round(MAX_SPARSE * MAX_SPARSE_TOTAL / (2 * MAX_SPARSE + 500))
+    assert sum(many.values()) <= MAX_SPARSE_TOTAL + 1
     assert recommend(crystals("Cu", 3.61)).model.descriptor.n_max == 8
 
 
