@@ -156,6 +156,12 @@ class _BiasedCalculator(Calculator):
         bias, bias_weights = self._bias(values, species, kernel, factor)
         weights = gp.energy_gradient_weights(factor) + bias_weights
         forces, virial = descriptor.contract_gradients(atoms, weights)
+        baseline = getattr(model, "baseline_", None)
+        if baseline is not None:  # the model's fixed repulsion (GAPRegressor(baseline="zbl")), as it predicts
+            baseline_energies, baseline_forces, baseline_virial = baseline.compute(atoms)
+            model_energy += float(baseline_energies.sum())
+            forces = forces + baseline_forces
+            virial = virial + _full(baseline_virial)
         energy = model_energy + bias
         if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(virial).all()):
             raise StructureError(f"{type(self).__name__}: non-finite energy or forces (bias energy {bias!r} eV); "
@@ -440,6 +446,12 @@ class DescriptorMetadynamics(_BiasedCalculator):
             results = self.results
             self.deposit()
             self.results = results  # those of this structure, with the bias before the deposit
+
+
+def _full(virial: np.ndarray) -> np.ndarray:
+    """A Voigt-order virial (xx, yy, zz, yz, xz, xy) as a symmetric 3 x 3 matrix."""
+    xx, yy, zz, yz, xz, xy = virial
+    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 
 
 def _fingerprint(values: np.ndarray):
