@@ -14,7 +14,10 @@ them leaves the environments the model already knows:
 
 Both biases are functions of the atoms' descriptor vectors ``q_i``; their forces and
 virial come from ``dV/dq_i`` contracted with the SOAP gradients in one reverse-mode pass
-(:meth:`gapy.SOAP.contract_gradients`), fused with the model's own forces. The
+(:meth:`gapy.SOAP.contract_gradients`), fused with the model's own forces (its repulsive
+baseline included, ``GAPRegressor(baseline="zbl")``: a bias pushes towards whatever the
+model does not know, and a model fitted on bulk data alone knows no repulsion between
+atoms closer than a bond, so explore with such a core). The
 snapshots of a biased run are ordinary structures: label them with the reference, as
 :func:`gapy.sampling.active_learning` does (``driver="metad"`` or ``"uncertainty"``).
 """
