@@ -3,9 +3,14 @@
 
 Part 1, exploration. Starting from crystal-only data (two rattled 32-atom fcc cells),
 ``active_learning`` grows the training set with three drivers at the same temperature
-and the same number of labels, from the same starts (the crystal as it is and expanded
-by 10 %, ``--strains``): plain Langevin MD with the model, metadynamics in SOAP space
-(``driver="metad"``) and uncertainty-biased dynamics (``driver="uncertainty"``).
+and the same number of labels, from the same starts (the crystal as it is, expanded by
+10 % and by 30 %, ``--strains``: a periodic cell at fixed density cannot turn into
+surfaces or clusters, one at 2.2 times the volume can cavitate): plain Langevin MD with
+the model, metadynamics in SOAP space (``driver="metad"``) and uncertainty-biased
+dynamics (``driver="uncertainty"``). The models have a ZBL repulsive core
+(``GAPRegressor(baseline="zbl")``, ``--baseline``): without one a model fitted on the
+crystal knows no repulsion below a bond length, and the biased dynamics push atoms
+there (labels with forces of tens of eV/A, which ruin the fit).
 Reported: how far from the crystal the labelled structures are (mean kernel distance of
 their atoms' SOAP vectors to the perfect crystal's, 0 = crystal; liquid Cu is at about
 0.6), and the force RMSE on a test set of other phases made with the reference: liquid
@@ -23,7 +28,8 @@ of ``--targets`` eV/A, per seed. The last line is ``labels ratio
 (uncertainty/random): X``, mean labels over seeds, at the first target.
 
     python benchmarks/bench_active_learning.py [--seeds 3] [--part all|exploration|efficiency]
-        [--exploration-seeds 2]
+        [--exploration-seeds 3] [--drivers md metad uncertainty] [--strains 0 0.1 0.3]
+        [--baseline zbl|none]
 
 EMT stands in for DFT; nothing here depends on it (any ASE calculator works).
 """
@@ -45,6 +51,7 @@ SETTINGS = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=5, l_max=4), n_sparse=200,
                         sigma_force=0.02, random_state=0)
 METAD = {"height": 0.005, "width": 0.05, "stride": 5}
 UNCERTAINTY = {"strength": 0.2}
+DRIVER_OPTIONS = {"md": None, "metad": METAD, "uncertainty": UNCERTAINTY}
 
 
 def reference_trajectory(atoms, temperature, steps, seed, skip=0, interval=25):
@@ -97,30 +104,34 @@ def distance_from_crystal(descriptor, frames, zeta=4):
                           for a in frames]))
 
 
-def exploration(seeds, iterations, n_select, temperature, strains):
+def exploration(seeds, iterations, n_select, temperature, strains, drivers=("md", "metad", "uncertainty"),
+                baseline="zbl", selection="diverse"):
     train = initial_training_set()
     starts = strained_copies([CELL], strains)
     phases = other_phases()
     test = [atoms for frames in phases.values() for atoms in frames]
-    crystal_model = clone(SETTINGS).fit(train)
+    settings = clone(SETTINGS).set_params(baseline=baseline)
+    crystal_model = clone(settings).fit(train)
     print(f"## Exploration: crystal-only start ({len(train)} rattled fcc cells), {iterations} iterations x "
           f"{n_select} labels, MD at {temperature:.0f} K from the crystal under strains {strains} "
-          f"({len(starts)} runs of 200 steps per iteration)\n")
+          f"({len(starts)} runs of 200 steps per iteration); model baseline {baseline}, selection {selection}\n")
     print("test set of other phases (EMT): " + ", ".join(f"{k} {len(v)}" for k, v in phases.items())
           + "; distance from the crystal: " + ", ".join(
               f"{k} {distance_from_crystal(crystal_model.descriptor_, v):.2f}" for k, v in phases.items()))
     print("crystal-only model: force RMSE " + ", ".join(
         f"{k} {force_rmse(crystal_model, v):.3f}" for k, v in phases.items()) + " eV/A\n")
-    print("| driver | seed | labels | labelled: distance from crystal | force RMSE liquid | surfaces | clusters "
-          "| all other phases (eV/A) | time (s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| driver | seed | labels | labelled: distance from crystal | largest labelled force (eV/A) "
+          "| force RMSE liquid | surfaces | clusters | all other phases (eV/A) | time (s) |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     summary, per_phase = {}, {}
-    for driver, options in (("md", None), ("metad", METAD), ("uncertainty", UNCERTAINTY)):
+    for driver in drivers:
+        options = DRIVER_OPTIONS[driver]
         for seed in range(seeds):
             start = time.perf_counter()
-            result = active_learning(SETTINGS, train, EMT(), starts, n_iterations=iterations,
+            result = active_learning(settings, train, EMT(), starts, n_iterations=iterations,
                                      n_select=n_select, md_steps=200, md_interval=10, temperature=temperature,
-                                     timestep=2.0, random_state=seed, driver=driver, driver_options=options)
+                                     timestep=2.0, random_state=seed, driver=driver, driver_options=options,
+                                     selection=selection)
             new = result.frames[len(train):]
             distance = distance_from_crystal(result.model.descriptor_, new)
             errors = {name: force_rmse(result.model, frames) for name, frames in phases.items()}
@@ -128,15 +139,21 @@ def exploration(seeds, iterations, n_select, temperature, strains):
             summary.setdefault(driver, []).append(overall)
             for name, value in errors.items():
                 per_phase.setdefault((driver, name), []).append(value)
-            print(f"| {driver} | {seed} | {len(new)} | {distance:.2f} | {errors['liquid']:.3f} | "
+            largest = max(float(abs(atoms.get_forces()).max()) for atoms in new)
+            print(f"| {driver} | {seed} | {len(new)} | {distance:.2f} | {largest:.1f} | {errors['liquid']:.3f} | "
                   f"{errors['surfaces']:.3f} | {errors['clusters']:.3f} | {overall:.3f} | "
                   f"{time.perf_counter() - start:.0f} |", flush=True)
     means = {driver: float(np.mean(values)) for driver, values in summary.items()}
-    print("\nmean force RMSE on the other phases: " + ", ".join(f"{k} {v:.3f}" for k, v in means.items())
+    print("\nmean force RMSE on the other phases: " + ", ".join(
+        f"{k} {v:.3f} (sd {np.std(summary[k], ddof=1) if seeds > 1 else 0.0:.3f})" for k, v in means.items())
           + " eV/A")
-    print(f"force RMSE ratio (md/metad): {means['md'] / means['metad']:.2f}; "
-          f"(md/uncertainty): {means['md'] / means['uncertainty']:.2f}")
-    for driver in ("metad", "uncertainty"):
+    for driver in drivers:
+        if driver == "md" or "md" not in drivers:
+            continue
+        per_seed = np.array(summary["md"]) / np.array(summary[driver])
+        print(f"force RMSE ratio (md/{driver}): {means['md'] / means[driver]:.2f} (ratio of the means); "
+              f"per seed {' '.join(f'{r:.2f}' for r in per_seed)}, mean {per_seed.mean():.2f}, "
+              f"range {per_seed.min():.2f}-{per_seed.max():.2f}")
         print(f"per phase, md/{driver}: " + ", ".join(
             f"{name} {np.mean(per_phase[('md', name)]) / np.mean(per_phase[(driver, name)]):.2f}"
             for name in phases))
@@ -219,12 +236,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("all", "exploration", "efficiency"), default="all")
     parser.add_argument("--seeds", type=int, default=3, help="efficiency: seeds")
-    parser.add_argument("--exploration-seeds", type=int, default=2, help="exploration: seeds (slower)")
+    parser.add_argument("--exploration-seeds", type=int, default=3, help="exploration: seeds (slower)")
     parser.add_argument("--iterations", type=int, default=5, help="exploration: iterations of the loop")
     parser.add_argument("--n-select", type=int, default=4, help="exploration: labels per iteration")
     parser.add_argument("--temperature", type=float, default=600.0, help="exploration: MD temperature (K)")
-    parser.add_argument("--strains", type=float, nargs="+", default=[0.0, 0.1],
-                        help="exploration: isotropic strains of the crystal the MD starts from")
+    parser.add_argument("--strains", type=float, nargs="+", default=[0.0, 0.1, 0.3],
+                        help="exploration: isotropic strains of the crystal the MD starts from (0.3: 2.2x the "
+                             "volume, room for the cell to cavitate into surfaces and clusters)")
+    parser.add_argument("--drivers", nargs="+", choices=tuple(DRIVER_OPTIONS), default=list(DRIVER_OPTIONS),
+                        help="exploration: drivers to compare (md first: the baseline of the ratios)")
+    parser.add_argument("--selection", choices=("diverse", "per_run"), default="diverse",
+                        help="exploration: choice of the labels among the snapshots of all runs")
+    parser.add_argument("--baseline", choices=("zbl", "none"), default="zbl",
+                        help="exploration: the model's repulsive core (GAPRegressor(baseline=...)); 'none' as before")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.03, 0.035, 0.027],
                         help="efficiency: force RMSE targets (eV/A); the last line is the ratio at the first")
     parser.add_argument("--batch", type=int, default=2, help="efficiency: labels per round")
@@ -233,7 +257,8 @@ def main():
     start = time.perf_counter()
     ratio = None
     if args.part in ("all", "exploration"):
-        exploration(args.exploration_seeds, args.iterations, args.n_select, args.temperature, args.strains)
+        exploration(args.exploration_seeds, args.iterations, args.n_select, args.temperature, args.strains,
+                    args.drivers, None if args.baseline == "none" else args.baseline, args.selection)
     if args.part in ("all", "efficiency"):
         ratio = efficiency(args.seeds, args.targets, args.batch, args.max_labels)
     print(f"total time {time.perf_counter() - start:.0f} s")

@@ -93,6 +93,29 @@ def test_uncertainty_bias_forces_and_stress_match_finite_differences(model, vari
     assert calc.get_property("bias_energy", atoms) == pytest.approx(8 * 0.1 * (np.exp(-np.mean(stds**2) / 1e-3) - 1))
 
 
+def test_the_biased_calculators_keep_the_models_repulsive_baseline():
+    """With GAPRegressor(baseline="zbl") the biased energy is the model's (ZBL included)
+    plus the bias, and its forces and stress still match finite differences."""
+    zbl_model = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=4, l_max=3), n_sparse=16, sigma_energy=0.001,
+                             sigma_force=0.01, random_state=0, baseline="zbl").fit(
+        label_structures([cu8(0.02, seed) for seed in range(2)], EMT()))
+    squeezed = cu8(0.05, 5)
+    squeezed.positions[1] = squeezed.positions[0] + [1.7, 0.0, 0.0]  # inside the ZBL core
+    plain = squeezed.copy()
+    plain.calc = GAPCalculator(zbl_model)
+    assert zbl_model.baseline_.compute(squeezed)[0].sum() > 0.1  # the repulsion acts here
+    for calc in (DescriptorMetadynamics(zbl_model, height=0.0, stride=0), UncertaintyBias(zbl_model, strength=0.0)):
+        atoms = squeezed.copy()
+        atoms.calc = calc
+        assert atoms.get_potential_energy() == pytest.approx(plain.get_potential_energy(), abs=1e-9)
+        assert calc.get_property("model_energy", atoms) == pytest.approx(plain.get_potential_energy(), abs=1e-9)
+        np.testing.assert_allclose(atoms.get_forces(), plain.get_forces(), atol=1e-9)
+        np.testing.assert_allclose(atoms.get_stress(), plain.get_stress(), atol=1e-9)
+    calc = DescriptorMetadynamics(zbl_model, height=0.05, width=0.1, stride=0)
+    calc.deposit(cu8(0.1, 3))
+    check_bias_gradients(calc, zbl_model, squeezed)
+
+
 def test_metadynamics_deposits_every_stride_and_well_tempered_heights_shrink(model):
     calc = DescriptorMetadynamics(model, height=0.01, width=0.05, stride=5)
     snapshots, stopped = run_md(calc, cu8(0.0, 0), steps=20, interval=5, temperature=300, random_state=0)

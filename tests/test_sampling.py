@@ -11,7 +11,9 @@ from gapy.sampling import (
     active_learning,
     label_structures,
     run_md,
+    select_per_run,
     select_structures,
+    strained_copies,
     structure_fingerprints,
     uncertainty_scores,
 )
@@ -80,6 +82,45 @@ def test_selection_prefers_uncertain_and_different_structures(model):
     assert set(select_structures(model, candidates, 10, threshold=cut).indices) == {3, 4, 5, 6}
     with pytest.raises(ValueError, match="positive integer"):
         select_structures(model, candidates, 0)
+
+
+def test_per_run_selection_shares_the_labels_among_the_runs(model):
+    near = [cu8(0.02, 10 + k) for k in range(4)]  # run 0: like the training data
+    far = [cu8(0.25, 20 + k) for k in range(4)]  # run 1: far more uncertain
+    middle = [cu8(0.1, 30 + k) for k in range(2)]  # run 2: in between, two candidates
+    candidates, runs = near + far + middle, [0] * 4 + [1] * 4 + [2] * 2
+    pooled = select_structures(model, candidates, 3)
+    assert set(pooled.indices) <= set(range(4, 10)) and not set(pooled.indices) & {0, 1, 2, 3}
+    scores, indices = select_per_run(model, candidates, runs, 3)
+    np.testing.assert_allclose(scores, pooled.scores)
+    assert sorted(runs[k] for k in indices) == [0, 1, 2]  # one label from every run
+    assert np.all(np.diff(scores[indices]) <= 0)  # most uncertain first
+    # 5 labels over 3 runs: the two most uncertain runs get 2, the last 1
+    _, indices = select_per_run(model, candidates, runs, 5)
+    assert sorted(runs[k] for k in indices) == [0, 1, 1, 2, 2]
+    # a run short of candidates passes its share on; never more than there are
+    _, indices = select_per_run(model, candidates, runs, 9)
+    # (run 2, second most uncertain, has 2 for its 3: run 0, next in line, takes the third)
+    assert sorted(runs[k] for k in indices) == [0, 0, 0, 0, 1, 1, 1, 2, 2] and len(set(indices)) == 9
+    _, indices = select_per_run(model, candidates, runs, 20)
+    assert sorted(indices) == list(range(10))
+    # only structures above the threshold: none of run 0's
+    cut = scores[:4].max()
+    _, indices = select_per_run(model, candidates, runs, 3, threshold=cut)
+    assert len(indices) == 3 and all(runs[k] > 0 for k in indices)
+    with pytest.raises(ValueError, match="one run per frame"):
+        select_per_run(model, candidates, runs[:-1], 3)
+    with pytest.raises(ValueError, match="positive integer"):
+        select_per_run(model, candidates, runs, 0)
+
+
+def test_active_learning_with_per_run_selection_labels_from_every_start(model):
+    train = label_structures([cu8(0.02, seed) for seed in range(2)], EMT(), config_type="initial")
+    starts = [cu8(0.0, 0), strained_copies([cu8(0.0, 0)], [0.2])[0]]
+    result = active_learning(clone(model), train, EMT(), starts, n_iterations=1, n_select=2, md_steps=20,
+                             md_interval=5, temperature=600.0, random_state=0, selection="per_run")
+    volumes = sorted(round(atoms.get_volume(), 3) for atoms in result.frames[len(train):])
+    assert volumes == sorted(round(atoms.get_volume(), 3) for atoms in starts)
 
 
 def test_fingerprints_are_unit_vectors_invariant_to_atom_order(model):

@@ -36,7 +36,7 @@ starts = "starts.xyz"        # MD starting structures (default: train)
 test = "test.xyz"            # optional: test errors per iteration
 workdir = "learn-cu"         # state, labels, log.csv, learning_curve.png, model.gapy
 temperatures = [300, 1200]   # K: one run per start, strain and temperature
-strains = [-0.02, 0.0, 0.02]
+strains = [0.0, 0.1, 0.3]     # 0.3: room for a biased run to open the cell (surfaces, clusters)
 driver = "metad"             # md, metad or uncertainty
 iterations = 10
 batch = 4                    # reference calculations per iteration
@@ -52,6 +52,7 @@ n_max = 6
 l_max = 4
 n_sparse = 300
 sigma_force = 0.02
+baseline = "zbl"             # a repulsive core: a bias drives atoms where bulk data say nothing
 
 [metad]
 height = 0.02                # eV per atom

@@ -14,7 +14,10 @@ them leaves the environments the model already knows:
 
 Both biases are functions of the atoms' descriptor vectors ``q_i``; their forces and
 virial come from ``dV/dq_i`` contracted with the SOAP gradients in one reverse-mode pass
-(:meth:`gapy.SOAP.contract_gradients`), fused with the model's own forces. The
+(:meth:`gapy.SOAP.contract_gradients`), fused with the model's own forces (its repulsive
+baseline included, ``GAPRegressor(baseline="zbl")``: a bias pushes towards whatever the
+model does not know, and a model fitted on bulk data alone knows no repulsion between
+atoms closer than a bond, so explore with such a core). The
 snapshots of a biased run are ordinary structures: label them with the reference, as
 :func:`gapy.sampling.active_learning` does (``driver="metad"`` or ``"uncertainty"``).
 """
@@ -156,6 +159,12 @@ class _BiasedCalculator(Calculator):
         bias, bias_weights = self._bias(values, species, kernel, factor)
         weights = gp.energy_gradient_weights(factor) + bias_weights
         forces, virial = descriptor.contract_gradients(atoms, weights)
+        baseline = getattr(model, "baseline_", None)
+        if baseline is not None:  # the model's fixed repulsion (GAPRegressor(baseline="zbl")), as it predicts
+            baseline_energies, baseline_forces, baseline_virial = baseline.compute(atoms)
+            model_energy += float(baseline_energies.sum())
+            forces = forces + baseline_forces
+            virial = virial + _full(baseline_virial)
         energy = model_energy + bias
         if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(virial).all()):
             raise StructureError(f"{type(self).__name__}: non-finite energy or forces (bias energy {bias!r} eV); "
@@ -440,6 +449,12 @@ class DescriptorMetadynamics(_BiasedCalculator):
             results = self.results
             self.deposit()
             self.results = results  # those of this structure, with the bias before the deposit
+
+
+def _full(virial: np.ndarray) -> np.ndarray:
+    """A Voigt-order virial (xx, yy, zz, yz, xz, xy) as a symmetric 3 x 3 matrix."""
+    xx, yy, zz, yz, xz, xy = virial
+    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 
 
 def _fingerprint(values: np.ndarray):

@@ -238,13 +238,15 @@ def select_structures(
     if len(eligible) <= n:
         chosen = eligible
     elif diverse:
-        fingerprints = structure_fingerprints(model.descriptor_, [frames[k] for k in eligible],
-                                              model.n_jobs)
-        zeta = model.gp_.zeta if zeta is None else zeta
-        chosen = eligible[fps_points(fingerprints, n, zeta=zeta, weights=scores[eligible])]
+        chosen = eligible[_diverse_choice(model, [frames[k] for k in eligible], scores[eligible], n, zeta)]
     else:
         chosen = eligible[np.argsort(scores[eligible])[::-1][:n]]
     chosen = chosen[np.argsort(scores[chosen], kind="stable")[::-1]]
     return Selection(indices=chosen, scores=scores)
 
 
+def _diverse_choice(model, frames: Sequence[Atoms], scores: np.ndarray, n: int, zeta: Optional[int] = None):
+    """Indices of ``n`` of ``frames`` (more than ``n``): uncertainty-weighted farthest-point sampling."""
+    fingerprints = structure_fingerprints(model.descriptor_, frames, model.n_jobs)
+    zeta = model.gp_.zeta if zeta is None else zeta
+    return fps_points(fingerprints, n, zeta=zeta, weights=scores)
