@@ -29,6 +29,7 @@ import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
 from ase.data import covalent_radii
+from ase.stress import voigt_6_to_full_3x3_stress
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_choice, check_integer, check_number
@@ -164,7 +165,7 @@ class _BiasedCalculator(Calculator):
             baseline_energies, baseline_forces, baseline_virial = baseline.compute(atoms)
             model_energy += float(baseline_energies.sum())
             forces = forces + baseline_forces
-            virial = virial + _full(baseline_virial)
+            virial = virial + voigt_6_to_full_3x3_stress(baseline_virial)
         energy = model_energy + bias
         if not (np.isfinite(energy) and np.isfinite(forces).all() and np.isfinite(virial).all()):
             raise StructureError(f"{type(self).__name__}: non-finite energy or forces (bias energy {bias!r} eV); "
@@ -449,12 +450,6 @@ class DescriptorMetadynamics(_BiasedCalculator):
             results = self.results
             self.deposit()
             self.results = results  # those of this structure, with the bias before the deposit
-
-
-def _full(virial: np.ndarray) -> np.ndarray:
-    """A Voigt-order virial (xx, yy, zz, yz, xz, xy) as a symmetric 3 x 3 matrix."""
-    xx, yy, zz, yz, xz, xy = virial
-    return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 
 
 def _fingerprint(values: np.ndarray):
