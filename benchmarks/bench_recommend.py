@@ -6,9 +6,10 @@ For each seed, two gapy fits on the same mlearn training set, evaluated on its t
 - ``published``: mlearn's gap_fit hyperparameters (SOAP 8/8, r_cut 5.4 Si / 5.2 Mo,
   zeta 4, delta 1, 0.01 eV/atom and 0.05 eV/A, 1000 Si / 2000 Mo CUR sparse points,
   isolated-atom e0), energies and forces fitted;
-- ``recommended``: ``gapy.recommend(train)`` (SOAP + ZBL, with ``--two-body`` a 2-body
-  term too; cutoffs from the data) and ``maximize_evidence`` (every delta and sigma), no
-  hand-set number.
+- ``recommended``: ``gapy.recommend(train)`` (radially scaled SOAP + ZBL, up to 2000
+  sparse points per species, with ``--two-body`` a 2-body term too; cutoff and scaling
+  radius from the data) and ``maximize_evidence`` (every delta and sigma), no hand-set
+  number.
 
 Prints one markdown row per fit: test RMSE and MAE of energy (meV/atom) and forces
 (eV/A), the share of test errors within two predicted standard deviations (no
@@ -17,7 +18,7 @@ the mean and spread over seeds. The seed moves CUR and so the energy RMSE by 20-
 
 Usage (from the project root; needs ../shared/data/mlearn)::
 
-    python benchmarks/bench_recommend.py --element Si --seeds 1 2 3     # ~30 min on 2 cores
+    python benchmarks/bench_recommend.py --element Si --seeds 1 2 3     # ~45 min on 2 cores
 """
 
 import argparse
