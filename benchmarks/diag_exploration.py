@@ -82,7 +82,7 @@ def main():
     for start in strained_copies([CELL], args.strains):
         saturation = UncertaintyBias(model, **UNCERTAINTY)
         variance = saturation.local_variances(start).mean()
-        scale = model.gp_.delta ** 2 / 100.0
+        scale = saturation.effective_variance_scale
         print(f"<!-- strain {start.info['strain']}: uncertainty bias mean variance / variance_scale "
               f"{variance / scale:.2g} -->")
         for cell in cells:

@@ -93,6 +93,72 @@ def test_uncertainty_bias_forces_and_stress_match_finite_differences(model, vari
     assert calc.get_property("bias_energy", atoms) == pytest.approx(8 * 0.1 * (np.exp(-np.mean(stds**2) / 1e-3) - 1))
 
 
+def _median_training_variance(model):
+    """The median SoR variance of the local energy at the sparse points, by the GP's own
+    ``rows``/``variance`` (not the calculator's path)."""
+    gp = model.gp_
+    rows = gp.rows(gp.sparse, gp.sparse_species)["energies"]
+    return float(np.median(gp.variance(rows, "sor")))
+
+
+def test_uncertainty_bias_default_scale_is_the_data_derived_rule(model):
+    """Default B = 10 r / ln 2, r the median variance at the training (sparse) points:
+    the bias is half its strength where the mean local variance is 10 r."""
+    reference = _median_training_variance(model)
+    assert 0.0 < reference < 1e-2 * model.gp_.delta**2  # far below the prior: not a fraction of delta^2
+    for variance in ("dtc", "sor", "local"):
+        calc = UncertaintyBias(model, strength=0.1, variance=variance)
+        assert calc.reference_variance() == pytest.approx(reference, rel=1e-8)
+        scale = 10.0 * reference / np.log(2.0)
+        assert calc.effective_variance_scale == pytest.approx(scale, rel=1e-8)
+        atoms = cu8(0.1, 7)
+        stds = model.predict_all([atoms], return_std=("energies",), variance=variance)[0]["energies_std"]
+        atoms.calc = calc
+        assert calc.get_property("bias_energy", atoms) == pytest.approx(
+            8 * 0.1 * (np.exp(-np.mean(stds**2) / scale) - 1), rel=1e-6)
+    # half the strength exactly at a mean variance of 10 r
+    assert np.exp(-10.0 * reference / UncertaintyBias(model).effective_variance_scale) == pytest.approx(0.5)
+    # an explicit variance_scale is used as given
+    assert UncertaintyBias(model, variance_scale=1e-3).effective_variance_scale == 1e-3
+
+
+def test_uncertainty_bias_default_is_invariant_to_the_scale_of_the_model(model):
+    """Scaling delta, the noise sigmas and the jitter by c multiplies every variance by
+    c^2 and leaves the predictions alone: the default B scales by c^2 and the bias, its
+    forces and stress, are unchanged. A calibration of the std scales B with it."""
+    import copy
+
+    c = 3.0
+    train = label_structures([cu8(0.02, seed) for seed in range(2)], EMT())
+    scaled = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=4, l_max=3), n_sparse=16, sigma_energy=0.001 * c,
+                          sigma_force=0.01 * c, delta=c * model.gp_.delta, sparse_jitter=c**2 * model.sparse_jitter,
+                          random_state=0).fit(train)
+    atoms = cu8(0.1, 7)
+    plain, bigger = UncertaintyBias(model, strength=0.1), UncertaintyBias(scaled, strength=0.1)
+    np.testing.assert_allclose(bigger.local_variances(atoms), c**2 * plain.local_variances(atoms), rtol=1e-5)
+    assert bigger.effective_variance_scale == pytest.approx(c**2 * plain.effective_variance_scale, rel=1e-5)
+    results = []
+    for calc in (plain, bigger):
+        probe = atoms.copy()
+        probe.calc = calc
+        results.append((calc.get_property("bias_energy", probe), probe.get_forces(), probe.get_stress()))
+    assert -0.8 < results[0][0] < -0.01  # the bias acts here, not saturated nor nil
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-5)
+    np.testing.assert_allclose(results[1][1], results[0][1], rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(results[1][2], results[0][2], rtol=1e-5, atol=1e-8)
+    # a larger delta alone: B follows the model's variance on its data, not delta^2
+    wide = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=4, l_max=3), n_sparse=16, sigma_energy=0.001,
+                        sigma_force=0.01, delta=4.0 * model.gp_.delta, random_state=0).fit(train)
+    ratio = UncertaintyBias(wide).effective_variance_scale / plain.effective_variance_scale
+    assert ratio == pytest.approx(_median_training_variance(wide) / _median_training_variance(model), rel=1e-6)
+    calibrated = copy.deepcopy(model)
+    calibrated.std_scale_ = {**getattr(model, "std_scale_", {}), "energy": 2.0}
+    probe = atoms.copy()
+    probe.calc = UncertaintyBias(calibrated, strength=0.1)
+    assert probe.calc.effective_variance_scale == pytest.approx(4.0 * plain.effective_variance_scale, rel=1e-8)
+    assert probe.calc.get_property("bias_energy", probe) == pytest.approx(results[0][0], rel=1e-8)
+
+
 def test_the_biased_calculators_keep_the_models_repulsive_baseline():
     """With GAPRegressor(baseline="zbl") the biased energy is the model's (ZBL included)
     plus the bias, and its forces and stress still match finite differences."""

@@ -7,7 +7,7 @@ with the model, labels the selection with any ASE calculator and refits;
 (descriptor-space metadynamics) or towards its uncertainty.
 """
 
-from .bias import COLLECTIVE_VARIABLES, DescriptorMetadynamics, UncertaintyBias
+from .bias import COLLECTIVE_VARIABLES, HALF_STRENGTH_VARIANCE_RATIO, DescriptorMetadynamics, UncertaintyBias
 from .loop import (ACTIVE_LEARNING_CONFIG_TYPE, DRIVERS, HISTORY_COLUMNS, SELECTIONS, ActiveLearningResult,
                    Iteration, ReferenceFailure, active_learning, driver_calculator, errors_on, history_rows,
                    label_structures, reference_calculator, reference_results, run_md, select_per_run,
@@ -20,6 +20,7 @@ __all__ = [
     "COLLECTIVE_VARIABLES",
     "DRIVERS",
     "DescriptorMetadynamics",
+    "HALF_STRENGTH_VARIANCE_RATIO",
     "HISTORY_COLUMNS",
     "Iteration",
     "ReferenceFailure",

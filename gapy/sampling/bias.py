@@ -43,6 +43,11 @@ from ..structures import neighbor_pairs
 #: Collective variables of :class:`DescriptorMetadynamics`.
 COLLECTIVE_VARIABLES = ("atoms", "structure")
 
+#: The rule of the default ``variance_scale`` of :class:`UncertaintyBias`: the bias
+#: reaches half its strength where the mean local variance is this many times the
+#: model's median variance at its training environments (its sparse points).
+HALF_STRENGTH_VARIANCE_RATIO = 10.0
+
 _STD_KEYS = ("energy_std", "energies_std", "forces_std", "stress_std")
 
 
@@ -496,8 +501,13 @@ class UncertaintyBias(_BiasedCalculator):
     strength : float, default=0.1
         ``A``: largest bias in eV per atom.
     variance_scale : float, optional
-        ``B`` in eV^2 (default: ``delta^2 / 100``, a local-energy std of a tenth of the
-        prior's).
+        ``B`` in eV^2. Default: from the model's own variance on its data,
+        ``B = X r / ln 2`` with ``X =`` ``HALF_STRENGTH_VARIANCE_RATIO = 10`` and
+        ``r`` the :meth:`reference_variance` (the median predicted variance of the local
+        energies at the sparse points, see Notes): the bias reaches half its strength
+        where the mean variance ``s`` is ten times that of a typical training
+        environment (a std about three times as large). :attr:`effective_variance_scale`
+        is the ``B`` in use.
     variance : {"sor", "dtc", "local"}, optional
         Kind of variance (default: the model's).
     min_distance_factor : float, default=0.5
@@ -509,6 +519,31 @@ class UncertaintyBias(_BiasedCalculator):
     ----------
     n_calculations : int
         Evaluations of a new structure so far.
+
+    Notes
+    -----
+    Why the default ``B`` comes from the data rather than from ``delta``: the variance of a
+    local energy runs from about ``r`` on the training environments (set by the noise
+    of the fit and the density of the data) up to the prior ``delta^2`` far from them,
+    and the two are not proportional (a model fitted with a 4 times larger ``delta``
+    has 16 times the prior variance but about 9 times the variance on its data); a
+    fixed fraction of ``delta^2`` (``delta^2 / 100`` before) can therefore sit anywhere
+    relative to the data, and with evidence-fitted ``delta`` it is arbitrary. With
+    ``B = 10 r / ln 2`` the rule is stated in the model's own terms: a structure as well
+    known as the training set (``s ~ r``) feels the linear part of the bias (about 7 %
+    of ``A`` per atom), half the strength is reached at ``s = 10 r``, and the bias is
+    flat (more than 94 % of ``A``) beyond ``s = 40 r``. Being a ratio of variances, it is
+    unchanged by a calibration of the std (:meth:`GAPRegressor.calibrate`) and by
+    scaling ``delta``, the noise sigmas and the jitter together.
+
+    ``r`` is the median, over the sparse points, of their posterior (SoR) variance
+    ``k_m^T Sigma k_m``: the sparse points are training environments, there the local
+    (Nystrom) part of the variance vanishes, so this is their DTC variance too, and it
+    costs one product with the ``M x M`` factor. The same ``r`` is used whatever the
+    ``variance`` kind of the bias (it is zero at the sparse points for ``"local"``),
+    times the calibration factor applied to the bias's variances. Far from the data
+    ``s`` can be hundreds of ``r`` (``B`` is then smaller than ``delta^2 / 100``): the
+    bias is flat there, by design, and acts on the way out of the known environments.
 
     References
     ----------
@@ -551,6 +586,80 @@ class UncertaintyBias(_BiasedCalculator):
         check_number("variance_scale", parameters["variance_scale"], 0.0, allow_none=True)
         if parameters["variance"] is not None:
             check_variance_kind(parameters["variance"])
+
+    def _calibration(self, kind: str) -> float:
+        """Factor of the variances of ``kind``: the model's energy std calibration, squared."""
+        model = self.model
+        if kind == model.variance:
+            return getattr(model, "std_scale_", {}).get("energy", 1.0) ** 2
+        return 1.0
+
+    def reference_variance(self) -> float:
+        """The model's typical local-energy variance on its data (eV^2), ``r``.
+
+        The median over the sparse points (training environments) of their posterior
+        (SoR) variance ``k_m^T Sigma k_m``, equal there to the DTC variance, times the
+        calibration factor applied to the bias's variances (see Notes of the class).
+        The default ``variance_scale`` is ``HALF_STRENGTH_VARIANCE_RATIO * r / ln 2``.
+
+        Returns
+        -------
+        float
+            ``r`` in eV^2 (at least ``eps * delta^2``, so that it is positive).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from ase.build import bulk
+        >>> from ase.calculators.emt import EMT
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.sampling import UncertaintyBias, label_structures
+        >>> atoms = bulk("Cu", cubic=True)
+        >>> atoms.rattle(0.05, seed=0)
+        >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+        ...     label_structures([atoms], EMT()))
+        >>> bias = UncertaintyBias(model)
+        >>> reference = bias.reference_variance()
+        >>> bool(0.0 < reference < model.gp_.delta**2)  # far below the prior on the data
+        True
+        >>> bool(np.isclose(bias.effective_variance_scale, 10.0 * reference / np.log(2.0)))
+        True
+        """
+        kind = self.parameters["variance"] or self.model.variance
+        references = self.__dict__.setdefault("_references", {})
+        if kind not in references:
+            gp = self.model.gp_
+            kernel, _ = gp.local_kernel(gp.sparse, gp.sparse_species)
+            variances = ((kernel @ gp._inverse_r) ** 2).sum(axis=1)  # k Sigma k^T at each sparse point
+            reference = max(float(np.median(variances)), float(np.finfo(float).eps) * gp.delta**2)
+            references[kind] = self._calibration(kind) * reference
+        return references[kind]
+
+    @property
+    def effective_variance_scale(self) -> float:
+        """``B`` in use (eV^2): ``variance_scale``, or the default of the data-derived rule.
+
+        The default is ``HALF_STRENGTH_VARIANCE_RATIO * r / ln 2`` with ``r`` the
+        :meth:`reference_variance`: the bias is half its strength where the mean local
+        variance is ten times ``r``.
+
+        Examples
+        --------
+        >>> from ase.build import bulk
+        >>> from ase.calculators.emt import EMT
+        >>> from gapy import GAPRegressor, SOAP
+        >>> from gapy.sampling import UncertaintyBias, label_structures
+        >>> atoms = bulk("Cu", cubic=True)
+        >>> atoms.rattle(0.05, seed=0)
+        >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+        ...     label_structures([atoms], EMT()))
+        >>> UncertaintyBias(model, variance_scale=1e-3).effective_variance_scale
+        0.001
+        """
+        scale = self.parameters["variance_scale"]
+        if scale is not None:
+            return float(scale)
+        return HALF_STRENGTH_VARIANCE_RATIO * self.reference_variance() / float(np.log(2.0))
 
     def local_variances(self, atoms: Atoms) -> np.ndarray:
         """Predicted variances of the local energies (eV^2), as the bias sees them.
@@ -599,9 +708,7 @@ class UncertaintyBias(_BiasedCalculator):
         """Variances of the local energies and their gradients ``d var_i / d q_i``."""
         model, gp = self.model, self.model.gp_
         kind = self.parameters["variance"] or model.variance
-        scale = 1.0
-        if kind == model.variance:
-            scale = getattr(model, "std_scale_", {}).get("energy", 1.0) ** 2
+        scale = self._calibration(kind)
         variances = np.zeros(len(kernel))
         d_kernel = np.zeros_like(kernel)  # d var_i / d k_i
         d_values = np.zeros_like(values)  # d var_i / d q_i through the prior
@@ -619,10 +726,8 @@ class UncertaintyBias(_BiasedCalculator):
         return scale * variances, scale * gradient
 
     def _bias(self, values, species, kernel, factor):
-        gp = self.model.gp_
         strength = float(self.parameters["strength"])
-        scale = self.parameters["variance_scale"]
-        scale = gp.delta**2 / 100.0 if scale is None else float(scale)
+        scale = self.effective_variance_scale
         variances, d_variances = self._variances(values, species, kernel, factor)
         n_atoms = len(values)
         decay = np.exp(-variances.mean() / scale)
