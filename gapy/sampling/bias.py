@@ -630,7 +630,7 @@ class UncertaintyBias(_BiasedCalculator):
         if kind not in references:
             gp = self.model.gp_
             kernel, _ = gp.local_kernel(gp.sparse, gp.sparse_species)
-            variances = ((kernel @ gp._inverse_r) ** 2).sum(axis=1)  # k Sigma k^T at each sparse point
+            variances = gp.variance(kernel, "sor")  # k Sigma k^T at each sparse point
             reference = max(float(np.median(variances)), float(np.finfo(float).eps) * gp.delta**2)
             references[kind] = self._calibration(kind) * reference
         return references[kind]
