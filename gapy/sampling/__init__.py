@@ -10,9 +10,10 @@ with the model, labels the selection with any ASE calculator and refits;
 from .bias import COLLECTIVE_VARIABLES, HALF_STRENGTH_VARIANCE_RATIO, DescriptorMetadynamics, UncertaintyBias
 from .loop import (ACTIVE_LEARNING_CONFIG_TYPE, DRIVERS, HISTORY_COLUMNS, SELECTIONS, ActiveLearningResult,
                    Iteration, ReferenceFailure, active_learning, driver_calculator, errors_on, history_rows,
-                   label_structures, reference_calculator, reference_results, run_md, select_per_run,
-                   strained_copies, workdir_history, write_history_csv)
-from .select import SCORE_UNITS, SCORES, Selection, select_structures, structure_fingerprints, uncertainty_scores
+                   label_structures, reference_calculator, reference_results, run_md, strained_copies,
+                   workdir_history, write_history_csv)
+from .select import (SCORE_UNITS, SCORES, Selection, select_per_run, select_structures, structure_fingerprints,
+                     uncertainty_scores)
 
 __all__ = [
     "ACTIVE_LEARNING_CONFIG_TYPE",

@@ -245,6 +245,89 @@ def select_structures(
     return Selection(indices=chosen, scores=scores)
 
 
+def select_per_run(model, frames: Sequence[Atoms], runs: Sequence[int], n: int, *, score: str = "forces",
+                   threshold: Optional[float] = None) -> tuple:
+    """Uncertain and diverse structures, the labels shared out evenly among the MD runs.
+
+    ``selection="per_run"`` of :func:`gapy.sampling.active_learning`. With one pool for all runs, the
+    run whose structures are furthest from the training data (a strongly expanded cell,
+    the hottest temperature) takes every label; here each run gets ``n // n_runs``
+    labels, the runs with the most uncertain structure one more until ``n`` are shared
+    out, and a run with fewer eligible structures than its share passes the rest on to
+    the next most uncertain runs. Within a run the choice is that of
+    :func:`select_structures` (uncertainty-weighted farthest-point sampling).
+
+    Parameters
+    ----------
+    model : GAPRegressor
+        A fitted model.
+    frames : sequence of ase.Atoms
+        Candidates of all runs.
+    runs : sequence of int
+        Run of each candidate (any labels; one per frame).
+    n : int
+        Largest number of structures to choose.
+    score : {"forces", "energy", "energies"}, default="forces"
+        See :func:`uncertainty_scores`.
+    threshold : float, optional
+        Only structures with a larger score are eligible.
+
+    Returns
+    -------
+    scores : ndarray of shape (n_frames,)
+        Score of every candidate.
+    indices : ndarray of int
+        Chosen candidates (at most ``n``), most uncertain first.
+
+    Raises
+    ------
+    ValueError
+        ``runs`` does not have one entry per frame, or ``n`` is not a positive integer.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from ase.calculators.emt import EMT
+    >>> from gapy import GAPRegressor, SOAP
+    >>> from gapy.sampling import label_structures, select_per_run
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.rattle(0.05, seed=0)
+    >>> model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(
+    ...     label_structures([atoms], EMT()))
+    >>> frames = []
+    >>> for k in range(6):  # run 0: slightly rattled; run 1: strongly rattled (more uncertain)
+    ...     copy = bulk("Cu", cubic=True)
+    ...     copy.rattle(0.02 if k < 3 else 0.2, seed=k)
+    ...     frames.append(copy)
+    >>> scores, indices = select_per_run(model, frames, [0, 0, 0, 1, 1, 1], 2)
+    >>> sorted(int(k) // 3 for k in indices)  # one label from each run
+    [0, 1]
+    """
+    check_integer("n", n, 1)
+    frames, runs = list(frames), np.asarray(runs)
+    if runs.shape != (len(frames),):
+        raise ValueError(f"runs: give one run per frame ({len(frames)}), got shape {runs.shape}")
+    scores = uncertainty_scores(model, frames, score)
+    eligible = scores > (threshold if threshold is not None else -np.inf)
+    names = np.unique(runs)
+    # the runs with the most uncertain structure first; each gets its share, shortfalls go on
+    order = sorted(names, key=lambda name: -scores[runs == name].max())
+    shares = {name: n // len(names) + (rank < n % len(names)) for rank, name in enumerate(order)}
+    chosen, left = [], 0
+    for name in order + order:  # the second pass fills what the first left over
+        members = np.flatnonzero((runs == name) & eligible)
+        members = members[~np.isin(members, chosen)]
+        want = shares.pop(name, 0) + left
+        take = min(want, len(members))
+        left = want - take
+        if take == len(members):
+            chosen += members.tolist()
+        elif take:
+            chosen += members[_diverse_choice(model, [frames[k] for k in members], scores[members], take)].tolist()
+    indices = np.array(chosen, dtype=int)
+    return scores, indices[np.argsort(scores[indices], kind="stable")[::-1]]
+
+
 def _diverse_choice(model, frames: Sequence[Atoms], scores: np.ndarray, n: int, zeta: Optional[int] = None):
     """Indices of ``n`` of ``frames`` (more than ``n``): uncertainty-weighted farthest-point sampling."""
     fingerprints = structure_fingerprints(model.descriptor_, frames, model.n_jobs)
