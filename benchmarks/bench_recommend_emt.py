@@ -33,32 +33,20 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk, surface
 from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.units import fs
 
 from gapy.recommend import recommend
+from gapy.sampling import label_structures
 
 MILLER = [(1, 0, 0), (1, 1, 0), (1, 1, 1), (2, 1, 0), (2, 1, 1), (2, 2, 1), (3, 1, 0), (3, 1, 1), (3, 2, 0),
           (3, 2, 1), (3, 3, 1), (3, 3, 2)]
 VARIANTS = {"recommended": {}, "unscaled": {"descriptor__scaling_radius": None}}
 
 
-def labelled(atoms: Atoms, config_type: str) -> Atoms:
-    """A copy with EMT energy, forces and stress stored as a single-point result."""
-    atoms = atoms.copy()
-    atoms.calc = EMT()
-    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
-    if atoms.pbc.all():
-        results["stress"] = atoms.get_stress()
-    atoms.calc = SinglePointCalculator(atoms, **results)
-    atoms.info["config_type"] = config_type
-    return atoms
-
-
 def md_snapshots(atoms: Atoms, temperature: float, count: int, rng: np.random.Generator, config_type: str):
-    """``count`` snapshots, 40 steps (80 fs) apart after 200 steps, of Langevin MD with EMT."""
+    """``count`` snapshots, 40 steps (80 fs) apart after 200 steps, of Langevin MD with EMT, labelled."""
     atoms = atoms.copy()
     atoms.calc = EMT()
     MaxwellBoltzmannDistribution(atoms, temperature_K=temperature, rng=rng)
@@ -67,8 +55,8 @@ def md_snapshots(atoms: Atoms, temperature: float, count: int, rng: np.random.Ge
     frames = []
     for _ in range(count):
         dynamics.run(40)
-        frames.append(labelled(atoms, config_type))
-    return frames
+        frames.append(atoms.copy())
+    return label_structures(frames, EMT(), config_type)
 
 
 def emt_data(element: str, seed: int = 0, t_hot: float = 1500.0):
@@ -83,7 +71,8 @@ def emt_data(element: str, seed: int = 0, t_hot: float = 1500.0):
         strained = cell.copy()
         strained.set_cell(cell.cell @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
         strained.rattle(0.01, seed=int(rng.integers(2**31)))
-        kinds["Elastic"].append(labelled(strained, "Elastic"))
+        kinds["Elastic"].append(strained)
+    kinds["Elastic"] = label_structures(kinds["Elastic"], EMT(), "Elastic")
     vacancy = cell.copy()
     del vacancy[0]
     for temperature in (300.0, 900.0):
@@ -93,7 +82,8 @@ def emt_data(element: str, seed: int = 0, t_hot: float = 1500.0):
         while len(slab) < 12:
             slab = slab * (2, 1, 1) if slab.cell.lengths()[0] <= slab.cell.lengths()[1] else slab * (1, 2, 1)
         slab.rattle(0.03, seed=int(rng.integers(2**31)))
-        kinds["Surface"].append(labelled(slab, "Surface"))
+        kinds["Surface"].append(slab)
+    kinds["Surface"] = label_structures(kinds["Surface"], EMT(), "Surface")
     train, test = [], []
     for frames in kinds.values():
         order = rng.permutation(len(frames))
