@@ -57,7 +57,8 @@ def test_labels_decide_what_is_fitted_and_e0():
     assert with_isolated.e0 == "isolated" and with_isolated.sigma_virial is None
     assert with_isolated.sigma_energy is not None and with_isolated.sigma_force is not None
     assert recommend(frames).model.e0 == "average"
-    assert recommend(frames).model.two_body is None  # the 2-body term only when asked
+    assert recommend(frames).model.two_body is not None  # a 2-body term unless asked not to
+    assert recommend(frames, two_body=False).model.two_body is None
     assert recommend(crystals("Cu", 3.61)).model.sigma_virial is not None
     # several species: per-species e0 by least squares when the compositions vary
     alloys = crystals("Cu", 3.61)
@@ -133,8 +134,13 @@ def test_gapy_fit_without_settings_recommends_and_prints_why(tmp_path, capsys):
     assert "recommended settings" in out and "r_cut = " in out
     assert "chosen by the evidence (sigma_force kept as given)" in out
     model = gapy.load(tmp_path / "r.gapy")
-    assert model.sigma_force == 0.2 and model.two_body is None  # the 2-body term only when asked
+    assert model.sigma_force == 0.2 and model.two_body is not None  # a 2-body term by default
     assert model.provenance_["recommended"]["reasons"]["sigma_force"] == "given"
+    # --two-body none drops the recommended pair term
+    assert main(["fit", str(data), "--recommend", *small, "--two-body", "none", "-o", str(tmp_path / "n.gapy")]) == 0
+    capsys.readouterr()
+    model = gapy.load(tmp_path / "n.gapy")
+    assert model.two_body is None and model.provenance_["recommended"]["reasons"]["two_body"] == "given"
     # streamed, with held-out structures: the same recommendation from a sample of the file
     assert main(["fit", str(data), "--recommend", *small, "--stream", "--validation-fraction", "0.4",
                  "-o", str(tmp_path / "s.gapy")]) == 0

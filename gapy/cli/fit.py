@@ -226,8 +226,9 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "training structures for validation", "F"),
     _Option("calibrate", "run", None, (bool,), "scale the predicted standard deviations to the errors "
             "on the validation structures (needs --validation or --validation-fraction)"),
-    _Option("recommend", "run", None, (bool,), "choose the settings from the data (gapy.recommend: SOAP + ZBL, "
-            "cutoff from the density; --two-body adds a pair term) and every delta and sigma by the evidence; "
+    _Option("recommend", "run", None, (bool,), "choose the settings from the data (gapy.recommend: SOAP, "
+            "2-body, ZBL, cutoff from the density; --two-body none drops the pair term) and every delta and "
+            "sigma by the evidence; "
             "the model settings given override the recommended ones (deltas and sigmas given are kept); "
             "default: on when no model setting is given"),
     _Option("output", "run", str, (), "model file to write", "MODEL"),
