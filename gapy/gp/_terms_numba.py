@@ -4,6 +4,7 @@ Everything here takes plain arrays; ``terms.py`` and ``term_variance.py`` check 
 """
 
 import numba
+import numpy as np
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
@@ -106,3 +107,27 @@ def gradient_coefficients(values, weights, dvalues, dweights, dvalues_strain, dw
                 slope += values[t, f] * inv_theta2[f] * dx
                 strain[t, v, 1 + f] = w * dx
             strain[t, v, 0] = 0.5 * (dweights_strain[t, p, q] + dweights_strain[t, q, p]) - w * slope
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def grouped_quadratic_forms(values, classes, coefficients, bounds, factors, out):
+    """``out[g] = sum_(p, q in group g, same class) c_p c_q exp(-sum_f (x_pf - x_qf)^2 factors[f] / 2)``.
+
+    Group ``g`` is rows ``bounds[g]:bounds[g + 1]`` (a local energy: the instances that
+    give the atom a share, ``c`` the share times the weight).
+    """
+    n_features = values.shape[1]
+    for g in range(len(bounds) - 1):
+        total = 0.0
+        for p in range(bounds[g], bounds[g + 1]):
+            row = 0.0
+            for q in range(p + 1, bounds[g + 1]):
+                if classes[q] != classes[p]:
+                    continue
+                d = 0.0
+                for f in range(n_features):
+                    diff = values[p, f] - values[q, f]
+                    d += diff * diff * factors[f]
+                row += coefficients[q] * np.exp(-0.5 * d)
+            total += coefficients[p] * (coefficients[p] + 2.0 * row)
+        out[g] = total

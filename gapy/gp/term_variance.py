@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Dict
 import numpy as np
 
 from ..kernels import check_theta
-from ._terms_numba import scaled_squared_distances
+from ._terms_numba import grouped_quadratic_forms, scaled_squared_distances
 from .design import VOIGT
 from .terms import Theta, check_delta
 
@@ -113,13 +113,11 @@ def instance_local_energy_prior_variance(instances: "Instances", theta: Theta, d
     instance, atom, share = instance[keep], atom[keep], share[keep]
     out = np.zeros(n_atoms)
     bounds = np.searchsorted(atom, np.arange(n_atoms + 1))
-    for i in range(n_atoms):
-        rows = slice(bounds[i], bounds[i + 1])
-        t = instance[rows]
-        if len(t):
-            a = (share[rows] * instances.weights[t])[:, None]
-            out[i] = _quadratic_forms(instances.values[t], instances.classes[t], a, None, theta, delta)[0]
-    return out
+    factors = 1.0 / check_theta(theta, instances.values.shape[1]) ** 2
+    grouped_quadratic_forms(np.ascontiguousarray(instances.values[instance], dtype=float),
+                            np.ascontiguousarray(instances.classes[instance]), share * instances.weights[instance],
+                            bounds, factors, out)
+    return check_delta(delta) ** 2 * out
 
 
 def instance_force_prior_variance(instances: "Instances", theta: Theta, delta: float) -> np.ndarray:
