@@ -5,6 +5,7 @@ from ase.build import make_supercell
 
 from gapy.gp.design import VOIGT
 from gapy.gp.term_variance import (
+    _quadratic_forms,
     instance_energy_prior_variance,
     instance_force_prior_variance,
     instance_local_energy_prior_variance,
@@ -173,6 +174,15 @@ def check_prior_variances(descriptor, atoms, theta, delta, components):
             moved.append(descriptor.compute(displaced))
         mixed = mixed_difference(moved, theta, delta, h)
         np.testing.assert_allclose(virial[k], mixed, rtol=1e-4, err_msg=f"virial prior {(a, b)}")
+    # the per-atom numba passes against the blocked double sum of every atom's instances
+    for i in range(instances.n_atoms):
+        touching = np.flatnonzero((instances.atoms == i).any(axis=1))
+        slots = [(t, s) for t in touching for s in range(instances.atoms.shape[1]) if instances.atoms[t, s] == i]
+        t, s = np.array(slots).T
+        a = -instances.dweights[t, s]
+        b = -instances.weights[t][:, None, None] * instances.dvalues[t, s]
+        expected = _quadratic_forms(instances.values[t], instances.classes[t], a, b, theta, delta)
+        np.testing.assert_allclose(forces[i], expected, rtol=1e-10, atol=1e-14, err_msg=f"force prior of atom {i}")
     together = instance_prior_variances(instances, theta, delta)
     np.testing.assert_allclose(together["energy"], energy, rtol=1e-12)
     np.testing.assert_allclose(together["energies"], local, rtol=1e-11)

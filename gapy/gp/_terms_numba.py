@@ -131,3 +131,44 @@ def grouped_quadratic_forms(values, classes, coefficients, bounds, factors, out)
                 row += coefficients[q] * np.exp(-0.5 * d)
             total += coefficients[p] * (coefficients[p] + 2.0 * row)
         out[g] = total
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def grouped_gradient_quadratic_forms(values, classes, a, b, bounds, factors, out):
+    """``out[g, o] = sum_(p, q in group g, same class) L_o[p] K L_o[q]`` for ``L = a g + b . grad g``.
+
+    With ``u = (x_p - x_q) / theta^2`` and ``k`` the kernel, the summand is
+    ``k [a_p a_q + a_p b_q.u - a_q b_p.u + b_p.b_q / theta^2 - (b_p.u)(b_q.u)]``.
+    ``a`` has shape (n, n_obs), ``b`` (n, n_obs, F); group ``g`` is rows
+    ``bounds[g]:bounds[g + 1]`` (a force: the instance slots that hold the atom).
+    """
+    n_features = values.shape[1]
+    n_obs = a.shape[1]
+    u = np.empty(n_features)
+    for g in range(len(bounds) - 1):
+        for o in range(n_obs):
+            out[g, o] = 0.0
+        for p in range(bounds[g], bounds[g + 1]):
+            for o in range(n_obs):
+                diagonal = a[p, o] * a[p, o]
+                for f in range(n_features):
+                    diagonal += b[p, o, f] * b[p, o, f] * factors[f]
+                out[g, o] += diagonal
+            for q in range(p + 1, bounds[g + 1]):
+                if classes[q] != classes[p]:
+                    continue
+                d = 0.0
+                for f in range(n_features):
+                    diff = values[p, f] - values[q, f]
+                    u[f] = diff * factors[f]
+                    d += diff * u[f]
+                k = np.exp(-0.5 * d)
+                for o in range(n_obs):
+                    bu_p = 0.0
+                    bu_q = 0.0
+                    bb = 0.0
+                    for f in range(n_features):
+                        bu_p += b[p, o, f] * u[f]
+                        bu_q += b[q, o, f] * u[f]
+                        bb += b[p, o, f] * b[q, o, f] * factors[f]
+                    out[g, o] += 2.0 * k * (a[p, o] * a[q, o] + a[p, o] * bu_q - a[q, o] * bu_p + bb - bu_p * bu_q)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Dict
 import numpy as np
 
 from ..kernels import check_theta
-from ._terms_numba import grouped_quadratic_forms, scaled_squared_distances
+from ._terms_numba import grouped_gradient_quadratic_forms, grouped_quadratic_forms, scaled_squared_distances
 from .design import VOIGT
 from .terms import Theta, check_delta
 
@@ -135,12 +135,11 @@ def instance_force_prior_variance(instances: "Instances", theta: Theta, delta: f
     b = -instances.weights[instance][:, None, None] * instances.dvalues[instance, slot]
     out = np.zeros((n_atoms, 3))
     bounds = np.searchsorted(atom, np.arange(n_atoms + 1))
-    for j in range(n_atoms):
-        rows = slice(bounds[j], bounds[j + 1])
-        t = instance[rows]
-        if len(t):
-            out[j] = _quadratic_forms(instances.values[t], instances.classes[t], a[rows], b[rows], theta, delta)
-    return out.ravel()
+    factors = 1.0 / check_theta(theta, instances.values.shape[1]) ** 2
+    grouped_gradient_quadratic_forms(np.ascontiguousarray(instances.values[instance], dtype=float),
+                                     np.ascontiguousarray(instances.classes[instance]), np.ascontiguousarray(a),
+                                     np.ascontiguousarray(b), bounds, factors, out)
+    return check_delta(delta) ** 2 * out.ravel()
 
 
 def instance_virial_prior_variance(instances: "Instances", theta: Theta, delta: float) -> np.ndarray:
