@@ -110,37 +110,14 @@ def gradient_coefficients(values, weights, dvalues, dweights, dvalues_strain, dw
 
 
 @numba.njit(cache=True, nogil=True, fastmath=True)
-def grouped_quadratic_forms(values, classes, coefficients, bounds, factors, out):
-    """``out[g] = sum_(p, q in group g, same class) c_p c_q exp(-sum_f (x_pf - x_qf)^2 factors[f] / 2)``.
-
-    Group ``g`` is rows ``bounds[g]:bounds[g + 1]`` (a local energy: the instances that
-    give the atom a share, ``c`` the share times the weight).
-    """
-    n_features = values.shape[1]
-    for g in range(len(bounds) - 1):
-        total = 0.0
-        for p in range(bounds[g], bounds[g + 1]):
-            row = 0.0
-            for q in range(p + 1, bounds[g + 1]):
-                if classes[q] != classes[p]:
-                    continue
-                d = 0.0
-                for f in range(n_features):
-                    diff = values[p, f] - values[q, f]
-                    d += diff * diff * factors[f]
-                row += coefficients[q] * np.exp(-0.5 * d)
-            total += coefficients[p] * (coefficients[p] + 2.0 * row)
-        out[g] = total
-
-
-@numba.njit(cache=True, nogil=True, fastmath=True)
 def grouped_gradient_quadratic_forms(values, classes, a, b, bounds, factors, out):
     """``out[g, o] = sum_(p, q in group g, same class) L_o[p] K L_o[q]`` for ``L = a g + b . grad g``.
 
     With ``u = (x_p - x_q) / theta^2`` and ``k`` the kernel, the summand is
     ``k [a_p a_q + a_p b_q.u - a_q b_p.u + b_p.b_q / theta^2 - (b_p.u)(b_q.u)]``.
     ``a`` has shape (n, n_obs), ``b`` (n, n_obs, F); group ``g`` is rows
-    ``bounds[g]:bounds[g + 1]`` (a force: the instance slots that hold the atom).
+    ``bounds[g]:bounds[g + 1]`` (the instance slots that hold one atom: its force components,
+    or with ``b = 0`` its local energy).
     """
     n_features = values.shape[1]
     n_obs = a.shape[1]

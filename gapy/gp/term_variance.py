@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Dict
 import numpy as np
 
 from ..kernels import check_theta
-from ._terms_numba import grouped_gradient_quadratic_forms, grouped_quadratic_forms, scaled_squared_distances
+from ._terms_numba import grouped_gradient_quadratic_forms, scaled_squared_distances
 from .design import VOIGT
 from .terms import Theta, check_delta
 
@@ -111,13 +111,15 @@ def instance_local_energy_prior_variance(instances: "Instances", theta: Theta, d
     instance, atom, share = _slots_by_atom(instances, np.asarray(instances.energy_shares, dtype=float))
     keep = share != 0.0
     instance, atom, share = instance[keep], atom[keep], share[keep]
-    out = np.zeros(n_atoms)
+    out = np.zeros((n_atoms, 1))
     bounds = np.searchsorted(atom, np.arange(n_atoms + 1))
-    factors = 1.0 / check_theta(theta, instances.values.shape[1]) ** 2
-    grouped_quadratic_forms(np.ascontiguousarray(instances.values[instance], dtype=float),
-                            np.ascontiguousarray(instances.classes[instance]), share * instances.weights[instance],
-                            bounds, factors, out)
-    return check_delta(delta) ** 2 * out
+    n_features = instances.values.shape[1]
+    factors = 1.0 / check_theta(theta, n_features) ** 2
+    a = (share * instances.weights[instance])[:, None]
+    grouped_gradient_quadratic_forms(np.ascontiguousarray(instances.values[instance], dtype=float),
+                                     np.ascontiguousarray(instances.classes[instance]), a,
+                                     np.zeros((len(a), 1, n_features)), bounds, factors, out)
+    return check_delta(delta) ** 2 * out[:, 0]
 
 
 def instance_force_prior_variance(instances: "Instances", theta: Theta, delta: float) -> np.ndarray:
