@@ -533,8 +533,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         isolated = isolated_descriptors(descriptor)
         # neighbourless environments have a fixed local energy (0): never sparse points
         free = local_prior_variance(values, all_species, zeta, 1.0, isolated) > 1e-8
+        symbols = {s: chemical_symbols[z] for s, z in enumerate(descriptor.atomic_numbers)}
         chosen = np.flatnonzero(free)[select_points(
-            values[free], n_sparse, self.sparse_method, all_species[free], self.random_state, zeta
+            values[free], n_sparse, self.sparse_method, all_species[free], self.random_state, zeta, names=symbols
         )]
         terms = tuple(collector.sparse_set(self.random_state) for collector in collectors)
         basis = SparseSet(values[chosen], all_species[chosen], zeta, float(self.delta), isolated, terms)

@@ -211,6 +211,7 @@ def select_points(
     species: Optional[np.ndarray] = None,
     random_state=None,
     zeta: Optional[int] = None,
+    names: Optional[Dict[int, str]] = None,
 ) -> np.ndarray:
     """Choose sparse rows of ``X``, separately for each species.
 
@@ -233,6 +234,9 @@ def select_points(
         Seed of the choice.
     zeta : int, optional
         Kernel exponent for ``fps`` in kernel distance (Euclidean distance if omitted).
+    names : dict, optional
+        Name of each species (e.g. its chemical symbol) in messages, keyed like
+        ``species``; default: the ``species`` values.
 
     Returns
     -------
@@ -281,7 +285,7 @@ def select_points(
             if n > len(distinct):
                 logger.warning(
                     "species %s: %d sparse points asked for but only %d distinct "
-                    "environments; using all of them", s, n, len(distinct),
+                    "environments; using all of them", (names or {}).get(s, s), n, len(distinct),
                 )
             chosen.append(distinct)
             continue

@@ -331,7 +331,7 @@ def test_too_few_environments_uses_all_distinct_ones(caplog):
     crystal.calc = SinglePointCalculator(crystal, energy=-10.0, forces=np.zeros((2, 3)))
     model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=10, e0=0.0).fit([crystal])
     assert len(model.gp_.sparse) == 1
-    assert "only 1 distinct environments" in caplog.text
+    assert "species Si: 10 sparse points asked for but only 1 distinct environments" in caplog.text
 
 
 def test_sparsification_is_seeded_and_sensible():
