@@ -78,6 +78,21 @@ def _quadratic_forms(values, classes, a, b, theta, delta) -> np.ndarray:
     return check_delta(delta) ** 2 * out
 
 
+def _per_atom_forms(instances, instance, atom, a, b, theta, delta) -> np.ndarray:
+    """``_quadratic_forms`` of each atom's entries, shape (n_atoms, n_obs), in one numba pass.
+
+    Entry ``e`` is instance ``instance[e]`` seen from atom ``atom[e]`` (sorted by atom),
+    with coefficients ``a[e]`` (n_obs,) and ``b[e]`` (n_obs, F).
+    """
+    out = np.zeros((int(instances.n_atoms), a.shape[1]))
+    bounds = np.searchsorted(atom, np.arange(len(out) + 1))
+    factors = 1.0 / check_theta(theta, instances.values.shape[1]) ** 2
+    grouped_gradient_quadratic_forms(np.ascontiguousarray(instances.values[instance], dtype=float),
+                                     np.ascontiguousarray(instances.classes[instance]), np.ascontiguousarray(a),
+                                     np.ascontiguousarray(b), bounds, factors, out)
+    return check_delta(delta) ** 2 * out
+
+
 def _factors(scaled, a, b, inv_theta2):
     """``L`` and ``R`` of the module docstring, each of shape (n, n_obs, 1 + 3F + F^2)."""
     n, n_obs, n_features = b.shape
@@ -106,20 +121,13 @@ def instance_local_energy_prior_variance(instances: "Instances", theta: Theta, d
     share ``s`` of their energy to the atom (half of each pair, all of each triplet to
     its centre), in eV^2.
     """
-    n_atoms = int(instances.n_atoms)
     # as for the forces, an atom in two slots of one instance gives two entries (bilinear sum)
     instance, atom, share = _slots_by_atom(instances, np.asarray(instances.energy_shares, dtype=float))
     keep = share != 0.0
     instance, atom, share = instance[keep], atom[keep], share[keep]
-    out = np.zeros((n_atoms, 1))
-    bounds = np.searchsorted(atom, np.arange(n_atoms + 1))
-    n_features = instances.values.shape[1]
-    factors = 1.0 / check_theta(theta, n_features) ** 2
     a = (share * instances.weights[instance])[:, None]
-    grouped_gradient_quadratic_forms(np.ascontiguousarray(instances.values[instance], dtype=float),
-                                     np.ascontiguousarray(instances.classes[instance]), a,
-                                     np.zeros((len(a), 1, n_features)), bounds, factors, out)
-    return check_delta(delta) ** 2 * out[:, 0]
+    b = np.zeros((len(a), 1, instances.values.shape[1]))
+    return _per_atom_forms(instances, instance, atom, a, b, theta, delta)[:, 0]
 
 
 def instance_force_prior_variance(instances: "Instances", theta: Theta, delta: float) -> np.ndarray:
@@ -129,19 +137,13 @@ def instance_force_prior_variance(instances: "Instances", theta: Theta, delta: f
     """
     if instances.dvalues is None:
         raise ValueError("force prior variances need instances computed with gradients='positions'")
-    n_atoms, n_slots = int(instances.n_atoms), instances.atoms.shape[1]
+    n_slots = instances.atoms.shape[1]
     # an atom filling two slots of one instance (its own periodic image) gives two entries
     # with the same x: the double sum is bilinear, so that equals one summed entry
     instance, atom, slot = _slots_by_atom(instances, np.arange(n_slots))
     a = -instances.dweights[instance, slot]
     b = -instances.weights[instance][:, None, None] * instances.dvalues[instance, slot]
-    out = np.zeros((n_atoms, 3))
-    bounds = np.searchsorted(atom, np.arange(n_atoms + 1))
-    factors = 1.0 / check_theta(theta, instances.values.shape[1]) ** 2
-    grouped_gradient_quadratic_forms(np.ascontiguousarray(instances.values[instance], dtype=float),
-                                     np.ascontiguousarray(instances.classes[instance]), np.ascontiguousarray(a),
-                                     np.ascontiguousarray(b), bounds, factors, out)
-    return check_delta(delta) ** 2 * out.ravel()
+    return _per_atom_forms(instances, instance, atom, a, b, theta, delta).ravel()
 
 
 def instance_virial_prior_variance(instances: "Instances", theta: Theta, delta: float) -> np.ndarray:
