@@ -136,12 +136,14 @@ def main() -> None:
         values = {key: np.array([r[key] for r in rows]) for key in rows[0]}
         print(f"| {element} | {variant} | {values['e_rmse'].mean():.2f} ± {values['e_rmse'].std():.2f} "
               f"| {values['e_surface'].mean():.2f} | {values['f_rmse'].mean():.4f} ± {values['f_rmse'].std():.4f} |")
-    others = [variant for variant in args.variants if variant != "recommended"]
-    for other in others if "recommended" in args.variants else []:
+    has_reference = "recommended" in args.variants
+    others = [variant for variant in args.variants if variant != "recommended"] if has_reference else []
+    for other in others:
         for key, label in (("e_rmse", "energy"), ("f_rmse", "forces")):
             ratios = [np.mean([r[key] for r in summary[(el, "recommended")]])
                       / np.mean([r[key] for r in summary[(el, other)]]) for el in args.elements]
             print(f"recommended/{other} {label}: " + ", ".join(f"{el} {r:.2f}" for el, r in zip(args.elements, ratios)))
+
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,9 @@
 """Recommended settings of a GAP model, read from the training data.
 
 :func:`recommend` looks at the structures (species, interatomic distances, density,
-labels) and returns an unfitted :class:`gapy.GAPRegressor` with a SOAP term, a 2-body term and a
-short-range ZBL baseline, each setting with the reason it was chosen. The scales that the data determine best, the deltas of the terms and the noise sigmas, are
+labels) and returns an unfitted :class:`gapy.GAPRegressor` with a SOAP term, a 2-body
+term and a short-range ZBL baseline, each setting with the reason it was chosen. The
+scales that the data determine best, the deltas of the terms and the noise sigmas, are
 left to :meth:`gapy.GAPRegressor.maximize_evidence`, which ``gapy fit`` runs after it.
 
 The geometric rules are stated in units of the data, not of an element:
