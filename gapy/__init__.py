@@ -5,6 +5,7 @@ from .calculator import GAPCalculator
 from .descriptors import SOAP, SOAPGradients, ThreeBody, TwoBody
 from .estimator import GAPRegressor
 from .estimator import load_model as load
+from .recommend import recommend
 from .term import Term
 from .exceptions import ClusterError, DataFileError, GapyError, ModelFileError, StructureError
 from .validation import validate
@@ -23,6 +24,7 @@ __all__ = [
     "StructureError",
     "Term",
     "load",
+    "recommend",
     "validate",
     "__version__",
 ]

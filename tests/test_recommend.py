@@ -112,6 +112,7 @@ def test_recommended_model_fits_with_the_evidence_and_records_why(tmp_path):
     frames = load_si("train")[:5]
     recommendation = recommend(frames, overrides={"descriptor__n_max": 3, "descriptor__l_max": 2, "n_sparse": 20},
                                two_body=True)
+    assert gapy.recommend is recommend and "recommend" in gapy.__all__  # the README's gapy.recommend(frames)
     model = recommendation.model.maximize_evidence(frames)
     assert model.gp_.terms and model.baseline_ is not None
     assert set(model.provenance_["evidence"]["deltas"]) == {"delta", "two_body__delta"}
