@@ -15,7 +15,9 @@ atoms): ``AIMD-NVT`` snapshots of Langevin MD at 300, 0.5 T_hot and T_hot K (T_h
 1500 K); ``Elastic`` cells under random strains up to 5 %; ``Vacancy`` cells (31 atoms) at
 300 and 900 K; ``Surface``: one slab per Miller index (12 indices, 6 layers, rattled), so
 that test surfaces have orientations the training set does not. A seeded split puts
-15 % of each kind in the test set (at least 2 surfaces).
+15 % of each kind in the test set (at least 2 surfaces). Two symbols (``--elements CuAu``)
+make random fcc alloys instead: 25, 50 and 75 % of the second element (Vegard's law for
+the lattice constant), a third of the crystal structures each, slabs half swapped.
 
 Prints one markdown row per element, variant and seed (test RMSE of energy in meV/atom,
 overall and on the surfaces, and of forces in eV/A), then the mean over seeds per element
@@ -24,6 +26,7 @@ and the ratio of the variants.
 Usage (from the project root)::
 
     python benchmarks/bench_recommend_emt.py --elements Cu Al --seeds 1 2    # ~20 min on 2 cores
+    python benchmarks/bench_recommend_emt.py --elements CuAu NiPt --variants recommended no-two-body
 """
 
 import argparse
@@ -34,6 +37,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk, surface
 from ase.calculators.emt import EMT
+from ase.data import atomic_numbers, reference_states
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
 from ase.units import fs
@@ -60,28 +64,55 @@ def md_snapshots(atoms: Atoms, temperature: float, count: int, rng: np.random.Ge
     return label_structures(frames, EMT(), config_type)
 
 
+def alloyed(atoms: Atoms, other: str, fraction: float, rng: np.random.Generator) -> Atoms:
+    """``atoms`` with a random ``fraction`` of its sites taken by ``other``."""
+    atoms = atoms.copy()
+    numbers = atoms.numbers.copy()
+    numbers[rng.choice(len(atoms), round(fraction * len(atoms)), replace=False)] = atomic_numbers[other]
+    atoms.numbers = numbers
+    return atoms
+
+
 def emt_data(element: str, seed: int = 0, t_hot: float = 1500.0):
-    """Training and test structures of ``element`` in mlearn's kinds, labelled by EMT."""
+    """Training and test structures of ``element`` in mlearn's kinds, labelled by EMT.
+
+    ``element`` is one symbol, or two (``"CuAu"``): then random fcc alloys with 25, 50 and
+    75 % of the second (lattice constant by Vegard's law), a third of the crystal
+    structures each, and surfaces with half their sites swapped.
+    """
     rng = np.random.default_rng(seed)
-    cell = bulk(element, "fcc", cubic=True) * (2, 2, 2)
+    symbols = Atoms(element).get_chemical_symbols()
+    if len(symbols) == 1:
+        cells = [bulk(element, "fcc", cubic=True) * (2, 2, 2)]
+    else:
+        first, second = (reference_states[atomic_numbers[symbol]]["a"] for symbol in symbols)
+        cells = [alloyed(bulk(symbols[0], "fcc", a=first + x * (second - first), cubic=True) * (2, 2, 2),
+                         symbols[1], x, rng) for x in (0.25, 0.5, 0.75)]
+    share = len(cells)
     kinds = {"AIMD-NVT": [], "Elastic": [], "Vacancy": [], "Surface": []}
-    for temperature in (300.0, 0.5 * t_hot, t_hot):
-        kinds["AIMD-NVT"] += md_snapshots(cell, temperature, 30, rng, "AIMD-NVT")
-    for _ in range(40):
+    for cell in cells:
+        for temperature in (300.0, 0.5 * t_hot, t_hot):
+            kinds["AIMD-NVT"] += md_snapshots(cell, temperature, 30 // share, rng, "AIMD-NVT")
+    for k in range(40):
+        cell = cells[k % share]
         strain = rng.uniform(-0.05, 0.05, (3, 3))
         strained = cell.copy()
         strained.set_cell(cell.cell @ (np.eye(3) + (strain + strain.T) / 2), scale_atoms=True)
         strained.rattle(0.01, seed=int(rng.integers(2**31)))
         kinds["Elastic"].append(strained)
     kinds["Elastic"] = label_structures(kinds["Elastic"], EMT(), "Elastic")
-    vacancy = cell.copy()
-    del vacancy[0]
-    for temperature in (300.0, 900.0):
-        kinds["Vacancy"] += md_snapshots(vacancy, temperature, 12, rng, "Vacancy")
+    for cell in cells:
+        vacancy = cell.copy()
+        del vacancy[0]
+        for temperature in (300.0, 900.0):
+            kinds["Vacancy"] += md_snapshots(vacancy, temperature, 12 // share, rng, "Vacancy")
+    primitive = bulk(symbols[0], "fcc", a=None if share == 1 else np.mean([c.cell[0, 0] / 2 for c in cells]))
     for miller in MILLER:
-        slab = surface(bulk(element, "fcc"), miller, layers=6, vacuum=8.0, periodic=True)
+        slab = surface(primitive, miller, layers=6, vacuum=8.0, periodic=True)
         while len(slab) < 12:
             slab = slab * (2, 1, 1) if slab.cell.lengths()[0] <= slab.cell.lengths()[1] else slab * (1, 2, 1)
+        if share > 1:
+            slab = alloyed(slab, symbols[1], 0.5, rng)
         slab.rattle(0.03, seed=int(rng.integers(2**31)))
         kinds["Surface"].append(slab)
     kinds["Surface"] = label_structures(kinds["Surface"], EMT(), "Surface")
@@ -106,7 +137,8 @@ def test_errors(model, test) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--elements", nargs="+", default=["Cu", "Al", "Ni", "Pt"])
+    parser.add_argument("--elements", nargs="+", default=["Cu", "Al", "Ni", "Pt"],
+                        help="fcc metals of EMT; two symbols (CuAu) for a random alloy")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2], help="CUR seeds of the fits")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--n-jobs", type=int, default=2)
