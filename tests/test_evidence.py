@@ -40,7 +40,10 @@ def dense_evidence(kmm, groups, delta, sigmas, jitter):
                                             (0.4, {"energy": 0.05, "forces": 1.5})])
 def test_evidence_equals_the_dense_gaussian_likelihood(delta, sigmas):
     kmm, groups = toy_problem()
-    value, _ = log_marginal_likelihood(statistics_of(kmm, groups), delta, sigmas, jitter=1e-6)
+    statistics = statistics_of(kmm, groups)
+    # a group with fewer observations (5) than points (6) keeps 5 rows, the other 6
+    assert [r_g.shape for r_g, _ in statistics.factors().values()] == [(5, 6), (6, 6)]
+    value, _ = log_marginal_likelihood(statistics, delta, sigmas, jitter=1e-6)
     assert value == pytest.approx(dense_evidence(kmm, groups, delta, sigmas, 1e-6), rel=1e-8)
 
 

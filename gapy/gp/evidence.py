@@ -158,9 +158,11 @@ class EvidenceStatistics:
         Returns
         -------
         dict of str to tuple of ndarray
-            For each group, the upper triangular ``R_g`` of shape (M, M) and
-            ``z_g = Q_g^T b_g`` of shape (M,), with ``R_g^T R_g = A_g^T A_g`` and
-            ``R_g^T z_g = A_g^T b_g`` for the scaled rows ``A_g`` and targets ``b_g``.
+            For each group of ``n_g`` observations, the upper triangular ``R_g`` of shape
+            (r, M) and ``z_g = Q_g^T b_g`` of shape (r,), ``r = min(n_g, M)``, with
+            ``R_g^T R_g = A_g^T A_g`` and ``R_g^T z_g = A_g^T b_g`` for the scaled rows
+            ``A_g`` and targets ``b_g`` (the rows of ``R_g`` below ``n_g`` are zero: a group
+            with fewer observations than sparse points costs its observations only).
 
         Examples
         --------
@@ -178,7 +180,8 @@ class EvidenceStatistics:
         out = {}
         for name, entry in self.groups.items():
             entry["qr"].fold()
-            out[name] = (entry["qr"].r_factor, entry["qr"].rhs)
+            rank = min(entry["n"], len(self.kmm))
+            out[name] = (entry["qr"].r_factor[:rank], entry["qr"].rhs[:rank])
         return out
 
 
@@ -257,11 +260,14 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: Union[float, 
         lower = cholesky(kmm, lower=True)
     except np.linalg.LinAlgError as error:
         raise SingularKernelError("K_MM is not positive definite at this delta; increase the jitter") from error
-    stacked = np.zeros(((len(groups) + 1) * m, m + 1))
-    for k, (name, (r_g, z_g)) in enumerate(factors.items()):
-        stacked[k * m:(k + 1) * m, :m] = r_g * (scale / sigmas[name])
-        stacked[k * m:(k + 1) * m, m] = z_g / sigmas[name]
-    stacked[len(groups) * m:, :m] = lower.T
+    stacked = np.zeros((sum(len(z_g) for _, z_g in factors.values()) + m, m + 1))
+    start = 0
+    for name, (r_g, z_g) in factors.items():
+        rows = slice(start, start + len(z_g))
+        stacked[rows, :m] = r_g * (scale / sigmas[name])
+        stacked[rows, m] = z_g / sigmas[name]
+        start = rows.stop
+    stacked[start:, :m] = lower.T
     (upper,) = qr(stacked, mode="r", overwrite_a=True, check_finite=False)
     r_factor, c = upper[:m, :m], upper[:m, m]
     diagonal = np.abs(np.diag(r_factor))
