@@ -105,16 +105,17 @@ def distance_from_crystal(descriptor, frames, zeta=4):
 
 
 def exploration(seeds, iterations, n_select, temperature, strains, drivers=("md", "metad", "uncertainty"),
-                baseline="zbl", selection="diverse"):
+                baseline="zbl", selection="diverse", refit="fit"):
     train = initial_training_set()
     starts = strained_copies([CELL], strains)
     phases = other_phases()
     test = [atoms for frames in phases.values() for atoms in frames]
     settings = clone(SETTINGS).set_params(baseline=baseline)
-    crystal_model = clone(settings).fit(train)
+    crystal_model = clone(settings).maximize_evidence(train) if refit == "evidence" else clone(settings).fit(train)
     print(f"## Exploration: crystal-only start ({len(train)} rattled fcc cells), {iterations} iterations x "
           f"{n_select} labels, MD at {temperature:.0f} K from the crystal under strains {strains} "
-          f"({len(starts)} runs of 200 steps per iteration); model baseline {baseline}, selection {selection}\n")
+          f"({len(starts)} runs of 200 steps per iteration); model baseline {baseline}, selection {selection}, "
+          f"refit {refit}\n")
     print("test set of other phases (EMT): " + ", ".join(f"{k} {len(v)}" for k, v in phases.items())
           + "; distance from the crystal: " + ", ".join(
               f"{k} {distance_from_crystal(crystal_model.descriptor_, v):.2f}" for k, v in phases.items()))
@@ -131,7 +132,7 @@ def exploration(seeds, iterations, n_select, temperature, strains, drivers=("md"
             result = active_learning(settings, train, EMT(), starts, n_iterations=iterations,
                                      n_select=n_select, md_steps=200, md_interval=10, temperature=temperature,
                                      timestep=2.0, random_state=seed, driver=driver, driver_options=options,
-                                     selection=selection)
+                                     selection=selection, refit=refit)
             new = result.frames[len(train):]
             distance = distance_from_crystal(result.model.descriptor_, new)
             errors = {name: force_rmse(result.model, frames) for name, frames in phases.items()}
@@ -249,6 +250,8 @@ def main():
                         help="exploration: choice of the labels among the snapshots of all runs")
     parser.add_argument("--baseline", choices=("zbl", "none"), default="zbl",
                         help="exploration: the model's repulsive core (GAPRegressor(baseline=...)); 'none' as before")
+    parser.add_argument("--refit", choices=("fit", "evidence"), default="fit",
+                        help="exploration: each refit of the loop with the given sigmas, or by the evidence")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.03, 0.035, 0.027],
                         help="efficiency: force RMSE targets (eV/A); the last line is the ratio at the first")
     parser.add_argument("--batch", type=int, default=2, help="efficiency: labels per round")
@@ -258,7 +261,7 @@ def main():
     ratio = None
     if args.part in ("all", "exploration"):
         exploration(args.exploration_seeds, args.iterations, args.n_select, args.temperature, args.strains,
-                    args.drivers, None if args.baseline == "none" else args.baseline, args.selection)
+                    args.drivers, None if args.baseline == "none" else args.baseline, args.selection, args.refit)
     if args.part in ("all", "efficiency"):
         ratio = efficiency(args.seeds, args.targets, args.batch, args.max_labels)
     print(f"total time {time.perf_counter() - start:.0f} s")

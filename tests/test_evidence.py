@@ -265,3 +265,19 @@ def test_std_noise_adds_the_fitted_noise_of_each_label():
     assert np.array_equal(with_noise["energies_std"], plain["energies_std"])  # local energies: no label
     with pytest.raises(TypeError, match="std_noise must be True or False"):
         clone(model).set_params(std_noise="yes").fit(frames)
+
+
+def test_an_optimiser_that_stops_early_warns_and_keeps_the_best_point(monkeypatch):
+    import gapy.gp.evidence as evidence
+
+    real = evidence.minimize
+    monkeypatch.setattr(evidence, "minimize", lambda *args, **kwargs: real(*args, **kwargs, options={"maxiter": 1}))
+    kmm, groups = toy_problem(seed=4)
+    statistics = statistics_of(kmm, groups)
+    start = {"energy": 3.0, "forces": 3.0}
+    with pytest.warns(RuntimeWarning, match=r"did not converge \(.*after \d+ evaluations\); keeping the best"):
+        result = maximize_evidence(statistics, 1.0, start)
+    assert not result.converged
+    best = log_marginal_likelihood(statistics, result.delta, result.sigmas)[0]
+    assert best == pytest.approx(result.log_marginal_likelihood) and best > log_marginal_likelihood(
+        statistics, 1.0, start)[0]

@@ -338,6 +338,25 @@ def test_a_partly_written_last_label_is_dropped_and_damage_elsewhere_refused(tmp
         store.read_labelled()
 
 
+@pytest.mark.filterwarnings("ignore:evidence maximisation")  # a sigma on a bound: 2-6 structures
+def test_refit_by_the_evidence_chooses_the_sigmas_at_every_iteration(tmp_path):
+    fits = []
+    result = run_loop(EMT(), tmp_path / "run", n_iterations=2, refit="evidence",
+                      callback=lambda iteration, model: fits.append(model))
+    for model in fits + [result.model]:
+        assert "evidence" in model.provenance_ and model.sigma_force != 0.01  # not the given sigma
+    assert fits[0].sigma_force != fits[1].sigma_force  # chosen again on the grown training set
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["settings"]["refit"] == "evidence"
+    with pytest.raises(GapyError, match=r"different refit"):
+        run_loop(EMT(), tmp_path / "run", n_iterations=2)
+    # the default is not in the settings: work directories written before the option resume
+    run_loop(EMT(), tmp_path / "plain", n_iterations=1)
+    assert "refit" not in json.loads((tmp_path / "plain" / "state.json").read_text())["settings"]
+    with pytest.raises(ValueError, match="refit"):
+        run_loop(EMT(), n_iterations=1, refit="bayes")
+
+
 def test_a_workdir_of_another_run_is_refused(tmp_path):
     run_loop(CountingEMT(tmp_path / "calls.txt"), tmp_path / "run", n_iterations=1)
     with pytest.raises(GapyError, match=r"holds another run \(different md_steps\).*30 in the workdir, 40 now"):
@@ -419,6 +438,8 @@ strength = 0.05
         ("md_steps = 20", "md_stepz = 20", "unknown key 'md_stepz'; did you mean 'md_steps'?"),
         ("strength = 0.05", "strength = -1", r"\[uncertainty\]: strength must be a non-negative number"),
         ('reference = "emt"', 'reference = "nowhere:calc"', "cannot import 'nowhere'"),
+        ("progress = false", 'progress = false\nrefit = "bayes"', "refit must be one of"),
+        ("progress = false", 'progress = false\nrefit = "evidence"', r"different refit"),
     ]:
         Path("learn.toml").write_text(config.replace(old, new))
         assert main(["learn", "learn.toml"]) == 1

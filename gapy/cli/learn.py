@@ -13,7 +13,7 @@ from ..exceptions import GapyError
 from ..plots import learning_curve_plot
 from ..sampling import (DRIVERS, SCORES, SELECTIONS, active_learning, history_rows, reference_calculator,
                         strained_copies, workdir_history, write_history_csv)
-from ..sampling.loop import check_driver_options
+from ..sampling.loop import REFITS, check_driver_options
 from ._common import check_outputs, integer, read_frames
 from .fit import model_from_settings, parse_settings
 
@@ -22,7 +22,7 @@ LEARN_KEYS: Dict[str, Any] = {
     "reference": ..., "train": ..., "workdir": ..., "starts": None, "test": None, "temperatures": [300.0],
     "strains": [0.0], "driver": "md", "iterations": 5, "batch": 4, "md_steps": 200, "md_interval": 10,
     "timestep": 1.0, "score": "forces", "threshold": None, "max_force_std": None, "selection": "diverse",
-    "reference_timeout": None, "seed": 0, "progress": True,
+    "reference_timeout": None, "seed": 0, "progress": True, "refit": "fit",
 }
 #: Tables of the config file: model settings (as ``gapy fit``) and the bias of each driver.
 LEARN_TABLES = ("model", "metad", "uncertainty")
@@ -45,6 +45,7 @@ md_interval = 10
 timestep = 2.0               # fs
 threshold = 0.05             # eV/A: stop when no candidate is more uncertain
 reference_timeout = 3600     # s per reference calculation
+refit = "evidence"           # each refit chooses the deltas and sigmas by the evidence ("fit": as given)
 
 [model]                      # as 'gapy fit --config'
 r_cut = 4.5
@@ -113,6 +114,7 @@ def read_learn_config(path) -> Dict[str, Any]:
         check_choice("driver", settings["driver"], DRIVERS)
         check_choice("score", settings["score"], SCORES)
         check_choice("selection", settings["selection"], SELECTIONS)
+        check_choice("refit", settings["refit"], REFITS)
         for key in ("iterations", "batch", "md_steps", "md_interval"):
             check_integer(key, settings[key], 1)
         check_integer("seed", settings["seed"], 0)
@@ -186,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
         random_state=settings["seed"], callback=report, driver=settings["driver"],
         driver_options=settings["driver_options"], selection=settings["selection"], workdir=workdir,
         reference_timeout=settings["reference_timeout"], test_frames=test, progress=settings["progress"],
+        refit=settings["refit"],
     )
     rows = history_rows(result.history, final=result)
     write_history_csv(rows, outputs["log"])

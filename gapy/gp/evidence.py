@@ -454,8 +454,11 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
                  if np.isclose(np.log(point[name]), np.log(bounds[name][0]), atol=1e-3)
                  or np.isclose(np.log(point[name]), np.log(bounds[name][1]), atol=1e-3)]
     if not result.success:
-        warnings.warn(f"evidence maximisation did not converge ({result.message}); keeping the best point "
-                      f"found", RuntimeWarning, stacklevel=2)
+        reason = str(result.message).strip().rstrip(":")
+        if reason.startswith("ABNORMAL"):  # L-BFGS-B's line search found no better point
+            reason = "the line search found no better point"
+        warnings.warn(f"evidence maximisation did not converge ({reason}, after {result.nfev} evaluations); "
+                      "keeping the best point found", RuntimeWarning, stacklevel=2)
     if at_bounds:
         warnings.warn(f"evidence maximisation: {', '.join(at_bounds)} ended on a bound of the search "
                       f"{ {name: bounds[name] for name in at_bounds} }", RuntimeWarning, stacklevel=2)

@@ -523,6 +523,8 @@ def _bare_copy(atoms: Atoms) -> Atoms:
 DRIVERS = ("md", "metad", "uncertainty")
 #: Ways of choosing what to label among the candidates.
 SELECTIONS = ("diverse", "top", "random", "per_run")
+#: How the loop refits its model: the settings as given, or deltas and sigmas by the evidence.
+REFITS = ("fit", "evidence")
 
 
 def driver_calculator(driver: str, model, options: Optional[dict] = None):
@@ -644,7 +646,7 @@ def errors_on(model, frames: Sequence[Atoms]) -> tuple:
 
 
 def _settings(model, frames, starts, reference, *, temperatures, n_select, md_steps, md_interval, timestep, score,
-              threshold, md_max_force_std, random_state, driver, driver_options, selection) -> dict:
+              threshold, md_max_force_std, random_state, driver, driver_options, selection, refit="fit") -> dict:
     """What makes a run: a work directory refuses to resume with other values."""
     params = {k: repr(v) for k, v in sorted(model.get_params(deep=False).items()) if k not in ("n_jobs", "verbose")}
     if isinstance(random_state, np.random.Generator):
@@ -658,7 +660,14 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
         "threshold": threshold, "md_max_force_std": md_max_force_std, "random_state": seed, "driver": driver,
         "driver_options": {k: repr(v) for k, v in sorted((driver_options or {}).items())},
         "selection": selection,
+        **({} if refit == "fit" else {"refit": refit}),  # (work directories written before it resume)
     }
+
+
+def _refit(model, frames: List[Atoms], refit: str):
+    """``clone(model)`` fitted on ``frames``, as ``refit`` says."""
+    fresh = clone(model)
+    return fresh.maximize_evidence(frames) if refit == "evidence" else fresh.fit(frames)
 
 
 def active_learning(
@@ -685,6 +694,7 @@ def active_learning(
     reference_timeout: Optional[float] = None,
     test_frames: Optional[Sequence[Atoms]] = None,
     progress: bool = False,
+    refit: str = "fit",
 ) -> ActiveLearningResult:
     """Grow a training set where the model is uncertain, and refit.
 
@@ -757,6 +767,12 @@ def active_learning(
         Labelled structures: errors of each model are recorded in the history.
     progress : bool, default=False
         Progress bars.
+    refit : {"fit", "evidence"}, default="fit"
+        How each iteration refits the model: ``"fit"`` with its settings as given;
+        ``"evidence"`` with its deltas and noise sigmas chosen again by
+        :meth:`GAPRegressor.maximize_evidence` (from the given values) on the grown
+        training set, so that structures far from the data (large forces) do not have to
+        be followed to a sigma set for the start (``docs/sampling.md``).
 
     Returns
     -------
@@ -820,13 +836,14 @@ def active_learning(
     check_number("reference_timeout", reference_timeout, 0.0, allow_none=True)
     check_driver_options(driver, driver_options)
     check_choice("selection", selection, SELECTIONS)
+    check_choice("refit", refit, REFITS)
     initial = through_extxyz(list(frames))
     if test_frames is not None:
         test_frames = list(test_frames)
     settings = _settings(model, initial, starts, reference, temperatures=temperatures, n_select=n_select,
                          md_steps=md_steps, md_interval=md_interval, timestep=timestep, score=score,
                          threshold=threshold, md_max_force_std=md_max_force_std, random_state=random_state,
-                         driver=driver, driver_options=driver_options, selection=selection)
+                         driver=driver, driver_options=driver_options, selection=selection, refit=refit)
     store = Workdir(workdir, settings) if workdir is not None else None
     rng = np.random.default_rng(random_state)
     state = store.load() if store is not None else None
@@ -857,7 +874,7 @@ def active_learning(
         if state["phase"] == "md":
             clock = time.perf_counter()
             if fitted is None:  # (a resumed labelling phase needs no model until its refit)
-                fitted = clone(model).fit(train)
+                fitted = _refit(model, train, refit)
             current = _explore(fitted, starts, temperatures, rng, n_select=n_select, md_steps=md_steps,
                                md_interval=md_interval, timestep=timestep, score=score, threshold=threshold,
                                md_max_force_std=md_max_force_std, driver=driver, driver_options=driver_options,
@@ -905,7 +922,7 @@ def active_learning(
         iteration.n_failed = sum(failure["id"] in batch for failure in failures)
         clock = time.perf_counter()
         train = initial + labelled
-        fitted = clone(model).fit(train)
+        fitted = _refit(model, train, refit)
         iteration.gapy_seconds += time.perf_counter() - clock
         history.append(iteration)
         save(iteration=iteration_index + 1, phase="md", current=None, rng=rng.bit_generator.state)
@@ -913,7 +930,7 @@ def active_learning(
             callback(iteration, fitted)
 
     if fitted is None:
-        fitted = clone(model).fit(train)
+        fitted = _refit(model, train, refit)
     result = ActiveLearningResult(model=fitted, frames=initial + labelled, history=history,
                                   converged=bool(state["converged"]), failures=failures)
     if test_frames:
