@@ -12,8 +12,9 @@ from the unit rows ``a_i = k_i(delta=1) / s_i`` and targets ``b_i = y_i / s_i``,
 
 give the evidence at any ``(delta, sigma_g)`` without a refit: each group is kept as the
 triangular factor of a running QR factorisation of its rows (never ``A^T A``), and one
-QR factorisation of the small stacked system per evaluation gives ``P = R^T R``. With ``P = delta^2 K0 + sum_g delta^4 / sigma_g^2 G_g`` (``K0`` the unit
-``K_MM``, ``P = R^T R`` of the fit) and ``c = R^-T sum_g delta^2 / sigma_g^2 h_g``::
+QR factorisation of the small stacked system per evaluation gives ``P = R^T R``. With
+``P = delta^2 K0 + sum_g delta^4 / sigma_g^2 G_g`` (``K0`` the unit ``K_MM``, ``P = R^T R``
+of the fit) and ``c = R^-T sum_g delta^2 / sigma_g^2 h_g``::
 
     log p(y) = -1/2 (sum_g beta_g / sigma_g^2 - |c|^2)
                - 1/2 (sum_g n_g log sigma_g^2 + 2 sum_i log s_i + log|P| - log|delta^2 K0|)

@@ -433,8 +433,9 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     random_state : int, numpy.random.Generator or None, default=None
         Seed of the initial velocities and of the Langevin noise.
     max_force_std : float, optional
-        With a model (or a calculator with ``forces_std``): stop at the first snapshot whose largest force standard deviation
-        (eV/A) exceeds this, as on-the-fly learning does. The trajectory has left what
+        With a model (or a calculator with ``forces_std``): stop at the first snapshot
+        whose largest force standard deviation (eV/A) exceeds this, as on-the-fly
+        learning does. The trajectory has left what
         the model knows; later frames would only drift further. That snapshot is kept.
 
     Returns
