@@ -435,8 +435,8 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     max_force_std : float, optional
         With a model (or a calculator with ``forces_std``): stop at the first snapshot
         whose largest force standard deviation (eV/A) exceeds this, as on-the-fly
-        learning does. The trajectory has left what
-        the model knows; later frames would only drift further. That snapshot is kept.
+        learning does. The trajectory has left what the model knows; later frames would
+        only drift further. That snapshot is kept.
 
     Returns
     -------
