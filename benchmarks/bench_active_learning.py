@@ -45,6 +45,7 @@ from sklearn.base import clone
 
 from gapy import GAPRegressor, SOAP
 from gapy.sampling import active_learning, errors_on, label_structures, run_md, select_structures, strained_copies
+from gapy.sampling.loop import _refit
 
 CELL = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)  # 32 atoms
 SETTINGS = GAPRegressor(SOAP(["Cu"], r_cut=4.5, n_max=5, l_max=4), n_sparse=200, sigma_energy=0.001,
@@ -111,7 +112,7 @@ def exploration(seeds, iterations, n_select, temperature, strains, drivers=("md"
     phases = other_phases()
     test = [atoms for frames in phases.values() for atoms in frames]
     settings = clone(SETTINGS).set_params(baseline=baseline)
-    crystal_model = clone(settings).maximize_evidence(train) if refit == "evidence" else clone(settings).fit(train)
+    crystal_model = _refit(settings, train, refit)  # as the loop fits its models
     print(f"## Exploration: crystal-only start ({len(train)} rattled fcc cells), {iterations} iterations x "
           f"{n_select} labels, MD at {temperature:.0f} K from the crystal under strains {strains} "
           f"({len(starts)} runs of 200 steps per iteration); model baseline {baseline}, selection {selection}, "
