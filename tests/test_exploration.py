@@ -16,6 +16,7 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import read
+from sklearn.base import clone
 
 from gapy import GAPCalculator, GapyError, GAPRegressor, SOAP, StructureError
 from gapy.gp import voigt
@@ -180,6 +181,42 @@ def test_the_biased_calculators_keep_the_models_repulsive_baseline():
     calc = DescriptorMetadynamics(zbl_model, height=0.05, width=0.1, stride=0)
     calc.deposit(cu8(0.1, 3))
     check_bias_gradients(calc, zbl_model, squeezed)
+
+
+@pytest.fixture(scope="module")
+def multi_term_model():
+    """A SOAP + 2-body + 3-body model with a ZBL core, as the recommended settings make."""
+    from gapy import Term, ThreeBody, TwoBody
+    return GAPRegressor(
+        SOAP(["Cu"], r_cut=4.5, n_max=4, l_max=3), n_sparse=16, sigma_energy=0.001, sigma_force=0.01,
+        random_state=0, baseline="zbl", two_body=Term(TwoBody(["Cu"], r_cut=4.5), delta=0.5, theta=0.5, n_sparse=10),
+        three_body=Term(ThreeBody(["Cu"], r_cut=3.0), delta=0.2, theta=1.0, n_sparse=8),
+    ).fit(rattled_cu())
+
+
+def rattled_cu():
+    return label_structures([cu8(0.05, seed) for seed in range(3)], EMT())
+
+
+def test_metadynamics_drives_models_with_extra_terms(multi_term_model):
+    """With 2-/3-body terms the biased energy is the whole model's plus the bias and its
+    forces and stress match finite differences; the uncertainty bias refuses such a model."""
+    model = multi_term_model
+    atoms = cu8(0.1, 7)
+    plain = atoms.copy()
+    plain.calc = GAPCalculator(model)
+    unbiased = atoms.copy()
+    unbiased.calc = DescriptorMetadynamics(model, height=0.0, stride=0)
+    assert unbiased.get_potential_energy() == pytest.approx(plain.get_potential_energy(), abs=1e-9)
+    np.testing.assert_allclose(unbiased.get_forces(), plain.get_forces(), atol=1e-9)
+    np.testing.assert_allclose(unbiased.get_stress(), plain.get_stress(), atol=1e-9)
+    soap_only = clone(model).set_params(two_body=None, three_body=None).fit(rattled_cu())
+    assert np.abs(plain.get_forces() - GAPCalculator(soap_only).get_forces(atoms)).max() > 0.01  # terms matter
+    metadynamics = DescriptorMetadynamics(model, height=0.05, width=0.1, stride=0)
+    metadynamics.deposit(cu8(0.1, 3))
+    check_bias_gradients(metadynamics, model, atoms)
+    with pytest.raises(NotImplementedError, match="SOAP-only model; this one has extra terms"):
+        UncertaintyBias(model)
 
 
 def test_metadynamics_deposits_every_stride_and_well_tempered_heights_shrink(model):

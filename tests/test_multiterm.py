@@ -231,14 +231,11 @@ def test_variances_equal_dense_gp_with_the_sum_of_kernels():
     assert sor_and_local["local"][0] > 0.1 * dtc[0]  # a test structure unlike the data: the residual matters
 
 
-def test_tools_that_support_soap_only_models_say_so(fitted):
+def test_validate_computes_the_properties_of_a_multi_term_model_without_their_stds(fitted):
     from ase.build import bulk
 
-    from gapy.sampling import UncertaintyBias
     from gapy.validation import validate
 
-    with pytest.raises(NotImplementedError, match="SOAP-only"):
-        UncertaintyBias(fitted)
     report = validate(fitted, bulk("Si", "diamond", a=5.43), properties=["eos"], plots=False, progress=False)
     assert report.results["bulk_modulus"].model is not None  # the property itself is computed
     assert report.results["bulk_modulus"].model_std is None

@@ -14,12 +14,13 @@ them leaves the environments the model already knows:
 
 Both biases are functions of the atoms' descriptor vectors ``q_i``; their forces and
 virial come from ``dV/dq_i`` contracted with the SOAP gradients in one reverse-mode pass
-(:meth:`gapy.SOAP.contract_gradients`), fused with the model's own forces (its repulsive
-baseline included, ``GAPRegressor(baseline="zbl")``: a bias pushes towards whatever the
-model does not know, and a model fitted on bulk data alone knows no repulsion between
-atoms closer than a bond, so explore with such a core). The
-snapshots of a biased run are ordinary structures: label them with the reference, as
-:func:`gapy.sampling.active_learning` does (``driver="metad"`` or ``"uncertainty"``).
+(:meth:`gapy.SOAP.contract_gradients`), fused with the model's own forces (its 2-/3-body
+terms and its repulsive baseline included, ``GAPRegressor(baseline="zbl")``: a bias
+pushes towards whatever the model does not know, and a model fitted on bulk data alone
+knows no repulsion between atoms closer than a bond, so explore with such a core). The
+uncertainty bias needs a SOAP-only model. The snapshots of a biased run are ordinary
+structures: label them with the reference, as :func:`gapy.sampling.active_learning` does
+(``driver="metad"`` or ``"uncertainty"``).
 """
 
 import threading
@@ -57,10 +58,6 @@ def _fitted_model(model) -> GAPRegressor:
     if not isinstance(model, GAPRegressor):
         raise TypeError(f"model must be a fitted GAPRegressor or a GAPCalculator, got {type(model).__name__}")
     check_is_fitted(model, "gp_")
-    if getattr(model.gp_, "terms", ()):
-        raise NotImplementedError("the bias calculators support SOAP-only models; this model has extra terms "
-                                  f"({', '.join(model.term_descriptors_)}): fit one with two_body=None and "
-                                  "three_body=None to explore with it")
     return model
 
 
@@ -161,10 +158,17 @@ class _BiasedCalculator(Calculator):
         values = descriptor.compute(atoms)
         kernel, factor = gp.local_kernel(values, species)
         e0 = np.array([model.e0_[int(z)] for z in atoms.numbers])
-        model_energy = float((kernel @ gp.alpha + e0).sum())
+        energies = kernel @ gp.alpha[:len(gp.sparse)] + e0
         bias, bias_weights = self._bias(values, species, kernel, factor)
         weights = gp.energy_gradient_weights(factor) + bias_weights
         forces, virial = descriptor.contract_gradients(atoms, weights)
+        terms = list(getattr(model, "term_descriptors_", {}).values())
+        if terms:  # the model's 2-/3-body terms, as it predicts
+            energies, term_forces, term_virial = model._term_means(atoms, None, energies, terms, True,
+                                                                   atoms.pbc.all())
+            forces = forces + term_forces
+            virial = virial + voigt_6_to_full_3x3_stress(term_virial)
+        model_energy = float(energies.sum())
         baseline = getattr(model, "baseline_", None)
         if baseline is not None:  # the model's fixed repulsion (GAPRegressor(baseline="zbl")), as it predicts
             baseline_energies, baseline_forces, baseline_virial = baseline.compute(atoms)
@@ -236,7 +240,8 @@ class DescriptorMetadynamics(_BiasedCalculator):
     Parameters
     ----------
     model : GAPRegressor or GAPCalculator
-        A fitted model; its descriptor is the collective variable.
+        A fitted model (2-/3-body terms and a baseline count in its energy); its SOAP
+        descriptor is the collective variable.
     height : float, default=0.02
         Height of each Gaussian, eV per atom.
     width : float, default=0.05
@@ -497,7 +502,7 @@ class UncertaintyBias(_BiasedCalculator):
     Parameters
     ----------
     model : GAPRegressor or GAPCalculator
-        A fitted model.
+        A fitted SOAP-only model (no 2-/3-body terms: ``NotImplementedError``).
     strength : float, default=0.1
         ``A``: largest bias in eV per atom.
     variance_scale : float, optional
@@ -577,6 +582,14 @@ class UncertaintyBias(_BiasedCalculator):
 
     def __init__(self, model, strength: float = 0.1, variance_scale: Optional[float] = None,
                  variance: Optional[str] = None, min_distance_factor: float = 0.5, **kwargs):
+        fitted = _fitted_model(model)
+        if fitted.gp_.terms:
+            raise NotImplementedError(
+                "UncertaintyBias needs a SOAP-only model; this one has extra terms "
+                f"({', '.join(fitted.term_descriptors_)}). The variance of a local energy then includes the "
+                "terms' shares, whose gradients are not implemented, and SOAP's share alone is not "
+                "determined by the data (the terms can trade energy with it): fit with two_body=None and "
+                "three_body=None, or explore with DescriptorMetadynamics")
         super().__init__(model, strength=strength, variance_scale=variance_scale, variance=variance,
                          min_distance_factor=min_distance_factor, **kwargs)
 
