@@ -251,8 +251,9 @@ def main():
                         help="exploration: choice of the labels among the snapshots of all runs")
     parser.add_argument("--baseline", choices=("zbl", "none"), default="zbl",
                         help="exploration: the model's repulsive core (GAPRegressor(baseline=...)); 'none' as before")
-    parser.add_argument("--refit", choices=("fit", "evidence"), default="fit",
-                        help="exploration: each refit of the loop with the given sigmas, or by the evidence")
+    parser.add_argument("--refit", choices=("fit", "evidence", "recommend"), default="fit",
+                        help="exploration: each refit of the loop with the given settings, its deltas and sigmas "
+                             "by the evidence, or every setting by gapy.recommend (then the evidence)")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.03, 0.035, 0.027],
                         help="efficiency: force RMSE targets (eV/A); the last line is the ratio at the first")
     parser.add_argument("--batch", type=int, default=2, help="efficiency: labels per round")

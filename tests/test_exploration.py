@@ -394,6 +394,34 @@ def test_refit_by_the_evidence_chooses_the_sigmas_at_every_iteration(tmp_path):
         run_loop(EMT(), n_iterations=1, refit="bayes")
 
 
+@pytest.mark.filterwarnings("ignore:evidence maximisation")
+def test_refit_by_the_recommendation_chooses_every_setting_from_the_grown_data(tmp_path):
+    fits = []
+    result = run_loop(EMT(), tmp_path / "run", n_iterations=2, n_select=2, refit="recommend",
+                      overrides={"descriptor__n_max": 4, "descriptor__l_max": 3},
+                      callback=lambda iteration, model: fits.append(model))
+    for model in fits + [result.model]:
+        assert "recommended" in model.provenance_ and "evidence" in model.provenance_
+        assert model.two_body is not None and model.baseline == "zbl"  # as gapy fit recommends
+        assert model.descriptor.r_cut != 4.0 and model.descriptor.n_max == 4  # chosen, and overridden
+    assert len(fits[1].gp_.sparse) > len(fits[0].gp_.sparse)  # a quarter of the environments: grows
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["settings"]["refit"] == "recommend" and "descriptor__n_max" in state["settings"]["overrides"]
+    with pytest.raises(GapyError, match=r"different overrides"):
+        run_loop(EMT(), tmp_path / "run", n_iterations=2, n_select=2, refit="recommend")
+    # the uncertainty bias needs a SOAP-only model: no pair term then
+    result = run_loop(EMT(), n_iterations=1, n_select=1, refit="recommend", driver="uncertainty",
+                      overrides={"descriptor__n_max": 4, "descriptor__l_max": 3})
+    assert result.model.two_body is None and "recommended" in result.model.provenance_
+    with pytest.raises(ValueError, match="overrides apply to refit='recommend' only"):
+        run_loop(EMT(), n_iterations=1, overrides={"descriptor__r_cut": 4.0})
+    train = label_structures([cu8(0.02, 0)], EMT())
+    with pytest.raises(ValueError, match=r"starts\[0\] \(AuCu7\) has species \['Au'\]"):
+        gold = cu8(0.0, 0)
+        gold[0].symbol = "Au"
+        active_learning(SETTINGS, train, EMT(), [gold], refit="recommend")
+
+
 def test_a_workdir_of_another_run_is_refused(tmp_path):
     run_loop(CountingEMT(tmp_path / "calls.txt"), tmp_path / "run", n_iterations=1)
     with pytest.raises(GapyError, match=r"holds another run \(different md_steps\).*30 in the workdir, 40 now"):
@@ -481,6 +509,49 @@ strength = 0.05
         Path("learn.toml").write_text(config.replace(old, new))
         assert main(["learn", "learn.toml"]) == 1
         assert re.search(message, capsys.readouterr().err)
+
+
+@pytest.mark.filterwarnings("ignore:evidence maximisation")
+def test_gapy_learn_recommends_the_model_unless_its_settings_are_given(tmp_path, monkeypatch, capsys):
+    from ase.io import write
+
+    from gapy import load as load_model
+    from gapy.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write("train.xyz", label_structures([cu8(0.02, seed) for seed in range(2)], EMT()))
+    config = """
+reference = "emt"
+train = "train.xyz"
+workdir = "run"
+temperatures = [800]
+iterations = 1
+batch = 1
+md_steps = 10
+md_interval = 5
+timestep = 2.0
+progress = false
+[model]
+n_jobs = 1
+"""
+    Path("learn.toml").write_text(config)
+    assert main(["learn", "learn.toml"]) == 0
+    model = load_model("run/model.gapy")
+    assert "recommended" in model.provenance_ and model.two_body is not None  # as gapy fit without settings
+    assert json.loads(Path("run/state.json").read_text())["settings"]["refit"] == "recommend"
+    # settings given with refit = "recommend" replace the recommended ones
+    text = config.replace('"run"', '"given"').replace("progress = false", 'progress = false\nrefit = "recommend"')
+    Path("learn.toml").write_text(text + "n_max = 4\nl_max = 3\n")
+    assert main(["learn", "learn.toml"]) == 0
+    model = load_model("given/model.gapy")
+    assert (model.descriptor.n_max, model.descriptor.l_max) == (4, 3) and "recommended" in model.provenance_
+    # given settings without refit: fitted as given (the earlier default)
+    Path("learn.toml").write_text(config.replace('"run"', '"plain"') + "n_max = 4\nl_max = 3\nn_sparse = 8\n")
+    assert main(["learn", "learn.toml"]) == 0
+    assert "recommended" not in load_model("plain/model.gapy").provenance_
+    Path("learn.toml").write_text(text + 'species = "Cu"\n')
+    assert main(["learn", "learn.toml"]) == 1
+    assert "species: refit = 'recommend' models the species of the training structures" in capsys.readouterr().err
 
 
 def test_strained_copies_scale_periodic_cells_only():

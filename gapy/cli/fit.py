@@ -371,6 +371,33 @@ def parse_settings(raw: Dict[str, Any], where: str,
 
 
 
+def gives_hyperparameters(settings: Dict[str, Any]) -> bool:
+    """Whether parsed settings set a model hyperparameter (not only run settings such as label keys)."""
+    return any(option.name in settings for option in FIT_OPTIONS
+               if option.target != "run" and option.name not in NOT_HYPERPARAMETERS)
+
+
+def recommend_overrides(settings: Dict[str, Any], species: Sequence[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Parsed model settings split for :func:`gapy.recommend`.
+
+    Returns
+    -------
+    overrides : dict
+        ``set_params`` values of the hyperparameters given (``descriptor__r_cut``, terms).
+    run_arguments : dict
+        The ``GAPRegressor`` arguments that are run settings (label keys, ``random_state``
+        from ``seed``, threads, ...), given.
+    """
+    run_like = {option.argument or option.name for option in FIT_OPTIONS if option.name in NOT_HYPERPARAMETERS}
+    gap = {option.argument or option.name: settings[option.name] for option in FIT_OPTIONS
+           if option.target == "gap" and option.name in settings}
+    overrides = {**{f"descriptor__{option.name}": settings[option.name] for option in FIT_OPTIONS
+                    if option.target == "soap" and option.name != "species" and option.name in settings},
+                 **{name: value for name, value in gap.items() if name not in run_like},
+                 **make_terms(settings, species)}
+    return overrides, {name: value for name, value in gap.items() if name in run_like}
+
+
 def model_from_settings(settings: Dict[str, Any], frames: Sequence[Atoms], verbose: bool = False) -> GAPRegressor:
     """An unfitted ``GAPRegressor`` from parsed settings; species default to those in ``frames``.
 
@@ -499,8 +526,7 @@ def run(args: argparse.Namespace) -> int:
     species = settings.get("species") or list(found)
     recommended = run["recommend"]
     if recommended is None:
-        recommended = not any(option.name in settings for option in FIT_OPTIONS
-                              if option.target != "run" and option.name not in NOT_HYPERPARAMETERS)
+        recommended = not gives_hyperparameters(settings)
     try:
         if recommended:
             sample = frames
@@ -509,17 +535,12 @@ def run(args: argparse.Namespace) -> int:
                 picks = np.random.default_rng(settings.get("seed", 0)).choice(
                     training, min(RECOMMEND_SAMPLE, len(training)), replace=False)
                 sample = [atoms for _, atoms in _structures(source, train_path, sorted(picks.tolist()))]
-            # GAPRegressor arguments that are run settings (``seed`` is ``random_state``)
-            run_like = {option.argument or option.name for option in FIT_OPTIONS if option.name in NOT_HYPERPARAMETERS}
-            overrides = {**{f"descriptor__{name}": value for name, value in soap_settings.items()},
-                         **{name: value for name, value in gap_settings.items() if name not in run_like},
-                         **make_terms(settings, species)}
+            overrides, run_arguments = recommend_overrides(settings, species)
             recommendation = recommend(
                 sample, energy_key=model.energy_key, forces_key=model.forces_key, stress_key=model.stress_key,
                 virial_key=model.virial_key, overrides=overrides, n_environments=found if stream else None,
                 random_state=model.random_state)
-            model = recommendation.model.set_params(
-                **{name: value for name, value in gap_settings.items() if name in run_like}, verbose=run["progress"])
+            model = recommendation.model.set_params(**run_arguments, verbose=run["progress"])
             if settings.get("species"):
                 model.set_params(descriptor__species=species)
                 if model.two_body is not None:

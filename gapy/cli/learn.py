@@ -9,20 +9,21 @@ from typing import Any, Dict
 from ase.io import write
 
 from .._validation import check_choice, check_integer, check_number
+from ..estimator import GAPRegressor
 from ..exceptions import GapyError
 from ..plots import learning_curve_plot
 from ..sampling import (DRIVERS, SCORES, SELECTIONS, active_learning, history_rows, reference_calculator,
                         strained_copies, workdir_history, write_history_csv)
 from ..sampling.loop import REFITS, check_driver_options
 from ._common import check_outputs, integer, read_frames
-from .fit import model_from_settings, parse_settings
+from .fit import gives_hyperparameters, model_from_settings, parse_settings, recommend_overrides
 
 #: Top-level keys of the config file and their defaults (``...``: required).
 LEARN_KEYS: Dict[str, Any] = {
     "reference": ..., "train": ..., "workdir": ..., "starts": None, "test": None, "temperatures": [300.0],
     "strains": [0.0], "driver": "md", "iterations": 5, "batch": 4, "md_steps": 200, "md_interval": 10,
     "timestep": 1.0, "score": "forces", "threshold": None, "max_force_std": None, "selection": "diverse",
-    "reference_timeout": None, "seed": 0, "progress": True, "refit": "fit",
+    "reference_timeout": None, "seed": 0, "progress": True, "refit": None,
 }
 #: Tables of the config file: model settings (as ``gapy fit``) and the bias of each driver.
 LEARN_TABLES = ("model", "metad", "uncertainty")
@@ -45,15 +46,13 @@ md_interval = 10
 timestep = 2.0               # fs
 threshold = 0.05             # eV/A: stop when no candidate is more uncertain
 reference_timeout = 3600     # s per reference calculation
-refit = "evidence"           # each refit chooses the deltas and sigmas by the evidence ("fit": as given)
+refit = "recommend"          # every refit chooses the settings from the data, as 'gapy fit' does
+                             # (default without [model] hyperparameters); "evidence": the [model]
+                             # settings with deltas and sigmas by the evidence; "fit": as given
 
-[model]                      # as 'gapy fit --config'
-r_cut = 4.5
-n_max = 6
+[model]                      # as 'gapy fit --config'; with refit = "recommend" they replace the
+n_max = 6                    # recommended ones
 l_max = 4
-n_sparse = 300
-sigma_force = 0.02
-baseline = "zbl"             # a repulsive core: a bias drives atoms where bulk data say nothing
 
 [metad]
 height = 0.02                # eV per atom
@@ -114,7 +113,8 @@ def read_learn_config(path) -> Dict[str, Any]:
         check_choice("driver", settings["driver"], DRIVERS)
         check_choice("score", settings["score"], SCORES)
         check_choice("selection", settings["selection"], SELECTIONS)
-        check_choice("refit", settings["refit"], REFITS)
+        if settings["refit"] is not None:
+            check_choice("refit", settings["refit"], REFITS)
         for key in ("iterations", "batch", "md_steps", "md_interval"):
             check_integer(key, settings[key], 1)
         check_integer("seed", settings["seed"], 0)
@@ -139,6 +139,11 @@ def read_learn_config(path) -> Dict[str, Any]:
     except (TypeError, ValueError) as error:
         raise GapyError(f"{path}: {error}") from None
     settings["model"] = parse_settings(raw.get("model", {}), f"{path}: [model]", targets=("soap", "gap", "term"))
+    if settings["refit"] is None:  # as gapy fit: recommended settings unless the model's are given
+        settings["refit"] = "fit" if gives_hyperparameters(settings["model"]) else "recommend"
+    if settings["refit"] == "recommend" and "species" in settings["model"]:
+        raise GapyError(f"{path}: [model] species: refit = 'recommend' models the species of the training "
+                        "structures; leave species out")
     settings["driver_options"] = options
     return settings
 
@@ -158,7 +163,16 @@ def run(args: argparse.Namespace) -> int:
         reference = reference_calculator(settings["reference"])
     except (TypeError, ValueError) as error:
         raise GapyError(f"{args.config}: {error}") from None
-    model = model_from_settings(settings["model"], train + starts)
+    overrides = None
+    if settings["refit"] == "recommend":  # the [model] settings given replace the recommended ones
+        species = sorted({s for atoms in train for s in atoms.get_chemical_symbols()})
+        try:
+            overrides, run_arguments = recommend_overrides(settings["model"], species)
+            model = GAPRegressor(**run_arguments)
+        except (TypeError, ValueError) as error:
+            raise GapyError(f"{args.config}: [model]: {error}") from None
+    else:
+        model = model_from_settings(settings["model"], train + starts)
     starts = strained_copies(starts, settings["strains"])
     outputs = {key: workdir / name for key, name in OUTPUTS.items()}
     print(f"{len(train)} training structures from {settings['train']}; {len(starts)} starts "
@@ -188,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         random_state=settings["seed"], callback=report, driver=settings["driver"],
         driver_options=settings["driver_options"], selection=settings["selection"], workdir=workdir,
         reference_timeout=settings["reference_timeout"], test_frames=test, progress=settings["progress"],
-        refit=settings["refit"],
+        refit=settings["refit"], overrides=overrides,
     )
     rows = history_rows(result.history, final=result)
     write_history_csv(rows, outputs["log"])

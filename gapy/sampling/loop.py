@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from .._validation import check_choice, check_integer, check_number
 from ..calculator import GAPCalculator
 from ..exceptions import GapyError, StructureError
+from ..recommend import recommend
 from ..structures import structure_name
 from ._workdir import Workdir, frames_digest, through_extxyz
 from .bias import DescriptorMetadynamics, UncertaintyBias
@@ -524,8 +525,9 @@ def _bare_copy(atoms: Atoms) -> Atoms:
 DRIVERS = ("md", "metad", "uncertainty")
 #: Ways of choosing what to label among the candidates.
 SELECTIONS = ("diverse", "top", "random", "per_run")
-#: How the loop refits its model: the settings as given, or deltas and sigmas by the evidence.
-REFITS = ("fit", "evidence")
+#: How the loop refits its model: the settings as given, deltas and sigmas by the evidence,
+#: or every setting chosen again from the grown training set (:func:`gapy.recommend`).
+REFITS = ("fit", "evidence", "recommend")
 
 
 def driver_calculator(driver: str, model, options: Optional[dict] = None):
@@ -647,7 +649,8 @@ def errors_on(model, frames: Sequence[Atoms]) -> tuple:
 
 
 def _settings(model, frames, starts, reference, *, temperatures, n_select, md_steps, md_interval, timestep, score,
-              threshold, md_max_force_std, random_state, driver, driver_options, selection, refit="fit") -> dict:
+              threshold, md_max_force_std, random_state, driver, driver_options, selection, refit="fit",
+              overrides=None) -> dict:
     """What makes a run: a work directory refuses to resume with other values."""
     params = {k: repr(v) for k, v in sorted(model.get_params(deep=False).items()) if k not in ("n_jobs", "verbose")}
     if isinstance(random_state, np.random.Generator):
@@ -662,13 +665,26 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
         "driver_options": {k: repr(v) for k, v in sorted((driver_options or {}).items())},
         "selection": selection,
         **({} if refit == "fit" else {"refit": refit}),  # (work directories written before it resume)
+        **({} if not overrides else {"overrides": {k: repr(v) for k, v in sorted(overrides.items())}}),
     }
 
 
-def _refit(model, frames: List[Atoms], refit: str):
-    """``clone(model)`` fitted on ``frames``, as ``refit`` says."""
-    fresh = clone(model)
-    return fresh.maximize_evidence(frames) if refit == "evidence" else fresh.fit(frames)
+def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = None, driver: str = "md"):
+    """``clone(model)`` fitted on ``frames``, as ``refit`` says; with ``"recommend"`` the
+    settings of :func:`gapy.recommend` on ``frames`` (``model`` gives the label keys, seed,
+    threads and verbosity; no pair term for the uncertainty driver, which needs a SOAP-only
+    model), then the evidence."""
+    if refit != "recommend":
+        fresh = clone(model)
+        return fresh.maximize_evidence(frames) if refit == "evidence" else fresh.fit(frames)
+    seed = model.random_state if isinstance(model.random_state, (int, np.integer)) else 0
+    recommendation = recommend(frames, energy_key=model.energy_key, forces_key=model.forces_key,
+                               stress_key=model.stress_key, virial_key=model.virial_key, overrides=overrides,
+                               two_body=driver != "uncertainty", random_state=int(seed))
+    fresh = recommendation.model.set_params(n_jobs=model.n_jobs, verbose=model.verbose)
+    fresh.maximize_evidence(frames, fixed=recommendation.fixed)
+    fresh.provenance_["recommended"] = recommendation.as_dict()  # as gapy fit records it
+    return fresh
 
 
 def active_learning(
@@ -696,6 +712,7 @@ def active_learning(
     test_frames: Optional[Sequence[Atoms]] = None,
     progress: bool = False,
     refit: str = "fit",
+    overrides: Optional[dict] = None,
 ) -> ActiveLearningResult:
     """Grow a training set where the model is uncertain, and refit.
 
@@ -768,12 +785,19 @@ def active_learning(
         Labelled structures: errors of each model are recorded in the history.
     progress : bool, default=False
         Progress bars.
-    refit : {"fit", "evidence"}, default="fit"
+    refit : {"fit", "evidence", "recommend"}, default="fit"
         How each iteration refits the model: ``"fit"`` with its settings as given;
         ``"evidence"`` with its deltas and noise sigmas chosen again by
         :meth:`GAPRegressor.maximize_evidence` (from the given values) on the grown
         training set, so that structures far from the data (large forces) do not have to
-        be followed to a sigma set for the start (``docs/sampling.md``).
+        be followed to a sigma set for the start (``docs/sampling.md``); ``"recommend"``
+        with every setting chosen again on the grown training set, as ``gapy fit`` does
+        (:func:`gapy.recommend`, then the evidence; ``model`` gives only the label keys,
+        ``random_state``, ``n_jobs`` and ``verbose``; no 2-body term with
+        ``driver="uncertainty"``, whose bias needs a SOAP-only model).
+    overrides : dict, optional
+        With ``refit="recommend"``: ``set_params`` values that replace the recommended
+        ones (``{"descriptor__r_cut": 4.5}``), as ``gapy.recommend(overrides=...)``.
 
     Returns
     -------
@@ -838,13 +862,27 @@ def active_learning(
     check_driver_options(driver, driver_options)
     check_choice("selection", selection, SELECTIONS)
     check_choice("refit", refit, REFITS)
+    if overrides is not None and not isinstance(overrides, dict):
+        raise TypeError(f"overrides must be a dict of set_params values, got {type(overrides).__name__}")
+    if overrides and refit != "recommend":
+        raise ValueError(f"overrides apply to refit='recommend' only, got refit={refit!r}: set the model's "
+                         "parameters instead")
     initial = through_extxyz(list(frames))
+    if refit == "recommend":
+        known = {int(z) for atoms in initial for z in atoms.numbers}
+        for k, atoms in enumerate(starts):
+            unknown = sorted({str(s) for s, z in zip(atoms.get_chemical_symbols(), atoms.numbers) if z not in known})
+            if unknown:
+                raise ValueError(f"starts[{k}] ({atoms.get_chemical_formula()}) has species {unknown} that no "
+                                 "training structure has: refit='recommend' makes a model of the training "
+                                 "set's species")
     if test_frames is not None:
         test_frames = list(test_frames)
     settings = _settings(model, initial, starts, reference, temperatures=temperatures, n_select=n_select,
                          md_steps=md_steps, md_interval=md_interval, timestep=timestep, score=score,
                          threshold=threshold, md_max_force_std=md_max_force_std, random_state=random_state,
-                         driver=driver, driver_options=driver_options, selection=selection, refit=refit)
+                         driver=driver, driver_options=driver_options, selection=selection, refit=refit,
+                         overrides=overrides)
     store = Workdir(workdir, settings) if workdir is not None else None
     rng = np.random.default_rng(random_state)
     state = store.load() if store is not None else None
@@ -875,7 +913,7 @@ def active_learning(
         if state["phase"] == "md":
             clock = time.perf_counter()
             if fitted is None:  # (a resumed labelling phase needs no model until its refit)
-                fitted = _refit(model, train, refit)
+                fitted = _refit(model, train, refit, overrides, driver)
             current = _explore(fitted, starts, temperatures, rng, n_select=n_select, md_steps=md_steps,
                                md_interval=md_interval, timestep=timestep, score=score, threshold=threshold,
                                md_max_force_std=md_max_force_std, driver=driver, driver_options=driver_options,
@@ -923,7 +961,7 @@ def active_learning(
         iteration.n_failed = sum(failure["id"] in batch for failure in failures)
         clock = time.perf_counter()
         train = initial + labelled
-        fitted = _refit(model, train, refit)
+        fitted = _refit(model, train, refit, overrides, driver)
         iteration.gapy_seconds += time.perf_counter() - clock
         history.append(iteration)
         save(iteration=iteration_index + 1, phase="md", current=None, rng=rng.bit_generator.state)
@@ -931,7 +969,7 @@ def active_learning(
             callback(iteration, fitted)
 
     if fitted is None:
-        fitted = _refit(model, train, refit)
+        fitted = _refit(model, train, refit, overrides, driver)
     result = ActiveLearningResult(model=fitted, frames=initial + labelled, history=history,
                                   converged=bool(state["converged"]), failures=failures)
     if test_frames:
