@@ -231,11 +231,29 @@ def test_variances_equal_dense_gp_with_the_sum_of_kernels():
     assert sor_and_local["local"][0] > 0.1 * dtc[0]  # a test structure unlike the data: the residual matters
 
 
-def test_validate_computes_the_properties_of_a_multi_term_model_without_their_stds(fitted):
+def test_posterior_draws_of_a_multi_term_model_reproduce_its_predicted_stds(fitted):
+    """validate's model_std draws the terms' weights and prior with SOAP's: the draws'
+    spread is the model's own std (energies with the Nystrom residual, forces the
+    weight part), on two structures drawn jointly."""
     from ase.build import bulk
 
     from gapy.validation import validate
+    from gapy.validation._uncertainty import PosteriorDraws
 
+    frames = [bulk("Si", "diamond", a=5.43, cubic=True), bulk("Si", "diamond", a=5.6, cubic=True)]
+    for seed, atoms in enumerate(frames):
+        atoms.rattle(0.1, seed=seed + 3)
+    n = 4000
+    draws = PosteriorDraws(fitted, n, random_state=1).predict(frames, ("energy", "forces"))
+    for k, atoms in enumerate(frames):
+        (dtc,) = fitted.predict_all([atoms], return_std=True, variance="dtc")
+        (sor,) = fitted.predict_all([atoms], return_std=True, variance="sor")
+        energies = np.array([d[k]["energy"] for d in draws])
+        forces = np.array([d[k]["forces"] for d in draws])
+        assert energies.std() == pytest.approx(dtc["energy_std"], rel=0.1)
+        assert energies.mean() == pytest.approx(dtc["energy"], abs=4 * dtc["energy_std"] / np.sqrt(n))
+        assert sor["forces_std"].max() > 1e-4
+        np.testing.assert_allclose(forces.std(axis=0), sor["forces_std"], rtol=0.15, atol=1e-3 * sor["forces_std"].max())
     report = validate(fitted, bulk("Si", "diamond", a=5.43), properties=["eos"], plots=False, progress=False)
-    assert report.results["bulk_modulus"].model is not None  # the property itself is computed
-    assert report.results["bulk_modulus"].model_std is None
+    assert report.results["bulk_modulus"].model is not None
+    assert report.results["bulk_modulus"].model_std > 0

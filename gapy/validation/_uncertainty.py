@@ -11,7 +11,8 @@ Two numbers per property:
   the ``"dtc"`` or ``"local"`` variance the Nystrom residual of the energies is drawn
   too, jointly over the structures with its prior covariance (so each structure's
   energy std is the one ``predict_all`` gives). Forces and stresses carry the weight
-  part only.
+  part only. Extra 2-/3-body terms are part of both: their weights are drawn with
+  SOAP's, and their prior covariance between structures joins the residual's.
 * ``max_local_std``: the largest predicted standard deviation of one atom's local
   energy (eV) over every structure the property used, compared with the flag threshold.
 """
@@ -21,6 +22,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 from ase import Atoms
 from scipy.linalg import solve_triangular
+
+from ..gp.terms import instance_kernel_rows
 
 
 #: Quantities a property may need from the draws.
@@ -45,13 +48,11 @@ class PosteriorDraws:
         self.n_samples = int(n_samples)
         self.rng = np.random.default_rng(random_state)
         gp = model.gp_
-        if getattr(gp, "terms", ()):
-            raise NotImplementedError("model_std (posterior draws) supports SOAP-only models; this model has "
-                                      f"extra terms ({', '.join(model.term_descriptors_)})")
+        self.term_descriptors = list(getattr(model, "term_descriptors_", {}).values())
         kind = model.variance
         self.weights = kind in ("sor", "dtc")
         self.residual = kind in ("dtc", "local")
-        z = self.rng.standard_normal((len(gp.sparse), self.n_samples))
+        z = self.rng.standard_normal((len(gp.alpha), self.n_samples))
         # Sigma = R^-1 R^-T (SparseGP.variance: k Sigma k^T = |R^-T k|^2)
         self.dalpha = solve_triangular(gp.r_factor, z, lower=False) if self.weights else np.zeros_like(z)
         self.scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
@@ -80,11 +81,12 @@ class PosteriorDraws:
             species = descriptor.species_indices(atoms, k)
             computed = descriptor.compute(atoms, gradients=gradients, index=k)
             values, grad = computed if gradients else (computed, None)
-            features.append((values, species))
-            rows = gp.rows(values, species, grad)
+            instances = [found.compute(atoms, gradients=gradients, index=k) for found in self.term_descriptors]
+            features.append((values, species, instances))
+            rows = gp.rows(values, species, grad, instances or None)
             energies[k] = mean["energy"] + self.scale["energy"] * (rows["energy"] @ self.dalpha)
             if "forces" in needs:
-                m = len(gp.sparse)
+                m = len(gp.alpha)
                 deviation = (rows["forces"].reshape(-1, m) @ self.dalpha).T.reshape(self.n_samples, -1, 3)
                 forces.append(mean["forces"][None] + self.scale["forces"] * deviation)
             if "stress" in needs:
@@ -109,8 +111,10 @@ class PosteriorDraws:
         """Draws of the Nystrom residual of each structure's energy, jointly over structures.
 
         Covariance ``C[a, b] = sum_{i in a, j in b} k(q_i, q_j) - e_a K_MM^-1 e_b`` with
-        ``e_a`` the energy kernel row of structure ``a``: the diagonal is the ``"local"``
-        energy variance of :meth:`GAPRegressor.predict_all`.
+        ``e_a`` the energy kernel row of structure ``a`` (with extra terms: plus each
+        term's ``sum_{t in a, t' in b} w_t w_t' k(x_t, x_t')``, and their columns in
+        ``e_a``): the diagonal is the ``"local"`` energy variance of
+        :meth:`GAPRegressor.predict_all`.
 
         Returns
         -------
@@ -121,8 +125,16 @@ class PosteriorDraws:
         prior = np.zeros((n, n))
         for a in range(n):
             for b in range(a, n):
-                prior[a, b] = prior[b, a] = gp.kernel(*features[a], *features[b]).sum()
-        rows = np.array([gp.local_kernel(values, species)[0].sum(axis=0) for values, species in features])
+                values_a, species_a, instances_a = features[a]
+                values_b, species_b, instances_b = features[b]
+                prior[a, b] = gp.kernel(values_a, species_a, values_b, species_b).sum()
+                for term, found_a, found_b in zip(gp.terms, instances_a, instances_b):
+                    if len(found_a.values) and len(found_b.values):
+                        cross = instance_kernel_rows(found_a, found_b.values, found_b.classes, term.theta, term.delta)
+                        prior[a, b] += cross["energy"] @ found_b.weights
+                prior[b, a] = prior[a, b]
+        rows = np.array([gp.rows(values, species, None, instances or None)["energy"]
+                         for values, species, instances in features])
         explained = solve_triangular(gp.kmm_factor, rows.T, lower=True)
         covariance = prior - explained.T @ explained
         eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)

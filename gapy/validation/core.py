@@ -428,12 +428,7 @@ def validate(
     contexts = {"model": Context(model_calc, structure, settings, model_factory)}
     if reference_calc is not None:
         contexts["reference"] = Context(reference_calc, structure, settings, reference_factory)
-    draws = None
-    if model is not None and getattr(model.gp_, "terms", ()):
-        say("model_std is not computed: posterior draws support SOAP-only models, this one has "
-            f"extra terms ({', '.join(model.term_descriptors_)})")
-    elif model is not None:
-        draws = PosteriorDraws(model, settings.n_samples, settings.random_state)
+    draws = None if model is None else PosteriorDraws(model, settings.n_samples, settings.random_state)
     start_all = time.perf_counter()
     for number, (family, label, function) in enumerate(tasks, 1):
         say(f"[{number}/{len(tasks)}] {label} ...")
