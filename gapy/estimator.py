@@ -32,7 +32,7 @@ from .kernels import check_theta, check_zeta
 from .labels import Labels, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
-from .structures import as_frames, atomic_number, structure_name
+from .structures import as_frames, atomic_number, is_isolated_atom, structure_name
 from .term import Term, check_term
 
 logger = logging.getLogger(__name__)
@@ -99,9 +99,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     e0 : dict, float or {"average", "isolated", "fit"}, default="average"
         Reference energy per species (eV): a dict by symbol or number, one number for all,
         ``"average"`` (mean energy per atom of the training set, for every species),
-        ``"isolated"`` (energies of single-atom, non-periodic structures in the data,
-        which are then not fitted), or ``"fit"`` (least squares of the total energies on
-        the composition).
+        ``"isolated"`` (energies of isolated atoms in the data: single-atom structures
+        with no neighbour within the cutoff, without periodic boundaries or in a large
+        box; they are then not fitted), or ``"fit"`` (least squares of the total energies
+        on the composition).
     two_body : Term or None, default=None
         An extra 2-body term (a :class:`~gapy.Term` with a :class:`~gapy.TwoBody`
         descriptor) added to the local energy, with its own kernel, ``delta`` and sparse
@@ -572,11 +573,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 setattr(task_copy, name, getattr(self, name))
         return task_copy
 
+    def _largest_cutoff(self, descriptor: SOAP) -> float:
+        """The largest cutoff of SOAP and the extra terms: beyond it an atom has no neighbour."""
+        return max([float(descriptor.r_cut)] + [float(term.descriptor.r_cut) for _, term in self._terms()])
+
     def _first_pass_one(self, atoms: Atoms, index: int, weight: float, descriptor: SOAP):
         """What pass 1 needs of one structure: a summary, the species and (if fitted) the features."""
         labels = self._read_labels(atoms, index)
         species = descriptor.species_indices(atoms, index)
-        isolated = _is_isolated_atom(atoms)
+        isolated = is_isolated_atom(atoms, self._largest_cutoff(descriptor), index)
         used = bool(weight > 0) and not (self.e0 == "isolated" and isolated)
         values = descriptor.compute(atoms, index=index) if used else None
         found = []  # per extra term: (values, classes) of the instances inside the cutoff
@@ -842,7 +847,24 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         return observations
 
     def _reference_energies(self, summaries: List["_Summary"], descriptor) -> Dict[int, float]:
-        """e0 per atomic number, as the ``e0`` parameter says (from pass 1's summaries)."""
+        """e0 per atomic number, as the ``e0`` parameter says (from pass 1's summaries);
+        warns of isolated atoms whose label that e0 cannot fit."""
+        e0 = self._e0_values(summaries, descriptor)
+        unfit = [summary for summary in summaries if summary.used and summary.isolated_number is not None
+                 and summary.energy is not None and abs(summary.energy - e0[summary.isolated_number]) > 1e-3]
+        if unfit and self.sigma_energy is not None:
+            first = unfit[0]
+            warnings.warn(
+                f"{len(unfit)} isolated atoms (single atoms without a neighbour within "
+                f"{self._largest_cutoff(descriptor):g} A), e.g. structure {first.index} "
+                f"({chemical_symbols[first.isolated_number]}, energy {first.energy:.4g} eV): an isolated atom's "
+                f"energy is e0 by construction, {e0[first.isolated_number]:.4g} eV with e0={self.e0!r}, so its "
+                "label cannot be fitted and counts as noise; use e0='isolated' (or leave them out)",
+                UserWarning, stacklevel=4)
+        return e0
+
+    def _e0_values(self, summaries: List["_Summary"], descriptor) -> Dict[int, float]:
+        """e0 per atomic number, as the ``e0`` parameter says."""
         numbers = [int(z) for z in descriptor.atomic_numbers]
         e0 = self.e0
         if isinstance(e0, dict):
@@ -865,8 +887,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             missing = [z for z in numbers if z not in found]
             if missing:
                 raise ValueError(
-                    f"e0='isolated' but there is no single-atom, non-periodic structure with an "
-                    f"energy for atomic numbers {missing}"
+                    f"e0='isolated' but there is no isolated atom (a single-atom structure without a neighbour "
+                    f"within the cutoff, {self._largest_cutoff(descriptor):g} A) with an energy for "
+                    f"{', '.join(chemical_symbols[z] for z in missing)}"
                 )
             return {z: found[z] for z in numbers}
         if e0 == "fit":
@@ -1405,7 +1428,7 @@ class _Summary:
     used: bool
     composition: np.ndarray  # atoms of each descriptor species
     energy: Optional[float]
-    isolated_number: Optional[int]  # atomic number of a single-atom, non-periodic structure
+    isolated_number: Optional[int]  # atomic number of a single atom without neighbours (is_isolated_atom)
     label_sizes: Dict[str, Optional[int]]  # values of each label kind, None where missing
     name: Optional[str]  # structure_name, kept for structures without a fitted label
     keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
@@ -1492,10 +1515,6 @@ def isolated_descriptors(descriptor: SOAP) -> np.ndarray:
     ndarray of shape (n_species, n_features)
     """
     return np.concatenate([descriptor.compute(Atoms(numbers=[z], pbc=False)) for z in descriptor.atomic_numbers])
-
-
-def _is_isolated_atom(atoms: Atoms) -> bool:
-    return len(atoms) == 1 and not atoms.pbc.any()
 
 
 #: Arrays of the sparse GP stored in model files.

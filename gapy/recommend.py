@@ -9,7 +9,8 @@ left to :meth:`gapy.GAPRegressor.maximize_evidence`, which ``gapy fit`` runs aft
 The geometric rules are stated in units of the data, not of an element:
 
 - ``r_cut`` holds :data:`NEIGHBOURS` neighbours on average at the density of the data
-  (median over atoms of the number density within three nearest-neighbour distances);
+  (median over atoms of the number density within three nearest-neighbour distances,
+  leaving out atoms in vacuum such as isolated atoms and dimers);
   published GAPs of Si, Mo, W, Fe and C hold 26-44 within their cutoff.
 - The 2-body length scale ``theta`` is a fifth of the median nearest-neighbour distance,
   with a grid of sparse distances every ``theta / 3``.
@@ -21,7 +22,7 @@ The geometric rules are stated in units of the data, not of an element:
 """
 
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Optional, Sequence, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Union
 
 import numpy as np
 from ase import Atoms
@@ -30,7 +31,7 @@ from ase.data import chemical_symbols
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
 from .labels import read_labels
-from .structures import as_frames, atomic_number, neighbor_pairs, structure_name
+from .structures import as_frames, atomic_number, is_isolated_atom, neighbor_pairs, structure_name
 from .term import Term
 
 #: Mean number of neighbours within the recommended SOAP cutoff.
@@ -38,6 +39,9 @@ NEIGHBOURS = 35
 #: Mean number of neighbours within the radius where the radial scaling halves a
 #: neighbour's weight, and the exponent of that scaling.
 SCALED_NEIGHBOURS, SCALING_EXPONENT = 12, 3.0
+#: Atoms count in the density when their neighbours within three nearest-neighbour
+#: distances are at least this share of the 90th percentile over atoms ("condensed").
+CONDENSED_SHARE = 0.5
 #: Structures sampled (seeded) for the geometry when there are more.
 SAMPLE = 300
 #: Largest number of sparse points per species, the share of a species' environments
@@ -174,19 +178,18 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     counts: Dict[int, int] = {}
     has = {"energy": 0, "forces": 0, "virial": 0}
-    isolated: Dict[int, bool] = {}
-    compositions = []  # atoms of each species in the structures with an energy
+    compositions, energies, singles = [], [], []  # of the structures with an energy; singles: one atom
     present = sorted({int(z) for atoms in frames for z in atoms.numbers})
     for k, atoms in enumerate(frames):
         labels = read_labels(atoms, k, **keys)
         if labels.energy is not None:
             compositions.append([int(np.sum(atoms.numbers == z)) for z in present])
+            energies.append(float(labels.energy))
+            singles.append(k if len(atoms) == 1 else None)
         for kind in has:
             has[kind] += getattr(labels, kind) is not None
         for z, n in zip(*np.unique(atoms.numbers, return_counts=True)):
             counts[int(z)] = counts.get(int(z), 0) + int(n)
-        if len(atoms) == 1 and not atoms.pbc.any() and labels.energy is not None:
-            isolated[int(atoms.numbers[0])] = True
     if not any(has.values()):
         raise ValueError("recommend: no structure has an energy, forces or a stress "
                          f"(looked for {energy_key!r}, {forces_key!r}, {stress_key!r}/{virial_key!r})")
@@ -233,8 +236,17 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     reasons["baseline"] = (f"ZBL repulsion switched off below 0.8 x the shortest distance in the data "
                            f"({shortest:.2f} A): keeps atoms apart where there is no data, zero on the data")
 
-    if all(isolated.get(z) for z in species):
+    # an atom without a neighbour within the cutoff (no pbc, or a large box) has e0 as its energy
+    isolated_rows = [row for row, k in enumerate(singles)
+                     if k is not None and is_isolated_atom(frames[k], r_cut, k)]
+    isolated = {int(frames[singles[row]].numbers[0]): energies[row] for row in isolated_rows}
+    if all(z in isolated for z in species):
         e0, reasons["e0"] = "isolated", "energies of the isolated atoms in the data"
+    elif isolated:
+        e0 = _partial_isolated_e0(isolated, present, species, compositions, energies, isolated_rows)
+        reasons["e0"] = (f"isolated-atom energies for {', '.join(chemical_symbols[z] for z in isolated)}; the "
+                         "others per species by least squares of the remaining energies on the compositions "
+                         "(mean per atom when the compositions do not vary)")
     elif len(species) > 1 and np.linalg.matrix_rank(np.array(compositions, dtype=float)) == len(species):
         e0, reasons["e0"] = "fit", ("per species, least squares of the energies on the compositions (no "
                                     "isolated-atom energies for every species; the compositions vary)")
@@ -264,24 +276,56 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     return Recommendation(model, reasons, measured, fixed)
 
 
+def _partial_isolated_e0(isolated: Dict[int, float], present: List[int], species: List[int], compositions,
+                         energies, isolated_rows) -> Dict[str, float]:
+    """``e0`` per species: the isolated atoms' energies where the data have them, the
+    others fitted to the energies of the other structures less the known part."""
+    rest = [z for z in species if z not in isolated]
+    keep = [row for row in range(len(energies)) if row not in set(isolated_rows)]
+    counts = np.array(compositions, dtype=float)[keep].reshape(len(keep), len(present))
+    residual = np.array(energies)[keep] - counts @ np.array([isolated.get(z, 0.0) for z in present])
+    columns = [present.index(z) for z in rest if z in present]
+    e0 = {chemical_symbols[z]: value for z, value in isolated.items()}
+    if not len(keep) or len(columns) < len(rest):
+        values = np.zeros(len(rest))  # (a species with no energy at all: nothing to fit)
+    elif np.linalg.matrix_rank(counts[:, columns]) == len(rest):
+        values = np.linalg.lstsq(counts[:, columns], residual, rcond=None)[0]
+    else:
+        values = np.full(len(rest), residual.sum() / max(counts[:, columns].sum(), 1.0))
+    e0.update({chemical_symbols[z]: float(value) for z, value in zip(rest, values)})
+    return e0
+
+
 def _geometry(frames: Sequence[Atoms]):
-    """Median nearest-neighbour distance, shortest distance and median local number density."""
-    nearest, shortest = [], np.inf
+    """Median nearest-neighbour distance and local number density of the condensed atoms,
+    and the shortest distance of all.
+
+    The density is the median, over atoms, of the number of neighbours within three
+    nearest-neighbour distances, divided by that sphere's volume; atoms with fewer than half
+    the 90th percentile of that count (isolated atoms, dimers, atoms of small molecules in
+    vacuum) are left out, so that a dimer curve or isolated atoms in the data do not make
+    the cutoff long. Data of one kind (bulk, or slabs only, or clusters only) keep every atom.
+    """
+    nearest = []  # per atom: the nearest neighbour within 8 A, or inf
     for k, atoms in enumerate(frames):
         pairs = neighbor_pairs(atoms, 8.0, k)
         distances = np.linalg.norm(pairs.vectors, axis=1)
-        for i in range(len(atoms)):
-            mine = distances[pairs.offsets[i]:pairs.offsets[i + 1]]
-            if len(mine):
-                nearest.append(mine.min())
-    if not nearest:
+        nearest.extend(distances[pairs.offsets[i]:pairs.offsets[i + 1]].min(initial=np.inf)
+                       for i in range(len(atoms)))
+    nearest = np.array(nearest)
+    found = np.isfinite(nearest)
+    if not found.any():
         raise ValueError(f"recommend: no atom has a neighbour within 8 A in {len(frames)} structures "
                          f"(e.g. {structure_name(frames[0], 0)})")
-    shortest = float(np.min(nearest))
-    nearest = float(np.median(nearest))
-    radius = 3 * nearest  # averages over the first shells
-    local = []
-    for k, atoms in enumerate(frames):
-        local.extend(np.diff(neighbor_pairs(atoms, radius, k).offsets))
-    density = float(np.median(local)) / (4 / 3 * np.pi * radius**3)
-    return nearest, shortest, density
+
+    def neighbours_within(radius):
+        return np.concatenate([np.diff(neighbor_pairs(atoms, radius, k).offsets) for k, atoms in enumerate(frames)])
+
+    radius = 3 * np.median(nearest[found])  # averages over the first shells
+    local = neighbours_within(radius)
+    condensed = local >= CONDENSED_SHARE * np.percentile(local, 90)
+    if not condensed.all():  # the same over the condensed atoms alone
+        radius = 3 * np.median(nearest[condensed & found])
+        local = neighbours_within(radius)
+    density = float(np.median(local[condensed]) / (4 / 3 * np.pi * radius**3))
+    return float(radius / 3), float(nearest[found].min()), density

@@ -309,6 +309,37 @@ def neighbor_pairs(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> 
     return NeighborPairs(centers, neighbors[order], vectors[order], offsets)
 
 
+def is_isolated_atom(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> bool:
+    """Whether ``atoms`` is one atom without a neighbour (periodic images included) within ``cutoff``.
+
+    Such an atom's local energy is the model's ``e0``: a single atom with no periodic
+    boundaries, or in a periodic box larger than the cutoff (as plane-wave codes compute
+    isolated atoms).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    cutoff : float
+        Cutoff radius in Angstrom (the model's largest).
+    index : int, optional
+        The structure's place in a data set; only serves error messages.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> from ase import Atoms
+    >>> from ase.build import bulk
+    >>> box = Atoms("Cu", cell=[12.0, 12.0, 12.0], pbc=True)
+    >>> is_isolated_atom(box, 5.0), is_isolated_atom(box, 13.0), is_isolated_atom(bulk("Cu"), 5.0)
+    (True, False, False)
+    """
+    return len(atoms) == 1 and not len(neighbor_pairs(atoms, cutoff, index).centers)
+
+
 def spatial_blocks(atoms: Atoms, size: int) -> List[np.ndarray]:
     """Split the atoms into blocks of at most ``size`` atoms that are compact in space.
 

@@ -297,8 +297,21 @@ def test_e0_options(training_set):
     isolated.calc = SinglePointCalculator(isolated, energy=-0.5, forces=np.zeros((1, 3)))
     model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5, e0="isolated").fit(frames + [isolated])
     assert model.e0_ == {14: -0.5}
-    with pytest.raises(ValueError, match="no single-atom"):
-        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), e0="isolated").fit(frames)
+    # as plane-wave codes give it: one atom in a periodic box larger than the cutoff
+    boxed = Atoms("Si", positions=[[0, 0, 0]], cell=[12.0, 12.0, 12.0], pbc=True)
+    boxed.calc = SinglePointCalculator(boxed, energy=-0.7, forces=np.zeros((1, 3)))
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5, e0="isolated").fit(frames + [boxed])
+    assert model.e0_ == {14: -0.7}
+    small_box = boxed.copy()
+    small_box.cell = [SOAP_SETTINGS["r_cut"] - 0.5] * 3  # sees its own images: not isolated
+    small_box.calc = SinglePointCalculator(small_box, energy=-0.7, forces=np.zeros((1, 3)))
+    with pytest.raises(ValueError, match=r"no isolated atom \(a single-atom structure without a neighbour within "
+                                         r"the cutoff, [0-9.]+ A\) with an energy for Si"):
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), e0="isolated").fit(frames + [small_box])
+    # with another e0 its label cannot be fitted: said, with the structure
+    with pytest.warns(UserWarning, match=r"1 isolated atoms .* e.g. structure 3 \(Si, energy -0.7 eV\).*"
+                                         r"use e0='isolated'"):
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5, e0="average").fit(frames + [boxed])
     with pytest.raises(ValueError, match="e0 has no value"):
         GAPRegressor(SOAP(["Si", "Ge"], **SOAP_SETTINGS), e0={"Si": 0.0}).fit(frames)
 

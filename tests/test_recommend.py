@@ -71,6 +71,35 @@ def test_labels_decide_what_is_fitted_and_e0():
     assert recommend(alloys).model.e0 == "average"
 
 
+def test_isolated_atoms_in_a_periodic_box_and_for_some_species_only():
+    """Plane-wave isolated atoms (one atom, pbc, a large box) count as isolated; when only
+    some species have one, theirs are e0 and the others' e0 is fitted to the rest."""
+    frames = crystals("Cu", 3.61, stress=False)
+    boxed = labelled(Atoms("Cu", cell=[15.0, 15.0, 15.0], pbc=True), stress=False)
+    assert recommend(frames + [boxed]).model.e0 == "isolated"
+    alloys = crystals("Cu", 3.61, n=6, stress=False)
+    for k, atoms in enumerate(alloys):
+        atoms.numbers[:k + 1] = 79
+        alloys[k] = labelled(atoms, stress=False)
+    recommendation = recommend(alloys + [boxed])
+    e0 = recommendation.model.e0
+    assert e0["Cu"] == pytest.approx(boxed.get_potential_energy())
+    counts = np.array([[np.sum(a.numbers == 29), np.sum(a.numbers == 79)] for a in alloys])
+    energies = np.array([a.get_potential_energy() for a in alloys])
+    gold = np.sum(counts[:, 1] * (energies - counts[:, 0] * e0["Cu"])) / np.sum(counts[:, 1] ** 2)
+    assert e0["Au"] == pytest.approx(gold)  # least squares of the rest, the isolated atom left out
+    assert "isolated-atom energies for Cu" in recommendation.reasons["e0"]
+
+
+def test_a_dimer_curve_in_the_data_does_not_stretch_the_cutoff():
+    """Dimers and isolated atoms are left out of the density that sets r_cut."""
+    frames = crystals("Cu", 3.61, n=2)
+    dimers = [labelled(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, d]]), stress=False)
+              for d in np.linspace(1.8, 4.0, 40)]
+    alone = recommend(frames).model.descriptor.r_cut
+    assert recommend(frames + dimers).model.descriptor.r_cut == alone
+
+
 def test_several_species_get_a_smaller_radial_basis_and_every_pair():
     frames = crystals("Cu", 3.61)
     for atoms in frames:
