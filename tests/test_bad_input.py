@@ -249,12 +249,16 @@ def test_prediction_and_sampling(model, call, error, match):
 
 
 # ------------------------------------------------------------------ model files
-def _edit_header(path, target, change):
+def _edit_header(path, target, change, legacy=False):
+    """Write ``path`` with its header changed; ``legacy``: without the header checksum, as
+    files of format versions 1 and 2 are."""
     with np.load(path) as archive:
         arrays = {k: archive[k] for k in archive.files}
     header = json.loads(str(arrays["header"]))
     change(header)
     arrays["header"] = np.array(json.dumps(header))
+    if legacy:
+        arrays.pop("header_sha256")
     with open(target, "wb") as handle:
         np.savez(handle, **arrays)
 
@@ -274,7 +278,15 @@ MODEL_FILES = [
     ("foreign format", lambda p, t: _edit_header(p, t, lambda h: h.update(format="other")), "not a gapy model"),
     ("alpha changed", lambda p, t: _edit_array(p, t, "alpha", lambda a: a + 1e-9), "checksum of 'alpha'"),
     ("not an archive", lambda p, t: t.write_bytes(b"\x80\x04\x95 pickle"), r"not an \.npz archive"),
-    ("truncated", lambda p, t: t.write_bytes(p.read_bytes()[:300]), "not"),
+    ("truncated", lambda p, t: t.write_bytes(p.read_bytes()[:300]), "damaged or truncated archive"),
+    ("edited, marked as an old version", lambda p, t: _edit_header(p, t, lambda h: h.update(zeta=2, format_version=2)),
+     "header does not match"),
+    ("version true", lambda p, t: _edit_header(p, t, lambda h: h.update(format_version=True)),
+     "format version True"),
+    ("version as text", lambda p, t: _edit_header(p, t, lambda h: h.update(format_version="4")),
+     "format version '4'"),
+    ("terms in an old version", lambda p, t: _edit_header(p, t, lambda h: h.update(format_version=2, terms={"a": 1}),
+                                                          legacy=True), "version 2 cannot hold extra terms"),
     ("empty", lambda p, t: t.write_bytes(b""), r"not an \.npz archive"),
     ("no header", lambda p, t: np.savez(open(t, "wb"), alpha=np.zeros(3)), "no header"),
     ("a directory", lambda p, t: t.mkdir(), "is a directory"),
@@ -310,7 +322,7 @@ def test_malformed_headers_and_arrays_raise_model_file_error(model, tmp_path):
         (old_format(lambda h: h.update(e0={})), "e0 has no value"),
     ]
     for change, match in cases:
-        _edit_header(path, tmp_path / "bad.gapy", change)
+        _edit_header(path, tmp_path / "bad.gapy", change, legacy=True)
         with pytest.raises(ModelFileError, match=match):
             gapy.load(tmp_path / "bad.gapy")
     # arrays of the wrong shape or with NaN (checksums recomputed, as a careless tool would)
@@ -323,6 +335,7 @@ def test_malformed_headers_and_arrays_raise_model_file_error(model, tmp_path):
         header["format_version"] = 2
         header["checksums"][name] = __import__("hashlib").sha256(np.ascontiguousarray(arrays[name]).tobytes()).hexdigest()
         arrays["header"] = np.array(json.dumps(header))
+        arrays.pop("header_sha256")
         with open(tmp_path / "bad.gapy", "wb") as handle:
             np.savez(handle, **arrays)
         with pytest.raises(ModelFileError, match=match):

@@ -484,6 +484,7 @@ def test_version_1_model_files_still_load(fitted, tmp_path):
     header["format_version"] = 1
     del header["std_scale"]
     old = tmp_path / "v1.gapy"
+    del arrays["header_sha256"]  # (from format version 3 on)
     np.savez(open(old, "wb"), **{**arrays, "header": np.array(json.dumps(header))})
     model = gapy.load(old)
     assert model.std_scale_ == {}

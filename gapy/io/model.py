@@ -201,7 +201,10 @@ def read_state(path: Union[str, Path]) -> Tuple[dict, Dict[str, np.ndarray]]:
     if not path.exists():
         raise FileNotFoundError(f"model file {path} does not exist")
     if not zipfile.is_zipfile(path):
-        raise ModelFileError(f"{path} is not a gapy model file (not an .npz archive)")
+        with open(path, "rb") as handle:
+            damaged = handle.read(4) == b"PK\x03\x04"  # a zip archive's start, but not its end
+        raise ModelFileError(f"{path} is a damaged or truncated archive (an interrupted copy?), not a readable "
+                             "gapy model file" if damaged else f"{path} is not a gapy model file (not an .npz archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "header" not in archive.files:
@@ -225,14 +228,17 @@ def read_state(path: Union[str, Path]) -> Tuple[dict, Dict[str, np.ndarray]]:
     if header.get("format") != FORMAT:
         raise ModelFileError(f"{path} is not a gapy model file (format {header.get('format')!r})")
     version = header.get("format_version")
-    if version not in READABLE_VERSIONS:
+    if isinstance(version, bool) or not isinstance(version, int) or version not in READABLE_VERSIONS:
         raise ModelFileError(
-            f"{path} has model format version {version}; this gapy {__version__} reads "
+            f"{path} has model format version {version!r}; this gapy {__version__} reads "
             f"versions {list(READABLE_VERSIONS)}: load it with the gapy {header.get('gapy_version')} "
             "that wrote it"
         )
-    if version >= 3 and stored_checksum != _text_checksum(text):
+    if (version >= 3 or stored_checksum is not None) and stored_checksum != _text_checksum(text):
         raise ModelFileError(f"{path} is corrupt or was edited: the checksum of its header does not match")
+    if version < 4 and header.get("terms"):
+        raise ModelFileError(f"{path} is corrupt or was edited: model format version {version} cannot hold "
+                             "extra terms, and its header has some")
     for name, array in arrays.items():
         if _checksum(array) != checksums[name]:
             raise ModelFileError(f"{path} is corrupt: checksum of '{name}' does not match")
