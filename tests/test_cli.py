@@ -331,3 +331,21 @@ def test_fit_with_extra_terms_from_flags_and_toml(data, tmp_path, capsys):
     capsys.readouterr()
     assert main(["fit", str(data / "train.xyz"), "--two-body", "delta=2,sigma=1"]) == 2
     assert "unknown term setting 'sigma'" in capsys.readouterr().err
+
+
+def test_forces_only_fit_with_sigma_energy_none(data, tmp_path, capsys):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = read(data / "train.xyz", ":")[:4]
+    for atoms in frames:
+        atoms.calc = SinglePointCalculator(atoms, forces=atoms.get_forces())
+    write(tmp_path / "forces.xyz", frames, format="extxyz")
+    base = ["fit", str(tmp_path / "forces.xyz"), *SMALL]
+    assert main([*base, "--sigma-energy", "none", "-o", str(tmp_path / "flag.gapy")]) == 0
+    assert gapy.load(tmp_path / "flag.gapy").sigma_energy is None
+    config = tmp_path / "fit.toml"
+    config.write_text('sigma_energy = "none"\n')
+    assert main([*base, "--config", str(config), "-o", str(tmp_path / "toml.gapy")]) == 0
+    assert gapy.load(tmp_path / "toml.gapy").sigma_energy is None
+    assert main(["fit", "--help"]) == 0
+    assert "'none': energies are not fitted" in " ".join(capsys.readouterr().out.split())

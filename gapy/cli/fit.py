@@ -185,7 +185,8 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
     _Option("sparse_candidates", "gap", _integer_or_none, (int,), "environments per species among which "
             "the sparse points are chosen: more are represented by a seeded uniform sample of this many "
             "(bounds memory); 'none': all", "N"),
-    _Option("sigma_energy", "gap", number, _REAL, "energy noise in eV/atom", "EV"),
+    _Option("sigma_energy", "gap", number_or_none, _REAL, "energy noise in eV/atom; 'none': energies are "
+            "not fitted (forces-only fits)", "EV"),
     _Option("sigma_force", "gap", number_or_none, _REAL, "force noise in eV/A; 'none': forces are "
             "not fitted", "EV_A"),
     _Option("sigma_virial", "gap", number_or_none, _REAL, "virial noise in eV/atom; 'none': stress "
