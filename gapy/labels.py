@@ -166,6 +166,35 @@ def read_labels(
     return labels
 
 
+def label_keys(atoms: Atoms) -> str:
+    """The names a structure carries that could be labels, for "label not found" messages.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        A structure.
+
+    Returns
+    -------
+    str
+        Its ``atoms.info`` keys, ``atoms.arrays`` names (without ``numbers`` and
+        ``positions``) and calculator results, as the error of a fit without a label
+        lists them.
+
+    Examples
+    --------
+    >>> from gapy.labels import label_keys
+    >>> from ase.build import bulk
+    >>> atoms = bulk("Cu")
+    >>> atoms.info["dft_energy"] = -3.5
+    >>> label_keys(atoms)
+    "info keys ['dft_energy'], arrays [] and calculator results []"
+    """
+    arrays = sorted(name for name in atoms.arrays if name not in ("numbers", "positions"))
+    results = sorted(getattr(atoms.calc, "results", None) or {})
+    return f"info keys {sorted(atoms.info)}, arrays {arrays} and calculator results {results}"
+
+
 def _volume(atoms: Atoms, name: str, field: str) -> float:
     if not atoms.pbc.all():
         raise StructureError(f"{name}: field '{field}' given for a structure that is not periodic")

@@ -349,3 +349,23 @@ def test_forces_only_fit_with_sigma_energy_none(data, tmp_path, capsys):
     assert gapy.load(tmp_path / "toml.gapy").sigma_energy is None
     assert main(["fit", "--help"]) == 0
     assert "'none': energies are not fitted" in " ".join(capsys.readouterr().out.split())
+
+
+def test_eval_and_fit_name_the_label_keys(model_file, data, tmp_path, capsys):
+    frames = read(data / "test.xyz", ":")[:3]
+    for atoms in frames:
+        atoms.info["dft_energy"] = atoms.get_potential_energy()
+        atoms.arrays["dft_forces"] = atoms.get_forces()
+        atoms.calc = None
+    renamed = tmp_path / "dft.xyz"
+    write(renamed, frames, format="extxyz")
+    for argv in (["eval", str(model_file), str(renamed)], ["fit", str(renamed), *SMALL]):
+        err = one_line_error(capsys, argv)
+        assert "structure 0 (Si" in err and "'energy'" in err, err
+        assert "'dft_energy'], arrays ['dft_forces']" in err and "--energy-key" in err, err
+    argv = ["eval", str(model_file), str(renamed), "--energy-key", "dft_energy", "--forces-key", "dft_forces",
+            "-o", str(tmp_path / "report"), "--no-plots", "--no-std"]
+    assert main(argv) == 0
+    rows = json.loads((tmp_path / "report" / "errors.json").read_text())["errors"]
+    assert {(r["quantity"], r["n_structures"]) for r in rows if r["config_type"] == "all"} == {("energy", 3),
+                                                                                             ("forces", 3)}

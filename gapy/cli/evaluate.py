@@ -5,16 +5,38 @@ import time
 from pathlib import Path
 
 from .._version import __version__
+from ..exceptions import GapyError
+from ..labels import label_keys, read_labels
 from ..report import evaluate, write_report
+from ..structures import structure_name
 from ._common import (about, add_prediction_options, calibration_hint, check_outputs, print_table, read_frames,
                       read_model)
+from .fit import FIT_OPTIONS, KEY_HINT
+
+#: ``gapy fit`` options that name the labels; ``gapy eval`` takes them too.
+LABEL_KEYS = ("energy_key", "forces_key", "stress_key", "virial_key")
+
+
+def _check_labelled(model, frames, path) -> None:
+    """Refuse test structures of which none has a label under the model's keys, naming the keys found."""
+    keys = [getattr(model, name) for name in LABEL_KEYS]
+    for k, atoms in enumerate(frames):
+        labels = read_labels(atoms, k, *keys)
+        if any(value is not None for value in (labels.energy, labels.forces, labels.virial)):
+            return
+    fields = ", ".join(f"'{key}'" for key in keys)
+    raise GapyError(f"{path}: no structure has a label to compare with (fields {fields}); "
+                    f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: {KEY_HINT}")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``gapy eval``; returns the exit status."""
     check_outputs([args.model, args.data], directories=[args.output])
     model = read_model(args.model, args.n_jobs)
+    model.set_params(**{name: getattr(args, name) for name in LABEL_KEYS if getattr(args, name) is not None})
     frames = read_frames(args.data)
+    with about(args.data):
+        _check_labelled(model, frames, args.data)
     with_std = not args.no_std
     start = time.perf_counter()
     with about(args.data):
@@ -56,5 +78,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     evaluate.add_argument("--no-std", action="store_true", help="skip the standard deviations and the "
                           "uncertainty plot (faster)")
     evaluate.add_argument("--no-plots", action="store_true", help="write CSV and JSON only")
+    for option in FIT_OPTIONS:
+        if option.name in LABEL_KEYS:
+            evaluate.add_argument(option.flag, dest=option.name, metavar=option.metavar,
+                                  help=option.help + " (default: the key the model was fitted with)")
     add_prediction_options(evaluate)
     evaluate.set_defaults(run=run)

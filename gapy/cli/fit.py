@@ -18,7 +18,7 @@ from ..estimator import GAPRegressor
 from ..exceptions import DataFileError, GapyError
 from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
-from ..labels import read_labels
+from ..labels import label_keys, read_labels
 from ..recommend import recommend
 from ..report import evaluate
 from ..sparsify import METHODS
@@ -245,6 +245,8 @@ _RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "calibrate": F
 NOT_HYPERPARAMETERS = ("species", "energy_key", "forces_key", "stress_key", "virial_key", "force_weights_key",
                        "variance", "std_noise", "force_std_precision", "block_rows", "n_jobs", "seed",
                        "sparse_candidates")
+#: How to name labels stored under other keys, for the messages of a missing label.
+KEY_HINT = "name the labels with --energy-key, --forces-key, --stress-key or --virial-key"
 #: Structures whose geometry ``gapy fit --recommend`` reads from a streamed file.
 RECOMMEND_SAMPLE = 300
 #: Training files larger than this (bytes) are streamed unless ``--no-stream``.
@@ -442,7 +444,8 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
             neighbor_pairs(atoms, 1.0, k)  # non-finite positions, bad cell, overlapping atoms
         if needed and all(getattr(labels, attribute) is None for attribute, _ in needed):
             fields = " or ".join(field for _, field in needed)
-            raise GapyError(f"{path}: {name} has no label to fit: needs field {fields}")
+            raise GapyError(f"{path}: {name} has no label to fit: needs field {fields}; it has {label_keys(atoms)}: "
+                            f"{KEY_HINT}")
         symbols = atoms.get_chemical_symbols()
         if known is not None:
             unknown = sorted({s for s in symbols if atomic_number(s) not in known})
