@@ -1116,13 +1116,18 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             noise["stress"] = self.sigma_virial**2 * per_atom  # virial, divided by the volume with the std
         return noise
 
-    def _term_means(self, atoms, index, energies, term_descriptors, need_gradients, with_stress):
-        """Add the extra terms' local energies; their forces and virial (zeros without gradients)."""
+    def _term_means(self, atoms, index, energies, term_descriptors, need_gradients, with_stress, instances=None):
+        """Add the extra terms' local energies; their forces and virial (zeros without gradients).
+
+        ``instances``: each term's instances of ``atoms`` when already computed (with the
+        gradients asked)."""
         gp = self.gp_
         gradients = (["positions", "strain"] if with_stress else ["positions"]) if need_gradients else False
+        if instances is None:
+            instances = [found.compute(atoms, gradients=gradients, index=index) for found in term_descriptors]
         forces, virial = np.zeros((len(atoms), 3)), np.zeros(6)
-        for term, found, columns in zip(gp.terms, term_descriptors, gp.term_slices()):
-            rows = term.rows(found.compute(atoms, gradients=gradients, index=index))
+        for term, found, columns in zip(gp.terms, instances, gp.term_slices()):
+            rows = term.rows(found)
             alpha = gp.alpha[columns]
             energies = energies + rows["energies"] @ alpha
             if need_gradients:

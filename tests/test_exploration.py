@@ -48,7 +48,7 @@ def _property(calc, name):
     return evaluate
 
 
-def check_bias_gradients(calc, model, atoms):
+def check_bias_gradients(calc, model, atoms, step=1e-4):
     """Forces and stress of the biased calculator against finite differences of its
     energy; the bias part alone against those of ``bias_energy`` (and not tiny)."""
     atoms = atoms.copy()
@@ -57,7 +57,7 @@ def check_bias_gradients(calc, model, atoms):
     plain = atoms.copy()
     plain.calc = GAPCalculator(model)
     bias_forces, bias_stress = forces - plain.get_forces(), stress - plain.get_stress()
-    step, volume = 1e-4, atoms.get_volume()
+    volume = atoms.get_volume()
     assert_allclose_relative(forces, -finite_difference_positions(_property(calc, "energy"), atoms, step), 1e-5,
                              "forces")
     assert_allclose_relative(bias_forces, -finite_difference_positions(_property(calc, "bias_energy"), atoms, step),
@@ -198,25 +198,44 @@ def rattled_cu():
     return label_structures([cu8(0.05, seed) for seed in range(3)], EMT())
 
 
-def test_metadynamics_drives_models_with_extra_terms(multi_term_model):
-    """With 2-/3-body terms the biased energy is the whole model's plus the bias and its
-    forces and stress match finite differences; the uncertainty bias refuses such a model."""
+def test_the_biased_calculators_drive_models_with_extra_terms(multi_term_model):
+    """With 2-/3-body terms the biased energy is the whole model's plus the bias, and its
+    forces and stress match finite differences; the uncertainty bias acts on the variance
+    of the whole local energy (the terms' shares and their covariance with SOAP's)."""
     model = multi_term_model
     atoms = cu8(0.1, 7)
     plain = atoms.copy()
     plain.calc = GAPCalculator(model)
-    unbiased = atoms.copy()
-    unbiased.calc = DescriptorMetadynamics(model, height=0.0, stride=0)
-    assert unbiased.get_potential_energy() == pytest.approx(plain.get_potential_energy(), abs=1e-9)
-    np.testing.assert_allclose(unbiased.get_forces(), plain.get_forces(), atol=1e-9)
-    np.testing.assert_allclose(unbiased.get_stress(), plain.get_stress(), atol=1e-9)
+    for calc in (DescriptorMetadynamics(model, height=0.0, stride=0),
+                 UncertaintyBias(model, strength=0.0, variance_scale=1.0)):
+        unbiased = atoms.copy()
+        unbiased.calc = calc
+        assert unbiased.get_potential_energy() == pytest.approx(plain.get_potential_energy(), abs=1e-9)
+        np.testing.assert_allclose(unbiased.get_forces(), plain.get_forces(), atol=1e-9)
+        np.testing.assert_allclose(unbiased.get_stress(), plain.get_stress(), atol=1e-9)
     soap_only = clone(model).set_params(two_body=None, three_body=None).fit(rattled_cu())
     assert np.abs(plain.get_forces() - GAPCalculator(soap_only).get_forces(atoms)).max() > 0.01  # terms matter
     metadynamics = DescriptorMetadynamics(model, height=0.05, width=0.1, stride=0)
     metadynamics.deposit(cu8(0.1, 3))
     check_bias_gradients(metadynamics, model, atoms)
-    with pytest.raises(NotImplementedError, match="SOAP-only model; this one has extra terms"):
+    predicted = {kind: model.predict_all([atoms], return_std=("energies",), variance=kind)[0]["energies_std"] ** 2
+                 for kind in ("sor", "dtc", "local")}
+    biased = {kind: UncertaintyBias(model, variance=kind, variance_scale=1.0).local_variances(atoms)
+              for kind in ("sor", "dtc", "local")}
+    np.testing.assert_allclose(biased["sor"], predicted["sor"], rtol=1e-6)  # the whole local energy's
+    # the Nystrom part is SOAP's: the terms' residual is left out, nothing else
+    assert np.all(biased["local"] <= predicted["local"] + 1e-12)
+    np.testing.assert_allclose(predicted["dtc"] - biased["dtc"], predicted["local"] - biased["local"], atol=1e-10)
+    for variance in ("dtc", "sor", "local"):
+        scale = 0.3 * float(np.mean(biased[variance]))  # on the slope of the bias
+        check_bias_gradients(UncertaintyBias(model, strength=0.1, variance_scale=scale, variance=variance),
+                             model, atoms, step=3e-5)  # (a weak stress: the O(step^2) error shows at 1e-4)
+    with pytest.raises(ValueError, match="needs variance_scale or reference_frames"):
         UncertaintyBias(model)
+    reference = UncertaintyBias(model, reference_frames=rattled_cu(), variance="sor").reference_variance()
+    expected = np.median(np.concatenate([b ** 2 for b in (r["energies_std"] for r in model.predict_all(
+        rattled_cu(), return_std=("energies",), variance="sor"))]))
+    assert reference == pytest.approx(expected, rel=1e-6)
 
 
 def test_metadynamics_deposits_every_stride_and_well_tempered_heights_shrink(model):
@@ -409,10 +428,10 @@ def test_refit_by_the_recommendation_chooses_every_setting_from_the_grown_data(t
     assert state["settings"]["refit"] == "recommend" and "descriptor__n_max" in state["settings"]["overrides"]
     with pytest.raises(GapyError, match=r"different overrides"):
         run_loop(EMT(), tmp_path / "run", n_iterations=2, n_select=2, refit="recommend")
-    # the uncertainty bias needs a SOAP-only model: no pair term then
+    # the uncertainty bias drives the recommended model too (its scale from the training structures)
     result = run_loop(EMT(), n_iterations=1, n_select=1, refit="recommend", driver="uncertainty",
                       overrides={"descriptor__n_max": 4, "descriptor__l_max": 3})
-    assert result.model.two_body is None and "recommended" in result.model.provenance_
+    assert result.model.two_body is not None and result.history[0].n_candidates > 0
     with pytest.raises(ValueError, match="overrides apply to refit='recommend' only"):
         run_loop(EMT(), n_iterations=1, overrides={"descriptor__r_cut": 4.0})
     train = label_structures([cu8(0.02, 0)], EMT())

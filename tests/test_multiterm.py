@@ -257,3 +257,26 @@ def test_posterior_draws_of_a_multi_term_model_reproduce_its_predicted_stds(fitt
     report = validate(fitted, bulk("Si", "diamond", a=5.43), properties=["eos"], plots=False, progress=False)
     assert report.results["bulk_modulus"].model is not None
     assert report.results["bulk_modulus"].model_std > 0
+
+
+@pytest.mark.parametrize("descriptor, n_features", [(TwoBody(["Si"], r_cut=4.0), 1), (ThreeBody(["Si"], r_cut=3.0), 3)])
+def test_weighted_gradients_of_local_rows_match_finite_differences(descriptor, n_features):
+    """Forces and virial of sum_i w_i . e_i (per-atom coefficients on the local-energy
+    rows), as the uncertainty bias needs them, against finite differences."""
+    from gapy.gp import voigt
+    from gapy.gp.terms import instance_kernel_rows, instance_weighted_gradients
+
+    atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+    atoms.rattle(0.1, seed=1)
+    rng = np.random.default_rng(0)
+    sparse, classes = rng.uniform(2.0, 4.5, (6, n_features)), np.zeros(6, dtype=int)
+    weights = rng.normal(size=(len(atoms), 6))
+
+    def combination(a):
+        return float((instance_kernel_rows(descriptor.compute(a), sparse, classes, 0.7, 1.3)["energies"]
+                      * weights).sum())
+
+    forces, virial = instance_weighted_gradients(descriptor.compute(atoms, gradients=True), sparse, classes, 0.7,
+                                                 1.3, weights)
+    assert_allclose_relative(forces, -finite_difference_positions(combination, atoms, 1e-5), 1e-6, "forces")
+    assert_allclose_relative(virial, -voigt(finite_difference_strain(combination, atoms, 1e-5)), 1e-6, "virial")

@@ -21,7 +21,7 @@ model are concatenated along the sparse-point axis. The predicted energy is
 """
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Dict, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -95,10 +95,7 @@ def instance_kernel_rows(
     >>> rows["energies"].round(3).tolist()
     [[0.5, 0.303], [0.5, 0.303]]
     """
-    n_features = instances.values.shape[1]
-    sparse, sparse_classes = check_sparse(sparse, sparse_classes, n_features)
-    inv_theta2 = 1.0 / check_theta(theta, n_features) ** 2
-    scale = check_delta(delta) ** 2
+    sparse, sparse_classes, inv_theta2, scale = _checked(instances, sparse, sparse_classes, theta, delta)
     n_atoms, m = int(instances.n_atoms), len(sparse)
     with_gradients = instances.dvalues is not None
     with_strain = with_gradients and instances.dvalues_strain is not None
@@ -119,6 +116,94 @@ def instance_kernel_rows(
     if with_strain:
         out["virial"] = scale * virial
     return out
+
+
+def instance_weighted_gradients(
+    instances: "Instances", sparse: np.ndarray, sparse_classes: np.ndarray, theta: Theta, delta: float,
+    weights: np.ndarray,
+) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Forces and virial of ``sum_i weights[i] . e_i``, ``e_i`` the local-energy kernel rows.
+
+    The position and strain gradients of any combination of the rows ``"energies"`` of
+    :func:`instance_kernel_rows` with per-atom coefficients, without forming the force rows
+    ``(n_atoms, 3, M)``: each instance ``t`` needs only ``v_t = sum_s share_s
+    weights[atom_s]`` and two contractions of its kernel row. Used for the gradient of the
+    local-energy variances (:class:`gapy.sampling.UncertaintyBias`).
+
+    Parameters
+    ----------
+    instances : Instances
+        With position gradients (and strain gradients for the virial).
+    sparse, sparse_classes, theta, delta
+        As :func:`instance_kernel_rows`.
+    weights : ndarray of shape (n_atoms, M)
+        Coefficient of each atom's row.
+
+    Returns
+    -------
+    forces : ndarray of shape (n_atoms, 3)
+        ``-d/dr`` of the combination (eV/A when ``weights`` is dimensionless).
+    virial : ndarray of shape (6,) or None
+        ``-d/d eps`` (Voigt order), with strain gradients.
+
+    Examples
+    --------
+    >>> from ase import Atoms
+    >>> from gapy.descriptors import TwoBody
+    >>> dimer = Atoms("Si2", positions=[[0, 0, 0], [0, 0, 2.0]])
+    >>> pairs = TwoBody(["Si"], r_cut=4.0).compute(dimer, gradients="positions")
+    >>> rows = instance_kernel_rows(pairs, [[2.0], [3.0]], [0, 0], theta=1.0, delta=1.0)
+    >>> alpha = np.array([1.0, -2.0])
+    >>> forces, _ = instance_weighted_gradients(pairs, [[2.0], [3.0]], [0, 0], 1.0, 1.0, np.tile(alpha, (2, 1)))
+    >>> bool(np.allclose(forces, rows["forces"] @ alpha))
+    True
+    """
+    sparse, sparse_classes, inv_theta2, scale = _checked(instances, sparse, sparse_classes, theta, delta)
+    n_features = instances.values.shape[1]
+    with_strain = instances.dvalues_strain is not None
+    if instances.dvalues is None:
+        raise ValueError("instance_weighted_gradients needs instances with position gradients")
+    forces, virial = np.zeros((int(instances.n_atoms), 3)), np.zeros(6)
+    shares = np.asarray(instances.energy_shares, dtype=float)
+    for rows, columns in _class_blocks(instances.classes, sparse_classes):
+        centre = sparse[columns].mean(axis=0)
+        points = sparse[columns] - centre
+        prime = points * inv_theta2
+        for block in _chunks(rows, len(points)):
+            values = np.ascontiguousarray(instances.values[block] - centre)
+            kernel = _kernel_block(values, points, inv_theta2)
+            atoms = instances.atoms[block]
+            combined = kernel * np.einsum("s,tsm->tm", shares, weights[:, columns][atoms])  # v_t[m] k[t, m]
+            total, moment = combined.sum(axis=1), combined @ prime  # (n,), (n, F)
+            n_slots = atoms.shape[1]
+            alpha = np.empty((len(values), n_slots, 3))
+            beta = np.zeros((len(values), n_slots, 3, -(-n_features // 3) * 3))
+            strain = np.empty((len(values) if with_strain else 0, 6, 1 + n_features))
+            gradient_coefficients(
+                values, instances.weights[block], instances.dvalues[block], instances.dweights[block],
+                instances.dvalues_strain[block] if with_strain else np.zeros((0, 3, 3, n_features)),
+                instances.dweights_strain[block] if with_strain else np.zeros((0, 3, 3)),
+                inv_theta2, with_strain, alpha, beta, strain,
+            )
+            derivative = alpha * total[:, None, None] + np.einsum("tsaf,tf->tsa", beta[..., :n_features], moment)
+            np.add.at(forces, atoms, -derivative)
+            if with_strain:
+                virial -= strain[:, :, 0].T @ total + np.einsum("tvf,tf->v", strain[:, :, 1:], moment)
+    return scale * forces, (scale * virial if with_strain else None)
+
+
+def _checked(instances, sparse, sparse_classes, theta, delta):
+    """Sparse points and classes checked, ``1 / theta^2`` and ``delta^2``."""
+    n_features = instances.values.shape[1]
+    sparse, sparse_classes = check_sparse(sparse, sparse_classes, n_features)
+    return sparse, sparse_classes, 1.0 / check_theta(theta, n_features) ** 2, check_delta(delta) ** 2
+
+
+def _kernel_block(values, points, inv_theta2) -> np.ndarray:
+    """``exp(-sum_f (x_f - s_f)^2 / (2 theta_f^2))`` of contiguous ``values`` against ``points``."""
+    kernel = np.empty((len(values), len(points)))
+    scaled_squared_distances(values, np.ascontiguousarray(points.T), -0.5 * inv_theta2, kernel)
+    return np.exp(kernel, out=kernel)
 
 
 #: kernel entries computed at once (bounds the temporary arrays to a few tens of MB)
@@ -162,9 +247,7 @@ def _add_block(instances, block, values, points, columns, inv_theta2, with_gradi
     """
     n_features = values.shape[1]
     values = np.ascontiguousarray(values)
-    kernel = np.empty((len(values), len(points)))
-    scaled_squared_distances(values, np.ascontiguousarray(points.T), -0.5 * inv_theta2, kernel)
-    np.exp(kernel, out=kernel)
+    kernel = _kernel_block(values, points, inv_theta2)
     weights = instances.weights[block]
     atoms = np.ascontiguousarray(instances.atoms[block], dtype=np.int64)
     shares = np.asarray(instances.energy_shares, dtype=float)

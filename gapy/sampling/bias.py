@@ -18,9 +18,8 @@ virial come from ``dV/dq_i`` contracted with the SOAP gradients in one reverse-m
 terms and its repulsive baseline included, ``GAPRegressor(baseline="zbl")``: a bias
 pushes towards whatever the model does not know, and a model fitted on bulk data alone
 knows no repulsion between atoms closer than a bond, so explore with such a core). The
-uncertainty bias needs a SOAP-only model. The snapshots of a biased run are ordinary
-structures: label them with the reference, as :func:`gapy.sampling.active_learning` does
-(``driver="metad"`` or ``"uncertainty"``).
+snapshots of a biased run are ordinary structures: label them with the reference, as
+:func:`gapy.sampling.active_learning` does (``driver="metad"`` or ``"uncertainty"``).
 """
 
 import threading
@@ -38,6 +37,8 @@ from ..calculator import GAPCalculator
 from ..estimator import GAPRegressor
 from ..exceptions import StructureError
 from ..gp import check_variance_kind, voigt
+from ..gp.terms import instance_weighted_gradients
+from ..gp.variance import local_prior_variance
 from ..labels import stress_from_virial
 from ..structures import neighbor_pairs
 
@@ -159,13 +160,16 @@ class _BiasedCalculator(Calculator):
         kernel, factor = gp.local_kernel(values, species)
         e0 = np.array([model.e0_[int(z)] for z in atoms.numbers])
         energies = kernel @ gp.alpha[:len(gp.sparse)] + e0
-        bias, bias_weights = self._bias(values, species, kernel, factor)
+        terms = list(getattr(model, "term_descriptors_", {}).values())
+        gradients = ["positions", "strain"] if atoms.pbc.all() else ["positions"]
+        instances = [found.compute(atoms, gradients=gradients) for found in terms]
+        bias, bias_weights, bias_forces, bias_virial = self._bias(values, species, kernel, factor, instances)
         weights = gp.energy_gradient_weights(factor) + bias_weights
         forces, virial = descriptor.contract_gradients(atoms, weights)
-        terms = list(getattr(model, "term_descriptors_", {}).values())
+        forces, virial = forces + bias_forces, virial + voigt_6_to_full_3x3_stress(bias_virial)
         if terms:  # the model's 2-/3-body terms, as it predicts
             energies, term_forces, term_virial = model._term_means(atoms, None, energies, terms, True,
-                                                                   atoms.pbc.all())
+                                                                   atoms.pbc.all(), instances)
             forces = forces + term_forces
             virial = virial + voigt_6_to_full_3x3_stress(term_virial)
         model_energy = float(energies.sum())
@@ -208,7 +212,9 @@ class _BiasedCalculator(Calculator):
                 f"{distances[k]:.3g} A apart, less than {factor} x the sum of their covalent radii "
                 f"({limits[k]:.3g} A): the biased dynamics left physical geometries; this trajectory is stopped")
 
-    def _bias(self, values, species, kernel, factor):
+    def _bias(self, values, species, kernel, factor, instances):
+        """``(V, dV/dq, forces, virial)``: the bias, its gradient in the descriptor vectors and
+        any forces (n_atoms, 3) and virial (6,) it has through the extra terms' instances."""
         raise NotImplementedError("subclasses define the bias")
 
 
@@ -438,7 +444,12 @@ class DescriptorMetadynamics(_BiasedCalculator):
         weights = self._heights * np.exp(-np.maximum(squared, 0.0) / (2.0 * width**2))
         return weights * (species[:, None] == self._center_species[None, :])
 
-    def _bias(self, values, species, kernel, factor):
+    def _bias(self, values, species, kernel, factor, instances):
+        bias, weights = self._descriptor_bias(values, species)
+        return bias, weights, np.zeros((len(values), 3)), np.zeros(6)
+
+    def _descriptor_bias(self, values, species):
+        """``(V, dV/dq)`` of the Gaussians deposited."""
         n_atoms = len(values)
         if not len(self._heights):
             return 0.0, np.zeros_like(values)
@@ -502,7 +513,7 @@ class UncertaintyBias(_BiasedCalculator):
     Parameters
     ----------
     model : GAPRegressor or GAPCalculator
-        A fitted SOAP-only model (no 2-/3-body terms: ``NotImplementedError``).
+        A fitted model.
     strength : float, default=0.1
         ``A``: largest bias in eV per atom.
     variance_scale : float, optional
@@ -517,6 +528,10 @@ class UncertaintyBias(_BiasedCalculator):
         Kind of variance (default: the model's).
     min_distance_factor : float, default=0.5
         As in :class:`DescriptorMetadynamics`.
+    reference_frames : sequence of ase.Atoms, optional
+        Training structures: ``r`` is then the median SoR variance of their atoms' local
+        energies instead of the sparse points' (see Notes). Needed, or ``variance_scale``,
+        for a model with extra terms (``ValueError`` otherwise).
     **kwargs
         Passed to :class:`ase.calculators.calculator.Calculator`.
 
@@ -550,6 +565,16 @@ class UncertaintyBias(_BiasedCalculator):
     ``s`` can be hundreds of ``r`` (``B`` is then smaller than ``delta^2 / 100``): the
     bias is flat there, by design, and acts on the way out of the known environments.
 
+    With extra terms (2-body, 3-body) ``sigma_i^2`` is the variance of the whole local
+    energy: the row ``k_i`` holds each term's share of atom ``i`` (half of each of its
+    pairs, its triplets) after SOAP's, so the posterior part covers the terms and their
+    covariance with SOAP (they trade energy: SOAP's share alone is not fixed by the data),
+    and its gradient flows through the pair and triplet instances
+    (:func:`gapy.gp.terms.instance_weighted_gradients`). The Nystrom part (``"local"``,
+    ``"dtc"``) is SOAP's; the terms' is left out (their sparse points are dense in their
+    few features: for the recommended 2-body grid it is negligible). A sparse point has no
+    pairs of its own, so ``r`` then comes from ``reference_frames``.
+
     References
     ----------
     M. Kulichenko et al., Uncertainty-driven dynamics for active learning of
@@ -581,15 +606,16 @@ class UncertaintyBias(_BiasedCalculator):
     default_parameters = {"strength": 0.1, "variance_scale": None, "variance": None, "min_distance_factor": 0.5}
 
     def __init__(self, model, strength: float = 0.1, variance_scale: Optional[float] = None,
-                 variance: Optional[str] = None, min_distance_factor: float = 0.5, **kwargs):
+                 variance: Optional[str] = None, min_distance_factor: float = 0.5,
+                 reference_frames: Optional[Sequence[Atoms]] = None, **kwargs):
         fitted = _fitted_model(model)
-        if fitted.gp_.terms:
-            raise NotImplementedError(
-                "UncertaintyBias needs a SOAP-only model; this one has extra terms "
-                f"({', '.join(fitted.term_descriptors_)}). The variance of a local energy then includes the "
-                "terms' shares, whose gradients are not implemented, and SOAP's share alone is not "
-                "determined by the data (the terms can trade energy with it): fit with two_body=None and "
-                "three_body=None, or explore with DescriptorMetadynamics")
+        self.reference_frames = None if reference_frames is None else list(reference_frames)
+        if fitted.gp_.terms and variance_scale is None and not self.reference_frames:
+            raise ValueError(
+                "UncertaintyBias of a model with extra terms "
+                f"({', '.join(fitted.term_descriptors_)}) needs variance_scale or reference_frames (training "
+                "structures) for its scale: a sparse point is a SOAP environment, with no pairs or triplets "
+                "of its own to give the terms' share of its variance")
         super().__init__(model, strength=strength, variance_scale=variance_scale, variance=variance,
                          min_distance_factor=min_distance_factor, **kwargs)
 
@@ -642,8 +668,11 @@ class UncertaintyBias(_BiasedCalculator):
         references = self.__dict__.setdefault("_references", {})
         if kind not in references:
             gp = self.model.gp_
-            kernel, _ = gp.local_kernel(gp.sparse, gp.sparse_species)
-            variances = gp.variance(kernel, "sor")  # k Sigma k^T at each sparse point
+            if self.reference_frames:
+                variances = np.concatenate([self._local_variances(atoms, "sor") for atoms in self.reference_frames])
+            else:
+                kernel, _ = gp.local_kernel(gp.sparse, gp.sparse_species)
+                variances = gp.variance(kernel, "sor")  # k Sigma k^T at each sparse point
             reference = max(float(np.median(variances)), float(np.finfo(float).eps) * gp.delta**2)
             references[kind] = self._calibration(kind) * reference
         return references[kind]
@@ -711,40 +740,56 @@ class UncertaintyBias(_BiasedCalculator):
         >>> variances.shape, bool(np.allclose(variances, variances[0]))  # four identical environments
         ((4,), True)
         """
+        return self._local_variances(atoms)
+
+    def _local_variances(self, atoms: Atoms, kind: Optional[str] = None) -> np.ndarray:
         descriptor, gp = self.model.descriptor_, self.model.gp_
         species = descriptor.species_indices(atoms)
         values = descriptor.compute(atoms)
         kernel, factor = gp.local_kernel(values, species)
-        return self._variances(values, species, kernel, factor)[0]
+        instances = [found.compute(atoms) for found in getattr(self.model, "term_descriptors_", {}).values()]
+        return self._variances(values, species, kernel, factor, instances, kind)[0]
 
-    def _variances(self, values, species, kernel: np.ndarray, factor: np.ndarray):
-        """Variances of the local energies and their gradients ``d var_i / d q_i``."""
+    def _variances(self, values, species, kernel: np.ndarray, factor: np.ndarray, instances=(), kind=None):
+        """Variances of the local energies, their gradients ``d var_i / d q_i`` and, with extra
+        terms, ``d var_i / d e_i`` for each term's local-energy row ``e_i``."""
         model, gp = self.model, self.model.gp_
-        kind = self.parameters["variance"] or model.variance
+        kind = kind or self.parameters["variance"] or model.variance
         scale = self._calibration(kind)
+        n_soap = kernel.shape[1]
+        term_rows = [term.rows(found)["energies"] for term, found in zip(gp.terms, instances)]
+        rows = np.concatenate([kernel] + term_rows, axis=1) if term_rows else kernel  # local-energy rows
         variances = np.zeros(len(kernel))
-        d_kernel = np.zeros_like(kernel)  # d var_i / d k_i
+        d_rows = np.zeros_like(rows)  # d var_i / d k_i
         d_values = np.zeros_like(values)  # d var_i / d q_i through the prior
         if kind in ("sor", "dtc"):
-            projected = kernel @ gp._inverse_r  # (R^-T k)^T
+            projected = rows @ gp._inverse_r  # (R^-T k)^T
             variances += (projected**2).sum(axis=1)
-            d_kernel += 2.0 * projected @ gp._inverse_r.T  # 2 Sigma k
-        if kind in ("dtc", "local"):
-            projected = kernel @ gp._inverse_l.T  # (L^-1 k)^T
-            prior = gp.prior_variances(values, species, None, ("energies",))["energies"]
+            d_rows += 2.0 * projected @ gp._inverse_r.T  # 2 Sigma k
+        if kind in ("dtc", "local"):  # SOAP's Nystrom residual (the terms': see the class Notes)
+            inverse_l = gp._inverse_l[:n_soap, :n_soap]  # K_MM is block-diagonal
+            projected = kernel @ inverse_l.T  # (L^-1 k)^T
+            prior = local_prior_variance(values, species, gp.zeta, gp.delta, gp.isolated)
             variances += prior - (projected**2).sum(axis=1)
-            d_kernel -= 2.0 * projected @ gp._inverse_l  # 2 K_MM^-1 k
+            d_rows[:, :n_soap] -= 2.0 * projected @ inverse_l  # 2 K_MM^-1 k
             d_values += gp.local_prior_gradient(values, species)
-        gradient = gp.contract_kernel_gradient(d_kernel, factor) + d_values
-        return scale * variances, scale * gradient
+        gradient = gp.contract_kernel_gradient(d_rows[:, :n_soap], factor) + d_values
+        d_terms = [scale * d_rows[:, columns] for columns in gp.term_slices()]
+        return scale * variances, scale * gradient, d_terms
 
-    def _bias(self, values, species, kernel, factor):
+    def _bias(self, values, species, kernel, factor, instances):
         strength = float(self.parameters["strength"])
         scale = self.effective_variance_scale
-        variances, d_variances = self._variances(values, species, kernel, factor)
+        variances, d_variances, d_terms = self._variances(values, species, kernel, factor, instances)
         n_atoms = len(values)
         decay = np.exp(-variances.mean() / scale)
         bias = n_atoms * strength * (decay - 1.0)
         d_variance = -strength / scale * decay  # dV / d sigma_i^2, the same for every atom
-        gradient = d_variance * d_variances
-        return float(bias), gradient
+        forces, virial = np.zeros((n_atoms, 3)), np.zeros(6)
+        for term, found, d_rows in zip(self.model.gp_.terms, instances, d_terms):
+            term_forces, term_virial = instance_weighted_gradients(
+                found, term.sparse, term.sparse_classes, term.theta, term.delta, d_variance * d_rows)
+            forces += term_forces
+            if term_virial is not None:
+                virial += term_virial
+        return float(bias), d_variance * d_variances, forces, virial

@@ -525,12 +525,17 @@ def _bare_copy(atoms: Atoms) -> Atoms:
 DRIVERS = ("md", "metad", "uncertainty")
 #: Ways of choosing what to label among the candidates.
 SELECTIONS = ("diverse", "top", "random", "per_run")
+#: Training structures (evenly spaced) that set the scale of the uncertainty bias of a
+#: model with extra terms (``UncertaintyBias(reference_frames=...)``).
+REFERENCE_FRAMES = 20
+
 #: How the loop refits its model: the settings as given, deltas and sigmas by the evidence,
 #: or every setting chosen again from the grown training set (:func:`gapy.recommend`).
 REFITS = ("fit", "evidence", "recommend")
 
 
-def driver_calculator(driver: str, model, options: Optional[dict] = None):
+def driver_calculator(driver: str, model, options: Optional[dict] = None,
+                      reference_frames: Optional[Sequence[Atoms]] = None):
     """The calculator that runs the dynamics of ``driver`` with a fitted ``model``.
 
     ``"md"``: the model itself (:class:`gapy.GAPCalculator`); ``"metad"``:
@@ -545,6 +550,9 @@ def driver_calculator(driver: str, model, options: Optional[dict] = None):
         A fitted model.
     options : dict, optional
         Keyword arguments of the bias calculator (none for ``"md"``).
+    reference_frames : sequence of ase.Atoms, optional
+        Training structures: the scale of the uncertainty bias of a model with extra
+        terms (``UncertaintyBias(reference_frames=...)``) unless ``options`` set it.
 
     Returns
     -------
@@ -581,8 +589,13 @@ def driver_calculator(driver: str, model, options: Optional[dict] = None):
     check_driver_options(driver, options)
     if driver == "md":
         return GAPCalculator(model)
-    cls = DescriptorMetadynamics if driver == "metad" else UncertaintyBias
-    return cls(model, **(options or {}))
+    if driver == "metad":
+        return DescriptorMetadynamics(model, **(options or {}))
+    options = dict(options or {})
+    fitted = model.model if isinstance(model, GAPCalculator) else model
+    if getattr(getattr(fitted, "gp_", None), "terms", ()) and options.get("variance_scale") is None:
+        options["reference_frames"] = reference_frames
+    return UncertaintyBias(model, **options)
 
 
 def check_driver_options(driver: str, options: Optional[dict]) -> dict:
@@ -669,18 +682,17 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
     }
 
 
-def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = None, driver: str = "md"):
+def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = None):
     """``clone(model)`` fitted on ``frames``, as ``refit`` says; with ``"recommend"`` the
     settings of :func:`gapy.recommend` on ``frames`` (``model`` gives the label keys, seed,
-    threads and verbosity; no pair term for the uncertainty driver, which needs a SOAP-only
-    model), then the evidence."""
+    threads and verbosity), then the evidence."""
     if refit != "recommend":
         fresh = clone(model)
         return fresh.maximize_evidence(frames) if refit == "evidence" else fresh.fit(frames)
     seed = model.random_state if isinstance(model.random_state, (int, np.integer)) else 0
     recommendation = recommend(frames, energy_key=model.energy_key, forces_key=model.forces_key,
                                stress_key=model.stress_key, virial_key=model.virial_key, overrides=overrides,
-                               two_body=driver != "uncertainty", random_state=int(seed))
+                               random_state=int(seed))
     fresh = recommendation.model.set_params(n_jobs=model.n_jobs, verbose=model.verbose)
     fresh.maximize_evidence(frames, fixed=recommendation.fixed)
     fresh.provenance_["recommended"] = recommendation.as_dict()  # as gapy fit records it
@@ -793,8 +805,7 @@ def active_learning(
         be followed to a sigma set for the start (``docs/sampling.md``); ``"recommend"``
         with every setting chosen again on the grown training set, as ``gapy fit`` does
         (:func:`gapy.recommend`, then the evidence; ``model`` gives only the label keys,
-        ``random_state``, ``n_jobs`` and ``verbose``; no 2-body term with
-        ``driver="uncertainty"``, whose bias needs a SOAP-only model).
+        ``random_state``, ``n_jobs`` and ``verbose``).
     overrides : dict, optional
         With ``refit="recommend"``: ``set_params`` values that replace the recommended
         ones (``{"descriptor__r_cut": 4.5}``), as ``gapy.recommend(overrides=...)``.
@@ -913,11 +924,11 @@ def active_learning(
         if state["phase"] == "md":
             clock = time.perf_counter()
             if fitted is None:  # (a resumed labelling phase needs no model until its refit)
-                fitted = _refit(model, train, refit, overrides, driver)
+                fitted = _refit(model, train, refit, overrides)
             current = _explore(fitted, starts, temperatures, rng, n_select=n_select, md_steps=md_steps,
                                md_interval=md_interval, timestep=timestep, score=score, threshold=threshold,
                                md_max_force_std=md_max_force_std, driver=driver, driver_options=driver_options,
-                               selection=selection, test_frames=test_frames, n_train=len(train),
+                               selection=selection, test_frames=test_frames, train=train,
                                iteration_index=iteration_index, progress=progress)
             iteration, pending = current
             iteration.gapy_seconds += time.perf_counter() - clock
@@ -961,7 +972,7 @@ def active_learning(
         iteration.n_failed = sum(failure["id"] in batch for failure in failures)
         clock = time.perf_counter()
         train = initial + labelled
-        fitted = _refit(model, train, refit, overrides, driver)
+        fitted = _refit(model, train, refit, overrides)
         iteration.gapy_seconds += time.perf_counter() - clock
         history.append(iteration)
         save(iteration=iteration_index + 1, phase="md", current=None, rng=rng.bit_generator.state)
@@ -969,7 +980,7 @@ def active_learning(
             callback(iteration, fitted)
 
     if fitted is None:
-        fitted = _refit(model, train, refit, overrides, driver)
+        fitted = _refit(model, train, refit, overrides)
     result = ActiveLearningResult(model=fitted, frames=initial + labelled, history=history,
                                   converged=bool(state["converged"]), failures=failures)
     if test_frames:
@@ -978,13 +989,15 @@ def active_learning(
 
 
 def _explore(model, starts, temperatures, rng, *, n_select, md_steps, md_interval, timestep, score, threshold,
-             md_max_force_std, driver, driver_options, selection, test_frames, n_train, iteration_index, progress):
+             md_max_force_std, driver, driver_options, selection, test_frames, train, iteration_index, progress):
     """Dynamics from every start at every temperature, scores and the choice to label."""
     candidates, stopped, run_of = [], 0, []
+    n_train = len(train)
+    reference_frames = train[::max(1, -(-n_train // REFERENCE_FRAMES))]  # (no draw: the seed's stream stays)
     runs = [(start, temperature) for start in starts for temperature in temperatures]
     for k, (start, temperature) in enumerate(tqdm(runs, desc=f"iteration {iteration_index}: {driver}", unit="run",
                                                   disable=not progress)):
-        calculator = driver_calculator(driver, model, driver_options)
+        calculator = driver_calculator(driver, model, driver_options, reference_frames)
         snapshots, was_stopped = run_md(calculator, start, md_steps, md_interval, temperature, timestep,
                                         random_state=rng, max_force_std=md_max_force_std)
         candidates += snapshots
