@@ -2,7 +2,7 @@
 
 import warnings
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -15,6 +15,16 @@ from .structures import structure_name
 EV_PER_A3_IN_GPA = 1.0 / units.GPa
 #: Stresses above this (eV/A^3, i.e. 160 GPa) are most likely in the wrong unit.
 MAX_PLAUSIBLE_STRESS = 1.0
+#: Energies per atom this far (eV) from the others' are outliers (:func:`outlying_energies`) ...
+OUTLIER_ENERGY = 100.0
+#: ... or this many median absolute deviations, when larger ...
+OUTLIER_MADS = 1000.0
+#: ... among at least this many structures with energies.
+OUTLIER_MIN_STRUCTURES = 5
+
+
+class StressUnitWarning(RuntimeWarning):
+    """A stress label so large that it is probably in GPa or kbar rather than eV/A^3."""
 
 
 @dataclass
@@ -110,8 +120,9 @@ def read_labels(
 
     Warns
     -----
-    RuntimeWarning
-        A stress component above 1 eV/A^3 (160 GPa): probably given in GPa or kbar.
+    StressUnitWarning
+        A stress component above 1 eV/A^3 (160 GPa): probably given in GPa or kbar (a
+        ``RuntimeWarning``).
 
     Examples
     --------
@@ -155,7 +166,7 @@ def read_labels(
             warnings.warn(
                 f"{name}: field '{stress_key}' reaches {np.abs(stress).max():.3g} eV/A^3 "
                 f"({np.abs(stress).max() * EV_PER_A3_IN_GPA:.3g} GPa): is it in GPa or kbar? gapy reads stresses "
-                "in eV/A^3 (ASE units; 1 eV/A^3 = 160.2 GPa)", RuntimeWarning, stacklevel=2,
+                "in eV/A^3 (ASE units; 1 eV/A^3 = 160.2 GPa)", StressUnitWarning, stacklevel=2,
             )
         labels.virial = -stress * _volume(atoms, name, stress_key)
     elif virial is not None:
@@ -164,6 +175,56 @@ def read_labels(
             virial = voigt(virial.reshape(3, 3))
         labels.virial = _finite(virial, name, virial_key, shape=(6,))
     return labels
+
+
+def outlying_energies(energies: Sequence[float], compositions: Sequence[Sequence[float]]) -> np.ndarray:
+    """Structures whose energy per atom lies far from all the others' (a unit or parsing slip).
+
+    The rule cannot fire on physical data. Energies per atom of legitimate structures
+    differ by a few eV (isolated atoms), tens of eV (dimers at short distance), and by
+    up to 1e5 eV between species in all-electron codes. So each species first gets a
+    reference energy per atom, fitted to all structures by least absolute deviations
+    (robust to the outliers themselves); a structure is an outlier when its residual
+    energy per atom lies more than ``max(100 eV, 1000 x MAD)`` from the median of the
+    residuals (MAD: their median absolute deviation from the median). Nothing is
+    flagged among fewer than 5 structures, nor the only structure with some species
+    (that species' reference energy absorbs its error).
+
+    Parameters
+    ----------
+    energies : sequence of float
+        Total energy of each structure (eV).
+    compositions : sequence of sequence of float
+        Atoms of each species in each structure, shape (n_structures, n_species).
+
+    Returns
+    -------
+    ndarray of int
+        Positions in ``energies`` of the outliers, largest deviation first.
+
+    Examples
+    --------
+    >>> from gapy.labels import outlying_energies
+    >>> energies = [-29.1, -29.0, -14.4, 1e6, -28.9, -3.0]  # one energy in the wrong unit
+    >>> compositions = [[8], [8], [4], [8], [8], [1]]
+    >>> outlying_energies(energies, compositions)
+    array([3])
+    """
+    energies = np.asarray(energies, dtype=float)
+    if len(energies) < OUTLIER_MIN_STRUCTURES:
+        return np.zeros(0, dtype=int)
+    compositions = np.asarray(compositions, dtype=float)
+    n_atoms = compositions.sum(axis=1)
+    per_atom, fractions = energies / n_atoms, compositions / n_atoms[:, None]
+    weights = np.ones(len(energies))
+    for _ in range(50):  # least absolute deviations by iteratively reweighted least squares
+        root = np.sqrt(weights)
+        reference = np.linalg.lstsq(fractions * root[:, None], per_atom * root, rcond=None)[0]
+        residual = per_atom - fractions @ reference
+        weights = 1.0 / np.maximum(np.abs(residual), 1e-6)
+    deviation = np.abs(residual - np.median(residual))
+    far = np.flatnonzero(deviation > max(OUTLIER_ENERGY, OUTLIER_MADS * np.median(deviation)))
+    return far[np.argsort(-deviation[far])]
 
 
 def label_keys(atoms: Atoms) -> str:

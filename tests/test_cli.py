@@ -369,3 +369,56 @@ def test_eval_and_fit_name_the_label_keys(model_file, data, tmp_path, capsys):
     rows = json.loads((tmp_path / "report" / "errors.json").read_text())["errors"]
     assert {(r["quantity"], r["n_structures"]) for r in rows if r["config_type"] == "all"} == {("energy", 3),
                                                                                              ("forces", 3)}
+
+
+@pytest.fixture(scope="module")
+def emt_cu():
+    """Six small rattled EMT Cu cells with energies, forces and stresses."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for k in range(6):
+        atoms = bulk("Cu", cubic=True, a=3.55 + 0.03 * k)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                                           stress=atoms.get_stress())
+        frames.append(atoms)
+    return frames
+
+
+def _fit_warnings(frames, tmp_path, *extra):
+    write(tmp_path / "cu.xyz", frames, format="extxyz")
+    with pytest.warns(RuntimeWarning) as record:
+        assert main(["fit", str(tmp_path / "cu.xyz"), *SMALL, *extra, "-o", str(tmp_path / "cu.gapy")]) == 0
+    return [str(warning.message) for warning in record]
+
+
+def test_fit_warns_once_for_stresses_in_gpa(emt_cu, tmp_path):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = [atoms.copy() for atoms in emt_cu]
+    for atoms, labelled in zip(frames, emt_cu):
+        atoms.calc = SinglePointCalculator(atoms, energy=labelled.get_potential_energy(),
+                                           forces=labelled.get_forces(), stress=labelled.get_stress() * 160.2 + 10)
+    unit = [message for message in _fit_warnings(frames, tmp_path, "--sigma-virial", "0.05")
+            if "GPa or kbar" in message]
+    assert len(unit) == 1, unit
+    assert "of 6 structures" in unit[0] and "'structure 0 (Cu4)', " in unit[0] and unit[0].endswith(" ...")
+
+
+def test_fit_warns_of_an_absurd_energy(emt_cu, tmp_path):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = [atoms.copy() for atoms in emt_cu]
+    for k, (atoms, labelled) in enumerate(zip(frames, emt_cu)):
+        energy = 1e6 if k == 3 else labelled.get_potential_energy()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=labelled.get_forces())
+    frames[3].info["config_type"] = "slip"
+    outliers = [message for message in _fit_warnings(frames, tmp_path, "--sigma-energy", "0.001")
+                if "lies far from the others'" in message]
+    assert len(outliers) == 1 and "field 'energy' of 1 structure " in outliers[0], outliers
+    assert "structure 3 (Cu4, config_type=slip): 250000 eV/atom" in outliers[0]
+    assert "structure 2" not in outliers[0]

@@ -5,6 +5,8 @@ import difflib
 import inspect
 import json
 import time
+import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -18,7 +20,8 @@ from ..estimator import GAPRegressor
 from ..exceptions import DataFileError, GapyError
 from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
-from ..labels import label_keys, read_labels
+from ..labels import (EV_PER_A3_IN_GPA, OUTLIER_ENERGY, OUTLIER_MADS, Labels, StressUnitWarning, label_keys,
+                      outlying_energies, read_labels, stress_from_virial)
 from ..recommend import recommend
 from ..report import evaluate
 from ..sparsify import METHODS
@@ -437,11 +440,16 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
         needed.append(("virial", f"'{model.stress_key}' or '{model.virial_key}'"))
     known = None if species is None else {atomic_number(s) for s in species}
     found, n_frames, n_atoms = {}, 0, 0
+    stressed, energies = [], []  # (name, largest stress); (name, energy, atoms of each atomic number)
     for k, atoms in enumerate(frames):
         name = structure_name(atoms, k)
         with about(path):
-            labels = read_labels(atoms, k, model.energy_key, model.forces_key, model.stress_key, model.virial_key)
+            labels, stress = _read_checked_labels(atoms, k, model)
             neighbor_pairs(atoms, 1.0, k)  # non-finite positions, bad cell, overlapping atoms
+        if stress is not None:
+            stressed.append((name, stress))
+        if labels.energy is not None:
+            energies.append((name, labels.energy, Counter(atoms.numbers.tolist())))
         if needed and all(getattr(labels, attribute) is None for attribute, _ in needed):
             fields = " or ".join(field for _, field in needed)
             raise GapyError(f"{path}: {name} has no label to fit: needs field {fields}; it has {label_keys(atoms)}: "
@@ -455,7 +463,45 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
             found[symbol] = found.get(symbol, 0) + 1
         n_frames += 1
         n_atoms += len(atoms)
+    _warn_stress_units(path, model, stressed)
+    numbers = sorted({z for _, _, counts in energies for z in counts})
+    outliers = outlying_energies([energy for _, energy, _ in energies],
+                                 [[counts[z] for z in numbers] for _, _, counts in energies])
+    if len(outliers):
+        per_atom = [f"{energies[k][0]}: {energies[k][1] / sum(energies[k][2].values()):.6g} eV/atom"
+                    for k in outliers[:5]]
+        median = np.median([energy / sum(counts.values()) for _, energy, counts in energies])
+        warnings.warn(
+            f"{path}: field '{model.energy_key}' of {len(outliers)} structure{'s' if len(outliers) > 1 else ''} "
+            f"lies far from the others' (median {median:.6g} eV/atom; more than {OUTLIER_ENERGY:g} eV/atom and "
+            f"{OUTLIER_MADS:g} median absolute deviations away, after per-species reference energies): "
+            f"{'; '.join(per_atom)}{' ...' if len(outliers) > 5 else ''}. A unit or parsing slip? One such "
+            "energy spoils the whole fit: correct or remove it", RuntimeWarning, stacklevel=3)
     return {symbol: found[symbol] for symbol in sorted(found, key=atomic_number)}, n_frames, n_atoms
+
+
+def _read_checked_labels(atoms: Atoms, index: int, model: GAPRegressor) -> Tuple[Labels, Optional[float]]:
+    """``read_labels`` with the model's keys, and the largest stress (eV/A^3) when it is so
+    large that it is probably in another unit (``read_labels`` warned), else None."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StressUnitWarning)
+        labels = read_labels(atoms, index, model.energy_key, model.forces_key, model.stress_key, model.virial_key)
+    if any(issubclass(warning.category, StressUnitWarning) for warning in caught):
+        return labels, float(np.abs(stress_from_virial(labels.virial, atoms)).max())
+    return labels, None
+
+
+def _warn_stress_units(path, model: GAPRegressor, stressed: List[Tuple[str, float]]) -> None:
+    """One warning for all the structures whose stress is probably in GPa or kbar."""
+    if not stressed:
+        return
+    largest = max(stress for _, stress in stressed)
+    names = [name for name, _ in stressed]
+    warnings.warn(
+        f"{path}: field '{model.stress_key}' of {len(names)} structure{'s' if len(names) > 1 else ''} reaches "
+        f"{largest:.3g} eV/A^3 ({largest * EV_PER_A3_IN_GPA:.3g} GPa): is it in GPa or kbar? gapy reads stresses "
+        f"in eV/A^3 (ASE units; 1 eV/A^3 = 160.2 GPa): {names[:5]}{' ...' if len(names) > 5 else ''}",
+        RuntimeWarning, stacklevel=3)
 
 
 def _held_out(n_frames: int, fraction: float, seed: Optional[int]) -> List[int]:
@@ -479,7 +525,17 @@ def _structures(source: FileSource, path: Path, indices=None) -> Iterator[Tuple[
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``gapy fit``; returns the exit status."""
+    """Run ``gapy fit``; returns the exit status.
+
+    Stresses probably in the wrong unit get one warning for all the structures, when the
+    data are checked, instead of one per structure each time the labels are read.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", StressUnitWarning)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     settings = read_config(args.config) if args.config else {}
     given = {option.name: getattr(args, option.name) for option in FIT_OPTIONS if hasattr(args, option.name)}
     if "validation" in given:
@@ -517,6 +573,10 @@ def run(args: argparse.Namespace) -> int:
     if run["validation"]:
         validation_name = Path(run["validation"])
         validation = read_frames(validation_name)
+        with about(validation_name):
+            checked = [(structure_name(atoms, k), _read_checked_labels(atoms, k, model)[1])
+                       for k, atoms in enumerate(validation)]
+        _warn_stress_units(validation_name, model, [(name, stress) for name, stress in checked if stress is not None])
     elif run["validation_fraction"]:
         seed = settings.get("seed", GAP_DEFAULTS["random_state"])
         held_out = _held_out(n_frames, run["validation_fraction"], seed)

@@ -1,0 +1,36 @@
+"""The outlier rule of gapy.labels.outlying_energies: absurd energies found, legitimate data never flagged."""
+
+import numpy as np
+
+from gapy.labels import outlying_energies
+
+
+def _alloy(n=40, seed=0):
+    """All-electron-like CuAu energies: -44600 and -5.2e5 eV per atom, a few eV of spread."""
+    rng = np.random.default_rng(seed)
+    compositions = rng.integers(0, 9, size=(n, 2))
+    compositions[compositions.sum(axis=1) == 0] = [1, 0]
+    energies = compositions @ [-44600.0, -5.2e5] + rng.normal(0, 2.0, n) * compositions.sum(axis=1)
+    return energies, compositions
+
+
+def test_legitimate_data_is_never_flagged():
+    energies, compositions = _alloy()
+    assert outlying_energies(energies, compositions).size == 0  # species differ by 5e5 eV/atom
+    dimers = [60 - 2 * k for k in range(30)]  # eV/atom, 60 eV/atom above bulk at short distance
+    energies = [2 * e for e in dimers] + [-3.5 * 8] * 5 + [0.0]  # + bulk and an isolated atom
+    compositions = [[2]] * 30 + [[8]] * 5 + [[1]]
+    assert outlying_energies(energies, compositions).size == 0
+    assert outlying_energies([90.0, -28, -28, -28, -28, -28], [[1]] + [[8]] * 5).size == 0  # < 100 eV/atom
+
+
+def test_absurd_energies_are_flagged_largest_first():
+    energies, compositions = _alloy()
+    energies[7] += 1e6 * compositions[7].sum()
+    energies[11] -= 3e3 * compositions[11].sum()  # meV read as eV
+    assert outlying_energies(energies, compositions).tolist() == [7, 11]
+
+
+def test_too_few_structures_flag_nothing():
+    assert outlying_energies([1e6, -28, -28, -28], [[8]] * 4).size == 0
+    assert outlying_energies([1e6, -28, -28, -28, -28], [[8]] * 5).tolist() == [0]
