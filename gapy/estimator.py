@@ -1,6 +1,7 @@
 """``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
 
 import copy
+import difflib
 import logging
 import os
 import warnings
@@ -516,6 +517,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 del results
         weights.check_count(len(summaries))
 
+        self._check_config_types(summaries)
         weighted = [summary for summary in summaries if summary.weight > 0]
         self.e0_ = self._reference_energies(weighted, descriptor)
         used = [summary.index for summary in summaries if summary.used]
@@ -542,6 +544,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         basis = SparseSet(values[chosen], all_species[chosen], zeta, float(self.delta), isolated, terms)
         del values, all_species
         self.n_environments_ = {chemical_symbols[descriptor.atomic_numbers[s]]: int(n) for s, n in sorted(seen.items())}
+        absent = [chemical_symbols[z] for s, z in enumerate(descriptor.atomic_numbers) if not seen.get(s)]
+        if absent:
+            warnings.warn(f"species {', '.join(absent)} of the descriptor appear in no training structure: the "
+                          "model predicts their atoms from e0 and the prior alone (wide stds)", UserWarning,
+                          stacklevel=3)
         self._log_memory(max(summary.n_atoms for summary in summaries if summary.used), len(used),
                          descriptor, len(basis.sparse))
         term_descriptors = {name: copy.deepcopy(term.descriptor) for name, term in self._terms()}
@@ -600,6 +607,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             keys=(tuple(atoms.info), tuple(atoms.arrays),
                   tuple(getattr(atoms.calc, "results", {})) if atoms.calc is not None else ()),
             shortest=shortest_distance(atoms, index) if used and self.baseline == "zbl" else np.inf,
+            config_type=atoms.info.get("config_type"),
         )
         return summary, species, values, found
 
@@ -845,6 +853,17 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if use_virial:
             observations["virial"] = (rows["virial"], labels.virial - baseline_virial, np.full(6, sigma_virial))
         return observations
+
+    def _check_config_types(self, summaries: List["_Summary"]) -> None:
+        """Warn of ``config_type_sigma`` keys that no training structure has (a typo is otherwise silent)."""
+        found = {summary.config_type for summary in summaries if summary.config_type is not None}
+        unknown = [name for name in (self.config_type_sigma or {}) if name not in found]
+        if unknown:
+            hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name) for name in unknown
+                     for close in [difflib.get_close_matches(str(name), [str(f) for f in found], n=1)]]
+            warnings.warn(f"config_type_sigma names config types that no training structure has: "
+                          f"{', '.join(hints)}; they change nothing (config types in the data: "
+                          f"{', '.join(sorted(map(str, found))) or 'none'})", UserWarning, stacklevel=4)
 
     def _reference_energies(self, summaries: List["_Summary"], descriptor) -> Dict[int, float]:
         """e0 per atomic number, as the ``e0`` parameter says (from pass 1's summaries);
@@ -1438,6 +1457,7 @@ class _Summary:
     name: Optional[str]  # structure_name, kept for structures without a fitted label
     keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
     shortest: float = np.inf  # shortest interatomic distance (only for baseline="zbl")
+    config_type: Optional[object] = None  # atoms.info["config_type"]
 
 
 def _candidate_seed(random_state) -> int:

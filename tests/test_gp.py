@@ -285,6 +285,10 @@ def test_sample_weights_and_config_type_sigmas(training_set):
     np.testing.assert_allclose(spoiled, clean, atol=1e-5)
     spoiled_default = GAPRegressor(**base).fit(garbage).predict(frames)
     assert np.abs(spoiled_default - clean).max() > 1e-2
+    # a config type that no structure has (a typo) is said, with the closest one
+    with pytest.warns(UserWarning, match=r"no training structure has: 'godo' \(did you mean 'good'\?\).*"
+                                         r"config types in the data: bad, good"):
+        GAPRegressor(**base, config_type_sigma={"godo": {"energy": 0.1}}).fit(frames)
 
 
 def test_e0_options(training_set):
@@ -698,3 +702,9 @@ def test_split_points_and_force_std_precision_checks(fitted, monkeypatch):
         fitted.predict_all(bulk("Si", cubic=True), return_std=["forces"])
     with pytest.raises(ValueError, match="force_std_precision must be one of"):
         fitted._check_parameters()
+
+
+def test_a_species_without_training_environments_is_said(training_set):
+    with pytest.warns(UserWarning, match="species Ge of the descriptor appear in no training structure"):
+        model = GAPRegressor(SOAP(["Si", "Ge"], **SOAP_SETTINGS), n_sparse=5).fit(training_set[:2])
+    assert model.n_environments_ == {"Si": sum(len(a) for a in training_set[:2])}
