@@ -422,3 +422,17 @@ def test_fit_warns_of_an_absurd_energy(emt_cu, tmp_path):
     assert len(outliers) == 1 and "field 'energy' of 1 structure " in outliers[0], outliers
     assert "structure 3 (Cu4, config_type=slip): 250000 eV/atom" in outliers[0]
     assert "structure 2" not in outliers[0]
+
+
+def test_unknown_species_errors_say_once_what_to_do_on_the_command_line(model_file, emt_cu, tmp_path, capsys):
+    write(tmp_path / "cu.xyz", emt_cu[:2], format="extxyz")
+    for command in ("predict", "eval"):
+        err = one_line_error(capsys, [command, str(model_file), str(tmp_path / "cu.xyz"), "-o", str(tmp_path / "out")])
+        assert "structure 0 (Cu4) has species ['Cu']" in err and "fitted for ['Si']" in err, err
+        assert "refit it with 'gapy fit'" in err and "--species" in err and "SOAP(" not in err, err
+    validate = ["validate", str(model_file), "--bulk", "Cu:fcc:3.6", "--properties", "eos", "-o", str(tmp_path / "v")]
+    err = one_line_error(capsys, validate)
+    assert "species ['Cu'] that the model does not know" in err
+    assert main([*validate, "--reference", "emt"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("does not know") == 2 and "the same for 2 more properties below" in out, out  # progress, table

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from ase import Atoms
+from ase.data import chemical_symbols
 from ase.io import iread
 
 from ..estimator import GAPRegressor, load_model
 from ..exceptions import GapyError
 from ..gp import VARIANCE_KINDS
 from ..metrics import format_table
-from ..structures import atomic_number
+from ..structures import atomic_number, structure_name
 
 PathLike = Union[str, Path]
 
@@ -139,6 +140,26 @@ def read_model(path: PathLike, n_jobs: Optional[int] = None) -> GAPRegressor:
     if n_jobs is not None:
         model.set_params(n_jobs=n_jobs)
     return model
+
+
+def check_model_species(model: GAPRegressor, frames: Sequence[Atoms], path: PathLike) -> None:
+    """Refuse structures with a species the model was not fitted for, with the command-line fix.
+
+    Raises
+    ------
+    GapyError
+        Names the first such structure, its unknown species and the model's species.
+    """
+    known = set(model.descriptor_.atomic_numbers.tolist())
+    for k, atoms in enumerate(frames):
+        unknown = sorted({symbol for symbol, z in zip(atoms.get_chemical_symbols(), atoms.numbers) if z not in known},
+                         key=atomic_number)
+        if unknown:
+            raise GapyError(
+                f"{path}: {structure_name(atoms, k)} has species {unknown} that the model does not know (it was "
+                f"fitted for {[chemical_symbols[z] for z in sorted(known)]}): refit it with 'gapy fit' on training "
+                f"structures that contain {', '.join(unknown)} (or name them with --species)"
+            )
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -9,8 +9,8 @@ from ..exceptions import GapyError
 from ..labels import label_keys, read_labels
 from ..report import evaluate, write_report
 from ..structures import structure_name
-from ._common import (about, add_prediction_options, calibration_hint, check_outputs, print_table, read_frames,
-                      read_model)
+from ._common import (about, add_prediction_options, calibration_hint, check_model_species, check_outputs,
+                      print_table, read_frames, read_model)
 from .fit import FIT_OPTIONS, KEY_HINT
 
 #: ``gapy fit`` options that name the labels; ``gapy eval`` takes them too.
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     model = read_model(args.model, args.n_jobs)
     model.set_params(**{name: getattr(args, name) for name in LABEL_KEYS if getattr(args, name) is not None})
     frames = read_frames(args.data)
+    check_model_species(model, frames, args.data)
     with about(args.data):
         _check_labelled(model, frames, args.data)
     with_std = not args.no_std

@@ -229,7 +229,8 @@ class ValidationReport:
         -------
         str
             One line per property (the difference in percent of the reference), each
-            error on a line of its own after it starting with ``!``.
+            error on a line of its own after it starting with ``!`` (an error shared by
+            several properties once, after the first of them).
 
         Examples
         --------
@@ -248,6 +249,7 @@ class ValidationReport:
         """
         header = f"{'property':<28} {'model':>12} {'+- std':>9} {'reference':>12} {'diff':>9} {'unit':<9} flag"
         lines = [header, "-" * len(header)]
+        first, repeats = {}, {}  # error: its line; how many more properties had it
         for result in self.results.values():
             relative = result.relative_difference
             lines.append(
@@ -255,8 +257,13 @@ class ValidationReport:
                 f"{_fmt(result.reference):>12} {('' if relative is None else f'{100 * relative:+.1f}%'):>9} "
                 f"{result.unit:<9} {'*' if result.flagged else ''}"
             )
-            if result.error:
+            if result.error in first:
+                repeats[result.error] = repeats.get(result.error, 0) + 1
+            elif result.error:
+                first[result.error] = len(lines)
                 lines.append(f"    ! {result.error}")
+        for error, n in repeats.items():
+            lines[first[error]] += f" (the same for {n} more propert{'ies' if n > 1 else 'y'} below)"
         return "\n".join(lines)
 
     def write(self, directory: Union[str, Path], plots: bool = True) -> List[Path]:
@@ -375,7 +382,8 @@ def validate(
         be resolved, or a reference value given in another unit than gapy reports.
     gapy.GapyError
         ``model_or_calculator`` is a path that is not a file
-        (:class:`~gapy.ModelFileError`: not a readable model file).
+        (:class:`~gapy.ModelFileError`: not a readable model file), or a model that does
+        not know a species of ``structure`` with no reference calculator to compute.
 
     Notes
     -----
@@ -420,6 +428,10 @@ def validate(
         "timings_s": {},
     })
     species_error = _unknown_species(model, structure)
+    if species_error and reference_calc is None:
+        raise GapyError(species_error)
+    if species_error:
+        say(f"model: {species_error}; computing the reference only")
     cubic = _is_cubic(structure)
     if cubic:  # the names every report of a cubic crystal has, null where not computed
         for name in CUBIC_NAMES:
@@ -471,8 +483,10 @@ def validate(
                 report.curves[family] = {**report.curves.get(family, {}), **curves}
         elapsed = time.perf_counter() - start
         report.info["timings_s"][label] = round(elapsed, 2)
-        status = ", ".join(f"{side} failed" for side in errors) or "done"
-        say(f"      {status} in {elapsed:.1f} s" + "".join(f"\n      {side}: {errors[side]}" for side in errors))
+        status = ", ".join(f"{side} {'skipped' if errors[side] == species_error else 'failed'}"
+                           for side in errors) or "done"
+        say(f"      {status} in {elapsed:.1f} s" + "".join(f"\n      {side}: {errors[side]}" for side in errors
+                                                        if errors[side] != species_error))
         if output is not None:
             report.write(output, plots=False)
     if model is not None and not species_error:
