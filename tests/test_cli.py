@@ -3,6 +3,7 @@
 import csv
 import inspect
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -436,3 +437,20 @@ def test_unknown_species_errors_say_once_what_to_do_on_the_command_line(model_fi
     assert main([*validate, "--reference", "emt"]) == 0
     out = capsys.readouterr().out
     assert out.count("does not know") == 2 and "the same for 2 more properties below" in out, out  # progress, table
+
+
+def test_warnings_are_one_line_each_without_source_lines(emt_cu, tmp_path):
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = [atoms.copy() for atoms in emt_cu]
+    for k, (atoms, labelled) in enumerate(zip(frames, emt_cu)):
+        atoms.calc = SinglePointCalculator(atoms, energy=1e6 if k == 3 else labelled.get_potential_energy(),
+                                           forces=labelled.get_forces())
+    write(tmp_path / "cu.xyz", frames, format="extxyz")
+    command = [sys.executable, "-m", "gapy", "fit", str(tmp_path / "cu.xyz"), *SMALL, "--sigma-energy", "0.001",
+               "-o", str(tmp_path / "cu.gapy"), "--no-progress"]
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "default"})
+    assert done.returncode == 0, done.stderr
+    warning_lines = [line for line in done.stderr.splitlines() if "warning" in line.lower()]
+    assert warning_lines and all(line.startswith("gapy fit: warning: ") for line in warning_lines), done.stderr
+    assert ".py:" not in done.stderr  # no source paths

@@ -2,14 +2,15 @@
 ``coverage``, ``validate`` and ``demo``, one module each.
 
 Run ``gapy --help`` or ``gapy COMMAND --help``. Errors are reported as one line on
-stderr with exit status 1 (2 for bad command-line usage); ``--debug`` shows the
-traceback instead. Each command module has ``add_parser(commands, common)`` and
-``run(args)``; it parses, checks its output paths before any work, calls library
-functions and prints.
+stderr with exit status 1 (2 for bad command-line usage), warnings as one line each;
+``--debug`` shows the traceback and the warnings' source lines instead. Each command
+module has ``add_parser(commands, common)`` and ``run(args)``; it parses, checks its
+output paths before any work, calls library functions and prints.
 """
 
 import argparse
 import sys
+import warnings
 from typing import List, Optional
 
 from .._version import __version__
@@ -105,6 +106,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version and usage errors
         return stop.code if isinstance(stop.code, int) else 2
+    formatwarning = warnings.formatwarning
+    if not args.debug:  # one line per warning, without the source line that raised it
+        warnings.formatwarning = lambda message, *_, **__: (
+            f"gapy {args.command}: warning: {' '.join(str(message).split())}\n")
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -118,6 +123,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             message = f"{type(error).__name__}: {message} (run with --debug for the traceback)"
         print(f"gapy {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = formatwarning
 
 
 if __name__ == "__main__":
