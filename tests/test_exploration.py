@@ -555,6 +555,7 @@ n_jobs = 1
 """
     Path("learn.toml").write_text(config)
     assert main(["learn", "learn.toml"]) == 0
+    assert "; refit recommend; " in capsys.readouterr().out
     model = load_model("run/model.gapy")
     assert "recommended" in model.provenance_ and model.two_body is not None  # as gapy fit without settings
     assert json.loads(Path("run/state.json").read_text())["settings"]["refit"] == "recommend"

@@ -177,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
     outputs = {key: workdir / name for key, name in OUTPUTS.items()}
     print(f"{len(train)} training structures from {settings['train']}; {len(starts)} starts "
           f"x {len(settings['temperatures'])} temperatures; driver {settings['driver']}; reference "
-          f"{settings['reference']}; work directory {workdir}")
+          f"{settings['reference']}; refit {settings['refit']}; work directory {workdir}")
 
     def report(iteration, fitted) -> None:
         rows = history_rows(workdir_history(workdir))
