@@ -186,3 +186,20 @@ def test_gapy_fit_without_settings_recommends_and_prints_why(tmp_path, capsys):
     assert "chosen by the evidence: delta = " in capsys.readouterr().out
     model = gapy.load(tmp_path / "a.gapy")
     assert model.random_state == 2 and "evidence" in model.provenance_ and "recommended" in model.provenance_
+
+
+def test_a_streamed_recommendation_sees_every_isolated_atom(tmp_path, capsys, monkeypatch):
+    """The geometry comes from a sample of a streamed file, the isolated atoms (one-atom
+    structures, which set e0) from all of it."""
+    import ase.io
+
+    import gapy.cli.fit
+
+    monkeypatch.setattr(gapy.cli.fit, "RECOMMEND_SAMPLE", 2)
+    boxed = labelled(Atoms("Cu", cell=[15.0, 15.0, 15.0], pbc=True), stress=False)
+    ase.io.write(tmp_path / "train.xyz", crystals("Cu", 3.61, n=5, stress=False) + [boxed])
+    small = ["--n-max", "3", "--l-max", "2", "--n-sparse", "10", "--no-progress", "--two-body", "none"]
+    assert main(["fit", str(tmp_path / "train.xyz"), "--recommend", *small, "--stream",
+                 "-o", str(tmp_path / "m.gapy")]) == 0
+    assert "recommended settings (from 3 structures)" in capsys.readouterr().out
+    assert gapy.load(tmp_path / "m.gapy").e0_ == {29: pytest.approx(boxed.get_potential_energy())}

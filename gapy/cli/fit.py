@@ -425,11 +425,12 @@ def model_from_settings(settings: Dict[str, Any], frames: Sequence[Atoms], verbo
 
 
 def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegressor,
-                           species: Optional[Sequence[str]]) -> Tuple[List[str], int, int]:
+                           species: Optional[Sequence[str]]) -> Tuple[Dict[str, int], int, int, List[int]]:
     """Labels, species and geometry of every structure, named by its index in ``path``.
 
     Returns the atoms of each chemical symbol found (sorted by atomic number), the
-    number of structures and of atoms.
+    number of structures and of atoms, and the indices of the single-atom structures
+    (isolated atoms, which a streamed recommendation must see).
     """
     needed = []  # (Labels attribute, field names) of the labels the model fits
     if model.sigma_energy is not None:
@@ -439,7 +440,7 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
     if model.sigma_virial is not None:
         needed.append(("virial", f"'{model.stress_key}' or '{model.virial_key}'"))
     known = None if species is None else {atomic_number(s) for s in species}
-    found, n_frames, n_atoms = {}, 0, 0
+    found, n_frames, n_atoms, singles = {}, 0, 0, []
     stressed, energies = [], []  # (name, largest stress); (name, energy, atoms of each atomic number)
     for k, atoms in enumerate(frames):
         name = structure_name(atoms, k)
@@ -463,6 +464,8 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
             found[symbol] = found.get(symbol, 0) + 1
         n_frames += 1
         n_atoms += len(atoms)
+        if len(atoms) == 1:
+            singles.append(k)
     _warn_stress_units(path, model, stressed)
     numbers = sorted({z for _, _, counts in energies for z in counts})
     outliers = outlying_energies([energy for _, energy, _ in energies],
@@ -477,7 +480,7 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
             f"{OUTLIER_MADS:g} median absolute deviations away, after per-species reference energies): "
             f"{'; '.join(per_atom)}{' ...' if len(outliers) > 5 else ''}. A unit or parsing slip? One such "
             "energy spoils the whole fit: correct or remove it", RuntimeWarning, stacklevel=3)
-    return {symbol: found[symbol] for symbol in sorted(found, key=atomic_number)}, n_frames, n_atoms
+    return {symbol: found[symbol] for symbol in sorted(found, key=atomic_number)}, n_frames, n_atoms, singles
 
 
 def _read_checked_labels(atoms: Atoms, index: int, model: GAPRegressor) -> Tuple[Labels, Optional[float]]:
@@ -568,7 +571,7 @@ def _run(args: argparse.Namespace) -> int:
         model = GAPRegressor(verbose=run["progress"], **gap_settings)
     except (TypeError, ValueError) as error:
         raise GapyError(f"invalid setting: {error}") from None
-    found, n_frames, n_atoms = _check_training_frames(frames, train_path, model, settings.get("species"))
+    found, n_frames, n_atoms, singles = _check_training_frames(frames, train_path, model, settings.get("species"))
     validation, validation_name, held_out = [], None, []
     if run["validation"]:
         validation_name = Path(run["validation"])
@@ -598,7 +601,8 @@ def _run(args: argparse.Namespace) -> int:
                 training = sorted(set(range(n_frames)) - set(held_out))
                 picks = np.random.default_rng(settings.get("seed", 0)).choice(
                     training, min(RECOMMEND_SAMPLE, len(training)), replace=False)
-                sample = [atoms for _, atoms in _structures(source, train_path, sorted(picks.tolist()))]
+                picks = set(picks.tolist()) | (set(singles) - set(held_out))  # isolated atoms set e0
+                sample = [atoms for _, atoms in _structures(source, train_path, sorted(picks))]
             overrides, run_arguments = recommend_overrides(settings, species)
             recommendation = recommend(
                 sample, energy_key=model.energy_key, forces_key=model.forces_key, stress_key=model.stress_key,
