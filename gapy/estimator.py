@@ -30,7 +30,7 @@ from .io.model import FORMAT_VERSION, read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence
 from .kernels import check_theta, check_zeta
-from .labels import Labels, read_labels, stress_from_virial
+from .labels import EnergyOutlierWarning, Labels, outlying_energies, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import as_frames, atomic_number, is_isolated_atom, structure_name
@@ -518,6 +518,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         weights.check_count(len(summaries))
 
         self._check_config_types(summaries)
+        self._check_energies(summaries)
         weighted = [summary for summary in summaries if summary.weight > 0]
         self.e0_ = self._reference_energies(weighted, descriptor)
         used = [summary.index for summary in summaries if summary.used]
@@ -853,6 +854,22 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if use_virial:
             observations["virial"] = (rows["virial"], labels.virial - baseline_virial, np.full(6, sigma_virial))
         return observations
+
+    def _check_energies(self, summaries: List["_Summary"]) -> None:
+        """Warn of energies per atom far from all the others' (:func:`gapy.labels.outlying_energies`)."""
+        if self.sigma_energy is None:
+            return
+        labelled = [summary for summary in summaries if summary.energy is not None and summary.weight > 0]
+        outliers = outlying_energies([summary.energy for summary in labelled],
+                                     [summary.composition for summary in labelled])
+        if len(outliers):
+            named = ", ".join(f"structure {labelled[k].index} ({labelled[k].energy / labelled[k].n_atoms:.6g} "
+                              "eV/atom)" for k in outliers[:5])
+            warnings.warn(f"'{self.energy_key}' of {len(outliers)} structure{'s' if len(outliers) > 1 else ''} "
+                          "lies far from the others' (after "
+                          f"per-species reference energies): {named}{' ...' if len(outliers) > 5 else ''}. A unit "
+                          "or parsing slip? One such energy spoils the whole fit: correct or remove it",
+                          EnergyOutlierWarning, stacklevel=4)
 
     def _check_config_types(self, summaries: List["_Summary"]) -> None:
         """Warn of ``config_type_sigma`` keys that no training structure has (a typo is otherwise silent)."""

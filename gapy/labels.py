@@ -27,6 +27,10 @@ class StressUnitWarning(RuntimeWarning):
     """A stress label so large that it is probably in GPa or kbar rather than eV/A^3."""
 
 
+class EnergyOutlierWarning(RuntimeWarning):
+    """Energies per atom far from all the others' (:func:`outlying_energies`): a unit or parsing slip."""
+
+
 @dataclass
 class Labels:
     """Labels of one structure; ``None`` where a label is missing.

@@ -708,3 +708,14 @@ def test_a_species_without_training_environments_is_said(training_set):
     with pytest.warns(UserWarning, match="species Ge of the descriptor appear in no training structure"):
         model = GAPRegressor(SOAP(["Si", "Ge"], **SOAP_SETTINGS), n_sparse=5).fit(training_set[:2])
     assert model.n_environments_ == {"Si": sum(len(a) for a in training_set[:2])}
+
+
+def test_an_absurd_energy_is_named_by_the_python_fit(training_set):
+    from gapy.labels import EnergyOutlierWarning
+
+    frames = [a.copy() for a in training_set[:6]]
+    for k, (atoms, original) in enumerate(zip(frames, training_set)):
+        energy = 1e6 if k == 4 else original.get_potential_energy()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=original.get_forces())
+    with pytest.warns(EnergyOutlierWarning, match=r"of 1 structure lies far from the others'.*structure 4 \("):
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5).fit(frames)

@@ -20,7 +20,8 @@ from ..estimator import GAPRegressor
 from ..exceptions import DataFileError, GapyError
 from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
-from ..labels import (EV_PER_A3_IN_GPA, OUTLIER_ENERGY, OUTLIER_MADS, Labels, StressUnitWarning, label_keys,
+from ..labels import (EV_PER_A3_IN_GPA, OUTLIER_ENERGY, OUTLIER_MADS, EnergyOutlierWarning, Labels,
+                      StressUnitWarning, label_keys,
                       outlying_energies, read_labels, stress_from_virial)
 from ..recommend import recommend
 from ..report import evaluate
@@ -535,6 +536,7 @@ def run(args: argparse.Namespace) -> int:
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StressUnitWarning)
+        warnings.simplefilter("ignore", EnergyOutlierWarning)  # said once, with the names, by the check
         return _run(args)
 
 
