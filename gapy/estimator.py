@@ -30,7 +30,7 @@ from .io.model import FORMAT_VERSION, read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence
 from .kernels import check_theta, check_zeta
-from .labels import EnergyOutlierWarning, Labels, outlying_energies, read_labels, stress_from_virial
+from .labels import EnergyOutlierWarning, Labels, outlier_message, outlying_energies, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import as_frames, atomic_number, is_isolated_atom, structure_name
@@ -604,7 +604,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             composition=np.bincount(species, minlength=len(descriptor.atomic_numbers)),
             energy=labels.energy, isolated_number=int(atoms.numbers[0]) if isolated else None,
             label_sizes=sizes,
-            name=structure_name(atoms, index) if all(sizes[kind] is None for kind in self._fitted_kinds()) else None,
+            name=structure_name(atoms, index),
             keys=(tuple(atoms.info), tuple(atoms.arrays),
                   tuple(getattr(atoms.calc, "results", {})) if atoms.calc is not None else ()),
             shortest=shortest_distance(atoms, index) if used and self.baseline == "zbl" else np.inf,
@@ -863,12 +863,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         outliers = outlying_energies([summary.energy for summary in labelled],
                                      [summary.composition for summary in labelled])
         if len(outliers):
-            named = ", ".join(f"structure {labelled[k].index} ({labelled[k].energy / labelled[k].n_atoms:.6g} "
-                              "eV/atom)" for k in outliers[:5])
-            warnings.warn(f"'{self.energy_key}' of {len(outliers)} structure{'s' if len(outliers) > 1 else ''} "
-                          "lies far from the others' (after "
-                          f"per-species reference energies): {named}{' ...' if len(outliers) > 5 else ''}. A unit "
-                          "or parsing slip? One such energy spoils the whole fit: correct or remove it",
+            warnings.warn(outlier_message(self.energy_key, [summary.name for summary in labelled],
+                                          [summary.energy for summary in labelled],
+                                          [summary.n_atoms for summary in labelled], outliers),
                           EnergyOutlierWarning, stacklevel=4)
 
     def _check_config_types(self, summaries: List["_Summary"]) -> None:
@@ -1152,18 +1149,18 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             noise["stress"] = self.sigma_virial**2 * per_atom  # virial, divided by the volume with the std
         return noise
 
-    def _term_means(self, atoms, index, energies, term_descriptors, need_gradients, with_stress, instances=None):
+    def _term_means(self, atoms, index, energies, term_descriptors, need_gradients, with_stress, term_rows=None):
         """Add the extra terms' local energies; their forces and virial (zeros without gradients).
 
-        ``instances``: each term's instances of ``atoms`` when already computed (with the
+        ``term_rows``: each term's kernel rows of ``atoms`` when already computed (with the
         gradients asked)."""
         gp = self.gp_
         gradients = (["positions", "strain"] if with_stress else ["positions"]) if need_gradients else False
-        if instances is None:
-            instances = [found.compute(atoms, gradients=gradients, index=index) for found in term_descriptors]
+        if term_rows is None:
+            term_rows = [term.rows(found.compute(atoms, gradients=gradients, index=index))
+                         for term, found in zip(gp.terms, term_descriptors)]
         forces, virial = np.zeros((len(atoms), 3)), np.zeros(6)
-        for term, found, columns in zip(gp.terms, instances, gp.term_slices()):
-            rows = term.rows(found)
+        for rows, columns in zip(term_rows, gp.term_slices()):
             alpha = gp.alpha[columns]
             energies = energies + rows["energies"] @ alpha
             if need_gradients:
@@ -1471,7 +1468,7 @@ class _Summary:
     energy: Optional[float]
     isolated_number: Optional[int]  # atomic number of a single atom without neighbours (is_isolated_atom)
     label_sizes: Dict[str, Optional[int]]  # values of each label kind, None where missing
-    name: Optional[str]  # structure_name, kept for structures without a fitted label
+    name: str  # structure_name, for messages
     keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
     shortest: float = np.inf  # shortest interatomic distance (only for baseline="zbl")
     config_type: Optional[object] = None  # atoms.info["config_type"]

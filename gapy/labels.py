@@ -231,6 +231,40 @@ def outlying_energies(energies: Sequence[float], compositions: Sequence[Sequence
     return far[np.argsort(-deviation[far])]
 
 
+def outlier_message(field: str, names: Sequence[str], energies: Sequence[float], n_atoms: Sequence[int],
+                    outliers: Sequence[int]) -> str:
+    """The warning of :func:`outlying_energies`' structures, named, with their energies per atom.
+
+    Parameters
+    ----------
+    field : str
+        Name of the energy label.
+    names : sequence of str
+        Name of each structure (:func:`gapy.structures.structure_name`).
+    energies, n_atoms : sequence
+        Energy (eV) and number of atoms of each structure.
+    outliers : sequence of int
+        Positions of the outliers, as :func:`outlying_energies` returns them.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from gapy.labels import outlier_message
+    >>> outlier_message("energy", ["structure 0 (Cu4)", "structure 1 (Cu4)"], [-14.0, 4e5], [4, 4], [1])[:62]
+    "field 'energy' of 1 structure lies far from the others' (media"
+    """
+    per_atom = np.asarray(energies, dtype=float) / np.asarray(n_atoms, dtype=float)
+    named = [f"{names[k]}: {per_atom[k]:.6g} eV/atom" for k in outliers[:5]]
+    return (f"field '{field}' of {len(outliers)} structure{'s' if len(outliers) > 1 else ''} lies far from the "
+            f"others' (median {np.median(per_atom):.6g} eV/atom; more than {OUTLIER_ENERGY:g} eV/atom and "
+            f"{OUTLIER_MADS:g} median absolute deviations away, after per-species reference energies): "
+            f"{'; '.join(named)}{' ...' if len(outliers) > 5 else ''}. A unit or parsing slip? One such energy "
+            "spoils the whole fit: correct or remove it")
+
+
 def label_keys(atoms: Atoms) -> str:
     """The names a structure carries that could be labels, for "label not found" messages.
 

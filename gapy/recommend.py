@@ -281,7 +281,7 @@ def _partial_isolated_e0(isolated: Dict[int, float], present: List[int], species
     """``e0`` per species: the isolated atoms' energies where the data have them, the
     others fitted to the energies of the other structures less the known part."""
     rest = [z for z in species if z not in isolated]
-    keep = [row for row in range(len(energies)) if row not in set(isolated_rows)]
+    keep = sorted(set(range(len(energies))) - set(isolated_rows))
     counts = np.array(compositions, dtype=float)[keep].reshape(len(keep), len(present))
     residual = np.array(energies)[keep] - counts @ np.array([isolated.get(z, 0.0) for z in present])
     columns = [present.index(z) for z in rest if z in present]

@@ -20,9 +20,8 @@ from ..estimator import GAPRegressor
 from ..exceptions import DataFileError, GapyError
 from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
-from ..labels import (EV_PER_A3_IN_GPA, OUTLIER_ENERGY, OUTLIER_MADS, EnergyOutlierWarning, Labels,
-                      StressUnitWarning, label_keys,
-                      outlying_energies, read_labels, stress_from_virial)
+from ..labels import (EV_PER_A3_IN_GPA, EnergyOutlierWarning, Labels, StressUnitWarning, label_keys,
+                      outlier_message, outlying_energies, read_labels, stress_from_virial)
 from ..recommend import recommend
 from ..report import evaluate
 from ..sparsify import METHODS
@@ -472,15 +471,10 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
     outliers = outlying_energies([energy for _, energy, _ in energies],
                                  [[counts[z] for z in numbers] for _, _, counts in energies])
     if len(outliers):
-        per_atom = [f"{energies[k][0]}: {energies[k][1] / sum(energies[k][2].values()):.6g} eV/atom"
-                    for k in outliers[:5]]
-        median = np.median([energy / sum(counts.values()) for _, energy, counts in energies])
-        warnings.warn(
-            f"{path}: field '{model.energy_key}' of {len(outliers)} structure{'s' if len(outliers) > 1 else ''} "
-            f"lies far from the others' (median {median:.6g} eV/atom; more than {OUTLIER_ENERGY:g} eV/atom and "
-            f"{OUTLIER_MADS:g} median absolute deviations away, after per-species reference energies): "
-            f"{'; '.join(per_atom)}{' ...' if len(outliers) > 5 else ''}. A unit or parsing slip? One such "
-            "energy spoils the whole fit: correct or remove it", RuntimeWarning, stacklevel=3)
+        message = outlier_message(model.energy_key, [name for name, _, _ in energies],
+                                  [energy for _, energy, _ in energies],
+                                  [sum(counts.values()) for _, _, counts in energies], outliers)
+        warnings.warn(f"{path}: {message}", RuntimeWarning, stacklevel=3)
     return {symbol: found[symbol] for symbol in sorted(found, key=atomic_number)}, n_frames, n_atoms, singles
 
 
