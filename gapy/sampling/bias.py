@@ -65,7 +65,8 @@ def _fitted_model(model) -> GAPRegressor:
 class _BiasedCalculator(Calculator):
     """A fitted GAP plus a bias ``V(q_1, ..., q_N)`` of the atoms' descriptor vectors.
 
-    Subclasses define ``_bias(values, species, kernel, factor) -> (V, dV/dq)``.
+    Subclasses define ``_bias(values, species, kernel, factor, instances, term_rows) -> (V,
+    dV/dq, forces, virial)``, the last two from the extra terms' instances (zeros without).
     """
 
     implemented_properties = ["energy", "free_energy", "forces", "stress", "model_energy", "bias_energy",
@@ -163,13 +164,15 @@ class _BiasedCalculator(Calculator):
         terms = list(getattr(model, "term_descriptors_", {}).values())
         gradients = ["positions", "strain"] if atoms.pbc.all() else ["positions"]
         instances = [found.compute(atoms, gradients=gradients) for found in terms]
-        bias, bias_weights, bias_forces, bias_virial = self._bias(values, species, kernel, factor, instances)
+        term_rows = [term.rows(found) for term, found in zip(gp.terms, instances)]  # for the model and the bias
+        bias, bias_weights, bias_forces, bias_virial = self._bias(values, species, kernel, factor, instances,
+                                                                  term_rows)
         weights = gp.energy_gradient_weights(factor) + bias_weights
         forces, virial = descriptor.contract_gradients(atoms, weights)
         forces, virial = forces + bias_forces, virial + voigt_6_to_full_3x3_stress(bias_virial)
         if terms:  # the model's 2-/3-body terms, as it predicts
             energies, term_forces, term_virial = model._term_means(atoms, None, energies, terms, True,
-                                                                   atoms.pbc.all(), instances)
+                                                                   atoms.pbc.all(), term_rows)
             forces = forces + term_forces
             virial = virial + voigt_6_to_full_3x3_stress(term_virial)
         model_energy = float(energies.sum())
@@ -212,9 +215,10 @@ class _BiasedCalculator(Calculator):
                 f"{distances[k]:.3g} A apart, less than {factor} x the sum of their covalent radii "
                 f"({limits[k]:.3g} A): the biased dynamics left physical geometries; this trajectory is stopped")
 
-    def _bias(self, values, species, kernel, factor, instances):
+    def _bias(self, values, species, kernel, factor, instances, term_rows):
         """``(V, dV/dq, forces, virial)``: the bias, its gradient in the descriptor vectors and
-        any forces (n_atoms, 3) and virial (6,) it has through the extra terms' instances."""
+        any forces (n_atoms, 3) and virial (6,) it has through the extra terms' instances
+        (whose kernel rows are ``term_rows``)."""
         raise NotImplementedError("subclasses define the bias")
 
 
@@ -444,7 +448,7 @@ class DescriptorMetadynamics(_BiasedCalculator):
         weights = self._heights * np.exp(-np.maximum(squared, 0.0) / (2.0 * width**2))
         return weights * (species[:, None] == self._center_species[None, :])
 
-    def _bias(self, values, species, kernel, factor, instances):
+    def _bias(self, values, species, kernel, factor, instances, term_rows):
         bias, weights = self._descriptor_bias(values, species)
         return bias, weights, np.zeros((len(values), 3)), np.zeros(6)
 
@@ -747,18 +751,18 @@ class UncertaintyBias(_BiasedCalculator):
         species = descriptor.species_indices(atoms)
         values = descriptor.compute(atoms)
         kernel, factor = gp.local_kernel(values, species)
-        instances = [found.compute(atoms) for found in getattr(self.model, "term_descriptors_", {}).values()]
-        return self._variances(values, species, kernel, factor, instances, kind)[0]
+        term_rows = [term.rows(found.compute(atoms)) for term, found
+                     in zip(gp.terms, getattr(self.model, "term_descriptors_", {}).values())]
+        return self._variances(values, species, kernel, factor, term_rows, kind)[0]
 
-    def _variances(self, values, species, kernel: np.ndarray, factor: np.ndarray, instances=(), kind=None):
+    def _variances(self, values, species, kernel: np.ndarray, factor: np.ndarray, term_rows=(), kind=None):
         """Variances of the local energies, their gradients ``d var_i / d q_i`` and, with extra
         terms, ``d var_i / d e_i`` for each term's local-energy row ``e_i``."""
         model, gp = self.model, self.model.gp_
         kind = kind or self.parameters["variance"] or model.variance
         scale = self._calibration(kind)
         n_soap = kernel.shape[1]
-        term_rows = [term.rows(found)["energies"] for term, found in zip(gp.terms, instances)]
-        rows = np.concatenate([kernel] + term_rows, axis=1) if term_rows else kernel  # local-energy rows
+        rows = np.concatenate([kernel] + [part["energies"] for part in term_rows], axis=1)  # local-energy rows
         variances = np.zeros(len(kernel))
         d_rows = np.zeros_like(rows)  # d var_i / d k_i
         d_values = np.zeros_like(values)  # d var_i / d q_i through the prior
@@ -777,10 +781,10 @@ class UncertaintyBias(_BiasedCalculator):
         d_terms = [scale * d_rows[:, columns] for columns in gp.term_slices()]
         return scale * variances, scale * gradient, d_terms
 
-    def _bias(self, values, species, kernel, factor, instances):
+    def _bias(self, values, species, kernel, factor, instances, term_rows):
         strength = float(self.parameters["strength"])
         scale = self.effective_variance_scale
-        variances, d_variances, d_terms = self._variances(values, species, kernel, factor, instances)
+        variances, d_variances, d_terms = self._variances(values, species, kernel, factor, term_rows)
         n_atoms = len(values)
         decay = np.exp(-variances.mean() / scale)
         bias = n_atoms * strength * (decay - 1.0)
