@@ -248,3 +248,31 @@ def test_slabs_have_the_intended_layers():
         assert len(set(counts.tolist())) == 1, (miller, counts)  # every plane complete
         assert heights.max() - heights.min() >= 8.0 - 2.6  # thick enough (plane spacing < 2.6 A)
         assert heights.min() == pytest.approx(6.0, abs=1e-6)  # vacuum below
+
+
+def test_constants_zero_by_symmetry_get_no_relative_difference(tmp_path):
+    # hcp: 21 constants, C14, C15, ... zero by symmetry (reference ~1e-11 GPa, model its own noise)
+    frames = []
+    for k in range(8):
+        atoms = bulk("Cu", "hcp", a=2.55, c=4.16).repeat((2, 2, 2))
+        atoms.set_cell(atoms.cell * (1 + 0.01 * (k - 4)), scale_atoms=True)
+        atoms.rattle(0.03, seed=k)
+        frames.append(atoms)
+    train = label_structures(frames, EMT())
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=10, random_state=0).fit(train)
+    report = validate(model, bulk("Cu", "hcp", a=2.55, c=4.16), "emt", ["elastic"], output=tmp_path, plots=False,
+                      progress=False, n_samples=4)
+    c14, c11 = report["C14"], report["C11"]
+    assert abs(c14.reference) < 1e-6 and c14.model is not None
+    assert c14.relative_difference is None and c14.difference == pytest.approx(c14.model - c14.reference)
+    assert c11.relative_difference == pytest.approx((c11.model - c11.reference) / c11.reference)
+    assert c14.reference_scale == pytest.approx(max(abs(r.reference) for r in report.results.values()))
+    table = report.table()
+    line = next(line for line in table.splitlines() if line.startswith("C14 "))
+    assert "%" not in line and f"{c14.difference:+.2e}" in line
+    assert "%" in next(line for line in table.splitlines() if line.startswith("C11 "))
+    assert "where the reference is ~0" in table
+    with open(tmp_path / "validation.csv") as handle:
+        rows = {row["property"]: row for row in csv.DictReader(handle)}
+    assert rows["C14"]["difference_percent"] == "" and rows["C14"]["difference"] != ""
+    assert rows["C11"]["difference_percent"] != ""

@@ -44,6 +44,10 @@ _FAMILY_OF = {**{name: "eos" for name in eos.NAMES}, **{name: "elastic" for name
 _UNITS = {**eos.UNITS, **{name: "GPa" for name in elastic.FULL_NAMES}, "vacancy_formation_energy": "eV",
           "vacancy_migration_barrier": "eV"}
 
+#: A reference below this fraction of the largest of its family (same unit) is ~0 (an elastic
+#: constant zero by symmetry): its relative difference is not given, only the absolute one.
+RELATIVE_FLOOR = 0.01
+
 
 @dataclass
 class PropertyResult:
@@ -75,6 +79,10 @@ class PropertyResult:
         Why the model's or the reference's value is missing.
     family : str, default=""
         The procedure that computed it (``eos``, ``elastic``, ...).
+    reference_scale : float or None, default=None
+        The largest ``|reference|`` of the properties of the same family and unit (set by
+        :func:`validate`): a reference below ``RELATIVE_FLOOR`` (1 %) of it is ~0, such as
+        an elastic constant zero by symmetry, and gets no relative difference.
 
     Examples
     --------
@@ -93,6 +101,7 @@ class PropertyResult:
     max_local_std: Optional[float] = None
     error: Optional[str] = None
     family: str = ""
+    reference_scale: Optional[float] = None
 
     @property
     def difference(self) -> Optional[float]:
@@ -112,9 +121,12 @@ class PropertyResult:
 
     @property
     def relative_difference(self) -> Optional[float]:
-        """``(model - reference) / |reference|`` (None if either is missing or reference is 0).
+        """``(model - reference) / |reference|``, or None where it means nothing.
 
-        A fraction, not a percentage.
+        A fraction, not a percentage. None if either value is missing or the reference
+        is ~0: exactly 0, or below ``RELATIVE_FLOOR`` (1 %) of :attr:`reference_scale`
+        (a constant zero by symmetry, whose reference is numerical noise); then only
+        :attr:`difference` is meaningful.
 
         Examples
         --------
@@ -123,8 +135,13 @@ class PropertyResult:
         0.1
         >>> PropertyResult("lattice_constant", "A", model=5.5, reference=0.0).relative_difference is None
         True
+        >>> c14 = PropertyResult("C14", "GPa", model=1e-3, reference=1e-6, reference_scale=170.0)
+        >>> c14.relative_difference is None, c14.difference
+        (True, 0.000999)
         """
         if self.difference is None or self.reference == 0:
+            return None
+        if self.reference_scale is not None and abs(self.reference) < RELATIVE_FLOOR * self.reference_scale:
             return None
         return self.difference / abs(self.reference)
 
@@ -228,7 +245,9 @@ class ValidationReport:
         Returns
         -------
         str
-            One line per property (the difference in percent of the reference), each
+            One line per property (the difference in percent of the reference; where the
+            reference is ~0, see :attr:`PropertyResult.relative_difference`, the absolute
+            difference in the property's unit, without ``%``, and a note at the end), each
             error on a line of its own after it starting with ``!`` (an error shared by
             several properties once, after the first of them).
 
@@ -250,12 +269,18 @@ class ValidationReport:
         header = f"{'property':<28} {'model':>12} {'+- std':>9} {'reference':>12} {'diff':>9} {'unit':<9} flag"
         lines = [header, "-" * len(header)]
         first, repeats = {}, {}  # error: its line; how many more properties had it
+        absolute = False  # some reference ~0: its absolute difference is shown
         for result in self.results.values():
-            relative = result.relative_difference
+            relative, difference = result.relative_difference, result.difference
+            if relative is not None:
+                diff = f"{100 * relative:+.1f}%"
+            elif difference is not None:
+                diff, absolute = _fmt(difference, sign=True), True
+            else:
+                diff = ""
             lines.append(
                 f"{result.name:<28} {_fmt(result.model):>12} {_fmt(result.model_std):>9} "
-                f"{_fmt(result.reference):>12} {('' if relative is None else f'{100 * relative:+.1f}%'):>9} "
-                f"{result.unit:<9} {'*' if result.flagged else ''}"
+                f"{_fmt(result.reference):>12} {diff:>9} {result.unit:<9} {'*' if result.flagged else ''}"
             )
             if result.error in first:
                 repeats[result.error] = repeats.get(result.error, 0) + 1
@@ -264,6 +289,9 @@ class ValidationReport:
                 lines.append(f"    ! {result.error}")
         for error, n in repeats.items():
             lines[first[error]] += f" (the same for {n} more propert{'ies' if n > 1 else 'y'} below)"
+        if absolute:
+            lines.append(f"diff without %: model - reference in the unit, where the reference is ~0 (below "
+                         f"{100 * RELATIVE_FLOOR:g} % of the largest of its family, e.g. zero by symmetry)")
         return "\n".join(lines)
 
     def write(self, directory: Union[str, Path], plots: bool = True) -> List[Path]:
@@ -487,6 +515,7 @@ def validate(
                            for side in errors) or "done"
         say(f"      {status} in {elapsed:.1f} s" + "".join(f"\n      {side}: {errors[side]}" for side in errors
                                                         if errors[side] != species_error))
+        _set_reference_scales(report)
         if output is not None:
             report.write(output, plots=False)
     if model is not None and not species_error:
@@ -798,10 +827,22 @@ def _finite(value) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-def _fmt(value) -> str:
+def _fmt(value, sign: bool = False) -> str:
     if value is None:
         return "-"
-    return f"{value:.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    plus = "+" if sign else ""
+    return f"{value:{plus}.4g}" if abs(value) >= 1e-3 or value == 0 else f"{value:{plus}.2e}"
+
+
+def _set_reference_scales(report: ValidationReport) -> None:
+    """Each result's reference_scale: the largest |reference| of its family and unit."""
+    largest: Dict[Tuple[str, str], float] = {}
+    for result in report.results.values():
+        if result.reference is not None:
+            key = (result.family, result.unit)
+            largest[key] = max(largest.get(key, 0.0), abs(result.reference))
+    for result in report.results.values():
+        result.reference_scale = largest.get((result.family, result.unit))
 
 
 def _plain(value):
