@@ -276,3 +276,16 @@ def test_constants_zero_by_symmetry_get_no_relative_difference(tmp_path):
         rows = {row["property"]: row for row in csv.DictReader(handle)}
     assert rows["C14"]["difference_percent"] == "" and rows["C14"]["difference"] != ""
     assert rows["C11"]["difference_percent"] != ""
+
+
+def test_alloy_barrier_is_refused_for_its_own_reason():
+    alloy = bulk("Cu", "fcc", a=3.7, cubic=True)
+    alloy.symbols[[0]] = "Au"  # L1_2 AuCu3
+    report = validate(EMT(), alloy, "emt", ["vacancy", "barrier"], **FAST)
+    barrier = report["vacancy_migration_barrier"].error
+    assert barrier.startswith("model: vacancy migration barrier is defined here for one-species crystals only")
+    assert "vacancy formation energy" not in barrier and "chemical potential" not in barrier
+    assert "one barrier per vacant sublattice and hopping species" in barrier and "['Au', 'Cu']" in barrier
+    assert "AuCu3" in barrier
+    vacancy = report["vacancy_formation_energy"].error
+    assert "vacancy formation energy is defined here" in vacancy and "chemical potential" in vacancy

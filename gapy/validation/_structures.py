@@ -127,13 +127,17 @@ def attach(atoms: Atoms, calc) -> Atoms:
     return copy
 
 
-def one_species(atoms: Atoms, what: str) -> str:
-    """The species of a one-species crystal; StructureError otherwise."""
+#: Why a defect or surface energy needs one species.
+CHEMICAL_POTENTIAL_REASON = "it needs the chemical potential of each species otherwise"
+
+
+def one_species(atoms: Atoms, what: str, reason: str = CHEMICAL_POTENTIAL_REASON) -> str:
+    """The species of a one-species crystal; StructureError naming ``what`` and ``reason`` otherwise."""
     species = sorted(set(atoms.get_chemical_symbols()))
     if len(species) != 1:
         raise StructureError(
-            f"{what} is defined here for one-species crystals only (it needs the chemical potential of "
-            f"each species otherwise); the structure has {species}"
+            f"{what} is defined here for one-species crystals only ({reason}); the structure "
+            f"({atoms.get_chemical_formula()}) has {species}"
         )
     return species[0]
 

@@ -5,6 +5,7 @@ neighbour of the vacancy moved into it, relaxed (the vacancy has hopped one site
 ``neb_images`` intermediate images are interpolated (IDPP) and relaxed with a climbing
 image (ASE ``NEB(climb=True, method="improvedtangent")``, FIRE) until the largest NEB force
 is below ``neb_fmax``. Barrier: highest image energy minus the start energy (eV).
+One-species crystals only (``ONE_SPECIES_REASON``).
 """
 
 from typing import Dict, List
@@ -14,14 +15,22 @@ from ase.mep import NEB
 from ase.optimize import FIRE
 
 from ._base import Context, Outcome
-from ._structures import ConvergenceError, attach, bare, relax
+from ._structures import ConvergenceError, attach, bare, one_species, relax
 from .defects import vacancy_cells
+
+#: Why the barrier needs one species (it is an energy difference at fixed composition:
+#: no chemical potential enters).
+ONE_SPECIES_REASON = ("with several species there is one barrier per vacant sublattice and hopping species, "
+                      "and this procedure, which empties the site of atom 0 and moves its nearest neighbour "
+                      "into it, would report an arbitrary one of them")
 
 
 def compute(context: Context) -> Outcome:
     """Vacancy-migration barrier of ``context.calc``; see the module docstring."""
     settings = context.settings
-    perfect, start = vacancy_cells(context)
+    what = "vacancy migration barrier"
+    one_species(context.crystal(what)[0], what, ONE_SPECIES_REASON)
+    perfect, start = vacancy_cells(context, what)
     site = perfect.positions[0]
     # the hopping atom: the nearest neighbour of the vacant site (minimum image)
     distances = np.linalg.norm(_mic(start.positions - site, start.cell), axis=1)

@@ -24,11 +24,13 @@ from ._structures import attach, bare, one_species, relax, repeats_for
 EV_PER_A2 = 16.02176634
 
 
-def vacancy_cells(context: Context) -> Tuple[Atoms, Atoms]:
-    """The perfect supercell and the relaxed vacancy cell (cached per calculator)."""
-    what = "vacancy formation energy"
+def vacancy_cells(context: Context, what: str = "vacancy formation energy") -> Tuple[Atoms, Atoms]:
+    """The perfect supercell and the relaxed vacancy cell (cached per calculator).
+
+    ``what`` is the property asked for, named in the errors; the caller checks that the
+    crystal has one species (with its own reason) before.
+    """
     relaxed = context.equilibrium(what)
-    one_species(relaxed, what)
 
     def compute_cells():
         perfect = attach(relaxed.repeat(repeats_for(relaxed, context.settings.supercell_length)), context.calc)
@@ -43,7 +45,9 @@ def vacancy_cells(context: Context) -> Tuple[Atoms, Atoms]:
 
 def compute_vacancy(context: Context) -> Outcome:
     """Relaxed vacancy formation energy of ``context.calc`` (eV)."""
-    perfect, vacancy = vacancy_cells(context)
+    what = "vacancy formation energy"
+    one_species(context.crystal(what)[0], what)
+    perfect, vacancy = vacancy_cells(context, what)
     n = len(perfect)
 
     def from_predictions(predictions: List[dict]) -> Dict[str, float]:
@@ -81,8 +85,8 @@ def compute_surface(context: Context, miller: Sequence[int]) -> Outcome:
     """Relaxed surface energy of ``context.calc`` for one Miller index (J/m^2)."""
     name = miller_name(miller)
     what = f"surface energy {tuple(miller)}"
+    one_species(context.crystal(what)[0], what)
     relaxed = context.equilibrium(what)
-    one_species(relaxed, what)
     atoms = attach(slab(relaxed, miller, context.settings.slab_thickness, context.settings.vacuum), context.calc)
     relax(atoms, context.settings.fmax, context.settings.relax_steps, f"{tuple(miller)} slab")
     area = np.linalg.norm(np.cross(atoms.cell.array[0], atoms.cell.array[1]))
