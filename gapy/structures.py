@@ -7,7 +7,7 @@ from typing import Iterable, List, Optional, Union
 import numpy as np
 import vesin
 from ase import Atoms
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols, covalent_radii
 
 from .exceptions import StructureError
 
@@ -307,6 +307,52 @@ def neighbor_pairs(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> 
     centers = centers[order]
     offsets = np.searchsorted(centers, np.arange(n_atoms + 1))
     return NeighborPairs(centers, neighbors[order], vectors[order], offsets)
+
+
+def closest_covalent_pair(atoms: Atoms, factor: float) -> Optional[str]:
+    """The pair of atoms closest relative to ``factor`` times the sum of their covalent radii,
+    described, when it is closer than that; ``None`` when no pair is.
+
+    The check of trajectories that may leave physical geometries (a poor model, a strong
+    bias): bonds are 1.0-1.2 times the sum of covalent radii, 0.5 is far inside any
+    repulsive wall.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        A structure.
+    factor : float
+        Fraction of the sum of the two covalent radii (``ase.data.covalent_radii``).
+
+    Returns
+    -------
+    str or None
+        ``"atoms i and j are d A apart, less than factor x the sum of their covalent radii
+        (limit A)"``, or ``None``.
+
+    Examples
+    --------
+    >>> from ase import Atoms
+    >>> from gapy.structures import closest_covalent_pair
+    >>> closest_covalent_pair(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.5]]), 0.5) is None
+    True
+    >>> closest_covalent_pair(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 1.0]]), 0.5)
+    'atoms 0 and 1 are 1 A apart, less than 0.5 x the sum of their covalent radii (1.32 A)'
+    """
+    if not factor or len(atoms) < 2:
+        return None
+    radii = covalent_radii[atoms.numbers]
+    pairs = neighbor_pairs(atoms, 2.0 * factor * radii.max())
+    if not len(pairs.centers):
+        return None
+    distances = np.linalg.norm(pairs.vectors, axis=1)
+    limits = factor * (radii[pairs.centers] + radii[pairs.neighbors])
+    too_close = distances < limits
+    if not too_close.any():
+        return None
+    k = np.flatnonzero(too_close)[np.argmin(distances[too_close] / limits[too_close])]
+    return (f"atoms {pairs.centers[k]} and {pairs.neighbors[k]} are {distances[k]:.3g} A apart, less than {factor:g} "
+            f"x the sum of their covalent radii ({limits[k]:.3g} A)")
 
 
 def is_isolated_atom(atoms: Atoms, cutoff: float, index: Optional[int] = None) -> bool:

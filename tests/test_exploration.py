@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -404,7 +405,7 @@ def test_refit_by_the_evidence_chooses_the_sigmas_at_every_iteration(tmp_path):
     assert fits[0].sigma_force != fits[1].sigma_force  # chosen again on the grown training set
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["settings"]["refit"] == "evidence"
-    with pytest.raises(GapyError, match=r"different refit"):
+    with pytest.raises(GapyError, match=r"different refit\): refit: \"evidence\" in the workdir, unset \(the def"):
         run_loop(EMT(), tmp_path / "run", n_iterations=2)
     # the default is not in the settings: work directories written before the option resume
     run_loop(EMT(), tmp_path / "plain", n_iterations=1)
@@ -434,11 +435,6 @@ def test_refit_by_the_recommendation_chooses_every_setting_from_the_grown_data(t
     assert result.model.two_body is not None and result.history[0].n_candidates > 0
     with pytest.raises(ValueError, match="overrides apply to refit='recommend' only"):
         run_loop(EMT(), n_iterations=1, overrides={"descriptor__r_cut": 4.0})
-    train = label_structures([cu8(0.02, 0)], EMT())
-    with pytest.raises(ValueError, match=r"starts\[0\] \(AuCu7\) has species \['Au'\]"):
-        gold = cu8(0.0, 0)
-        gold[0].symbol = "Au"
-        active_learning(SETTINGS, train, EMT(), [gold], refit="recommend")
 
 
 def test_a_workdir_of_another_run_is_refused(tmp_path):
@@ -469,6 +465,99 @@ def test_a_reference_past_its_timeout_is_killed_and_recorded(tmp_path):
     direct = atoms.copy()
     direct.calc = EMT()
     np.testing.assert_allclose(results["forces"], direct.get_forces())
+
+
+class NoStressEMT(EMT):
+    """A reference without stress (as many molecular or cluster codes)."""
+    implemented_properties = ["energy", "forces"]
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
+        super().calculate(atoms, [name for name in properties if name != "stress"], system_changes)
+        self.results.pop("stress", None)
+
+
+class RelaxingEMT(EMT):
+    """A reference that relaxes the structure it is given (a single point was asked)."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
+        atoms.positions[0] += 0.05
+        super().calculate(atoms, properties, system_changes)
+
+
+@pytest.mark.parametrize("timeout", [None, 60])
+def test_a_reference_without_stress_labels_energy_and_forces_and_one_that_moves_atoms_fails(timeout):
+    atoms = cu8(0.05, 1)
+    results = reference_results(atoms, NoStressEMT(), timeout=timeout)
+    assert sorted(results) == ["energy", "forces"] and np.isfinite(results["forces"]).all()
+    with pytest.raises(ReferenceFailure, match=r"moved the atoms \(by up to 0.0866 A\).*single-point") as error:
+        reference_results(atoms, RelaxingEMT(), timeout=timeout)
+    assert error.value.kind == "moved"
+    wrapped = atoms.copy()
+    wrapped.positions[0] += atoms.cell[0]  # outside the cell: a calculator that wraps it has not moved it
+    assert reference_results(wrapped, EMT(), timeout=timeout)["energy"] == pytest.approx(results["energy"])
+
+
+def test_the_loop_keeps_labels_of_a_reference_without_stress_and_records_one_that_moves_atoms():
+    result = run_loop(NoStressEMT(), n_iterations=1)
+    assert len(result.frames) == 2 + 3 and not result.failures
+    assert all("stress" not in atoms.calc.results for atoms in result.frames[2:])
+    result = run_loop(RelaxingEMT(), n_iterations=1)
+    assert len(result.frames) == 2 and [failure["kind"] for failure in result.failures] == ["moved"] * 3
+
+
+def test_the_loop_stores_labels_under_the_models_label_keys():
+    train = []
+    for atoms in label_structures([cu8(0.02, seed) for seed in range(2)], EMT()):
+        bare = cu8(0.0, 0)
+        bare.positions = atoms.positions
+        bare.info["REF_energy"] = atoms.get_potential_energy()
+        bare.arrays["REF_forces"] = atoms.get_forces()
+        bare.info["REF_stress"] = atoms.get_stress()
+        train.append(bare)
+    settings = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=12, sigma_energy=0.001,
+                            sigma_force=0.01, energy_key="REF_energy", forces_key="REF_forces",
+                            stress_key="REF_stress")
+    test = label_structures([cu8(0.1, 9)], EMT())
+    with pytest.raises(StructureError, match=r"test set: structure 0 \(Cu8.*has no energy under 'REF_energy'"):
+        active_learning(settings, train, EMT(), [cu8(0.0, 0)], test_frames=test)  # at once, before any MD
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*no label to fit")  # every labelled structure is fitted
+        result = active_learning(settings, train, EMT(), [cu8(0.0, 0)], n_iterations=2, n_select=2, md_steps=12,
+                                 md_interval=3, timestep=2.0, temperature=1000.0, random_state=0)
+    labelled = result.frames[2:]
+    assert len(labelled) == 4 and [h.n_train for h in result.history] == [2, 4]
+    reference = label_structures(labelled, EMT())
+    for atoms, expected in zip(labelled, reference):
+        assert atoms.info["REF_energy"] == pytest.approx(expected.get_potential_energy(), abs=1e-8)
+        np.testing.assert_allclose(atoms.arrays["REF_forces"], expected.get_forces(), atol=1e-8)
+        np.testing.assert_allclose(atoms.info["REF_stress"], expected.get_stress(), atol=1e-8)
+
+
+def test_md_that_leaves_physical_geometries_stops_before_labelling_them():
+    start = bulk("Cu", cubic=True).repeat(2)
+    snapshots, stopped = run_md(EMT(), start, 200, 5, 3000.0, timestep=20.0, random_state=0)
+    assert stopped and 0 < len(snapshots) < 40  # a 20 fs step: atoms collide within 40 steps
+    for atoms in snapshots:
+        distances = atoms.get_all_distances(mic=True)[np.triu_indices(len(atoms), 1)]
+        assert distances.min() > 0.5 * 2 * 1.32  # half the sum of Cu's covalent radii
+    unchecked, stopped = run_md(EMT(), start, 200, 5, 3000.0, timestep=20.0, random_state=0,
+                                min_distance_factor=0.0)
+    assert not stopped and len(unchecked) == 40  # what would have been labelled without the check
+    with pytest.raises(ValueError, match="interval=30 is larger than steps=20: the MD would take no snapshot"):
+        run_md(EMT(), start, 20, 30, 300.0)
+    with pytest.raises(ValueError, match="md_interval=30 is larger than md_steps=20"):
+        run_loop(EMT(), md_steps=20, md_interval=30)
+
+
+def test_the_loop_refuses_a_reference_by_name_and_starts_with_unknown_species():
+    train = label_structures([cu8(0.02, 0)], EMT())
+    with pytest.raises(TypeError, match="reference must be an ASE calculator, got str 'emt'.*reference_calculator"):
+        active_learning(SETTINGS, train, "emt", [cu8(0.0, 0)])
+    gold = cu8(0.0, 0)
+    gold[0].symbol = "Au"
+    for refit in ("fit", "recommend"):
+        with pytest.raises(ValueError, match=r"starts\[0\] \(AuCu7\) has species \['Au'\] that no training"):
+            active_learning(SETTINGS, train, EMT(), [gold], refit=refit)
 
 
 def test_gapy_learn_runs_from_a_toml_file_logs_and_resumes(tmp_path, monkeypatch, capsys):
@@ -522,6 +611,7 @@ strength = 0.05
         ("md_steps = 20", "md_stepz = 20", "unknown key 'md_stepz'; did you mean 'md_steps'?"),
         ("strength = 0.05", "strength = -1", r"\[uncertainty\]: strength must be a non-negative number"),
         ('reference = "emt"', 'reference = "nowhere:calc"', "cannot import 'nowhere'"),
+        ('reference = "emt"', 'reference = "json:loads"', r"'json:loads': loads\(\) raised TypeError"),
         ("progress = false", 'progress = false\nrefit = "bayes"', "refit must be one of"),
         ("progress = false", 'progress = false\nrefit = "evidence"', r"different refit"),
     ]:
@@ -572,6 +662,16 @@ n_jobs = 1
     Path("learn.toml").write_text(text + 'species = "Cu"\n')
     assert main(["learn", "learn.toml"]) == 1
     assert "species: refit = 'recommend' models the species of the training structures" in capsys.readouterr().err
+
+
+def test_gapy_learn_config_accepts_threshold_zero_and_warns_of_an_unused_bias_table(tmp_path):
+    from gapy.cli.learn import read_learn_config
+
+    path = tmp_path / "learn.toml"
+    path.write_text('reference = "emt"\ntrain = "t.xyz"\nworkdir = "w"\nthreshold = 0\n[metad]\nheight = 0.01\n')
+    with pytest.warns(UserWarning, match=r"\[metad\] is not used: driver = 'md'"):
+        settings = read_learn_config(path)
+    assert settings["threshold"] == 0 and settings["driver_options"] == {}
 
 
 def test_strained_copies_scale_periodic_cells_only():

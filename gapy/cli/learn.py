@@ -3,6 +3,7 @@
 import argparse
 import difflib
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict
 
@@ -119,7 +120,7 @@ def read_learn_config(path) -> Dict[str, Any]:
             check_integer(key, settings[key], 1)
         check_integer("seed", settings["seed"], 0)
         check_number("timestep", settings["timestep"], 0.0)
-        check_number("threshold", settings["threshold"], 0.0, allow_none=True)
+        check_number("threshold", settings["threshold"], 0.0, low_inclusive=True, allow_none=True)
         check_number("max_force_std", settings["max_force_std"], 0.0, allow_none=True)
         check_number("reference_timeout", settings["reference_timeout"], 0.0, allow_none=True)
         if not isinstance(settings["progress"], bool):
@@ -136,6 +137,9 @@ def read_learn_config(path) -> Dict[str, Any]:
                     raise type(error)(f"[{table}]: {error}") from None
             if table == settings["driver"]:
                 options = dict(raw.get(table, {}))
+            elif table in raw:
+                warnings.warn(f"{path}: [{table}] is not used: driver = {settings['driver']!r}", UserWarning,
+                              stacklevel=2)
     except (TypeError, ValueError) as error:
         raise GapyError(f"{path}: {error}") from None
     settings["model"] = parse_settings(raw.get("model", {}), f"{path}: [model]", targets=("soap", "gap", "term"))

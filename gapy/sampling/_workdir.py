@@ -95,8 +95,10 @@ def _flatten(settings: dict, prefix: str = "") -> dict:
     return out
 
 
-def _describe(value) -> str:
-    text = json.dumps(value, sort_keys=True)
+def _describe(settings: dict, key: str) -> str:
+    if key not in settings:
+        return "unset (the default)"
+    text = json.dumps(settings[key], sort_keys=True)
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -152,7 +154,7 @@ class Workdir:
         old, new = _flatten(state.get("settings", {})), _flatten(self.settings)
         differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
         if differ:
-            details = "; ".join(f"{key}: {_describe(old.get(key))} in the workdir, {_describe(new.get(key))} now"
+            details = "; ".join(f"{key}: {_describe(old, key)} in the workdir, {_describe(new, key)} now"
                                 for key in differ[:4])
             raise GapyError(f"workdir {self.path} holds another run (different {', '.join(differ)}): {details}. "
                             "Resume with the same settings, or use another workdir")

@@ -28,7 +28,6 @@ from typing import Optional, Sequence
 import numpy as np
 from ase import Atoms, units
 from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
-from ase.data import covalent_radii
 from ase.stress import voigt_6_to_full_3x3_stress
 from sklearn.utils.validation import check_is_fitted
 
@@ -40,7 +39,7 @@ from ..gp import check_variance_kind, voigt
 from ..gp.terms import instance_weighted_gradients
 from ..gp.variance import local_prior_variance
 from ..labels import stress_from_virial
-from ..structures import neighbor_pairs
+from ..structures import closest_covalent_pair
 
 #: Collective variables of :class:`DescriptorMetadynamics`.
 COLLECTIVE_VARIABLES = ("atoms", "structure")
@@ -198,22 +197,10 @@ class _BiasedCalculator(Calculator):
 
     def _check_distances(self, atoms: Atoms) -> None:
         """Refuse atoms closer than ``min_distance_factor`` times their covalent radii."""
-        factor = self.parameters["min_distance_factor"]
-        if not factor or len(atoms) < 2:
-            return
-        radii = covalent_radii[atoms.numbers]
-        pairs = neighbor_pairs(atoms, 2.0 * factor * radii.max())
-        if not len(pairs.centers):
-            return
-        distances = np.linalg.norm(pairs.vectors, axis=1)
-        limits = factor * (radii[pairs.centers] + radii[pairs.neighbors])
-        too_close = distances < limits
-        if too_close.any():
-            k = np.flatnonzero(too_close)[np.argmin(distances[too_close] / limits[too_close])]
-            raise StructureError(
-                f"{type(self).__name__}: atoms {pairs.centers[k]} and {pairs.neighbors[k]} are "
-                f"{distances[k]:.3g} A apart, less than {factor} x the sum of their covalent radii "
-                f"({limits[k]:.3g} A): the biased dynamics left physical geometries; this trajectory is stopped")
+        found = closest_covalent_pair(atoms, self.parameters["min_distance_factor"])
+        if found is not None:
+            raise StructureError(f"{type(self).__name__}: {found}: the biased dynamics left physical geometries; "
+                                 "this trajectory is stopped")
 
     def _bias(self, values, species, kernel, factor, instances, term_rows):
         """``(V, dV/dq, forces, virial)``: the bias, its gradient in the descriptor vectors and

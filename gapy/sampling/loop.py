@@ -24,7 +24,8 @@ from .._validation import check_choice, check_integer, check_number
 from ..calculator import GAPCalculator
 from ..exceptions import GapyError, StructureError
 from ..recommend import recommend
-from ..structures import structure_name
+from ..labels import label_keys
+from ..structures import closest_covalent_pair, structure_name
 from ._workdir import Workdir, frames_digest, through_extxyz
 from .bias import DescriptorMetadynamics, UncertaintyBias
 from .select import SCORES, select_per_run, select_structures
@@ -46,13 +47,14 @@ class ReferenceFailure(GapyError):
     ----------
     message : str
         What failed (the error's ``str``).
-    kind : {"exception", "non-finite", "timeout", "died"}
+    kind : {"exception", "non-finite", "timeout", "died", "moved"}
         How it failed: the calculator raised, returned NaN or infinity, ran past its
-        timeout, or its child process died.
+        timeout, its child process died, or it moved the atoms or the cell (a relaxation
+        or MD instead of a single point: its labels belong to other positions).
 
     Attributes
     ----------
-    kind : {"exception", "non-finite", "timeout", "died"}
+    kind : {"exception", "non-finite", "timeout", "died", "moved"}
         As given.
 
     Examples
@@ -93,14 +95,16 @@ def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional
     Returns
     -------
     dict
-        ``energy`` (eV), ``forces`` (eV/A), ``stress`` (eV/A^3, periodic cells only).
+        ``energy`` (eV), ``forces`` (eV/A), ``stress`` (eV/A^3, periodic cells only,
+        when the calculator gives one: a calculator without stress still labels energy
+        and forces).
 
     Raises
     ------
     ReferenceFailure
         The calculator raised (``kind="exception"``), returned NaN or infinity
-        (``"non-finite"``), ran past ``timeout`` (``"timeout"``) or its process died
-        (``"died"``).
+        (``"non-finite"``), ran past ``timeout`` (``"timeout"``), its process died
+        (``"died"``), or it moved the atoms or changed the cell (``"moved"``).
     gapy.GapyError
         ``timeout`` is given on a system without the ``fork`` start method.
 
@@ -116,6 +120,8 @@ def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional
     if timeout is None:
         try:
             results = _compute_reference(atoms, reference)
+        except ReferenceFailure:
+            raise
         except Exception as error:
             raise ReferenceFailure(f"reference calculation failed: {type(error).__name__}: {error}",
                                    "exception") from error
@@ -127,19 +133,50 @@ def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional
     return results
 
 
+#: Largest displacement (A) of an atom, and relative change of the cell, by a reference
+#: calculation that still counts as a single point (file round trips, wrapping aside).
+MOVED_TOLERANCE = 1e-4
+
+
 def _compute_reference(atoms: Atoms, reference: BaseCalculator) -> dict:
     copy = atoms.copy()
     copy.calc = reference
     results = {"energy": float(copy.get_potential_energy()), "forces": np.array(copy.get_forces(), dtype=float)}
     if copy.pbc.all():
-        results["stress"] = np.array(copy.get_stress(), dtype=float)
+        try:
+            stress = copy.get_stress()
+        except NotImplementedError:  # (ASE's PropertyNotImplementedError): energy and forces are still labels
+            stress = None
+        if stress is not None:
+            results["stress"] = np.array(stress, dtype=float)
+    _check_not_moved(atoms, copy)
     return results
+
+
+def _check_not_moved(before: Atoms, after: Atoms) -> None:
+    """Refuse a reference that relaxed or moved ``after`` (periodic wrapping allowed)."""
+    scale = max(1.0, float(np.abs(before.cell.array).max()))
+    if len(after) != len(before) or np.abs(after.cell.array - before.cell.array).max() > MOVED_TOLERANCE * scale:
+        raise ReferenceFailure("the reference changed the cell or the number of atoms: it must be a single-point "
+                               "calculation (no relaxation or MD), its labels belong to another structure", "moved")
+    displacement = after.positions - before.positions
+    if before.pbc.any() and before.cell.rank == 3:
+        fractional = displacement @ np.linalg.inv(before.cell.array)
+        fractional[:, before.pbc] -= np.round(fractional[:, before.pbc])
+        displacement = fractional @ before.cell.array
+    largest = float(np.linalg.norm(displacement, axis=1).max()) if len(before) else 0.0
+    if largest > MOVED_TOLERANCE:
+        raise ReferenceFailure(f"the reference moved the atoms (by up to {largest:.3g} A): it must be a "
+                               "single-point calculation (no relaxation or MD), its labels belong to other "
+                               "positions", "moved")
 
 
 def _reference_child(atoms, reference, connection) -> None:  # pragma: no cover (runs in the child)
     os.setpgid(0, 0)  # its own process group: a timeout kills what it started too
     try:
         message = ("ok", _compute_reference(atoms, reference))
+    except ReferenceFailure as error:
+        message = ("failure", (str(error), error.kind))
     except BaseException as error:
         message = ("error", f"{type(error).__name__}: {error}")
     connection.send(message)
@@ -169,6 +206,8 @@ def _compute_reference_in_child(atoms: Atoms, reference: BaseCalculator, timeout
         except EOFError:
             process.join()
             raise ReferenceFailure(f"reference process died (exit code {process.exitcode})", "died") from None
+        if status == "failure":
+            raise ReferenceFailure(*payload)
         if status != "ok":
             raise ReferenceFailure(f"reference calculation failed: {payload}", "exception")
         return payload
@@ -230,9 +269,16 @@ def label_structures(frames: Sequence[Atoms], reference: Calculator,
     return labelled
 
 
-def _labelled_copy(atoms: Atoms, results: dict, config_type: Optional[str]) -> Atoms:
+def _labelled_copy(atoms: Atoms, results: dict, config_type: Optional[str], keys: Optional[dict] = None) -> Atoms:
+    """A copy with ``results`` on a calculator, or under ``keys`` (``{"energy": "REF_energy", ...}``, a
+    model's label keys) in ``info`` / ``arrays`` when they are not ASE's names, so that the model reads them."""
     copy = atoms.copy()
-    copy.calc = SinglePointCalculator(copy, **results)
+    keys = {name: (keys or {}).get(name, name) for name in results}
+    if all(key == name for name, key in keys.items()):
+        copy.calc = SinglePointCalculator(copy, **results)
+    else:
+        for name, value in results.items():
+            (copy.arrays if name == "forces" else copy.info)[keys[name]] = value
     if config_type is not None:
         copy.info["config_type"] = config_type
     return copy
@@ -405,12 +451,13 @@ class ActiveLearningResult:
 
 def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
            timestep: float = 1.0, friction: float = 0.02, random_state=None,
-           max_force_std: Optional[float] = None) -> tuple:
+           max_force_std: Optional[float] = None, min_distance_factor: float = 0.5) -> tuple:
     """Langevin dynamics with the model (or any ASE calculator); snapshots every ``interval`` steps.
 
-    A trajectory that reaches an unphysical geometry (atoms closer than
-    :data:`gapy.structures.MIN_DISTANCE`, non-finite positions), as a poor model can
-    drive it to, is stopped there; the snapshots so far are kept.
+    A trajectory that reaches an unphysical geometry (two atoms closer than
+    ``min_distance_factor`` times the sum of their covalent radii, non-finite
+    positions), as a poor model or too long a time step can drive it to, is stopped
+    there; the snapshots before it are kept, that one is not.
 
     Parameters
     ----------
@@ -438,6 +485,9 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
         whose largest force standard deviation (eV/A) exceeds this, as on-the-fly
         learning does. The trajectory has left what the model knows; later frames would
         only drift further. That snapshot is kept.
+    min_distance_factor : float, default=0.5
+        Stop at the first snapshot with two atoms closer than this times the sum of their
+        covalent radii (:func:`gapy.structures.closest_covalent_pair`); 0 turns it off.
 
     Returns
     -------
@@ -452,8 +502,9 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     TypeError
         A numeric parameter is not a number.
     ValueError
-        ``steps`` or ``interval`` below 1, a negative ``temperature`` or ``friction``,
-        or a ``timestep`` or ``max_force_std`` that is not positive.
+        ``steps`` or ``interval`` below 1, ``interval`` above ``steps`` (no snapshot), a
+        negative ``temperature`` or ``friction``, a ``timestep`` or ``max_force_std``
+        that is not positive, or a ``min_distance_factor`` outside [0, 1].
 
     Examples
     --------
@@ -469,6 +520,8 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     """
     check_integer("steps", steps, 1)
     check_integer("interval", interval, 1)
+    _check_interval("interval", interval, "steps", steps)
+    check_number("min_distance_factor", min_distance_factor, 0.0, 1.0, low_inclusive=True)
     check_number("temperature", temperature, 0.0, low_inclusive=True)
     check_number("timestep", timestep, 0.0)
     check_number("friction", friction, 0.0, low_inclusive=True)
@@ -485,6 +538,10 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     watch = max_force_std is not None and "forces_std" in getattr(atoms.calc, "implemented_properties", ())
 
     def snapshot():
+        too_close = closest_covalent_pair(atoms, min_distance_factor)
+        if too_close is not None:
+            raise StructureError(f"{too_close}: the trajectory left physical geometries (a poor model or too long "
+                                 "a time step)")
         snapshots.append(_bare_copy(atoms))
         if watch and len(snapshots) > 1:
             std = atoms.calc.get_property("forces_std", atoms).max()
@@ -501,6 +558,12 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
         logger.info("MD stopped after %d steps: %s", dynamics.get_number_of_steps(), error)
         return snapshots[1:], True
     return snapshots[1:], False  # the first snapshot is the start structure
+
+
+def _check_interval(interval_name: str, interval: int, steps_name: str, steps: int) -> None:
+    if interval > steps:
+        raise ValueError(f"{interval_name}={interval} is larger than {steps_name}={steps}: the MD would take no "
+                         f"snapshot; give {interval_name} <= {steps_name}")
 
 
 class _TooUncertain(Exception):
@@ -653,12 +716,32 @@ def errors_on(model, frames: Sequence[Atoms]) -> tuple:
     >>> bool(energy_rmse >= 0.0), bool(force_rmse < 1e-6)  # zero forces by symmetry in both
     (True, True)
     """
+    labels = _test_set_labels(model, frames)
     predicted = model.predict_all(frames, properties=("energy", "forces"))
-    energy = np.sqrt(np.mean([((p["energy"] - a.get_potential_energy()) / len(a)) ** 2
-                              for p, a in zip(predicted, frames)]))
-    forces = np.sqrt(np.mean(np.concatenate([(p["forces"] - a.get_forces()).ravel()
-                                             for p, a in zip(predicted, frames)]) ** 2))
+    energy = np.sqrt(np.mean([((p["energy"] - found.energy) / len(a)) ** 2
+                              for p, found, a in zip(predicted, labels, frames)]))
+    forces = np.sqrt(np.mean(np.concatenate([(p["forces"] - found.forces).ravel()
+                                             for p, found in zip(predicted, labels)]) ** 2))
     return float(energy), float(forces)
+
+
+def _test_set_labels(model, frames: Sequence[Atoms]) -> list:
+    """The energy and forces of each of ``frames`` under ``model``'s label keys.
+
+    Raises
+    ------
+    gapy.StructureError
+        A structure without either, or with a label that is not finite (named, with the key).
+    """
+    labels = []
+    for k, atoms in enumerate(frames):
+        found = model._read_labels(atoms, k)
+        for label, key in (("energy", model.energy_key), ("forces", model.forces_key)):
+            if getattr(found, label) is None:
+                raise StructureError(f"test set: {structure_name(atoms, k)} has no {label} under '{key}' "
+                                     f"(it has {label_keys(atoms)}): test errors need energy and forces")
+        labels.append(found)
+    return labels
 
 
 def _settings(model, frames, starts, reference, *, temperatures, n_select, md_steps, md_interval, timestep, score,
@@ -860,6 +943,7 @@ def active_learning(
     for name, value in (("n_iterations", n_iterations), ("n_select", n_select),
                         ("md_steps", md_steps), ("md_interval", md_interval)):
         check_integer(name, value, 1)
+    _check_interval("md_interval", md_interval, "md_steps", md_steps)
     temperatures = [temperature] if np.ndim(temperature) == 0 else list(temperature)
     if not temperatures:
         raise ValueError("temperature: give at least one temperature")
@@ -879,16 +963,20 @@ def active_learning(
         raise ValueError(f"overrides apply to refit='recommend' only, got refit={refit!r}: set the model's "
                          "parameters instead")
     initial = through_extxyz(list(frames))
-    if refit == "recommend":
-        known = {int(z) for atoms in initial for z in atoms.numbers}
-        for k, atoms in enumerate(starts):
-            unknown = sorted({str(s) for s, z in zip(atoms.get_chemical_symbols(), atoms.numbers) if z not in known})
-            if unknown:
-                raise ValueError(f"starts[{k}] ({atoms.get_chemical_formula()}) has species {unknown} that no "
-                                 "training structure has: refit='recommend' makes a model of the training "
-                                 "set's species")
+    if not isinstance(reference, BaseCalculator):
+        raise TypeError(f"reference must be an ASE calculator, got {type(reference).__name__} {reference!r}"
+                        + (" (for a name such as 'emt' use gapy.sampling.reference_calculator)"
+                           if isinstance(reference, str) else ""))
+    known = {int(z) for atoms in initial for z in atoms.numbers}
+    for k, atoms in enumerate(starts):
+        unknown = sorted({str(s) for s, z in zip(atoms.get_chemical_symbols(), atoms.numbers) if z not in known})
+        if unknown:
+            raise ValueError(f"starts[{k}] ({atoms.get_chemical_formula()}) has species {unknown} that no "
+                             "training structure has: the model would know nothing of them; add labelled "
+                             "structures with them to frames")
     if test_frames is not None:
         test_frames = list(test_frames)
+        _test_set_labels(model, test_frames)  # (now, not after the first MD)
     settings = _settings(model, initial, starts, reference, temperatures=temperatures, n_select=n_select,
                          md_steps=md_steps, md_interval=md_interval, timestep=timestep, score=score,
                          threshold=threshold, md_max_force_std=md_max_force_std, random_state=random_state,
@@ -919,6 +1007,7 @@ def active_learning(
             store.save(state)
 
     train, fitted = initial + labelled, None
+    label_keys = {"energy": model.energy_key, "forces": model.forces_key, "stress": model.stress_key}
     while state["iteration"] < n_iterations and not state["converged"]:
         iteration_index = state["iteration"]
         if state["phase"] == "md":
@@ -963,7 +1052,7 @@ def active_learning(
                 save(current=iteration.to_dict())
                 continue
             iteration.reference_seconds += time.perf_counter() - clock
-            (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE)])
+            (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
             if store is not None:
                 store.append_labelled(new)  # first the label, durable; then the bookkeeping
             labelled.append(new)
@@ -1274,7 +1363,10 @@ def reference_calculator(spec: str) -> BaseCalculator:
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"reference {spec!r}: {module_name} has no callable {factory_name!r}")
-    calculator = factory()
+    try:
+        calculator = factory()
+    except Exception as error:
+        raise ValueError(f"reference {spec!r}: {factory_name}() raised {type(error).__name__}: {error}") from error
     if not isinstance(calculator, BaseCalculator):
         raise ValueError(f"reference {spec!r}: {factory_name}() returned {type(calculator).__name__}, not an ASE "
                          "calculator")
