@@ -16,8 +16,8 @@ from ase import Atoms
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_choice, check_integer, check_number
-from ..kernels import mean_unit_rows
-from ..sparsify import fps_points
+from ..kernels import kernel_distance_squared, mean_unit_rows
+from ..sparsify import _first_occurrences, fps_points
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 SCORES = ("forces", "energy", "energies")
 #: Unit of each score.
 SCORE_UNITS = {"forces": "eV/A", "energy": "eV/atom", "energies": "eV"}
+#: Kernel distance between fingerprints below which two structures count as the same one
+#: (a repeated snapshot, or a copy with permuted atoms or shifted by a lattice vector: round-off
+#: gives ~1e-8; positions moved by 1e-4 A give ~6e-6) in the diverse selection.
+SAME_STRUCTURE_DISTANCE = 1e-6
 
 
 def uncertainty_scores(model, frames: Sequence[Atoms], score: str = "forces",
@@ -175,7 +179,10 @@ def select_structures(
     ``diverse`` the first choice is the most uncertain structure and each next one
     maximises ``score * distance to the structures already chosen`` (kernel distance
     between :func:`structure_fingerprints`), so that near-duplicates (consecutive MD
-    frames) are not all taken; otherwise the ``n`` highest scores are taken.
+    frames) are not all taken, and structures with the same fingerprint (kernel distance
+    below :data:`SAME_STRUCTURE_DISTANCE`: a snapshot given twice, a copy with permuted
+    atoms) are never both taken: fewer than ``n`` are chosen when fewer different ones
+    are eligible. Otherwise the ``n`` highest scores are taken.
 
     Parameters
     ----------
@@ -190,7 +197,7 @@ def select_structures(
     threshold : float, optional
         Only structures with a larger score are eligible (units of ``score``).
     diverse : bool, default=True
-        Spread the choice out in descriptor space.
+        Spread the choice out in descriptor space, never two copies of a structure.
     zeta : int, optional
         Kernel exponent of the fingerprint distance (default: the model's ``zeta``).
     variance : {"sor", "dtc", "local"}, optional
@@ -235,10 +242,14 @@ def select_structures(
     frames = list(frames)
     scores = uncertainty_scores(model, frames, score, variance)
     eligible = np.flatnonzero(scores > (threshold if threshold is not None else -np.inf))
-    if len(eligible) <= n:
+    if diverse and len(eligible) > 1:
+        fingerprints = structure_fingerprints(model.descriptor_, [frames[k] for k in eligible], model.n_jobs)
+        zeta = model.gp_.zeta if zeta is None else zeta
+        rows = _most_uncertain_copies(fingerprints, scores[eligible])
+        rows = rows[_weighted_fps(fingerprints[rows], scores[eligible][rows], n, zeta)]
+        chosen = eligible[rows[_without_copies(fingerprints[rows], scores[eligible][rows], zeta)]]
+    elif len(eligible) <= n:
         chosen = eligible
-    elif diverse:
-        chosen = eligible[_diverse_choice(model, [frames[k] for k in eligible], scores[eligible], n, zeta)]
     else:
         chosen = eligible[np.argsort(scores[eligible])[::-1][:n]]
     chosen = chosen[np.argsort(scores[chosen], kind="stable")[::-1]]
@@ -255,7 +266,9 @@ def select_per_run(model, frames: Sequence[Atoms], runs: Sequence[int], n: int, 
     labels, the runs with the most uncertain structure one more until ``n`` are shared
     out, and a run with fewer eligible structures than its share passes the rest on to
     the next most uncertain runs. Within a run the choice is that of
-    :func:`select_structures` (uncertainty-weighted farthest-point sampling).
+    :func:`select_structures` (uncertainty-weighted farthest-point sampling); copies of a
+    structure (the same fingerprint, in one run or several) count once, as the most
+    uncertain of them.
 
     Parameters
     ----------
@@ -309,6 +322,15 @@ def select_per_run(model, frames: Sequence[Atoms], runs: Sequence[int], n: int, 
         raise ValueError(f"runs: give one run per frame ({len(frames)}), got shape {runs.shape}")
     scores = uncertainty_scores(model, frames, score)
     eligible = scores > (threshold if threshold is not None else -np.inf)
+    candidates = np.flatnonzero(eligible)
+    if not len(candidates):
+        return scores, np.zeros(0, dtype=int)
+    row_of = np.full(len(frames), -1)
+    row_of[candidates] = np.arange(len(candidates))
+    fingerprints = structure_fingerprints(model.descriptor_, [frames[k] for k in candidates], model.n_jobs)
+    zeta = model.gp_.zeta
+    eligible[:] = False  # copies of a structure, in one run or several: only the most uncertain
+    eligible[candidates[_most_uncertain_copies(fingerprints, scores[candidates])]] = True
     names = np.unique(runs)
     # the runs with the most uncertain structure first; each gets its share, shortfalls go on
     order = sorted(names, key=lambda name: -scores[runs == name].max())
@@ -323,13 +345,32 @@ def select_per_run(model, frames: Sequence[Atoms], runs: Sequence[int], n: int, 
         if take == len(members):
             chosen += members.tolist()
         elif take:
-            chosen += members[_diverse_choice(model, [frames[k] for k in members], scores[members], take)].tolist()
+            chosen += members[_weighted_fps(fingerprints[row_of[members]], scores[members], take, zeta)].tolist()
     indices = np.array(chosen, dtype=int)
+    indices = indices[_without_copies(fingerprints[row_of[indices]], scores[indices], zeta)]
     return scores, indices[np.argsort(scores[indices], kind="stable")[::-1]]
 
 
-def _diverse_choice(model, frames: Sequence[Atoms], scores: np.ndarray, n: int, zeta: Optional[int] = None):
-    """Indices of ``n`` of ``frames`` (more than ``n``): uncertainty-weighted farthest-point sampling."""
-    fingerprints = structure_fingerprints(model.descriptor_, frames, model.n_jobs)
-    zeta = model.gp_.zeta if zeta is None else zeta
+def _weighted_fps(fingerprints: np.ndarray, scores: np.ndarray, n: int, zeta: int) -> np.ndarray:
+    """Rows of ``n`` of the fingerprints (all if not more): uncertainty-weighted farthest-point sampling."""
+    if len(fingerprints) <= n:
+        return np.arange(len(fingerprints))
     return fps_points(fingerprints, n, zeta=zeta, weights=scores)
+
+
+def _most_uncertain_copies(fingerprints: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Sorted rows: of each set of equal fingerprints (to 12 decimals), the most uncertain."""
+    order = np.argsort(-scores, kind="stable")
+    return np.sort(order[_first_occurrences(fingerprints, order)])
+
+
+def _without_copies(fingerprints: np.ndarray, scores: np.ndarray, zeta: int) -> np.ndarray:
+    """Sorted rows farther than SAME_STRUCTURE_DISTANCE from every more uncertain row kept: drops
+    the copies equal up to round-off (permuted atoms) that ``_most_uncertain_copies`` left apart."""
+    order = np.argsort(-scores, kind="stable")
+    distance = kernel_distance_squared(fingerprints[order], fingerprints[order], zeta)
+    kept = []
+    for i in range(len(order)):
+        if not kept or distance[i, kept].min() > SAME_STRUCTURE_DISTANCE ** 2:
+            kept.append(i)
+    return np.sort(order[kept])
