@@ -664,6 +664,31 @@ n_jobs = 1
     assert "species: refit = 'recommend' models the species of the training structures" in capsys.readouterr().err
 
 
+def failing_emt():
+    """A reference for ``gapy learn`` whose first calculation fails."""
+    return CountingEMT(os.environ["GAPY_TEST_CALLS"], fail_at={1})
+
+
+def test_gapy_learn_reports_a_failed_reference_calculation_on_one_line(tmp_path, monkeypatch, capsys):
+    from ase.io import write
+
+    from gapy.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.setenv("GAPY_TEST_CALLS", str(tmp_path / "calls.txt"))
+    write("train.xyz", label_structures([cu8(0.02, seed) for seed in range(2)], EMT()))
+    Path("learn.toml").write_text('reference = "test_exploration:failing_emt"\ntrain = "train.xyz"\n'
+                                  'workdir = "run"\niterations = 1\nbatch = 2\nmd_steps = 10\nmd_interval = 5\n'
+                                  'progress = true\n[model]\nr_cut = 4.0\nn_max = 3\nl_max = 2\nn_sparse = 8\n')
+    assert main(["learn", "learn.toml"]) == 0
+    captured = capsys.readouterr()
+    assert "1 structures labelled, 1 reference calculations failed" in captured.out
+    lines = [line for line in captured.err.replace("\r", "\n").splitlines() if "recorded as failed" in line]
+    assert len(lines) == 1 and lines[0].startswith("gapy learn: warning: active learning: structure 0:"), lines
+    assert "SCF did not converge" in lines[0]
+
+
 def test_gapy_learn_config_accepts_threshold_zero_and_warns_of_an_unused_bias_table(tmp_path):
     from gapy.cli.learn import read_learn_config
 

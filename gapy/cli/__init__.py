@@ -9,9 +9,12 @@ output paths before any work, calls library functions and prints.
 """
 
 import argparse
+import logging
 import sys
 import warnings
 from typing import List, Optional
+
+from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..exceptions import GapyError
@@ -106,10 +109,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version and usage errors
         return stop.code if isinstance(stop.code, int) else 2
-    formatwarning = warnings.formatwarning
+    showwarning, handler = warnings.showwarning, _LineHandler(args.command)
     if not args.debug:  # one line per warning, without the source line that raised it
-        warnings.formatwarning = lambda message, *_, **__: (
-            f"gapy {args.command}: warning: {' '.join(str(message).split())}\n")
+        warnings.showwarning = lambda message, *_, **__: handler.write("warning", str(message))
+    package_logger = logging.getLogger("gapy")
+    package_logger.addHandler(handler)  # the library's log warnings too (a failed reference calculation)
     try:
         return args.run(args)
     except KeyboardInterrupt:
@@ -124,7 +128,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"gapy {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 1
     finally:
-        warnings.formatwarning = formatwarning
+        warnings.showwarning = showwarning
+        package_logger.removeHandler(handler)
+
+
+class _LineHandler(logging.Handler):
+    """Warnings and log records as ``gapy COMMAND: warning: ...`` lines on stderr, above
+    any progress bar (``tqdm.write``)."""
+
+    def __init__(self, command: str):
+        super().__init__(logging.WARNING)
+        self.command = command
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.write(record.levelname.lower(), record.getMessage())
+
+    def write(self, level: str, message: str) -> None:
+        tqdm.write(f"gapy {self.command}: {level}: {' '.join(message.split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":
