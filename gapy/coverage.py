@@ -21,6 +21,7 @@ from sklearn.decomposition import PCA
 from sklearn.utils.validation import check_is_fitted
 
 from .descriptors import SOAP
+from .exceptions import StructureError
 from .structures import as_frames
 from ._validation import check_choice, check_integer, check_number
 from .kernels import check_zeta, kernel_distance_squared, mean_unit_rows
@@ -342,7 +343,8 @@ class CoverageMap(BaseEstimator):
             more components than SOAP features, or a ``species`` the descriptor does
             not know.
         gapy.StructureError
-            A structure has a species the descriptor does not know (named by index).
+            A structure has a species the descriptor does not know (named by index), or
+            no structure has an atom of ``species`` (naming the species they have).
 
         Examples
         --------
@@ -362,7 +364,7 @@ class CoverageMap(BaseEstimator):
         descriptor = _descriptor_for(self.descriptor, frames)
         self.descriptor_ = descriptor
         self._zeta = zeta
-        values, species, index = self._rows(frames)
+        values, species, index = self._rows(frames, "training structures")
         if len(values) < max(n_components, 2):
             raise ValueError(
                 f"{len(values)} training rows (level={self.level!r}, species={self.species!r}) "
@@ -399,9 +401,20 @@ class CoverageMap(BaseEstimator):
             )
         return int(np.searchsorted(self.descriptor_.atomic_numbers, z))
 
-    def _rows(self, frames: List[Atoms]):
-        """Feature rows, their species index and (structure, atom) index."""
+    def _rows(self, frames: List[Atoms], what: str = "structures"):
+        """Feature rows, their species index and (structure, atom) index.
+
+        ``what`` names ``frames`` in the error when none has an atom of ``species``.
+        """
         keep_species = self._species_filter()
+        if keep_species is not None:
+            z = int(self.descriptor_.atomic_numbers[keep_species])
+            if not any((atoms.numbers == z).any() for atoms in frames):
+                present = sorted({int(n) for atoms in frames for n in atoms.numbers})
+                raise StructureError(
+                    f"no atom of species {chemical_symbols[z]} (species={self.species!r}) in the {len(frames)} "
+                    f"{what}: they have {[chemical_symbols[n] for n in present]}"
+                )
         values, species, structure, atom = _atom_features(self.descriptor_, frames, self.n_jobs)
         if keep_species is not None:
             keep = species == keep_species
@@ -445,7 +458,8 @@ class CoverageMap(BaseEstimator):
         sklearn.exceptions.NotFittedError
             The map is not fitted.
         gapy.StructureError
-            A structure has a species the descriptor does not know.
+            A structure has a species the descriptor does not know, or no structure has
+            an atom of ``species`` (naming the species they have).
 
         Examples
         --------
@@ -488,7 +502,8 @@ class CoverageMap(BaseEstimator):
         sklearn.exceptions.NotFittedError
             The map is not fitted.
         gapy.StructureError
-            A structure has a species the descriptor does not know.
+            A structure has a species the descriptor does not know, or no structure has
+            an atom of ``species``.
 
         Examples
         --------

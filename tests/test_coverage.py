@@ -268,3 +268,44 @@ def test_gaussian_density_in_chunks_matches_brute_force(monkeypatch):
         np.testing.assert_allclose(weights[species == s], expected / expected.mean())
     with pytest.raises(ValueError, match="density must be"):
         density_weights(np.array([1.0, 0.0]))
+
+
+def _cu(seed, gold=()):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.symbols[list(gold)] = "Au"
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def test_center_species_without_atoms_is_named(tmp_path, capsys):
+    from ase.io import write
+
+    cuau = SOAP(["Cu", "Au"], r_cut=4.0, n_max=3, l_max=2)
+    copper, mixed = [_cu(k) for k in range(3)], [_cu(k, gold=[1]) for k in range(3)]
+    with pytest.raises(StructureError, match=r"no atom of species Au \(species='Au'\) in the 3 training "
+                                             r"structures: they have \['Cu'\]"):
+        CoverageMap(cuau, species="Au").fit(copper)
+    fitted = CoverageMap(cuau, species="Au").fit(copper + mixed)
+    for level in ("atoms", "structures"):  # was sklearn's "Found array with 0 sample(s)"
+        with pytest.raises(StructureError, match=r"no atom of species Au .* in the 3 structures: they have \['Cu'\]"):
+            CoverageMap(cuau, species="Au", level=level).fit(mixed).transform(copper)
+    assert fitted.distance(mixed).shape == (3,)
+
+    write(tmp_path / "copper.xyz", copper, format="extxyz")
+    write(tmp_path / "mixed.xyz", mixed, format="extxyz")
+    small = ["--r-cut", "4.0", "--n-max", "3", "--l-max", "2"]
+    cases = [
+        (["mixed.xyz", "copper.xyz", "--center", "Au"], "copper.xyz: none of its 3 structures contains Au (to map "
+                                                       "with --center Au); they have ['Cu']"),
+        (["copper.xyz", "--center", "Au", "--species", "Cu,Au"], "copper.xyz: none of its 3 structures contains Au"),
+        (["mixed.xyz", "--center", "Ag", "--species", "Cu,Au"], "mixed.xyz: none of its 3 structures contains Ag"),
+        (["mixed.xyz", "--center", "Au", "--species", "Cu"], "--center Au: the descriptor (--species) has no "
+                                                             "species Au; its species are ['Cu']"),
+    ]
+    for arguments, message in cases:
+        argv = ["coverage", *[str(tmp_path / a) if a.endswith(".xyz") else a for a in arguments], *small]
+        assert main([*argv, "-o", str(tmp_path / "out")]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out" / "coverage.csv").exists()
+

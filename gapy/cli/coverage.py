@@ -16,6 +16,24 @@ from ..structures import atomic_number
 from ._common import about, check_outputs, choice, integer, number, read_frames, read_model, species_list
 
 
+def _check_center(center: str, descriptor: SOAP, sources, model_path) -> None:
+    """Refuse ``--center`` for a species no structure of a file has, or the descriptor lacks, before any SOAP work.
+
+    ``sources`` are ``(path, frames)`` pairs; ``model_path`` is None without ``--model``.
+    """
+    z = atomic_number(center)
+    symbol = chemical_symbols[z]
+    for path, frames in sources:
+        if frames and not any((atoms.numbers == z).any() for atoms in frames):
+            present = sorted({int(n) for atoms in frames for n in atoms.numbers})
+            raise GapyError(f"{path}: none of its {len(frames)} structures contains {symbol} (to map with "
+                            f"--center {symbol}); they have {[chemical_symbols[n] for n in present]}")
+    if z not in descriptor.atomic_numbers:
+        owner = f"the model {model_path}" if model_path else "the descriptor (--species)"
+        raise GapyError(f"--center {symbol}: {owner} has no species {symbol}; its species are "
+                        f"{list(descriptor.species)}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``gapy coverage``; returns the exit status."""
     from ..plots import coverage_plot  # matplotlib: only when plotting
@@ -42,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as error:
             raise GapyError(f"invalid setting: {error}") from None
         zeta = 4 if args.zeta is None else args.zeta
+    if args.center is not None:
+        _check_center(args.center, descriptor, [(args.train, train), (args.new, new)], args.model)
     coverage = CoverageMap(descriptor, n_components=args.n_components, level=args.level, species=args.center,
                            zeta=zeta, max_reference=args.max_reference, random_state=args.seed, n_jobs=args.n_jobs)
     start = time.perf_counter()
