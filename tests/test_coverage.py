@@ -309,3 +309,25 @@ def test_center_species_without_atoms_is_named(tmp_path, capsys):
         assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out" / "coverage.csv").exists()
 
+
+def test_cli_unknown_species_of_the_model_advises(tmp_path, capsys):
+    from ase.io import write
+
+    from gapy.sampling import label_structures
+    from ase.calculators.emt import EMT
+
+    train = label_structures([_cu(k) for k in range(3)], EMT())
+    GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=10, random_state=0).fit(train).save(
+        tmp_path / "cu.gapy")
+    alloy = _cu(5, gold=[2])
+    alloy.info["config_type"] = "alloy"
+    write(tmp_path / "train.xyz", train, format="extxyz")
+    write(tmp_path / "new.xyz", [_cu(4), alloy], format="extxyz")
+    for files in (["train.xyz", "new.xyz"], ["new.xyz"]):
+        argv = ["coverage", *[str(tmp_path / f) for f in files], "--model", str(tmp_path / "cu.gapy"),
+                "-o", str(tmp_path / "out")]
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1, err
+        assert ("new.xyz: structure 1 (AuCu3, config_type=alloy) has species ['Au'] that the model does not know "
+                "(it was fitted for ['Cu']): refit it with 'gapy fit'") in err

@@ -59,3 +59,23 @@ def test_per_run_selection_takes_copies_once(model):
     assert np.all(np.diff(scores[indices]) <= 0)
     _, indices = select_per_run(model, frames, [0, 0, 1, 1], 4, threshold=1e6)
     assert len(indices) == 0
+
+
+def test_cli_unknown_species_of_the_model_advises(model, tmp_path, capsys):
+    from ase.io import write
+
+    from gapy.cli import main
+
+    model.save(tmp_path / "cu.gapy")
+    alloy = cu(0.05, 3)
+    alloy.symbols[[1]] = "Au"
+    alloy.info["config_type"] = "alloy"
+    write(tmp_path / "pool.xyz", [cu(0.1, 2), alloy], format="extxyz")
+    argv = ["select", str(tmp_path / "cu.gapy"), str(tmp_path / "pool.xyz"), "-n", "1", "-o", str(tmp_path / "s.xyz")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert (f"{tmp_path / 'pool.xyz'}: structure 1 (AuCu3, config_type=alloy) has species ['Au'] that the model does "
+            f"not know (it was fitted for ['Cu']): refit it with 'gapy fit' on training structures that contain Au"
+            in err)
+    assert not (tmp_path / "s.xyz").exists()

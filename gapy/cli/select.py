@@ -7,7 +7,8 @@ from ase.io import write
 
 from ..sampling import SCORE_UNITS, SCORES, select_structures
 from ..structures import structure_name
-from ._common import about, add_prediction_options, check_outputs, choice, integer, number, read_frames, read_model
+from ._common import (about, add_prediction_options, check_model_species, check_outputs, choice, integer, number,
+                      read_frames, read_model)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,6 +16,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([args.model, args.pool], files=[args.output])
     model = read_model(args.model, args.n_jobs)
     frames = read_frames(args.pool)
+    check_model_species(model, frames, args.pool)
     with about(args.pool):
         selection = select_structures(model, frames, args.n, score=args.score, threshold=args.threshold,
                                       diverse=not args.no_diversity, variance=args.variance)
