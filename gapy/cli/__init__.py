@@ -109,9 +109,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as stop:  # --help, --version and usage errors
         return stop.code if isinstance(stop.code, int) else 2
-    showwarning, handler = warnings.showwarning, _LineHandler(args.command)
+    formatwarning, handler = warnings.formatwarning, _LineHandler(args.command)
     if not args.debug:  # one line per warning, without the source line that raised it
-        warnings.showwarning = lambda message, *_, **__: handler.write("warning", str(message))
+        warnings.formatwarning = lambda message, *_, **__: f"{handler.line('warning', str(message))}\n"
     package_logger = logging.getLogger("gapy")
     package_logger.addHandler(handler)  # the library's log warnings too (a failed reference calculation)
     try:
@@ -128,23 +128,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"gapy {args.command}: error: {' '.join(message.split())}", file=sys.stderr)
         return 1
     finally:
-        warnings.showwarning = showwarning
+        warnings.formatwarning = formatwarning
         package_logger.removeHandler(handler)
 
 
 class _LineHandler(logging.Handler):
-    """Warnings and log records as ``gapy COMMAND: warning: ...`` lines on stderr, above
-    any progress bar (``tqdm.write``)."""
+    """The library's log records as ``gapy COMMAND: warning: ...`` lines on stderr, above
+    any progress bar (``tqdm.write``); the same text for Python warnings."""
 
     def __init__(self, command: str):
         super().__init__(logging.WARNING)
         self.command = command
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.write(record.levelname.lower(), record.getMessage())
+        tqdm.write(self.line(record.levelname.lower(), record.getMessage()), file=sys.stderr)
 
-    def write(self, level: str, message: str) -> None:
-        tqdm.write(f"gapy {self.command}: {level}: {' '.join(message.split())}", file=sys.stderr)
+    def line(self, level: str, message: str) -> str:
+        return f"gapy {self.command}: {level}: {' '.join(message.split())}"
 
 
 if __name__ == "__main__":
