@@ -128,6 +128,41 @@ class GAPCalculator(Calculator):
         self._lock = threading.RLock()
         Calculator.__init__(self, compute_std=compute_std, variance=variance, **kwargs)
 
+    def __getstate__(self) -> dict:
+        """The calculator's state for pickling and ``copy.deepcopy`` (multiprocessing), without its lock.
+
+        Returns
+        -------
+        dict
+            The attributes; the copy gets a lock of its own (:meth:`__setstate__`).
+
+        Examples
+        --------
+        >>> import pickle
+        >>> from ase.build import bulk
+        >>> from gapy import GAPCalculator, GAPRegressor, SOAP
+        >>> from gapy.datasets import load_si
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> atoms = bulk("Si", cubic=True)
+        >>> atoms.calc = pickle.loads(pickle.dumps(GAPCalculator(model)))
+        >>> atoms.get_forces().shape
+        (8, 3)
+        """
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        """Restore a pickled or deep-copied calculator, with a new lock.
+
+        Parameters
+        ----------
+        state : dict
+            What :meth:`__getstate__` returned.
+        """
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     @property
     def compute_std(self) -> bool:
         """Whether every calculation computes the standard deviations (``calc.set(compute_std=...)``).

@@ -258,3 +258,19 @@ def test_only_the_stds_asked_for_are_computed(model, si8):
     si8.calc = GAPCalculator(model)
     si8.calc.get_property("energies_std", si8)
     assert "forces_std" not in si8.calc.results and "forces" in si8.calc.results
+
+
+def test_a_calculator_can_be_pickled_and_deep_copied(model, si8):
+    """multiprocessing pickles calculators and ASE workflows deep-copy them: the lock must
+    not stop either, and each copy has a lock of its own."""
+    import copy
+
+    calculator = GAPCalculator(model, compute_std=True)
+    si8.calc = calculator
+    energy, forces_std = si8.get_potential_energy(), si8.calc.get_property("forces_std", si8)
+    for duplicate in (pickle.loads(pickle.dumps(calculator)), copy.deepcopy(calculator)):
+        assert duplicate._lock is not calculator._lock and duplicate.compute_std
+        atoms = si8.copy()
+        atoms.calc = duplicate
+        assert atoms.get_potential_energy() == pytest.approx(energy, rel=1e-12)
+        np.testing.assert_allclose(duplicate.get_property("forces_std", atoms), forces_std, rtol=1e-12)
