@@ -1392,7 +1392,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         y : None
             Ignored: the energies are read from the structures.
         sample_weight : array-like of shape (n_frames,), optional
-            Weights of the structures in the mean squared error.
+            Weights of the structures in the mean squared error (finite, non-negative,
+            not all zero).
 
         Returns
         -------
@@ -1403,6 +1404,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ------
         sklearn.exceptions.NotFittedError
             The model is not fitted.
+        ValueError
+            ``sample_weight`` of the wrong shape, negative, NaN or all zero.
         gapy.StructureError
             A structure has no energy label.
 
@@ -1415,7 +1418,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> bool(score <= 0)
         True
         """
+        check_is_fitted(self, "gp_")
         frames = as_frames(frames)
+        weights = _SampleWeights(sample_weight, len(frames)).values
+        if weights is not None and not weights.sum() > 0:
+            raise ValueError("sample_weight must have a positive value: all weights are zero")
         labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
         missing = [k for k, lab in enumerate(labels) if lab.energy is None]
         if missing:
@@ -1423,7 +1430,6 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         n_atoms = np.array([len(atoms) for atoms in frames])
         predicted = self.predict(frames) / n_atoms
         reference = np.array([lab.energy for lab in labels]) / n_atoms
-        weights = None if sample_weight is None else np.asarray(sample_weight, dtype=float)
         return -float(np.sqrt(np.average((predicted - reference) ** 2, weights=weights)))
 
 

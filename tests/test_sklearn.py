@@ -140,3 +140,23 @@ def test_fit_leaves_its_inputs_and_parameters_unchanged(frames):
         assert atoms.calc.results.keys() == results.keys()
         for key, value in results.items():
             np.testing.assert_array_equal(atoms.calc.results[key], value)
+
+
+@pytest.mark.parametrize("weights, message", [
+    ([1.0, 1.0], r"shape \(9,\), got \(2,\)"),
+    ([0.0] * 9, "all weights are zero"),
+    ([-1.0] + [1.0] * 8, "non-negative"),
+    ([np.nan] + [1.0] * 8, "finite"),
+])
+def test_score_refuses_bad_sample_weights_with_a_clear_message(fitted, frames, weights, message):
+    """A short, negative or all-zero weight vector was a numpy TypeError, a ZeroDivisionError
+    or a silently meaningless score."""
+    with pytest.raises(ValueError, match=message):
+        fitted.score(frames, sample_weight=weights)
+    assert fitted.score(frames, sample_weight=[2.0] * 9) == pytest.approx(fitted.score(frames), rel=1e-12)
+
+
+def test_score_before_fit_is_not_fitted_even_without_labels(frames):
+    unlabelled = [atoms.copy() for atoms in frames]
+    with pytest.raises(NotFittedError):
+        small_model().score(unlabelled)
