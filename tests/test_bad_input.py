@@ -449,3 +449,21 @@ def test_the_same_command_gives_the_same_model(files, tmp_path):
     a, b = gapy.load(tmp_path / "a.gapy"), gapy.load(tmp_path / "b.gapy")
     np.testing.assert_array_equal(a.gp_.alpha, b.gp_.alpha)
     assert a.random_state == 0
+
+
+def test_saved_model_files_have_the_permissions_of_a_plain_write(model, tmp_path):
+    """mkstemp's owner-only mode survived the atomic rename: a model saved on a shared
+    cluster was unreadable by the group, and a save over a shared file took its rights away."""
+    previous = os.umask(0o022)
+    try:
+        model.save(tmp_path / "new.gapy")
+        (tmp_path / "plain").write_bytes(b"")
+        assert (tmp_path / "new.gapy").stat().st_mode & 0o777 == (tmp_path / "plain").stat().st_mode & 0o777 == 0o644
+        os.chmod(tmp_path / "new.gapy", 0o664)
+        model.save(tmp_path / "new.gapy")
+        assert (tmp_path / "new.gapy").stat().st_mode & 0o777 == 0o664
+    finally:
+        os.umask(previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.gapy", "plain"]
+    gapy.load(tmp_path / "new.gapy")
+

@@ -14,7 +14,8 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import secrets
+import stat
 import zipfile
 from pathlib import Path
 from typing import Dict, Tuple, Union
@@ -88,7 +89,8 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
         Named arrays (names other than ``"header"`` and ``"header_sha256"``); stored
         without pickle, so object arrays cannot be stored.
     path : str or Path
-        File to write, usually ending in ``.npz``; its directory must exist.
+        File to write, usually ending in ``.npz``; its directory must exist. A new
+        file gets the permissions of the umask, a replaced file keeps its own.
     format_version : int, default=FORMAT_VERSION
         Version written in the header, one of :data:`READABLE_VERSIONS` from 3 on (the
         oldest that holds what the model has, so that older gapy versions read it).
@@ -136,7 +138,7 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory, not a model file name")
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    handle, temporary = _temporary_file(path)
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(buffer.getbuffer())
@@ -146,6 +148,31 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _temporary_file(path: Path) -> Tuple[int, str]:
+    """A new file next to ``path`` with the permissions a plain write would give ``path``.
+
+    ``tempfile.mkstemp`` makes files readable by their owner only, and ``os.replace``
+    keeps that: a shared model would be unreadable by the group. Here a new file gets
+    the umask's permissions, and a file replacing another keeps the other's.
+    """
+    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else None
+    while True:
+        temporary = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    if mode is not None:
+        try:
+            os.chmod(temporary, mode)
+        except BaseException:
+            os.close(handle)
+            Path(temporary).unlink(missing_ok=True)
+            raise
+    return handle, temporary
 
 
 def _text_checksum(text: str) -> str:
