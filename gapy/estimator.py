@@ -1355,7 +1355,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         sklearn.exceptions.NotFittedError
             The model is not fitted.
         OSError
-            The file cannot be written (``IsADirectoryError``: ``path`` is a directory).
+            The file cannot be written (``IsADirectoryError``: ``path`` is a directory;
+            ``FileNotFoundError``: its directory does not exist).
 
         See Also
         --------

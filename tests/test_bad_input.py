@@ -451,6 +451,15 @@ def test_the_same_command_gives_the_same_model(files, tmp_path):
     assert a.random_state == 0
 
 
+def test_a_save_into_a_missing_directory_names_the_directory(model, tmp_path):
+    """Was a FileNotFoundError naming the hidden temporary file ('.model.gapy.x1y2.tmp')."""
+    missing = tmp_path / "no" / "such"
+    with pytest.raises(FileNotFoundError, match=f"directory {missing} does not exist") as caught:
+        model.save(missing / "model.gapy")
+    assert ".tmp" not in str(caught.value)
+    assert not (tmp_path / "no").exists()
+
+
 def test_saved_model_files_have_the_permissions_of_a_plain_write(model, tmp_path):
     """mkstemp's owner-only mode survived the atomic rename: a model saved on a shared
     cluster was unreadable by the group, and a save over a shared file took its rights away."""

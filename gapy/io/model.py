@@ -102,8 +102,9 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
     ValueError
         A header number is NaN or infinite (before anything is written).
     OSError
-        The file cannot be written (``IsADirectoryError``: ``path`` is a directory); an
-        existing file at ``path`` is left unchanged.
+        The file cannot be written (``IsADirectoryError``: ``path`` is a directory;
+        ``FileNotFoundError``: its directory does not exist); an existing file at
+        ``path`` is left unchanged.
 
     See Also
     --------
@@ -138,6 +139,8 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
     path = Path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a directory, not a model file name")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"cannot write the model file {path}: directory {path.parent} does not exist")
     handle, temporary = _temporary_file(path)
     try:
         with os.fdopen(handle, "wb") as stream:
