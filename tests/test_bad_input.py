@@ -476,3 +476,9 @@ def test_saved_model_files_have_the_permissions_of_a_plain_write(model, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["new.gapy", "plain"]
     gapy.load(tmp_path / "new.gapy")
 
+
+def test_a_foreign_npz_with_a_header_is_not_a_gapy_model_rather_than_corrupt(tmp_path):
+    """Was 'corrupt: the header has no array checksums' for another tool's archive."""
+    np.savez(tmp_path / "other.npz", header=np.array(json.dumps({"format": "other-tool"})), a=np.zeros(2))
+    with pytest.raises(ModelFileError, match=r"not a gapy model file \(format 'other-tool'\)"):
+        gapy.load(tmp_path / "other.npz")

@@ -243,6 +243,8 @@ def read_state(path: Union[str, Path]) -> Tuple[dict, Dict[str, np.ndarray]]:
             header = json.loads(text)
             if not isinstance(header, dict):
                 raise ModelFileError(f"{path} is not a gapy model file (the header is not a JSON object)")
+            if header.get("format") != FORMAT:
+                raise ModelFileError(f"{path} is not a gapy model file (format {header.get('format')!r})")
             stored_checksum = str(archive[_HEADER_CHECKSUM]) if _HEADER_CHECKSUM in archive.files else None
             checksums = header.get("checksums")
             if not isinstance(checksums, dict):
@@ -255,8 +257,6 @@ def read_state(path: Union[str, Path]) -> Tuple[dict, Dict[str, np.ndarray]]:
         raise
     except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, TypeError) as error:
         raise ModelFileError(f"{path} is not a readable gapy model file ({error})") from error
-    if header.get("format") != FORMAT:
-        raise ModelFileError(f"{path} is not a gapy model file (format {header.get('format')!r})")
     version = header.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version not in READABLE_VERSIONS:
         raise ModelFileError(
