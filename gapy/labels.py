@@ -15,6 +15,9 @@ from .structures import structure_name
 EV_PER_A3_IN_GPA = 1.0 / units.GPa
 #: Stresses above this (eV/A^3, i.e. 160 GPa) are most likely in the wrong unit.
 MAX_PLAUSIBLE_STRESS = 1.0
+#: A 3x3 stress or virial whose ``|T - T^T|`` exceeds this fraction of its largest component
+#: (plus 1e-4) is refused: symmetric up to numerical noise, or not a stress.
+MAX_ASYMMETRY = 0.01
 #: Energies per atom this far (eV) from the others' are outliers (:func:`outlying_energies`) ...
 OUTLIER_ENERGY = 100.0
 #: ... or this many median absolute deviations, when larger ...
@@ -64,6 +67,8 @@ def _calculator_result(atoms: Atoms, key: str):
 
 
 def _finite(value, name: str, field: str, shape=None) -> np.ndarray:
+    if np.asarray(value).dtype == bool:  # extxyz reads energy=T as True: not 1.0 eV
+        raise StructureError(f"{name}: field '{field}' is a boolean ({value!r}), not a number")
     try:
         array = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
@@ -73,6 +78,23 @@ def _finite(value, name: str, field: str, shape=None) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise StructureError(f"{name}: field '{field}' contains NaN or inf")
     return array
+
+
+def _symmetric_voigt(tensor: np.ndarray, name: str, field: str) -> np.ndarray:
+    """Voigt vector of a 3x3 (or 9) stress or virial, refused unless it is symmetric.
+
+    A clearly asymmetric tensor is not a stress: another layout (a Voigt vector padded
+    to 9, a different order) that symmetrising would turn into wrong numbers.
+    """
+    tensor = tensor.reshape(3, 3)
+    asymmetry = np.abs(tensor - tensor.T).max()
+    if asymmetry > MAX_ASYMMETRY * np.abs(tensor).max() + 1e-4:
+        raise StructureError(
+            f"{name}: field '{field}' is not a symmetric 3x3 tensor (|T - T^T| up to {asymmetry:.3g}, components "
+            f"up to {np.abs(tensor).max():.3g}): stress and virial are symmetric; is it in another layout? "
+            f"(gapy reads 3x3, 9 values row by row, or Voigt xx yy zz yz xz xy)"
+        )
+    return voigt(tensor)
 
 
 def read_labels(
@@ -119,8 +141,10 @@ def read_labels(
     TypeError
         ``atoms`` is not an ``ase.Atoms``.
     gapy.StructureError
-        A label that is not a number, of the wrong shape, NaN or inf, a stress on a
-        non-periodic structure or with a zero-volume cell, or a negative force weight.
+        A label that is not a number (a boolean included), of the wrong shape, NaN or
+        inf, a 3x3 stress or virial that is not symmetric (:data:`MAX_ASYMMETRY`), a
+        stress on a non-periodic structure or with a zero-volume cell, or a negative
+        force weight.
 
     Warns
     -----
@@ -164,7 +188,7 @@ def read_labels(
     if stress is not None:
         stress = _finite(stress, name, stress_key)
         if stress.shape in ((3, 3), (9,)):
-            stress = voigt(stress.reshape(3, 3))
+            stress = _symmetric_voigt(stress, name, stress_key)
         stress = _finite(stress, name, stress_key, shape=(6,))
         if np.abs(stress).max() > MAX_PLAUSIBLE_STRESS:
             warnings.warn(
@@ -176,7 +200,7 @@ def read_labels(
     elif virial is not None:
         virial = _finite(virial, name, virial_key)
         if virial.shape in ((3, 3), (9,)):
-            virial = voigt(virial.reshape(3, 3))
+            virial = _symmetric_voigt(virial, name, virial_key)
         labels.virial = _finite(virial, name, virial_key, shape=(6,))
     return labels
 

@@ -34,3 +34,37 @@ def test_absurd_energies_are_flagged_largest_first():
 def test_too_few_structures_flag_nothing():
     assert outlying_energies([1e6, -28, -28, -28], [[8]] * 4).size == 0
     assert outlying_energies([1e6, -28, -28, -28, -28], [[8]] * 5).tolist() == [0]
+
+
+def test_a_boolean_energy_is_refused_not_read_as_one_ev():
+    """extxyz reads ``energy=T`` (a flag, a typo) as True, which float() turns into 1.0 eV."""
+    import pytest
+    from ase.build import bulk
+
+    from gapy import StructureError
+    from gapy.labels import read_labels
+
+    atoms = bulk("Cu", cubic=True)
+    atoms.info["energy"] = True
+    with pytest.raises(StructureError, match=r"structure 3 \(Cu4\): field 'energy' is a boolean"):
+        read_labels(atoms, 3)
+
+
+def test_an_asymmetric_3x3_stress_or_virial_is_refused_not_symmetrised():
+    """A 9-value stress in another layout (here Voigt padded with zeros) was symmetrised into wrong numbers."""
+    import pytest
+    from ase.build import bulk
+
+    from gapy import StructureError
+    from gapy.labels import read_labels
+
+    atoms = bulk("Cu", cubic=True)
+    voigt_padded = np.array([0.01, 0.02, 0.03, 0.004, 0.005, 0.006, 0.0, 0.0, 0.0])
+    for field in ("stress", "virial"):
+        atoms.info = {field: voigt_padded}
+        with pytest.raises(StructureError, match=f"structure 0 \\(Cu4\\): field '{field}' is not a symmetric"):
+            read_labels(atoms, 0)
+    tensor = np.array([[0.01, 0.002, 0.003], [0.002, 0.02, 0.001], [0.003, 0.001, 0.03]])
+    atoms.info = {"stress": tensor + 1e-9 * np.triu(np.ones((3, 3)))}  # numerical noise is fine
+    np.testing.assert_allclose(read_labels(atoms).virial,
+                               -np.array([0.01, 0.02, 0.03, 0.001, 0.003, 0.002]) * atoms.get_volume(), rtol=1e-6)
