@@ -292,7 +292,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         frames : sequence of ase.Atoms, path or iterable of ase.Atoms
             Training structures with labels: total energy (eV), forces (eV/A), stress
             (eV/A^3) or virial (eV), under the names ``energy_key``, ... (see
-            :func:`gapy.labels.read_labels`). Structures in memory; a file path (extended
+            :func:`gapy.labels.read_labels`; a label both on ``atoms.calc`` and in
+            ``info``/``arrays`` is taken from ``atoms.calc``, with a
+            ``gapy.labels.LabelConflictWarning`` if the two differ, and a stress
+            before a virial). Structures in memory; a file path (extended
             XYZ ``.xyz``/``.extxyz``, an ASE database ``.db``, or any format ASE reads),
             read structure by structure on each pass and refused if it changes between
             them; any other iterable of ``Atoms`` (consumed once, spilled to a temporary
@@ -334,6 +337,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         -----
         UserWarning
             Structures without any label to fit (they are left out).
+        gapy.labels.LabelConflictWarning
+            A label given twice with different values (see ``frames``).
 
         Examples
         --------

@@ -30,6 +30,11 @@ class StressUnitWarning(RuntimeWarning):
     """A stress label so large that it is probably in GPa or kbar rather than eV/A^3."""
 
 
+class LabelConflictWarning(RuntimeWarning):
+    """A label given twice with different values (``atoms.calc`` and ``atoms.info``/``arrays``, or a
+    stress and a virial): :func:`read_labels` uses the first, as documented, and says so."""
+
+
 class EnergyOutlierWarning(RuntimeWarning):
     """Energies per atom far from all the others' (:func:`outlying_energies`): a unit or parsing slip."""
 
@@ -78,6 +83,31 @@ def _finite(value, name: str, field: str, shape=None) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise StructureError(f"{name}: field '{field}' contains NaN or inf")
     return array
+
+
+def _warn_if_different(atoms: Atoms, name: str, field: str, used: np.ndarray, other, other_place: str,
+                       used_place: Optional[str] = None) -> None:
+    """Warn when ``other`` (the same label found a second time) differs from the ``used`` value."""
+    if other is None or (used_place is None and _calculator_result(atoms, field) is None):
+        return  # read from other_place itself: nothing else to compare with
+    used_place = used_place or "atoms.calc.results"
+    try:
+        other = np.asarray(other, dtype=float)
+        if other.shape in ((3, 3), (9,)) and np.shape(used) == (6,):
+            other = voigt(other.reshape(3, 3))
+        if other.shape != np.shape(used):
+            difference = f"has shape {other.shape} in {other_place}, {np.shape(used)} in {used_place}"
+        elif np.allclose(other, used, rtol=1e-8, atol=1e-6):
+            return
+        elif other.ndim == 0:
+            difference = f"is {float(other):.10g} in {other_place} but {float(used):.10g} in {used_place}"
+        else:
+            difference = (f"differs between {other_place} and {used_place} by up to "
+                          f"{np.abs(other - used).max():.6g}")
+    except (TypeError, ValueError):
+        difference = f"is {other!r} in {other_place} but a number in {used_place}"
+    warnings.warn(f"{name}: field '{field}' {difference}; gapy uses {used_place} (see read_labels): remove the "
+                  "wrong one", LabelConflictWarning, stacklevel=3)
 
 
 def _symmetric_voigt(tensor: np.ndarray, name: str, field: str) -> np.ndarray:
@@ -151,6 +181,10 @@ def read_labels(
     StressUnitWarning
         A stress component above 1 eV/A^3 (160 GPa): probably given in GPa or kbar (a
         ``RuntimeWarning``).
+    LabelConflictWarning
+        A label given twice with different values: in ``atoms.calc.results`` and in
+        ``atoms.info``/``atoms.arrays`` (the calculator's is used), or as a stress and a
+        virial (the stress is used).
 
     Examples
     --------
@@ -170,11 +204,13 @@ def read_labels(
         energy = atoms.info.get(energy_key)
     if energy is not None:
         labels.energy = float(_finite(energy, name, energy_key, shape=()))
+        _warn_if_different(atoms, name, energy_key, labels.energy, atoms.info.get(energy_key), "atoms.info")
     forces = _calculator_result(atoms, forces_key)
     if forces is None:
         forces = atoms.arrays.get(forces_key)
     if forces is not None:
         labels.forces = _finite(forces, name, forces_key, shape=(len(atoms), 3))
+        _warn_if_different(atoms, name, forces_key, labels.forces, atoms.arrays.get(forces_key), "atoms.arrays")
     if force_weights_key is not None and force_weights_key in atoms.arrays:
         weights = _finite(atoms.arrays[force_weights_key], name, force_weights_key, shape=(len(atoms),))
         if np.any(weights < 0):
@@ -196,7 +232,11 @@ def read_labels(
                 f"({np.abs(stress).max() * EV_PER_A3_IN_GPA:.3g} GPa): is it in GPa or kbar? gapy reads stresses "
                 "in eV/A^3 (ASE units; 1 eV/A^3 = 160.2 GPa)", StressUnitWarning, stacklevel=2,
             )
+        _warn_if_different(atoms, name, stress_key, stress, atoms.info.get(stress_key), "atoms.info")
         labels.virial = -stress * _volume(atoms, name, stress_key)
+        if virial is not None:
+            _warn_if_different(atoms, name, virial_key, labels.virial, virial, "atoms.info",
+                               f"-{stress_key} * volume")
     elif virial is not None:
         virial = _finite(virial, name, virial_key)
         if virial.shape in ((3, 3), (9,)):

@@ -68,3 +68,37 @@ def test_an_asymmetric_3x3_stress_or_virial_is_refused_not_symmetrised():
     atoms.info = {"stress": tensor + 1e-9 * np.triu(np.ones((3, 3)))}  # numerical noise is fine
     np.testing.assert_allclose(read_labels(atoms).virial,
                                -np.array([0.01, 0.02, 0.03, 0.001, 0.003, 0.002]) * atoms.get_volume(), rtol=1e-6)
+
+
+def test_a_label_given_twice_with_different_values_warns_which_one_is_used():
+    """atoms.calc's energy silently won over an atoms.info energy the user had just corrected."""
+    import warnings
+
+    import pytest
+    from ase.build import bulk
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from gapy.labels import LabelConflictWarning, read_labels
+
+    atoms = bulk("Cu", cubic=True)
+    forces, stress = np.full((4, 3), 0.1), np.array([0.01, 0.02, 0.03, 0.0, 0.0, 0.0])
+    atoms.calc = SinglePointCalculator(atoms, energy=-14.0, forces=forces, stress=stress)
+    atoms.info.update(energy=-9.0, stress=stress)
+    atoms.arrays["forces"] = forces.copy()
+    with pytest.warns(LabelConflictWarning, match=r"structure 2 \(Cu4\): field 'energy' is -9 in atoms.info but "
+                                                  r"-14 in atoms.calc.results; gapy uses atoms.calc.results"):
+        assert read_labels(atoms, 2).energy == -14.0
+    atoms.info.update(energy=-14.0, virial=2 * stress * atoms.get_volume())
+    atoms.arrays["forces"][0, 0] = 5.0
+    with pytest.warns(LabelConflictWarning) as caught:
+        labels = read_labels(atoms, 2)
+    messages = sorted(str(warning.message) for warning in caught)
+    assert len(messages) == 2
+    assert "field 'forces' differs between atoms.arrays and atoms.calc.results by up to 4.9" in messages[0]
+    assert "field 'virial' differs between atoms.info and -stress * volume" in messages[1]
+    np.testing.assert_array_equal(labels.forces, forces)
+    del atoms.info["virial"]
+    atoms.arrays["forces"][0, 0] = 0.1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # equal values in both places: nothing to say
+        read_labels(atoms, 2)
