@@ -786,7 +786,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         numbers = set()
         for _, atoms in source:
             numbers.update(np.unique(atoms.numbers).tolist())
-        return SOAP(species=sorted(int(z) for z in numbers))
+        return SOAP(species=[chemical_symbols[z] for z in sorted(int(z) for z in numbers)])  # symbols: for messages
 
     def _candidate_cap(self, n_sparse) -> Optional[int]:
         """``sparse_candidates``, checked against the sparse points asked for."""

@@ -482,3 +482,13 @@ def test_a_foreign_npz_with_a_header_is_not_a_gapy_model_rather_than_corrupt(tmp
     np.savez(tmp_path / "other.npz", header=np.array(json.dumps({"format": "other-tool"})), a=np.zeros(2))
     with pytest.raises(ModelFileError, match=r"not a gapy model file \(format 'other-tool'\)"):
         gapy.load(tmp_path / "other.npz")
+
+
+def test_a_model_with_the_default_descriptor_names_its_species_by_symbol():
+    """Was "species ['Ge'] not in the descriptor's species [14]": atomic numbers beside symbols."""
+    model = GAPRegressor(n_sparse=5, e0=0.0).fit([labelled(si())])
+    assert model.descriptor_.species == ["Si"]
+    germanium = si()
+    germanium.symbols[:] = "Ge"
+    with pytest.raises(StructureError, match=r"species \['Ge'\] not in the descriptor's species \['Si'\]"):
+        model.predict([germanium])
