@@ -239,6 +239,22 @@ def test_the_biased_calculators_drive_models_with_extra_terms(multi_term_model):
     assert reference == pytest.approx(expected, rel=1e-6)
 
 
+def test_the_biased_calculators_can_be_pickled_and_deep_copied(model):
+    import copy
+    import pickle
+
+    atoms = cu8(0.05, 3)
+    for calculator in (DescriptorMetadynamics(model, height=0.01, width=0.1, stride=1), UncertaintyBias(model)):
+        atoms.calc = calculator
+        atoms.get_potential_energy()  # (metadynamics deposits a Gaussian: the copies carry it)
+        for copied in (pickle.loads(pickle.dumps(calculator)), copy.deepcopy(calculator)):
+            assert copied._lock is not calculator._lock
+            probe = cu8(0.05, 4)
+            probe.calc, expected = copied, probe.copy()
+            expected.calc = calculator
+            assert probe.get_potential_energy() == pytest.approx(expected.get_potential_energy(), rel=1e-12)
+
+
 def test_metadynamics_deposits_every_stride_and_well_tempered_heights_shrink(model):
     calc = DescriptorMetadynamics(model, height=0.01, width=0.05, stride=5)
     snapshots, stopped = run_md(calc, cu8(0.0, 0), steps=20, interval=5, temperature=300, random_state=0)
@@ -374,6 +390,14 @@ def test_failed_reference_calculations_are_recorded_and_the_loop_goes_on(tmp_pat
     # the failures are in the state: a resume does not retry them
     run_loop(CountingEMT(counts), tmp_path / "run", n_iterations=2, **uncertainty)
     assert len(CountingEMT(counts).calls()) == 6
+
+
+def test_the_work_directory_files_have_the_permissions_of_a_plain_write(tmp_path):
+    run_loop(EMT(), tmp_path / "run", n_iterations=1, n_select=1)
+    (tmp_path / "plain").write_text("x")
+    plain = (tmp_path / "plain").stat().st_mode & 0o777
+    for name in ("state.json", "labelled.xyz", "pending.xyz"):  # (not owner-only, as mkstemp makes them)
+        assert (tmp_path / "run" / name).stat().st_mode & 0o777 == plain, name
 
 
 def test_a_partly_written_last_label_is_dropped_and_damage_elsewhere_refused(tmp_path, caplog):

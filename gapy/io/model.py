@@ -13,9 +13,6 @@ reason; this module knows nothing about estimators.
 import hashlib
 import io
 import json
-import os
-import secrets
-import stat
 import zipfile
 from pathlib import Path
 from typing import Dict, Tuple, Union
@@ -24,6 +21,7 @@ import numpy as np
 
 from .._version import __version__
 from ..exceptions import ModelFileError
+from .atomic import write_atomically
 
 FORMAT = "gapy-model"
 FORMAT_VERSION = 4
@@ -141,41 +139,7 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
         raise IsADirectoryError(f"{path} is a directory, not a model file name")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"cannot write the model file {path}: directory {path.parent} does not exist")
-    handle, temporary = _temporary_file(path)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(buffer.getbuffer())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _temporary_file(path: Path) -> Tuple[int, str]:
-    """A new file next to ``path`` with the permissions a plain write would give ``path``.
-
-    ``tempfile.mkstemp`` makes files readable by their owner only, and ``os.replace``
-    keeps that: a shared model would be unreadable by the group. Here a new file gets
-    the umask's permissions, and a file replacing another keeps the other's.
-    """
-    mode = stat.S_IMODE(path.stat().st_mode) if path.exists() else None
-    while True:
-        temporary = str(path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
-    if mode is not None:
-        try:
-            os.chmod(temporary, mode)
-        except BaseException:
-            os.close(handle)
-            Path(temporary).unlink(missing_ok=True)
-            raise
-    return handle, temporary
+    write_atomically(path, buffer.getvalue())
 
 
 def _text_checksum(text: str) -> str:

@@ -17,7 +17,6 @@ import io
 import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
@@ -26,6 +25,7 @@ from ase import Atoms
 from ase.io import read, write
 
 from ..exceptions import GapyError
+from ..io.atomic import write_atomically
 from ..io.model import jsonable
 
 logger = logging.getLogger(__name__)
@@ -69,19 +69,6 @@ def frames_digest(frames: Sequence[Atoms]) -> str:
             if key in results:
                 digest.update(np.ascontiguousarray(results[key], dtype=float).tobytes())
     return digest.hexdigest()
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def _flatten(settings: dict, prefix: str = "") -> dict:
@@ -163,7 +150,7 @@ class Workdir:
     def save(self, state: dict) -> None:
         """Replace ``state.json`` atomically."""
         state = {"format": STATE_FORMAT, "version": STATE_VERSION, "settings": self.settings, **jsonable(state)}
-        write_text_atomically(self.state_file, json.dumps(state, indent=1, sort_keys=True, allow_nan=False))
+        write_atomically(self.state_file, json.dumps(state, indent=1, sort_keys=True, allow_nan=False))
 
     def append_labelled(self, atoms: Atoms) -> None:
         """Append one labelled structure to ``labelled.xyz`` and make it durable (fsync)."""
@@ -197,14 +184,14 @@ class Workdir:
                                     f"(line {position + 1}: {error}); repair or remove it") from None
                 logger.warning("workdir %s: %s ends with a partly written structure (%s); dropped, its reference "
                                "calculation will be repeated", self.path, LABELLED_FILE, error)
-                write_text_atomically(path, "".join(lines[:position]))
+                write_atomically(path, "".join(lines[:position]))
                 break
             frames.append(atoms)
             position += n_atoms + 2
         return frames
 
     def write_pending(self, frames: Sequence[Atoms]) -> None:
-        write_text_atomically(self.path / PENDING_FILE, to_extxyz(frames))
+        write_atomically(self.path / PENDING_FILE, to_extxyz(frames))
 
     def read_pending(self) -> List[Atoms]:
         path = self.path / PENDING_FILE

@@ -80,6 +80,9 @@ class _BiasedCalculator(Calculator):
         self._stds = GAPCalculator(model)
         Calculator.__init__(self, **kwargs)
 
+    # pickling and copy.deepcopy (multiprocessing) as GAPCalculator: without the lock, each copy gets its own
+    __getstate__, __setstate__ = GAPCalculator.__getstate__, GAPCalculator.__setstate__
+
     def set(self, **kwargs) -> dict:
         """Change settings (checked); cached results are cleared when they change."""
         self._check({**self.parameters, **kwargs} if hasattr(self, "parameters") else
