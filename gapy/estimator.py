@@ -167,6 +167,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Factors applied to the predicted standard deviations of ``"energy"`` (total and
         local energies), ``"forces"`` and ``"stress"``; empty (all 1) until
         :meth:`calibrate`.
+    std_scale_variance_ : str
+        The variance kind :meth:`calibrate` measured the factors for (they scale stds of
+        that kind only, whatever ``variance`` is set to later).
+    label_sigmas_ : dict
+        The noise sigmas the model was fitted with (``"energy"``, ``"forces"``,
+        ``"virial"``, ``"per_atom"``): what ``std_noise`` adds, even after a
+        ``set_params`` of the sigmas without a refit.
     n_observations_ : int
         Number of fitted values (energies, force and virial components).
     provenance_ : dict
@@ -371,6 +378,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.n_observations_ = self.gp_.n_observations
         self.std_scale_ = {}
         self.provenance_ = {}
+        self.label_sigmas_ = self._label_sigmas()
+
+    def _label_sigmas(self) -> dict:
+        """The noise sigmas as the fit uses them (``std_noise`` adds these, not later ``set_params``)."""
+        return {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial,
+                "per_atom": bool(self.sigma_per_atom)}
 
     def maximize_evidence(self, frames, y=None, sample_weight=None, *,
                           fixed: Sequence[str] = (), bounds: Optional[Dict[str, Tuple[float, float]]] = None,
@@ -681,6 +694,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             if z.size:
                 scale[quantity] = float(np.quantile(np.abs(z), GAUSSIAN_2SIGMA) / 2.0)
         self.std_scale_ = scale
+        self.std_scale_variance_ = self.variance
         return self
 
     def _check_parameters(self) -> None:
@@ -1115,7 +1129,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if not std_of:
             return result
         scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
-        if kind == self.variance:  # calibrate() measured the factors for this kind only
+        if kind == getattr(self, "std_scale_variance_", self.variance):  # calibrate() measured this kind only
             scale.update(getattr(self, "std_scale_", {}))
         variances = {}
         if term_descriptors:
@@ -1124,13 +1138,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             quantities = sorted({"energies", "energy"} & std_of)
             priors = gp.prior_variances(values, species, None, quantities) if kind != "sor" else {}
             rows_of = {"energies": kernel, "energy": kernel.sum(axis=0)}
-            variances = {name: gp.variance(rows_of[name], kind, priors.get(name)) for name in quantities}
+            variances = {name: gp.variance(rows_of[name], kind, priors.get(name), name=structure_name(atoms, index))
+                         for name in quantities}
         if {"forces", "stress"} & std_of and not term_descriptors:
             # force and virial rows one block of atoms at a time: memory stays that of a block
             blocks = descriptor.gradient_blocks(atoms, strain="stress" in std_of, positions="forces" in std_of,
                                                 index=index)
             gradient = gp.gradient_variances(values, species, factor, blocks, kind, forces="forces" in std_of,
-                                             virial="stress" in std_of, precision=self.force_std_precision)
+                                             virial="stress" in std_of, precision=self.force_std_precision,
+                                             name=structure_name(atoms, index))
             variances.update({"forces": gradient.get("forces"), "stress": gradient.get("virial")})
         units = {"energies": scale["energy"], "energy": scale["energy"], "forces": scale["forces"],
                  "stress": scale["stress"] / atoms.get_volume() if "stress" in std_of else None}
@@ -1144,14 +1160,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         """Noise variance of a new label of a structure of ``n_atoms`` (energy eV^2,
         forces (eV/A)^2, virial eV^2), as the fit weighted the labels; kinds not fitted
         have none."""
-        per_atom = n_atoms if self.sigma_per_atom else 1
+        sigmas = getattr(self, "label_sigmas_", None) or self._label_sigmas()
+        per_atom = n_atoms if sigmas["per_atom"] else 1
         noise = {}
-        if self.sigma_energy is not None:
-            noise["energy"] = self.sigma_energy**2 * per_atom
-        if self.sigma_force is not None:
-            noise["forces"] = self.sigma_force**2
-        if self.sigma_virial is not None:
-            noise["stress"] = self.sigma_virial**2 * per_atom  # virial, divided by the volume with the std
+        if sigmas["energy"] is not None:
+            noise["energy"] = sigmas["energy"]**2 * per_atom
+        if sigmas["forces"] is not None:
+            noise["forces"] = sigmas["forces"]**2
+        if sigmas["virial"] is not None:
+            noise["stress"] = sigmas["virial"]**2 * per_atom  # virial, divided by the volume with the std
         return noise
 
     def _term_means(self, atoms, index, energies, term_descriptors, need_gradients, with_stress, term_rows=None):
@@ -1194,7 +1211,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         quantities = sorted(names[name] for name in std_of)
         priors = gp.prior_variances(values, species, grad, quantities, instances) if kind != "sor" else {}
         m = len(gp.alpha)
-        return {name: gp.variance(rows[names[name]].reshape(-1, m), kind, priors.get(names[name]))
+        return {name: gp.variance(rows[names[name]].reshape(-1, m), kind, priors.get(names[name]),
+                                  name=structure_name(atoms, index))
                 for name in std_of}
 
     def to_state(self) -> Tuple[dict, Dict[str, np.ndarray]]:
@@ -1242,6 +1260,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             "delta": gp.delta,
             "n_observations": int(gp.n_observations),
             "std_scale": dict(self.std_scale_),
+            "std_scale_variance": getattr(self, "std_scale_variance_", self.variance),
+            "label_sigmas": getattr(self, "label_sigmas_", None) or self._label_sigmas(),
         }
         if getattr(self, "provenance_", None):
             header["provenance"] = self.provenance_
@@ -1316,6 +1336,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                 for name, record in header.get("terms", {}).items()})
             model._check_parameters()
             std_scale = {str(k): float(v) for k, v in header.get("std_scale", {}).items()}
+            std_scale_variance = check_variance_kind(header.get("std_scale_variance", model.variance))
+            label_sigmas = _label_sigmas_from_state(header.get("label_sigmas"), model)
             provenance = header.get("provenance", {})
             if not isinstance(provenance, dict):
                 raise ValueError("provenance must be a JSON object")
@@ -1341,6 +1363,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         model.species_ = descriptor.atomic_numbers.copy()
         model.n_observations_ = n_observations
         model.std_scale_ = std_scale
+        model.std_scale_variance_ = std_scale_variance
+        model.label_sigmas_ = label_sigmas
         model.provenance_ = provenance
         return model
 
@@ -1570,6 +1594,21 @@ def isolated_descriptors(descriptor: SOAP) -> np.ndarray:
 
 #: Arrays of the sparse GP stored in model files.
 _STATE_ARRAYS = ("sparse", "sparse_species", "alpha", "r_factor", "kmm_factor")
+
+
+def _label_sigmas_from_state(record, model: GAPRegressor) -> dict:
+    """The fitted noise sigmas of a model header (files before they were stored: the saved parameters)."""
+    if record is None:
+        return model._label_sigmas()
+    sigmas = {}
+    for name in ("energy", "forces", "virial"):
+        value = record[name]
+        sigmas[name] = None if value is None else float(value)
+        if value is not None and not (np.isfinite(sigmas[name]) and sigmas[name] > 0):
+            raise ValueError(f"label_sigmas: {name} must be a positive number or null, got {value!r}")
+    if not isinstance(record["per_atom"], bool):
+        raise ValueError(f"label_sigmas: per_atom must be true or false, got {record['per_atom']!r}")
+    return {**sigmas, "per_atom": record["per_atom"]}
 
 
 def _terms_from_state(records: dict, arrays: Dict[str, np.ndarray]):

@@ -265,6 +265,18 @@ def test_std_noise_adds_the_fitted_noise_of_each_label():
     assert np.array_equal(with_noise["energies_std"], plain["energies_std"])  # local energies: no label
     with pytest.raises(TypeError, match="std_noise must be True or False"):
         clone(model).set_params(std_noise="yes").fit(frames)
+    # the noise is the fitted model's: new sigmas without a refit change neither means nor stds
+    noisy.calibrate(load_si("test")[:3])
+    expected = noisy.predict_all([atoms], return_std=True)[0]
+    noisy.set_params(sigma_energy=1.0, sigma_force=1.0, sigma_per_atom=False, variance="sor")
+    unchanged = noisy.predict_all([atoms], return_std=True, variance="dtc")[0]
+    for name in ("energy_std", "forces_std", "stress_std"):
+        np.testing.assert_array_equal(unchanged[name], expected[name])  # (calibrated for "dtc", still scaled)
+    loaded = GAPRegressor.from_state(*noisy.to_state())
+    assert loaded.label_sigmas_ == {"energy": 0.02, "forces": 0.2, "virial": 0.05, "per_atom": True}
+    np.testing.assert_array_equal(loaded.predict_all([atoms], return_std=True, variance="dtc")[0]["forces_std"],
+                                  expected["forces_std"])
+    assert clone(noisy).fit(frames).label_sigmas_["forces"] == 1.0  # a refit takes the new ones
 
 
 def test_an_optimiser_that_stops_early_warns_and_keeps_the_best_point(monkeypatch):
