@@ -631,6 +631,16 @@ def test_negative_variances_are_clipped_with_a_warning(fitted, training_set):
     assert np.all(variance == 0.0)
 
 
+def test_the_negative_variance_warning_names_the_structure(fitted, training_set, monkeypatch):
+    import gapy.gp.sparse_gp
+
+    monkeypatch.setattr(gapy.gp.sparse_gp, "NEGATIVE_VARIANCE_TOLERANCE", -1.0)  # every variance "negative"
+    frames = training_set[:2]
+    for std in ("energies", "forces"):
+        with pytest.warns(RuntimeWarning, match=r"^structure 1 \(Si\d+.*\): \d+ predicted variances were negative"):
+            fitted.predict_all(frames, return_std=(std,), variance="dtc")
+
+
 @pytest.mark.parametrize("kind", ["sor", "dtc", "local"])
 def test_blockwise_force_and_stress_stds_equal_whole_structure_rows(training_set, kind, monkeypatch):
     """Force and stress stds are computed one block of atoms at a time (memory of a block);

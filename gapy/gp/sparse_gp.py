@@ -643,7 +643,7 @@ class SparseGP(SparseSet):
 
     def gradient_variances(self, values, species, factor, blocks, kind: str = "sor", *,
                            forces: bool = True, virial: bool = False,
-                           precision: str = "double") -> Dict[str, np.ndarray]:
+                           precision: str = "double", name: Optional[str] = None) -> Dict[str, np.ndarray]:
         """Predictive variances of the forces and the virial of one structure, block by block.
 
         Memory is that of one block of gradients (and, for the ``"dtc"`` and ``"local"``
@@ -675,6 +675,8 @@ class SparseGP(SparseSet):
             projection on the posterior factor stay float64. Force stds within ~0.5 % of
             ``"double"``, ~1.25x faster (their largest product 2x faster; see
             ``docs/gp.md``). ``GAPRegressor(force_std_precision=...)`` passes it.
+        name : str, optional
+            The structure, named in a warning of negative variances (:meth:`variance`).
 
         Returns
         -------
@@ -718,7 +720,8 @@ class SparseGP(SparseSet):
             if forces:
                 prior = (force_prior_variance(values, species, grad, self.zeta, self.delta, q0)
                          if kind != "sor" else None)
-                out["forces"][targets] = self.variance(rows["forces"].reshape(-1, m), kind, prior).reshape(-1, 3)
+                out["forces"][targets] = self.variance(rows["forces"].reshape(-1, m), kind, prior,
+                                                       name=name).reshape(-1, 3)
             if virial:
                 virial_rows += rows["virial"]
                 if strain is not None:
@@ -726,7 +729,7 @@ class SparseGP(SparseSet):
         if virial:
             prior = (virial_prior_variance(values, species, strain, self.zeta, self.delta, q0)
                      if strain is not None else None)
-            out["virial"] = self.variance(virial_rows, kind, prior)
+            out["virial"] = self.variance(virial_rows, kind, prior, name=name)
         return out
 
     def predict(self, rows: np.ndarray, prior: Optional[np.ndarray] = None,
@@ -777,7 +780,7 @@ class SparseGP(SparseSet):
             return mean
         return mean, self.variance(rows, kind, prior)
 
-    def variance(self, rows: np.ndarray, kind: str = "sor", prior=None) -> np.ndarray:
+    def variance(self, rows: np.ndarray, kind: str = "sor", prior=None, *, name: Optional[str] = None) -> np.ndarray:
         """Predictive variance of observations with kernel rows ``rows`` (n, M).
 
         Parameters
@@ -791,6 +794,8 @@ class SparseGP(SparseSet):
             ``local_gap_variance``); ``"dtc"``: their sum.
         prior : ndarray of shape (n,), optional
             Prior variances ``k**``; needed for ``"dtc"`` and ``"local"``.
+        name : str, optional
+            What the rows belong to (a structure), named in the warning below.
 
         Returns
         -------
@@ -849,8 +854,8 @@ class SparseGP(SparseSet):
         significant = out < -NEGATIVE_VARIANCE_TOLERANCE * scale
         if significant.any():
             warnings.warn(
-                f"{significant.sum()} predicted variances were negative (down to {out.min():.3g}) and "
-                "were set to zero: K_MM is ill-conditioned; increase sparse_jitter",
+                f"{name + ': ' if name else ''}{significant.sum()} predicted variances were negative (down to "
+                f"{out.min():.3g}) and were set to zero: K_MM is ill-conditioned; increase sparse_jitter",
                 RuntimeWarning, stacklevel=2,
             )
         return np.maximum(out, 0.0)
