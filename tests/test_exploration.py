@@ -374,6 +374,39 @@ def test_a_killed_run_resumes_without_repeating_a_reference_calculation(tmp_path
     assert len(CountingEMT(counts).calls()) == 9
 
 
+class SleepingEMT(EMT):
+    """A reference that takes a minute (a DFT calculation, as far as the loop can tell)."""
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
+        time.sleep(60)
+        super().calculate(atoms, properties, system_changes)
+
+
+def test_a_second_run_on_a_workdir_in_use_is_refused_and_a_killed_run_leaves_no_lock(tmp_path):
+    workdir = tmp_path / "run"
+    script = tmp_path / "slow.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from test_exploration import SleepingEMT, run_loop\n"
+        f"run_loop(SleepingEMT(), {str(workdir)!r}, n_iterations=1, n_select=1)\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    process = subprocess.Popen([sys.executable, str(script)], env=environment, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (workdir / "pending.xyz").exists():  # labelling: the run holds the directory
+            assert process.poll() is None and time.time() < deadline, process.stderr.read() if process.poll() else ""
+            time.sleep(0.2)
+        with pytest.raises(GapyError, match=rf"workdir .*run is in use by another run \(process {process.pid} on "):
+            run_loop(EMT(), workdir, n_iterations=1, n_select=1)
+    finally:
+        process.kill()
+        process.wait()
+    result = run_loop(EMT(), workdir, n_iterations=1, n_select=1)  # resumed: the kill released the lock
+    assert len(result.frames) == 3
+
+
 def test_failed_reference_calculations_are_recorded_and_the_loop_goes_on(tmp_path, caplog):
     counts = tmp_path / "calls.txt"
     uncertainty = {"driver": "uncertainty", "driver_options": {"strength": 0.05}}

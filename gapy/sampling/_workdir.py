@@ -9,16 +9,24 @@ A work directory holds
 * ``state.json``: iteration, phase, the random generator's state, the settings the run
   was started with, the history so far and the failed reference calculations; replaced
   atomically (temporary file, fsync, ``os.replace``), so a kill leaves the old or the new
-  version, never half of one.
+  version, never half of one;
+* ``.lock``: held (``flock``) by the run using the directory, with its process id and host.
 """
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
+import socket
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import Iterator, List, Optional, Sequence, Union
+
+try:
+    import fcntl
+except ImportError:  # (Windows: no advisory locks)
+    fcntl = None
 
 import numpy as np
 from ase import Atoms
@@ -35,6 +43,7 @@ STATE_VERSION = 1
 STATE_FILE = "state.json"
 LABELLED_FILE = "labelled.xyz"
 PENDING_FILE = "pending.xyz"
+LOCK_FILE = ".lock"
 
 
 def to_extxyz(frames: Sequence[Atoms]) -> str:
@@ -111,6 +120,41 @@ class Workdir:
     @property
     def state_file(self) -> Path:
         return self.path / STATE_FILE
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the directory for one run: a second run on it at the same time (the same job
+        submitted twice) is refused rather than labelling the same structures twice and
+        interleaving its writes. The lock is the operating system's (``flock``), so a killed
+        run leaves none behind; on a file system without locks the run goes on, with a warning.
+
+        Raises
+        ------
+        GapyError
+            Another process holds the directory (its process id and host are named).
+        """
+        if fcntl is None:  # (Windows)
+            yield
+            return
+        with open(self.path / LOCK_FILE, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                owner = handle.read().strip() or "another process"
+                raise GapyError(f"workdir {self.path} is in use by another run ({owner}); wait for it to end, "
+                                "or give another workdir") from None
+            except OSError as error:
+                logger.warning("workdir %s: cannot lock it (%s); make sure no other run uses it", self.path, error)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+            handle.flush()
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                handle.truncate()  # (the lock goes with the file handle)
 
     def load(self) -> Optional[dict]:
         """The saved state, or None for a fresh directory.

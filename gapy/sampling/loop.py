@@ -2,6 +2,7 @@
 selection, labelling with any ASE calculator, refit; with a work directory every
 reference result is on disk as soon as it exists, and a killed run resumes."""
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -983,98 +984,99 @@ def active_learning(
                          driver=driver, driver_options=driver_options, selection=selection, refit=refit,
                          overrides=overrides)
     store = Workdir(workdir, settings) if workdir is not None else None
-    rng = np.random.default_rng(random_state)
-    state = store.load() if store is not None else None
-    if state is None:
-        state = {"iteration": 0, "phase": "md", "converged": False, "history": [], "failures": [],
-                 "current": None, "rng": rng.bit_generator.state}
-        if store is not None:
-            store.save(state)
-        labelled = []
-    else:
-        rng.bit_generator.state = state["rng"]
-        labelled = store.read_labelled()
-        logger.info("workdir %s: resuming at iteration %d (%s) with %d labelled structures and %d failures",
-                    workdir, state["iteration"], state["phase"], len(labelled), len(state["failures"]))
-    history = [Iteration.from_dict(entry) for entry in state["history"]]
-    failures = list(state["failures"])
-
-    def save(**changes) -> None:
-        state.update(changes)
-        state["history"] = [entry.to_dict() for entry in history]
-        state["failures"] = failures
-        if store is not None:
-            store.save(state)
-
-    train, fitted = initial + labelled, None
-    label_keys = {"energy": model.energy_key, "forces": model.forces_key, "stress": model.stress_key}
-    while state["iteration"] < n_iterations and not state["converged"]:
-        iteration_index = state["iteration"]
-        if state["phase"] == "md":
-            clock = time.perf_counter()
-            if fitted is None:  # (a resumed labelling phase needs no model until its refit)
-                fitted = _refit(model, train, refit, overrides)
-            current = _explore(fitted, starts, temperatures, rng, n_select=n_select, md_steps=md_steps,
-                               md_interval=md_interval, timestep=timestep, score=score, threshold=threshold,
-                               md_max_force_std=md_max_force_std, driver=driver, driver_options=driver_options,
-                               selection=selection, test_frames=test_frames, train=train,
-                               iteration_index=iteration_index, progress=progress)
-            iteration, pending = current
-            iteration.gapy_seconds += time.perf_counter() - clock
-            if not len(pending):
-                history.append(iteration)
-                save(converged=True, phase="done", rng=rng.bit_generator.state, current=None)
-                if callback is not None:
-                    callback(iteration, fitted)
-                break
+    with store.locked() if store is not None else contextlib.nullcontext():  # (one run at a time)
+        rng = np.random.default_rng(random_state)
+        state = store.load() if store is not None else None
+        if state is None:
+            state = {"iteration": 0, "phase": "md", "converged": False, "history": [], "failures": [],
+                     "current": None, "rng": rng.bit_generator.state}
             if store is not None:
-                store.write_pending(pending)
-            save(phase="label", current=iteration.to_dict(), rng=rng.bit_generator.state)
+                store.save(state)
+            labelled = []
         else:
-            pending = store.read_pending()
-            iteration = Iteration.from_dict(state["current"])
-        batch = {atoms.info["al_id"] for atoms in pending}
-        done = {atoms.info["al_id"] for atoms in labelled} | {failure["id"] for failure in failures}
-        bar = tqdm(pending, desc=f"iteration {iteration_index}: reference", unit="structure", disable=not progress)
-        for atoms in bar:
-            name = atoms.info["al_id"]
-            if name in done:
-                continue
-            clock = time.perf_counter()
-            try:
-                results = reference_results(atoms, reference, reference_timeout)
-            except ReferenceFailure as error:
-                iteration.reference_seconds += time.perf_counter() - clock
-                logger.warning("active learning: structure %s (%s): %s; recorded as failed, going on",
-                               name, atoms.get_chemical_formula(), error)
-                failures.append({"id": name, "iteration": iteration_index, "kind": error.kind,
-                                 "message": str(error)})
-                save(current=iteration.to_dict())
-                continue
-            iteration.reference_seconds += time.perf_counter() - clock
-            (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
-            if store is not None:
-                store.append_labelled(new)  # first the label, durable; then the bookkeeping
-            labelled.append(new)
-            save(current=iteration.to_dict())
-        iteration.n_labelled = sum(atoms.info["al_id"] in batch for atoms in labelled)
-        iteration.n_failed = sum(failure["id"] in batch for failure in failures)
-        clock = time.perf_counter()
-        train = initial + labelled
-        fitted = _refit(model, train, refit, overrides)
-        iteration.gapy_seconds += time.perf_counter() - clock
-        history.append(iteration)
-        save(iteration=iteration_index + 1, phase="md", current=None, rng=rng.bit_generator.state)
-        if callback is not None:
-            callback(iteration, fitted)
+            rng.bit_generator.state = state["rng"]
+            labelled = store.read_labelled()
+            logger.info("workdir %s: resuming at iteration %d (%s) with %d labelled structures and %d failures",
+                        workdir, state["iteration"], state["phase"], len(labelled), len(state["failures"]))
+        history = [Iteration.from_dict(entry) for entry in state["history"]]
+        failures = list(state["failures"])
 
-    if fitted is None:
-        fitted = _refit(model, train, refit, overrides)
-    result = ActiveLearningResult(model=fitted, frames=initial + labelled, history=history,
-                                  converged=bool(state["converged"]), failures=failures)
-    if test_frames:
-        result.test_energy_rmse, result.test_force_rmse = errors_on(fitted, test_frames)
-    return result
+        def save(**changes) -> None:
+            state.update(changes)
+            state["history"] = [entry.to_dict() for entry in history]
+            state["failures"] = failures
+            if store is not None:
+                store.save(state)
+
+        train, fitted = initial + labelled, None
+        label_keys = {"energy": model.energy_key, "forces": model.forces_key, "stress": model.stress_key}
+        while state["iteration"] < n_iterations and not state["converged"]:
+            iteration_index = state["iteration"]
+            if state["phase"] == "md":
+                clock = time.perf_counter()
+                if fitted is None:  # (a resumed labelling phase needs no model until its refit)
+                    fitted = _refit(model, train, refit, overrides)
+                current = _explore(fitted, starts, temperatures, rng, n_select=n_select, md_steps=md_steps,
+                                   md_interval=md_interval, timestep=timestep, score=score, threshold=threshold,
+                                   md_max_force_std=md_max_force_std, driver=driver, driver_options=driver_options,
+                                   selection=selection, test_frames=test_frames, train=train,
+                                   iteration_index=iteration_index, progress=progress)
+                iteration, pending = current
+                iteration.gapy_seconds += time.perf_counter() - clock
+                if not len(pending):
+                    history.append(iteration)
+                    save(converged=True, phase="done", rng=rng.bit_generator.state, current=None)
+                    if callback is not None:
+                        callback(iteration, fitted)
+                    break
+                if store is not None:
+                    store.write_pending(pending)
+                save(phase="label", current=iteration.to_dict(), rng=rng.bit_generator.state)
+            else:
+                pending = store.read_pending()
+                iteration = Iteration.from_dict(state["current"])
+            batch = {atoms.info["al_id"] for atoms in pending}
+            done = {atoms.info["al_id"] for atoms in labelled} | {failure["id"] for failure in failures}
+            bar = tqdm(pending, desc=f"iteration {iteration_index}: reference", unit="structure", disable=not progress)
+            for atoms in bar:
+                name = atoms.info["al_id"]
+                if name in done:
+                    continue
+                clock = time.perf_counter()
+                try:
+                    results = reference_results(atoms, reference, reference_timeout)
+                except ReferenceFailure as error:
+                    iteration.reference_seconds += time.perf_counter() - clock
+                    logger.warning("active learning: structure %s (%s): %s; recorded as failed, going on",
+                                   name, atoms.get_chemical_formula(), error)
+                    failures.append({"id": name, "iteration": iteration_index, "kind": error.kind,
+                                     "message": str(error)})
+                    save(current=iteration.to_dict())
+                    continue
+                iteration.reference_seconds += time.perf_counter() - clock
+                (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
+                if store is not None:
+                    store.append_labelled(new)  # first the label, durable; then the bookkeeping
+                labelled.append(new)
+                save(current=iteration.to_dict())
+            iteration.n_labelled = sum(atoms.info["al_id"] in batch for atoms in labelled)
+            iteration.n_failed = sum(failure["id"] in batch for failure in failures)
+            clock = time.perf_counter()
+            train = initial + labelled
+            fitted = _refit(model, train, refit, overrides)
+            iteration.gapy_seconds += time.perf_counter() - clock
+            history.append(iteration)
+            save(iteration=iteration_index + 1, phase="md", current=None, rng=rng.bit_generator.state)
+            if callback is not None:
+                callback(iteration, fitted)
+
+        if fitted is None:
+            fitted = _refit(model, train, refit, overrides)
+        result = ActiveLearningResult(model=fitted, frames=initial + labelled, history=history,
+                                      converged=bool(state["converged"]), failures=failures)
+        if test_frames:
+            result.test_energy_rmse, result.test_force_rmse = errors_on(fitted, test_frames)
+        return result
 
 
 def _explore(model, starts, temperatures, rng, *, n_select, md_steps, md_interval, timestep, score, threshold,
