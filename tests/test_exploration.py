@@ -377,8 +377,12 @@ def test_a_killed_run_resumes_without_repeating_a_reference_calculation(tmp_path
 class SleepingEMT(EMT):
     """A reference that takes a minute (a DFT calculation, as far as the loop can tell)."""
 
+    def __init__(self, seconds=60.0, **kwargs):
+        super().__init__(**kwargs)
+        self.seconds = seconds
+
     def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
-        time.sleep(60)
+        time.sleep(self.seconds)
         super().calculate(atoms, properties, system_changes)
 
 
@@ -403,7 +407,7 @@ def test_a_second_run_on_a_workdir_in_use_is_refused_and_a_killed_run_leaves_no_
     finally:
         process.kill()
         process.wait()
-    result = run_loop(EMT(), workdir, n_iterations=1, n_select=1)  # resumed: the kill released the lock
+    result = run_loop(SleepingEMT(0.0), workdir, n_iterations=1, n_select=1)  # resumed: the kill released the lock
     assert len(result.frames) == 3
 
 
@@ -495,11 +499,22 @@ def test_refit_by_the_recommendation_chooses_every_setting_from_the_grown_data(t
 
 
 def test_a_workdir_of_another_run_is_refused(tmp_path):
-    run_loop(CountingEMT(tmp_path / "calls.txt"), tmp_path / "run", n_iterations=1)
+    run_loop(EMT(), tmp_path / "run", n_iterations=1)
     with pytest.raises(GapyError, match=r"holds another run \(different md_steps\).*30 in the workdir, 40 now"):
         run_loop(EMT(), tmp_path / "run", n_iterations=1, md_steps=40)
     with pytest.raises(GapyError, match=r"different model.zeta\): model.zeta: \"4\" in the workdir, \"2\" now"):
         run_loop(EMT(), tmp_path / "run", n_iterations=1, model_zeta=2)
+    # another reference (its class or parameters) would mix labels of two methods
+    with pytest.raises(GapyError, match=r"different reference.parameters.asap_cutoff\).*\"False\" in the wor"):
+        run_loop(EMT(asap_cutoff=True), tmp_path / "run", n_iterations=1)
+    with pytest.raises(GapyError, match=r"different reference.calculator\).*ase.calculators.emt.EMT"):
+        run_loop(NoStressEMT(), tmp_path / "run", n_iterations=1)
+    # a work directory written before the reference was recorded resumes (and records it)
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    del state["settings"]["reference"]
+    (tmp_path / "run" / "state.json").write_text(json.dumps(state))
+    run_loop(EMT(), tmp_path / "run", n_iterations=2)
+    assert "reference" in json.loads((tmp_path / "run" / "state.json").read_text())["settings"]
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "state.json").write_text('{"format": "something else"}')
     with pytest.raises(GapyError, match="not a gapy active-learning state"):

@@ -44,6 +44,9 @@ STATE_FILE = "state.json"
 LABELLED_FILE = "labelled.xyz"
 PENDING_FILE = "pending.xyz"
 LOCK_FILE = ".lock"
+#: Settings added after the first state version: a work directory written before has none and
+#: resumes (its state then records them).
+LATER_SETTINGS = ("reference",)
 
 
 def to_extxyz(frames: Sequence[Atoms]) -> str:
@@ -183,7 +186,9 @@ class Workdir:
             raise GapyError(f"workdir {self.path}: {STATE_FILE} has version {state.get('version')}, newer than this "
                             f"gapy reads ({STATE_VERSION}); upgrade gapy")
         old, new = _flatten(state.get("settings", {})), _flatten(self.settings)
-        differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)]
+        later = [name for name in LATER_SETTINGS if name not in state.get("settings", {})]
+        differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
+                  and key.split(".")[0] not in later]
         if differ:
             details = "; ".join(f"{key}: {_describe(old, key)} in the workdir, {_describe(new, key)} now"
                                 for key in differ[:4])
@@ -193,7 +198,7 @@ class Workdir:
 
     def save(self, state: dict) -> None:
         """Replace ``state.json`` atomically."""
-        state = {"format": STATE_FORMAT, "version": STATE_VERSION, "settings": self.settings, **jsonable(state)}
+        state = {**jsonable(state), "format": STATE_FORMAT, "version": STATE_VERSION, "settings": self.settings}
         write_atomically(self.state_file, json.dumps(state, indent=1, sort_keys=True, allow_nan=False))
 
     def append_labelled(self, atoms: Atoms) -> None:

@@ -761,6 +761,9 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
         "threshold": threshold, "md_max_force_std": md_max_force_std, "random_state": seed, "driver": driver,
         "driver_options": {k: repr(v) for k, v in sorted((driver_options or {}).items())},
         "selection": selection,
+        # what the labels mean: a resume with another functional, basis or k-points would mix labels
+        "reference": {"calculator": f"{type(reference).__module__}.{type(reference).__qualname__}",
+                      "parameters": {str(k): repr(v) for k, v in sorted(getattr(reference, "parameters", {}).items())}},
         **({} if refit == "fit" else {"refit": refit}),  # (work directories written before it resume)
         **({} if not overrides else {"overrides": {k: repr(v) for k, v in sorted(overrides.items())}}),
     }
