@@ -192,8 +192,13 @@ class Workdir:
         if differ:
             details = "; ".join(f"{key}: {_describe(old, key)} in the workdir, {_describe(new, key)} now"
                                 for key in differ[:4])
+            advice = ("Resume with the same settings, or use another workdir" if not any(
+                key.startswith("reference.") for key in differ) else
+                f"Its labels were made by the reference as it was: resume with it, or, if only settings that "
+                f"do not change the labels differ (SCF steps, cores), start a new workdir with {LABELLED_FILE} "
+                "added to the training structures")
             raise GapyError(f"workdir {self.path} holds another run (different {', '.join(differ)}): {details}. "
-                            "Resume with the same settings, or use another workdir")
+                            f"{advice}")
         return state
 
     def save(self, state: dict) -> None:
