@@ -749,12 +749,17 @@ def test_gapy_learn_reports_a_failed_reference_calculation_on_one_line(tmp_path,
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(Path(__file__).parent))
     monkeypatch.setenv("GAPY_TEST_CALLS", str(tmp_path / "calls.txt"))
+    from ase.cluster import Icosahedron
+
     write("train.xyz", label_structures([cu8(0.02, seed) for seed in range(2)], EMT()))
+    write("starts.xyz", [cu8(0.0, 0), Icosahedron("Cu", 2)])
     Path("learn.toml").write_text('reference = "test_exploration:failing_emt"\ntrain = "train.xyz"\n'
+                                  'starts = "starts.xyz"\nstrains = [0.0, 0.05]\n'
                                   'workdir = "run"\niterations = 1\nbatch = 2\nmd_steps = 10\nmd_interval = 5\n'
                                   'progress = true\n[model]\nr_cut = 4.0\nn_max = 3\nl_max = 2\nn_sparse = 8\n')
     assert main(["learn", "learn.toml"]) == 0
     captured = capsys.readouterr()
+    assert "note: 1 of the 2 starts are not periodic in all directions: they run once, unstrained" in captured.out
     assert "1 structures labelled, 1 reference calculations failed" in captured.out
     lines = [line for line in captured.err.replace("\r", "\n").splitlines() if "recorded as failed" in line]
     assert len(lines) == 1 and lines[0].startswith("gapy learn: warning: active learning: structure 0:"), lines

@@ -177,6 +177,10 @@ def run(args: argparse.Namespace) -> int:
             raise GapyError(f"{args.config}: [model]: {error}") from None
     else:
         model = model_from_settings(settings["model"], train + starts)
+    unstrained = sum(not atoms.pbc.all() for atoms in starts)
+    if unstrained and any(settings["strains"]):
+        print(f"note: {unstrained} of the {len(starts)} starts are not periodic in all directions: they run once, "
+              "unstrained (strains scale periodic cells only)")
     starts = strained_copies(starts, settings["strains"])
     outputs = {key: workdir / name for key, name in OUTPUTS.items()}
     print(f"{len(train)} training structures from {settings['train']}; {len(starts)} starts "
