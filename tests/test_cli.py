@@ -410,6 +410,18 @@ def test_fit_warns_once_for_stresses_in_gpa(emt_cu, tmp_path):
     assert "of 6 structures" in unit[0] and "'structure 0 (Cu4)', " in unit[0] and unit[0].endswith(" ...")
 
 
+def test_fit_warns_once_for_labels_given_twice_with_different_values(emt_cu, tmp_path):
+    frames = [atoms.copy() for atoms in emt_cu]
+    for atoms, labelled in zip(frames, emt_cu):
+        atoms.calc = labelled.calc
+        atoms.info["virial"] = labelled.get_stress(voigt=False) * atoms.get_volume()  # the stress's sign: wrong
+    conflicts = [message for message in _fit_warnings(frames, tmp_path, "--sigma-virial", "0.05")
+                 if "give a label twice" in message]
+    assert len(conflicts) == 1, conflicts
+    assert f"{len(frames)} structures give a label twice with different values, the first: structure 0" in conflicts[0]
+    assert "field 'virial' differs between atoms.info and -stress * volume" in conflicts[0]
+
+
 def test_fit_warns_of_an_absurd_energy(emt_cu, tmp_path):
     from ase.calculators.singlepoint import SinglePointCalculator
 

@@ -20,8 +20,8 @@ from ..estimator import GAPRegressor
 from ..exceptions import DataFileError, GapyError
 from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
-from ..labels import (EV_PER_A3_IN_GPA, EnergyOutlierWarning, Labels, StressUnitWarning, label_keys,
-                      outlier_message, outlying_energies, read_labels, stress_from_virial)
+from ..labels import (EV_PER_A3_IN_GPA, EnergyOutlierWarning, LabelConflictWarning, Labels, StressUnitWarning,
+                      label_keys, outlier_message, outlying_energies, read_labels, stress_from_virial)
 from ..recommend import recommend
 from ..report import evaluate
 from ..sparsify import METHODS
@@ -441,14 +441,16 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
         needed.append(("virial", f"'{model.stress_key}' or '{model.virial_key}'"))
     known = None if species is None else {atomic_number(s) for s in species}
     found, n_frames, n_atoms, singles = {}, 0, 0, []
-    stressed, energies = [], []  # (name, largest stress); (name, energy, atoms of each atomic number)
+    stressed, energies, conflicts = [], [], []  # (name, largest stress); (name, energy, atoms of each Z); str
     for k, atoms in enumerate(frames):
         name = structure_name(atoms, k)
         with about(path):
-            labels, stress = _read_checked_labels(atoms, k, model)
+            labels, stress, conflict = _read_checked_labels(atoms, k, model)
             neighbor_pairs(atoms, 1.0, k)  # non-finite positions, bad cell, overlapping atoms
         if stress is not None:
             stressed.append((name, stress))
+        if conflict is not None:
+            conflicts.append(conflict)
         if labels.energy is not None:
             energies.append((name, labels.energy, Counter(atoms.numbers.tolist())))
         if needed and all(getattr(labels, attribute) is None for attribute, _ in needed):
@@ -467,6 +469,7 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
         if len(atoms) == 1:
             singles.append(k)
     _warn_stress_units(path, model, stressed)
+    _warn_label_conflicts(path, conflicts)
     numbers = sorted({z for _, _, counts in energies for z in counts})
     outliers = outlying_energies([energy for _, energy, _ in energies],
                                  [[counts[z] for z in numbers] for _, _, counts in energies])
@@ -478,15 +481,26 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
     return {symbol: found[symbol] for symbol in sorted(found, key=atomic_number)}, n_frames, n_atoms, singles
 
 
-def _read_checked_labels(atoms: Atoms, index: int, model: GAPRegressor) -> Tuple[Labels, Optional[float]]:
-    """``read_labels`` with the model's keys, and the largest stress (eV/A^3) when it is so
-    large that it is probably in another unit (``read_labels`` warned), else None."""
+def _read_checked_labels(atoms: Atoms, index: int,
+                         model: GAPRegressor) -> Tuple[Labels, Optional[float], Optional[str]]:
+    """``read_labels`` with the model's keys; the largest stress (eV/A^3) when it is so large
+    that it is probably in another unit, else None; and what ``read_labels`` said of a label
+    given twice with different values, else None (both said once for all structures)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StressUnitWarning)
+        warnings.simplefilter("always", LabelConflictWarning)
         labels = read_labels(atoms, index, model.energy_key, model.forces_key, model.stress_key, model.virial_key)
+    conflict = next((str(w.message) for w in caught if issubclass(w.category, LabelConflictWarning)), None)
     if any(issubclass(warning.category, StressUnitWarning) for warning in caught):
-        return labels, float(np.abs(stress_from_virial(labels.virial, atoms)).max())
-    return labels, None
+        return labels, float(np.abs(stress_from_virial(labels.virial, atoms)).max()), conflict
+    return labels, None, conflict
+
+
+def _warn_label_conflicts(path, conflicts: List[str]) -> None:
+    """One warning for all the structures that give a label twice with different values."""
+    if conflicts:
+        warnings.warn(f"{path}: {len(conflicts)} structure{'s' if len(conflicts) > 1 else ''} give a label twice "
+                      f"with different values, the first: {conflicts[0]}", RuntimeWarning, stacklevel=3)
 
 
 def _warn_stress_units(path, model: GAPRegressor, stressed: List[Tuple[str, float]]) -> None:
@@ -531,6 +545,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", StressUnitWarning)
         warnings.simplefilter("ignore", EnergyOutlierWarning)  # said once, with the names, by the check
+        warnings.simplefilter("ignore", LabelConflictWarning)  # likewise
         return _run(args)
 
 
@@ -573,9 +588,11 @@ def _run(args: argparse.Namespace) -> int:
         validation_name = Path(run["validation"])
         validation = read_frames(validation_name)
         with about(validation_name):
-            checked = [(structure_name(atoms, k), _read_checked_labels(atoms, k, model)[1])
+            checked = [(structure_name(atoms, k), *_read_checked_labels(atoms, k, model)[1:])
                        for k, atoms in enumerate(validation)]
-        _warn_stress_units(validation_name, model, [(name, stress) for name, stress in checked if stress is not None])
+        _warn_stress_units(validation_name, model, [(name, stress) for name, stress, _ in checked
+                                                    if stress is not None])
+        _warn_label_conflicts(validation_name, [conflict for _, _, conflict in checked if conflict is not None])
     elif run["validation_fraction"]:
         seed = settings.get("seed", GAP_DEFAULTS["random_state"])
         held_out = _held_out(n_frames, run["validation_fraction"], seed)
