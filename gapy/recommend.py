@@ -19,6 +19,15 @@ The geometric rules are stated in units of the data, not of an element:
   neighbours at the same density (``0.70 r_cut``), and falls as ``r^-3`` beyond.
 - The SOAP basis has ``n_max = 8`` radial functions for one or two species, ``16 //
   n_species`` for more (the power spectrum grows as the square of ``n_species x n_max``).
+- The widths (``atom_sigma`` and ``cutoff_width`` 0.5 A, the 2-body ``cutoff_width`` 1 A, as
+  in the published GAPs of elements with bonds of 1.4-2.9 A) grow in proportion to the
+  nearest-neighbour distance beyond :data:`LONG_BOND` (argon, alkali metals).
+- The starts of the evidence search (the deltas, ``sigma_energy 0.005``, ``sigma_force 0.1``,
+  ``sigma_virial 0.02``; it searches a factor 100 either way) are those of solids with
+  DFT labels, whose energy scale (force RMS x nearest-neighbour distance) lies within
+  :data:`ENERGY_SCALE`; data outside it (a noble-gas solid, stiff short bonds) have them
+  scaled by the ratio to the nearer bound (the sigmas only down), the force sigma also
+  divided by the length factor of the widths.
 """
 
 from dataclasses import dataclass, field
@@ -28,6 +37,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from .baseline import ZBL
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
 from .labels import read_labels
@@ -47,6 +57,17 @@ SAMPLE = 300
 #: Largest number of sparse points per species, the share of a species' environments
 #: used when there are few, and the largest total over all species.
 MAX_SPARSE, SPARSE_SHARE, MAX_SPARSE_TOTAL = 2000, 0.25, 4000
+#: Nearest-neighbour distance (A) up to which the widths of the published GAPs (``atom_sigma`` 0.5 A)
+#: are kept; beyond it they grow in proportion (mlearn Si and Mo, the EMT metals: 2.3-2.7 A).
+LONG_BOND = 3.0
+#: Energy scale of the data (eV: force RMS x nearest-neighbour distance, or for data without
+#: forces the spread of the energies per atom, eV/atom) within which the evidence search starts
+#: from the usual deltas and sigmas (mlearn Si 2.0 and Mo 4.1 eV, EMT metals 1.1-1.9 eV; energy
+#: spreads 0.06-0.43 eV/atom); beyond a bound the starts are scaled by the ratio to it.
+ENERGY_SCALE, ENERGY_SPREAD = (1.0, 5.0), (0.05, 0.5)
+#: ``baseline="zbl"`` takes its switch-off distance from the pairs within this distance (A,
+#: :func:`gapy.baseline.shortest_distance`); data without such a pair get an explicit ZBL.
+ZBL_SEARCH = 4.0
 
 
 @dataclass
@@ -178,6 +199,7 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     counts: Dict[int, int] = {}
     has = {"energy": 0, "forces": 0, "virial": 0}
+    force_squares = [0.0, 0]  # sum of squared force components, and their number
     compositions, energies, singles = [], [], []  # of the structures with an energy; singles: one atom
     present = sorted({int(z) for atoms in frames for z in atoms.numbers})
     for k, atoms in enumerate(frames):
@@ -188,6 +210,9 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
             singles.append(k if len(atoms) == 1 else None)
         for kind in has:
             has[kind] += getattr(labels, kind) is not None
+        if labels.forces is not None:
+            force_squares[0] += float(np.sum(np.square(labels.forces)))
+            force_squares[1] += int(np.size(labels.forces))
         for z, n in zip(*np.unique(atoms.numbers, return_counts=True)):
             counts[int(z)] = counts.get(int(z), 0) + int(n)
     if not any(has.values()):
@@ -206,6 +231,11 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     r_cut = round(float((3 * NEIGHBOURS / (4 * np.pi * density)) ** (1 / 3)), 1)
     reasons["descriptor__r_cut"] = (f"{NEIGHBOURS} neighbours on average at the data's density "
                                     f"{density:.4f} atoms/A^3 (nearest neighbour {nearest:.2f} A)")
+    length = max(1.0, nearest / LONG_BOND)  # widths in units of the published GAPs' (bonds up to 3 A)
+    factor, scale_why = _energy_factor(force_squares, nearest, compositions, energies, singles)
+    noise = min(factor, 1.0)  # the sigma windows reach 100 x above their starts: only ever lowered
+    start = {"delta": _start(1.0, factor), "sigma_energy": _start(0.005, noise),
+             "sigma_force": _start(0.1, noise / length), "sigma_virial": _start(0.02, noise)}
     n_max = int(min(8, max(4, 16 // len(species))))
     reasons["descriptor__n_max"] = ("8 radial functions for one or two species, 16 // n_species for more "
                                     "(features grow as (n_species n_max)^2)")
@@ -216,7 +246,13 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
         "data's density, so that the many outer neighbours do not drown the near ones, while the outer shells "
         "still see a missing half-space (mlearn test forces 19 % below the published setup on Si, 3 % on Mo)")
     reasons["descriptor__scaling_exponent"] = f"weights fall as r^-{SCALING_EXPONENT:g} beyond scaling_radius"
-    soap = SOAP(symbols, r_cut=r_cut, n_max=n_max, l_max=n_max, atom_sigma=0.5, cutoff_width=0.5,
+    width = round(0.5 * length, 2)
+    reasons["descriptor__atom_sigma"] = (
+        "0.5 A as the published SOAP-GAPs (bonds of 1.4-2.9 A)" if length == 1 else
+        f"0.5 A x nearest neighbour / {LONG_BOND:g} A: the published SOAP-GAPs' 0.5 A in proportion to the "
+        f"longer bonds of the data ({nearest:.2f} A)")
+    reasons["descriptor__cutoff_width"] = "as atom_sigma"
+    soap = SOAP(symbols, r_cut=r_cut, n_max=n_max, l_max=n_max, atom_sigma=width, cutoff_width=width,
                 scaling_radius=scaling_radius, scaling_exponent=SCALING_EXPONENT)
 
     n_sparse = {z: min(MAX_SPARSE, max(10, round(SPARSE_SHARE * counts[z]))) for z in species}
@@ -229,12 +265,18 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     grid = int(np.ceil((r_cut - shortest) / (theta / 3))) + 1
     pair_term = None
     if two_body:
-        pair_term = Term(TwoBody(symbols, r_cut=r_cut, cutoff_width=1.0), delta=1.0, theta=theta, n_sparse=grid)
+        pair_term = Term(TwoBody(symbols, r_cut=r_cut, cutoff_width=round(2 * width, 2)), delta=start["delta"],
+                         theta=theta, n_sparse=grid)
         reasons["two_body"] = (f"a pair term (length scale theta = nearest neighbour / 5 = {theta} A, {grid} "
-                               f"sparse distances per pair from {shortest:.2f} A to r_cut): the pair repulsion and "
-                               "bond stretching that SOAP's normalised kernel describes poorly")
+                               f"sparse distances per pair from {shortest:.2f} A to r_cut, cutoff width twice "
+                               "atom_sigma): the pair repulsion and bond stretching that SOAP's normalised kernel "
+                               "describes poorly")
+    baseline = "zbl"
     reasons["baseline"] = (f"ZBL repulsion switched off below 0.8 x the shortest distance in the data "
                            f"({shortest:.2f} A): keeps atoms apart where there is no data, zero on the data")
+    if shortest >= ZBL_SEARCH:  # 'zbl' finds no pair within ZBL_SEARCH: the switch from the data's shortest
+        baseline = ZBL.below_distance(shortest)
+        reasons["baseline"] += f" (given explicitly: no pair within the {ZBL_SEARCH:g} A that baseline='zbl' reads)"
 
     # an atom without a neighbour within the cutoff (no pbc, or a large box) has e0 as its energy
     isolated_rows = [row for row, k in enumerate(singles)
@@ -253,15 +295,19 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     else:
         e0, reasons["e0"] = "average", ("mean energy per atom (no isolated-atom energies for every species"
                                         + ("; the compositions do not vary)" if len(species) > 1 else ")"))
-    sigmas = {"sigma_energy": 0.005 if has["energy"] else None, "sigma_force": 0.1 if has["forces"] else None,
-              "sigma_virial": 0.02 if has["virial"] else None}
+    if not has["energy"]:
+        reasons["e0"] = "no energy labels: 0 (the energies are known up to a constant per atom)"
+    sigmas = {name: start[name] if has[kind] else None
+              for name, kind in (("sigma_energy", "energy"), ("sigma_force", "forces"), ("sigma_virial", "virial"))}
     for name, kind in (("sigma_energy", "energy"), ("sigma_force", "forces"), ("sigma_virial", "virial")):
-        reasons[name] = (f"start of the evidence search ({has[kind]} structures have {kind} labels)"
+        reasons[name] = (f"start of the evidence search ({has[kind]} structures have {kind} labels; {scale_why})"
                          if has[kind] else f"not fitted: no structure has {kind} labels")
-    reasons["delta"] = "start of the evidence search (each term's delta is chosen with the sigmas)"
+    if has["forces"] and length != 1:
+        reasons["sigma_force"] = reasons["sigma_force"][:-1] + f"; / {length:.3g} for the longer bonds)"
+    reasons["delta"] = f"start of the evidence search (each term's delta is chosen with the sigmas; {scale_why})"
 
-    model = GAPRegressor(soap, zeta=4, delta=1.0, n_sparse=n_sparse, sparse_method="cur", e0=e0,
-                         two_body=pair_term, baseline="zbl", random_state=random_state, **sigmas, **keys)
+    model = GAPRegressor(soap, zeta=4, delta=start["delta"], n_sparse=n_sparse, sparse_method="cur", e0=e0,
+                         two_body=pair_term, baseline=baseline, random_state=random_state, **sigmas, **keys)
     reasons["zeta"] = "4, as the published SOAP-GAPs"
     model.set_params(std_noise=True)
     reasons["std_noise"] = ("the predicted stds of energies, forces and stress include the fitted noise: with "
@@ -274,6 +320,39 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
         fixed = [name for name, value in overrides.items() if value is not None
                  and (name in ("delta", "sigma_energy", "sigma_force", "sigma_virial") or name.endswith("__delta"))]
     return Recommendation(model, reasons, measured, fixed)
+
+
+def _energy_factor(force_squares, nearest: float, compositions, energies, singles):
+    """Factor of the evidence search's starts (1 for data on the energy scale of DFT solids), and why.
+
+    The scale is the force RMS times the nearest-neighbour distance when the data have
+    forces, else the spread of the energies per atom (the residuals of a least-squares fit
+    on the compositions, single atoms left out); within :data:`ENERGY_SCALE` (or
+    :data:`ENERGY_SPREAD`) the factor is 1, beyond it the ratio to the nearer bound.
+    """
+    if force_squares[1]:
+        value = float(np.sqrt(force_squares[0] / force_squares[1]) * nearest)
+        (low, high), what = ENERGY_SCALE, f"force RMS x nearest neighbour {value:.3g} eV"
+    else:  # (no forces: energies, or only virials, which leave the starts as they are)
+        rows = [row for row, single in enumerate(singles) if single is None]
+        value = 0.0
+        if len(rows) > 1:
+            counts = np.array([compositions[row] for row in rows], dtype=float)
+            values = np.array([energies[row] for row in rows], dtype=float)
+            residual = values - counts @ np.linalg.lstsq(counts, values, rcond=None)[0]
+            value = float(np.std(residual / counts.sum(axis=1)))
+        (low, high), what = ENERGY_SPREAD, f"spread of the energies per atom {value:.3g} eV/atom"
+    if not value > 0 or low <= value <= high:
+        return 1.0, f"{what}, within the {low:g}-{high:g} of DFT solids"
+    factor = value / (low if value < low else high)
+    return factor, (f"{what}, outside the {low:g}-{high:g} of DFT solids: the usual starts x {factor:.2g}"
+                    + (" (the deltas' only: the sigmas' windows reach 100 x above the usual starts)"
+                       if factor > 1 else ""))
+
+
+def _start(value: float, factor: float) -> float:
+    """``value * factor`` to two significant digits (``value`` itself for ``factor == 1``)."""
+    return value if factor == 1 else float(f"{value * factor:.2g}")
 
 
 def _partial_isolated_e0(isolated: Dict[int, float], present: List[int], species: List[int], compositions,

@@ -11,7 +11,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 import gapy
 from gapy.cli import main
 from gapy.datasets import load_si
-from gapy.recommend import MAX_SPARSE, MAX_SPARSE_TOTAL, NEIGHBOURS, SCALED_NEIGHBOURS, recommend
+from gapy.recommend import (ENERGY_SCALE, ENERGY_SPREAD, LONG_BOND, MAX_SPARSE, MAX_SPARSE_TOTAL, NEIGHBOURS,
+                            SCALED_NEIGHBOURS, recommend)
 
 
 def labelled(atoms, stress=True):
@@ -203,3 +204,78 @@ def test_a_streamed_recommendation_sees_every_isolated_atom(tmp_path, capsys, mo
                  "-o", str(tmp_path / "m.gapy")]) == 0
     assert "recommended settings (from 3 structures)" in capsys.readouterr().out
     assert gapy.load(tmp_path / "m.gapy").e0_ == {29: pytest.approx(boxed.get_potential_energy())}
+
+
+def scaled(frames, length=1.0, energy=1.0):
+    """The same structures with every length x ``length`` and every energy x ``energy``."""
+    out = []
+    for atoms in frames:
+        copy = atoms.copy()
+        copy.set_cell(atoms.cell * length, scale_atoms=True)
+        labels = {"energy": atoms.get_potential_energy() * energy, "forces": atoms.get_forces() * energy / length}
+        if "stress" in atoms.calc.results:
+            labels["stress"] = atoms.get_stress() * energy / length**3
+        copy.calc = SinglePointCalculator(copy, **labels)
+        out.append(copy)
+    return out
+
+
+@pytest.mark.filterwarnings("ignore:evidence maximisation")
+def test_long_bonds_scale_the_widths_and_get_a_zbl_core():
+    """Data with twice the lengths (bonds of 5.1 A, as Cs or Rb): the geometric settings double,
+    the widths grow beyond LONG_BOND, and the ZBL core is switched from the data (baseline='zbl'
+    finds no pair within 4 A and could not fit)."""
+    frames = crystals("Cu", 3.61, n=2)
+    small, large = recommend(frames).model, recommend(scaled(frames, length=2.0)).model
+    for name in ("descriptor__r_cut", "descriptor__scaling_radius", "two_body__theta"):
+        assert large.get_params()[name] == pytest.approx(2 * small.get_params()[name], rel=0.03), name
+    assert small.descriptor.atom_sigma == small.descriptor.cutoff_width == 0.5
+    assert small.two_body.descriptor.cutoff_width == 1.0 and small.baseline == "zbl"
+    nearest = recommend(scaled(frames, length=2.0)).measured["nearest_neighbour"]
+    assert large.descriptor.atom_sigma == pytest.approx(0.5 * nearest / LONG_BOND, abs=0.01)
+    assert large.descriptor.cutoff_width == large.descriptor.atom_sigma
+    assert large.two_body.descriptor.cutoff_width == pytest.approx(2 * large.descriptor.atom_sigma)
+    shortest = min(np.min(a.get_all_distances(mic=True)[np.triu_indices(len(a), 1)]) for a in scaled(frames, 2.0))
+    assert large.baseline.r_outer == pytest.approx(0.8 * shortest)
+    large.set_params(descriptor__n_max=3, descriptor__l_max=2, n_sparse=10)
+    large.maximize_evidence(scaled(frames, length=2.0))
+    assert large.baseline_.r_outer == pytest.approx(0.8 * shortest)
+
+
+@pytest.mark.parametrize("energy", [0.1, 4.0, 20.0])
+def test_the_evidence_starts_follow_the_energy_scale_of_the_data(energy):
+    """The starts of the evidence search (a window of 100 x either way) are the usual ones for
+    data on the energy scale of DFT solids and follow the data beyond it: a noble-gas solid's
+    forces and energies are 20-50 times smaller, stiff short bonds' several times larger
+    (the sigmas are never raised: their windows reach 100 x above)."""
+    frames = scaled(crystals("Cu", 3.61, n=2), energy=energy)
+    recommendation = recommend(frames)
+    model = recommendation.model
+    forces = np.concatenate([a.get_forces().ravel() for a in frames])
+    scale = np.sqrt(np.mean(forces**2)) * recommendation.measured["nearest_neighbour"]
+    factor = scale / np.clip(scale, *ENERGY_SCALE)
+    assert (factor < 1, factor == 1, factor > 1) == (energy == 0.1, energy == 4.0, energy == 20.0)
+    assert model.delta == model.two_body.delta == pytest.approx(factor, rel=0.03)
+    noise = min(factor, 1.0)
+    assert model.sigma_energy == pytest.approx(0.005 * noise, rel=0.03)
+    assert model.sigma_force == pytest.approx(0.1 * noise, rel=0.03)
+    assert model.sigma_virial == pytest.approx(0.02 * noise, rel=0.03)
+    assert "force RMS x nearest neighbour" in recommendation.reasons["delta"]
+    # energies alone: the spread of the energies per atom sets the scale
+    only = [labelled_as(a, energy=a.get_potential_energy()) for a in frames]
+    model = recommend(only).model
+    spread = np.std([a.get_potential_energy() / len(a) for a in frames])
+    assert model.delta == pytest.approx(spread / np.clip(spread, *ENERGY_SPREAD), rel=0.03)
+    assert model.sigma_force is None
+
+
+def labelled_as(atoms, **labels):
+    copy = atoms.copy()
+    copy.calc = SinglePointCalculator(copy, **labels)
+    return copy
+
+
+def test_forces_alone_say_why_e0_is_zero():
+    frames = [labelled_as(a, forces=a.get_forces()) for a in crystals("Cu", 3.61, n=2)]
+    recommendation = recommend(frames)
+    assert recommendation.model.sigma_energy is None and "no energy labels" in recommendation.reasons["e0"]
