@@ -146,7 +146,7 @@ class ZBL:
         Raises
         ------
         ValueError
-            ``shortest`` is not finite (no pair within 4 A in the data).
+            ``shortest`` is not finite (no pair within the cutoff in the data).
 
         Examples
         --------
@@ -154,7 +154,8 @@ class ZBL:
         ZBL(r_inner=1.1, r_outer=1.6)
         """
         if not np.isfinite(shortest):
-            raise ValueError("no pair of atoms within 4 A in the training structures: no scale for a ZBL core")
+            raise ValueError("no pair of atoms within the model's cutoff (at least 4 A) in the training structures: "
+                             "no scale for a ZBL core")
         r_outer = fraction * shortest
         return cls(r_inner=max(r_outer - width, r_outer / 2), r_outer=r_outer)
 
@@ -248,8 +249,12 @@ class ZBL:
         return bare * switch, dbare * switch + bare * dswitch
 
 
-def shortest_distance(atoms: Atoms, index: Optional[int] = None) -> float:
-    """Shortest interatomic distance (Angstrom) within 4 A, ``inf`` if none."""
-    pairs = neighbor_pairs(atoms, 4.0, index)
+#: Radius (A) within which the shortest distance of the data is looked for, at the least.
+SHORTEST_DISTANCE_RADIUS = 4.0
+
+
+def shortest_distance(atoms: Atoms, index: Optional[int] = None, cutoff: float = SHORTEST_DISTANCE_RADIUS) -> float:
+    """Shortest interatomic distance (Angstrom) within ``cutoff`` (at least 4 A), ``inf`` if none."""
+    pairs = neighbor_pairs(atoms, max(cutoff, SHORTEST_DISTANCE_RADIUS), index)
     distance = np.linalg.norm(pairs.vectors, axis=1)
     return float(distance.min()) if distance.size else np.inf

@@ -625,7 +625,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             name=structure_name(atoms, index),
             keys=(tuple(atoms.info), tuple(atoms.arrays),
                   tuple(getattr(atoms.calc, "results", {})) if atoms.calc is not None else ()),
-            shortest=shortest_distance(atoms, index) if used and self.baseline == "zbl" else np.inf,
+            shortest=(shortest_distance(atoms, index, self._largest_cutoff(descriptor))
+                      if used and self.baseline == "zbl" else np.inf),
             config_type=atoms.info.get("config_type"),
         )
         return summary, species, values, found

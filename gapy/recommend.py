@@ -37,7 +37,6 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from .baseline import ZBL
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
 from .labels import read_labels
@@ -65,9 +64,6 @@ LONG_BOND = 3.0
 #: from the usual deltas and sigmas (mlearn Si 2.0 and Mo 4.1 eV, EMT metals 1.1-1.9 eV; energy
 #: spreads 0.06-0.43 eV/atom); beyond a bound the starts are scaled by the ratio to it.
 ENERGY_SCALE, ENERGY_SPREAD = (1.0, 5.0), (0.05, 0.5)
-#: ``baseline="zbl"`` takes its switch-off distance from the pairs within this distance (A,
-#: :func:`gapy.baseline.shortest_distance`); data without such a pair get an explicit ZBL.
-ZBL_SEARCH = 4.0
 
 
 @dataclass
@@ -274,9 +270,6 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     baseline = "zbl"
     reasons["baseline"] = (f"ZBL repulsion switched off below 0.8 x the shortest distance in the data "
                            f"({shortest:.2f} A): keeps atoms apart where there is no data, zero on the data")
-    if shortest >= ZBL_SEARCH:  # 'zbl' finds no pair within ZBL_SEARCH: the switch from the data's shortest
-        baseline = ZBL.below_distance(shortest)
-        reasons["baseline"] += f" (given explicitly: no pair within the {ZBL_SEARCH:g} A that baseline='zbl' reads)"
 
     # an atom without a neighbour within the cutoff (no pbc, or a large box) has e0 as its energy
     isolated_rows = [row for row, k in enumerate(singles)
