@@ -429,6 +429,7 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
     deltas = _deltas(delta, statistics.block_slices())
     start = {**deltas, **{k: float(v) for k, v in sigmas.items()}}
     names = [name for name in start if name not in fixed]
+    given = set(bounds or {})
     bounds = {**{name: (value / 100, value * 100) for name, value in start.items()}, **(bounds or {})}
     best = {"value": -np.inf, "point": dict(start)}
     n_total = max(sum(entry["n"] for entry in statistics.groups.values()), 1)
@@ -461,8 +462,10 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
         warnings.warn(f"evidence maximisation did not converge ({reason}, after {result.nfev} evaluations); "
                       "keeping the best point found", RuntimeWarning, stacklevel=2)
     if at_bounds:
+        hint = ("" if given >= set(at_bounds) else
+                "; the search spans 100x either way of the starting value: start nearer or give wider bounds")
         warnings.warn(f"evidence maximisation: {', '.join(at_bounds)} ended on a bound of the search "
-                      f"{ {name: bounds[name] for name in at_bounds} }", RuntimeWarning, stacklevel=2)
+                      f"{ {name: bounds[name] for name in at_bounds} }{hint}", RuntimeWarning, stacklevel=2)
     chosen = {k: point[k] for k in deltas}
     return OptimizationResult(delta=chosen[next(iter(deltas))], sigmas={k: point[k] for k in sigmas},
                               log_marginal_likelihood=float(best["value"]), converged=bool(result.success),
