@@ -27,7 +27,7 @@ from ase.neighborlist import neighbor_list
 from bench_active_learning import CELL, METAD, SETTINGS, UNCERTAINTY, initial_training_set, other_phases
 from gapy import StructureError
 from gapy.sampling import UncertaintyBias, driver_calculator, run_md, strained_copies
-from gapy.sampling.loop import _bare_copy, _set_temperature
+from gapy.sampling.md import _bare_copy, _set_temperature
 from sklearn.base import clone
 
 

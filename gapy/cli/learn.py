@@ -15,7 +15,8 @@ from ..exceptions import GapyError
 from ..plots import learning_curve_plot
 from ..sampling import (DRIVERS, SCORES, SELECTIONS, active_learning, history_rows, reference_calculator,
                         strained_copies, workdir_history, write_history_csv)
-from ..sampling.loop import REFITS, check_driver_options
+from ..sampling.loop import REFITS
+from ..sampling.md import check_driver_options
 from ._common import check_outputs, integer, read_frames
 from .fit import gives_hyperparameters, model_from_settings, parse_settings, recommend_overrides
 
