@@ -141,7 +141,7 @@ def test_bad_arguments_raise_clearly():
         validate(EMT(), CU, properties=["bulk_moduls"], progress=False)
     with pytest.raises(ValueError, match="unknown validation settings"):
         validate(EMT(), CU, progress=False, fmx=0.1)
-    with pytest.raises(ValueError, match="give 'emt', 'module:factory'"):
+    with pytest.raises(ValueError, match="give 'emt' or 'module:factory'.*, or a .json file of reference values"):
         validate(EMT(), CU, reference="vasp", progress=False)
     with pytest.raises(ValueError, match="cannot import"):
         validate(EMT(), CU, reference="no_such_module_xyz:make", progress=False)

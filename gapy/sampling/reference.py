@@ -4,11 +4,12 @@ A calculation that raises, returns NaN or infinity, runs past its timeout, dies 
 the atoms is a :class:`ReferenceFailure` (the active-learning loop records it and goes on).
 """
 
+import functools
 import logging
 import multiprocessing
 import os
 import signal
-from typing import List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -277,7 +278,7 @@ def _labelled_copy(atoms: Atoms, results: dict, config_type: Optional[str], keys
 def reference_calculator(spec: str) -> BaseCalculator:
     """An ASE calculator from ``"emt"`` or ``"module:factory"`` (a function returning one).
 
-    The ``reference`` of ``gapy learn``.
+    The ``reference`` of ``gapy learn`` and ``gapy validate``.
 
     Parameters
     ----------
@@ -296,8 +297,12 @@ def reference_calculator(spec: str) -> BaseCalculator:
     TypeError
         ``spec`` is not a string.
     ValueError
-        Malformed specification, a module that does not import, no such factory, or a
-        factory that does not return an ASE calculator.
+        Malformed specification, a module that does not import, no such factory, a
+        factory that raises or does not return an ASE calculator.
+
+    See Also
+    --------
+    reference_factory : A function that makes a new such calculator at each call.
 
     Examples
     --------
@@ -311,12 +316,45 @@ def reference_calculator(spec: str) -> BaseCalculator:
         ...
     ValueError: reference 'emt:': give 'emt' or 'module:factory' (a function returning an ASE calculator)
     """
+    return reference_factory(spec)()
+
+
+def reference_factory(spec: str) -> Callable[[], BaseCalculator]:
+    """A function that returns a new calculator of ``"emt"`` or ``"module:factory"`` at each call.
+
+    The module is imported now; each call runs the factory and checks what it returns.
+
+    Parameters
+    ----------
+    spec : str
+        As :func:`reference_calculator`.
+
+    Returns
+    -------
+    callable
+        Without arguments, returning a new ASE calculator; a factory that raises or returns
+        something else raises ``ValueError`` naming ``spec``.
+
+    Raises
+    ------
+    TypeError
+        ``spec`` is not a string.
+    ValueError
+        Malformed specification, a module that does not import or no such factory.
+
+    Examples
+    --------
+    >>> from gapy.sampling.reference import reference_factory
+    >>> make = reference_factory("emt")
+    >>> make() is not make(), type(make()).__name__
+    (True, 'EMT')
+    """
     if not isinstance(spec, str):
         raise TypeError(f"reference must be 'emt' or 'module:factory', got {spec!r}")
     if spec.lower() == "emt":
         from ase.calculators.emt import EMT
 
-        return EMT()
+        return functools.partial(_checked_call, spec, EMT)
     import importlib
 
     module_name, sep, factory_name = spec.partition(":")
@@ -330,11 +368,16 @@ def reference_calculator(spec: str) -> BaseCalculator:
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"reference {spec!r}: {module_name} has no callable {factory_name!r}")
+    return functools.partial(_checked_call, spec, factory)
+
+
+def _checked_call(spec: str, factory: Callable) -> BaseCalculator:
+    name = getattr(factory, "__name__", spec)
     try:
         calculator = factory()
     except Exception as error:
-        raise ValueError(f"reference {spec!r}: {factory_name}() raised {type(error).__name__}: {error}") from error
+        raise ValueError(f"reference {spec!r}: {name}() raised {type(error).__name__}: {error}") from error
     if not isinstance(calculator, BaseCalculator):
-        raise ValueError(f"reference {spec!r}: {factory_name}() returned {type(calculator).__name__}, not an ASE "
+        raise ValueError(f"reference {spec!r}: {name}() returned {type(calculator).__name__}, not an ASE "
                          "calculator")
     return calculator

@@ -7,7 +7,6 @@ structure that does not suit the property) is recorded for that property only.
 """
 
 import csv
-import importlib
 import json
 import math
 import os
@@ -25,6 +24,7 @@ from ..calculator import GAPCalculator
 from ..estimator import GAPRegressor
 from ..exceptions import GapyError
 from ..estimator import load_model
+from ..sampling.reference import reference_factory
 from . import barrier, defects, elastic, eos, phonons
 from ._base import Context, Outcome, Settings
 from ._structures import check_crystal, conventional_cell
@@ -582,26 +582,11 @@ def _resolve_reference(reference):
             raise ValueError(f"reference {str(path)!r}: invalid JSON ({error})") from None
         return None, None, _check_values(values, str(path)), str(path)
     if isinstance(reference, str):
-        if reference.lower() == "emt":
-            from ase.calculators.emt import EMT
-
-            return EMT(), EMT, None, "emt"
-        module_name, sep, factory_name = reference.partition(":")
-        if not sep or not module_name or not factory_name:
-            raise ValueError(f"reference {reference!r}: give 'emt', 'module:factory' (a function returning an "
-                             "ASE calculator) or a .json file of reference values")
         try:
-            module = importlib.import_module(module_name)
-        except ImportError as error:
-            raise ValueError(f"reference {reference!r}: cannot import {module_name!r} ({error})") from None
-        factory = getattr(module, factory_name, None)
-        if not callable(factory):
-            raise ValueError(f"reference {reference!r}: {module_name} has no callable {factory_name!r}")
-        calc = factory()
-        if not isinstance(calc, BaseCalculator):
-            raise ValueError(f"reference {reference!r}: {factory_name}() returned {type(calc).__name__}, "
-                             "not an ASE calculator")
-        return calc, factory, None, reference
+            factory = reference_factory(reference)
+        except ValueError as error:  # (the same parser as gapy learn's; here a JSON file is possible too)
+            raise ValueError(f"{error}, or a .json file of reference values") from None
+        return factory(), factory, None, reference
     raise TypeError(f"reference must be None, 'emt', 'module:factory', a .json path, a dict or an ASE "
                     f"calculator, got {type(reference).__name__}")
 
