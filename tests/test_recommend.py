@@ -87,8 +87,8 @@ def test_isolated_atoms_in_a_periodic_box_and_for_some_species_only():
     assert e0["Cu"] == pytest.approx(boxed.get_potential_energy())
     counts = np.array([[np.sum(a.numbers == 29), np.sum(a.numbers == 79)] for a in alloys])
     energies = np.array([a.get_potential_energy() for a in alloys])
-    gold = np.sum(counts[:, 1] * (energies - counts[:, 0] * e0["Cu"])) / np.sum(counts[:, 1] ** 2)
-    assert e0["Au"] == pytest.approx(gold)  # least squares of the rest, the isolated atom left out
+    per_atom = np.linalg.lstsq(counts, energies, rcond=None)[0]  # the isolated atom left out
+    assert e0["Au"] == pytest.approx(per_atom[1] - (per_atom[0] - e0["Cu"]))  # less Cu's binding per atom
     assert "isolated-atom energies for Cu" in recommendation.reasons["e0"]
 
 
@@ -279,3 +279,20 @@ def test_forces_alone_say_why_e0_is_zero():
     frames = [labelled_as(a, forces=a.get_forces()) for a in crystals("Cu", 3.61, n=2)]
     recommendation = recommend(frames)
     assert recommendation.model.sigma_energy is None and "no energy labels" in recommendation.reasons["e0"]
+
+
+def test_species_without_an_isolated_atom_get_e0_on_the_free_atom_scale():
+    """Isolated atoms of some species only: the others' e0 is their energy per atom less the
+    binding of the species with one, not the binding of every atom (Au was -8.5 eV beside
+    isolated Cu, Ni and Pd; the EMT isolated Au atom has 3.8 eV)."""
+    rng = np.random.default_rng(1)
+    frames = []
+    for k in range(6):
+        atoms = bulk("Cu", "fcc", a=3.8, cubic=True).repeat(2)
+        atoms.numbers[:] = rng.choice([28, 29, 46, 79], len(atoms))
+        atoms.positions += rng.normal(scale=0.03, size=atoms.positions.shape)
+        frames.append(labelled(atoms, stress=False))
+    singles = [labelled(Atoms(symbol), stress=False) for symbol in ("Ni", "Cu", "Pd")]
+    e0 = recommend(frames + singles).model.e0
+    assert e0["Cu"] == pytest.approx(3.51) and e0["Ni"] == pytest.approx(4.44)
+    assert abs(e0["Au"] - 3.80) < 0.5
