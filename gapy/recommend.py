@@ -18,7 +18,7 @@ The geometric rules are stated in units of the data, not of an element:
   at ``scaling_radius``, the radius of a sphere holding :data:`SCALED_NEIGHBOURS`
   neighbours at the same density (``0.70 r_cut``), and falls as ``r^-3`` beyond.
 - The SOAP basis has ``n_max = 8`` radial functions for one or two species, ``16 //
-  n_species`` for more (the power spectrum grows as the square of ``n_species x n_max``).
+  n_species`` for more, at least 4 (the power spectrum grows as the square of ``n_species x n_max``).
 - The widths (``atom_sigma`` and ``cutoff_width`` 0.5 A, the 2-body ``cutoff_width`` 1 A, as
   in the published GAPs of elements with bonds of 1.4-2.9 A) grow in proportion to the
   nearest-neighbour distance beyond :data:`LONG_BOND` (argon, alkali metals).
@@ -233,8 +233,8 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     start = {"delta": _start(1.0, factor), "sigma_energy": _start(0.005, noise),
              "sigma_force": _start(0.1, noise / length), "sigma_virial": _start(0.02, noise)}
     n_max = int(min(8, max(4, 16 // len(species))))
-    reasons["descriptor__n_max"] = ("8 radial functions for one or two species, 16 // n_species for more "
-                                    "(features grow as (n_species n_max)^2)")
+    reasons["descriptor__n_max"] = ("8 radial functions for one or two species, 16 // n_species for more, at "
+                                    "least 4 (features grow as (n_species n_max)^2)")
     reasons["descriptor__l_max"] = "as the published SOAP-GAPs (l_max = n_max = 8 for one species)"
     scaling_radius = round(float(r_cut * (SCALED_NEIGHBOURS / NEIGHBOURS) ** (1 / 3)), 1)
     reasons["descriptor__scaling_radius"] = (

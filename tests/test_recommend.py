@@ -296,3 +296,13 @@ def test_species_without_an_isolated_atom_get_e0_on_the_free_atom_scale():
     e0 = recommend(frames + singles).model.e0
     assert e0["Cu"] == pytest.approx(3.51) and e0["Ni"] == pytest.approx(4.44)
     assert abs(e0["Au"] - 3.80) < 0.5
+
+
+def test_the_reason_for_n_max_names_its_floor():
+    """Seven species get n_max = 4, not 16 // 7 = 2: the reason says so."""
+    frames = crystals("Cu", 3.61)
+    for atoms in frames:
+        atoms.numbers[:7] = [13, 28, 29, 46, 47, 78, 79]
+    recommendation = recommend(frames)
+    assert recommendation.model.descriptor.n_max == 4
+    assert "at least 4" in recommendation.reasons["descriptor__n_max"]
