@@ -81,8 +81,9 @@ def main() -> None:
                 model = published_model(args.element, seed).fit(train)
                 chosen = ""
             else:
-                model = recommend(train, two_body=args.two_body, random_state=seed).model.set_params(n_jobs=2)
-                model.maximize_evidence(train)
+                recommendation = recommend(train, two_body=args.two_body, random_state=seed)
+                model = recommendation.model.set_params(n_jobs=2)
+                model.maximize_evidence(train, fixed=recommendation.fixed, bounds=recommendation.bounds)
                 chosen = ", ".join(f"{k}={v:.3g}" for k, v in
                                    {**model.evidence_.deltas, **model.evidence_.sigmas}.items())
             fit_seconds = time.perf_counter() - start

@@ -154,7 +154,8 @@ def main() -> None:
             for seed in args.seeds:
                 start = time.perf_counter()
                 recommendation = recommend(train, random_state=seed, overrides=VARIANTS[variant] or None)
-                model = recommendation.model.set_params(n_jobs=args.n_jobs).maximize_evidence(train)
+                model = recommendation.model.set_params(n_jobs=args.n_jobs).maximize_evidence(
+                    train, fixed=recommendation.fixed, bounds=recommendation.bounds)
                 seconds = time.perf_counter() - start
                 row = test_errors(model, test)
                 summary.setdefault((element, variant), []).append(row)

@@ -105,9 +105,10 @@ def _fit_recommended(frames, cfg):
     """What ``gapy fit train.xyz`` does: :func:`gapy.recommend` then the evidence search."""
     from gapy.recommend import recommend
 
-    model = recommend(frames, random_state=cfg["seed"]).model.set_params(n_jobs=cfg["n_jobs"])
+    recommendation = recommend(frames, random_state=cfg["seed"])
+    model = recommendation.model.set_params(n_jobs=cfg["n_jobs"])
     start = time.perf_counter()
-    model.maximize_evidence(frames)
+    model.maximize_evidence(frames, fixed=recommendation.fixed, bounds=recommendation.bounds)
     fit_seconds = time.perf_counter() - start
     model.save(cfg["model"])
     return {"fit_seconds": fit_seconds}

@@ -64,6 +64,10 @@ LONG_BOND = 3.0
 #: from the usual deltas and sigmas (mlearn Si 2.0 and Mo 4.1 eV, EMT metals 1.1-1.9 eV; energy
 #: spreads 0.06-0.43 eV/atom); beyond a bound the starts are scaled by the ratio to it.
 ENERGY_SCALE, ENERGY_SPREAD = (1.0, 5.0), (0.05, 0.5)
+#: Largest energy noise the evidence may choose, as a share of the spread of the energies per
+#: atom beyond per-species constants: with many force labels it can prefer to leave the
+#: energies unfitted (5-7 species: sigma_energy at its ceiling, test energies 0.1 eV/atom off).
+ENERGY_NOISE_SHARE = 0.25
 
 
 @dataclass
@@ -84,6 +88,10 @@ class Recommendation:
     fixed : list of str, default=[]
         Parameters that :meth:`GAPRegressor.maximize_evidence` should not change (those
         the user set by hand in :func:`recommend`'s ``overrides``).
+    bounds : dict, default={}
+        Search bounds for :meth:`GAPRegressor.maximize_evidence` other than its default
+        (``sigma_energy`` at most :data:`ENERGY_NOISE_SHARE` times the spread of the
+        energies per atom).
 
     Examples
     --------
@@ -98,6 +106,7 @@ class Recommendation:
     reasons: Dict[str, str]
     measured: Dict[str, float]
     fixed: list = field(default_factory=list)
+    bounds: dict = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line per setting: the value and why.
@@ -127,17 +136,17 @@ class Recommendation:
         Returns
         -------
         dict
-            ``{"reasons": ..., "measured": ..., "fixed": ...}``.
+            ``{"reasons": ..., "measured": ..., "fixed": ..., "bounds": ...}``.
 
         Examples
         --------
         >>> from gapy.recommend import recommend
         >>> from gapy.datasets import load_si
         >>> sorted(recommend(load_si("train")[:20]).as_dict())
-        ['fixed', 'measured', 'reasons']
+        ['bounds', 'fixed', 'measured', 'reasons']
         """
         return {"reasons": dict(self.reasons), "measured": {k: float(v) for k, v in self.measured.items()},
-                "fixed": list(self.fixed)}
+                "fixed": list(self.fixed), "bounds": {k: [float(v) for v in pair] for k, pair in self.bounds.items()}}
 
 
 def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energy", forces_key: str = "forces",
@@ -298,6 +307,15 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     if has["forces"] and length != 1:
         reasons["sigma_force"] = reasons["sigma_force"][:-1] + f"; / {length:.3g} for the longer bonds)"
     reasons["delta"] = f"start of the evidence search (each term's delta is chosen with the sigmas; {scale_why})"
+    bounds = {}
+    spread = _energy_spread(compositions, energies, singles) if has["energy"] else 0.0
+    if spread > 0 and ENERGY_NOISE_SHARE * spread < 100 * sigmas["sigma_energy"]:
+        ceiling = max(ENERGY_NOISE_SHARE * spread, sigmas["sigma_energy"])
+        bounds["sigma_energy"] = (sigmas["sigma_energy"] / 100, ceiling)
+        reasons["sigma_energy"] = reasons["sigma_energy"][:-1] + (
+            f"; searched up to {ceiling:.3g} eV/atom, {ENERGY_NOISE_SHARE:g} x the spread of the energies per atom "
+            f"beyond per-species constants ({spread:.3g}): with more noise than that the energies would hardly be "
+            "fitted, as the evidence can prefer when forces far outnumber them)")
 
     model = GAPRegressor(soap, zeta=4, delta=start["delta"], n_sparse=n_sparse, sparse_method="cur", e0=e0,
                          two_body=pair_term, baseline=baseline, random_state=random_state, **sigmas, **keys)
@@ -312,7 +330,9 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
             reasons[name] = "given"
         fixed = [name for name, value in overrides.items() if value is not None
                  and (name in ("delta", "sigma_energy", "sigma_force", "sigma_virial") or name.endswith("__delta"))]
-    return Recommendation(model, reasons, measured, fixed)
+        if model.sigma_energy is None or "sigma_energy" in fixed:
+            bounds.pop("sigma_energy", None)
+    return Recommendation(model, reasons, measured, fixed, bounds)
 
 
 def _energy_factor(force_squares, nearest: float, compositions, energies, singles):
@@ -327,13 +347,7 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
         value = float(np.sqrt(force_squares[0] / force_squares[1]) * nearest)
         (low, high), what = ENERGY_SCALE, f"force RMS x nearest neighbour {value:.3g} eV"
     else:  # (no forces: energies, or only virials, which leave the starts as they are)
-        rows = [row for row, single in enumerate(singles) if single is None]
-        value = 0.0
-        if len(rows) > 1:
-            counts = np.array([compositions[row] for row in rows], dtype=float)
-            values = np.array([energies[row] for row in rows], dtype=float)
-            residual = values - counts @ np.linalg.lstsq(counts, values, rcond=None)[0]
-            value = float(np.std(residual / counts.sum(axis=1)))
+        value = _energy_spread(compositions, energies, singles)
         (low, high), what = ENERGY_SPREAD, f"spread of the energies per atom {value:.3g} eV/atom"
     if not value > 0 or low <= value <= high:
         return 1.0, f"{what}, within the {low:g}-{high:g} of DFT solids"
@@ -341,6 +355,18 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
     return factor, (f"{what}, outside the {low:g}-{high:g} of DFT solids: the usual starts x {factor:.2g}"
                     + (" (the deltas' only: the sigmas' windows reach 100 x above the usual starts)"
                        if factor > 1 else ""))
+
+
+def _energy_spread(compositions, energies, singles) -> float:
+    """Standard deviation (eV/atom) of the energies per atom less a least-squares fit on the
+    compositions (what per-species constants leave), single atoms left out; 0 without two."""
+    rows = [row for row, single in enumerate(singles) if single is None]
+    if len(rows) < 2:
+        return 0.0
+    counts = np.array([compositions[row] for row in rows], dtype=float)
+    values = np.array([energies[row] for row in rows], dtype=float)
+    residual = values - counts @ np.linalg.lstsq(counts, values, rcond=None)[0]
+    return float(np.std(residual / counts.sum(axis=1)))
 
 
 def _start(value: float, factor: float) -> float:

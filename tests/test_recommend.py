@@ -306,3 +306,35 @@ def test_the_reason_for_n_max_names_its_floor():
     recommendation = recommend(frames)
     assert recommendation.model.descriptor.n_max == 4
     assert "at least 4" in recommendation.reasons["descriptor__n_max"]
+
+
+@pytest.mark.filterwarnings("ignore:evidence maximisation")
+def test_the_energy_noise_is_searched_below_a_share_of_the_energy_spread():
+    """With many force labels the evidence can prefer to leave the energies unfitted (5-7
+    species: sigma_energy at the top of its window, test energies 0.1 eV/atom off); the
+    recommendation bounds the energy noise by a share of the energies' own spread."""
+    from gapy.recommend import ENERGY_NOISE_SHARE
+
+    rng = np.random.default_rng(2)
+    frames = []
+    for k in range(8):
+        atoms = bulk("Cu", "fcc", a=3.75 * (1 + 0.02 * (k % 4)), cubic=True).repeat(2)
+        atoms.numbers[:] = rng.choice([28, 29, 46, 79], len(atoms))
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        frames.append(labelled(atoms, stress=False))
+    counts = np.array([[np.sum(a.numbers == z) for z in (28, 29, 46, 79)] for a in frames], dtype=float)
+    energies = np.array([a.get_potential_energy() for a in frames])
+    residual = energies - counts @ np.linalg.lstsq(counts, energies, rcond=None)[0]
+    spread = np.std(residual / counts.sum(axis=1))
+    recommendation = recommend(frames)
+    low, high = recommendation.bounds["sigma_energy"]
+    start = recommendation.model.sigma_energy  # (the bound is never below where the search starts)
+    assert high == pytest.approx(max(ENERGY_NOISE_SHARE * spread, start)) and low == start / 100
+    assert "searched up to" in recommendation.reasons["sigma_energy"]
+    model = recommendation.model.set_params(descriptor__n_max=3, descriptor__l_max=2, n_sparse=10)
+    model.maximize_evidence(frames, fixed=recommendation.fixed, bounds=recommendation.bounds)
+    assert model.sigma_energy <= high * (1 + 1e-9)
+    assert recommendation.as_dict()["bounds"] == {"sigma_energy": [low, high]}
+    # a hand-set energy sigma, or none, is not bounded
+    assert recommend(frames, overrides={"sigma_energy": 0.01}).bounds == {}
+    assert recommend(frames, overrides={"sigma_energy": None}).bounds == {}

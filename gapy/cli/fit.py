@@ -649,7 +649,8 @@ def _run(args: argparse.Namespace) -> int:
             weights[held_out] = 0.0  # left out of the fit
         data = source if stream else frames
         if recommended:
-            model.maximize_evidence(data, sample_weight=weights, fixed=recommendation.fixed)
+            model.maximize_evidence(data, sample_weight=weights, fixed=recommendation.fixed,
+                                    bounds=recommendation.bounds)
             model.provenance_["recommended"] = recommendation.as_dict()
             chosen = {**model.evidence_.deltas, **model.provenance_["evidence"]["sigmas"]}
             print("chosen by the evidence" + (f" ({', '.join(recommendation.fixed)} kept as given)"

@@ -297,7 +297,7 @@ def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = N
                                stress_key=model.stress_key, virial_key=model.virial_key, overrides=overrides,
                                random_state=int(seed))
     fresh = recommendation.model.set_params(n_jobs=model.n_jobs, verbose=model.verbose)
-    fresh.maximize_evidence(frames, fixed=recommendation.fixed)
+    fresh.maximize_evidence(frames, fixed=recommendation.fixed, bounds=recommendation.bounds)
     fresh.provenance_["recommended"] = recommendation.as_dict()  # as gapy fit records it
     return fresh
 
