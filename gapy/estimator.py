@@ -1706,6 +1706,13 @@ def load_model(path: Union[str, os.PathLike]) -> GAPRegressor:
         raise ModelFileError(f"{path}: {error}") from None
 
 
+#: A 2-body class (species pair) with fewer pairs than ``RARE_PAIRS`` in the training data, and
+#: fewer than ``RARE_PAIRS_SHARE`` of the most common class's, is named in a warning: beside a
+#: well-sampled pair it shares the term's delta with, its pair energy is poorly determined (a
+#: Cu-1.5 % Au fit gave Au-Au pairs at distances without data force errors of 21 eV/A).
+RARE_PAIRS, RARE_PAIRS_SHARE = 100, 0.05
+
+
 class _TermCollector:
     """Pass 1 of a fit for one extra term: what its sparse points are chosen from.
 
@@ -1720,13 +1727,18 @@ class _TermCollector:
         self.count = 0
         self.grid = term.descriptor.n_features == 1
         self.shortest: Dict[int, float] = {}
+        self.longest: Dict[int, float] = {}
+        self.pairs: Dict[int, int] = {}
         self.reservoir = None if self.grid else CandidateReservoir(cap, seed)
 
     def add(self, group: int, values: np.ndarray, classes: np.ndarray) -> None:
         self.count += len(values)
         if self.grid:
             for c in np.unique(classes).tolist():
-                self.shortest[c] = min(self.shortest.get(c, np.inf), float(values[classes == c, 0].min()))
+                found = values[classes == c, 0]
+                self.shortest[c] = min(self.shortest.get(c, np.inf), float(found.min()))
+                self.longest[c] = max(self.longest.get(c, -np.inf), float(found.max()))
+                self.pairs[c] = self.pairs.get(c, 0) + len(found)
         elif len(values):
             self.reservoir.add(group, classes, values)
 
@@ -1738,6 +1750,7 @@ class _TermCollector:
                              f"r_cut={descriptor.r_cut} A of its descriptor; increase r_cut or drop the term")
         theta = check_theta(self.term.theta, descriptor.n_features)
         if self.grid:
+            self._warn_of_rare_pairs()
             classes = np.array(sorted(self.shortest), dtype=np.int64)
             shortest = np.array([[self.shortest[c]] for c in classes.tolist()])
             sparse, sparse_classes = grid_points(shortest, classes, int(self.term.n_sparse), float(descriptor.r_cut))
@@ -1746,3 +1759,16 @@ class _TermCollector:
             sparse, sparse_classes = instance_points(values, classes, int(self.term.n_sparse), "fps", theta,
                                                      random_state)
         return InstanceSparseSet(sparse, sparse_classes, theta, float(self.term.delta))
+
+    def _warn_of_rare_pairs(self) -> None:
+        """Species pairs with few pairs in the data: their pair energy is poorly determined, and
+        the term (one delta for every pair class) can extrapolate wildly where they have none."""
+        labels, most = self.term.descriptor.class_labels(), max(self.pairs.values(), default=0)
+        rare = [f"{chemical_symbols[labels[c][0]]}-{chemical_symbols[labels[c][1]]}: {n} pairs at "
+                f"{self.shortest[c]:.2f}-{self.longest[c]:.2f} A" for c, n in sorted(self.pairs.items())
+                if n < RARE_PAIRS and n < RARE_PAIRS_SHARE * most]
+        if rare:
+            warnings.warn(f"{self.name}: few pairs of some species in the training data ({'; '.join(rare)}): their "
+                          "pair energy is poorly determined, and predictions with such pairs at other distances "
+                          "are extrapolations (see forces_std there); add structures with them, or leave the "
+                          "term out", RuntimeWarning, stacklevel=4)

@@ -354,3 +354,36 @@ def test_a_pair_potential_is_learned_from_energies_and_forces():
     predicted = rows["forces"] @ alpha
     assert np.sqrt(((predicted - forces) ** 2).mean()) < 0.01 * np.sqrt((forces**2).mean())
     assert abs(rows["energy"] @ alpha - energy) < 0.002 * abs(energy)
+
+
+def test_a_rare_species_pair_beside_a_common_one_is_named_in_a_warning():
+    """Cu with a little Au: the Au-Au pairs are few beside the Cu-Cu ones, which set the term's
+    one delta; the fit says so (with them at distances without data the term extrapolates)."""
+    import warnings
+
+    from ase.calculators.emt import EMT
+
+    from gapy import GAPRegressor, SOAP, Term
+    from gapy.sampling import label_structures
+
+    frames = []
+    for k in range(4):
+        atoms = bulk("Cu", "fcc", a=3.62, cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=k)
+        atoms.symbols[[0, 1]] = "Au" if k == 0 else ["Au", "Cu"]  # one Au-Au neighbour pair, in one cell
+        frames.append(atoms)
+    frames = label_structures(frames, EMT())
+
+    def fit(data):
+        GAPRegressor(SOAP(["Cu", "Au"], r_cut=3.0, n_max=2, l_max=2), n_sparse=5,
+                     two_body=Term(TwoBody(["Cu", "Au"], r_cut=3.0), n_sparse=5)).fit(data)
+
+    with pytest.warns(RuntimeWarning, match=r"two_body: few pairs of some species in the training data \(Au-Au: "
+                                            r"\d+ pairs at 2\.\d\d-2\.\d\d A\).*extrapolations"):
+        fit(frames)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*few pairs")
+        fit(frames[1:])  # no Au-Au pair at all: no term for it, nothing to warn of
+        alloy = frames[0].copy()
+        alloy.symbols[::2] = "Au"  # as many Au-Au as Cu-Cu pairs
+        fit(label_structures([alloy], EMT()))
