@@ -1707,9 +1707,9 @@ def load_model(path: Union[str, os.PathLike]) -> GAPRegressor:
 
 
 #: A 2-body class (species pair) with fewer pairs than ``RARE_PAIRS`` in the training data, and
-#: fewer than ``RARE_PAIRS_SHARE`` of the most common class's, is named in a warning: beside a
-#: well-sampled pair it shares the term's delta with, its pair energy is poorly determined (a
-#: Cu-1.5 % Au fit gave Au-Au pairs at distances without data force errors of 21 eV/A).
+#: fewer than ``RARE_PAIRS_SHARE`` of the most common class's, is left out of the term, with a
+#: warning: beside a well-sampled pair it shares the term's delta with, its pair energy is poorly
+#: determined (a Cu-1.5 % Au fit gave Au-Au pairs at distances without data force errors of 21 eV/A).
 RARE_PAIRS, RARE_PAIRS_SHARE = 100, 0.05
 
 
@@ -1750,8 +1750,8 @@ class _TermCollector:
                              f"r_cut={descriptor.r_cut} A of its descriptor; increase r_cut or drop the term")
         theta = check_theta(self.term.theta, descriptor.n_features)
         if self.grid:
-            self._warn_of_rare_pairs()
-            classes = np.array(sorted(self.shortest), dtype=np.int64)
+            rare = self._rare_pairs()
+            classes = np.array(sorted(c for c in self.shortest if c not in rare), dtype=np.int64)
             shortest = np.array([[self.shortest[c]] for c in classes.tolist()])
             sparse, sparse_classes = grid_points(shortest, classes, int(self.term.n_sparse), float(descriptor.r_cut))
         else:
@@ -1760,15 +1760,17 @@ class _TermCollector:
                                                      random_state)
         return InstanceSparseSet(sparse, sparse_classes, theta, float(self.term.delta))
 
-    def _warn_of_rare_pairs(self) -> None:
-        """Species pairs with few pairs in the data: their pair energy is poorly determined, and
-        the term (one delta for every pair class) can extrapolate wildly where they have none."""
+    def _rare_pairs(self) -> List[int]:
+        """The species pairs with few pairs beside a well-sampled one, left out of the term (warned):
+        sharing the term's one delta with the common pairs, their pair energy is poorly determined
+        and was extrapolated wildly at distances without data; SOAP alone describes them."""
         labels, most = self.term.descriptor.class_labels(), max(self.pairs.values(), default=0)
-        rare = [f"{chemical_symbols[labels[c][0]]}-{chemical_symbols[labels[c][1]]}: {n} pairs at "
-                f"{self.shortest[c]:.2f}-{self.longest[c]:.2f} A" for c, n in sorted(self.pairs.items())
-                if n < RARE_PAIRS and n < RARE_PAIRS_SHARE * most]
+        rare = [c for c, n in sorted(self.pairs.items()) if n < RARE_PAIRS and n < RARE_PAIRS_SHARE * most]
         if rare:
-            warnings.warn(f"{self.name}: few pairs of some species in the training data ({'; '.join(rare)}): their "
-                          "pair energy is poorly determined, and predictions with such pairs at other distances "
-                          "are extrapolations (see forces_std there); add structures with them, or leave the "
-                          "term out", RuntimeWarning, stacklevel=4)
+            names = [f"{chemical_symbols[labels[c][0]]}-{chemical_symbols[labels[c][1]]}: {self.pairs[c]} pairs at "
+                     f"{self.shortest[c]:.2f}-{self.longest[c]:.2f} A" for c in rare]
+            warnings.warn(f"{self.name}: few pairs of some species in the training data ({'; '.join(names)}): "
+                          "they are left out of the term, so SOAP alone describes them (with the term's one delta, "
+                          "set by the common pairs, they were extrapolated wildly at distances without data); add "
+                          "structures with them to bring them in", RuntimeWarning, stacklevel=4)
+        return rare

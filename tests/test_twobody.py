@@ -356,9 +356,10 @@ def test_a_pair_potential_is_learned_from_energies_and_forces():
     assert abs(rows["energy"] @ alpha - energy) < 0.002 * abs(energy)
 
 
-def test_a_rare_species_pair_beside_a_common_one_is_named_in_a_warning():
+def test_a_rare_species_pair_beside_a_common_one_is_left_out_of_the_term_with_a_warning():
     """Cu with a little Au: the Au-Au pairs are few beside the Cu-Cu ones, which set the term's
-    one delta; the fit says so (with them at distances without data the term extrapolates)."""
+    one delta; they are left out of the term (at distances without data it extrapolated them
+    wildly), SOAP alone describes them, and the fit says so."""
     import warnings
 
     from ase.calculators.emt import EMT
@@ -375,12 +376,17 @@ def test_a_rare_species_pair_beside_a_common_one_is_named_in_a_warning():
     frames = label_structures(frames, EMT())
 
     def fit(data):
-        GAPRegressor(SOAP(["Cu", "Au"], r_cut=3.0, n_max=2, l_max=2), n_sparse=5,
-                     two_body=Term(TwoBody(["Cu", "Au"], r_cut=3.0), n_sparse=5)).fit(data)
+        return GAPRegressor(SOAP(["Cu", "Au"], r_cut=3.0, n_max=2, l_max=2), n_sparse=5,
+                            two_body=Term(TwoBody(["Cu", "Au"], r_cut=3.0), n_sparse=5)).fit(data)
 
     with pytest.warns(RuntimeWarning, match=r"two_body: few pairs of some species in the training data \(Au-Au: "
-                                            r"\d+ pairs at 2\.\d\d-2\.\d\d A\).*extrapolations"):
-        fit(frames)
+                                            r"\d+ pairs at 2\.\d\d-2\.\d\d A\): they are left out of the term"):
+        model = fit(frames)
+    labels = model.term_descriptors_["two_body"].class_labels().tolist()
+    kept = [labels[c] for c in np.unique(model.gp_.terms[0].sparse_classes)]
+    assert kept == [[29, 29], [29, 79]]  # Cu-Cu and Cu-Au, not Au-Au
+    result = model.predict_all([frames[0]], return_std=True)[0]  # (its Au-Au pair: SOAP's alone)
+    assert all(np.isfinite(result[name]).all() for name in ("energy", "forces", "energy_std", "forces_std"))
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*few pairs")
         fit(frames[1:])  # no Au-Au pair at all: no term for it, nothing to warn of
