@@ -376,7 +376,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.term_descriptors_ = dict(plan.term_descriptors)
         self.species_ = plan.descriptor.atomic_numbers.copy()
         self.n_observations_ = self.gp_.n_observations
-        self.std_scale_ = {}
+        self.std_scale_, self.std_scale_variance_ = {}, self.variance
         self.provenance_ = {}
         self.label_sigmas_ = self._label_sigmas()
 
@@ -1130,16 +1130,16 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if not std_of:
             return result
         scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
-        if kind == getattr(self, "std_scale_variance_", self.variance):  # calibrate() measured this kind only
+        if kind == self.std_scale_variance_:  # calibrate() measured the factors for this kind only
             scale.update(getattr(self, "std_scale_", {}))
-        variances = {}
+        variances, structure = {}, structure_name(atoms, index)  # (named in a negative-variance warning)
         if term_descriptors:
             variances = self._term_model_variances(atoms, index, values, species, std_of, kind, term_descriptors)
         if {"energies", "energy"} & std_of and not term_descriptors:
             quantities = sorted({"energies", "energy"} & std_of)
             priors = gp.prior_variances(values, species, None, quantities) if kind != "sor" else {}
             rows_of = {"energies": kernel, "energy": kernel.sum(axis=0)}
-            variances = {name: gp.variance(rows_of[name], kind, priors.get(name), name=structure_name(atoms, index))
+            variances = {name: gp.variance(rows_of[name], kind, priors.get(name), name=structure)
                          for name in quantities}
         if {"forces", "stress"} & std_of and not term_descriptors:
             # force and virial rows one block of atoms at a time: memory stays that of a block
@@ -1147,7 +1147,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                                 index=index)
             gradient = gp.gradient_variances(values, species, factor, blocks, kind, forces="forces" in std_of,
                                              virial="stress" in std_of, precision=self.force_std_precision,
-                                             name=structure_name(atoms, index))
+                                             name=structure)
             variances.update({"forces": gradient.get("forces"), "stress": gradient.get("virial")})
         units = {"energies": scale["energy"], "energy": scale["energy"], "forces": scale["forces"],
                  "stress": scale["stress"] / atoms.get_volume() if "stress" in std_of else None}
@@ -1161,7 +1161,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         """Noise variance of a new label of a structure of ``n_atoms`` (energy eV^2,
         forces (eV/A)^2, virial eV^2), as the fit weighted the labels; kinds not fitted
         have none."""
-        sigmas = getattr(self, "label_sigmas_", None) or self._label_sigmas()
+        sigmas = self.label_sigmas_
         per_atom = n_atoms if sigmas["per_atom"] else 1
         noise = {}
         if sigmas["energy"] is not None:
@@ -1261,8 +1261,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             "delta": gp.delta,
             "n_observations": int(gp.n_observations),
             "std_scale": dict(self.std_scale_),
-            "std_scale_variance": getattr(self, "std_scale_variance_", self.variance),
-            "label_sigmas": getattr(self, "label_sigmas_", None) or self._label_sigmas(),
+            "std_scale_variance": self.std_scale_variance_,
+            "label_sigmas": self.label_sigmas_,
         }
         if getattr(self, "provenance_", None):
             header["provenance"] = self.provenance_
