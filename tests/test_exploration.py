@@ -427,6 +427,48 @@ def test_failed_reference_calculations_are_recorded_and_the_loop_goes_on(tmp_pat
     # the failures are in the state: a resume does not retry them
     run_loop(CountingEMT(counts), tmp_path / "run", n_iterations=2, **uncertainty)
     assert len(CountingEMT(counts).calls()) == 6
+    failed = read(tmp_path / "run" / "failed.xyz", ":")  # the structures are kept, to look at or retry
+    assert [(a.info["al_id"], a.info["al_failure"]) for a in failed] == [(f["id"], f["kind"]) for f in result.failures]
+
+
+def test_failed_reference_calculations_are_tried_again_on_request(tmp_path):
+    counts, workdir = tmp_path / "calls.txt", tmp_path / "run"
+    first = run_loop(CountingEMT(counts, fail_at={2, 4}), workdir, n_iterations=2)
+    ids = [failure["id"] for failure in first.failures]
+    assert len(ids) == 2 and len(first.frames) == 2 + 4
+    # the second retry (call 8) fails again; the first succeeds and joins the training set
+    result = run_loop(CountingEMT(counts, fail_at={8}), workdir, n_iterations=2, retry_failed=True)
+    assert len(CountingEMT(counts).calls()) == 8
+    assert [(f["id"], f["attempts"]) for f in result.failures] == [(ids[1], 2)]
+    assert [a.info["al_id"] for a in result.frames[6:]] == [ids[0]]
+    failed = {a.info["al_id"]: a for a in read(workdir / "failed.xyz", ":")}
+    np.testing.assert_array_equal(result.frames[6].positions, failed[ids[0]].positions)
+    assert state_failures(workdir) == result.failures  # (durable)
+    result = run_loop(CountingEMT(counts), workdir, n_iterations=2, retry_failed=True)
+    assert len(CountingEMT(counts).calls()) == 9 and not result.failures and len(result.frames) == 2 + 6
+    with pytest.raises(ValueError, match="give workdir"):
+        run_loop(EMT(), None, retry_failed=True)
+
+
+def test_a_retry_killed_after_its_label_does_not_label_twice(tmp_path):
+    from gapy.sampling._workdir import Workdir
+
+    counts, workdir = tmp_path / "calls.txt", tmp_path / "run"
+    first = run_loop(CountingEMT(counts, fail_at={2, 4}), workdir, n_iterations=2)
+    ids = [failure["id"] for failure in first.failures]
+    failed = {a.info["al_id"]: a for a in read(workdir / "failed.xyz", ":")}
+    (relabelled,) = label_structures([failed[ids[0]]], EMT())  # labelled, then killed before the record went
+    relabelled.info = {"al_id": ids[0], "config_type": "active_learning"}
+    Workdir(workdir, {}).append_labelled(relabelled)
+    result = run_loop(CountingEMT(counts), workdir, n_iterations=2, retry_failed=True)
+    assert len(CountingEMT(counts).calls()) == 7  # only the other one
+    assert not result.failures and [a.info.get("al_id") for a in result.frames].count(ids[0]) == 1
+
+
+def state_failures(workdir):
+    from gapy.sampling._workdir import read_state_file
+
+    return read_state_file(workdir)["failures"]
 
 
 def test_the_work_directory_files_have_the_permissions_of_a_plain_write(tmp_path):
@@ -764,6 +806,9 @@ def test_gapy_learn_reports_a_failed_reference_calculation_on_one_line(tmp_path,
     lines = [line for line in captured.err.replace("\r", "\n").splitlines() if "recorded as failed" in line]
     assert len(lines) == 1 and lines[0].startswith("gapy learn: warning: active learning: structure 0:"), lines
     assert "SCF did not converge" in lines[0]
+    assert "their structures are in run/failed.xyz" in captured.out and "--retry-failed" in captured.out
+    assert main(["learn", "learn.toml", "--retry-failed"]) == 0  # (call 3 of the counting reference: no failure)
+    assert "2 structures labelled, 0 reference calculations failed;" in capsys.readouterr().out
 
 
 def test_gapy_learn_config_accepts_threshold_zero_and_warns_of_an_unused_bias_table(tmp_path):

@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
         random_state=settings["seed"], callback=report, driver=settings["driver"],
         driver_options=settings["driver_options"], selection=settings["selection"], workdir=workdir,
         reference_timeout=settings["reference_timeout"], test_frames=test, progress=settings["progress"],
-        refit=settings["refit"], overrides=overrides,
+        refit=settings["refit"], overrides=overrides, retry_failed=args.retry_failed,
     )
     rows = history_rows(result.history, final=result)
     write_history_csv(rows, outputs["log"])
@@ -221,8 +221,10 @@ def run(args: argparse.Namespace) -> int:
     n_labelled = len(result.frames) - len(train)
     stop = "converged: no candidate above the threshold" if result.converged else \
         f"{len(result.history)} iterations done"
-    print(f"\n{stop}; {n_labelled} structures labelled, {len(result.failures)} reference calculations failed "
-          f"(see {workdir / 'state.json'}); {time.perf_counter() - start:.0f} s")
+    failed = "" if not result.failures else (f" (their structures are in {workdir / 'failed.xyz'}, the errors in "
+                                             f"{workdir / 'state.json'}; --retry-failed tries them again)")
+    print(f"\n{stop}; {n_labelled} structures labelled, {len(result.failures)} reference calculations "
+          f"failed{failed}; {time.perf_counter() - start:.0f} s")
     if result.test_force_rmse is not None:
         print(f"final model: test force RMSE {result.test_force_rmse:.4f} eV/A, energy RMSE "
               f"{1000 * result.test_energy_rmse:.2f} meV/atom")
@@ -240,7 +242,8 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                     "calculator, refit, repeat. Every reference result is written to the work directory as "
                     "soon as it exists; run the same command again to resume a killed run (no reference "
                     "calculation is repeated) or, with --iterations, to continue a finished one. Failed, "
-                    "timed-out or non-finite reference calculations are recorded and skipped. Writes a CSV "
+                    "timed-out or non-finite reference calculations are recorded and skipped (their "
+                    "structures kept in failed.xyz; --retry-failed tries them again on resuming). Writes a CSV "
                     "log per iteration, a learning-curve PNG, the final model and training set. Paths in the "
                     "file are relative to the current directory.",
         epilog="Example learn.toml:\n\n" + EXAMPLE,
@@ -249,4 +252,7 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     learn.add_argument("config", metavar="CONFIG.toml", help="settings (see below)")
     learn.add_argument("--iterations", type=integer, metavar="N",
                        help="override the number of iterations (e.g. to continue a finished run)")
+    learn.add_argument("--retry-failed", action="store_true",
+                       help="on resuming, first run the reference again on the structures whose calculation "
+                            "failed (e.g. after raising reference_timeout)")
     learn.set_defaults(run=run)

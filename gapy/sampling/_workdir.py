@@ -6,6 +6,9 @@ A work directory holds
   fsynced) as soon as its result exists, with ``atoms.info["al_id"]``
   (``"<iteration>:<candidate>"``);
 * ``pending.xyz``: the structures chosen for labelling in the current iteration;
+* ``failed.xyz``: every structure whose reference calculation failed, appended as
+  ``labelled.xyz`` is, with ``atoms.info["al_failure"]`` (the kind of failure), to look
+  at or to try again (``active_learning(..., retry_failed=True)``);
 * ``state.json``: iteration, phase, the random generator's state, the settings the run
   was started with, the history so far and the failed reference calculations; replaced
   atomically (temporary file, fsync, ``os.replace``), so a kill leaves the old or the new
@@ -43,6 +46,7 @@ STATE_VERSION = 1
 STATE_FILE = "state.json"
 LABELLED_FILE = "labelled.xyz"
 PENDING_FILE = "pending.xyz"
+FAILED_FILE = "failed.xyz"
 LOCK_FILE = ".lock"
 #: Settings added after the first state version: a work directory written before has none and
 #: resumes (its state then records them).
@@ -170,7 +174,8 @@ class Workdir:
             (the message names the settings that differ).
         """
         if not self.state_file.exists():
-            leftovers = [name for name in (LABELLED_FILE, PENDING_FILE) if (self.path / name).exists()]
+            leftovers = [name for name in (LABELLED_FILE, PENDING_FILE, FAILED_FILE)
+                         if (self.path / name).exists()]
             if leftovers:
                 raise GapyError(f"workdir {self.path}: has {', '.join(leftovers)} but no {STATE_FILE}; it is not "
                                 "a resumable gapy run (or its state was deleted); use another workdir")
@@ -208,15 +213,33 @@ class Workdir:
 
     def append_labelled(self, atoms: Atoms) -> None:
         """Append one labelled structure to ``labelled.xyz`` and make it durable (fsync)."""
+        self._append(LABELLED_FILE, atoms)
+
+    def read_labelled(self) -> List[Atoms]:
+        """Every labelled structure; a partly written last one (a kill while writing) is dropped."""
+        return self._read_appended(LABELLED_FILE, "its reference calculation will be repeated")
+
+    def append_failed(self, atoms: Atoms) -> None:
+        """Append one structure whose reference calculation failed to ``failed.xyz`` (fsync)."""
+        self._append(FAILED_FILE, atoms)
+
+    def read_failed(self) -> List[Atoms]:
+        """Every structure of ``failed.xyz``, the last one of each ``al_id`` (a structure fails
+        again when a run is killed after writing it and before recording the failure)."""
+        frames = self._read_appended(FAILED_FILE, "its failure was not recorded, so it will be tried again")
+        return list({atoms.info["al_id"]: atoms for atoms in frames}.values())
+
+    def _append(self, name: str, atoms: Atoms) -> None:
         data = to_extxyz([atoms]).encode()
-        with open(self.path / LABELLED_FILE, "ab") as stream:
+        with open(self.path / name, "ab") as stream:
             stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
 
-    def read_labelled(self) -> List[Atoms]:
-        """Every labelled structure; a partly written last one (a kill while writing) is dropped."""
-        path = self.path / LABELLED_FILE
+    def _read_appended(self, name: str, when_cut: str) -> List[Atoms]:
+        """The structures of an appended file; a partly written last one is dropped (with
+        ``when_cut`` in the warning), damage elsewhere refused."""
+        path = self.path / name
         if not path.exists():
             return []
         lines = path.read_text().splitlines(keepends=True)
@@ -234,10 +257,10 @@ class Workdir:
             except ValueError as error:
                 last = position + max(n_atoms + 2, 1) >= len(lines)
                 if not last:  # damage in the middle is not a kill while appending: do not guess
-                    raise GapyError(f"workdir {self.path}: {LABELLED_FILE} is damaged at structure {len(frames)} "
+                    raise GapyError(f"workdir {self.path}: {name} is damaged at structure {len(frames)} "
                                     f"(line {position + 1}: {error}); repair or remove it") from None
-                logger.warning("workdir %s: %s ends with a partly written structure (%s); dropped, its reference "
-                               "calculation will be repeated", self.path, LABELLED_FILE, error)
+                logger.warning("workdir %s: %s ends with a partly written structure (%s); dropped, %s",
+                               self.path, name, error, when_cut)
                 write_atomically(path, "".join(lines[:position]))
                 break
             frames.append(atoms)

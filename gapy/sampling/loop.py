@@ -20,7 +20,7 @@ from ..exceptions import GapyError, StructureError
 from ..labels import label_keys
 from ..recommend import recommend
 from ..structures import structure_name
-from ._workdir import Workdir, frames_digest, through_extxyz
+from ._workdir import FAILED_FILE, Workdir, frames_digest, through_extxyz
 from .md import REFERENCE_FRAMES, _check_interval, check_driver_options, driver_calculator, run_md
 from .reference import ACTIVE_LEARNING_CONFIG_TYPE, ReferenceFailure, _labelled_copy, reference_results
 from .select import SCORES, select_per_run, select_structures
@@ -302,6 +302,27 @@ def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = N
     return fresh
 
 
+def _retry_failures(store: Workdir, failures: List[dict], labelled: List[Atoms], label, save) -> None:
+    """Run ``label`` again on the structures of ``failures`` kept in ``store``, one at a time
+    and saved after each; ``failures`` keeps those that fail again and those whose structure
+    was not kept."""
+    done = {atoms.info["al_id"] for atoms in labelled}
+    failures[:] = [failure for failure in failures if failure["id"] not in done]  # (killed before the record)
+    kept = {atoms.info["al_id"]: atoms for atoms in store.read_failed()}
+    missing = [failure["id"] for failure in failures if failure["id"] not in kept]
+    if missing:
+        logger.warning("workdir %s: %d failed structures (%s) cannot be tried again: this work directory was "
+                       "written before failed structures were kept in %s", store.path, len(missing),
+                       ", ".join(missing[:5]), FAILED_FILE)
+    n_labelled = len(labelled)
+    for failure in [failure for failure in failures if failure["id"] in kept]:
+        failures.remove(failure)
+        label(kept[failure["id"]], failure["iteration"], failure.get("attempts", 1) + 1)
+        save()
+    logger.info("workdir %s: tried %d failed reference calculations again: %d labelled",
+                store.path, len(kept), len(labelled) - n_labelled)
+
+
 def active_learning(
     model,
     frames: Sequence[Atoms],
@@ -328,6 +349,7 @@ def active_learning(
     progress: bool = False,
     refit: str = "fit",
     overrides: Optional[dict] = None,
+    retry_failed: bool = False,
 ) -> ActiveLearningResult:
     """Grow a training set where the model is uncertain, and refit.
 
@@ -345,7 +367,10 @@ def active_learning(
     disk as soon as it exists, and calling ``active_learning`` again with the same
     arguments resumes the run (after a crash, a kill or a finished run given more
     ``n_iterations``) without repeating a finished reference calculation; the result is
-    the same as that of an uninterrupted run. See ``docs/sampling.md``.
+    the same as that of an uninterrupted run. The structures of failed calculations are
+    kept in the work directory (``failed.xyz``); ``retry_failed=True`` tries them again
+    when the run resumes (after a longer ``reference_timeout``, or a node that died).
+    See ``docs/sampling.md``.
 
     Parameters
     ----------
@@ -412,6 +437,10 @@ def active_learning(
     overrides : dict, optional
         With ``refit="recommend"``: ``set_params`` values that replace the recommended
         ones (``{"descriptor__r_cut": 4.5}``), as ``gapy.recommend(overrides=...)``.
+    retry_failed : bool, default=False
+        On resuming a ``workdir``, first run the reference again on every structure whose
+        calculation failed: those that succeed join the training set, the others stay
+        recorded as failed (``attempts`` counts the tries).
 
     Returns
     -------
@@ -479,6 +508,8 @@ def active_learning(
     check_choice("refit", refit, REFITS)
     if overrides is not None and not isinstance(overrides, dict):
         raise TypeError(f"overrides must be a dict of set_params values, got {type(overrides).__name__}")
+    if retry_failed and workdir is None:
+        raise ValueError("retry_failed tries again the failed reference calculations of a workdir: give workdir")
     if overrides and refit != "recommend":
         raise ValueError(f"overrides apply to refit='recommend' only, got refit={refit!r}: set the model's "
                          "parameters instead")
@@ -527,8 +558,32 @@ def active_learning(
             if store is not None:
                 store.save(state)
 
-        train, fitted = initial + labelled, None
         label_keys = {"energy": model.energy_key, "forces": model.forces_key, "stress": model.stress_key}
+
+        def label(atoms: Atoms, iteration_index: int, attempts: int = 1) -> float:
+            """Label ``atoms`` (or record its failure), durably; returns the seconds it took."""
+            name, clock = atoms.info["al_id"], time.perf_counter()
+            try:
+                results = reference_results(atoms, reference, reference_timeout)
+            except ReferenceFailure as error:
+                logger.warning("active learning: structure %s (%s): %s; recorded as failed, going on",
+                               name, atoms.get_chemical_formula(), error)
+                if store is not None:
+                    failed = atoms.copy()
+                    failed.info["al_failure"] = error.kind
+                    store.append_failed(failed)  # (the structure first, then the record)
+                failures.append({"id": name, "iteration": iteration_index, "kind": error.kind,
+                                 "message": str(error), "attempts": attempts})
+                return time.perf_counter() - clock
+            (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
+            if store is not None:
+                store.append_labelled(new)  # first the label, durable; then the bookkeeping
+            labelled.append(new)
+            return time.perf_counter() - clock
+
+        if retry_failed and failures:
+            _retry_failures(store, failures, labelled, label, save)
+        train, fitted = initial + labelled, None
         while state["iteration"] < n_iterations and not state["converged"]:
             iteration_index = state["iteration"]
             if state["phase"] == "md":
@@ -561,22 +616,7 @@ def active_learning(
                 name = atoms.info["al_id"]
                 if name in done:
                     continue
-                clock = time.perf_counter()
-                try:
-                    results = reference_results(atoms, reference, reference_timeout)
-                except ReferenceFailure as error:
-                    iteration.reference_seconds += time.perf_counter() - clock
-                    logger.warning("active learning: structure %s (%s): %s; recorded as failed, going on",
-                                   name, atoms.get_chemical_formula(), error)
-                    failures.append({"id": name, "iteration": iteration_index, "kind": error.kind,
-                                     "message": str(error)})
-                    save(current=iteration.to_dict())
-                    continue
-                iteration.reference_seconds += time.perf_counter() - clock
-                (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
-                if store is not None:
-                    store.append_labelled(new)  # first the label, durable; then the bookkeeping
-                labelled.append(new)
+                iteration.reference_seconds += label(atoms, iteration_index)
                 save(current=iteration.to_dict())
             iteration.n_labelled = sum(atoms.info["al_id"] in batch for atoms in labelled)
             iteration.n_failed = sum(failure["id"] in batch for failure in failures)
