@@ -64,6 +64,10 @@ LONG_BOND = 3.0
 #: from the usual deltas and sigmas (mlearn Si 2.0 and Mo 4.1 eV, EMT metals 1.1-1.9 eV; energy
 #: spreads 0.06-0.43 eV/atom); beyond a bound the starts are scaled by the ratio to it.
 ENERGY_SCALE, ENERGY_SPREAD = (1.0, 5.0), (0.05, 0.5)
+#: Force RMS (eV/A) below which the forces give no energy scale: all of them numerically zero (perfect
+#: or only strained crystals at equilibrium, below any DFT relaxation threshold), the spread of the energies
+#: sets the scale instead (a scale of 1e-14 eV from such forces put every delta and sigma at 1e-14).
+ZERO_FORCES = 1e-4
 #: Largest energy noise the evidence may choose, as a share of the spread of the energies per
 #: atom beyond per-species constants: with many force labels it can prefer to leave the
 #: energies unfitted (5-7 species: sigma_energy at its ceiling, test energies 0.1 eV/atom off).
@@ -339,17 +343,22 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
     """Factor of the evidence search's starts (1 for data on the energy scale of DFT solids), and why.
 
     The scale is the force RMS times the nearest-neighbour distance when the data have
-    forces, else the spread of the energies per atom (the residuals of a least-squares fit
+    forces that are not all zero (:data:`ZERO_FORCES`), else the spread of the energies per atom (the residuals of a least-squares fit
     on the compositions, single atoms left out); within :data:`ENERGY_SCALE` (or
     :data:`ENERGY_SPREAD`) the factor is 1, beyond it the ratio to the nearer bound.
     """
-    if force_squares[1]:
-        value = float(np.sqrt(force_squares[0] / force_squares[1]) * nearest)
+    rms = np.sqrt(force_squares[0] / force_squares[1]) if force_squares[1] else 0.0
+    if rms >= ZERO_FORCES:
+        value = float(rms * nearest)
         (low, high), what = ENERGY_SCALE, f"force RMS x nearest neighbour {value:.3g} eV"
-    else:  # (no forces: energies, or only virials, which leave the starts as they are)
+    else:  # (no forces, or all zero: energies, or only virials, which leave the starts as they are)
         value = _energy_spread(compositions, energies, singles)
         (low, high), what = ENERGY_SPREAD, f"spread of the energies per atom {value:.3g} eV/atom"
-    if not value > 0 or low <= value <= high:
+        if force_squares[1]:
+            what = f"all forces zero (RMS {rms:.2g} eV/A: structures at equilibrium), {what}"
+    if not value > 0:
+        return 1.0, f"{what}: no energy scale in the data, the usual starts"
+    if low <= value <= high:
         return 1.0, f"{what}, within the {low:g}-{high:g} of DFT solids"
     factor = value / (low if value < low else high)
     return factor, (f"{what}, outside the {low:g}-{high:g} of DFT solids: the usual starts x {factor:.2g}"

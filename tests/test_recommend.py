@@ -338,3 +338,23 @@ def test_the_energy_noise_is_searched_below_a_share_of_the_energy_spread():
     # a hand-set energy sigma, or none, is not bounded
     assert recommend(frames, overrides={"sigma_energy": 0.01}).bounds == {}
     assert recommend(frames, overrides={"sigma_energy": None}).bounds == {}
+
+
+def test_forces_that_are_all_zero_give_no_energy_scale():
+    """Perfect crystals at equilibrium (forces 1e-15 eV/A): the force RMS made every delta and
+    sigma start at 1e-14, and the evidence gave predicted stds of 1e-12; the spread of the
+    energies per atom sets the scale instead, or the usual starts when there is none."""
+    frames = [labelled(bulk("Cu", "fcc", a=3.61 * (1 + 0.01 * k), cubic=True).repeat((2, 1, 1))) for k in range(4)]
+    recommendation = recommend(frames)
+    spread = np.std([a.get_potential_energy() / len(a) for a in frames])
+    assert recommendation.model.delta == pytest.approx(spread / ENERGY_SPREAD[0], rel=0.05)
+    assert "all forces zero" in recommendation.reasons["delta"]
+    model = recommendation.model.set_params(descriptor__n_max=3, descriptor__l_max=2, n_sparse=4)
+    model.maximize_evidence(frames, bounds=recommendation.bounds)
+    rattled = frames[1].copy()
+    rattled.rattle(0.05, seed=1)
+    (result,) = model.predict_all([rattled], return_std=["forces"])
+    assert model.delta > 1e-3 and result["forces_std"].max() > 1e-3
+    single = recommend([labelled(bulk("Cu", "fcc", a=3.61 + 0.02 * k)) for k in range(3)])  # one atom each
+    assert (single.model.delta, single.model.sigma_force) == (1.0, 0.1)
+    assert "no energy scale in the data" in single.reasons["delta"]
