@@ -30,7 +30,8 @@ from .io.model import FORMAT_VERSION, read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence
 from .kernels import check_theta, check_zeta
-from .labels import EnergyOutlierWarning, Labels, outlier_message, outlying_energies, read_labels, stress_from_virial
+from .labels import (EnergyOutlierWarning, ForceOutlierWarning, Labels, force_outlier_message, outlier_message,
+                     outlying_energies, outlying_forces, read_labels, stress_from_virial)
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import as_frames, atomic_number, is_isolated_atom, structure_name
@@ -537,6 +538,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         self._check_config_types(summaries)
         self._check_energies(summaries)
+        self._check_forces(summaries)
         weighted = [summary for summary in summaries if summary.weight > 0]
         self.e0_ = self._reference_energies(weighted, descriptor)
         used = [summary.index for summary in summaries if summary.used]
@@ -628,6 +630,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             shortest=(shortest_distance(atoms, index, self._largest_cutoff(descriptor))
                       if used and self.baseline == "zbl" else np.inf),
             config_type=atoms.info.get("config_type"),
+            force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
         )
         return summary, species, values, found
 
@@ -887,6 +890,17 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                           [summary.energy for summary in labelled],
                                           [summary.n_atoms for summary in labelled], outliers),
                           EnergyOutlierWarning, stacklevel=4)
+
+    def _check_forces(self, summaries: List["_Summary"]) -> None:
+        """Warn of forces far larger than all the others' (:func:`gapy.labels.outlying_forces`)."""
+        if self.sigma_force is None:
+            return
+        labelled = [summary for summary in summaries if summary.force_rms is not None and summary.weight > 0]
+        rms = [summary.force_rms for summary in labelled]
+        outliers = outlying_forces(rms)
+        if len(outliers):
+            warnings.warn(force_outlier_message(self.forces_key, [summary.name for summary in labelled], rms,
+                                                outliers), ForceOutlierWarning, stacklevel=4)
 
     def _check_config_types(self, summaries: List["_Summary"]) -> None:
         """Warn of ``config_type_sigma`` keys that no training structure has (a typo is otherwise silent)."""
@@ -1509,6 +1523,7 @@ class _Summary:
     keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
     shortest: float = np.inf  # shortest interatomic distance (only for baseline="zbl")
     config_type: Optional[object] = None  # atoms.info["config_type"]
+    force_rms: Optional[float] = None  # root mean square of the force labels (eV/A), None without
 
 
 def _candidate_seed(random_state) -> int:

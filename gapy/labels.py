@@ -22,8 +22,12 @@ MAX_ASYMMETRY = 0.01
 OUTLIER_ENERGY = 100.0
 #: ... or this many median absolute deviations, when larger ...
 OUTLIER_MADS = 1000.0
-#: ... among at least this many structures with energies.
+#: ... among at least this many structures with energies (or forces).
 OUTLIER_MIN_STRUCTURES = 5
+#: A structure whose force RMS is this many times the median structure's (:func:`outlying_forces`) ...
+OUTLIER_FORCE_RATIO = 100.0
+#: ... and above this (eV/A) is an outlier.
+OUTLIER_FORCE = 10.0
 
 
 class StressUnitWarning(RuntimeWarning):
@@ -37,6 +41,10 @@ class LabelConflictWarning(RuntimeWarning):
 
 class EnergyOutlierWarning(RuntimeWarning):
     """Energies per atom far from all the others' (:func:`outlying_energies`): a unit or parsing slip."""
+
+
+class ForceOutlierWarning(RuntimeWarning):
+    """Forces far larger than all the others' (:func:`outlying_forces`): a unit or parsing slip."""
 
 
 @dataclass
@@ -327,6 +335,74 @@ def outlier_message(field: str, names: Sequence[str], energies: Sequence[float],
             f"{OUTLIER_MADS:g} median absolute deviations away, after per-species reference energies): "
             f"{'; '.join(named)}{' ...' if len(outliers) > 5 else ''}. A unit or parsing slip? One such energy "
             "spoils the whole fit: correct or remove it")
+
+
+def outlying_forces(rms: Sequence[float]) -> np.ndarray:
+    """Structures whose forces are far larger than the others' (a unit or parsing slip).
+
+    A structure is an outlier when the root mean square of its force components exceeds
+    both :data:`OUTLIER_FORCE` (10 eV/A) and :data:`OUTLIER_FORCE_RATIO` (100) times the
+    median over structures; nothing is flagged among fewer than 5 structures. Forces in
+    meV/A among forces in eV/A are 1000 times too large; physical data stay within a
+    factor 10 or so of their median (mlearn Si: 2.3), except atoms pressed far closer
+    than a bond (a dimer at a fraction of its bond length), which the warning mentions.
+    One such structure sets the force noise and the kernel scale of the whole fit (EMT
+    Cu with one structure's forces x 1000: test forces 41 eV/A off instead of 0.005).
+
+    Parameters
+    ----------
+    rms : sequence of float
+        Force RMS of each structure with forces (eV/A).
+
+    Returns
+    -------
+    ndarray of int
+        Positions in ``rms`` of the outliers, largest first.
+
+    Examples
+    --------
+    >>> from gapy.labels import outlying_forces
+    >>> outlying_forces([0.4, 0.5, 450.0, 0.3, 0.6, 0.0])  # one structure in meV/A
+    array([2])
+    """
+    rms = np.asarray(rms, dtype=float)
+    if len(rms) < OUTLIER_MIN_STRUCTURES:
+        return np.zeros(0, dtype=int)
+    far = np.flatnonzero(rms > max(OUTLIER_FORCE, OUTLIER_FORCE_RATIO * np.median(rms)))
+    return far[np.argsort(-rms[far])]
+
+
+def force_outlier_message(field: str, names: Sequence[str], rms: Sequence[float], outliers: Sequence[int]) -> str:
+    """The warning of :func:`outlying_forces`' structures, named, with their force RMS.
+
+    Parameters
+    ----------
+    field : str
+        Name of the forces label.
+    names : sequence of str
+        Name of each structure with forces (:func:`gapy.structures.structure_name`).
+    rms : sequence of float
+        Force RMS of each of them (eV/A).
+    outliers : sequence of int
+        Positions of the outliers, as :func:`outlying_forces` returns them.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from gapy.labels import force_outlier_message
+    >>> force_outlier_message("forces", [f"structure {k}" for k in range(5)], [0.4, 0.5, 450, 0.3, 0.6], [2])[:60]
+    "field 'forces' of 1 structure is far larger than the others'"
+    """
+    rms = np.asarray(rms, dtype=float)
+    named = [f"{names[k]}: RMS {rms[k]:.4g} eV/A" for k in outliers[:5]]
+    return (f"field '{field}' of {len(outliers)} structure{'s' if len(outliers) > 1 else ''} is far larger than the "
+            f"others' (median RMS {np.median(rms):.4g} eV/A; more than {OUTLIER_FORCE_RATIO:g} x that and "
+            f"{OUTLIER_FORCE:g} eV/A): {'; '.join(named)}{' ...' if len(outliers) > 5 else ''}. A unit or parsing "
+            "slip (meV/A among eV/A)? One such structure sets the force noise and kernel scale of the whole fit: "
+            "correct or remove it (atoms pressed far closer than a bond can have such forces)")
 
 
 def label_keys(atoms: Atoms) -> str:

@@ -39,7 +39,7 @@ from ase.data import chemical_symbols
 
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
-from .labels import read_labels
+from .labels import outlying_forces, read_labels
 from .structures import as_frames, atomic_number, is_isolated_atom, neighbor_pairs, structure_name
 from .term import Term
 
@@ -208,7 +208,7 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     keys = dict(energy_key=energy_key, forces_key=forces_key, stress_key=stress_key, virial_key=virial_key)
     counts: Dict[int, int] = {}
     has = {"energy": 0, "forces": 0, "virial": 0}
-    force_squares = [0.0, 0]  # sum of squared force components, and their number
+    force_squares = []  # per structure with forces: sum of squared force components, and their number
     compositions, energies, singles = [], [], []  # of the structures with an energy; singles: one atom
     present = sorted({int(z) for atoms in frames for z in atoms.numbers})
     for k, atoms in enumerate(frames):
@@ -220,8 +220,7 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
         for kind in has:
             has[kind] += getattr(labels, kind) is not None
         if labels.forces is not None:
-            force_squares[0] += float(np.sum(np.square(labels.forces)))
-            force_squares[1] += int(np.size(labels.forces))
+            force_squares.append((float(np.sum(np.square(labels.forces))), int(np.size(labels.forces))))
         for z, n in zip(*np.unique(atoms.numbers, return_counts=True)):
             counts[int(z)] = counts.get(int(z), 0) + int(n)
     if not any(has.values()):
@@ -343,18 +342,25 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
     """Factor of the evidence search's starts (1 for data on the energy scale of DFT solids), and why.
 
     The scale is the force RMS times the nearest-neighbour distance when the data have
-    forces that are not all zero (:data:`ZERO_FORCES`), else the spread of the energies per atom (the residuals of a least-squares fit
+    forces that are not all zero (:data:`ZERO_FORCES`; structures whose forces are outliers,
+    :func:`gapy.labels.outlying_forces`, left out), else the spread of the energies per atom (the residuals of a least-squares fit
     on the compositions, single atoms left out); within :data:`ENERGY_SCALE` (or
     :data:`ENERGY_SPREAD`) the factor is 1, beyond it the ratio to the nearer bound.
     """
-    rms = np.sqrt(force_squares[0] / force_squares[1]) if force_squares[1] else 0.0
+    squares = np.array(force_squares, dtype=float).reshape(-1, 2)
+    outliers = outlying_forces(np.sqrt(squares[:, 0] / squares[:, 1]))
+    kept = np.delete(squares, outliers, axis=0).sum(axis=0)
+    rms = np.sqrt(kept[0] / kept[1]) if kept[1] else 0.0
     if rms >= ZERO_FORCES:
         value = float(rms * nearest)
         (low, high), what = ENERGY_SCALE, f"force RMS x nearest neighbour {value:.3g} eV"
+        if len(outliers):
+            what += (f" (without {len(outliers)} structure{'s' if len(outliers) > 1 else ''} whose forces are far "
+                     "larger: gapy.labels.outlying_forces)")
     else:  # (no forces, or all zero: energies, or only virials, which leave the starts as they are)
         value = _energy_spread(compositions, energies, singles)
         (low, high), what = ENERGY_SPREAD, f"spread of the energies per atom {value:.3g} eV/atom"
-        if force_squares[1]:
+        if len(squares):
             what = f"all forces zero (RMS {rms:.2g} eV/A: structures at equilibrium), {what}"
     if not value > 0:
         return 1.0, f"{what}: no energy scale in the data, the usual starts"

@@ -102,3 +102,36 @@ def test_a_label_given_twice_with_different_values_warns_which_one_is_used():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # equal values in both places: nothing to say
         read_labels(atoms, 2)
+
+
+def test_forces_far_larger_than_the_others_are_named_by_the_fit():
+    """One structure's forces x 1000 (meV/A among eV/A) set the force noise and the kernel
+    scale of the whole fit (EMT Cu: test forces 41 eV/A off) without a word; now it is named."""
+    import pytest
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from gapy import SOAP, GAPRegressor
+    from gapy.datasets import load_si
+    from gapy.labels import ForceOutlierWarning, outlying_forces
+    from gapy.recommend import recommend
+
+    frames = []
+    for k in range(6):
+        atoms = bulk("Cu", cubic=True).repeat((2, 1, 1))
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        forces = atoms.get_forces() * (1000 if k == 3 else 1)
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=forces)
+        frames.append(atoms)
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=5)
+    with pytest.warns(ForceOutlierWarning, match=r"field 'forces' of 1 structure is far larger.*structure 3 \(Cu8\)"):
+        model.fit(frames)
+    recommendation = recommend(frames)  # its energy scale leaves the outlier out: the usual starts, not 80 x
+    assert recommendation.model.delta == 1.0 and "without 1 structure whose forces" in recommendation.reasons["delta"]
+    rms = [np.sqrt(np.mean(a.get_forces() ** 2)) for a in load_si("train")]
+    assert outlying_forces(rms).size == 0  # legitimate data (max / median 2.3)
+    assert outlying_forces([0.5, 0.4, 0.6, 400.0]).size == 0  # fewer than 5 structures
+    assert outlying_forces([0.0, 0.0, 0.0, 0.0, 5.0]).size == 0  # below 10 eV/A: cold and rattled crystals
+    assert outlying_forces([0.5, 0.4, 0.6, 400.0, 0.3, 80.0]).tolist() == [3, 5]
