@@ -30,8 +30,9 @@ from .io.model import FORMAT_VERSION, read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence
 from .kernels import check_theta, check_zeta
-from .labels import (EnergyOutlierWarning, ForceOutlierWarning, Labels, force_outlier_message, outlier_message,
-                     outlying_energies, outlying_forces, read_labels, stress_from_virial)
+from .labels import (EnergyOutlierWarning, ForceOutlierWarning, Labels, RepeatedStructureWarning, digest,
+                     force_outlier_message, outlier_message, outlying_energies, outlying_forces, read_labels,
+                     repeated_structures, stress_from_virial)
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import as_frames, atomic_number, is_isolated_atom, structure_name
@@ -545,6 +546,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if not used:
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
         self.label_counts_ = self._check_labels([summary for summary in summaries if summary.used], keys)
+        self._check_repeats(summaries)
         if self.baseline == "zbl":
             self.baseline_ = ZBL.below_distance(min(summary.shortest for summary in summaries if summary.used))
         else:
@@ -631,6 +633,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                       if used and self.baseline == "zbl" else np.inf),
             config_type=atoms.info.get("config_type"),
             force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
+            geometry=digest(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc),
+            label_digest=digest(labels.energy, labels.forces, labels.virial, labels.force_weights),
         )
         return summary, species, values, found
 
@@ -901,6 +905,16 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if len(outliers):
             warnings.warn(force_outlier_message(self.forces_key, [summary.name for summary in labelled], rms,
                                                 outliers), ForceOutlierWarning, stacklevel=4)
+
+    def _check_repeats(self, summaries: List["_Summary"]) -> None:
+        """Warn of structures that repeat another's geometry (:func:`gapy.labels.repeated_structures`)."""
+        weighted = [summary for summary in summaries if summary.weight > 0]
+        message = repeated_structures(
+            [summary.name for summary in weighted], [summary.geometry for summary in weighted],
+            [summary.label_digest for summary in weighted],
+            [None if summary.energy is None else summary.energy / summary.n_atoms for summary in weighted])
+        if message:
+            warnings.warn(message, RepeatedStructureWarning, stacklevel=4)
 
     def _check_config_types(self, summaries: List["_Summary"]) -> None:
         """Warn of ``config_type_sigma`` keys that no training structure has (a typo is otherwise silent)."""
@@ -1524,6 +1538,8 @@ class _Summary:
     shortest: float = np.inf  # shortest interatomic distance (only for baseline="zbl")
     config_type: Optional[object] = None  # atoms.info["config_type"]
     force_rms: Optional[float] = None  # root mean square of the force labels (eV/A), None without
+    geometry: str = ""  # gapy.labels.digest of the numbers, positions, cell and pbc
+    label_digest: str = ""  # ... and of the labels
 
 
 def _candidate_seed(random_state) -> int:

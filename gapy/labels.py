@@ -1,8 +1,9 @@
 """Read and check the DFT labels (energy, forces, stress/virial) of training structures."""
 
+import hashlib
 import warnings
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -45,6 +46,10 @@ class EnergyOutlierWarning(RuntimeWarning):
 
 class ForceOutlierWarning(RuntimeWarning):
     """Forces far larger than all the others' (:func:`outlying_forces`): a unit or parsing slip."""
+
+
+class RepeatedStructureWarning(RuntimeWarning):
+    """Training structures with the same species, positions and cell (:func:`repeated_structures`)."""
 
 
 @dataclass
@@ -403,6 +408,97 @@ def force_outlier_message(field: str, names: Sequence[str], rms: Sequence[float]
             f"{OUTLIER_FORCE:g} eV/A): {'; '.join(named)}{' ...' if len(outliers) > 5 else ''}. A unit or parsing "
             "slip (meV/A among eV/A)? One such structure sets the force noise and kernel scale of the whole fit: "
             "correct or remove it (atoms pressed far closer than a bond can have such forces)")
+
+
+def digest(*values) -> str:
+    """A short fingerprint of arrays and numbers (``None`` included), equal only for equal values.
+
+    Parameters
+    ----------
+    *values : array-like or None
+        What to fingerprint: a structure's numbers, positions, cell and pbc; or its labels.
+
+    Returns
+    -------
+    str
+
+    Examples
+    --------
+    >>> from gapy.labels import digest
+    >>> digest([1.0, 2.0], None) == digest([1.0, 2.0], None), digest(1.0) == digest(1.0 + 1e-12)
+    (True, False)
+    """
+    hasher = hashlib.blake2b(digest_size=16)
+    for value in values:
+        hasher.update(b"None" if value is None else np.ascontiguousarray(value, dtype=float).tobytes() + b"|")
+    return hasher.hexdigest()
+
+
+def repeated_structures(names: Sequence[str], geometries: Sequence[str], labels: Sequence[str],
+                        energies_per_atom: Sequence[Optional[float]]) -> Optional[str]:
+    """What to say of structures that repeat another's species, positions and cell, or ``None``.
+
+    A copy with the same labels counts as another observation: the fit weighs the
+    structure as many times as it appears, and the evidence takes the copies' exact
+    agreement for small noise (EMT Cu, one structure 10 times: every sigma at the lower
+    bound of its search). The same geometry with different labels is two calculations
+    that disagree (other DFT settings, a sign or unit slip in one of them): the evidence
+    takes the difference for noise.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Name of each structure (:func:`gapy.structures.structure_name`).
+    geometries, labels : sequence of str
+        :func:`digest` of each structure's numbers, positions, cell and pbc, and of its labels.
+    energies_per_atom : sequence of float or None
+        Energy label per atom of each structure (eV/atom), ``None`` where missing.
+
+    Returns
+    -------
+    str or None
+        The message naming the first repeats of each kind; ``None`` when no geometry repeats.
+
+    Examples
+    --------
+    >>> from gapy.labels import repeated_structures
+    >>> names = [f"structure {k} (Cu4)" for k in range(4)]
+    >>> print(repeated_structures(names, ["a", "b", "a", "a"], ["x", "y", "x", "z"], [-3.5, -3.4, -3.5, -3.0]))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    1 structure repeats another's species, positions, cell and labels (structure 2 (Cu4) = structure 0 (Cu4)): each
+    copy counts as one more observation, so the fit weighs it more and the evidence takes the copies' agreement for
+    small noise; remove the copies (give weights with sample_weight or config_type_sigma). 1 structure has the positions
+    of another but different labels (structure 3 (Cu4) vs structure 0 (Cu4): energies differ by up to 0.5 eV/atom): two
+    calculations that disagree (other settings, a sign or unit slip)? The evidence takes the difference for noise
+    """
+    first: Dict[str, int] = {}
+    copies, conflicts = [], []  # (repeat, first) pairs
+    for k, geometry in enumerate(geometries):
+        j = first.setdefault(geometry, k)
+        if j != k:
+            (copies if labels[k] == labels[j] else conflicts).append((k, j))
+    if not copies and not conflicts:
+        return None
+
+    def listed(pairs, joiner):
+        text = ", ".join(f"{names[k]} {joiner} {names[j]}" for k, j in pairs[:3])
+        return text + (" ..." if len(pairs) > 3 else "")
+
+    parts = []
+    if copies:
+        parts.append(f"{len(copies)} structure{' repeats' if len(copies) == 1 else 's repeat'} another's species, "
+                     f"positions, cell and labels ({listed(copies, '=')}): each copy counts as one more observation, "
+                     "so the fit weighs it more and the evidence takes the copies' agreement for small noise; remove "
+                     "the copies (give weights with sample_weight or config_type_sigma)")
+    if conflicts:
+        gaps = [abs(energies_per_atom[k] - energies_per_atom[j]) for k, j in conflicts
+                if energies_per_atom[k] is not None and energies_per_atom[j] is not None]
+        gap = (f": energies differ by up to {max(gaps):.4g} eV/atom" if gaps and max(gaps) > 0
+               else ": their forces or stress differ")
+        parts.append(f"{len(conflicts)} structure{' has' if len(conflicts) == 1 else 's have'} the positions of "
+                     f"another but different labels ({listed(conflicts, 'vs')}{gap}): two calculations that disagree "
+                     "(other settings, a sign or unit slip)? The evidence takes the difference for noise")
+    return ". ".join(parts)
 
 
 def label_keys(atoms: Atoms) -> str:

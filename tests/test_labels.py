@@ -135,3 +135,38 @@ def test_forces_far_larger_than_the_others_are_named_by_the_fit():
     assert outlying_forces([0.5, 0.4, 0.6, 400.0]).size == 0  # fewer than 5 structures
     assert outlying_forces([0.0, 0.0, 0.0, 0.0, 5.0]).size == 0  # below 10 eV/A: cold and rattled crystals
     assert outlying_forces([0.5, 0.4, 0.6, 400.0, 0.3, 80.0]).tolist() == [3, 5]
+
+
+def test_repeated_structures_are_named_by_the_fit():
+    """One structure 4 times put every sigma of the evidence at its lower bound without a word
+    (the copies' exact agreement looks like noise-free data); the same positions with other
+    labels (two calculations that disagree) were taken for noise. Both are named now."""
+    import pytest
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from gapy import SOAP, GAPRegressor
+    from gapy.labels import RepeatedStructureWarning
+
+    atoms = bulk("Cu", cubic=True)
+    atoms.rattle(0.05, seed=0)
+    atoms.calc = EMT()
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    frames = []
+    for k in range(4):
+        copy = atoms.copy()
+        copy.calc = SinglePointCalculator(copy, energy=energy, forces=forces)
+        frames.append(copy)
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4)
+    with pytest.warns(RepeatedStructureWarning, match=r"3 structures repeat another's species, positions, cell and "
+                                                      r"labels \(structure 1 \(Cu4\) = structure 0 \(Cu4\)"):
+        model.fit(frames)
+    frames[2].calc = SinglePointCalculator(frames[2], energy=energy + 0.4, forces=forces)
+    frames[3].calc = SinglePointCalculator(frames[3], energy=energy, forces=-forces)
+    with pytest.warns(RepeatedStructureWarning) as caught:
+        model.fit(frames, sample_weight=[1, 0, 1, 1])  # a structure left out is no copy
+    (message,) = [str(warning.message) for warning in caught]
+    assert message.startswith("2 structures have the positions of another but different labels (structure 2 (Cu4) "
+                              "vs structure 0 (Cu4), structure 3 (Cu4) vs structure 0 (Cu4): energies differ by up "
+                              "to 0.1 eV/atom)")
