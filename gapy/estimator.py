@@ -649,7 +649,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         later predictions are multiplied by the factors, kept in :attr:`std_scale_` and
         in saved models; means do not change. Use structures that were not fitted (20 or
         more). The factors are measured for, and applied to, the model's ``variance``
-        kind; stds of another kind (``predict_all(variance=...)``) stay unscaled.
+        kind; stds of another kind (``predict_all(variance=...)``) stay unscaled. A model
+        fitted without energy labels gets no energy factor: its energies are known up to a
+        constant per species, which the errors on ``frames`` would take for uncertainty.
 
         Parameters
         ----------
@@ -685,6 +687,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         GAPRegressor(...)
         >>> sorted(model.std_scale_)
         ['energy', 'forces', 'stress']
+
+        Warns
+        -----
+        UserWarning
+            The model was fitted without energy labels and ``frames`` have energies (not
+            used).
         """
         from .metrics import compare, standardized_errors
 
@@ -696,6 +704,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                               stress_key=self.stress_key, virial_key=self.virial_key)
         if not comparisons:
             raise StructureError("calibrate needs labelled structures: none has an energy, forces or stress")
+        if self.label_sigmas_["energy"] is None and comparisons.pop("energy", None) is not None:
+            warnings.warn("calibrate: the energy stds are not calibrated: the model was fitted without energy labels, "
+                          "so its energies are known up to a constant per species (their errors measure that "
+                          "constant, not the uncertainty)", UserWarning, stacklevel=2)
         scale = {}
         for quantity, comparison in comparisons.items():
             z = standardized_errors(comparison)
