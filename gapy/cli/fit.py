@@ -13,6 +13,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import numpy as np
 from ase import Atoms
+from sklearn.base import clone
 
 from ..descriptors import SOAP, ThreeBody, TwoBody
 from ..descriptors.soap import RADIAL_BASES
@@ -24,6 +25,7 @@ from ..labels import (EV_PER_A3_IN_GPA, EnergyOutlierWarning, LabelConflictWarni
                       label_keys, outlier_message, outlying_energies, read_labels, stress_from_virial)
 from ..recommend import recommend
 from ..report import evaluate
+from ..search import search_settings
 from ..sparsify import METHODS
 from ..structures import atomic_number, neighbor_pairs, structure_name
 from ..term import Term
@@ -114,6 +116,30 @@ def _json_object(text: str) -> dict:
     if not isinstance(value, dict):
         raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
     return value
+
+
+def _search(text: str) -> Dict[str, List[str]]:
+    """``r_cut=4.5,5.5`` to ``{"r_cut": ["4.5", "5.5"]}`` (the values are parsed as the option's)."""
+    name, _, values = text.partition("=")
+    if not name.strip() or not values.strip():
+        raise argparse.ArgumentTypeError(f"expected SETTING=VALUE,VALUE,... (r_cut=4.5,5.5), got {text!r}")
+    return {name.strip().replace("-", "_"): [value.strip() for value in values.split(",")]}
+
+
+def _search_grid(raw, species: Sequence[str], where: str) -> Dict[str, list]:
+    """``--search`` values (a list of ``{name: [text, ...]}``, or a TOML table) as a grid of ``set_params`` values."""
+    tables = raw if isinstance(raw, list) else [raw]
+    grid = {}
+    for table in tables:
+        for name, values in table.items():
+            values = values if isinstance(values, list) else [values]
+            if name.replace("-", "_") in NOT_HYPERPARAMETERS or not values:
+                raise GapyError(f"{where}: give values of a model setting to compare, got {name}={values}")
+            settings = [parse_settings({name: value}, where, targets=("soap", "gap", "term"))
+                        for value in values]
+            ((key, _),) = recommend_overrides(settings[0], species)[0].items()
+            grid[key] = [recommend_overrides(parsed, species)[0][key] for parsed in settings]
+    return grid
 
 
 def _fraction(text: str) -> float:
@@ -230,6 +256,11 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "training structures for validation", "F"),
     _Option("calibrate", "run", None, (bool,), "scale the predicted standard deviations to the errors "
             "on the validation structures (needs --validation or --validation-fraction)"),
+    _Option("search", "run", _search, (dict,), "compare the recommended settings with these values of a "
+            "model setting by cross-validation on the training structures, and keep a candidate only if it is "
+            "better on every fold (repeat for a grid: --search r_cut=4.5,5.5 --search atom_sigma=0.4,0.5; in "
+            "the TOML file a table, search = {r_cut = [4.5, 5.5]})", "SETTING=V1,V2"),
+    _Option("folds", "run", integer, (int,), "folds of --search", "N"),
     _Option("recommend", "run", None, (bool,), "choose the settings from the data (gapy.recommend: SOAP, "
             "2-body, ZBL, cutoff from the density; --two-body none drops the pair term) and every delta and "
             "sigma by the evidence; "
@@ -242,7 +273,7 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "are reported on a random sample of at most 1000 structures); default: for files over 100 MiB"),
 )
 _RUN_DEFAULTS = {"validation": None, "validation_fraction": None, "calibrate": False, "output": "model.gapy",
-                 "progress": True, "stream": None, "recommend": None}
+                 "progress": True, "stream": None, "recommend": None, "search": None, "folds": 3}
 #: ``gapy fit`` settings that are not model hyperparameters (given alone, the recommended
 #: settings are still used).
 NOT_HYPERPARAMETERS = ("species", "energy_key", "forces_key", "stress_key", "virial_key", "force_weights_key",
@@ -283,7 +314,10 @@ def _add_fit_options(parser: argparse.ArgumentParser) -> None:
         elif default is not None and option.name not in ("species", "stream"):
             text += f" (default: {'on' if default is True else 'off' if default is False else default})"
         names = (["-o"] if option.name == "output" else []) + [option.flag]
-        if option.is_bool:
+        if option.parse is _search:
+            groups[option.target].add_argument(*names, dest=option.name, type=option.parse, action="append",
+                                               default=argparse.SUPPRESS, metavar=option.metavar, help=text)
+        elif option.is_bool:
             groups[option.target].add_argument(
                 *names, dest=option.name, action=argparse.BooleanOptionalAction,
                 default=argparse.SUPPRESS, help=text,
@@ -607,6 +641,12 @@ def _run(args: argparse.Namespace) -> int:
     recommended = run["recommend"]
     if recommended is None:
         recommended = not gives_hyperparameters(settings)
+    if run["search"]:
+        grid = _search_grid(run["search"], species, "--search" if "search" in given else f"{args.config}: search")
+        if stream or not recommended:
+            raise GapyError("--search compares settings by refitting the recommended model on folds of the training "
+                            "structures: " + ("give --no-stream (it needs them in memory)" if stream else
+                                              "leave the model settings to the recommendation, or add --recommend"))
     try:
         if recommended:
             sample = frames
@@ -617,6 +657,14 @@ def _run(args: argparse.Namespace) -> int:
                 picks = set(picks.tolist()) | (set(singles) - set(held_out))  # isolated atoms set e0
                 sample = [atoms for _, atoms in _structures(source, train_path, sorted(picks))]
             overrides, run_arguments = recommend_overrides(settings, species)
+            if run["search"]:
+                template = clone(model).set_params(verbose=False)
+                search = search_settings(frames, grid, template, overrides=overrides, n_folds=run["folds"],
+                                         refit=False, progress=run["progress"])
+                print(f"settings compared by {run['folds']}-fold cross-validation on {len(frames)} structures "
+                      "(held-out RMSE, mean +- spread over folds; score: each error over the lowest of the "
+                      "fold, averaged):\n" + search.summary())
+                overrides.update(search.best_overrides)
             recommendation = recommend(
                 sample, energy_key=model.energy_key, forces_key=model.forces_key, stress_key=model.stress_key,
                 virial_key=model.virial_key, overrides=overrides, n_environments=found if stream else None,

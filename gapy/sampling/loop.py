@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .._validation import check_choice, check_integer, check_number
 from ..exceptions import GapyError, StructureError
 from ..labels import label_keys
-from ..recommend import recommend
+from ..search import fit_recommended
 from ..structures import structure_name
 from ._workdir import FAILED_FILE, Workdir, frames_digest, through_extxyz
 from .md import REFERENCE_FRAMES, _check_interval, check_driver_options, driver_calculator, run_md
@@ -292,14 +292,7 @@ def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = N
     if refit != "recommend":
         fresh = clone(model)
         return fresh.maximize_evidence(frames) if refit == "evidence" else fresh.fit(frames)
-    seed = model.random_state if isinstance(model.random_state, (int, np.integer)) else 0
-    recommendation = recommend(frames, energy_key=model.energy_key, forces_key=model.forces_key,
-                               stress_key=model.stress_key, virial_key=model.virial_key, overrides=overrides,
-                               random_state=int(seed))
-    fresh = recommendation.model.set_params(n_jobs=model.n_jobs, verbose=model.verbose)
-    fresh.maximize_evidence(frames, fixed=recommendation.fixed, bounds=recommendation.bounds)
-    fresh.provenance_["recommended"] = recommendation.as_dict()  # as gapy fit records it
-    return fresh
+    return fit_recommended(frames, model, overrides=overrides)
 
 
 def _retry_failures(store: Workdir, failures: List[dict], labelled: List[Atoms], label, save) -> None:
