@@ -11,13 +11,15 @@ baseline and, where it has no data (below the switching radius), the repulsion r
     phi(x) = 0.18175 e^-3.19980x + 0.50986 e^-0.94229x + 0.28022 e^-0.40290x + 0.02817 e^-0.20162x
 
 (Ziegler, Biersack and Littmark, The Stopping and Range of Ions in Solids (1985)), with a
-cosine switch ``S`` from 1 at ``r_inner`` to 0 at ``r_outer``.
+cosine switch ``S`` from 1 at ``r_inner`` to 0 at ``r_outer``; a species pair may have its
+own ``r_inner`` and ``r_outer`` (molecules: C-H bonds of 1.1 A beside H2 at 0.74 A).
 """
 
-from typing import Optional, Sequence, Tuple
+from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols, covalent_radii
 
 from ._validation import check_number
 from .gp.design import voigt
@@ -25,6 +27,9 @@ from .structures import neighbor_pairs
 
 #: e^2 / (4 pi eps0) in eV Angstrom.
 COULOMB = 14.399645
+#: A species pair gets its own ZBL switch when its shortest distance in the data (at most the
+#: sum of the covalent radii) is more than this times the shortest distance of all pairs.
+PAIR_LENGTH_RATIO = 1.2
 _PHI = ((0.18175, 3.19980), (0.50986, 0.94229), (0.28022, 0.40290), (0.02817, 0.20162))
 
 
@@ -37,11 +42,14 @@ class ZBL:
         Full repulsion below this distance (Angstrom).
     r_outer : float
         No repulsion beyond this distance (Angstrom); ``r_inner < r_outer``.
+    pairs : dict of str to (float, float), optional
+        ``r_inner`` and ``r_outer`` of some species pairs, named by their symbols (``"H-C"``,
+        either order); the other pairs have ``r_inner`` and ``r_outer``.
 
     Raises
     ------
     ValueError
-        A distance that is not > 0, or ``r_inner >= r_outer``.
+        A distance that is not > 0, ``r_inner >= r_outer``, or an unknown species pair.
     TypeError
         A distance that is not a number.
 
@@ -59,13 +67,14 @@ class ZBL:
     (True, True)
     """
 
-    def __init__(self, r_inner: float, r_outer: float):
-        check_number("r_inner", r_inner, 0.0)
-        check_number("r_outer", r_outer, 0.0)
-        if not r_inner < r_outer:
-            raise ValueError(f"ZBL needs r_inner < r_outer, got r_inner={r_inner}, r_outer={r_outer}")
-        self.r_inner = float(r_inner)
-        self.r_outer = float(r_outer)
+    def __init__(self, r_inner: float, r_outer: float, pairs: Optional[Mapping[str, Sequence[float]]] = None):
+        self.r_inner, self.r_outer = _check_radii(r_inner, r_outer)
+        self.pairs = pairs  # as given (scikit-learn's clone checks that it is the same object)
+        self._pair_radii = {}  # (lighter, heavier atomic number) -> (r_inner, r_outer)
+        for name, radii in (pairs or {}).items():
+            if len(radii) != 2:
+                raise ValueError(f"ZBL pairs[{name!r}] must be (r_inner, r_outer), got {radii!r}")
+            self._pair_radii[_pair_key(name)] = _check_radii(*radii, name=f"ZBL pairs[{name!r}]")
 
     def get_params(self, deep: bool = True) -> dict:
         """Constructor arguments, so that ``ZBL(**zbl.get_params())`` is a copy.
@@ -78,21 +87,33 @@ class ZBL:
         Returns
         -------
         dict
-            ``r_inner`` and ``r_outer`` (Angstrom), as floats.
+            ``r_inner`` and ``r_outer`` (Angstrom), as floats, and ``pairs`` when given.
 
         Examples
         --------
         >>> ZBL(r_inner=1.0, r_outer=1.5).get_params()
         {'r_inner': 1.0, 'r_outer': 1.5}
+        >>> ZBL(r_inner=0.3, r_outer=0.6, pairs={"H-C": [0.43, 0.86]}).get_params()["pairs"]
+        {'H-C': [0.43, 0.86]}
         """
-        return {"r_inner": self.r_inner, "r_outer": self.r_outer}
+        params = {"r_inner": self.r_inner, "r_outer": self.r_outer}
+        if self.pairs is not None:
+            params["pairs"] = self.pairs
+        return params
 
     def __repr__(self) -> str:
-        return f"ZBL(r_inner={self.r_inner}, r_outer={self.r_outer})"
+        pairs = "" if self.pairs is None else f", pairs={self.pairs}"
+        return f"ZBL(r_inner={self.r_inner}, r_outer={self.r_outer}{pairs})"
+
+    @property
+    def cutoff(self) -> float:
+        """The largest ``r_outer`` of any pair (Angstrom): no repulsion beyond it."""
+        return max([self.r_outer] + [outer for _, outer in self._pair_radii.values()])
 
     @classmethod
     def below_data(cls, frames: Sequence[Atoms], fraction: float = 0.8, width: float = 0.5) -> "ZBL":
-        """Switched off below ``fraction`` of the shortest distance in ``frames``.
+        """Switched off below ``fraction`` of the shortest distance in ``frames`` (of each species
+        pair, as :meth:`below_distance`).
 
         Parameters
         ----------
@@ -124,11 +145,25 @@ class ZBL:
         >>> round(zbl.r_outer, 3), round(zbl.r_outer - zbl.r_inner, 3)
         (1.553, 0.5)
         """
-        return cls.below_distance(min(shortest_distance(atoms, k) for k, atoms in enumerate(frames)), fraction, width)
+        pair_shortest: Dict[Tuple[int, int], float] = {}
+        for k, atoms in enumerate(frames):
+            for pair, distance in shortest_pair_distances(atoms, k).items():
+                pair_shortest[pair] = min(distance, pair_shortest.get(pair, np.inf))
+        return cls.below_distance(min(pair_shortest.values(), default=np.inf), fraction, width, pair_shortest)
 
     @classmethod
-    def below_distance(cls, shortest: float, fraction: float = 0.8, width: float = 0.5) -> "ZBL":
-        """Switched off below ``fraction`` of the distance ``shortest`` (Angstrom).
+    def below_distance(cls, shortest: float, fraction: float = 0.8, width: float = 0.5,
+                       pair_shortest: Optional[Mapping[Tuple[int, int], float]] = None) -> "ZBL":
+        """Switched off below ``fraction`` of the distance ``shortest`` (Angstrom), or of a
+        species pair's own shortest distance.
+
+        A pair whose shortest distance in the data is more than :data:`PAIR_LENGTH_RATIO` times
+        ``shortest`` (C-H bonds of 1.1 A beside H2 at 0.74 A) is switched off below ``fraction``
+        of its own shortest distance, capped at the sum of the two covalent radii (a pair seen
+        only far apart keeps no repulsion at bond lengths). Without it the C-H pairs of
+        molecules had no repulsion from 1.1 A down to 0.6 A, where the GP, without data,
+        attracted the atoms (MD of ethane fell to C-H distances of 0.5 A). Closer pairs (the
+        metals of an alloy) share the switch, which still starts at 0.67 of their bonds.
 
         Parameters
         ----------
@@ -138,10 +173,14 @@ class ZBL:
             ``r_outer = fraction * shortest``.
         width : float, default=0.5
             ``r_inner = r_outer - width`` (Angstrom), at least ``r_outer / 2``.
+        pair_shortest : dict of (int, int) to float, optional
+            The shortest distance of each species pair (atomic numbers, either order) in the
+            data, as :func:`shortest_pair_distances` gives; default: every pair has ``shortest``.
 
         Returns
         -------
         ZBL
+            With ``pairs`` for the species pairs whose ``r_outer`` is longer than the others'.
 
         Raises
         ------
@@ -152,12 +191,24 @@ class ZBL:
         --------
         >>> ZBL.below_distance(2.0)
         ZBL(r_inner=1.1, r_outer=1.6)
+        >>> ZBL.below_distance(0.74, pair_shortest={(1, 1): 0.74, (1, 6): 1.09, (6, 6): 5.0}).pairs
+        {'H-C': [0.428, 0.856], 'C-C': [0.716, 1.216]}
         """
         if not np.isfinite(shortest):
             raise ValueError("no pair of atoms within the model's cutoff (at least 4 A) in the training structures: "
                              "no scale for a ZBL core")
-        r_outer = fraction * shortest
-        return cls(r_inner=max(r_outer - width, r_outer / 2), r_outer=r_outer)
+
+        def radii(distance):
+            r_outer = fraction * distance
+            return max(r_outer - width, r_outer / 2), r_outer
+
+        pairs = {}
+        for (z_i, z_j), distance in (pair_shortest or {}).items():
+            length = min(distance, covalent_radii[z_i] + covalent_radii[z_j])
+            if length > PAIR_LENGTH_RATIO * shortest:
+                pairs[_pair_name(z_i, z_j)] = [round(value, 6) for value in radii(length)]
+        r_inner, r_outer = radii(shortest)
+        return cls(r_inner=r_inner, r_outer=r_outer, pairs=pairs or None)
 
     def compute(self, atoms: Atoms, index: Optional[int] = None) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-atom energies, forces and virial of the repulsion in one structure.
@@ -194,7 +245,7 @@ class ZBL:
         >>> round(float(virial[2]), 1)  # zz; the other components are 0
         376.5
         """
-        pairs = neighbor_pairs(atoms, self.r_outer, index)
+        pairs = neighbor_pairs(atoms, self.cutoff, index)
         # the full list holds every pair twice (i-j and j-i, or an atom and both images of it)
         i, j, vectors = pairs.centers, pairs.neighbors, pairs.vectors
         weight = 0.5
@@ -235,6 +286,12 @@ class ZBL:
         >>> energy.round(3).tolist(), derivative.round(3).tolist()
         ([470.493, 10.596, 0.0], [-2615.592, -101.767, 0.0])
         """
+        r_inner, r_outer = np.full(np.shape(distance), self.r_inner), np.full(np.shape(distance), self.r_outer)
+        if self._pair_radii:
+            low, high = np.minimum(z_i, z_j), np.maximum(z_i, z_j)
+            for (a, b), (inner, outer) in self._pair_radii.items():
+                mask = (low == a) & (high == b)
+                r_inner[mask], r_outer[mask] = inner, outer
         screening = 0.46850 / (z_i**0.23 + z_j**0.23)
         x = distance / screening
         phi = sum(c * np.exp(-d * x) for c, d in _PHI)
@@ -242,10 +299,10 @@ class ZBL:
         prefactor = COULOMB * z_i * z_j
         bare = prefactor * phi / distance
         dbare = prefactor * (dphi / distance - phi / distance**2)
-        t = np.clip((distance - self.r_inner) / (self.r_outer - self.r_inner), 0.0, 1.0)
+        t = np.clip((distance - r_inner) / (r_outer - r_inner), 0.0, 1.0)
         switch = 0.5 * (1 + np.cos(np.pi * t))
-        inside = (distance > self.r_inner) & (distance < self.r_outer)
-        dswitch = np.where(inside, -0.5 * np.pi * np.sin(np.pi * t) / (self.r_outer - self.r_inner), 0.0)
+        inside = (distance > r_inner) & (distance < r_outer)
+        dswitch = np.where(inside, -0.5 * np.pi * np.sin(np.pi * t) / (r_outer - r_inner), 0.0)
         return bare * switch, dbare * switch + bare * dswitch
 
 
@@ -258,3 +315,63 @@ def shortest_distance(atoms: Atoms, index: Optional[int] = None, cutoff: float =
     pairs = neighbor_pairs(atoms, max(cutoff, SHORTEST_DISTANCE_RADIUS), index)
     distance = np.linalg.norm(pairs.vectors, axis=1)
     return float(distance.min()) if distance.size else np.inf
+
+
+def shortest_pair_distances(atoms: Atoms, index: Optional[int] = None,
+                            cutoff: float = SHORTEST_DISTANCE_RADIUS) -> Dict[Tuple[int, int], float]:
+    """Shortest distance (Angstrom) of each species pair within ``cutoff`` (at least 4 A).
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    index : int, optional
+        Its place in a data set, named in error messages.
+    cutoff : float
+        Radius of the search (Angstrom); pairs farther apart are left out.
+
+    Returns
+    -------
+    dict of (int, int) to float
+        ``(lighter, heavier atomic number)`` to the pair's shortest distance.
+
+    Examples
+    --------
+    >>> from ase.build import molecule
+    >>> {pair: round(d, 2) for pair, d in shortest_pair_distances(molecule("CH4")).items()}
+    {(1, 1): 1.78, (1, 6): 1.09}
+    """
+    pairs = neighbor_pairs(atoms, max(cutoff, SHORTEST_DISTANCE_RADIUS), index)
+    if not len(pairs.centers):
+        return {}
+    distance = np.linalg.norm(pairs.vectors, axis=1)
+    z_i, z_j = atoms.numbers[pairs.centers], atoms.numbers[pairs.neighbors]
+    keys = np.minimum(z_i, z_j) * 1000 + np.maximum(z_i, z_j)
+    result = {}
+    for key in np.unique(keys):
+        result[(int(key // 1000), int(key % 1000))] = float(distance[keys == key].min())
+    return result
+
+
+def _check_radii(r_inner, r_outer, name: str = "ZBL") -> Tuple[float, float]:
+    """``(r_inner, r_outer)`` as floats, checked: both > 0 and ``r_inner < r_outer``."""
+    check_number("r_inner", r_inner, 0.0)
+    check_number("r_outer", r_outer, 0.0)
+    if not r_inner < r_outer:
+        raise ValueError(f"{name} needs r_inner < r_outer, got r_inner={r_inner}, r_outer={r_outer}")
+    return float(r_inner), float(r_outer)
+
+
+def _pair_key(name: str) -> Tuple[int, int]:
+    """``(lighter, heavier)`` atomic numbers of a pair named ``"C-H"`` (either order)."""
+    parts = name.split("-") if isinstance(name, str) else []
+    if len(parts) != 2 or not all(part in chemical_symbols[1:] for part in parts):
+        raise ValueError(f"ZBL pairs: {name!r} is not a species pair such as 'H-C'")
+    numbers = sorted(chemical_symbols.index(part) for part in parts)
+    return numbers[0], numbers[1]
+
+
+def _pair_name(z_i: int, z_j: int) -> str:
+    """``"H-C"``: the symbols of a species pair, lighter first."""
+    low, high = sorted((int(z_i), int(z_j)))
+    return f"{chemical_symbols[low]}-{chemical_symbols[high]}"

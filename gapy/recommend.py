@@ -37,6 +37,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from .baseline import PAIR_LENGTH_RATIO, ZBL, shortest_pair_distances
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
 from .labels import outlying_forces, read_labels
@@ -282,6 +283,17 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     baseline = "zbl"
     reasons["baseline"] = (f"ZBL repulsion switched off below 0.8 x the shortest distance in the data "
                            f"({shortest:.2f} A): keeps atoms apart where there is no data, zero on the data")
+    if len(species) > 1:  # molecules: C-H bonds of 1.1 A beside H2 at 0.74 A need their own switch
+        pair_shortest: Dict[tuple, float] = {}
+        for k, atoms in enumerate(frames):  # all of them: the switch must stay below every pair of the data
+            for pair, distance in shortest_pair_distances(atoms, k).items():
+                pair_shortest[pair] = min(distance, pair_shortest.get(pair, np.inf))
+        zbl = ZBL.below_distance(min(pair_shortest.values(), default=shortest), pair_shortest=pair_shortest)
+        if zbl.pairs:
+            baseline = zbl
+            reasons["baseline"] += (f"; the species pairs {', '.join(zbl.pairs)}, whose shortest distances (at most "
+                                    f"the sum of covalent radii) are over {PAIR_LENGTH_RATIO:g} x longer, below 0.8 x "
+                                    "their own: without it the GP attracted C-H pairs between 0.6 and 1 A")
 
     # an atom without a neighbour within the cutoff (no pbc, or a large box) has e0 as its energy
     isolated_rows = [row for row, k in enumerate(singles)

@@ -1,0 +1,87 @@
+"""Molecules, light elements and non-periodic data: what a chemist brings (EMT labels of H, C, N, O)."""
+
+import warnings
+
+import numpy as np
+import pytest
+from ase import Atoms
+from ase.build import molecule
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
+
+from gapy import recommend
+from gapy.baseline import ZBL
+
+
+def labelled(atoms: Atoms) -> Atoms:
+    atoms = atoms.copy()
+    atoms.calc = EMT()
+    results = {"energy": atoms.get_potential_energy(), "forces": atoms.get_forces()}
+    atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
+def rattled(name: str, n: int, scale: float = 0.05, seed: int = 0):
+    frames = []
+    for k in range(n):
+        atoms = molecule(name)
+        atoms.rattle(scale, seed=seed + k)
+        frames.append(labelled(atoms))
+    return frames
+
+
+def pulled(name: str, i: int, j: int, distance: float) -> Atoms:
+    """``molecule(name)`` with atom ``j`` moved along its bond to ``i`` to ``distance`` (A)."""
+    atoms = molecule(name)
+    bond = atoms.positions[j] - atoms.positions[i]
+    atoms.positions[j] = atoms.positions[i] + bond / np.linalg.norm(bond) * distance
+    return atoms
+
+
+def test_c_h_pairs_are_repelled_below_their_bonds_when_h2_is_in_the_data():
+    """H2 (0.74 A) beside C-H bonds (1.1 A): the ZBL switch of the shortest pair left the C-H pairs
+    without repulsion from 1.1 A down to 0.6 A, where the GP attracted them (MD of ethane fell to
+    C-H distances of 0.5 A); each pair of bonds much longer than the shortest has its own switch."""
+    frames = rattled("CH4", 4) + rattled("H2", 2, 0.02)
+    recommendation = recommend(frames)
+    zbl = recommendation.model.baseline
+    assert isinstance(zbl, ZBL) and "H-C" in zbl.pairs and "H-H" not in zbl.pairs
+    shortest_ch = min(np.linalg.norm(a.positions[1:] - a.positions[0], axis=1).min() for a in frames[:4])
+    assert 0.7 < zbl.pairs["H-C"][1] <= 0.8 * shortest_ch
+    model = recommendation.model.set_params(descriptor__n_max=3, descriptor__l_max=2, n_sparse=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(frames)
+    assert model.baseline_.get_params() == zbl.get_params()
+    # zero on the data: the same fit as with the switch of the shortest pair
+    on_data = model.baseline_.compute(frames[0])
+    assert not np.any(on_data[0]) and not np.any(on_data[1])
+    close = pulled("CH4", 0, 1, 0.7)
+    (result,) = model.predict_all([close])
+    bond = close.positions[1] - close.positions[0]
+    assert result["forces"][1] @ bond / np.linalg.norm(bond) > 10.0  # pushed apart, strongly
+
+
+def test_pair_switches_are_kept_in_files_and_by_clone(tmp_path):
+    from sklearn.base import clone
+
+    import gapy
+
+    zbl = ZBL.below_distance(0.74, pair_shortest={(1, 1): 0.74, (1, 6): 1.09, (6, 6): 5.0, (6, 8): 0.8})
+    # C-C seen only 5 A apart: capped at the covalent bond; C-O within 1.2 x the shortest: shared switch
+    assert zbl.pairs == {"H-C": [0.428, 0.856], "C-C": [0.716, 1.216]}
+    z = np.array([6, 1, 8])
+    energy, _ = zbl.pair_energy(z, np.array([1, 6, 6]), np.array([0.8, 0.8, 0.8]))
+    assert energy[0] == energy[1] > 0 and energy[2] == 0.0
+    frames = rattled("CH4", 2) + rattled("H2", 1, 0.02)
+    model = gapy.GAPRegressor(gapy.SOAP(["H", "C"], r_cut=3.0, n_max=3, l_max=2), n_sparse=5, baseline=zbl)
+    assert clone(model).baseline.get_params() == zbl.get_params()
+    model.fit(frames).save(tmp_path / "m.gapy")
+    loaded = gapy.load(tmp_path / "m.gapy")
+    close = pulled("CH4", 0, 1, 0.7)
+    assert loaded.predict([close])[0] == pytest.approx(model.predict([close])[0], rel=1e-12)
+    assert loaded.baseline_.pairs == zbl.pairs
+    with pytest.raises(ValueError, match="not a species pair"):
+        ZBL(0.3, 0.6, pairs={"CH": [0.4, 0.8]})
+    with pytest.raises(ValueError, match="r_inner < r_outer"):
+        ZBL(0.3, 0.6, pairs={"C-H": [0.8, 0.4]})
