@@ -355,8 +355,8 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
 
     The scale is the force RMS times the nearest-neighbour distance when the data have
     forces that are not all zero (:data:`ZERO_FORCES`; structures whose forces are outliers,
-    :func:`gapy.labels.outlying_forces`, left out), else the spread of the energies per atom (the residuals of a least-squares fit
-    on the compositions, single atoms left out); within :data:`ENERGY_SCALE` (or
+    :func:`gapy.labels.outlying_forces`, left out), else the spread of the energies per atom
+    (the residuals of a least-squares fit on the compositions, single atoms left out); within :data:`ENERGY_SCALE` (or
     :data:`ENERGY_SPREAD`) the factor is 1, beyond it the ratio to the nearer bound.
     """
     squares = np.array(force_squares, dtype=float).reshape(-1, 2)

@@ -375,6 +375,38 @@ class OptimizationResult:
             self.deltas = {"delta": self.delta}
 
 
+def noise_shares(statistics: EvidenceStatistics, sigmas: Dict[str, float]) -> Dict[str, float]:
+    """Each group's noise sigma as a share of the RMS of its targets (both per unit noise factor).
+
+    Near 1 the noise explains the labels as well as the model does: the group is
+    practically not fitted (with a good fit, 0.01-0.1 for forces, and at most
+    ``ENERGY_NOISE_SHARE`` for energies under the bounds of :func:`gapy.recommend`).
+
+    Parameters
+    ----------
+    statistics : EvidenceStatistics
+        The observations.
+    sigmas : dict of str to float
+        Noise sigma of each group.
+
+    Returns
+    -------
+    dict of str to float
+        ``sigma_g / sqrt(mean_i b_i^2)`` of each group with non-zero targets.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.gp.evidence import EvidenceStatistics, noise_shares
+    >>> statistics = EvidenceStatistics(np.eye(2))
+    >>> statistics.add("forces", np.ones((4, 2)), np.array([1.0, -1.0, 1.0, -1.0]), np.full(4, 2.0))
+    >>> noise_shares(statistics, {"forces": 0.25})  # targets 0.5 per unit noise factor
+    {'forces': 0.5}
+    """
+    return {name: float(sigmas[name] / np.sqrt(entry["targets"] / entry["n"]))
+            for name, entry in statistics.groups.items() if name in sigmas and entry["n"] and entry["targets"] > 0}
+
+
 def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[str, float]],
                       sigmas: Dict[str, float], *,
                       bounds: Optional[Dict[str, Tuple[float, float]]] = None, fixed: Sequence[str] = (),
