@@ -30,7 +30,7 @@ from .io.model import FORMAT_VERSION, read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence, noise_shares
 from .kernels import check_theta, check_zeta
-from .labels import (EnergyOutlierWarning, ForceOutlierWarning, Labels, RepeatedStructureWarning, digest,
+from .labels import (ZERO_FORCES, EnergyOutlierWarning, ForceOutlierWarning, Labels, RepeatedStructureWarning, digest,
                      force_outlier_message, outlier_message, outlying_energies, outlying_forces, read_labels,
                      repeated_structures, stress_from_virial)
 from .parallel import runs_remotely, thread_map
@@ -920,10 +920,20 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         return observations
 
     def _check_energies(self, summaries: List["_Summary"]) -> None:
-        """Warn of energies per atom far from all the others' (:func:`gapy.labels.outlying_energies`)."""
+        """Warn of energies per atom far from all the others' (:func:`gapy.labels.outlying_energies`), or all
+        equal while the forces are not zero (placeholders)."""
         if self.sigma_energy is None:
             return
         labelled = [summary for summary in summaries if summary.energy is not None and summary.weight > 0]
+        distinct = list({summary.geometry: summary for summary in labelled}.values())  # (copies: gapy.labels)
+        per_atom = np.array([summary.energy / summary.n_atoms for summary in distinct])
+        moving = [summary for summary in distinct if (summary.force_rms or 0.0) >= ZERO_FORCES]
+        if len(distinct) >= 3 and moving and np.ptp(per_atom) <= 1e-9 * max(1.0, abs(per_atom[0])):
+            warnings.warn(
+                f"field '{self.energy_key}' is {per_atom[0]:.10g} eV/atom in all {len(distinct)} structures, though "
+                f"the forces of {len(moving)} of them are not zero (e.g. {moving[0].name}, RMS "
+                f"{moving[0].force_rms:.3g} eV/A): placeholder energies (a parser's default)? They contradict the "
+                "forces; fit without them (sigma_energy=None) if they are not real", RuntimeWarning, stacklevel=4)
         outliers = outlying_energies([summary.energy for summary in labelled],
                                      [summary.composition for summary in labelled])
         if len(outliers):

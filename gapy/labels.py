@@ -29,6 +29,9 @@ OUTLIER_MIN_STRUCTURES = 5
 OUTLIER_FORCE_RATIO = 100.0
 #: ... and above this (eV/A) is an outlier.
 OUTLIER_FORCE = 10.0
+#: Force RMS (eV/A) below which forces are all zero: crystals at equilibrium (perfect, or only strained),
+#: below any DFT relaxation threshold. Such forces give no energy scale (:func:`gapy.recommend`).
+ZERO_FORCES = 1e-4
 
 
 class StressUnitWarning(RuntimeWarning):

@@ -40,7 +40,7 @@ from ase.data import chemical_symbols
 from .baseline import PAIR_LENGTH_RATIO, ZBL, shortest_pair_distances
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
-from .labels import outlying_forces, read_labels
+from .labels import ZERO_FORCES, outlying_forces, read_labels
 from .structures import as_frames, atomic_number, is_isolated_atom, neighbor_pairs, structure_name
 from .term import Term
 
@@ -65,10 +65,6 @@ LONG_BOND = 3.0
 #: from the usual deltas and sigmas (mlearn Si 2.0 and Mo 4.1 eV, EMT metals 1.1-1.9 eV; energy
 #: spreads 0.06-0.43 eV/atom); beyond a bound the starts are scaled by the ratio to it.
 ENERGY_SCALE, ENERGY_SPREAD = (1.0, 5.0), (0.05, 0.5)
-#: Force RMS (eV/A) below which the forces give no energy scale: all of them numerically zero (perfect
-#: or only strained crystals at equilibrium, below any DFT relaxation threshold), the spread of the energies
-#: sets the scale instead (a scale of 1e-14 eV from such forces put every delta and sigma at 1e-14).
-ZERO_FORCES = 1e-4
 #: Largest energy noise the evidence may choose, as a share of the spread of the energies per
 #: atom beyond per-species constants: with many force labels it can prefer to leave the
 #: energies unfitted (5-7 species: sigma_energy at its ceiling, test energies 0.1 eV/atom off).
@@ -354,7 +350,8 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
     """Factor of the evidence search's starts (1 for data on the energy scale of DFT solids), and why.
 
     The scale is the force RMS times the nearest-neighbour distance when the data have
-    forces that are not all zero (:data:`ZERO_FORCES`; structures whose forces are outliers,
+    forces that are not all zero (:data:`gapy.labels.ZERO_FORCES`: a scale of 1e-14 eV from the
+    forces of crystals at equilibrium put every delta and sigma at 1e-14; structures whose forces are outliers,
     :func:`gapy.labels.outlying_forces`, left out), else the spread of the energies per atom
     (the residuals of a least-squares fit on the compositions, single atoms left out); within :data:`ENERGY_SCALE` (or
     :data:`ENERGY_SPREAD`) the factor is 1, beyond it the ratio to the nearer bound.

@@ -195,3 +195,35 @@ def test_a_model_fitted_without_energies_does_not_calibrate_its_energy_stds():
     with pytest.warns(UserWarning, match="energy stds are not calibrated: the model was fitted without energy labels"):
         model.calibrate(frames[3:])
     assert sorted(model.std_scale_) == ["forces"]
+
+
+def test_energies_equal_per_atom_beside_forces_that_are_not_zero_are_named():
+    """Placeholder energies (-0.5 eV/atom everywhere) beside real forces were fitted without a
+    word (the evidence took the contradiction for noise); the same energy per atom of perfect
+    crystals (forces zero) is real and passes."""
+    import warnings
+
+    import pytest
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from gapy import SOAP, GAPRegressor
+
+    def frames(rattle):
+        out = []
+        for k in range(3):
+            atoms = bulk("Cu", cubic=True).repeat((k + 1, 1, 1))
+            atoms.rattle(rattle, seed=k)
+            atoms.calc = EMT()
+            atoms.calc = SinglePointCalculator(atoms, energy=-0.5 * len(atoms), forces=atoms.get_forces())
+            out.append(atoms)
+        return out
+
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4)
+    with pytest.warns(RuntimeWarning, match=r"field 'energy' is -0.5 eV/atom in all 3 structures, though the forces "
+                                            r"of 3 of them are not zero \(e.g. structure 0 \(Cu4\)"):
+        model.fit(frames(0.05))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(frames(0.0))
