@@ -813,6 +813,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             "virial": (self.sigma_virial, f"'{self.stress_key}' or '{self.virial_key}'", "stress_key",
                        "sigma_virial"),
         }
+        unused = [f"; {n} structures have field {fields}, fitted when {sigma_name} is set" for kind, (
+            sigma, fields, _, sigma_name) in kinds.items() if sigma is None
+            for n in [sum(summary.label_sizes[kind] is not None for summary in summaries)] if n]
         counts = {}
         for kind, (sigma, fields, key_name, sigma_name) in kinds.items():
             if sigma is None:
@@ -820,18 +823,18 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             found = [summary.label_sizes[kind] for summary in summaries if summary.label_sizes[kind] is not None]
             counts[kind] = int(sum(found))
             if not found:
-                info_keys, array_keys, calc_keys = (sorted(names) for names in keys)
+                info_keys, array_keys, calc_keys = (sorted(set(names) - {"numbers", "positions"}) for names in keys)
                 raise StructureError(
                     f"{sigma_name}={sigma} but no training structure has field {fields}; found info keys "
                     f"{info_keys}, arrays {array_keys} and calculator results {calc_keys}: name the label with "
-                    f"{key_name}=..., or set {sigma_name}=None to fit without it"
+                    f"{key_name}=..., or set {sigma_name}=None to fit without it{''.join(unused)}"
                 )
         unlabelled = [summary for summary in summaries
                       if all(summary.label_sizes[kind] is None for kind in counts)]
         if unlabelled:
             message = (f"{len(unlabelled)} training structures have no label to fit and are left out: "
                        f"{[summary.name for summary in unlabelled[:5]]}"
-                       + (" ..." if len(unlabelled) > 5 else ""))
+                       + (" ..." if len(unlabelled) > 5 else "") + "".join(unused))
             logger.warning(message)
             warnings.warn(message, UserWarning, stacklevel=4)
         logger.info("fitting %s", ", ".join(f"{n} {kind} values" for kind, n in counts.items()))

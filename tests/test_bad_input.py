@@ -198,6 +198,24 @@ def test_labels_under_another_name_are_refused():
         GAPRegressor(soap(), n_sparse=5, e0=0.0).fit(quip)
 
 
+def test_labels_of_a_kind_that_is_not_fitted_are_named():
+    """Stresses alone under the default sigmas: the error named the missing energies only (and
+    listed 'numbers' and 'positions' as candidate labels); it now says the stresses are there,
+    fitted with sigma_virial. Structures left out for want of a fitted label, likewise."""
+    stressed = []
+    for k in range(2):
+        atoms = si(seed=k)
+        atoms.calc = SinglePointCalculator(atoms, stress=np.full(6, 0.01))
+        stressed.append(atoms)
+    with pytest.raises(StructureError, match=r"field 'energy'; found info keys \[\], arrays \[\] and calculator "
+                                             r"results \['stress'\].*; 2 structures have field 'stress' or 'virial', "
+                                             r"fitted when sigma_virial is set"):
+        GAPRegressor(soap(), n_sparse=5, e0=0.0).fit(stressed)
+    with pytest.warns(UserWarning, match=r"1 training structures have no label to fit and are left out: "
+                                         r"\['structure 1 \(Si8\)'\]; 1 structures have field 'stress'"):
+        GAPRegressor(soap(), n_sparse=5, e0=0.0).fit([labelled(si(seed=3)), stressed[0]])
+
+
 def test_stress_that_looks_like_gpa_warns():
     atoms = labelled(si(), stress=np.array([50.0, 50.0, 50.0, 0.0, 0.0, 0.0]))
     with pytest.warns(RuntimeWarning, match=r"structure 0 \(Si8\): field 'stress' reaches 50 eV/A\^3.*GPa"):
