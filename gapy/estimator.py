@@ -336,8 +336,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             wrong type.
         ValueError
             A parameter out of range, no structures, a bad ``sample_weight``, an ``e0``
-            that cannot be determined, or no structure left to fit (all have zero weight
-            or are isolated atoms).
+            that cannot be determined, no structure left to fit (all have zero weight
+            or are isolated atoms), or no atom with a neighbour (no sparse point).
         gapy.StructureError
             A species the descriptor does not know, a bad geometry or label, or a
             fitted label kind (``sigma_*`` set) that no structure carries.
@@ -589,6 +589,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             values[free], n_sparse, self.sparse_method, all_species[free], self.random_state, zeta, names=symbols
         )]
         terms = tuple(collector.sparse_set(self.random_state) for collector in collectors)
+        if not len(chosen) and not any(len(term.sparse) for term in terms):
+            raise ValueError(
+                f"no sparse point: no atom of the {len(used)} training structures has a neighbour within the cutoff "
+                f"({self._largest_cutoff(descriptor):g} A), so there is no local energy to learn (an isolated "
+                "atom's energy is e0 by construction): add structures whose atoms have neighbours")
         basis = SparseSet(values[chosen], all_species[chosen], zeta, float(self.delta), isolated, terms)
         del values, all_species
         self.n_environments_ = {chemical_symbols[descriptor.atomic_numbers[s]]: int(n) for s, n in sorted(seen.items())}
