@@ -206,7 +206,7 @@ class ZBL:
         for (z_i, z_j), distance in (pair_shortest or {}).items():
             length = min(distance, covalent_radii[z_i] + covalent_radii[z_j])
             if length > PAIR_LENGTH_RATIO * shortest:
-                pairs[_pair_name(z_i, z_j)] = [round(value, 6) for value in radii(length)]
+                pairs[_pair_name(z_i, z_j)] = [round(float(value), 6) for value in radii(length)]
         r_inner, r_outer = radii(shortest)
         return cls(r_inner=r_inner, r_outer=r_outer, pairs=pairs or None)
 

@@ -70,6 +70,7 @@ def test_pair_switches_are_kept_in_files_and_by_clone(tmp_path):
     zbl = ZBL.below_distance(0.74, pair_shortest={(1, 1): 0.74, (1, 6): 1.09, (6, 6): 5.0, (6, 8): 0.8})
     # C-C seen only 5 A apart: capped at the covalent bond; C-O within 1.2 x the shortest: shared switch
     assert zbl.pairs == {"H-C": [0.428, 0.856], "C-C": [0.716, 1.216]}
+    assert repr(zbl).endswith("pairs={'H-C': [0.428, 0.856], 'C-C': [0.716, 1.216]})")  # floats, not np.float64
     z = np.array([6, 1, 8])
     energy, _ = zbl.pair_energy(z, np.array([1, 6, 6]), np.array([0.8, 0.8, 0.8]))
     assert energy[0] == energy[1] > 0 and energy[2] == 0.0
