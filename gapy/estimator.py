@@ -28,7 +28,7 @@ from .gp.variance import local_prior_variance
 from .io.frames import FileSource, FrameSource, frame_source, load_structure
 from .io.model import FORMAT_VERSION, read_state, write_state
 from ._validation import check_choice, check_integer, check_number
-from .gp.evidence import EvidenceStatistics, maximize_evidence, noise_shares
+from .gp.evidence import EvidenceStatistics, maximize_evidence, residual_shares
 from .kernels import check_theta, check_zeta
 from .labels import (ZERO_FORCES, EnergyOutlierWarning, ForceOutlierWarning, Labels, RepeatedStructureWarning, digest,
                      force_outlier_message, outlier_message, outlying_energies, outlying_forces, read_labels,
@@ -60,10 +60,10 @@ TERMS = (("two_body", TwoBody), ("three_body", ThreeBody))
 SPARSE_CANDIDATES = 20000
 
 
-#: A label kind whose noise sigma chosen by the evidence is at least this share of the RMS of its
-#: labels is practically not fitted (:meth:`GAPRegressor.maximize_evidence` warns): EMT Cu stresses of the
-#: wrong sign 2.0; mlearn Si at most 0.26 (virials; 1.2 with n_max 3, l_max 2 and no 2-body term on 5
-#: structures), forces of ordinary data 0.01-0.15.
+#: A label kind whose residuals after the evidence's fit have an RMS of at least this share of its labels
+#: is practically not fitted (:meth:`GAPRegressor.maximize_evidence` warns; :func:`gapy.gp.evidence.residual_shares`):
+#: EMT Cu stresses or energies of the wrong sign 2.0; mlearn Si 0.26 (virials; 0.48 from 3 structures), forces of
+#: ordinary data 0.01-0.15.
 UNFITTED_SHARE = 1.0
 
 
@@ -439,9 +439,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Warns
         -----
         RuntimeWarning
-            The optimiser did not converge, a parameter ended on a bound, or a label kind
-            got a noise sigma as large as the RMS of its labels (:data:`UNFITTED_SHARE`):
-            the model practically does not fit them (stresses of the wrong sign).
+            The optimiser did not converge, a parameter ended on a bound, or the fit leaves
+            a label kind practically as it is (residuals as large as the labels,
+            :data:`UNFITTED_SHARE`: stresses or energies of the wrong sign).
 
         References
         ----------
@@ -478,7 +478,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 bounds={known[name]: value for name, value in (bounds or {}).items()}, jitter=self.sparse_jitter,
             )
             self.set_params(**result.deltas, **{names[kind]: result.sigmas[kind] for kind in kinds})
-            self._warn_unfitted(statistics, result.sigmas)
+            self._warn_unfitted(statistics, result)
             logger.info("evidence: %s", ", ".join(
                 [f"{name}={value:.4g}" for name, value in result.deltas.items()]
                 + [f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()]))
@@ -496,20 +496,20 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             "at_bounds": list(result.at_bounds), "fixed": list(fixed)}
         return self
 
-    def _warn_unfitted(self, statistics: EvidenceStatistics, sigmas: Dict[str, float]) -> None:
-        """Warn of label kinds whose chosen noise is as large as the labels (:data:`UNFITTED_SHARE`)."""
+    def _warn_unfitted(self, statistics: EvidenceStatistics, result) -> None:
+        """Warn of label kinds that the fit leaves practically as they are (:data:`UNFITTED_SHARE`)."""
         fields = {"energy": ("sigma_energy", f"'{self.energy_key}'"), "forces": ("sigma_force", f"'{self.forces_key}'"),
                   "virial": ("sigma_virial", f"'{self.stress_key}' or '{self.virial_key}'")}
-        for kind, share in noise_shares(statistics, sigmas).items():
-            if share >= UNFITTED_SHARE and sigmas[kind] / share > 1e-8:  # (labels all zero: nothing to fit)
-                name, field = fields[kind]
+        shares = residual_shares(statistics, result.deltas, result.sigmas, self.sparse_jitter)
+        for kind, share in shares.items():
+            name, field = fields[kind]
+            if share >= UNFITTED_SHARE and statistics.groups[kind]["targets"] > 1e-12 * statistics.groups[kind]["n"]:
                 warnings.warn(
-                    f"maximize_evidence: {name} = {sigmas[kind]:.3g} is {share:.2g} x the RMS of the labels of field "
-                    f"{field} ({sigmas[kind] / share:.3g}, both per unit noise factor): the evidence takes them for "
-                    "noise, so the model practically does not fit them: they disagree with the other labels (a sign "
-                    "convention: ASE's stress is positive when tensile, the opposite of VASP's pressure, forces are "
-                    "-dE/dx; a unit slip; an outlier) or the model cannot describe them (a descriptor too small)",
-                    RuntimeWarning, stacklevel=3)
+                    f"maximize_evidence: the fit leaves the labels of field {field} practically as they are (their "
+                    f"residuals' RMS is {share:.2g} x theirs; {name} = {result.sigmas[kind]:.3g}): they disagree with "
+                    "the other labels (a sign convention: ASE's stress is positive when tensile, the opposite of "
+                    "VASP's pressure, forces are -dE/dx; a unit slip; an outlier) or the model cannot describe them "
+                    "(a descriptor too small)", RuntimeWarning, stacklevel=3)
 
     def _evidence_statistics(self, plan: "_FitPlan") -> EvidenceStatistics:
         """The observations of ``plan`` at unit deltas, one block of columns per delta:

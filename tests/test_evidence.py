@@ -296,9 +296,10 @@ def test_an_optimiser_that_stops_early_warns_and_keeps_the_best_point(monkeypatc
 
 
 def test_labels_the_evidence_leaves_unfitted_are_named():
-    """Stresses of the opposite sign (VASP's pressure convention) disagree with the energies and
-    forces: the evidence raised sigma_virial to twice their RMS, leaving them unfitted (train
-    stress errors as large as the stresses) without a word; now maximize_evidence says so."""
+    """Stresses of the opposite sign (VASP's pressure convention) or energies of the opposite
+    sign disagree with the other labels: the evidence gave them a large noise and the fit left
+    them as they were (train errors twice the labels) without a word; now maximize_evidence
+    names them. mlearn Si's residual share is at most 0.48 (virials, 3 structures)."""
     import warnings
 
     from ase.build import bulk
@@ -307,26 +308,26 @@ def test_labels_the_evidence_leaves_unfitted_are_named():
 
     from gapy import SOAP, GAPRegressor
 
-    def frames(stress_sign):
+    def frames(energy_sign=1, stress_sign=1):
         out = []
         for k in range(6):
             atoms = bulk("Cu", cubic=True, a=3.61 * (1 + 0.01 * (k - 2))).repeat((2, 1, 1))
             atoms.rattle(0.05, seed=k)
             atoms.calc = EMT()
-            atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
-                                               stress=stress_sign * atoms.get_stress())
+            atoms.calc = SinglePointCalculator(atoms, energy=energy_sign * atoms.get_potential_energy(),
+                                               forces=atoms.get_forces(), stress=stress_sign * atoms.get_stress())
             out.append(atoms)
         return out
 
     def model():
         return GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=8, sigma_virial=0.02)
 
-    with pytest.warns(RuntimeWarning, match=r"sigma_virial = .* x the RMS of the labels of field 'stress' or 'virial'"
-                                            r".*the model practically does not fit them"):
-        model().maximize_evidence(frames(-1), fixed=["sigma_energy"])
-    with pytest.warns(RuntimeWarning, match=r"sigma_energy = .* x the RMS of the labels of field 'energy'"):
-        model().maximize_evidence(frames(-1))  # or the energies give way: they disagree with the stresses
+    with pytest.warns(RuntimeWarning, match=r"the fit leaves the labels of field 'stress' or 'virial' practically as "
+                                            r"they are \(their residuals' RMS is [12][.0-9]* x theirs; sigma_virial"):
+        model().maximize_evidence(frames(stress_sign=-1), fixed=["sigma_energy"])
+    with pytest.warns(RuntimeWarning, match=r"the fit leaves the labels of field 'energy' practically as they are"):
+        model().maximize_evidence(frames(energy_sign=-1), bounds={"sigma_energy": (1e-4, 0.01)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model().maximize_evidence(frames(1))
-    assert not [w for w in caught if "practically does not fit" in str(w.message)]
+        model().maximize_evidence(frames())
+    assert not [w for w in caught if "practically as they are" in str(w.message)]

@@ -247,34 +247,10 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: Union[float, 
     True
     """
     blocks = statistics.block_slices()
-    deltas = _deltas(delta, blocks)
     groups = statistics.groups
-    factors = statistics.factors()
-    m = len(statistics.kmm)
-    scale = np.empty(m)  # D: the delta of each column
-    for name, columns in blocks.items():
-        scale[columns] = deltas[name]
-    # delta^2 K_MM + jitter = D (K0 + jitter D^-2) D: everything below is in the units of
-    # the unit rows A D and the jittered unit K0 (the same model, see the module)
-    kmm = statistics.kmm + np.diag(jitter / scale**2)
-    try:
-        lower = cholesky(kmm, lower=True)
-    except np.linalg.LinAlgError as error:
-        raise SingularKernelError("K_MM is not positive definite at this delta; increase the jitter") from error
-    stacked = np.zeros((sum(len(z_g) for _, z_g in factors.values()) + m, m + 1))
-    start = 0
-    for name, (r_g, z_g) in factors.items():
-        rows = slice(start, start + len(z_g))
-        stacked[rows, :m] = r_g * (scale / sigmas[name])
-        stacked[rows, m] = z_g / sigmas[name]
-        start = rows.stop
-    stacked[start:, :m] = lower.T
-    (upper,) = qr(stacked, mode="r", overwrite_a=True, check_finite=False)
-    r_factor, c = upper[:m, :m], upper[:m, m]
+    factors, scale, kmm, lower, r_factor, c, alpha = _posterior(statistics, delta, sigmas, jitter)
+    m = len(kmm)
     diagonal = np.abs(np.diag(r_factor))
-    if not np.all(diagonal > 0):
-        raise SingularKernelError("K_MM + K_MN Lambda^-1 K_NM is singular at these hyperparameters")
-    alpha = solve_triangular(r_factor, c, lower=False)  # predictions are (A D) alpha
     fit_term = float(c @ c)
     data_term = sum(entry["targets"] / sigmas[name] ** 2 for name, entry in groups.items())
     n_total = sum(entry["n"] for entry in groups.values())
@@ -316,6 +292,42 @@ def log_marginal_likelihood(statistics: EvidenceStatistics, delta: Union[float, 
         kernel_trace -= trace
     gradient[largest] = kernel_quadratic - kernel_trace
     return float(value), gradient
+
+
+def _posterior(statistics: EvidenceStatistics, delta, sigmas: Dict[str, float], jitter: float):
+    """The posterior of the weights at these hyperparameters, in the units of the unit rows.
+
+    Returns the groups' ``(R_g, z_g)``, the delta ``D`` of each column, the jittered unit
+    ``K0``, its Cholesky factor, the factor ``R`` of ``P = R^T R``, ``c`` and ``alpha``
+    (predictions are ``A D alpha``).
+    """
+    deltas = _deltas(delta, statistics.block_slices())
+    factors = statistics.factors()
+    m = len(statistics.kmm)
+    scale = np.empty(m)  # D: the delta of each column
+    for name, columns in statistics.block_slices().items():
+        scale[columns] = deltas[name]
+    # delta^2 K_MM + jitter = D (K0 + jitter D^-2) D: everything below is in the units of
+    # the unit rows A D and the jittered unit K0 (the same model, see the module)
+    kmm = statistics.kmm + np.diag(jitter / scale**2)
+    try:
+        lower = cholesky(kmm, lower=True)
+    except np.linalg.LinAlgError as error:
+        raise SingularKernelError("K_MM is not positive definite at this delta; increase the jitter") from error
+    stacked = np.zeros((sum(len(z_g) for _, z_g in factors.values()) + m, m + 1))
+    start = 0
+    for name, (r_g, z_g) in factors.items():
+        rows = slice(start, start + len(z_g))
+        stacked[rows, :m] = r_g * (scale / sigmas[name])
+        stacked[rows, m] = z_g / sigmas[name]
+        start = rows.stop
+    stacked[start:, :m] = lower.T
+    (upper,) = qr(stacked, mode="r", overwrite_a=True, check_finite=False)
+    r_factor, c = upper[:m, :m], upper[:m, m]
+    if not np.all(np.abs(np.diag(r_factor)) > 0):
+        raise SingularKernelError("K_MM + K_MN Lambda^-1 K_NM is singular at these hyperparameters")
+    alpha = solve_triangular(r_factor, c, lower=False)
+    return factors, scale, kmm, lower, r_factor, c, alpha
 
 
 def _deltas(delta, blocks: Dict[str, slice]) -> Dict[str, float]:
@@ -375,36 +387,52 @@ class OptimizationResult:
             self.deltas = {"delta": self.delta}
 
 
-def noise_shares(statistics: EvidenceStatistics, sigmas: Dict[str, float]) -> Dict[str, float]:
-    """Each group's noise sigma as a share of the RMS of its targets (both per unit noise factor).
+def residual_shares(statistics: EvidenceStatistics, delta: Union[float, Dict[str, float]],
+                    sigmas: Dict[str, float], jitter: float = 1e-8) -> Dict[str, float]:
+    """RMS of each group's residuals after the fit, as a share of the RMS of its targets.
 
-    Near 1 the noise explains the labels as well as the model does: the group is
-    practically not fitted (with a good fit, 0.01-0.1 for forces, and at most
-    ``ENERGY_NOISE_SHARE`` for energies under the bounds of :func:`gapy.recommend`).
+    Both are per unit noise factor (``b_i - a_i alpha`` and ``b_i``). Near 1 the model
+    leaves the group's labels as they are, practically unfitted (labels that disagree
+    with the others, which the evidence gives a large noise); a good fit leaves a few
+    per cent.
 
     Parameters
     ----------
     statistics : EvidenceStatistics
-        The observations.
+        The observations, collected at ``delta = 1``.
+    delta : float or dict of str to float
+        Kernel scale(s), as for :func:`log_marginal_likelihood`.
     sigmas : dict of str to float
         Noise sigma of each group.
+    jitter : float, default=1e-8
+        Added to the diagonal of ``delta^2 K_MM``, as in the fit.
 
     Returns
     -------
     dict of str to float
-        ``sigma_g / sqrt(mean_i b_i^2)`` of each group with non-zero targets.
+        The share of each group with non-zero targets.
 
     Examples
     --------
     >>> import numpy as np
-    >>> from gapy.gp.evidence import EvidenceStatistics, noise_shares
-    >>> statistics = EvidenceStatistics(np.eye(2))
-    >>> statistics.add("forces", np.ones((4, 2)), np.array([1.0, -1.0, 1.0, -1.0]), np.full(4, 2.0))
-    >>> noise_shares(statistics, {"forces": 0.25})  # targets 0.5 per unit noise factor
-    {'forces': 0.5}
+    >>> from gapy.gp.evidence import EvidenceStatistics, residual_shares
+    >>> rng = np.random.default_rng(0)
+    >>> rows = rng.normal(size=(40, 3))
+    >>> statistics = EvidenceStatistics(np.eye(3))
+    >>> statistics.add("forces", rows, rows @ [0.5, -1.0, 0.2], np.ones(40))
+    >>> statistics.add("virial", rows[:10], -rows[:10] @ [0.5, -1.0, 0.2], np.ones(10))  # the wrong sign
+    >>> {name: round(share, 2) for name, share in residual_shares(statistics, 1.0, {"forces": 0.1,
+    ...                                                                             "virial": 5.0}).items()}
+    {'forces': 0.0, 'virial': 2.0}
     """
-    return {name: float(sigmas[name] / np.sqrt(entry["targets"] / entry["n"]))
-            for name, entry in statistics.groups.items() if name in sigmas and entry["n"] and entry["targets"] > 0}
+    factors, scale, _, _, _, _, alpha = _posterior(statistics, delta, sigmas, jitter)
+    shares = {}
+    for name, entry in statistics.groups.items():
+        r_g, z_g = factors[name]
+        if entry["targets"] > 0:
+            residual = (entry["targets"] - z_g @ z_g) + np.sum((z_g - (r_g * scale) @ alpha) ** 2)
+            shares[name] = float(np.sqrt(max(residual, 0.0) / entry["targets"]))
+    return shares
 
 
 def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[str, float]],
