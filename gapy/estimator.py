@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 
 #: Fraction of a Gaussian within two standard deviations (the target of ``calibrate``).
 GAUSSIAN_2SIGMA = 0.9545
+#: Fewer values of a quantity than this (energies: one per structure) make :meth:`GAPRegressor.calibrate`
+#: warn: one held-out energy set the energy factor to x0.046 in a gapy fit of 2 structures.
+CALIBRATION_MIN_VALUES = 3
 
 #: Ways of choosing the reference energies ``e0`` from the data.
 E0_METHODS = ("average", "isolated", "fit")
@@ -723,6 +726,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         UserWarning
             The model was fitted without energy labels and ``frames`` have energies (not
             used).
+        UserWarning
+            A factor measured on fewer than :data:`CALIBRATION_MIN_VALUES` values (one or
+            two structures' energies).
         """
         from .metrics import compare, standardized_errors
 
@@ -738,11 +744,16 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             warnings.warn("calibrate: the energy stds are not calibrated: the model was fitted without energy labels, "
                           "so its energies are known up to a constant per species (their errors measure that "
                           "constant, not the uncertainty)", UserWarning, stacklevel=2)
-        scale = {}
+        scale, few = {}, []
         for quantity, comparison in comparisons.items():
             z = standardized_errors(comparison)
             if z.size:
                 scale[quantity] = float(np.quantile(np.abs(z), GAUSSIAN_2SIGMA) / 2.0)
+            if 0 < z.size < CALIBRATION_MIN_VALUES:
+                few.append(f"{quantity} x{scale[quantity]:.3g} from {z.size} value{'s' if z.size > 1 else ''}")
+        if few:
+            warnings.warn(f"calibrate: {', '.join(few)}: a factor from so few errors is mostly chance (it can shrink "
+                          "the stds many times over); calibrate on 20 or more structures", UserWarning, stacklevel=2)
         self.std_scale_ = scale
         self.std_scale_variance_ = self.variance
         return self

@@ -227,3 +227,32 @@ def test_energies_equal_per_atom_beside_forces_that_are_not_zero_are_named():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit(frames(0.0))
+
+
+def test_a_calibration_factor_from_one_or_two_values_warns():
+    """gapy fit --validation-fraction 0.5 on 2 structures scaled the energy stds by x0.046 from
+    one held-out energy, silently; the factor is kept (as asked) but said to be chance."""
+    import warnings
+
+    import pytest
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from gapy import SOAP, GAPRegressor
+
+    frames = []
+    for k in range(6):
+        atoms = bulk("Cu", cubic=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
+        frames.append(atoms)
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(frames[:3])
+    with pytest.warns(UserWarning, match=r"calibrate: energy x[0-9.e+-]+ from 1 value: a factor from so few errors is "
+                                         r"mostly chance"):
+        model.calibrate(frames[3:4])
+    assert sorted(model.std_scale_) == ["energy", "forces"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.calibrate(frames[3:])  # 3 energies
