@@ -431,3 +431,65 @@ def spatial_blocks(atoms: Atoms, size: int) -> List[np.ndarray]:
     for group in np.split(order, starts[1:]):
         blocks.extend(group[k:k + size] for k in range(0, len(group), size))
     return blocks
+
+
+def molecule_image_distance(atoms: Atoms, cutoff: float, index: Optional[int] = None,
+                            bond_factor: float = 1.5) -> Optional[float]:
+    """Distance to the nearest periodic image of a lone molecule in a periodic box, if within ``cutoff``.
+
+    Plane-wave codes compute a gas-phase molecule in a periodic box; a descriptor whose cutoff
+    reaches the molecule's images then describes an interaction with them. A structure is a
+    lone molecule when its atoms, bonded within ``bond_factor`` times the sum of their
+    covalent radii, form one cluster that is not bonded to its own images (a crystal, a chain
+    or a slab is; a liquid of several molecules is several clusters). The bonds reach 1.5 times
+    the covalent length: hot MD stretches them (EMT C-H bonds of 1.4 A), hydrogen bonds (1.8 A for
+    O-H) stay out.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    cutoff : float
+        Cutoff radius in Angstrom.
+    index : int, optional
+        The structure's place in a data set; only serves error messages.
+    bond_factor : float, default=1.5
+        Bonds are pairs closer than this times the sum of the covalent radii.
+
+    Returns
+    -------
+    float or None
+        The shortest distance (Angstrom) from an atom to an image of the molecule, when the
+        structure is a lone molecule in a box that is periodic along some axis and an image is
+        within ``cutoff``; otherwise ``None``.
+
+    Examples
+    --------
+    >>> from ase.build import molecule
+    >>> methane = molecule("CH4", cell=[8.0, 8.0, 8.0], pbc=True)
+    >>> round(molecule_image_distance(methane, 7.0), 2), molecule_image_distance(methane, 5.0)
+    (6.86, None)
+    """
+    if not atoms.pbc.any() or len(atoms) < 2:
+        return None
+    radii = covalent_radii[atoms.numbers]
+    bonds = neighbor_pairs(atoms, 2 * bond_factor * float(radii.max()), index)
+    bonded = np.linalg.norm(bonds.vectors, axis=1) < bond_factor * (radii[bonds.centers] + radii[bonds.neighbors])
+    unwrapped = np.full((len(atoms), 3), np.nan)  # positions with the molecule made whole
+    unwrapped[0], stack = atoms.positions[0], [0]
+    while stack:
+        i = stack.pop()
+        for k in range(bonds.offsets[i], bonds.offsets[i + 1]):
+            if bonded[k]:
+                j, position = bonds.neighbors[k], unwrapped[i] + bonds.vectors[k]
+                if np.isnan(unwrapped[j, 0]):
+                    unwrapped[j] = position
+                    stack.append(j)
+                elif np.abs(unwrapped[j] - position).max() > 1e-6:
+                    return None  # bonded to its own image: a crystal, chain or slab
+    if np.isnan(unwrapped[:, 0]).any():
+        return None  # several molecules (or a lone atom beside one)
+    pairs = neighbor_pairs(atoms, cutoff, index)
+    direct = unwrapped[pairs.neighbors] - unwrapped[pairs.centers]
+    image = np.abs(pairs.vectors - direct).max(axis=1) > 1e-6
+    return float(np.linalg.norm(pairs.vectors[image], axis=1).min()) if image.any() else None

@@ -86,3 +86,31 @@ def test_pair_switches_are_kept_in_files_and_by_clone(tmp_path):
         ZBL(0.3, 0.6, pairs={"CH": [0.4, 0.8]})
     with pytest.raises(ValueError, match="r_inner < r_outer"):
         ZBL(0.3, 0.6, pairs={"C-H": [0.8, 0.4]})
+
+
+def test_recommend_warns_of_lone_molecules_that_see_their_periodic_images():
+    """A plane-wave code's gas-phase molecule in a 9 A box: the recommended cutoff (6.9 A for
+    small molecules) reached the images, and the model learnt an interaction with them (test
+    forces 0.70 against 0.61 eV/A with pbc=False) without a word."""
+    gas = rattled("CH4", 3) + rattled("C2H6", 3) + rattled("H2O", 2)
+    boxed = []
+    for atoms in gas:
+        atoms = atoms.copy()
+        atoms.set_cell([7.0, 7.0, 7.0])  # images within the recommended 5.7 A
+        atoms.pbc = True
+        atoms.center()
+        atoms.positions += 3.0  # across the boundary: the molecule is made whole through the bonds
+        atoms.wrap()
+        boxed.append(labelled(atoms))
+    with pytest.warns(RuntimeWarning, match=r"lone molecule in a periodic box .* set pbc=False"):
+        recommend(boxed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        recommend(gas)  # no box, no images
+        liquid = Atoms(cell=[5.0, 5.0, 5.0], pbc=True)  # several molecules: their neighbours are real
+        for k, shift in enumerate(([0.5, 0.5, 0.5], [3.0, 3.0, 3.0], [0.5, 3.0, 3.0])):
+            water = molecule("H2O")
+            water.translate(shift)
+            liquid += water
+        liquid.wrap()
+        recommend([labelled(liquid)] + gas)
