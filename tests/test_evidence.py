@@ -331,3 +331,30 @@ def test_labels_the_evidence_leaves_unfitted_are_named():
         warnings.simplefilter("always")
         model().maximize_evidence(frames())
     assert not [w for w in caught if "practically as they are" in str(w.message)]
+
+
+def test_too_few_observations_for_the_parameters_warn():
+    """One energy (or a handful) and a delta and a sigma to choose: the evidence put every delta
+    on its lower bound without saying that the data cannot determine them. With every parameter
+    kept, the evidence is that of the start."""
+    import warnings
+
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(40, 3))
+    targets = rows @ [0.5, -1.0, 0.2] + 0.1 * rng.normal(size=40)
+    few = EvidenceStatistics(np.eye(3))
+    few.add("energy", rows[:3], targets[:3], np.ones(3))
+    with pytest.warns(RuntimeWarning, match=r"3 observations for 2 parameters \(delta, energy\): too few"):
+        maximize_evidence(few, delta=1.0, sigmas={"energy": 0.1})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kept = maximize_evidence(few, delta=1.0, sigmas={"energy": 0.1}, fixed=["energy", "delta"])
+    # nothing to choose: the evidence at the start (L-BFGS-B failed with "not enough values to unpack")
+    assert kept.log_marginal_likelihood == log_marginal_likelihood(few, 1.0, {"energy": 0.1})[0]
+    assert (kept.delta, kept.sigmas, kept.converged) == (1.0, {"energy": 0.1}, True)
+    enough = EvidenceStatistics(np.eye(3))
+    enough.add("energy", rows, targets, np.ones(40))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        maximize_evidence(enough, delta=1.0, sigmas={"energy": 0.1})
+    assert not [w for w in caught if "too few" in str(w.message)]

@@ -45,6 +45,11 @@ from ..exceptions import SingularKernelError
 from .fit import IncrementalQR
 
 
+#: Fewer observations than this per optimised parameter make :func:`maximize_evidence` warn: the
+#: parameters are then barely determined (one energy alone put every delta on its lower bound).
+MIN_OBSERVATIONS_PER_PARAMETER = 5
+
+
 @dataclass
 class EvidenceStatistics:
     """Sufficient statistics of the observations for the evidence (see the module).
@@ -466,7 +471,9 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
     Warns
     -----
     RuntimeWarning
-        The optimiser did not converge, or parameters ended on a bound of the search.
+        The optimiser did not converge, parameters ended on a bound of the search, or
+        there are fewer than :data:`MIN_OBSERVATIONS_PER_PARAMETER` observations per
+        parameter optimised (one energy for a delta and a sigma).
 
     References
     ----------
@@ -489,6 +496,11 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
     deltas = _deltas(delta, statistics.block_slices())
     start = {**deltas, **{k: float(v) for k, v in sigmas.items()}}
     names = [name for name in start if name not in fixed]
+    n_observations = sum(entry["n"] for entry in statistics.groups.values())
+    if n_observations < MIN_OBSERVATIONS_PER_PARAMETER * len(names):
+        warnings.warn(f"evidence maximisation: {n_observations} observations for {len(names)} parameters "
+                      f"({', '.join(names)}): too few to determine them (fewer than {MIN_OBSERVATIONS_PER_PARAMETER} "
+                      "per parameter); keep some as they are (fixed) or add data", RuntimeWarning, stacklevel=2)
     given = set(bounds or {})
     bounds = {**{name: (value / 100, value * 100) for name, value in start.items()}, **(bounds or {})}
     best = {"value": -np.inf, "point": dict(start)}
@@ -509,6 +521,10 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
         # per observation: the first L-BFGS-B step is the gradient itself, so keep it O(1)
         return -value / n_total, -np.array([gradient[name] for name in names]) / n_total
 
+    if not names:  # everything kept: the evidence at the start (L-BFGS-B refuses no variables)
+        value = log_marginal_likelihood(statistics, as_given(start), {k: start[k] for k in sigmas}, jitter)[0]
+        return OptimizationResult(delta=deltas[next(iter(deltas))], sigmas={k: start[k] for k in sigmas},
+                                  log_marginal_likelihood=float(value), converged=True, at_bounds=[], deltas=deltas)
     result = minimize(objective, np.log([start[name] for name in names]), jac=True, method="L-BFGS-B",
                       bounds=[tuple(np.log(bounds[name])) for name in names])
     point = best["point"]
