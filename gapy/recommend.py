@@ -266,10 +266,12 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
 
     n_sparse = {z: min(MAX_SPARSE, max(10, round(SPARSE_SHARE * counts[z]))) for z in species}
     scale = min(1.0, MAX_SPARSE_TOTAL / sum(n_sparse.values()))
-    n_sparse = {symbol: int(max(10, round(scale * n_sparse[z]))) for symbol, z in zip(symbols, species)}
+    n_sparse = {symbol: int(min(max(1, counts[z]), max(10, round(scale * n_sparse[z]))))
+                for symbol, z in zip(symbols, species)}
     reasons["n_sparse"] = (f"{MAX_SPARSE} per species, or {SPARSE_SHARE:.0%} of a species' environments when "
-                           f"it has fewer than {int(MAX_SPARSE / SPARSE_SHARE)}; at most {MAX_SPARSE_TOTAL} in "
-                           "all, shared in proportion (fit time grows as the square of the total)")
+                           f"it has fewer than {int(MAX_SPARSE / SPARSE_SHARE)}, at least 10 (or all, when there are "
+                           f"fewer); at most {MAX_SPARSE_TOTAL} in all, shared in proportion (fit time grows as the "
+                           "square of the total)")
     theta = round(max(0.05, nearest / 5), 2)
     grid = int(np.ceil((r_cut - shortest) / (theta / 3))) + 1
     pair_term = None

@@ -358,3 +358,13 @@ def test_forces_that_are_all_zero_give_no_energy_scale():
     single = recommend([labelled(bulk("Cu", "fcc", a=3.61 + 0.02 * k)) for k in range(3)])  # one atom each
     assert (single.model.delta, single.model.sigma_force) == (1.0, 0.1)
     assert "no energy scale in the data" in single.reasons["delta"]
+
+
+def test_no_more_sparse_points_than_environments_are_recommended():
+    """One 4-atom structure: 10 sparse points were recommended for 4 environments, and every
+    gapy fit of it warned that it asked for more than there are."""
+    frames = crystals("Cu", 3.61, n=1)
+    assert recommend(frames[:1]).model.n_sparse == {"Cu": 10}  # 32 atoms: at least 10
+    small = [labelled(bulk("Cu", "fcc", a=3.61, cubic=True))]
+    assert recommend(small).model.n_sparse == {"Cu": 4}
+    assert recommend(small, n_environments={"Cu": 0}).model.n_sparse == {"Cu": 1}
