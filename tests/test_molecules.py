@@ -114,3 +114,20 @@ def test_recommend_warns_of_lone_molecules_that_see_their_periodic_images():
             liquid += water
         liquid.wrap()
         recommend([labelled(liquid)] + gas)
+
+
+def test_coverage_names_the_species_that_the_training_set_lacks(tmp_path, capsys):
+    """New molecules with an element the training set lacks: the summary said 'median inf' and
+    listed atoms at distance inf without saying why."""
+    from ase.io import write
+
+    from gapy.cli import main
+
+    write(tmp_path / "train.xyz", rattled("CH4", 3))
+    write(tmp_path / "new.xyz", rattled("H2O", 2) + rattled("CH4", 1, seed=7))
+    argv = ["coverage", str(tmp_path / "train.xyz"), str(tmp_path / "new.xyz"), "-o", str(tmp_path / "out"),
+            "--r-cut", "3.0", "--n-max", "3", "--l-max", "2"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"2 of them (18.2%) have no training environments to compare with (distance inf): species O not in " \
+           f"{tmp_path / 'train.xyz'}" in printed

@@ -97,6 +97,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"{len(new_distance)} new {rows} from {args.new}: kernel distance to the training set median "
               f"{np.median(new_distance):.4f}, max {np.max(new_distance):.4f}; {beyond.mean():.1%} "
               f"({beyond.sum()}) beyond the largest training nearest-neighbour distance {coverage.threshold_:.4f}")
+        unseen = ~np.isfinite(new_distance)
+        if unseen.any():
+            species = sorted({int(z) for z in numbers[unseen] if z > 0})
+            print(f"  {unseen.sum()} of them ({unseen.mean():.1%}) have no training {rows} to compare with (distance "
+                  "inf)" + (f": species {', '.join(chemical_symbols[z] for z in species)} not in {args.train}"
+                            if species else ""))
         for row in np.argsort(-new_distance, kind="stable")[:min(5, int(beyond.sum()))]:
             k, i = index[row]
             where = f"structure {k}" + (f" atom {i} ({chemical_symbols[numbers[row]]})" if i >= 0 else "")
