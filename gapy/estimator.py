@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .baseline import ZBL, shortest_distance
+from .baseline import ZBL, shortest_pair_distances
 from .descriptors import SOAP, ThreeBody, TwoBody
 from .exceptions import ModelFileError, StructureError
 from .gp import SparseGP, SparseSet, check_variance_kind, fit_sparse_gp, voigt
@@ -126,8 +126,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     baseline : None, "zbl" or gapy.baseline.ZBL, default=None
         A fixed short-range repulsion the GP corrects (``E = E_ZBL + E_GAP``): ``"zbl"``
         switches the ZBL potential off below 0.8 of the shortest distance in the training
-        data, so it changes nothing where there is data and keeps atoms apart where there
-        is none (hot MD); see :mod:`gapy.baseline`.
+        data (a species pair whose bonds are much longer, C-H beside H-H, below 0.8 of its
+        own: :meth:`gapy.baseline.ZBL.below_distance`), so it changes nothing where there is
+        data and keeps atoms apart where there is none (hot MD); see :mod:`gapy.baseline`.
     sparse_jitter : float, default=1e-8
         Added to the diagonal of ``K_MM``.
     energy_key, forces_key, stress_key, virial_key : str
@@ -575,8 +576,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
         self.label_counts_ = self._check_labels([summary for summary in summaries if summary.used], keys)
         self._check_repeats(summaries)
-        if self.baseline == "zbl":
-            self.baseline_ = ZBL.below_distance(min(summary.shortest for summary in summaries if summary.used))
+        if self.baseline == "zbl":  # (a pair of much longer bonds, C-H beside H-H, gets its own switch)
+            pair_shortest = {}
+            for summary in summaries:
+                for pair, distance in (summary.pair_shortest or {}).items():
+                    pair_shortest[pair] = min(distance, pair_shortest.get(pair, np.inf))
+            self.baseline_ = ZBL.below_distance(min(pair_shortest.values(), default=np.inf),
+                                                pair_shortest=pair_shortest)
         else:
             self.baseline_ = None if self.baseline is None else ZBL(**self.baseline.get_params())
 
@@ -662,8 +668,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             name=structure_name(atoms, index),
             keys=(tuple(atoms.info), tuple(atoms.arrays),
                   tuple(getattr(atoms.calc, "results", {})) if atoms.calc is not None else ()),
-            shortest=(shortest_distance(atoms, index, self._largest_cutoff(descriptor))
-                      if used and self.baseline == "zbl" else np.inf),
+            pair_shortest=(shortest_pair_distances(atoms, index, self._largest_cutoff(descriptor))
+                           if used and self.baseline == "zbl" else None),
             config_type=atoms.info.get("config_type"),
             force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
             geometry=digest(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc),
@@ -1601,7 +1607,7 @@ class _Summary:
     label_sizes: Dict[str, Optional[int]]  # values of each label kind, None where missing
     name: str  # structure_name, for messages
     keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
-    shortest: float = np.inf  # shortest interatomic distance (only for baseline="zbl")
+    pair_shortest: Optional[Dict[Tuple[int, int], float]] = None  # shortest distance by species pair ("zbl")
     config_type: Optional[object] = None  # atoms.info["config_type"]
     force_rms: Optional[float] = None  # root mean square of the force labels (eV/A), None without
     geometry: str = ""  # gapy.labels.digest of the numbers, positions, cell and pbc

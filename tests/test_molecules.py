@@ -131,3 +131,18 @@ def test_coverage_names_the_species_that_the_training_set_lacks(tmp_path, capsys
     printed = capsys.readouterr().out
     assert f"2 of them (18.2%) have no training environments to compare with (distance inf): species O not in " \
            f"{tmp_path / 'train.xyz'}" in printed
+
+
+def test_a_hand_set_zbl_baseline_switches_each_pair_of_much_longer_bonds_as_recommend_does():
+    from gapy import SOAP, GAPRegressor
+
+    frames = rattled("CH4", 4) + rattled("H2", 2, 0.02)
+    model = GAPRegressor(SOAP(["H", "C"], r_cut=3.5, n_max=3, l_max=2), n_sparse=10, baseline="zbl")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(frames)
+    assert model.baseline_.pairs == recommend(frames).model.baseline.pairs and "H-C" in model.baseline_.pairs
+    close = pulled("CH4", 0, 1, 0.75)
+    (result,) = model.predict_all([close])
+    bond = close.positions[1] - close.positions[0]
+    assert result["forces"][1] @ bond > 0  # pushed apart, not pulled in
