@@ -11,7 +11,8 @@ The geometric rules are stated in units of the data, not of an element:
 - ``r_cut`` holds :data:`NEIGHBOURS` neighbours on average at the density of the data
   (median over atoms of the number density within three nearest-neighbour distances,
   leaving out atoms in vacuum such as isolated atoms and dimers);
-  published GAPs of Si, Mo, W, Fe and C hold 26-44 within their cutoff.
+  published GAPs of Si, Mo, W, Fe and C hold 26-44 within their cutoff. It is at most
+  :data:`MAX_CUTOFF_RATIO` nearest-neighbour distances (data with no condensed phase).
 - The 2-body length scale ``theta`` is a fifth of the median nearest-neighbour distance,
   with a grid of sparse distances every ``theta / 3``.
 - The SOAP density is radially scaled (Willatt et al. 2018): a neighbour's weight halves
@@ -51,6 +52,10 @@ NEIGHBOURS = 35
 #: Mean number of neighbours within the radius where the radial scaling halves a
 #: neighbour's weight, and the exponent of that scaling.
 SCALED_NEIGHBOURS, SCALING_EXPONENT = 12, 3.0
+#: Largest cutoff, in nearest-neighbour distances: the density rule gives 1.9-2.5 for the
+#: published GAPs of solids and liquids, but 10 for data of dimers alone (the density of a
+#: gas), whose predictions would then look 20 A around every atom.
+MAX_CUTOFF_RATIO = 5.0
 #: Atoms count in the density when their neighbours within three nearest-neighbour
 #: distances are at least this share of the 90th percentile over atoms ("condensed").
 CONDENSED_SHARE = 0.5
@@ -239,6 +244,10 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     r_cut = round(float((3 * NEIGHBOURS / (4 * np.pi * density)) ** (1 / 3)), 1)
     reasons["descriptor__r_cut"] = (f"{NEIGHBOURS} neighbours on average at the data's density "
                                     f"{density:.4f} atoms/A^3 (nearest neighbour {nearest:.2f} A)")
+    if r_cut > MAX_CUTOFF_RATIO * nearest:  # (dimers or molecules in vacuum only: no condensed phase)
+        r_cut = round(float(MAX_CUTOFF_RATIO * nearest), 1)
+        reasons["descriptor__r_cut"] += (f"; at most {MAX_CUTOFF_RATIO:g} nearest-neighbour distances: these data "
+                                         "have no condensed phase whose density could set it")
     _warn_molecule_images(frames, picked, r_cut)
     length = max(1.0, nearest / LONG_BOND)  # widths in units of the published GAPs' (bonds up to 3 A)
     factor, scale_why = _energy_factor(force_squares, nearest, compositions, energies, singles)

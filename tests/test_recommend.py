@@ -11,8 +11,8 @@ from ase.calculators.singlepoint import SinglePointCalculator
 import gapy
 from gapy.cli import main
 from gapy.datasets import load_si
-from gapy.recommend import (ENERGY_SCALE, ENERGY_SPREAD, LONG_BOND, MAX_SPARSE, MAX_SPARSE_TOTAL, NEIGHBOURS,
-                            SCALED_NEIGHBOURS, recommend)
+from gapy.recommend import (ENERGY_SCALE, ENERGY_SPREAD, LONG_BOND, MAX_CUTOFF_RATIO, MAX_SPARSE, MAX_SPARSE_TOTAL,
+                            NEIGHBOURS, SCALED_NEIGHBOURS, recommend)
 
 
 def labelled(atoms, stress=True):
@@ -368,3 +368,12 @@ def test_no_more_sparse_points_than_environments_are_recommended():
     small = [labelled(bulk("Cu", "fcc", a=3.61, cubic=True))]
     assert recommend(small).model.n_sparse == {"Cu": 4}
     assert recommend(small, n_environments={"Cu": 0}).model.n_sparse == {"Cu": 1}
+
+
+def test_data_without_a_condensed_phase_get_a_cutoff_of_at_most_five_bonds():
+    """Cu2 dimers alone have the density of a gas: 35 neighbours would need a 22 A cutoff."""
+    dimers = [labelled(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, d]]), stress=False) for d in (2.1, 2.3, 2.5, 2.8)]
+    recommendation = recommend(dimers)
+    nearest = recommendation.measured["nearest_neighbour"]
+    assert recommendation.model.descriptor.r_cut == pytest.approx(MAX_CUTOFF_RATIO * nearest, abs=0.05)
+    assert "no condensed phase" in recommendation.reasons["descriptor__r_cut"]
