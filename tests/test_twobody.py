@@ -393,3 +393,27 @@ def test_a_rare_species_pair_beside_a_common_one_is_left_out_of_the_term_with_a_
         alloy = frames[0].copy()
         alloy.symbols[::2] = "Au"  # as many Au-Au as Cu-Cu pairs
         fit(label_structures([alloy], EMT()))
+
+
+def test_a_species_pair_without_sparse_points_adds_no_prior_variance():
+    """A rare pair left out of the term (no sparse points of its class) is not in the model: its
+    energy is not predicted by the term, so its prior must not count in the term's variances."""
+    from gapy.gp.terms import InstanceSparseSet
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.symbols[0] = "Au"
+    atoms.rattle(0.05, seed=1)
+    descriptor = TwoBody(["Cu", "Au"], r_cut=4.0)
+    pairs = descriptor.compute(atoms, gradients=True)
+    keep = pairs.classes == pairs.classes.max()  # (Cu-Cu; the Cu-Au pairs have no sparse points)
+    assert 0 < keep.sum() < len(pairs)
+    term = InstanceSparseSet(np.array([[2.5], [3.0]]), np.full(2, pairs.classes.max()), np.array([0.5]), 1.0)
+    quantities = ("energies", "energy", "forces", "virial")
+    priors = term.prior_variances(pairs, quantities)
+    only_modelled = InstanceSparseSet(term.sparse, term.sparse_classes, term.theta, 1.0).prior_variances(
+        Instances(**{name: (value[keep] if isinstance(value, np.ndarray) and len(value) == len(pairs) else value)
+                     for name, value in vars(pairs).items()}), quantities)
+    for quantity in quantities:
+        np.testing.assert_allclose(priors[quantity], only_modelled[quantity], rtol=1e-12, atol=1e-14)
+    both = InstanceSparseSet(np.array([[2.5], [2.5]]), np.unique(pairs.classes), np.array([0.5]), 1.0)
+    assert priors["energy"][0] < 0.99 * both.prior_variances(pairs)["energy"][0]  # (the Cu-Au pairs count there)

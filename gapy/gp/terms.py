@@ -20,7 +20,7 @@ model are concatenated along the sparse-point axis. The predicted energy is
 ``sum_m alpha_m (energy row)_m``: ``e(pair) = f_c(r) sum_m alpha_m delta^2 k(r, s_m)``.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -426,6 +426,9 @@ class InstanceSparseSet:
         from .term_variance import (instance_energy_prior_variance, instance_force_prior_variance,
                                     instance_local_energy_prior_variance, instance_virial_prior_variance)
 
+        modelled = np.isin(instances.classes, self.sparse_classes)
+        if not modelled.all():  # a class without sparse points (a rare pair left out) is not in the model
+            instances = _subset(instances, modelled)
         theta, delta = self.theta, self.delta
         compute = {
             "energies": lambda: instance_local_energy_prior_variance(instances, theta, delta),
@@ -434,3 +437,11 @@ class InstanceSparseSet:
             "virial": lambda: instance_virial_prior_variance(instances, theta, delta),
         }
         return {quantity: compute[quantity]() for quantity in quantities}
+
+
+def _subset(instances: "Instances", mask: np.ndarray) -> "Instances":
+    """The instances where ``mask`` is true (every per-instance array indexed)."""
+    per_instance = ("values", "classes", "weights", "atoms", "dvalues", "dweights", "dvalues_strain",
+                    "dweights_strain")
+    return replace(instances, **{name: getattr(instances, name)[mask] for name in per_instance
+                                 if getattr(instances, name) is not None})
