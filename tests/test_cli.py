@@ -466,3 +466,20 @@ def test_warnings_are_one_line_each_without_source_lines(emt_cu, tmp_path):
     warning_lines = [line for line in done.stderr.splitlines() if "warning" in line.lower()]
     assert warning_lines and all(line.startswith("gapy fit: warning: ") for line in warning_lines), done.stderr
     assert ".py:" not in done.stderr  # no source paths
+
+
+def test_gapy_fit_recommends_a_model_for_structures_labelled_with_a_stress_alone(tmp_path, capsys):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for k, strain in enumerate((-0.02, -0.01, 0.0, 0.01, 0.02, 0.03)):
+        atoms = bulk("Cu", "fcc", a=3.6 * (1 + strain), cubic=True)
+        atoms.rattle(0.02, seed=k)
+        stress = EMT().get_stress(atoms)
+        atoms.calc = SinglePointCalculator(atoms, stress=stress)  # (no energy, no forces)
+        frames.append(atoms)
+    write(tmp_path / "stressed.xyz", frames)
+    assert main(["fit", str(tmp_path / "stressed.xyz"), "-o", str(tmp_path / "m.gapy"), "--no-progress"]) == 0
+    assert "36 virial values" in capsys.readouterr().out

@@ -459,19 +459,21 @@ def model_from_settings(settings: Dict[str, Any], frames: Sequence[Atoms], verbo
 
 
 def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegressor,
-                           species: Optional[Sequence[str]]) -> Tuple[Dict[str, int], int, int, List[int]]:
+                           species: Optional[Sequence[str]],
+                           recommended: bool = False) -> Tuple[Dict[str, int], int, int, List[int]]:
     """Labels, species and geometry of every structure, named by its index in ``path``.
 
     Returns the atoms of each chemical symbol found (sorted by atomic number), the
     number of structures and of atoms, and the indices of the single-atom structures
-    (isolated atoms, which a streamed recommendation must see).
+    (isolated atoms, which a streamed recommendation must see). With ``recommended`` every
+    label kind the data have is fitted (a stress alone is a label), as ``recommend`` does.
     """
     needed = []  # (Labels attribute, field names) of the labels the model fits
     if model.sigma_energy is not None:
         needed.append(("energy", f"'{model.energy_key}'"))
     if model.sigma_force is not None:
         needed.append(("forces", f"'{model.forces_key}'"))
-    if model.sigma_virial is not None:
+    if model.sigma_virial is not None or recommended:
         needed.append(("virial", f"'{model.stress_key}' or '{model.virial_key}'"))
     known = None if species is None else {atomic_number(s) for s in species}
     found, n_frames, n_atoms, singles = {}, 0, 0, []
@@ -616,7 +618,11 @@ def _run(args: argparse.Namespace) -> int:
         model = GAPRegressor(verbose=run["progress"], **gap_settings)
     except (TypeError, ValueError) as error:
         raise GapyError(f"invalid setting: {error}") from None
-    found, n_frames, n_atoms, singles = _check_training_frames(frames, train_path, model, settings.get("species"))
+    recommended = run["recommend"]
+    if recommended is None:
+        recommended = not gives_hyperparameters(settings)
+    found, n_frames, n_atoms, singles = _check_training_frames(frames, train_path, model, settings.get("species"),
+                                                               recommended and "sigma_virial" not in settings)
     validation, validation_name, held_out = [], None, []
     if run["validation"]:
         validation_name = Path(run["validation"])
@@ -638,9 +644,6 @@ def _run(args: argparse.Namespace) -> int:
             frames, validation = ([a for k, a in enumerate(frames) if k not in held],
                                   [a for k, a in enumerate(frames) if k in held])
     species = settings.get("species") or list(found)
-    recommended = run["recommend"]
-    if recommended is None:
-        recommended = not gives_hyperparameters(settings)
     if run["search"]:
         grid = _search_grid(run["search"], species, "--search" if "search" in given else f"{args.config}: search")
         if stream or not recommended:
