@@ -483,3 +483,26 @@ def test_gapy_fit_recommends_a_model_for_structures_labelled_with_a_stress_alone
     write(tmp_path / "stressed.xyz", frames)
     assert main(["fit", str(tmp_path / "stressed.xyz"), "-o", str(tmp_path / "m.gapy"), "--no-progress"]) == 0
     assert "36 virial values" in capsys.readouterr().out
+
+
+def test_gapy_eval_says_when_the_model_was_fitted_without_energies(tmp_path, capsys):
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    frames = []
+    for k in range(4):
+        atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        forces, energy = atoms.get_forces(), atoms.get_potential_energy()
+        atoms.calc = SinglePointCalculator(atoms, forces=forces, energy=energy)
+        frames.append(atoms)
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=8, sigma_energy=None).fit(frames)
+    model.save(tmp_path / "forces.gapy")
+    write(tmp_path / "test.xyz", frames)
+    assert main(["eval", str(tmp_path / "forces.gapy"), str(tmp_path / "test.xyz")]) == 0
+    assert "fitted without energies, so its energies are known up to a constant" in capsys.readouterr().out
+    GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=8).fit(frames).save(tmp_path / "both.gapy")
+    assert main(["eval", str(tmp_path / "both.gapy"), str(tmp_path / "test.xyz")]) == 0
+    assert "fitted without energies" not in capsys.readouterr().out

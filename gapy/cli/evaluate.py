@@ -4,6 +4,8 @@ import argparse
 import time
 from pathlib import Path
 
+import numpy as np
+
 from .._version import __version__
 from ..exceptions import GapyError
 from ..labels import label_keys, read_labels
@@ -47,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(frames)} structures from {args.data} predicted in {elapsed:.1f} s"
           + (f" (with {args.variance or model.variance} standard deviations)" if with_std else ""))
     print_table(f"errors of {args.model} on {args.data}", rows)
+    if "energy" in comparisons and model.label_sigmas_.get("energy") is None:
+        offset = float(np.mean(comparisons["energy"].error))
+        print(f"note: {args.model} was fitted without energies, so its energies are known up to a constant per "
+              f"species (e0); the energy errors measure mostly that constant (mean {offset:.4g} meV/atom)")
     if not model.std_scale_ or (args.variance or model.variance) != model.variance:
         calibration_hint(rows)
     if args.output:
