@@ -160,10 +160,15 @@ def test_maximum_recovers_the_noise_level():
 def test_a_bound_and_fixed_parameters_are_reported():
     kmm, groups = toy_problem(seed=2)
     statistics = statistics_of(kmm, groups)
-    with pytest.warns(RuntimeWarning, match="ended on a bound"):
+    message = "the noise sigma of energy at its upper bound 0.31 of the search"
+    with pytest.warns(RuntimeWarning, match=message) as caught:
         result = maximize_evidence(statistics, 1.0, {"energy": 0.3, "forces": 0.5}, fixed=("forces",),
                                    bounds={"energy": (0.29, 0.31)})
-    assert result.sigmas["forces"] == 0.5 and result.at_bounds
+    assert result.sigmas["forces"] == 0.5 and result.at_bounds == ["energy"]
+    assert "fitted as closely as the search allows" not in str(caught[0].message)
+    with pytest.warns(RuntimeWarning, match="energy at its lower bound 2 .* fitted as closely as the search allows"):
+        maximize_evidence(statistics, 1.0, {"energy": 2.1, "forces": 0.5}, fixed=("forces",),
+                          bounds={"energy": (2.0, 2.2)})
 
 
 def estimator_observations(model, frames):

@@ -538,10 +538,16 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
         warnings.warn(f"evidence maximisation did not converge ({reason}, after {result.nfev} evaluations); "
                       "keeping the best point found", RuntimeWarning, stacklevel=2)
     if at_bounds:
+        lower = [name for name in at_bounds if np.isclose(np.log(point[name]), np.log(bounds[name][0]), atol=1e-3)]
+        described = ", ".join(f"{name if name in deltas else 'the noise sigma of ' + name} at its "
+                              f"{'lower' if name in lower else 'upper'} bound {point[name]:.3g}" for name in at_bounds)
         hint = ("" if given >= set(at_bounds) else
                 "; the search spans 100x either way of the starting value: start nearer or give wider bounds")
-        warnings.warn(f"evidence maximisation: {', '.join(at_bounds)} ended on a bound of the search "
-                      f"{ {name: bounds[name] for name in at_bounds} }{hint}", RuntimeWarning, stacklevel=2)
+        if any(name in sigmas for name in lower):
+            hint += (" (a noise sigma on its lower bound: the labels are fitted as closely as the search allows, as "
+                     "with noise-free labels such as EMT's or copies of structures; the model then depends on the "
+                     "bound)")
+        warnings.warn(f"evidence maximisation: {described} of the search{hint}", RuntimeWarning, stacklevel=2)
     chosen = {k: point[k] for k in deltas}
     return OptimizationResult(delta=chosen[next(iter(deltas))], sigmas={k: point[k] for k in sigmas},
                               log_marginal_likelihood=float(best["value"]), converged=bool(result.success),
