@@ -535,7 +535,9 @@ def label_keys(atoms: Atoms) -> str:
 
 def _volume(atoms: Atoms, name: str, field: str) -> float:
     if not atoms.pbc.all():
-        raise StructureError(f"{name}: field '{field}' given for a structure that is not periodic")
+        raise StructureError(f"{name}: field '{field}' given for a structure that is not periodic in all three "
+                             f"directions (pbc={atoms.pbc.tolist()}): a stress needs the volume of a cell periodic "
+                             "in 3D; leave it out for slabs, wires and clusters")
     volume = abs(atoms.cell.volume)
     if not volume > 1e-6:
         raise StructureError(f"{name}: field '{field}' given but the cell has zero volume (cell="

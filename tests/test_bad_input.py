@@ -129,6 +129,12 @@ def _zero_cell_stress():
     return atoms
 
 
+def _slab_stress():
+    atoms = labelled(si(), stress=np.zeros(6))
+    atoms.pbc = [True, True, False]
+    return atoms
+
+
 def _periodic_zero_cell_stress():
     atoms = Atoms("Si2", positions=[[0, 0, 0], [2.3, 0, 0]], cell=np.zeros((3, 3)), pbc=[True, True, True])
     atoms.info["energy"] = -1.0
@@ -176,6 +182,8 @@ TRAINING_DATA = [
     (_nan_forces, StructureError, r"structure 1 \(Si8\): field 'forces' contains NaN"),
     (_string_energy, StructureError, r"structure 1 \(Si8\): field 'energy' is not a number"),
     (_zero_cell_stress, StructureError, r"structure 1 \(Si2\): field 'stress' given for a structure that is not"),
+    (_slab_stress, StructureError, r"structure 1 \(Si8\): field 'stress' given for a structure that is not periodic "
+     r"in all three directions \(pbc=\[True, True, False\]\)"),
     (_periodic_zero_cell_stress, StructureError, r"structure 1 \(Si2\)"),
     (_germanium, StructureError, r"structure 1 \(GeSi7\): species \['Ge'\] not in"),
     (_overlapping, StructureError, r"structure 1 \(Si8\): atoms 0 and 1 are 0.05 A apart"),
