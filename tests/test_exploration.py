@@ -450,6 +450,15 @@ def test_failed_reference_calculations_are_tried_again_on_request(tmp_path):
         run_loop(EMT(), None, retry_failed=True)
 
 
+def test_failures_of_a_work_directory_without_failed_structures_are_kept_with_a_warning(tmp_path, caplog):
+    counts, workdir = tmp_path / "calls.txt", tmp_path / "run"
+    first = run_loop(CountingEMT(counts, fail_at={2}), workdir, n_iterations=1)
+    (workdir / "failed.xyz").unlink()  # (as written before the structures were kept)
+    result = run_loop(CountingEMT(counts), workdir, n_iterations=1, retry_failed=True)
+    assert result.failures == first.failures and len(CountingEMT(counts).calls()) == 3
+    assert "cannot be tried again: this work directory was written before" in caplog.text
+
+
 def test_a_retry_killed_after_its_label_does_not_label_twice(tmp_path):
     from gapy.sampling._workdir import Workdir
 
