@@ -173,7 +173,7 @@ class SettingsSearch:
         head = "".join(f"{q + ' (' + units[q] + ')':>25}" for q in self.quantities)
         lines = [f"{'candidate':<48}{head}{'score':>14}"]
         for k, overrides in enumerate(self.candidates):
-            name = ", ".join(f"{key.replace('descriptor__', '')}={value!r}"
+            name = ", ".join(f"{key.replace('descriptor__', '')}={_shown(value)}"
                              for key, value in (overrides or self.recommended).items())
             name = name if overrides else f"recommended: {name}"
             cells = "".join(f"{np.mean(self.errors[k, :, q]):>15.4g} +- {np.std(self.errors[k, :, q]):<6.2g}"
@@ -188,6 +188,14 @@ class SettingsSearch:
         else:
             lines.append(f"kept: the recommendation (no candidate is better on all {n_folds} folds)")
         return "\n".join(lines)
+
+
+def _shown(value) -> str:
+    """A setting's value for the table: a term by its descriptor's class (``TwoBody(r_cut=5.5)``)."""
+    descriptor = getattr(value, "descriptor", None)
+    if descriptor is not None and hasattr(descriptor, "r_cut"):
+        return f"{type(descriptor).__name__}(r_cut={descriptor.r_cut:g})"
+    return repr(value)
 
 
 def search_settings(frames: Sequence[Atoms], grid: Dict[str, Sequence], template: Optional[GAPRegressor] = None, *,
