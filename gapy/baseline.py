@@ -107,13 +107,20 @@ class ZBL:
 
     @property
     def cutoff(self) -> float:
-        """The largest ``r_outer`` of any pair (Angstrom): no repulsion beyond it."""
+        """The largest ``r_outer`` of any pair (Angstrom): no repulsion beyond it.
+
+        Examples
+        --------
+        >>> ZBL(r_inner=0.3, r_outer=0.6, pairs={"H-C": [0.43, 0.86]}).cutoff
+        0.86
+        """
         return max([self.r_outer] + [outer for _, outer in self._pair_radii.values()])
 
     @classmethod
     def below_data(cls, frames: Sequence[Atoms], fraction: float = 0.8, width: float = 0.5) -> "ZBL":
-        """Switched off below ``fraction`` of the shortest distance in ``frames`` (of each species
-        pair, as :meth:`below_distance`).
+        """Switched off below ``fraction`` of the shortest distance in ``frames``.
+
+        Each species pair of much longer bonds gets its own switch, as in :meth:`below_distance`.
 
         Parameters
         ----------
@@ -154,8 +161,9 @@ class ZBL:
     @classmethod
     def below_distance(cls, shortest: float, fraction: float = 0.8, width: float = 0.5,
                        pair_shortest: Optional[Mapping[Tuple[int, int], float]] = None) -> "ZBL":
-        """Switched off below ``fraction`` of the distance ``shortest`` (Angstrom), or of a
-        species pair's own shortest distance.
+        """Switched off below ``fraction`` of the distance ``shortest`` (Angstrom).
+
+        A species pair of much longer bonds is switched off below ``fraction`` of its own.
 
         A pair whose shortest distance in the data is more than :data:`PAIR_LENGTH_RATIO` times
         ``shortest`` (C-H bonds of 1.1 A beside H2 at 0.74 A) is switched off below ``fraction``
