@@ -30,9 +30,9 @@ from .io.model import FORMAT_VERSION, read_state, write_state
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence, residual_shares
 from .kernels import check_theta, check_zeta
-from .labels import (ZERO_FORCES, EnergyOutlierWarning, ForceOutlierWarning, Labels, RepeatedStructureWarning, digest,
-                     force_outlier_message, outlier_message, outlying_energies, outlying_forces, read_labels,
-                     repeated_structures, stress_from_virial)
+from .labels import (LABEL_DECIMALS, ZERO_FORCES, EnergyOutlierWarning, ForceOutlierWarning, Labels,
+                     RepeatedStructureWarning, digest, force_outlier_message, outlier_message, outlying_energies,
+                     outlying_forces, read_labels, repeated_structures, stress_from_virial)
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import as_frames, atomic_number, is_isolated_atom, structure_name
@@ -673,7 +673,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             config_type=atoms.info.get("config_type"),
             force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
             geometry=digest(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc),
-            label_digest=digest(labels.energy, labels.forces, labels.virial, labels.force_weights),
+            label_digest=digest(*(None if value is None else np.round(value, LABEL_DECIMALS) + 0.0  # (no -0.0)
+                                  for value in (labels.energy, labels.forces, labels.virial, labels.force_weights))),
         )
         return summary, species, values, found
 
@@ -711,6 +712,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             No structure of ``frames`` has an energy, forces or stress, or a label is
             malformed.
 
+        Warns
+        -----
+        UserWarning
+            The model was fitted without energy labels and ``frames`` have energies (not
+            used).
+        UserWarning
+            A factor measured on fewer than :data:`CALIBRATION_MIN_VALUES` values (one or
+            two structures' energies).
+
         References
         ----------
         F. Musil, M. J. Willatt, M. A. Langovoy and M. Ceriotti, "Fast and accurate
@@ -727,14 +737,6 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> sorted(model.std_scale_)
         ['energy', 'forces', 'stress']
 
-        Warns
-        -----
-        UserWarning
-            The model was fitted without energy labels and ``frames`` have energies (not
-            used).
-        UserWarning
-            A factor measured on fewer than :data:`CALIBRATION_MIN_VALUES` values (one or
-            two structures' energies).
         """
         from .metrics import compare, standardized_errors
 

@@ -413,6 +413,11 @@ def force_outlier_message(field: str, names: Sequence[str], rms: Sequence[float]
             "correct or remove it (atoms pressed far closer than a bond can have such forces)")
 
 
+#: Decimals (of eV, eV/A) to which labels are compared for repeats: two calculations of one
+#: structure that agree to round-off (1e-11 eV) are copies, not calculations that disagree.
+LABEL_DECIMALS = 6
+
+
 def digest(*values) -> str:
     """A short fingerprint of arrays and numbers (``None`` included), equal only for equal values.
 

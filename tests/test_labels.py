@@ -170,6 +170,11 @@ def test_repeated_structures_are_named_by_the_fit():
     assert message.startswith("2 structures have the positions of another but different labels (structure 2 (Cu4) "
                               "vs structure 0 (Cu4), structure 3 (Cu4) vs structure 0 (Cu4): energies differ by up "
                               "to 0.1 eV/atom)")
+    frames[2].calc = SinglePointCalculator(frames[2], energy=energy + 1e-11, forces=forces * (1 + 1e-12))
+    with pytest.warns(RepeatedStructureWarning) as caught:  # a difference of round-off is a copy, not a conflict
+        model.fit(frames[:3])
+    (message,) = [str(warning.message) for warning in caught]
+    assert message.startswith("2 structures repeat another's species, positions, cell and labels")
 
 
 def test_a_model_fitted_without_energies_does_not_calibrate_its_energy_stds():
