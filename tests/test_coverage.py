@@ -331,3 +331,14 @@ def test_cli_unknown_species_of_the_model_advises(tmp_path, capsys):
         assert err.count("\n") == 1, err
         assert ("new.xyz: structure 1 (AuCu3, config_type=alloy) has species ['Au'] that the model does not know "
                 "(it was fitted for ['Cu']): refit it with 'gapy fit'") in err
+
+
+def test_cli_default_output_is_not_named_coverage(tmp_path, monkeypatch, train):
+    """A directory named 'coverage' where Python runs hides the coverage package that numba
+    imports ('import gapy' then fails): the default output has another name."""
+    from ase.io import write
+
+    monkeypatch.chdir(tmp_path)
+    write("train.xyz", train[:4], format="extxyz")
+    assert main(["coverage", "train.xyz", *SMALL]) == 0
+    assert (tmp_path / "coverage-map" / "coverage.csv").is_file() and not (tmp_path / "coverage").exists()

@@ -146,8 +146,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     )
     coverage.add_argument("train", metavar="TRAIN.xyz", help="training structures")
     coverage.add_argument("new", metavar="NEW.xyz", nargs="?", help="structures to place on the map (e.g. from MD)")
-    coverage.add_argument("-o", "--output", default="coverage", metavar="DIR",
-                          help="output directory (default: coverage)")
+    coverage.add_argument("-o", "--output", default="coverage-map", metavar="DIR",
+                          help="output directory (default: coverage-map; a directory named 'coverage' would "
+                               "hide the coverage package from Python run there)")
     coverage.add_argument("--model", metavar="MODEL", help="take the descriptor and zeta from a model file "
                           "written by 'gapy fit' (instead of the SOAP options)")
     coverage.add_argument("--species", type=species_list, metavar="SYMBOLS", help="SOAP species, e.g. Si,Ge "
