@@ -166,6 +166,7 @@ def test_a_bound_and_fixed_parameters_are_reported():
                                    bounds={"energy": (0.29, 0.31)})
     assert result.sigmas["forces"] == 0.5 and result.at_bounds == ["energy"]
     assert "fitted as closely as the search allows" not in str(caught[0].message)
+    assert "would fit those labels more loosely still" in str(caught[0].message)
     with pytest.warns(RuntimeWarning, match="energy at its lower bound 2 .* fitted as closely as the search allows"):
         maximize_evidence(statistics, 1.0, {"energy": 2.1, "forces": 0.5}, fixed=("forces",),
                           bounds={"energy": (2.0, 2.2)})

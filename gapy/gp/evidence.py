@@ -547,6 +547,10 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
             hint += (" (a noise sigma on its lower bound: the labels are fitted as closely as the search allows, as "
                      "with noise-free labels such as EMT's or copies of structures; the model then depends on the "
                      "bound)")
+        if any(name in sigmas and name not in lower for name in at_bounds):
+            hint += (" (a noise sigma on its upper bound: the evidence would fit those labels more loosely still, "
+                     "as it can when other labels far outnumber them; to weigh them more, give that sigma by hand "
+                     "and keep it fixed)")
         warnings.warn(f"evidence maximisation: {described} of the search{hint}", RuntimeWarning, stacklevel=2)
     chosen = {k: point[k] for k in deltas}
     return OptimizationResult(delta=chosen[next(iter(deltas))], sigmas={k: point[k] for k in sigmas},
