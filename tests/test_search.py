@@ -81,3 +81,5 @@ def test_gapy_fit_search_prints_the_comparison_and_fits_the_choice(frames, tmp_p
     assert main(["fit", str(tmp_path / "train.xyz"), "--search", "r_cut=4", "--zeta", "2", "--no-recommend",
                  "-o", str(out)]) == 1
     assert "leave the model settings to the recommendation" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "train.xyz"), "--search", "n_max=3", "--folds", "1", "-o", str(out)]) == 1
+    assert "folds: --search needs at least 2 folds, got 1" in capsys.readouterr().err

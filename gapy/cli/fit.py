@@ -645,6 +645,8 @@ def _run(args: argparse.Namespace) -> int:
                                   [a for k, a in enumerate(frames) if k in held])
     species = settings.get("species") or list(found)
     if run["search"]:
+        if isinstance(run["folds"], bool) or not isinstance(run["folds"], int) or run["folds"] < 2:
+            raise GapyError(f"folds: --search needs at least 2 folds, got {run['folds']!r}")
         grid = _search_grid(run["search"], species, "--search" if "search" in given else f"{args.config}: search")
         if stream or not recommended:
             raise GapyError("--search compares settings by refitting the recommended model on folds of the training "
