@@ -15,7 +15,7 @@ cosine switch ``S`` from 1 at ``r_inner`` to 0 at ``r_outer``; a species pair ma
 own ``r_inner`` and ``r_outer`` (molecules: C-H bonds of 1.1 A beside H2 at 0.74 A).
 """
 
-from typing import Dict, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms
@@ -152,10 +152,7 @@ class ZBL:
         >>> round(zbl.r_outer, 3), round(zbl.r_outer - zbl.r_inner, 3)
         (1.553, 0.5)
         """
-        pair_shortest: Dict[Tuple[int, int], float] = {}
-        for k, atoms in enumerate(frames):
-            for pair, distance in shortest_pair_distances(atoms, k).items():
-                pair_shortest[pair] = min(distance, pair_shortest.get(pair, np.inf))
+        pair_shortest = merge_shortest(shortest_pair_distances(atoms, k) for k, atoms in enumerate(frames))
         return cls.below_distance(min(pair_shortest.values(), default=np.inf), fraction, width, pair_shortest)
 
     @classmethod
@@ -320,9 +317,7 @@ SHORTEST_DISTANCE_RADIUS = 4.0
 
 def shortest_distance(atoms: Atoms, index: Optional[int] = None, cutoff: float = SHORTEST_DISTANCE_RADIUS) -> float:
     """Shortest interatomic distance (Angstrom) within ``cutoff`` (at least 4 A), ``inf`` if none."""
-    pairs = neighbor_pairs(atoms, max(cutoff, SHORTEST_DISTANCE_RADIUS), index)
-    distance = np.linalg.norm(pairs.vectors, axis=1)
-    return float(distance.min()) if distance.size else np.inf
+    return min(shortest_pair_distances(atoms, index, cutoff).values(), default=np.inf)
 
 
 def shortest_pair_distances(atoms: Atoms, index: Optional[int] = None,
@@ -359,6 +354,31 @@ def shortest_pair_distances(atoms: Atoms, index: Optional[int] = None,
     for key in np.unique(keys):
         result[(int(key // 1000), int(key % 1000))] = float(distance[keys == key].min())
     return result
+
+
+def merge_shortest(found: Iterable[Mapping[Tuple[int, int], float]]) -> Dict[Tuple[int, int], float]:
+    """The shortest distance of each species pair over several structures.
+
+    Parameters
+    ----------
+    found : iterable of dict
+        :func:`shortest_pair_distances` of each structure (``None`` or empty for none).
+
+    Returns
+    -------
+    dict of (int, int) to float
+        Each species pair's shortest distance in any of them.
+
+    Examples
+    --------
+    >>> merge_shortest([{(1, 6): 1.1}, {(1, 6): 1.05, (1, 1): 0.74}, None])
+    {(1, 6): 1.05, (1, 1): 0.74}
+    """
+    merged: Dict[Tuple[int, int], float] = {}
+    for distances in found:
+        for pair, distance in (distances or {}).items():
+            merged[pair] = min(distance, merged.get(pair, np.inf))
+    return merged
 
 
 def _check_radii(r_inner, r_outer, name: str = "ZBL") -> Tuple[float, float]:

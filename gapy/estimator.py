@@ -18,7 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
-from .baseline import ZBL, shortest_pair_distances
+from .baseline import ZBL, merge_shortest, shortest_pair_distances
 from .descriptors import SOAP, ThreeBody, TwoBody
 from .exceptions import ModelFileError, StructureError
 from .gp import SparseGP, SparseSet, check_variance_kind, fit_sparse_gp, voigt
@@ -577,10 +577,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.label_counts_ = self._check_labels([summary for summary in summaries if summary.used], keys)
         self._check_repeats(summaries)
         if self.baseline == "zbl":  # (a pair of much longer bonds, C-H beside H-H, gets its own switch)
-            pair_shortest = {}
-            for summary in summaries:
-                for pair, distance in (summary.pair_shortest or {}).items():
-                    pair_shortest[pair] = min(distance, pair_shortest.get(pair, np.inf))
+            pair_shortest = merge_shortest(summary.pair_shortest for summary in summaries)
             self.baseline_ = ZBL.below_distance(min(pair_shortest.values(), default=np.inf),
                                                 pair_shortest=pair_shortest)
         else:

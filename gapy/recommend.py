@@ -39,7 +39,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from .baseline import PAIR_LENGTH_RATIO, ZBL, shortest_pair_distances
+from .baseline import PAIR_LENGTH_RATIO, ZBL, merge_shortest, shortest_pair_distances
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
 from .labels import ZERO_FORCES, outlying_forces, read_labels
@@ -295,10 +295,8 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     reasons["baseline"] = (f"ZBL repulsion switched off below 0.8 x the shortest distance in the data "
                            f"({shortest:.2f} A): keeps atoms apart where there is no data, zero on the data")
     if len(species) > 1:  # molecules: C-H bonds of 1.1 A beside H2 at 0.74 A need their own switch
-        pair_shortest: Dict[tuple, float] = {}
-        for k, atoms in enumerate(frames):  # all of them: the switch must stay below every pair of the data
-            for pair, distance in shortest_pair_distances(atoms, k).items():
-                pair_shortest[pair] = min(distance, pair_shortest.get(pair, np.inf))
+        # all of them: the switch must stay below every pair of the data
+        pair_shortest = merge_shortest(shortest_pair_distances(atoms, k) for k, atoms in enumerate(frames))
         zbl = ZBL.below_distance(min(pair_shortest.values(), default=shortest), pair_shortest=pair_shortest)
         if zbl.pairs:
             baseline = zbl
