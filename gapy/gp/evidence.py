@@ -306,11 +306,12 @@ def _posterior(statistics: EvidenceStatistics, delta, sigmas: Dict[str, float], 
     ``K0``, its Cholesky factor, the factor ``R`` of ``P = R^T R``, ``c`` and ``alpha``
     (predictions are ``A D alpha``).
     """
-    deltas = _deltas(delta, statistics.block_slices())
+    blocks = statistics.block_slices()
+    deltas = _deltas(delta, blocks)
     factors = statistics.factors()
     m = len(statistics.kmm)
     scale = np.empty(m)  # D: the delta of each column
-    for name, columns in statistics.block_slices().items():
+    for name, columns in blocks.items():
         scale[columns] = deltas[name]
     # delta^2 K_MM + jitter = D (K0 + jitter D^-2) D: everything below is in the units of
     # the unit rows A D and the jittered unit K0 (the same model, see the module)
@@ -528,9 +529,9 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
     result = minimize(objective, np.log([start[name] for name in names]), jac=True, method="L-BFGS-B",
                       bounds=[tuple(np.log(bounds[name])) for name in names])
     point = best["point"]
+    lower = [name for name in names if np.isclose(np.log(point[name]), np.log(bounds[name][0]), atol=1e-3)]
     at_bounds = [name for name in names
-                 if np.isclose(np.log(point[name]), np.log(bounds[name][0]), atol=1e-3)
-                 or np.isclose(np.log(point[name]), np.log(bounds[name][1]), atol=1e-3)]
+                 if name in lower or np.isclose(np.log(point[name]), np.log(bounds[name][1]), atol=1e-3)]
     if not result.success:
         reason = str(result.message).strip().rstrip(":")
         if reason.startswith("ABNORMAL"):  # L-BFGS-B's line search found no better point
@@ -538,7 +539,6 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
         warnings.warn(f"evidence maximisation did not converge ({reason}, after {result.nfev} evaluations); "
                       "keeping the best point found", RuntimeWarning, stacklevel=2)
     if at_bounds:
-        lower = [name for name in at_bounds if np.isclose(np.log(point[name]), np.log(bounds[name][0]), atol=1e-3)]
         described = ", ".join(f"{name if name in deltas else 'the noise sigma of ' + name} at its "
                               f"{'lower' if name in lower else 'upper'} bound {point[name]:.3g}" for name in at_bounds)
         hint = ("" if given >= set(at_bounds) else
