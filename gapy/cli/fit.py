@@ -137,8 +137,9 @@ def _search_grid(raw, species: Sequence[str], where: str) -> Dict[str, list]:
                 raise GapyError(f"{where}: give values of a model setting to compare, got {name}={values}")
             settings = [parse_settings({name: value}, where, targets=("soap", "gap", "term"))
                         for value in values]
-            ((key, _),) = recommend_overrides(settings[0], species)[0].items()
-            grid[key] = [recommend_overrides(parsed, species)[0][key] for parsed in settings]
+            overrides = [recommend_overrides(parsed, species)[0] for parsed in settings]
+            ((key, _),) = overrides[0].items()
+            grid[key] = [candidate[key] for candidate in overrides]
     return grid
 
 
@@ -645,7 +646,7 @@ def _run(args: argparse.Namespace) -> int:
                                   [a for k, a in enumerate(frames) if k in held])
     species = settings.get("species") or list(found)
     if run["search"]:
-        if isinstance(run["folds"], bool) or not isinstance(run["folds"], int) or run["folds"] < 2:
+        if run["folds"] < 2:  # (an integer: the flag and the TOML key are checked as such)
             raise GapyError(f"folds: --search needs at least 2 folds, got {run['folds']!r}")
         grid = _search_grid(run["search"], species, "--search" if "search" in given else f"{args.config}: search")
         if stream or not recommended:
