@@ -254,6 +254,10 @@ def main():
     parser.add_argument("--refit", choices=("fit", "evidence", "recommend"), default="fit",
                         help="exploration: each refit of the loop with the given settings, its deltas and sigmas "
                              "by the evidence, or every setting by gapy.recommend (then the evidence)")
+    parser.add_argument("--metad-height", type=float, default=METAD["height"], help="exploration: eV per atom")
+    parser.add_argument("--metad-width", type=float, default=METAD["width"],
+                        help="exploration: width in descriptor distance")
+    parser.add_argument("--metad-stride", type=int, default=METAD["stride"], help="exploration: steps per deposit")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.03, 0.035, 0.027],
                         help="efficiency: force RMSE targets (eV/A); the last line is the ratio at the first")
     parser.add_argument("--batch", type=int, default=2, help="efficiency: labels per round")
@@ -261,6 +265,7 @@ def main():
     args = parser.parse_args()
     start = time.perf_counter()
     ratio = None
+    METAD.update(height=args.metad_height, width=args.metad_width, stride=args.metad_stride)
     if args.part in ("all", "exploration"):
         exploration(args.exploration_seeds, args.iterations, args.n_select, args.temperature, args.strains,
                     args.drivers, None if args.baseline == "none" else args.baseline, args.selection, args.refit)

@@ -23,6 +23,7 @@ from gapy import GAPCalculator, GapyError, GAPRegressor, SOAP, StructureError
 from gapy.gp import voigt
 from gapy.sampling import (DescriptorMetadynamics, ReferenceFailure, UncertaintyBias, active_learning,
                            label_structures, reference_results, run_md)
+from gapy.sampling import loop
 from gapy.testing import assert_allclose_relative, finite_difference_positions, finite_difference_strain
 
 
@@ -343,7 +344,7 @@ def same_frames(a, b):
 METAD = {"driver": "metad", "driver_options": {"height": 0.02, "width": 0.1, "stride": 3}}
 
 
-def test_a_killed_run_resumes_without_repeating_a_reference_calculation(tmp_path):
+def test_a_killed_run_resumes_without_repeating_a_reference_calculation(tmp_path, monkeypatch, caplog):
     workdir, counts = tmp_path / "run", tmp_path / "calls.txt"
     script = tmp_path / "killed.py"
     script.write_text(
@@ -369,9 +370,22 @@ def test_a_killed_run_resumes_without_repeating_a_reference_calculation(tmp_path
     assert [h.n_train for h in resumed.history] == [h.n_train for h in uninterrupted.history] == [2, 5, 8]
     np.testing.assert_allclose(resumed.history[2].selected_scores, uninterrupted.history[2].selected_scores)
     # a finished run resumes to the same result without any reference call; more iterations continue it
-    again = run_loop(CountingEMT(counts), workdir, **METAD)
+    # ... and without a fit: the workdir kept the model of the last refit
+    with monkeypatch.context() as patch:
+        patch.setattr(loop, "_refit", lambda *args, **kwargs: pytest.fail("refitted a kept model"))
+        again = run_loop(CountingEMT(counts), workdir, **METAD)
     same_frames(again.frames, resumed.frames)
     assert len(CountingEMT(counts).calls()) == 9
+    probe = [cu8(0.1, 5)]
+    expected = resumed.model.predict_all(probe)[0]["forces"]
+    np.testing.assert_array_equal(again.model.predict_all(probe)[0]["forces"], expected)
+    # a damaged model file is fitted again, with a warning
+    model_file = workdir / "model.gapy"
+    model_file.write_bytes(model_file.read_bytes()[:-100])
+    with caplog.at_level("WARNING", logger="gapy"):
+        refitted = run_loop(CountingEMT(counts), workdir, **METAD)
+    assert "cannot read model.gapy" in caplog.text and "fitting the model again" in caplog.text
+    np.testing.assert_allclose(refitted.model.predict_all(probe)[0]["forces"], expected, rtol=1e-10, atol=1e-12)
 
 
 class SleepingEMT(EMT):

@@ -9,6 +9,9 @@ A work directory holds
 * ``failed.xyz``: every structure whose reference calculation failed, appended as
   ``labelled.xyz`` is, with ``atoms.info["al_failure"]`` (the kind of failure), to look
   at or to try again (``active_learning(..., retry_failed=True)``);
+* ``model.gapy``: the model of the last refit (written before ``state.json`` records the
+  number of labelled structures it was fitted on), so a resumed run goes on with it
+  instead of fitting it again;
 * ``state.json``: iteration, phase, the random generator's state, the settings the run
   was started with, the history so far and the failed reference calculations; replaced
   atomically (temporary file, fsync, ``os.replace``), so a kill leaves the old or the new
@@ -35,7 +38,8 @@ import numpy as np
 from ase import Atoms
 from ase.io import read, write
 
-from ..exceptions import GapyError
+from ..estimator import load_model
+from ..exceptions import GapyError, ModelFileError
 from ..io.atomic import write_atomically
 from ..io.model import jsonable
 
@@ -47,6 +51,7 @@ STATE_FILE = "state.json"
 LABELLED_FILE = "labelled.xyz"
 PENDING_FILE = "pending.xyz"
 FAILED_FILE = "failed.xyz"
+MODEL_FILE = "model.gapy"
 LOCK_FILE = ".lock"
 #: Settings added after the first state version: a work directory written before has none and
 #: resumes (its state then records them).
@@ -266,6 +271,22 @@ class Workdir:
             frames.append(atoms)
             position += n_atoms + 2
         return frames
+
+    def save_model(self, model) -> None:
+        """Write the fitted ``model`` to ``model.gapy`` (atomically)."""
+        model.save(self.path / MODEL_FILE)
+
+    def load_model(self, state: dict, n_labelled: int):
+        """The saved model if ``state`` says it was fitted on ``n_labelled`` labelled structures
+        (``labelled.xyz`` only grows, so the count names the training set), else None; an
+        unreadable file is reported and None returned (the run fits the model again)."""
+        if state.get("model_labelled") != n_labelled or not (self.path / MODEL_FILE).exists():
+            return None
+        try:
+            return load_model(self.path / MODEL_FILE)
+        except (OSError, ModelFileError) as error:
+            logger.warning("workdir %s: cannot read %s (%s); fitting the model again", self.path, MODEL_FILE, error)
+            return None
 
     def write_pending(self, frames: Sequence[Atoms]) -> None:
         write_atomically(self.path / PENDING_FILE, to_extxyz(frames))

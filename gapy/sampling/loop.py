@@ -574,6 +574,19 @@ def active_learning(
             labelled.append(new)
             return time.perf_counter() - clock
 
+        def refitted(train: List[Atoms]):
+            """The model fitted on ``train``: the one the workdir kept if it was fitted on the same
+            structures, else a refit, which the workdir then keeps."""
+            if store is not None:
+                kept = store.load_model(state, len(labelled))
+                if kept is not None:
+                    return kept
+            fresh = _refit(model, train, refit, overrides)
+            if store is not None:
+                store.save_model(fresh)  # (the model first, then the count it was fitted on)
+                save(model_labelled=len(labelled))
+            return fresh
+
         if retry_failed and failures:
             _retry_failures(store, failures, labelled, label, save)
         train, fitted = initial + labelled, None
@@ -582,7 +595,7 @@ def active_learning(
             if state["phase"] == "md":
                 clock = time.perf_counter()
                 if fitted is None:  # (a resumed labelling phase needs no model until its refit)
-                    fitted = _refit(model, train, refit, overrides)
+                    fitted = refitted(train)
                 current = _explore(fitted, starts, temperatures, rng, n_select=n_select, md_steps=md_steps,
                                    md_interval=md_interval, timestep=timestep, score=score, threshold=threshold,
                                    md_max_force_std=md_max_force_std, driver=driver, driver_options=driver_options,
@@ -615,7 +628,7 @@ def active_learning(
             iteration.n_failed = sum(failure["id"] in batch for failure in failures)
             clock = time.perf_counter()
             train = initial + labelled
-            fitted = _refit(model, train, refit, overrides)
+            fitted = refitted(train)
             iteration.gapy_seconds += time.perf_counter() - clock
             history.append(iteration)
             save(iteration=iteration_index + 1, phase="md", current=None, rng=rng.bit_generator.state)
@@ -623,7 +636,7 @@ def active_learning(
                 callback(iteration, fitted)
 
         if fitted is None:
-            fitted = _refit(model, train, refit, overrides)
+            fitted = refitted(train)
         result = ActiveLearningResult(model=fitted, frames=initial + labelled, history=history,
                                       converged=bool(state["converged"]), failures=failures)
         if test_frames:
