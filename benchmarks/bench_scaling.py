@@ -110,8 +110,6 @@ def worker_fit(config):
     mode, path = config["mode"], config["path"]
     result = {"mode": mode, "size": config["size"]}
     if mode in ("cluster", "remote"):
-        import contextlib
-
         import distributed
         from joblib import parallel_config
 
