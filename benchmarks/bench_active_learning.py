@@ -106,7 +106,7 @@ def distance_from_crystal(descriptor, frames, zeta=4):
 
 
 def exploration(seeds, iterations, n_select, temperature, strains, drivers=("md", "metad", "uncertainty"),
-                baseline="zbl", selection="diverse", refit="fit"):
+                baseline="zbl", selection="diverse", refit="fit", md_steps=200):
     train = initial_training_set()
     starts = strained_copies([CELL], strains)
     phases = other_phases()
@@ -115,7 +115,8 @@ def exploration(seeds, iterations, n_select, temperature, strains, drivers=("md"
     crystal_model = _refit(settings, train, refit)  # as the loop fits its models
     print(f"## Exploration: crystal-only start ({len(train)} rattled fcc cells), {iterations} iterations x "
           f"{n_select} labels, MD at {temperature:.0f} K from the crystal under strains {strains} "
-          f"({len(starts)} runs of 200 steps per iteration); model baseline {baseline}, selection {selection}, "
+          f"({len(starts)} runs of {md_steps} steps per iteration, 20 snapshots each); model baseline {baseline}, "
+          f"selection {selection}, "
           f"refit {refit}\n")
     print("test set of other phases (EMT): " + ", ".join(f"{k} {len(v)}" for k, v in phases.items())
           + "; distance from the crystal: " + ", ".join(
@@ -131,7 +132,8 @@ def exploration(seeds, iterations, n_select, temperature, strains, drivers=("md"
         for seed in range(seeds):
             start = time.perf_counter()
             result = active_learning(settings, train, EMT(), starts, n_iterations=iterations,
-                                     n_select=n_select, md_steps=200, md_interval=10, temperature=temperature,
+                                     n_select=n_select, md_steps=md_steps, md_interval=md_steps // 20,
+                                     temperature=temperature,
                                      timestep=2.0, random_state=seed, driver=driver, driver_options=options,
                                      selection=selection, refit=refit)
             new = result.frames[len(train):]
@@ -254,6 +256,8 @@ def main():
     parser.add_argument("--refit", choices=("fit", "evidence", "recommend"), default="fit",
                         help="exploration: each refit of the loop with the given settings, its deltas and sigmas "
                              "by the evidence, or every setting by gapy.recommend (then the evidence)")
+    parser.add_argument("--md-steps", type=int, default=200,
+                        help="exploration: steps of 2 fs per MD run (a snapshot every md_steps / 20)")
     parser.add_argument("--metad-height", type=float, default=METAD["height"], help="exploration: eV per atom")
     parser.add_argument("--metad-width", type=float, default=METAD["width"],
                         help="exploration: width in descriptor distance")
@@ -268,7 +272,8 @@ def main():
     METAD.update(height=args.metad_height, width=args.metad_width, stride=args.metad_stride)
     if args.part in ("all", "exploration"):
         exploration(args.exploration_seeds, args.iterations, args.n_select, args.temperature, args.strains,
-                    args.drivers, None if args.baseline == "none" else args.baseline, args.selection, args.refit)
+                    args.drivers, None if args.baseline == "none" else args.baseline, args.selection, args.refit,
+                    args.md_steps)
     if args.part in ("all", "efficiency"):
         ratio = efficiency(args.seeds, args.targets, args.batch, args.max_labels)
     print(f"total time {time.perf_counter() - start:.0f} s")
