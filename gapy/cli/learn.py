@@ -57,9 +57,9 @@ n_max = 6                    # recommended ones
 l_max = 4
 
 [metad]
-height = 0.02                # eV per atom
+height = 0.005               # eV per atom (the defaults)
 width = 0.05
-stride = 10
+stride = 5
 """
 
 
