@@ -409,8 +409,9 @@ def active_learning(
         shared out evenly among the runs (:func:`select_per_run`), so that the run
         furthest from the data (e.g. a strongly expanded start) does not take them all.
     workdir : str or path, optional
-        Directory of ``labelled.xyz``, ``pending.xyz`` and ``state.json``; resumed when
-        it holds a run with the same settings, refused when it holds another run.
+        Directory of ``labelled.xyz``, ``pending.xyz``, ``failed.xyz``, ``model.gapy``
+        (the model of the last refit, which a resume reuses) and ``state.json``; resumed
+        when it holds a run with the same settings, refused when it holds another run.
     reference_timeout : float, optional
         Seconds per reference calculation; the calculation runs in a child process that
         is killed when the time is up (see :func:`reference_results`).
