@@ -340,6 +340,37 @@ def test_the_energy_noise_is_searched_below_a_share_of_the_energy_spread():
     assert recommend(frames, overrides={"sigma_energy": None}).bounds == {}
 
 
+@pytest.mark.filterwarnings("ignore:evidence maximisation", "ignore:maximize_evidence")
+def test_the_virial_noise_is_searched_below_a_multiple_of_the_virials():
+    """With many force labels the evidence can leave the stresses unfitted: on random EMT alloys of
+    3-4 species it put sigma_virial on the top of its window (2 eV/atom, ten times the virials per
+    atom) and the test stresses were 6-7 GPa off, worse than zero; the recommendation bounds the
+    virial noise by a multiple of the virials' own RMS per atom."""
+    from gapy.recommend import VIRIAL_NOISE_SHARE
+
+    rng = np.random.default_rng(2)
+    frames = []
+    for k in range(8):
+        atoms = bulk("Cu", "fcc", a=3.75 * (1 + 0.02 * (k % 4)), cubic=True).repeat(2)
+        atoms.numbers[:] = rng.choice([28, 29, 46, 79], len(atoms))
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        frames.append(labelled(atoms))
+    virials = np.array([-a.get_stress() * a.get_volume() / len(a) for a in frames])
+    rms = np.sqrt(np.mean(np.square(virials)))
+    recommendation = recommend(frames)
+    low, high = recommendation.bounds["sigma_virial"]
+    start = recommendation.model.sigma_virial
+    assert high == pytest.approx(max(VIRIAL_NOISE_SHARE * rms, start)) and low == start / 100
+    assert high < 100 * start and "searched up to" in recommendation.reasons["sigma_virial"]
+    model = recommendation.model.set_params(descriptor__n_max=3, descriptor__l_max=2, n_sparse=10)
+    model.maximize_evidence(frames, fixed=recommendation.fixed, bounds=recommendation.bounds)
+    assert model.sigma_virial <= high * (1 + 1e-9)
+    # a hand-set virial sigma, or none, is not bounded; nor are data without stresses
+    assert "sigma_virial" not in recommend(frames, overrides={"sigma_virial": 0.05}).bounds
+    assert "sigma_virial" not in recommend(frames, overrides={"sigma_virial": None}).bounds
+    assert "sigma_virial" not in recommend([labelled(atoms, stress=False) for atoms in frames]).bounds
+
+
 def test_forces_that_are_all_zero_give_no_energy_scale():
     """Perfect crystals at equilibrium (forces 1e-15 eV/A): the force RMS made every delta and
     sigma start at 1e-14, and the evidence gave predicted stds of 1e-12; the spread of the
