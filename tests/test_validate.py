@@ -289,3 +289,19 @@ def test_alloy_barrier_is_refused_for_its_own_reason():
     assert "AuCu3" in barrier
     vacancy = report["vacancy_formation_energy"].error
     assert "vacancy formation energy is defined here" in vacancy and "chemical potential" in vacancy
+
+
+def test_reference_values_with_unknown_names_or_units_are_refused_before_any_work(tmp_path):
+    values = tmp_path / "dft.json"
+    values.write_text(json.dumps({"lattice_constant": 3.63, "bulk_modulous": 140.0}))  # a typo
+    with pytest.raises(ValueError, match=r"dft.json: unknown property 'bulk_modulous'"):
+        validate(EMT(), CU, str(values), ["eos"], **FAST)
+    # a wrong unit of a property computed late must stop the run before the first property
+    values.write_text(json.dumps({"surface_energy_111": {"value": 1.3, "unit": "J/m2"}}))
+    steps = []
+    with pytest.raises(ValueError, match=r"dft.json: 'surface_energy_111' is in 'J/m2'; gapy reports it in 'J/m\^2'"):
+        validate(EMT(), CU, str(values), ["eos", "surfaces"], **{**FAST, "progress": steps.append})
+    assert steps == []
+    values.write_text(json.dumps({"phonon_X_3": {"value": 7.0, "unit": "THz"}, "surface_energy_m110": 1.2,
+                                  "C13": 80.0}))  # accepted
+    validate(EMT(), CU, str(values), ["eos"], **FAST)

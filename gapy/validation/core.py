@@ -596,11 +596,18 @@ def _check_values(values, where: str) -> dict:
         raise ValueError(f"{where}: expected a JSON object mapping property names to values")
     out = {}
     for name, value in values.items():
+        if _family(name) is None:  # a misspelt name would be dropped without a word
+            raise ValueError(f"{where}: unknown property {name!r}; names are those of the report, such as "
+                             f"{', '.join(CUBIC_NAMES[:4])}, lattice_a, C13, surface_energy_110, phonon_X_3")
+        if _surface_family(name):
+            _miller_of(name)  # checks the name
         if isinstance(value, dict):
             if "value" not in value:
                 raise ValueError(f"{where}: {name!r} has no 'value'")
             unit = value.get("unit")
             value = value["value"]
+            if unit is not None and unit != _unit({}, name):  # checked here, not after the work
+                raise ValueError(f"{where}: {name!r} is in {unit!r}; gapy reports it in {_unit({}, name)!r}")
         else:
             unit = None
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
