@@ -345,7 +345,7 @@ def test_the_virial_noise_is_searched_below_a_multiple_of_the_virials():
     """With many force labels the evidence can leave the stresses unfitted: on random EMT alloys of
     3-4 species it put sigma_virial on the top of its window (2 eV/atom, ten times the virials per
     atom) and the test stresses were 6-7 GPa off, worse than zero; the recommendation bounds the
-    virial noise by a multiple of the virials' own RMS per atom."""
+    virial noise of data of several species by a multiple of the virials' own RMS per atom."""
     from gapy.recommend import VIRIAL_NOISE_SHARE
 
     rng = np.random.default_rng(2)
@@ -369,6 +369,7 @@ def test_the_virial_noise_is_searched_below_a_multiple_of_the_virials():
     assert "sigma_virial" not in recommend(frames, overrides={"sigma_virial": 0.05}).bounds
     assert "sigma_virial" not in recommend(frames, overrides={"sigma_virial": None}).bounds
     assert "sigma_virial" not in recommend([labelled(atoms, stress=False) for atoms in frames]).bounds
+    assert "sigma_virial" not in recommend(crystals("Cu", 3.61)).bounds  # one species: as it was
 
 
 def test_forces_that_are_all_zero_give_no_energy_scale():
