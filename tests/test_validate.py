@@ -305,3 +305,14 @@ def test_reference_values_with_unknown_names_or_units_are_refused_before_any_wor
     values.write_text(json.dumps({"phonon_X_3": {"value": 7.0, "unit": "THz"}, "surface_energy_m110": 1.2,
                                   "C13": 80.0}))  # accepted
     validate(EMT(), CU, str(values), ["eos"], **FAST)
+
+
+def test_lattice_parameters_of_a_non_cubic_crystal_are_property_names(tmp_path):
+    hcp = bulk("Cu", "hcp", a=2.54, c=4.14)
+    report = validate(EMT(), hcp, "emt", ["lattice_c", "bulk_modulus"], **FAST)
+    assert report["lattice_c"].model == pytest.approx(4.143, abs=0.01) and report["lattice_c"].unit == "A"
+    assert "lattice_a" not in report.results
+    values = tmp_path / "dft.json"
+    values.write_text(json.dumps({"lattice_a": {"value": 2.55, "unit": "A"}, "lattice_c": 4.2}))
+    report = validate(EMT(), hcp, str(values), ["eos"], **FAST)
+    assert report["lattice_a"].reference == 2.55 and report["lattice_c"].reference == 4.2

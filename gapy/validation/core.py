@@ -38,7 +38,7 @@ CUBIC_NAMES = ("lattice_constant", "equilibrium_volume", "bulk_modulus", "C11", 
                "vacancy_formation_energy", "surface_energy_100", "surface_energy_110", "surface_energy_111",
                "vacancy_migration_barrier")
 
-_FAMILY_OF = {**{name: "eos" for name in eos.NAMES}, **{name: "elastic" for name in elastic.FULL_NAMES},
+_FAMILY_OF = {**{name: "eos" for name in eos.UNITS}, **{name: "elastic" for name in elastic.FULL_NAMES},
               "vacancy_formation_energy": "vacancy", "vacancy_migration_barrier": "barrier"}
 
 _UNITS = {**eos.UNITS, **{name: "GPa" for name in elastic.FULL_NAMES}, "vacancy_formation_energy": "eV",
