@@ -720,6 +720,29 @@ def test_a_species_without_training_environments_is_said(training_set):
     assert model.n_environments_ == {"Si": sum(len(a) for a in training_set[:2])}
 
 
+def test_a_rare_species_is_named_with_its_counts():
+    """Cu-Ni with Au in 6 atoms of 4 of 50 structures (EMT): test structures with one Au atom were
+    0.5-2.8 eV off at 2-12 predicted stds, and nothing said that Au was barely in the data."""
+    import warnings
+
+    frames = []
+    for k in range(10):
+        atoms = bulk("Si", "diamond", a=5.43, cubic=True)
+        atoms.rattle(0.1, seed=k)
+        if k in (3, 7):
+            atoms.symbols[0] = "Ge"
+        frames.append(labelled(atoms))
+    model = GAPRegressor(SOAP(["Si", "Ge"], **SOAP_SETTINGS), n_sparse=5)
+    with pytest.warns(RuntimeWarning, match=r"few atoms of some species in the training data \(Ge: 2 atoms in 2 of "
+                                            r"the 10 structures; Si: 78\)"):
+        model.fit(frames)
+    for atoms in frames:  # one in eight atoms, in every structure: not rare
+        atoms.symbols[1] = "Ge"
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message="few atoms")
+        model.fit([labelled(atoms) for atoms in frames])
+
+
 def test_an_absurd_energy_is_named_by_the_python_fit(training_set):
     from gapy.labels import EnergyOutlierWarning
 
