@@ -316,3 +316,9 @@ def test_lattice_parameters_of_a_non_cubic_crystal_are_property_names(tmp_path):
     values.write_text(json.dumps({"lattice_a": {"value": 2.55, "unit": "A"}, "lattice_c": 4.2}))
     report = validate(EMT(), hcp, str(values), ["eos"], **FAST)
     assert report["lattice_a"].reference == 2.55 and report["lattice_c"].reference == 4.2
+
+
+@pytest.mark.parametrize("name", ["surface_energy_1m", "surface_energy_abc", "surface_energy_1101", "surface_energy_000"])
+def test_malformed_surface_names_are_refused_clearly(name):
+    with pytest.raises(ValueError, match=f"'{name}': Miller indices must be three digits"):
+        validate(EMT(), CU, properties=[name], progress=False)

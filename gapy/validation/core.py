@@ -10,6 +10,7 @@ import csv
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -683,16 +684,11 @@ def _surface_family(name: str) -> Optional[str]:
 
 def _miller_of(name: str) -> Tuple[int, int, int]:
     text = name[len("surface_energy_"):]
-    digits, k = [], 0
-    while k < len(text):
-        if text[k] == "m":
-            digits.append(-int(text[k + 1]))
-            k += 2
-        else:
-            digits.append(int(text[k]))
-            k += 1
-    if len(digits) != 3:
-        raise ValueError(f"{name!r}: Miller indices must be three digits, as surface_energy_110")
+    tokens = re.findall(r"m?\d", text)
+    digits = [-int(t[1:]) if t.startswith("m") else int(t) for t in tokens]
+    if "".join(tokens) != text or len(digits) != 3 or not any(digits):
+        raise ValueError(f"{name!r}: Miller indices must be three digits (not all 0), as surface_energy_110 or "
+                         f"surface_energy_1m10 for (1, -1, 0)")
     return tuple(digits)
 
 
