@@ -322,3 +322,12 @@ def test_lattice_parameters_of_a_non_cubic_crystal_are_property_names(tmp_path):
 def test_malformed_surface_names_are_refused_clearly(name):
     with pytest.raises(ValueError, match=f"'{name}': Miller indices must be three digits"):
         validate(EMT(), CU, properties=[name], progress=False)
+
+
+def test_a_name_the_crystal_does_not_have_says_so():
+    report = validate(EMT(), CU, "emt", ["C11", "C14", "phonon_Q_1", "lattice_a"], **FAST)
+    assert report["C11"].model is not None and report["C11"].error is None
+    for name, family in (("C14", "C11, C12, C44"), ("phonon_Q_1", "phonon_X_1"), ("lattice_a", "lattice_constant")):
+        result = report[name]
+        assert result.model is None and result.reference is None and result.flagged is None
+        assert f"{name} is not computed for this crystal (Cu)" in result.error and family in result.error

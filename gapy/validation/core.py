@@ -484,8 +484,12 @@ def validate(
             except Exception as error:  # one property's failure must not stop the others
                 errors[side] = _message(error)
         names = _names(outcomes, label)
+        computed = names if outcomes else []
         if family not in whole:
-            names = [n for n in names if n in wanted] or [n for n in wanted if _family(n) == family]
+            missing = [n for n in sorted(wanted) if _family(n) == family and n not in names]
+            if family == "surfaces":  # one task per surface: the others are not missing
+                missing = []
+            names = [n for n in names if n in wanted] + missing or [n for n in wanted if _family(n) == family]
         for name in names:
             result = report.results.get(name) or PropertyResult(name, _unit(outcomes, name), family=family)
             result.unit = _unit(outcomes, name) or result.unit
@@ -495,11 +499,15 @@ def validate(
             if reference_values is not None:
                 result.reference = _reference_value(reference_values, name, result.unit)
             problems = [f"{side}: {errors[side]}" for side in ("model", "reference") if side in errors]
+            if outcomes and name not in computed:  # asked for by name, but not a property of this crystal
+                problems = [f"{name} is not computed for this crystal ({structure.get_chemical_formula()}); "
+                            f"{label}: {', '.join(computed[:12])}{', ...' if len(computed) > 12 else ''}"]
             result.error = "; ".join(problems) or None
         drawn = None
         if "model" in outcomes and model is not None:
             try:
-                drawn = _uncertainty(report, outcomes["model"], names, draws, model, settings)
+                drawn = _uncertainty(report, outcomes["model"], [n for n in names if n in computed], draws, model,
+                                     settings)
             except Exception as error:
                 for name in names:
                     report.results[name].error = "; ".join(filter(None, [report.results[name].error,
