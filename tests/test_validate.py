@@ -318,7 +318,8 @@ def test_lattice_parameters_of_a_non_cubic_crystal_are_property_names(tmp_path):
     assert report["lattice_a"].reference == 2.55 and report["lattice_c"].reference == 4.2
 
 
-@pytest.mark.parametrize("name", ["surface_energy_1m", "surface_energy_abc", "surface_energy_1101", "surface_energy_000"])
+@pytest.mark.parametrize("name", ["surface_energy_1m", "surface_energy_abc", "surface_energy_1101",
+                                  "surface_energy_000"])
 def test_malformed_surface_names_are_refused_clearly(name):
     with pytest.raises(ValueError, match=f"'{name}': Miller indices must be three digits"):
         validate(EMT(), CU, properties=[name], progress=False)
@@ -331,3 +332,15 @@ def test_a_name_the_crystal_does_not_have_says_so():
         result = report[name]
         assert result.model is None and result.reference is None and result.flagged is None
         assert f"{name} is not computed for this crystal (Cu)" in result.error and family in result.error
+
+
+def test_an_unstable_crystal_is_said_to_be_unstable():
+    # bcc Cu under EMT: C11 < C12 (Bain path) and imaginary phonons at N
+    report = validate(EMT(), bulk("Cu", "bcc", a=2.87), "emt", ["elastic", "phonon_N_1"], **FAST)
+    assert report["C11"].reference < report["C12"].reference and report["phonon_N_1"].reference < 0
+    table = report.table()
+    for side in ("model", "reference"):
+        assert f"{side}: imaginary phonon frequencies" in table and "lowest phonon_N_1 = -1.1" in table
+        assert f"{side}: the elastic constants fail the Born stability criteria" in table
+    stable = validate(EMT(), CU, "emt", ["elastic", "phonon_X_1"], **FAST).table()
+    assert "unstable" not in stable

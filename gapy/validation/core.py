@@ -49,6 +49,9 @@ _UNITS = {**eos.UNITS, **{name: "GPa" for name in elastic.FULL_NAMES}, "vacancy_
 #: constant zero by symmetry): its relative difference is not given, only the absolute one.
 RELATIVE_FLOOR = 0.01
 
+#: A phonon frequency below minus this (THz) is imaginary, beyond numerical noise.
+IMAGINARY_THZ = 0.01
+
 
 @dataclass
 class PropertyResult:
@@ -250,7 +253,9 @@ class ValidationReport:
             reference is ~0, see :attr:`PropertyResult.relative_difference`, the absolute
             difference in the property's unit, without ``%``, and a note at the end), each
             error on a line of its own after it starting with ``!`` (an error shared by
-            several properties once, after the first of them).
+            several properties once, after the first of them), and a note for each side whose
+            crystal is unstable (imaginary phonon frequencies, or elastic constants failing Born's
+            criteria).
 
         Examples
         --------
@@ -293,7 +298,7 @@ class ValidationReport:
         if absolute:
             lines.append(f"diff without %: model - reference in the unit, where the reference is ~0 (below "
                          f"{100 * RELATIVE_FLOOR:g} % of the largest of its family, e.g. zero by symmetry)")
-        return "\n".join(lines)
+        return "\n".join(lines + _stability_notes(self.results))
 
     def write(self, directory: Union[str, Path], plots: bool = True) -> List[Path]:
         """``validation.csv``, ``validation.json`` and (with ``plots``) the PNG plots in ``directory``.
@@ -839,6 +844,29 @@ def _set_reference_scales(report: ValidationReport) -> None:
             largest[key] = max(largest.get(key, 0.0), abs(result.reference))
     for result in report.results.values():
         result.reference_scale = largest.get((result.family, result.unit))
+
+
+def _stability_notes(results: Dict[str, PropertyResult]) -> List[str]:
+    """A line per side whose crystal is unstable: imaginary phonons, elastic constants failing Born's criteria."""
+    notes = []
+    for side in ("model", "reference"):
+        values = {name: getattr(r, side) for name, r in results.items() if getattr(r, side) is not None}
+        imaginary = {n: v for n, v in values.items() if n.startswith("phonon_") and v < -IMAGINARY_THZ}
+        if imaginary:
+            lowest = min(imaginary, key=imaginary.get)
+            notes.append(f"{side}: imaginary phonon frequencies (shown negative, phonopy's convention), lowest "
+                         f"{lowest} = {imaginary[lowest]:.3g} THz: the crystal is dynamically unstable")
+        if all(n in values for n in elastic.FULL_NAMES):
+            c = np.array([[values[f"C{min(i, j)}{max(i, j)}"] for j in range(1, 7)] for i in range(1, 7)])
+            eigenvalues = np.linalg.eigvalsh(c)
+        elif all(n in values for n in elastic.CUBIC_NAMES):
+            eigenvalues = np.array([values["C11"] - values["C12"], values["C11"] + 2 * values["C12"], values["C44"]])
+        else:
+            continue
+        if eigenvalues.min() < 0:
+            notes.append(f"{side}: the elastic constants fail the Born stability criteria (lowest eigenvalue of "
+                         f"the stiffness {eigenvalues.min():.3g} GPa): the crystal is mechanically unstable")
+    return notes
 
 
 def _plain(value):
