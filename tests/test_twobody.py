@@ -395,6 +395,31 @@ def test_a_rare_species_pair_beside_a_common_one_is_left_out_of_the_term_with_a_
         fit(label_structures([alloy], EMT()))
 
 
+def test_round_off_in_the_force_variances_of_a_perfect_crystal_is_not_warned_of():
+    """The forces of a perfect crystal have zero variance by symmetry; with a 2-body delta of
+    15 eV (the evidence's choice on EMT Cu) their round-off, -1.8e-12 eV^2/A^2, was measured
+    against the SOAP delta alone and warned of as an ill-conditioned K_MM."""
+    import warnings
+
+    from ase.calculators.emt import EMT
+
+    from gapy import GAPRegressor, SOAP, Term
+    from gapy.sampling import label_structures
+
+    frames = []
+    for k in range(4):
+        atoms = bulk("Cu", "fcc", a=3.61, cubic=True).repeat(2)
+        atoms.rattle(0.05, seed=k)
+        frames.append(atoms)
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.6, n_max=3, l_max=2), n_sparse=20, delta=0.25, sigma_energy=0.001,
+                         sigma_force=0.01, two_body=Term(TwoBody(["Cu"], r_cut=4.6), n_sparse=17, theta=0.48,
+                                                         delta=15.0)).fit(label_structures(frames, EMT()))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*were negative")
+        (result,) = model.predict_all([bulk("Cu", "fcc", a=3.6, cubic=True)], return_std=True)
+    assert result["forces_std"].max() < 1e-5
+
+
 def test_a_species_pair_without_sparse_points_adds_no_prior_variance():
     """A rare pair left out of the term (no sparse points of its class) is not in the model: its
     energy is not predicted by the term, so its prior must not count in the term's variances."""

@@ -803,7 +803,7 @@ class SparseGP(SparseSet):
             Variances (eV^2 for energies). Negative values, which only round-off can
             produce, are set to zero, with a ``RuntimeWarning`` when they exceed
             :data:`NEGATIVE_VARIANCE_TOLERANCE` times the largest prior of the rows
-            (at least ``1e-6 delta^2``).
+            (at least ``1e-6 delta^2``, the largest delta of SOAP and the terms).
 
         Raises
         ------
@@ -850,7 +850,9 @@ class SparseGP(SparseSet):
         # local: |L^-1 k|^2 = k K_MM^-1 k^T; dtc: k (K_MM^-1 - Sigma) k^T in one product
         explained = _squared_norms_of_products(rows, self._inverse_l.T if kind == "local" else self._dtc_factor)
         out = prior - explained
-        scale = max(np.abs(prior).max(), explained.max(), 1e-6 * self.delta**2)
+        # (round-off scales with the largest delta: a 2-body term's can be 60x SOAP's)
+        delta = max([self.delta] + [term.delta for term in self.terms])
+        scale = max(np.abs(prior).max(), explained.max(), 1e-6 * delta**2)
         significant = out < -NEGATIVE_VARIANCE_TOLERANCE * scale
         if significant.any():
             warnings.warn(
