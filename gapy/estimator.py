@@ -605,9 +605,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.n_environments_ = {chemical_symbols[descriptor.atomic_numbers[s]]: int(n) for s, n in sorted(seen.items())}
         absent = [chemical_symbols[z] for s, z in enumerate(descriptor.atomic_numbers) if not seen.get(s)]
         if absent:
+            e0 = ", ".join(f"{symbol} {self.e0_.get(atomic_number(symbol), 0.0):.4g} eV" for symbol in absent)
             warnings.warn(f"species {', '.join(absent)} of the descriptor appear in no training structure: the "
-                          "model predicts their atoms from e0 and the prior alone (wide stds)", UserWarning,
-                          stacklevel=3)
+                          f"model predicts their atoms from e0 ({e0}, which no data of theirs set) and the prior "
+                          "alone, and their stds, set by the other species' delta, need not cover the errors (EMT "
+                          "Cu-Ni-Pd fitted with Pt named: forces on Pt atoms 0.62 eV/A off at stds of 0.09)",
+                          UserWarning, stacklevel=3)
         self._warn_rare_species(summaries, seen, symbols)
         self._log_memory(max(summary.n_atoms for summary in summaries if summary.used), len(used),
                          descriptor, len(basis.sparse))
