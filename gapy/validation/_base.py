@@ -31,7 +31,8 @@ class Settings:
         Largest number of optimiser steps of each relaxation.
     supercell_length : float, default=7.0
         Vacancy, NEB and phonon supercells repeat the conventional cell until every
-        plane spacing is at least this (A).
+        plane spacing is at least this (A); below the model's cutoff ``validate`` warns
+        (defects would interact with their periodic images).
     phonon_displacement : float, default=0.01
         Finite displacement of phonopy (A).
     miller : sequence of tuple of int, optional

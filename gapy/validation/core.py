@@ -12,6 +12,7 @@ import math
 import os
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -447,6 +448,12 @@ def validate(
     settings = _settings(settings, overrides)
     say = _printer(progress)
     model, model_calc, model_factory = _resolve_model(model_or_calculator)
+    if model is not None and settings.supercell_length < model._largest_cutoff(model.descriptor_):
+        warnings.warn(f"supercell_length {settings.supercell_length:g} A is below the model's cutoff "
+                      f"({model._largest_cutoff(model.descriptor_):g} A): the vacancy, the NEB's moving atom and the "
+                      "phonon displacements then interact with their own periodic images, for model and reference "
+                      "alike, and phonons are computed only at the q-points that fit the small cell; give at least "
+                      "the cutoff (default 7 A)", RuntimeWarning, stacklevel=2)
     reference_calc, reference_factory, reference_values, reference_name = _resolve_reference(reference)
     structure = Atoms(structure.numbers, structure.positions, cell=structure.cell, pbc=structure.pbc)
     families, whole, wanted = _selection(properties)
