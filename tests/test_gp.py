@@ -369,6 +369,26 @@ def test_sparsification_is_seeded_and_sensible():
     assert np.count_nonzero(chosen < 100) == 5 and np.count_nonzero(chosen >= 100) == 7
 
 
+def test_cur_with_more_features_than_rows_solves_the_small_eigenproblem(monkeypatch):
+    """Five species with n_max 8 and l_max 6 have 5740 SOAP features for some hundred
+    environments of each: the 5740^2 eigenproblem of X^T X took 144 s and 1.7 GB; X X^T
+    gives the same leverages."""
+    import gapy.sparsify
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 400)) * np.linspace(2.0, 0.1, 400)
+    X[:10] *= 0.05
+    eigenvalues, eigenvectors = np.linalg.eigh(X.T @ X)  # the leverage over the top 8, the long way
+    top = eigenvectors[:, np.argsort(eigenvalues)[::-1][:8]] / np.sqrt(np.sort(eigenvalues)[::-1][:8])
+    probability = ((X @ top) ** 2).sum(axis=1)
+    expected = np.sort(np.random.default_rng(4).choice(30, size=8, replace=False, p=probability / probability.sum()))
+    shapes = []
+    eigh = np.linalg.eigh
+    monkeypatch.setattr(gapy.sparsify.np.linalg, "eigh", lambda matrix: shapes.append(matrix.shape) or eigh(matrix))
+    np.testing.assert_array_equal(cur_points(X, 8, random_state=4), expected)
+    assert shapes == [(30, 30)]
+
+
 def test_incremental_qr_equals_direct_least_squares():
     rng = np.random.default_rng(1)
     m = 6
