@@ -267,7 +267,7 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     n_max = int(min(8, max(4, 16 // len(species))))
     reasons["descriptor__n_max"] = ("8 radial functions for one or two species, 16 // n_species for more, at "
                                     "least 4 (features grow as (n_species n_max)^2)")
-    reasons["descriptor__l_max"] = "as the published SOAP-GAPs (l_max = n_max = 8 for one species)"
+    reasons["descriptor__l_max"] = "n_max, as the published SOAP-GAPs (l_max = n_max = 8 for one species)"
     scaling_radius = round(float(r_cut * (SCALED_NEIGHBOURS / NEIGHBOURS) ** (1 / 3)), 1)
     reasons["descriptor__scaling_radius"] = (
         f"radial scaling: a neighbour's weight halves where a sphere holds {SCALED_NEIGHBOURS} neighbours at the "

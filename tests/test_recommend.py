@@ -306,6 +306,9 @@ def test_the_reason_for_n_max_names_its_floor():
     recommendation = recommend(frames)
     assert recommendation.model.descriptor.n_max == 4
     assert "at least 4" in recommendation.reasons["descriptor__n_max"]
+    # l_max = 4 too, which its reason must say (it read as if l_max were 8)
+    assert recommendation.model.descriptor.l_max == 4
+    assert recommendation.reasons["descriptor__l_max"].startswith("n_max, as")
 
 
 @pytest.mark.filterwarnings("ignore:evidence maximisation")
