@@ -630,9 +630,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         common = max(seen, key=seen.get)
         warnings.warn(f"few atoms of some species in the training data ({'; '.join(described)}; {symbols[common]}: "
                       f"{most}): their e0, local energies and pairs are fitted to those few atoms, so structures with "
-                      "them are predicted poorly, and their predicted stds understate the errors (EMT Cu-Ni with Au in "
-                      "6 atoms of 4 of 50 structures: test structures with one Au atom 0.5-2.8 eV off, at 2-12 "
-                      "predicted stds); add structures with more of them", RuntimeWarning, stacklevel=4)
+                      "them can be predicted poorly, by more than their predicted stds say (see RARE_SPECIES); add "
+                      "structures with more of them", RuntimeWarning, stacklevel=4)
 
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
         """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads

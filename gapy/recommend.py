@@ -312,7 +312,8 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
             baseline = zbl
             reasons["baseline"] += (f"; the species pairs {', '.join(zbl.pairs)}, whose shortest distances (at most "
                                     f"the sum of covalent radii) are over {PAIR_LENGTH_RATIO:g} x longer, below 0.8 x "
-                                    "their own: without it the GP attracted C-H pairs between 0.6 and 1 A")
+                                    "their own: one switch for all would leave those pairs without repulsion below their bonds, "
+                                    "where the GP, without data, can attract them")
 
     # an atom without a neighbour within the cutoff (no pbc, or a large box) has e0 as its energy
     isolated_rows = [row for row, k in enumerate(singles)
