@@ -134,6 +134,16 @@ def test_a_supercell_below_the_model_cutoff_is_warned_of(cu_model):
         validate(cu_model, CU, None, ["lattice_constant"], **FAST)
 
 
+def test_default_surfaces_are_distinct_for_hexagonal_crystals():
+    """(010) and (100) of an hcp cell are the same surface: both were computed and reported."""
+    from gapy.validation.defects import default_miller
+
+    assert default_miller(bulk("Mg", "hcp", a=3.21, c=5.21)) == [(0, 0, 1), (1, 0, 0), (1, 1, 0)]
+    assert default_miller(CU) == [(1, 0, 0), (1, 1, 0), (1, 1, 1)]
+    tetragonal = Atoms("Sn2", scaled_positions=[(0, 0, 0), (0.5, 0.5, 0.5)], cell=[3.0, 3.0, 4.0], pbc=True)
+    assert default_miller(tetragonal) == [(0, 0, 1), (0, 1, 0), (1, 0, 0)]
+
+
 def test_non_crystal_for_a_crystal_property():
     cluster = Atoms("Cu4", positions=[[0, 0, 0], [2.5, 0, 0], [0, 2.5, 0], [0, 0, 2.5]])
     report = validate(EMT(), cluster, "emt", ["eos", "vacancy"], **FAST)

@@ -36,8 +36,8 @@ class Settings:
     phonon_displacement : float, default=0.01
         Finite displacement of phonopy (A).
     miller : sequence of tuple of int, optional
-        Surfaces; default (1,0,0), (1,1,0), (1,1,1) for cubic crystals, else (0,0,1),
-        (0,1,0), (1,0,0) of the conventional cell.
+        Surfaces; default (1,0,0), (1,1,0), (1,1,1) for cubic crystals, (0,0,1), (1,0,0),
+        (1,1,0) for hexagonal cells, else (0,0,1), (0,1,0), (1,0,0) of the conventional cell.
     slab_thickness : float, default=8.0
         Smallest slab thickness (A).
     vacuum : float, default=6.0

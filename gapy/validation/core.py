@@ -477,7 +477,7 @@ def validate(
     if cubic:  # the names every report of a cubic crystal has, null where not computed
         for name in CUBIC_NAMES:
             report.results[name] = PropertyResult(name, _unit({}, name), family=_FAMILY_OF.get(name, "surfaces"))
-    tasks = _tasks(families, whole, wanted, settings, cubic)
+    tasks = _tasks(families, whole, wanted, settings, structure if cubic is not None else None)
     contexts = {"model": Context(model_calc, structure, settings, model_factory)}
     if reference_calc is not None:
         contexts["reference"] = Context(reference_calc, structure, settings, reference_factory)
@@ -716,7 +716,7 @@ def _family(name: str) -> Optional[str]:
     return _FAMILY_OF.get(name) or _surface_family(name) or ("phonons" if name.startswith("phonon_") else None)
 
 
-def _tasks(families, whole, wanted, settings: Settings, cubic: Optional[bool]):
+def _tasks(families, whole, wanted, settings: Settings, crystal: Optional[Atoms]):
     tasks = []
     for family in families:
         if family == "eos":
@@ -728,7 +728,8 @@ def _tasks(families, whole, wanted, settings: Settings, cubic: Optional[bool]):
         elif family == "vacancy":
             tasks.append(("vacancy", "vacancy formation energy", defects.compute_vacancy))
         elif family == "surfaces":
-            miller = settings.miller or defects.default_miller(bool(cubic))
+            miller = settings.miller or (defects.default_miller(crystal) if crystal is not None
+                                         else [(0, 0, 1), (0, 1, 0), (1, 0, 0)])
             if "surfaces" not in whole:  # only the surfaces asked for by name
                 miller = [_miller_of(name) for name in sorted(wanted) if _surface_family(name)]
             for indices in miller:

@@ -18,7 +18,7 @@ from ase import Atoms
 from ase.build import surface
 
 from ._base import Context, Outcome
-from ._structures import attach, bare, one_species, relax, repeats_for
+from ._structures import attach, bare, conventional_cell, one_species, relax, repeats_for
 
 #: 1 eV/A^2 in J/m^2.
 EV_PER_A2 = 16.02176634
@@ -63,8 +63,17 @@ def miller_name(miller: Sequence[int]) -> str:
     return "surface_energy_" + "".join(str(i) if i >= 0 else f"m{-i}" for i in miller)
 
 
-def default_miller(cubic: bool) -> List[Tuple[int, int, int]]:
-    return [(1, 0, 0), (1, 1, 0), (1, 1, 1)] if cubic else [(0, 0, 1), (0, 1, 0), (1, 0, 0)]
+def default_miller(structure: Atoms) -> List[Tuple[int, int, int]]:
+    """The low-index surfaces of ``structure``'s conventional cell: (100), (110), (111) of a
+    cubic crystal; (001), (100), (110) of a hexagonal cell (a = b, gamma = 120 degrees, where
+    (010) is (100) again); (001), (010), (100) otherwise."""
+    conventional, cubic = conventional_cell(structure)
+    if cubic:
+        return [(1, 0, 0), (1, 1, 0), (1, 1, 1)]
+    a, b, _, _, _, gamma = conventional.cell.cellpar()
+    if abs(a - b) < 1e-6 * a and abs(gamma - 120.0) < 1e-3:
+        return [(0, 0, 1), (1, 0, 0), (1, 1, 0)]
+    return [(0, 0, 1), (0, 1, 0), (1, 0, 0)]
 
 
 def slab(relaxed: Atoms, miller: Sequence[int], thickness: float, vacuum: float) -> Atoms:
