@@ -46,6 +46,7 @@ class PosteriorDraws:
     def __init__(self, model, n_samples: int, random_state=0):
         self.model = model
         self.n_samples = int(n_samples)
+        self.random_state = random_state
         self.rng = np.random.default_rng(random_state)
         gp = model.gp_
         self.term_descriptors = list(getattr(model, "term_descriptors_", {}).values())
@@ -139,7 +140,11 @@ class PosteriorDraws:
         covariance = prior - explained.T @ explained
         eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
         root = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
-        return root @ self.rng.standard_normal((n, self.n_samples))
+        # seeded by the structures, not by the calls before: a property's std does not
+        # depend on which other properties were computed
+        rng = self.rng if self.random_state is None else np.random.default_rng(
+            [int(self.random_state), n] + [len(values) for values, _, _ in features])
+        return root @ rng.standard_normal((n, self.n_samples))
 
 
 def max_local_std(model, frames: Sequence[Atoms]) -> float:
