@@ -164,6 +164,18 @@ class Recommendation:
                 "fixed": list(self.fixed), "bounds": {k: [float(v) for v in pair] for k, pair in self.bounds.items()}}
 
 
+def _cap_noise(bounds: dict, reasons: dict, sigmas: dict, name: str, share: float, scale: float, scale_what: str,
+               labels: str, when: str = "") -> None:
+    """Search the noise sigma ``name`` up to ``share x scale`` (never below its start), with the reason."""
+    if not scale > 0 or share * scale >= 100 * sigmas[name]:
+        return
+    ceiling = max(share * scale, sigmas[name])
+    bounds[name] = (sigmas[name] / 100, ceiling)
+    reasons[name] = reasons[name][:-1] + (
+        f"; searched up to {ceiling:.3g} eV/atom, {share:g} x {scale_what} ({scale:.3g}): with more noise than that "
+        f"the {labels} would hardly be fitted, as the evidence can prefer{when} when forces far outnumber them)")
+
+
 def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energy", forces_key: str = "forces",
               stress_key: str = "stress", virial_key: str = "virial", overrides: Optional[dict] = None,
               n_environments: Optional[Dict[str, int]] = None, two_body: bool = True,
@@ -344,21 +356,12 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     reasons["delta"] = f"start of the evidence search (each term's delta is chosen with the sigmas; {scale_why})"
     bounds = {}
     spread = _energy_spread(compositions, energies, singles) if has["energy"] else 0.0
-    if spread > 0 and ENERGY_NOISE_SHARE * spread < 100 * sigmas["sigma_energy"]:
-        ceiling = max(ENERGY_NOISE_SHARE * spread, sigmas["sigma_energy"])
-        bounds["sigma_energy"] = (sigmas["sigma_energy"] / 100, ceiling)
-        reasons["sigma_energy"] = reasons["sigma_energy"][:-1] + (
-            f"; searched up to {ceiling:.3g} eV/atom, {ENERGY_NOISE_SHARE:g} x the spread of the energies per atom "
-            f"beyond per-species constants ({spread:.3g}): with more noise than that the energies would hardly be "
-            "fitted, as the evidence can prefer when forces far outnumber them)")
+    _cap_noise(bounds, reasons, sigmas, "sigma_energy", ENERGY_NOISE_SHARE, spread,
+               "the spread of the energies per atom beyond per-species constants", "energies")
     virial_rms = float(np.sqrt(np.mean(np.square(virials)))) if virials else 0.0
-    if len(species) > 1 and virial_rms > 0 and VIRIAL_NOISE_SHARE * virial_rms < 100 * sigmas["sigma_virial"]:
-        ceiling = max(VIRIAL_NOISE_SHARE * virial_rms, sigmas["sigma_virial"])
-        bounds["sigma_virial"] = (sigmas["sigma_virial"] / 100, ceiling)
-        reasons["sigma_virial"] = reasons["sigma_virial"][:-1] + (
-            f"; searched up to {ceiling:.3g} eV/atom, {VIRIAL_NOISE_SHARE:g} x the RMS of the virials per atom "
-            f"({virial_rms:.3g}): with more noise than that the stresses would hardly be fitted, as the evidence can "
-            "prefer for several species when forces far outnumber them)")
+    if len(species) > 1:
+        _cap_noise(bounds, reasons, sigmas, "sigma_virial", VIRIAL_NOISE_SHARE, virial_rms,
+                   "the RMS of the virials per atom", "stresses", " for several species")
 
     model = GAPRegressor(soap, zeta=4, delta=start["delta"], n_sparse=n_sparse, sparse_method="cur", e0=e0,
                          two_body=pair_term, baseline=baseline, random_state=random_state, **sigmas, **keys)
