@@ -311,6 +311,18 @@ def test_the_reason_for_n_max_names_its_floor():
     assert recommendation.reasons["descriptor__l_max"].startswith("n_max, as")
 
 
+def random_alloy_cells(stress=True):
+    """Eight labelled 32-atom random NiCuPdAu cells at four lattice constants."""
+    rng = np.random.default_rng(2)
+    frames = []
+    for k in range(8):
+        atoms = bulk("Cu", "fcc", a=3.75 * (1 + 0.02 * (k % 4)), cubic=True).repeat(2)
+        atoms.numbers[:] = rng.choice([28, 29, 46, 79], len(atoms))
+        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
+        frames.append(labelled(atoms, stress=stress))
+    return frames
+
+
 @pytest.mark.filterwarnings("ignore:evidence maximisation")
 def test_the_energy_noise_is_searched_below_a_share_of_the_energy_spread():
     """With many force labels the evidence can prefer to leave the energies unfitted (5-7
@@ -318,13 +330,7 @@ def test_the_energy_noise_is_searched_below_a_share_of_the_energy_spread():
     recommendation bounds the energy noise by a share of the energies' own spread."""
     from gapy.recommend import ENERGY_NOISE_SHARE
 
-    rng = np.random.default_rng(2)
-    frames = []
-    for k in range(8):
-        atoms = bulk("Cu", "fcc", a=3.75 * (1 + 0.02 * (k % 4)), cubic=True).repeat(2)
-        atoms.numbers[:] = rng.choice([28, 29, 46, 79], len(atoms))
-        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
-        frames.append(labelled(atoms, stress=False))
+    frames = random_alloy_cells(stress=False)
     counts = np.array([[np.sum(a.numbers == z) for z in (28, 29, 46, 79)] for a in frames], dtype=float)
     energies = np.array([a.get_potential_energy() for a in frames])
     residual = energies - counts @ np.linalg.lstsq(counts, energies, rcond=None)[0]
@@ -351,13 +357,7 @@ def test_the_virial_noise_is_searched_below_a_multiple_of_the_virials():
     virial noise of data of several species by a multiple of the virials' own RMS per atom."""
     from gapy.recommend import VIRIAL_NOISE_SHARE
 
-    rng = np.random.default_rng(2)
-    frames = []
-    for k in range(8):
-        atoms = bulk("Cu", "fcc", a=3.75 * (1 + 0.02 * (k % 4)), cubic=True).repeat(2)
-        atoms.numbers[:] = rng.choice([28, 29, 46, 79], len(atoms))
-        atoms.positions += rng.normal(scale=0.05, size=atoms.positions.shape)
-        frames.append(labelled(atoms))
+    frames = random_alloy_cells()
     virials = np.array([-a.get_stress() * a.get_volume() / len(a) for a in frames])
     rms = np.sqrt(np.mean(np.square(virials)))
     recommendation = recommend(frames)
