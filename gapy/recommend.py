@@ -326,8 +326,8 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
             baseline = zbl
             reasons["baseline"] += (f"; the species pairs {', '.join(zbl.pairs)}, whose shortest distances (at most "
                                     f"the sum of covalent radii) are over {PAIR_LENGTH_RATIO:g} x longer, below 0.8 x "
-                                    "their own: one switch for all would leave those pairs without repulsion below their bonds, "
-                                    "where the GP, without data, can attract them")
+                                    "their own: one switch for all would leave those pairs without repulsion below "
+                                    "their bonds, where the GP, without data, can attract them")
 
     # an atom without a neighbour within the cutoff (no pbc, or a large box) has e0 as its energy
     isolated_rows = [row for row, k in enumerate(singles)
@@ -360,8 +360,8 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     spread = _energy_spread(compositions, energies, singles) if has["energy"] else 0.0
     _cap_noise(bounds, reasons, sigmas, "sigma_energy", ENERGY_NOISE_SHARE, spread,
                "the spread of the energies per atom beyond per-species constants", "energies")
-    virial_rms = float(np.sqrt(np.mean(np.square(virials)))) if virials else 0.0
     if len(species) > 1:
+        virial_rms = float(np.sqrt(np.mean(np.square(virials)))) if virials else 0.0
         _cap_noise(bounds, reasons, sigmas, "sigma_virial", VIRIAL_NOISE_SHARE, virial_rms,
                    "the RMS of the virials per atom", "stresses", " for several species")
 
@@ -378,10 +378,9 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
             reasons[name] = "given"
         fixed = [name for name, value in overrides.items() if value is not None
                  and (name in ("delta", "sigma_energy", "sigma_force", "sigma_virial") or name.endswith("__delta"))]
-        if model.sigma_energy is None or "sigma_energy" in fixed:
-            bounds.pop("sigma_energy", None)
-        if model.sigma_virial is None or "sigma_virial" in fixed:
-            bounds.pop("sigma_virial", None)
+        for name in ("sigma_energy", "sigma_virial"):  # (a sigma given, or a label kind left out: no bound)
+            if getattr(model, name) is None or name in fixed:
+                bounds.pop(name, None)
     return Recommendation(model, reasons, measured, fixed, bounds)
 
 

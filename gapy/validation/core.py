@@ -448,9 +448,10 @@ def validate(
     settings = _settings(settings, overrides)
     say = _printer(progress)
     model, model_calc, model_factory = _resolve_model(model_or_calculator)
-    if model is not None and settings.supercell_length < model._largest_cutoff(model.descriptor_):
+    cutoff = None if model is None else model._largest_cutoff(model.descriptor_)
+    if cutoff is not None and settings.supercell_length < cutoff:
         warnings.warn(f"supercell_length {settings.supercell_length:g} A is below the model's cutoff "
-                      f"({model._largest_cutoff(model.descriptor_):g} A): the vacancy, the NEB's moving atom and the "
+                      f"({cutoff:g} A): the vacancy, the NEB's moving atom and the "
                       "phonon displacements then interact with their own periodic images, for model and reference "
                       "alike, and phonons are computed only at the q-points that fit the small cell; give at least "
                       "the cutoff (default 7 A)", RuntimeWarning, stacklevel=2)
@@ -729,7 +730,7 @@ def _tasks(families, whole, wanted, settings: Settings, crystal: Optional[Atoms]
             tasks.append(("vacancy", "vacancy formation energy", defects.compute_vacancy))
         elif family == "surfaces":
             miller = settings.miller or (defects.default_miller(crystal) if crystal is not None
-                                         else [(0, 0, 1), (0, 1, 0), (1, 0, 0)])
+                                         else defects.CELL_AXES_MILLER)
             if "surfaces" not in whole:  # only the surfaces asked for by name
                 miller = [_miller_of(name) for name in sorted(wanted) if _surface_family(name)]
             for indices in miller:

@@ -63,6 +63,11 @@ def miller_name(miller: Sequence[int]) -> str:
     return "surface_energy_" + "".join(str(i) if i >= 0 else f"m{-i}" for i in miller)
 
 
+#: The surfaces normal to the conventional cell's axes: the default of a crystal that is
+#: neither cubic nor hexagonal.
+CELL_AXES_MILLER = [(0, 0, 1), (0, 1, 0), (1, 0, 0)]
+
+
 def default_miller(structure: Atoms) -> List[Tuple[int, int, int]]:
     """The low-index surfaces of ``structure``'s conventional cell: (100), (110), (111) of a
     cubic crystal; (001), (100), (110) of a hexagonal cell (a = b, gamma = 120 degrees, where
@@ -73,7 +78,7 @@ def default_miller(structure: Atoms) -> List[Tuple[int, int, int]]:
     a, b, _, _, _, gamma = conventional.cell.cellpar()
     if abs(a - b) < 1e-6 * a and abs(gamma - 120.0) < 1e-3:
         return [(0, 0, 1), (1, 0, 0), (1, 1, 0)]
-    return [(0, 0, 1), (0, 1, 0), (1, 0, 0)]
+    return list(CELL_AXES_MILLER)
 
 
 def slab(relaxed: Atoms, miller: Sequence[int], thickness: float, vacuum: float) -> Atoms:
