@@ -10,6 +10,7 @@ from gapy.gp.term_variance import (
     instance_force_prior_variance,
     instance_local_energy_prior_variance,
     instance_prior_variances,
+    instance_virial_prior_covariance,
     instance_virial_prior_variance,
 )
 from gapy.gp.terms import instance_kernel_rows
@@ -189,3 +190,33 @@ def check_prior_variances(descriptor, atoms, theta, delta, components):
     np.testing.assert_allclose(together["forces"], forces.ravel(), rtol=1e-12)
     np.testing.assert_allclose(together["virial"], virial, rtol=1e-12)
     return forces, virial
+
+
+def strained(atoms, component, size):
+    """``atoms`` under the symmetric strain ``size`` of one Voigt component (off-diagonal: half each side)."""
+    a, b = ((0, 0), (1, 1), (2, 2), (1, 2), (0, 2), (0, 1))[component]
+    deformation = np.eye(3)
+    deformation[a, b] += size / 2
+    deformation[b, a] += size / 2
+    out = atoms.copy()
+    out.set_cell(atoms.cell.array @ deformation.T, scale_atoms=True)
+    return out
+
+
+def check_virial_covariance(descriptor, atoms, other, theta, delta, pairs):
+    """The virial covariance of a term between two structures: its diagonal blocks are the
+    virial prior variances, and each ``(k, l)`` of ``pairs`` (Voigt components of ``atoms``
+    and ``other``) is the mixed second difference of the energies' covariance under both strains."""
+    first, second = descriptor.compute(atoms, gradients=True), descriptor.compute(other, gradients=True)
+    covariance = instance_virial_prior_covariance([first, second], theta, delta)
+    np.testing.assert_allclose(covariance, covariance.T, rtol=1e-12, atol=1e-14 * np.abs(covariance).max())
+    np.testing.assert_allclose(np.diag(covariance[:6, :6]), instance_virial_prior_variance(first, theta, delta),
+                               rtol=1e-12)
+    h = 1e-3
+    for k, l in pairs:
+        moved = [[descriptor.compute(strained(structure, c, sign * h)) for sign in (1, -1)]
+                 for structure, c in ((atoms, k), (other, l))]
+        mixed = sum(sign_a * sign_b * prior_covariance(moved[0][i], moved[1][j], theta, delta)
+                    for i, sign_a in enumerate((1, -1)) for j, sign_b in enumerate((1, -1))) / (4 * h * h)
+        assert abs(mixed) > 1e-4
+        np.testing.assert_allclose(covariance[k, 6 + l], mixed, rtol=1e-4, err_msg=f"virial covariance {(k, l)}")

@@ -233,8 +233,8 @@ def test_variances_equal_dense_gp_with_the_sum_of_kernels():
 
 def test_posterior_draws_of_a_multi_term_model_reproduce_its_predicted_stds(fitted):
     """validate's model_std draws the terms' weights and prior with SOAP's: the draws'
-    spread is the model's own std (energies with the Nystrom residual, forces the
-    weight part), on two structures drawn jointly."""
+    spread is the model's own std (energies and stresses with the Nystrom residual, forces
+    the weight part), on two structures drawn jointly."""
     from ase.build import bulk
 
     from gapy.validation import validate
@@ -244,13 +244,17 @@ def test_posterior_draws_of_a_multi_term_model_reproduce_its_predicted_stds(fitt
     for seed, atoms in enumerate(frames):
         atoms.rattle(0.1, seed=seed + 3)
     n = 4000
-    draws = PosteriorDraws(fitted, n, random_state=1).predict(frames, ("energy", "forces"))
+    draws = PosteriorDraws(fitted, n, random_state=1).predict(frames, ("energy", "forces", "stress"))
+    properties = ("energy", "forces", "stress")
     for k, atoms in enumerate(frames):
-        (dtc,) = fitted.predict_all([atoms], return_std=True, variance="dtc")
-        (sor,) = fitted.predict_all([atoms], return_std=True, variance="sor")
+        (dtc,) = fitted.predict_all([atoms], return_std=True, variance="dtc", properties=properties)
+        (sor,) = fitted.predict_all([atoms], return_std=True, variance="sor", properties=properties)
         energies = np.array([d[k]["energy"] for d in draws])
         forces = np.array([d[k]["forces"] for d in draws])
+        stresses = np.array([d[k]["stress"] for d in draws])
         assert energies.std() == pytest.approx(dtc["energy_std"], rel=0.1)
+        assert dtc["stress_std"].max() > 1.1 * sor["stress_std"].max()  # the residual matters
+        np.testing.assert_allclose(stresses.std(axis=0), dtc["stress_std"], rtol=0.1)
         assert energies.mean() == pytest.approx(dtc["energy"], abs=4 * dtc["energy_std"] / np.sqrt(n))
         assert sor["forces_std"].max() > 1e-4
         np.testing.assert_allclose(forces.std(axis=0), sor["forces_std"], rtol=0.15, atol=1e-3 * sor["forces_std"].max())

@@ -11,6 +11,7 @@ from ase.neighborlist import neighbor_list
 from instance_checks import (
     check_invariances,
     check_prior_variances,
+    check_virial_covariance,
     check_rows_against_finite_differences,
     check_supercell,
     rows_of,
@@ -174,6 +175,12 @@ def test_prior_variances(system, request):
     forces, virial = check_prior_variances(triplets_for(system), atoms, THETA, DELTA, [(0, 0), (3, 2), (5, 1)])
     assert forces.shape == (len(atoms), 3) and np.all(forces > 0)
     assert np.all(virial > 0)
+
+
+def test_virial_covariance_of_two_structures(triclinic_sige):
+    other = triclinic_sige.copy()
+    other.rattle(0.05, seed=7)
+    check_virial_covariance(triplets_for("triclinic_sige"), triclinic_sige, other, THETA, DELTA, [(0, 0), (1, 3), (5, 4)])
 
 
 def test_sparse_points_from_instances(triclinic_sige, cluster):

@@ -210,6 +210,33 @@ def test_posterior_draws_reproduce_the_predicted_std(cu_model):
     np.testing.assert_allclose(forces.std(axis=0), sor, rtol=0.15)  # forces carry the weight part
 
 
+def test_stress_draws_carry_the_nystrom_residual_jointly_over_structures(cu_model):
+    """Each stress's spread over the draws is predict_all's stress std (weights and Nystrom
+    residual), also far from the data where the residual dominates; and two strained cells
+    are drawn jointly: the spread of the difference of their normal stresses is far below
+    that of independent draws."""
+    near = bulk("Cu", "fcc", a=3.59, cubic=True)
+    near.rattle(0.05, seed=3)
+    far = bulk("Cu", "fcc", a=3.2, cubic=True)  # -11 %: no data
+    sheared = near.copy()
+    sheared.set_cell(near.cell.array @ (np.eye(3) + [[0, 0.01, 0], [0.01, 0, 0], [0, 0, 0]]), scale_atoms=True)
+    frames = [near, far, sheared]
+    n = 4000
+    draws = PosteriorDraws(cu_model, n, random_state=1).predict(frames, ("stress",))
+    stresses = np.array([[d[k]["stress"] for k in range(len(frames))] for d in draws])
+    for k, atoms in enumerate(frames):
+        (dtc,) = cu_model.predict_all([atoms], return_std=True, properties=("energy", "stress"))
+        (sor,) = cu_model.predict_all([atoms], return_std=True, properties=("energy", "stress"), variance="sor")
+        spread = stresses[:, k].std(axis=0)
+        np.testing.assert_allclose(spread, dtc["stress_std"], rtol=0.1, atol=1e-3 * dtc["stress_std"].max())
+        np.testing.assert_allclose(stresses[:, k].mean(axis=0), dtc["stress"], atol=5 * dtc["stress_std"].max() / np.sqrt(n))
+        if k == 1:  # far from the data the residual is most of the std
+            assert dtc["stress_std"].max() > 2 * sor["stress_std"].max()
+    difference = (stresses[:, 2] - stresses[:, 0]).std(axis=0)[:3]
+    independent = np.hypot(stresses[:, 2].std(axis=0), stresses[:, 0].std(axis=0))[:3]
+    assert np.all(difference < 0.3 * independent)
+
+
 def test_gap_lattice_constant_and_the_untrained_facet_is_flagged(cu_model, tmp_path):
     report = validate(cu_model, CU, "emt", ["eos", "surfaces"], output=tmp_path, **FAST)
     a = report["lattice_constant"]

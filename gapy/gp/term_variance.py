@@ -25,7 +25,7 @@ and ``Theta = diag(1 / theta^2)`` the summand is ``k L_t . R_t'`` with::
 blocks of rows (numpy's vectorised exp) and one matrix product per block.
 """
 
-from typing import TYPE_CHECKING, Dict
+from typing import TYPE_CHECKING, Dict, Sequence
 
 import numpy as np
 
@@ -43,7 +43,13 @@ _BLOCK = 1024
 
 
 def _quadratic_forms(values, classes, a, b, theta, delta) -> np.ndarray:
-    """``delta^2 sum_(t, t') k L_t . R_t'`` for each observable (column of ``a``).
+    """``delta^2 sum_(t, t') k L_t . R_t'`` for each observable (column of ``a``): the
+    diagonal of :func:`_covariance`."""
+    return np.diag(_covariance(values, classes, a, b, theta, delta))
+
+
+def _covariance(values, classes, a, b, theta, delta) -> np.ndarray:
+    """``delta^2 sum_(t, t') k L_t[o] . R_t'[o']``: the prior covariance of the observables.
 
     Parameters
     ----------
@@ -51,10 +57,14 @@ def _quadratic_forms(values, classes, a, b, theta, delta) -> np.ndarray:
     classes : ndarray of int of shape (n,)
     a : ndarray of shape (n, n_obs)
     b : ndarray of shape (n, n_obs, F) or None (no gradient part)
+
+    Returns
+    -------
+    ndarray of shape (n_obs, n_obs)
     """
     n_features = values.shape[1]
     inv_theta2 = 1.0 / check_theta(theta, n_features) ** 2
-    out = np.zeros(a.shape[1])
+    out = np.zeros((a.shape[1], a.shape[1]))
     for c in np.unique(classes):
         rows = np.flatnonzero(classes == c)
         x = values[rows] - values[rows].mean(axis=0)
@@ -64,7 +74,8 @@ def _quadratic_forms(values, classes, a, b, theta, delta) -> np.ndarray:
             left, right = _factors(x * inv_theta2, a[rows], b[rows], inv_theta2)
         right = right.reshape(len(rows), -1)
         x = np.ascontiguousarray(x)
-        # the summand is symmetric in (t, t'): blocks above the diagonal count twice
+        # the summand is symmetric in (t, o) <-> (t', o'): a block above the diagonal
+        # counts with its transpose
         bounds = list(range(0, len(rows), _BLOCK)) + [len(rows)]
         for i in range(len(bounds) - 1):
             first = slice(bounds[i], bounds[i + 1])
@@ -74,7 +85,8 @@ def _quadratic_forms(values, classes, a, b, theta, delta) -> np.ndarray:
                 scaled_squared_distances(x[first], np.ascontiguousarray(x[second].T), -0.5 * inv_theta2, kernel)
                 np.exp(kernel, out=kernel)
                 products = (kernel @ right[second]).reshape(left[first].shape)
-                out += (1.0 if i == j else 2.0) * np.einsum("toq,toq->o", left[first], products)
+                block = np.einsum("toq,tpq->op", left[first], products)
+                out += block if i == j else block + block.T
     return check_delta(delta) ** 2 * out
 
 
@@ -155,6 +167,41 @@ def instance_virial_prior_variance(instances: "Instances", theta: Theta, delta: 
         raise ValueError("virial prior variances need instances computed with gradients=True")
     a, b = _virial_functionals(instances)
     return _quadratic_forms(instances.values, instances.classes, a, b, theta, delta)
+
+
+def instance_virial_prior_covariance(frames: Sequence["Instances"], theta: Theta, delta: float) -> np.ndarray:
+    """Prior covariance of the Voigt virials of a term over several structures.
+
+    Parameters
+    ----------
+    frames : sequence of Instances
+        The term's instances of each structure, with strain gradients.
+    theta, delta
+        As for :func:`instance_prior_variances`.
+
+    Returns
+    -------
+    ndarray of shape (6 n_frames, 6 n_frames)
+        Entry ``(6 a + k, 6 b + l)`` is the covariance of component ``k`` of structure
+        ``a`` and component ``l`` of structure ``b``, in eV^2; its diagonal blocks hold
+        :func:`instance_virial_prior_variance` on their diagonals.
+    """
+    n_obs = len(VOIGT) * len(frames)
+    n_features = frames[0].values.shape[1]
+    a = np.zeros((0, n_obs))
+    b = np.zeros((0, n_obs, n_features))
+    for k, instances in enumerate(frames):
+        if instances.dvalues_strain is None:
+            raise ValueError("virial prior covariances need instances computed with gradients=True")
+        columns = slice(len(VOIGT) * k, len(VOIGT) * (k + 1))
+        a_k, b_k = _virial_functionals(instances)
+        a_full = np.zeros((len(instances), n_obs))
+        b_full = np.zeros((len(instances), n_obs, n_features))
+        a_full[:, columns], b_full[:, columns] = a_k, b_k
+        a, b = np.concatenate([a, a_full]), np.concatenate([b, b_full])
+    values = np.concatenate([instances.values for instances in frames])
+    classes = np.concatenate([instances.classes for instances in frames])
+    return _covariance(values, classes, a, b, theta, delta)
 
 
 def instance_prior_variances(instances: "Instances", theta: Theta, delta: float) -> Dict[str, object]:

@@ -27,9 +27,9 @@ from .design import VOIGT
 _KERNEL_ENTRIES = 2**22
 
 
-def _row_blocks(n_atoms: int):
-    """Slices of rows of the (n_atoms, n_atoms) kernel, each at most about :data:`_KERNEL_ENTRIES`."""
-    step = max(16, _KERNEL_ENTRIES // max(n_atoms, 1))
+def _row_blocks(n_atoms: int, entries: int = _KERNEL_ENTRIES):
+    """Slices of rows of the (n_atoms, n_atoms) kernel, each at most about ``entries``."""
+    step = max(16, entries // max(n_atoms, 1))
     return [slice(start, start + step) for start in range(0, n_atoms, step)]
 
 
@@ -123,19 +123,38 @@ def virial_prior_variance(values, species, strain, zeta, delta, isolated=None) -
     ``strain`` holds the symmetric strain gradients of every atom, (n_atoms, 6,
     n_features), see :func:`voigt_strain`.
     """
-    out = np.zeros(len(VOIGT))
-    for rows in _row_blocks(len(values)):
-        same = species[rows, None] == species[None, :]
-        c1, c2 = _coefficients(values[rows] @ values.T, same, zeta, delta)
-        for k in range(len(VOIGT)):
-            d = strain[:, k]
-            # sum_ij c2 (D_i . q_j)(q_i . D_j) + c1 (D_i . D_j), rows i of this block
-            out[k] += (c2 * (d[rows] @ values.T) * (values[rows] @ d.T)).sum() + (c1 * (d[rows] @ d.T)).sum()
+    return np.diag(virial_prior_covariance(values, species, strain, values, species, strain, zeta, delta, isolated))
+
+
+def virial_prior_covariance(values, species, strain, other, other_species, other_strain, zeta, delta,
+                            isolated=None) -> np.ndarray:
+    """Prior covariance of the Voigt virials of two structures, ndarray of shape (6, 6).
+
+    Entry ``(k, l)`` is ``Cov(W_k, W'_l)`` of component ``k`` of the structure of
+    ``values`` and component ``l`` of the structure of ``other`` (the same arrays twice:
+    the covariance of one structure's virial, whose diagonal is
+    :func:`virial_prior_variance`). Each ``strain`` is (n_atoms, 6, n_features), see
+    :func:`voigt_strain`.
+    """
+    out = np.zeros((len(VOIGT), len(VOIGT)))
+    other_strain = np.ascontiguousarray(other_strain.transpose(1, 0, 2))  # (6, n_other, F)
+    for rows in _row_blocks(len(other), _KERNEL_ENTRIES // 8):  # 13 arrays of the block's size
+        same = species[rows, None] == other_species[None, :]
+        c1, c2 = _coefficients(values[rows] @ other.T, same, zeta, delta)
+        d = strain[rows].transpose(1, 0, 2)  # (6, rows, F)
+        # sum_ij c2 (D_ik . q'_j)(q_i . D'_jl) + c1 (D_ik . D'_jl), rows i of this block
+        left = c2[None] * (d @ other.T)
+        right = values[rows] @ other_strain.transpose(0, 2, 1)
+        out += np.einsum("kij,lij->kl", left, right)
+        out += np.einsum("kif,lif->kl", d, c1[None] @ other_strain)
     if isolated is not None:
         _, g, inverse_c0 = isolated_terms(values, species, zeta, isolated)
-        q0 = isolated[species]
-        for k in range(len(VOIGT)):
-            projected = g * np.einsum("if,if->i", strain[:, k], q0)
-            for s in np.unique(species):
-                out[k] -= delta**2 * projected[species == s].sum() ** 2 * inverse_c0[species == s][0]
+        _, g_other, _ = isolated_terms(other, other_species, zeta, isolated)
+        projected = g[:, None] * np.einsum("ikf,if->ik", strain, isolated[species])
+        projected_other = g_other[:, None] * np.einsum("ikf,if->ik", other_strain.transpose(1, 0, 2),
+                                                       isolated[other_species])
+        weight = 1.0 / isolated_self_kernel(isolated, zeta)
+        for s in np.unique(np.concatenate([species, other_species])):
+            out -= delta**2 * weight[s] * np.outer(projected[species == s].sum(axis=0),
+                                                   projected_other[other_species == s].sum(axis=0))
     return out

@@ -10,8 +10,10 @@ Two numbers per property:
   energy difference between two similar cells is much surer than either energy). With
   the ``"dtc"`` or ``"local"`` variance the Nystrom residual of the energies is drawn
   too, jointly over the structures with its prior covariance (so each structure's
-  energy std is the one ``predict_all`` gives). Forces and stresses carry the weight
-  part only. Extra 2-/3-body terms are part of both: their weights are drawn with
+  energy std is the one ``predict_all`` gives), and so is the residual of the stresses
+  (each stress std is the one ``predict_all`` gives; energy and stress residuals are
+  drawn independently of each other, as no property uses both). Forces carry the weight
+  part only. Extra 2-/3-body terms are part of all of them: their weights are drawn with
   SOAP's, and their prior covariance between structures joins the residual's.
 * ``max_local_std``: the largest predicted standard deviation of one atom's local
   energy (eV) over every structure the property used, compared with the flag threshold.
@@ -23,7 +25,9 @@ import numpy as np
 from ase import Atoms
 from scipy.linalg import solve_triangular
 
+from ..gp.term_variance import instance_virial_prior_covariance
 from ..gp.terms import instance_kernel_rows
+from ..gp.variance import virial_prior_covariance, voigt_strain
 
 
 #: Quantities a property may need from the draws.
@@ -76,25 +80,34 @@ class PosteriorDraws:
         elif "forces" in needs:
             gradients = "positions"
         energies = np.zeros((len(frames), self.n_samples))
-        forces, stresses, features = [], [], []
+        forces, stresses, features, energy_rows, virial_rows = [], [], [], [], []
         for k, atoms in enumerate(frames):
             mean = model.predict_all([atoms], properties=tuple(needs) + ("energies",))[0]
             species = descriptor.species_indices(atoms, k)
             computed = descriptor.compute(atoms, gradients=gradients, index=k)
             values, grad = computed if gradients else (computed, None)
             instances = [found.compute(atoms, gradients=gradients, index=k) for found in self.term_descriptors]
-            features.append((values, species, instances))
+            strain = voigt_strain(grad.dstrain) if "stress" in needs else None
+            features.append((values, species, instances, strain))
             rows = gp.rows(values, species, grad, instances or None)
+            energy_rows.append(rows["energy"])
             energies[k] = mean["energy"] + self.scale["energy"] * (rows["energy"] @ self.dalpha)
             if "forces" in needs:
                 m = len(gp.alpha)
                 deviation = (rows["forces"].reshape(-1, m) @ self.dalpha).T.reshape(self.n_samples, -1, 3)
                 forces.append(mean["forces"][None] + self.scale["forces"] * deviation)
             if "stress" in needs:
+                virial_rows.append(rows["virial"])
                 deviation = -(rows["virial"] @ self.dalpha).T / atoms.get_volume()
                 stresses.append(mean["stress"][None] + self.scale["stress"] * deviation)
         if self.residual:
-            energies += self.scale["energy"] * self._residual_draws(features)
+            rng = self._residual_rng(features)
+            energies += self.scale["energy"] * self._draw(self._energy_prior(features), energy_rows, rng)
+            if stresses:
+                virials = self._draw(self._virial_prior(features), virial_rows, rng)
+                for k, atoms in enumerate(frames):
+                    deviation = -virials[6 * k:6 * (k + 1)].T / atoms.get_volume()
+                    stresses[k] = stresses[k] + self.scale["stress"] * deviation
         draws = []
         for s in range(self.n_samples):
             row = []
@@ -108,43 +121,64 @@ class PosteriorDraws:
             draws.append(row)
         return draws
 
-    def _residual_draws(self, features) -> np.ndarray:
-        """Draws of the Nystrom residual of each structure's energy, jointly over structures.
+    def _residual_rng(self, features) -> np.random.Generator:
+        """The generator of the Nystrom residual: seeded by the structures, not by the calls
+        before, so that a property's std does not depend on which other properties were computed."""
+        if self.random_state is None:
+            return self.rng
+        return np.random.default_rng([int(self.random_state), len(features)] + [len(f[0]) for f in features])
 
-        Covariance ``C[a, b] = sum_{i in a, j in b} k(q_i, q_j) - e_a K_MM^-1 e_b`` with
-        ``e_a`` the energy kernel row of structure ``a`` (with extra terms: plus each
-        term's ``sum_{t in a, t' in b} w_t w_t' k(x_t, x_t')``, and their columns in
-        ``e_a``): the diagonal is the ``"local"`` energy variance of
-        :meth:`GAPRegressor.predict_all`.
+    def _draw(self, prior: np.ndarray, rows: List[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        """Draws of the Nystrom residual of observables with prior covariance ``prior`` and
+        kernel rows ``rows`` (stacked: one row per observable), ndarray of shape (n_obs, n_samples).
 
-        Returns
-        -------
-        ndarray of shape (n_frames, n_samples)
+        The covariance is ``prior - e K_MM^-1 e^T`` with ``e`` the rows.
+        """
+        rows = np.vstack([np.atleast_2d(block) for block in rows])
+        explained = solve_triangular(self.model.gp_.kmm_factor, rows.T, lower=True)
+        covariance = prior - explained.T @ explained
+        eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
+        root = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
+        return root @ rng.standard_normal((len(rows), self.n_samples))
+
+    def _energy_prior(self, features) -> np.ndarray:
+        """Prior covariance of the structures' energies, (n_frames, n_frames).
+
+        ``C[a, b] = sum_{i in a, j in b} k(q_i, q_j)``; with extra terms plus each term's
+        ``sum_{t in a, t' in b} w_t w_t' k(x_t, x_t')``. Its diagonal less the explained part
+        is the ``"local"`` energy variance of :meth:`GAPRegressor.predict_all`.
         """
         gp = self.model.gp_
         n = len(features)
         prior = np.zeros((n, n))
         for a in range(n):
             for b in range(a, n):
-                values_a, species_a, instances_a = features[a]
-                values_b, species_b, instances_b = features[b]
+                values_a, species_a, instances_a, _ = features[a]
+                values_b, species_b, instances_b, _ = features[b]
                 prior[a, b] = gp.kernel(values_a, species_a, values_b, species_b).sum()
                 for term, found_a, found_b in zip(gp.terms, instances_a, instances_b):
                     if len(found_a.values) and len(found_b.values):
                         cross = instance_kernel_rows(found_a, found_b.values, found_b.classes, term.theta, term.delta)
                         prior[a, b] += cross["energy"] @ found_b.weights
                 prior[b, a] = prior[a, b]
-        rows = np.array([gp.rows(values, species, None, instances or None)["energy"]
-                         for values, species, instances in features])
-        explained = solve_triangular(gp.kmm_factor, rows.T, lower=True)
-        covariance = prior - explained.T @ explained
-        eigenvalues, vectors = np.linalg.eigh((covariance + covariance.T) / 2)
-        root = vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))
-        # seeded by the structures, not by the calls before: a property's std does not
-        # depend on which other properties were computed
-        rng = self.rng if self.random_state is None else np.random.default_rng(
-            [int(self.random_state), n] + [len(values) for values, _, _ in features])
-        return root @ rng.standard_normal((n, self.n_samples))
+        return prior
+
+    def _virial_prior(self, features) -> np.ndarray:
+        """Prior covariance of the structures' Voigt virials, (6 n_frames, 6 n_frames)."""
+        gp = self.model.gp_
+        n = len(features)
+        prior = np.zeros((6 * n, 6 * n))
+        for a in range(n):
+            for b in range(a, n):
+                values_a, species_a, _, strain_a = features[a]
+                values_b, species_b, _, strain_b = features[b]
+                block = virial_prior_covariance(values_a, species_a, strain_a, values_b, species_b, strain_b,
+                                                gp.zeta, gp.delta, gp.isolated)
+                prior[6 * a:6 * (a + 1), 6 * b:6 * (b + 1)] = block
+                prior[6 * b:6 * (b + 1), 6 * a:6 * (a + 1)] = block.T
+        for t, term in enumerate(gp.terms):
+            prior += instance_virial_prior_covariance([f[2][t] for f in features], term.theta, term.delta)
+        return prior
 
 
 def max_local_std(model, frames: Sequence[Atoms]) -> float:
