@@ -10,7 +10,7 @@ from gapy.gp.term_variance import (
     instance_force_prior_variance,
     instance_local_energy_prior_variance,
     instance_prior_variances,
-    instance_virial_prior_covariance,
+    instance_prior_covariance,
     instance_virial_prior_variance,
 )
 from gapy.gp.terms import instance_kernel_rows
@@ -203,20 +203,34 @@ def strained(atoms, component, size):
     return out
 
 
-def check_virial_covariance(descriptor, atoms, other, theta, delta, pairs):
-    """The virial covariance of a term between two structures: its diagonal blocks are the
-    virial prior variances, and each ``(k, l)`` of ``pairs`` (Voigt components of ``atoms``
-    and ``other``) is the mixed second difference of the energies' covariance under both strains."""
+def check_covariances(descriptor, atoms, other, theta, delta, virial_pairs, force_pairs):
+    """The force and virial covariances of a term between two structures: symmetric, their
+    diagonal blocks hold the prior variances, and each entry of ``virial_pairs`` (Voigt
+    components of ``atoms`` and ``other``) and of ``force_pairs`` ((atom, axis) of each)
+    is the mixed second difference of the energies' covariance under both moves."""
     first, second = descriptor.compute(atoms, gradients=True), descriptor.compute(other, gradients=True)
-    covariance = instance_virial_prior_covariance([first, second], theta, delta)
-    np.testing.assert_allclose(covariance, covariance.T, rtol=1e-12, atol=1e-14 * np.abs(covariance).max())
-    np.testing.assert_allclose(np.diag(covariance[:6, :6]), instance_virial_prior_variance(first, theta, delta),
-                               rtol=1e-12)
     h = 1e-3
-    for k, l in pairs:
-        moved = [[descriptor.compute(strained(structure, c, sign * h)) for sign in (1, -1)]
-                 for structure, c in ((atoms, k), (other, l))]
-        mixed = sum(sign_a * sign_b * prior_covariance(moved[0][i], moved[1][j], theta, delta)
-                    for i, sign_a in enumerate((1, -1)) for j, sign_b in enumerate((1, -1))) / (4 * h * h)
-        assert abs(mixed) > 1e-4
-        np.testing.assert_allclose(covariance[k, 6 + l], mixed, rtol=1e-4, err_msg=f"virial covariance {(k, l)}")
+    for quantity, pairs, variance in (("virial", virial_pairs, instance_virial_prior_variance),
+                                      ("forces", force_pairs, instance_force_prior_variance)):
+        covariance = instance_prior_covariance([first, second], quantity, theta, delta)
+        size = 6 if quantity == "virial" else 3 * len(atoms)
+        np.testing.assert_allclose(covariance, covariance.T, rtol=1e-12, atol=1e-14 * np.abs(covariance).max())
+        np.testing.assert_allclose(np.diag(covariance[:size, :size]), variance(first, theta, delta), rtol=1e-10)
+        for k, l in pairs:
+            moved = [[descriptor.compute(_moved(structure, c, sign * h)) for sign in (1, -1)]
+                     for structure, c in ((atoms, k), (other, l))]
+            mixed = sum(sign_a * sign_b * prior_covariance(moved[0][i], moved[1][j], theta, delta)
+                        for i, sign_a in enumerate((1, -1)) for j, sign_b in enumerate((1, -1))) / (4 * h * h)
+            assert abs(mixed) > 1e-4
+            index = (k if quantity == "virial" else 3 * k[0] + k[1],
+                     size + (l if quantity == "virial" else 3 * l[0] + l[1]))
+            np.testing.assert_allclose(covariance[index], mixed, rtol=1e-4, err_msg=f"{quantity} covariance {(k, l)}")
+
+
+def _moved(atoms, change, size):
+    """``atoms`` strained in a Voigt component (int) or with one atom moved along an axis ((atom, axis))."""
+    if isinstance(change, tuple):
+        out = atoms.copy()
+        out.positions[change] += size
+        return out
+    return strained(atoms, change, size)

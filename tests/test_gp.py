@@ -191,32 +191,41 @@ def test_force_and_stress_prior_variances_match_finite_differences(fitted, train
     np.testing.assert_allclose((result["stress_std"][0] * volume) ** 2 + explained, mixed, rtol=1e-4)
 
 
-def test_virial_prior_covariance_of_two_structures_matches_finite_differences(fitted, training_set):
-    """Cov(virial_k of one structure, virial_l of another): the mixed second difference of
-    their energies' prior covariance under both strains; the diagonal block is the variance."""
-    from gapy.gp.variance import virial_prior_covariance, virial_prior_variance, voigt_strain
+def test_force_and_virial_prior_covariances_of_two_structures_match_finite_differences(fitted, training_set):
+    """Cov(virial_k or F_ma of one structure, virial_l or F_nb of another): the mixed second
+    difference of their energies' prior covariance under both moves; the diagonal block is
+    the variance."""
+    from gapy.gp import variance
 
-    from instance_checks import strained
+    from instance_checks import _moved
 
     soap, gp = fitted.descriptor_, fitted.gp_
     first, second = training_set[1], training_set[2]
     features = []
     for atoms in (first, second):
         values, grad = soap.compute(atoms, gradients=True)
-        features.append((values, soap.species_indices(atoms), voigt_strain(grad.dstrain)))
-    covariance = virial_prior_covariance(*features[0], *features[1], gp.zeta, gp.delta, gp.isolated)
-    np.testing.assert_allclose(covariance, virial_prior_covariance(*features[1], *features[0], gp.zeta, gp.delta,
-                                                                   gp.isolated).T, rtol=1e-10)
-    np.testing.assert_allclose(np.diag(virial_prior_covariance(*features[0], *features[0], gp.zeta, gp.delta,
-                                                               gp.isolated)),
-                               virial_prior_variance(*features[0], gp.zeta, gp.delta, gp.isolated), rtol=1e-12)
+        features.append((values, soap.species_indices(atoms), grad))
     h = 1e-4
-    for k, l in [(0, 0), (2, 3), (5, 1)]:
-        mixed = sum(sa * sb * _prior_covariance(fitted, strained(first, k, sa * h), strained(second, l, sb * h))
-                    for sa in (1, -1) for sb in (1, -1)) / (4 * h * h)
-        assert abs(mixed) > 1e-6 * abs(covariance).max()
-        np.testing.assert_allclose(covariance[k, l], mixed, rtol=1e-4, atol=1e-6 * abs(covariance).max(),
-                                   err_msg=f"components {(k, l)}")
+    checks = (("virial", [(0, 0), (2, 3), (5, 1)]), ("forces", [((0, 0), (0, 0)), ((3, 1), (2, 2)), ((1, 2), (0, 1))]))
+    for quantity, pairs in checks:
+        if quantity == "virial":
+            covariance_of, variance_of = variance.virial_prior_covariance, variance.virial_prior_variance
+            arguments = [(values, species, variance.voigt_strain(grad.dstrain)) for values, species, grad in features]
+        else:
+            covariance_of, variance_of = variance.force_prior_covariance, variance.force_prior_variance
+            arguments = features
+        parameters = (gp.zeta, gp.delta, gp.isolated)
+        covariance = covariance_of(*arguments[0], *arguments[1], *parameters)
+        np.testing.assert_allclose(covariance, covariance_of(*arguments[1], *arguments[0], *parameters).T, rtol=1e-10)
+        np.testing.assert_allclose(np.diag(covariance_of(*arguments[0], *arguments[0], *parameters)),
+                                   variance_of(*arguments[0], *parameters), rtol=1e-10)
+        for k, l in pairs:
+            mixed = sum(sa * sb * _prior_covariance(fitted, _moved(first, k, sa * h), _moved(second, l, sb * h))
+                        for sa in (1, -1) for sb in (1, -1)) / (4 * h * h)
+            index = (k, l) if quantity == "virial" else (3 * k[0] + k[1], 3 * l[0] + l[1])
+            assert abs(mixed) > 1e-6 * abs(covariance).max()
+            np.testing.assert_allclose(covariance[index], mixed, rtol=1e-4, atol=1e-6 * abs(covariance).max(),
+                                       err_msg=f"{quantity} {(k, l)}")
 
 
 def test_save_and_load_give_identical_predictions(fitted, training_set, tmp_path):

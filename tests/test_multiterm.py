@@ -233,8 +233,7 @@ def test_variances_equal_dense_gp_with_the_sum_of_kernels():
 
 def test_posterior_draws_of_a_multi_term_model_reproduce_its_predicted_stds(fitted):
     """validate's model_std draws the terms' weights and prior with SOAP's: the draws'
-    spread is the model's own std (energies and stresses with the Nystrom residual, forces
-    the weight part), on two structures drawn jointly."""
+    spread is the model's own std (with the Nystrom residual), on two structures drawn jointly."""
     from ase.build import bulk
 
     from gapy.validation import validate
@@ -257,7 +256,8 @@ def test_posterior_draws_of_a_multi_term_model_reproduce_its_predicted_stds(fitt
         np.testing.assert_allclose(stresses.std(axis=0), dtc["stress_std"], rtol=0.1)
         assert energies.mean() == pytest.approx(dtc["energy"], abs=4 * dtc["energy_std"] / np.sqrt(n))
         assert sor["forces_std"].max() > 1e-4
-        np.testing.assert_allclose(forces.std(axis=0), sor["forces_std"], rtol=0.15, atol=1e-3 * sor["forces_std"].max())
+        assert dtc["forces_std"].max() > 1.1 * sor["forces_std"].max()
+        np.testing.assert_allclose(forces.std(axis=0), dtc["forces_std"], rtol=0.15, atol=1e-3 * dtc["forces_std"].max())
     report = validate(fitted, bulk("Si", "diamond", a=5.43), properties=["eos"], plots=False, progress=False)
     assert report.results["bulk_modulus"].model is not None
     assert report.results["bulk_modulus"].model_std > 0

@@ -9,7 +9,7 @@ from ase.neighborlist import neighbor_list
 from instance_checks import (
     check_invariances,
     check_prior_variances,
-    check_virial_covariance,
+    check_covariances,
     check_rows_against_finite_differences,
     check_supercell,
     rows_of,
@@ -190,10 +190,11 @@ def test_prior_variances(system, request):
     assert virial.shape == (6,)
 
 
-def test_virial_covariance_of_two_structures(triclinic_sige):
+def test_force_and_virial_covariances_of_two_structures(triclinic_sige):
     other = triclinic_sige.copy()
     other.rattle(0.05, seed=7)
-    check_virial_covariance(pairs_for("triclinic_sige"), triclinic_sige, other, THETA, DELTA, [(0, 0), (1, 3), (5, 4)])
+    check_covariances(pairs_for("triclinic_sige"), triclinic_sige, other, THETA, DELTA, [(0, 0), (1, 3), (5, 4)],
+                      [((0, 0), (0, 0)), ((2, 1), (0, 2)), ((5, 2), (4, 0))])
 
 
 def test_se_kernel_and_sparse_kernel():

@@ -206,8 +206,8 @@ def test_posterior_draws_reproduce_the_predicted_std(cu_model):
     assert energies.mean() == pytest.approx(result["energy"], abs=4 * result["energy_std"] / np.sqrt(4000))
     assert energies.std() == pytest.approx(result["energy_std"], rel=0.1)
     sor = cu_model.predict_all([atoms], return_std=True, variance="sor")[0]["forces_std"]
-    assert sor.max() > 1e-4  # not a test on zeros
-    np.testing.assert_allclose(forces.std(axis=0), sor, rtol=0.15)  # forces carry the weight part
+    assert result["forces_std"].max() > 1.2 * sor.max()  # the residual matters
+    np.testing.assert_allclose(forces.std(axis=0), result["forces_std"], rtol=0.15)
 
 
 def test_stress_draws_carry_the_nystrom_residual_jointly_over_structures(cu_model):

@@ -163,42 +163,42 @@ def instance_virial_prior_variance(instances: "Instances", theta: Theta, delta: 
 
     Needs strain gradients. ndarray of shape (6,), in eV^2.
     """
-    if instances.dvalues_strain is None:
-        raise ValueError("virial prior variances need instances computed with gradients=True")
     a, b = _virial_functionals(instances)
     return _quadratic_forms(instances.values, instances.classes, a, b, theta, delta)
 
 
-def instance_virial_prior_covariance(frames: Sequence["Instances"], theta: Theta, delta: float) -> np.ndarray:
-    """Prior covariance of the Voigt virials of a term over several structures.
+def instance_prior_covariance(frames: Sequence["Instances"], quantity: str, theta: Theta, delta: float) -> np.ndarray:
+    """Prior covariance of the forces or virials of a term over several structures.
 
     Parameters
     ----------
     frames : sequence of Instances
-        The term's instances of each structure, with strain gradients.
+        The term's instances of each structure, with position gradients for
+        ``"forces"`` and strain gradients for ``"virial"``.
+    quantity : {"forces", "virial"}
+        Forces: the components of every atom, atom-major (``forces.ravel()``); virial:
+        the six Voigt components.
     theta, delta
         As for :func:`instance_prior_variances`.
 
     Returns
     -------
-    ndarray of shape (6 n_frames, 6 n_frames)
-        Entry ``(6 a + k, 6 b + l)`` is the covariance of component ``k`` of structure
-        ``a`` and component ``l`` of structure ``b``, in eV^2; its diagonal blocks hold
-        :func:`instance_virial_prior_variance` on their diagonals.
+    ndarray of shape (n_obs, n_obs)
+        The components of each structure in turn (``3 n_atoms`` or ``6`` per structure),
+        in eV^2 (forces (eV/A)^2); the diagonal of each structure's block is
+        :func:`instance_force_prior_variance` or :func:`instance_virial_prior_variance`.
     """
-    n_obs = len(VOIGT) * len(frames)
+    functionals = {"forces": _force_functionals, "virial": _virial_functionals}[quantity]
+    parts = [functionals(instances) for instances in frames]
+    n_obs = sum(a.shape[1] for a, _ in parts)
     n_features = frames[0].values.shape[1]
-    a = np.zeros((0, n_obs))
-    b = np.zeros((0, n_obs, n_features))
-    for k, instances in enumerate(frames):
-        if instances.dvalues_strain is None:
-            raise ValueError("virial prior covariances need instances computed with gradients=True")
-        columns = slice(len(VOIGT) * k, len(VOIGT) * (k + 1))
-        a_k, b_k = _virial_functionals(instances)
-        a_full = np.zeros((len(instances), n_obs))
-        b_full = np.zeros((len(instances), n_obs, n_features))
-        a_full[:, columns], b_full[:, columns] = a_k, b_k
-        a, b = np.concatenate([a, a_full]), np.concatenate([b, b_full])
+    a = np.zeros((sum(len(instances) for instances in frames), n_obs))
+    b = np.zeros(a.shape + (n_features,))
+    row = column = 0
+    for a_k, b_k in parts:
+        a[row:row + len(a_k), column:column + a_k.shape[1]] = a_k
+        b[row:row + len(a_k), column:column + a_k.shape[1]] = b_k
+        row, column = row + len(a_k), column + a_k.shape[1]
     values = np.concatenate([instances.values for instances in frames])
     classes = np.concatenate([instances.classes for instances in frames])
     return _covariance(values, classes, a, b, theta, delta)
@@ -257,8 +257,24 @@ def instance_prior_variances(instances: "Instances", theta: Theta, delta: float)
     return out
 
 
+def _force_functionals(instances):
+    """``a`` (n, 3 n_atoms) and ``b`` (n, 3 n_atoms, F) of every force component."""
+    if instances.dvalues is None:
+        raise ValueError("force prior covariances need instances computed with gradients='positions'")
+    n, n_slots = instances.atoms.shape
+    a = np.zeros((n, instances.n_atoms, 3))
+    b = np.zeros((n, instances.n_atoms, 3, instances.values.shape[1]))
+    for slot in range(n_slots):  # an atom in two slots of one instance: the entries add (bilinear)
+        np.add.at(a, (np.arange(n), instances.atoms[:, slot]), -instances.dweights[:, slot])
+        np.add.at(b, (np.arange(n), instances.atoms[:, slot]), -instances.weights[:, None, None]
+                  * instances.dvalues[:, slot])
+    return a.reshape(n, -1), b.reshape(n, 3 * instances.n_atoms, -1)
+
+
 def _virial_functionals(instances):
     """``a`` (n, 6) and ``b`` (n, 6, F) of the symmetrised virial components."""
+    if instances.dvalues_strain is None:
+        raise ValueError("virial prior (co)variances need instances computed with gradients=True")
     a = np.stack([-(instances.dweights_strain[:, p, q] + instances.dweights_strain[:, q, p]) / 2
                   for p, q in VOIGT], axis=1)
     dvalues = np.stack([(instances.dvalues_strain[:, p, q] + instances.dvalues_strain[:, q, p]) / 2

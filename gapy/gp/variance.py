@@ -100,16 +100,59 @@ def force_prior_variance(values, species, grad, zeta, delta, isolated=None) -> n
                  np.ascontiguousarray(values, dtype=float), np.asarray(species, dtype=np.int64),
                  int(zeta), float(delta), out)
     if isolated is not None:
-        _, g, inverse_c0 = isolated_terms(values, species, zeta, isolated)
-        # t[j, s, a] = sum of g_i (dpos[(i, j), a] . q0_s) over centres i of species s
-        q0 = isolated[species[grad.centers]]
-        projected = np.einsum("raf,rf->ra", grad.dpos, q0) * g[grad.centers][:, None]
-        n_species = len(isolated)
-        t = np.zeros((n_atoms * n_species, 3))
-        np.add.at(t, grad.neighbors * n_species + species[grad.centers], projected)
+        t = _isolated_force_sums(values, species, grad, zeta, isolated)
         weight = 1.0 / isolated_self_kernel(isolated, zeta)
-        out -= delta**2 * (t.reshape(n_atoms, n_species, 3) ** 2 * weight[None, :, None]).sum(axis=1)
+        out -= delta**2 * (t**2 * weight[None, :, None]).sum(axis=1)
     return out.ravel()
+
+
+def force_prior_covariance(values, species, grad, other, other_species, other_grad, zeta, delta,
+                           isolated=None) -> np.ndarray:
+    """Prior covariance of the forces of two structures, ndarray of shape (3 n_atoms, 3 n_other).
+
+    Entry ``(3 m + a, 3 n + b)`` is ``Cov(F_ma, F'_nb)`` of atom ``m`` of the structure
+    of ``values`` and atom ``n`` of the structure of ``other`` (the same arrays twice: the
+    covariance of one structure's forces, whose diagonal is :func:`force_prior_variance`).
+    ``grad`` and ``other_grad`` are whole-structure gradients (no ``targets``). The double
+    sum over gradient rows runs one atom ``n`` at a time, over the rows acting on it:
+    memory ``O(rows x n_features)``.
+    """
+    n_atoms, n_other = len(values), len(other)
+    c1, c2 = _coefficients(values @ other.T, species[:, None] == other_species[None, :], zeta, delta)
+    dpos = np.ascontiguousarray(grad.dpos, dtype=float)
+    projected = dpos @ other.T  # (rows, 3, n_other): D_(i,m) . q'_j
+    projected_other = other_grad.dpos @ values.T  # (rows', 3, n_atoms): D'_(j,n) . q_i
+    centers = grad.centers
+    out = np.zeros((n_atoms, 3, n_other, 3))
+    rows_by_atom = _rows_by_target(other_grad.neighbors, n_other)
+    for n in range(n_other):
+        acting = rows_by_atom[n][rows_by_atom[n] >= 0]
+        j = other_grad.centers[acting]
+        # sum over rows (j, n): c1_ij D_(i,m) . D'_(j,n) + c2_ij (D_(i,m) . q'_j)(q_i . D'_(j,n))
+        weighted = (c1[:, j] @ other_grad.dpos[acting].reshape(len(acting), -1)).reshape(n_atoms, 3, -1)
+        pairs = np.einsum("raf,rbf->rab", dpos, weighted[centers])
+        second = c2[:, j][:, :, None] * projected_other[acting].transpose(2, 0, 1)  # (n_atoms, k, 3)
+        pairs += np.einsum("raj,rjb->rab", projected[:, :, j], second[centers])
+        np.add.at(out[:, :, n, :], grad.neighbors, pairs)
+    out = out.reshape(3 * n_atoms, 3 * n_other)
+    if isolated is not None:
+        sums = [_isolated_force_sums(v, s, g, zeta, isolated) for v, s, g in
+                ((values, species, grad), (other, other_species, other_grad))]
+        weight = 1.0 / isolated_self_kernel(isolated, zeta)
+        out -= delta**2 * np.einsum("msa,s,nsb->manb", sums[0], weight, sums[1]).reshape(out.shape)
+    return out
+
+
+def _isolated_force_sums(values, species, grad, zeta, isolated) -> np.ndarray:
+    """``t[m, s, a] = sum of g_i (D_(i,m),a . q0_s)`` over centres ``i`` of species ``s``, (n_atoms, n_species, 3)."""
+    n_atoms = len(values) if grad.targets is None else len(grad.targets)
+    _, g, _ = isolated_terms(values, species, zeta, isolated)
+    q0 = isolated[species[grad.centers]]
+    projected = np.einsum("raf,rf->ra", grad.dpos, q0) * g[grad.centers][:, None]
+    n_species = len(isolated)
+    t = np.zeros((n_atoms * n_species, 3))
+    np.add.at(t, grad.neighbors * n_species + species[grad.centers], projected)
+    return t.reshape(n_atoms, n_species, 3)
 
 
 def voigt_strain(dstrain: np.ndarray) -> np.ndarray:

@@ -10,11 +10,11 @@ Two numbers per property:
   energy difference between two similar cells is much surer than either energy). With
   the ``"dtc"`` or ``"local"`` variance the Nystrom residual of the energies is drawn
   too, jointly over the structures with its prior covariance (so each structure's
-  energy std is the one ``predict_all`` gives), and so is the residual of the stresses
-  (each stress std is the one ``predict_all`` gives; energy and stress residuals are
-  drawn independently of each other, as no property uses both). Forces carry the weight
-  part only. Extra 2-/3-body terms are part of all of them: their weights are drawn with
-  SOAP's, and their prior covariance between structures joins the residual's.
+  energy std is the one ``predict_all`` gives), and so are the residuals of the forces
+  and of the stresses (each std is the one ``predict_all`` gives; the residuals of the
+  three quantities are drawn independently of each other, as no property uses two).
+  Extra 2-/3-body terms are part of all of them: their weights are drawn with SOAP's,
+  and their prior covariance between structures joins the residual's.
 * ``max_local_std``: the largest predicted standard deviation of one atom's local
   energy (eV) over every structure the property used, compared with the flag threshold.
 """
@@ -25,9 +25,9 @@ import numpy as np
 from ase import Atoms
 from scipy.linalg import solve_triangular
 
-from ..gp.term_variance import instance_virial_prior_covariance
+from ..gp.term_variance import instance_prior_covariance
 from ..gp.terms import instance_kernel_rows
-from ..gp.variance import virial_prior_covariance, voigt_strain
+from ..gp.variance import force_prior_covariance, virial_prior_covariance, voigt_strain
 
 
 #: Quantities a property may need from the draws.
@@ -80,7 +80,7 @@ class PosteriorDraws:
         elif "forces" in needs:
             gradients = "positions"
         energies = np.zeros((len(frames), self.n_samples))
-        forces, stresses, features, energy_rows, virial_rows = [], [], [], [], []
+        forces, stresses, features, energy_rows, force_rows, virial_rows = [], [], [], [], [], []
         for k, atoms in enumerate(frames):
             mean = model.predict_all([atoms], properties=tuple(needs) + ("energies",))[0]
             species = descriptor.species_indices(atoms, k)
@@ -88,13 +88,14 @@ class PosteriorDraws:
             values, grad = computed if gradients else (computed, None)
             instances = [found.compute(atoms, gradients=gradients, index=k) for found in self.term_descriptors]
             strain = voigt_strain(grad.dstrain) if "stress" in needs else None
-            features.append((values, species, instances, strain))
+            features.append((values, species, instances, strain, grad if "forces" in needs else None))
             rows = gp.rows(values, species, grad, instances or None)
             energy_rows.append(rows["energy"])
             energies[k] = mean["energy"] + self.scale["energy"] * (rows["energy"] @ self.dalpha)
             if "forces" in needs:
                 m = len(gp.alpha)
-                deviation = (rows["forces"].reshape(-1, m) @ self.dalpha).T.reshape(self.n_samples, -1, 3)
+                force_rows.append(rows["forces"].reshape(-1, m))
+                deviation = (force_rows[-1] @ self.dalpha).T.reshape(self.n_samples, -1, 3)
                 forces.append(mean["forces"][None] + self.scale["forces"] * deviation)
             if "stress" in needs:
                 virial_rows.append(rows["virial"])
@@ -103,8 +104,14 @@ class PosteriorDraws:
         if self.residual:
             rng = self._residual_rng(features)
             energies += self.scale["energy"] * self._draw(self._energy_prior(features), energy_rows, rng)
+            if forces:
+                drawn = self._draw(self._gradient_prior(features, "forces"), force_rows, rng)
+                edges = np.cumsum([0] + [3 * len(atoms) for atoms in frames])
+                for k, atoms in enumerate(frames):
+                    deviation = drawn[edges[k]:edges[k + 1]].T.reshape(self.n_samples, -1, 3)
+                    forces[k] = forces[k] + self.scale["forces"] * deviation
             if stresses:
-                virials = self._draw(self._virial_prior(features), virial_rows, rng)
+                virials = self._draw(self._gradient_prior(features, "virial"), virial_rows, rng)
                 for k, atoms in enumerate(frames):
                     deviation = -virials[6 * k:6 * (k + 1)].T / atoms.get_volume()
                     stresses[k] = stresses[k] + self.scale["stress"] * deviation
@@ -153,8 +160,8 @@ class PosteriorDraws:
         prior = np.zeros((n, n))
         for a in range(n):
             for b in range(a, n):
-                values_a, species_a, instances_a, _ = features[a]
-                values_b, species_b, instances_b, _ = features[b]
+                values_a, species_a, instances_a = features[a][:3]
+                values_b, species_b, instances_b = features[b][:3]
                 prior[a, b] = gp.kernel(values_a, species_a, values_b, species_b).sum()
                 for term, found_a, found_b in zip(gp.terms, instances_a, instances_b):
                     if len(found_a.values) and len(found_b.values):
@@ -163,21 +170,23 @@ class PosteriorDraws:
                 prior[b, a] = prior[a, b]
         return prior
 
-    def _virial_prior(self, features) -> np.ndarray:
-        """Prior covariance of the structures' Voigt virials, (6 n_frames, 6 n_frames)."""
+    def _gradient_prior(self, features, quantity: str) -> np.ndarray:
+        """Prior covariance of the structures' forces (atom-major) or Voigt virials, one
+        structure after the other: (n_obs, n_obs) with 3 n_atoms or 6 rows per structure."""
         gp = self.model.gp_
-        n = len(features)
-        prior = np.zeros((6 * n, 6 * n))
-        for a in range(n):
-            for b in range(a, n):
-                values_a, species_a, _, strain_a = features[a]
-                values_b, species_b, _, strain_b = features[b]
-                block = virial_prior_covariance(values_a, species_a, strain_a, values_b, species_b, strain_b,
-                                                gp.zeta, gp.delta, gp.isolated)
-                prior[6 * a:6 * (a + 1), 6 * b:6 * (b + 1)] = block
-                prior[6 * b:6 * (b + 1), 6 * a:6 * (a + 1)] = block.T
+        covariance, gradients = {"forces": (force_prior_covariance, 4), "virial": (virial_prior_covariance, 3)}[quantity]
+        sizes = [3 * len(f[0]) if quantity == "forces" else 6 for f in features]
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        prior = np.zeros((edges[-1], edges[-1]))
+        for a in range(len(features)):
+            for b in range(a, len(features)):
+                (values_a, species_a), (values_b, species_b) = features[a][:2], features[b][:2]
+                block = covariance(values_a, species_a, features[a][gradients], values_b, species_b,
+                                   features[b][gradients], gp.zeta, gp.delta, gp.isolated)
+                prior[edges[a]:edges[a + 1], edges[b]:edges[b + 1]] = block
+                prior[edges[b]:edges[b + 1], edges[a]:edges[a + 1]] = block.T
         for t, term in enumerate(gp.terms):
-            prior += instance_virial_prior_covariance([f[2][t] for f in features], term.theta, term.delta)
+            prior += instance_prior_covariance([f[2][t] for f in features], quantity, term.theta, term.delta)
         return prior
 
 
