@@ -6,7 +6,7 @@ from typing import Optional, Sequence, Union
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .descriptors.instances import InstanceDescriptor
+from .descriptors import InstanceDescriptor, ThreeBody, TwoBody
 from .kernels import check_theta
 
 
@@ -67,6 +67,10 @@ class Term(BaseEstimator):
         return type(other) is type(self) and self.get_params(deep=False) == other.get_params(deep=False)
 
     __hash__ = None
+
+
+#: The extra terms of :class:`gapy.GAPRegressor`: parameter name, descriptor class (in the order of their rows).
+TERMS = (("two_body", TwoBody), ("three_body", ThreeBody))
 
 
 def check_term(name: str, term, descriptor_type) -> None:

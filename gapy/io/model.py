@@ -7,7 +7,8 @@ string, and SHA-256 checksums of every array and of the header itself. Writing i
 the archive is built in memory, written to a temporary file in the same directory and
 moved over the target, so a failed or killed save leaves any previous file intact.
 Reading checks everything and raises :class:`~gapy.exceptions.ModelFileError` with the
-reason; this module knows nothing about estimators.
+reason; this module knows nothing about estimators (:mod:`gapy.io.estimator_state` turns a
+:class:`~gapy.GAPRegressor` into a state and back).
 """
 
 import hashlib
