@@ -1,7 +1,6 @@
 """``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
 
 import copy
-import difflib
 import logging
 import os
 import warnings
@@ -27,12 +26,12 @@ from .gp.terms import InstanceSparseSet
 from .gp.variance import local_prior_variance
 from .io import estimator_state
 from .io.frames import FileSource, FrameSource, frame_source, load_structure
+from ._training_checks import (check_config_types, check_energies, check_forces, check_labels, check_repeats,
+                               warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
 from .gp.evidence import EvidenceStatistics, maximize_evidence, residual_shares
 from .kernels import check_theta, check_zeta
-from .labels import (LABEL_DECIMALS, ZERO_FORCES, EnergyOutlierWarning, ForceOutlierWarning, Labels,
-                     RepeatedStructureWarning, digest, force_outlier_message, outlier_message, outlying_energies,
-                     outlying_forces, read_labels, repeated_structures, stress_from_virial)
+from .labels import LABEL_DECIMALS, Labels, digest, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import as_frames, atomic_number, is_isolated_atom, structure_name
@@ -567,16 +566,21 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 del results
         weights.check_count(len(summaries))
 
-        self._check_config_types(summaries)
-        self._check_energies(summaries)
-        self._check_forces(summaries)
+        check_config_types(summaries, self.config_type_sigma)
+        if self.sigma_energy is not None:
+            check_energies(summaries, self.energy_key)
+        if self.sigma_force is not None:
+            check_forces(summaries, self.forces_key)
         weighted = [summary for summary in summaries if summary.weight > 0]
         self.e0_ = self._reference_energies(weighted, descriptor)
         used = [summary.index for summary in summaries if summary.used]
         if not used:
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
-        self.label_counts_ = self._check_labels([summary for summary in summaries if summary.used], keys)
-        self._check_repeats(summaries)
+        self.label_counts_ = check_labels(
+            [summary for summary in summaries if summary.used], keys, sigma_energy=self.sigma_energy,
+            sigma_force=self.sigma_force, sigma_virial=self.sigma_virial, energy_key=self.energy_key,
+            forces_key=self.forces_key, stress_key=self.stress_key, virial_key=self.virial_key)
+        check_repeats(summaries)
         if self.baseline == "zbl":  # (a pair of much longer bonds, C-H beside H-H, gets its own switch)
             pair_shortest = merge_shortest(summary.pair_shortest for summary in summaries)
             self.baseline_ = ZBL.below_distance(min(pair_shortest.values(), default=np.inf),
@@ -612,27 +616,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                           "alone, and their stds, set by the other species' delta, need not cover the errors (EMT "
                           "Cu-Ni-Pd fitted with Pt named: forces on Pt atoms 0.62 eV/A off at stds of 0.09)",
                           UserWarning, stacklevel=3)
-        self._warn_rare_species(summaries, seen, symbols)
+        warn_rare_species(summaries, seen, symbols)
         self._log_memory(max(summary.n_atoms for summary in summaries if summary.used), len(used),
                          descriptor, len(basis.sparse))
         term_descriptors = {name: copy.deepcopy(term.descriptor) for name, term in self._terms()}
         return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors)
-
-    @staticmethod
-    def _warn_rare_species(summaries, seen: Dict[int, int], symbols: Dict[int, str]) -> None:
-        """Warn of species with few atoms beside a common one (:data:`RARE_SPECIES`), with their counts."""
-        most = max(seen.values(), default=0)
-        rare = [s for s, n in sorted(seen.items()) if 0 < n < RARE_SPECIES and n < RARE_SPECIES_SHARE * most]
-        if not rare:
-            return
-        used = [summary for summary in summaries if summary.used]
-        described = [f"{symbols[s]}: {seen[s]} atoms in {sum(summary.composition[s] > 0 for summary in used)} of "
-                     f"the {len(used)} structures" for s in rare]
-        common = max(seen, key=seen.get)
-        warnings.warn(f"few atoms of some species in the training data ({'; '.join(described)}; {symbols[common]}: "
-                      f"{most}): their e0, local energies and pairs are fitted to those few atoms, so structures with "
-                      "them can be predicted poorly, by more than their predicted stds say (see RARE_SPECIES); add "
-                      "structures with more of them", RuntimeWarning, stacklevel=4)
 
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
         """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads
@@ -841,47 +829,6 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         return [kind for kind, sigma in (("energy", self.sigma_energy), ("forces", self.sigma_force),
                                          ("virial", self.sigma_virial)) if sigma is not None]
 
-    def _check_labels(self, summaries: List["_Summary"], keys) -> Dict[str, int]:
-        """Count the labels that will be fitted; refuse a fitted kind that no structure has.
-
-        Labels under another name (QUIP's ``force`` array, ``energy`` under another info
-        key) would otherwise be silently left out. Structures without any fitted label are
-        named in a warning. ``keys`` are the info keys, array names and calculator results
-        found in the structures (for the message).
-        """
-        kinds = {  # kind: (sigma, field names, how to turn it off)
-            "energy": (self.sigma_energy, f"'{self.energy_key}'", "energy_key", "sigma_energy"),
-            "forces": (self.sigma_force, f"'{self.forces_key}'", "forces_key", "sigma_force"),
-            "virial": (self.sigma_virial, f"'{self.stress_key}' or '{self.virial_key}'", "stress_key",
-                       "sigma_virial"),
-        }
-        unused = [f"; {n} structures have field {fields}, fitted when {sigma_name} is set" for kind, (
-            sigma, fields, _, sigma_name) in kinds.items() if sigma is None
-            for n in [sum(summary.label_sizes[kind] is not None for summary in summaries)] if n]
-        counts = {}
-        for kind, (sigma, fields, key_name, sigma_name) in kinds.items():
-            if sigma is None:
-                continue
-            found = [summary.label_sizes[kind] for summary in summaries if summary.label_sizes[kind] is not None]
-            counts[kind] = int(sum(found))
-            if not found:
-                info_keys, array_keys, calc_keys = (sorted(set(names) - {"numbers", "positions"}) for names in keys)
-                raise StructureError(
-                    f"{sigma_name}={sigma} but no training structure has field {fields}; found info keys "
-                    f"{info_keys}, arrays {array_keys} and calculator results {calc_keys}: name the label with "
-                    f"{key_name}=..., or set {sigma_name}=None to fit without it{''.join(unused)}"
-                )
-        unlabelled = [summary for summary in summaries
-                      if all(summary.label_sizes[kind] is None for kind in counts)]
-        if unlabelled:
-            message = (f"{len(unlabelled)} training structures have no label to fit and are left out: "
-                       f"{[summary.name for summary in unlabelled[:5]]}"
-                       + (" ..." if len(unlabelled) > 5 else "") + "".join(unused))
-            logger.warning(message)
-            warnings.warn(message, UserWarning, stacklevel=4)
-        logger.info("fitting %s", ", ".join(f"{n} {kind} values" for kind, n in counts.items()))
-        return counts
-
     def _make_descriptor(self, source: FrameSource) -> SOAP:
         """The descriptor to fit with; without one, SOAP for the species found (a pass
         over a file or iterator)."""
@@ -963,61 +910,6 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if use_virial:
             observations["virial"] = (rows["virial"], labels.virial - baseline_virial, np.full(6, sigma_virial))
         return observations
-
-    def _check_energies(self, summaries: List["_Summary"]) -> None:
-        """Warn of energies per atom far from all the others' (:func:`gapy.labels.outlying_energies`), or all
-        equal while the forces are not zero (placeholders)."""
-        if self.sigma_energy is None:
-            return
-        labelled = [summary for summary in summaries if summary.energy is not None and summary.weight > 0]
-        distinct = list({summary.geometry: summary for summary in labelled}.values())  # (copies: gapy.labels)
-        per_atom = np.array([summary.energy / summary.n_atoms for summary in distinct])
-        moving = [summary for summary in distinct if (summary.force_rms or 0.0) >= ZERO_FORCES]
-        if len(distinct) >= 3 and moving and np.ptp(per_atom) <= 1e-9 * max(1.0, abs(per_atom[0])):
-            warnings.warn(
-                f"field '{self.energy_key}' is {per_atom[0]:.10g} eV/atom in all {len(distinct)} structures, though "
-                f"the forces of {len(moving)} of them are not zero (e.g. {moving[0].name}, RMS "
-                f"{moving[0].force_rms:.3g} eV/A): placeholder energies (a parser's default)? They contradict the "
-                "forces; fit without them (sigma_energy=None) if they are not real", RuntimeWarning, stacklevel=4)
-        outliers = outlying_energies([summary.energy for summary in labelled],
-                                     [summary.composition for summary in labelled])
-        if len(outliers):
-            warnings.warn(outlier_message(self.energy_key, [summary.name for summary in labelled],
-                                          [summary.energy for summary in labelled],
-                                          [summary.n_atoms for summary in labelled], outliers),
-                          EnergyOutlierWarning, stacklevel=4)
-
-    def _check_forces(self, summaries: List["_Summary"]) -> None:
-        """Warn of forces far larger than all the others' (:func:`gapy.labels.outlying_forces`)."""
-        if self.sigma_force is None:
-            return
-        labelled = [summary for summary in summaries if summary.force_rms is not None and summary.weight > 0]
-        rms = [summary.force_rms for summary in labelled]
-        outliers = outlying_forces(rms)
-        if len(outliers):
-            warnings.warn(force_outlier_message(self.forces_key, [summary.name for summary in labelled], rms,
-                                                outliers), ForceOutlierWarning, stacklevel=4)
-
-    def _check_repeats(self, summaries: List["_Summary"]) -> None:
-        """Warn of structures that repeat another's geometry (:func:`gapy.labels.repeated_structures`)."""
-        weighted = [summary for summary in summaries if summary.weight > 0]
-        message = repeated_structures(
-            [summary.name for summary in weighted], [summary.geometry for summary in weighted],
-            [summary.label_digest for summary in weighted],
-            [None if summary.energy is None else summary.energy / summary.n_atoms for summary in weighted])
-        if message:
-            warnings.warn(message, RepeatedStructureWarning, stacklevel=4)
-
-    def _check_config_types(self, summaries: List["_Summary"]) -> None:
-        """Warn of ``config_type_sigma`` keys that no training structure has (a typo is otherwise silent)."""
-        found = {summary.config_type for summary in summaries if summary.config_type is not None}
-        unknown = [name for name in (self.config_type_sigma or {}) if name not in found]
-        if unknown:
-            hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name) for name in unknown
-                     for close in [difflib.get_close_matches(str(name), [str(f) for f in found], n=1)]]
-            warnings.warn(f"config_type_sigma names config types that no training structure has: "
-                          f"{', '.join(hints)}; they change nothing (config types in the data: "
-                          f"{', '.join(sorted(map(str, found))) or 'none'})", UserWarning, stacklevel=4)
 
     def _reference_energies(self, summaries: List["_Summary"], descriptor) -> Dict[int, float]:
         """e0 per atomic number, as the ``e0`` parameter says (from pass 1's summaries);
@@ -1629,13 +1521,6 @@ def isolated_descriptors(descriptor: SOAP) -> np.ndarray:
 #: warning: beside a well-sampled pair it shares the term's delta with, its pair energy is poorly
 #: determined (a Cu-1.5 % Au fit gave Au-Au pairs at distances without data force errors of 21 eV/A).
 RARE_PAIRS, RARE_PAIRS_SHARE = 100, 0.05
-#: A species with fewer atoms than ``RARE_SPECIES`` in the training data, and fewer than ``RARE_SPECIES_SHARE``
-#: of the most common species', is named in a warning: its ``e0``, local energies and pairs are fitted to those
-#: few atoms (EMT Cu-Ni with Au in 6 atoms of 4 of 50 structures: test structures with one Au atom were 0.5-2.8
-#: eV off, at 2-12 predicted stds).
-RARE_SPECIES, RARE_SPECIES_SHARE = 100, 0.05
-
-
 class _TermCollector:
     """Pass 1 of a fit for one extra term: what its sparse points are chosen from.
 

@@ -1,0 +1,158 @@
+"""Checks of a training set after pass 1 of :meth:`gapy.GAPRegressor.fit`: labels, config types, repeats, species.
+
+Each takes pass 1's summaries of the structures (``gapy.estimator._Summary``) and the
+settings it checks them against, and warns (or raises) with a message that says what to fix.
+"""
+
+import difflib
+import logging
+import warnings
+from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from .exceptions import StructureError
+from .labels import (ZERO_FORCES, EnergyOutlierWarning, ForceOutlierWarning, RepeatedStructureWarning,
+                     force_outlier_message, outlier_message, outlying_energies, outlying_forces, repeated_structures)
+
+if TYPE_CHECKING:
+    from .estimator import _Summary
+
+logger = logging.getLogger(__name__)
+
+#: A species with fewer atoms than ``RARE_SPECIES`` in the training data, and fewer than ``RARE_SPECIES_SHARE``
+#: of the most common species', is named in a warning: its ``e0``, local energies and pairs are fitted to those
+#: few atoms (EMT Cu-Ni with Au in 6 atoms of 4 of 50 structures: test structures with one Au atom were 0.5-2.8
+#: eV off, at 2-12 predicted stds).
+RARE_SPECIES, RARE_SPECIES_SHARE = 100, 0.05
+
+
+def check_labels(summaries: Sequence["_Summary"], keys: Tuple[set, set, set], *, sigma_energy: Optional[float],
+                 sigma_force: Optional[float], sigma_virial: Optional[float], energy_key: str, forces_key: str,
+                 stress_key: str, virial_key: str) -> Dict[str, int]:
+    """Count the labels that will be fitted; refuse a fitted kind that no structure has.
+
+    Labels under another name (QUIP's ``force`` array, ``energy`` under another info
+    key) would otherwise be silently left out. Structures without any fitted label are
+    named in a warning.
+
+    Parameters
+    ----------
+    summaries : sequence of _Summary
+        The structures that are fitted.
+    keys : tuple of set
+        The info keys, array names and calculator results found in the structures (for the message).
+    sigma_energy, sigma_force, sigma_virial, energy_key, forces_key, stress_key, virial_key
+        The estimator's parameters: the kinds fitted and the names of their fields.
+
+    Returns
+    -------
+    dict
+        Number of values of each fitted kind (``"energy"``, ``"forces"``, ``"virial"``).
+    """
+    kinds = {  # kind: (sigma, field names, how to turn it off)
+        "energy": (sigma_energy, f"'{energy_key}'", "energy_key", "sigma_energy"),
+        "forces": (sigma_force, f"'{forces_key}'", "forces_key", "sigma_force"),
+        "virial": (sigma_virial, f"'{stress_key}' or '{virial_key}'", "stress_key", "sigma_virial"),
+    }
+    unused = [f"; {n} structures have field {fields}, fitted when {sigma_name} is set" for kind, (
+        sigma, fields, _, sigma_name) in kinds.items() if sigma is None
+        for n in [sum(summary.label_sizes[kind] is not None for summary in summaries)] if n]
+    counts = {}
+    for kind, (sigma, fields, key_name, sigma_name) in kinds.items():
+        if sigma is None:
+            continue
+        found = [summary.label_sizes[kind] for summary in summaries if summary.label_sizes[kind] is not None]
+        counts[kind] = int(sum(found))
+        if not found:
+            info_keys, array_keys, calc_keys = (sorted(set(names) - {"numbers", "positions"}) for names in keys)
+            raise StructureError(
+                f"{sigma_name}={sigma} but no training structure has field {fields}; found info keys "
+                f"{info_keys}, arrays {array_keys} and calculator results {calc_keys}: name the label with "
+                f"{key_name}=..., or set {sigma_name}=None to fit without it{''.join(unused)}"
+            )
+    unlabelled = [summary for summary in summaries
+                  if all(summary.label_sizes[kind] is None for kind in counts)]
+    if unlabelled:
+        message = (f"{len(unlabelled)} training structures have no label to fit and are left out: "
+                   f"{[summary.name for summary in unlabelled[:5]]}"
+                   + (" ..." if len(unlabelled) > 5 else "") + "".join(unused))
+        logger.warning(message)
+        warnings.warn(message, UserWarning, stacklevel=4)
+    logger.info("fitting %s", ", ".join(f"{n} {kind} values" for kind, n in counts.items()))
+    return counts
+
+
+def check_energies(summaries: Sequence["_Summary"], energy_key: str) -> None:
+    """Warn of energies per atom far from all the others' (:func:`gapy.labels.outlying_energies`), or all
+    equal while the forces are not zero (placeholders); ``energy_key`` names the field."""
+    labelled = [summary for summary in summaries if summary.energy is not None and summary.weight > 0]
+    distinct = list({summary.geometry: summary for summary in labelled}.values())  # (copies: gapy.labels)
+    per_atom = np.array([summary.energy / summary.n_atoms for summary in distinct])
+    moving = [summary for summary in distinct if (summary.force_rms or 0.0) >= ZERO_FORCES]
+    if len(distinct) >= 3 and moving and np.ptp(per_atom) <= 1e-9 * max(1.0, abs(per_atom[0])):
+        warnings.warn(
+            f"field '{energy_key}' is {per_atom[0]:.10g} eV/atom in all {len(distinct)} structures, though "
+            f"the forces of {len(moving)} of them are not zero (e.g. {moving[0].name}, RMS "
+            f"{moving[0].force_rms:.3g} eV/A): placeholder energies (a parser's default)? They contradict the "
+            "forces; fit without them (sigma_energy=None) if they are not real", RuntimeWarning, stacklevel=4)
+    outliers = outlying_energies([summary.energy for summary in labelled],
+                                 [summary.composition for summary in labelled])
+    if len(outliers):
+        warnings.warn(outlier_message(energy_key, [summary.name for summary in labelled],
+                                      [summary.energy for summary in labelled],
+                                      [summary.n_atoms for summary in labelled], outliers),
+                      EnergyOutlierWarning, stacklevel=4)
+
+
+def check_forces(summaries: Sequence["_Summary"], forces_key: str) -> None:
+    """Warn of forces far larger than all the others' (:func:`gapy.labels.outlying_forces`); ``forces_key`` names
+    the field."""
+    labelled = [summary for summary in summaries if summary.force_rms is not None and summary.weight > 0]
+    rms = [summary.force_rms for summary in labelled]
+    outliers = outlying_forces(rms)
+    if len(outliers):
+        warnings.warn(force_outlier_message(forces_key, [summary.name for summary in labelled], rms,
+                                            outliers), ForceOutlierWarning, stacklevel=4)
+
+
+def check_repeats(summaries: Sequence["_Summary"]) -> None:
+    """Warn of structures that repeat another's geometry (:func:`gapy.labels.repeated_structures`)."""
+    weighted = [summary for summary in summaries if summary.weight > 0]
+    message = repeated_structures(
+        [summary.name for summary in weighted], [summary.geometry for summary in weighted],
+        [summary.label_digest for summary in weighted],
+        [None if summary.energy is None else summary.energy / summary.n_atoms for summary in weighted])
+    if message:
+        warnings.warn(message, RepeatedStructureWarning, stacklevel=4)
+
+
+def check_config_types(summaries: Sequence["_Summary"], config_type_sigma: Optional[dict]) -> None:
+    """Warn of ``config_type_sigma`` keys that no training structure has (a typo is otherwise silent)."""
+    found = {summary.config_type for summary in summaries if summary.config_type is not None}
+    unknown = [name for name in (config_type_sigma or {}) if name not in found]
+    if unknown:
+        hints = [f"{name!r} (did you mean {close[0]!r}?)" if close else repr(name) for name in unknown
+                 for close in [difflib.get_close_matches(str(name), [str(f) for f in found], n=1)]]
+        warnings.warn(f"config_type_sigma names config types that no training structure has: "
+                      f"{', '.join(hints)}; they change nothing (config types in the data: "
+                      f"{', '.join(sorted(map(str, found))) or 'none'})", UserWarning, stacklevel=4)
+
+
+def warn_rare_species(summaries: Sequence["_Summary"], seen: Dict[int, int], symbols: Dict[int, str]) -> None:
+    """Warn of species with few atoms beside a common one (:data:`RARE_SPECIES`), with their counts.
+
+    ``seen`` counts the fitted atoms of each species index, ``symbols`` names the indices.
+    """
+    most = max(seen.values(), default=0)
+    rare = [s for s, n in sorted(seen.items()) if 0 < n < RARE_SPECIES and n < RARE_SPECIES_SHARE * most]
+    if not rare:
+        return
+    used = [summary for summary in summaries if summary.used]
+    described = [f"{symbols[s]}: {seen[s]} atoms in {sum(summary.composition[s] > 0 for summary in used)} of "
+                 f"the {len(used)} structures" for s in rare]
+    common = max(seen, key=seen.get)
+    warnings.warn(f"few atoms of some species in the training data ({'; '.join(described)}; {symbols[common]}: "
+                  f"{most}): their e0, local energies and pairs are fitted to those few atoms, so structures with "
+                  "them can be predicted poorly, by more than their predicted stds say (see RARE_SPECIES); add "
+                  "structures with more of them", RuntimeWarning, stacklevel=4)
