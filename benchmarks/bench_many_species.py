@@ -156,8 +156,9 @@ def main():
             start = time.perf_counter()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                model.maximize_evidence(train, fixed=fixed, bounds=recommendation.bounds if label == "recommended"
-                                        and "sigma_energy" not in fixed else None)
+                recommended = label == "recommended" and "sigma_energy" not in fixed
+                model.maximize_evidence(train, fixed=fixed, bounds=recommendation.bounds if recommended else None,
+                                        energy_sigma=recommendation.energy_sigma if recommended else "evidence")
             seconds = time.perf_counter() - start
             energy, force, per_species = errors(model, test)
             species = " ".join(f"{s} {value:.3f}" for s, value in per_species.items())

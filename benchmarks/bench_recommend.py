@@ -83,7 +83,7 @@ def main() -> None:
             else:
                 recommendation = recommend(train, two_body=args.two_body, random_state=seed)
                 model = recommendation.model.set_params(n_jobs=2)
-                model.maximize_evidence(train, fixed=recommendation.fixed, bounds=recommendation.bounds)
+                model.maximize_evidence(train, **recommendation.evidence_options)
                 chosen = ", ".join(f"{k}={v:.3g}" for k, v in
                                    {**model.evidence_.deltas, **model.evidence_.sigmas}.items())
             fit_seconds = time.perf_counter() - start

@@ -155,7 +155,7 @@ def main() -> None:
                 start = time.perf_counter()
                 recommendation = recommend(train, random_state=seed, overrides=VARIANTS[variant] or None)
                 model = recommendation.model.set_params(n_jobs=args.n_jobs).maximize_evidence(
-                    train, fixed=recommendation.fixed, bounds=recommendation.bounds)
+                    train, **recommendation.evidence_options)
                 seconds = time.perf_counter() - start
                 row = test_errors(model, test)
                 summary.setdefault((element, variant), []).append(row)

@@ -108,7 +108,7 @@ def _fit_recommended(frames, cfg):
     recommendation = recommend(frames, random_state=cfg["seed"])
     model = recommendation.model.set_params(n_jobs=cfg["n_jobs"])
     start = time.perf_counter()
-    model.maximize_evidence(frames, fixed=recommendation.fixed, bounds=recommendation.bounds)
+    model.maximize_evidence(frames, **recommendation.evidence_options)
     fit_seconds = time.perf_counter() - start
     model.save(cfg["model"])
     return {"fit_seconds": fit_seconds}

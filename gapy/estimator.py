@@ -29,6 +29,7 @@ from .io.frames import FileSource, FrameSource, frame_source, load_structure
 from ._training_checks import (check_config_types, check_energies, check_forces, check_labels, check_repeats,
                                warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
+from .gp.energy_noise import EnergyRows, choose_energy_sigma
 from .gp.evidence import EvidenceStatistics, maximize_evidence, residual_shares
 from .kernels import check_theta, check_zeta
 from .labels import LABEL_DECIMALS, Labels, digest, read_labels, stress_from_virial
@@ -400,7 +401,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
     def maximize_evidence(self, frames, y=None, sample_weight=None, *,
                           fixed: Sequence[str] = (), bounds: Optional[Dict[str, Tuple[float, float]]] = None,
-                          ) -> "GAPRegressor":
+                          energy_sigma: str = "evidence") -> "GAPRegressor":
         """Choose the deltas and the noise sigmas by the evidence, then fit with them.
 
         The kernel rows of every observation are computed once (at ``delta = 1``) and
@@ -427,12 +428,19 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             ``"sigma_virial"``.
         bounds : dict, optional
             ``name: (low, high)`` search bounds; default a factor 100 either way.
+        energy_sigma : {"evidence", "cross-validation"}, default="evidence"
+            ``"cross-validation"``: ``sigma_energy`` is then chosen among the evidence's
+            value and its halvings by cross-validation of the energies, the other
+            values kept (:mod:`gapy.gp.energy_noise`; what :func:`gapy.recommend`
+            asks for). With many force labels the evidence can leave the energies
+            loosely fitted.
 
         Returns
         -------
         GAPRegressor
             ``self``, fitted with the chosen values (``get_params()`` shows them);
-            ``evidence_`` holds the :class:`~gapy.gp.evidence.OptimizationResult`.
+            ``evidence_`` holds the :class:`~gapy.gp.evidence.OptimizationResult`
+            (its sigmas the evidence's), ``provenance_["evidence"]`` the values used.
 
         Raises
         ------
@@ -462,11 +470,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         (1.0, True)
         """
         self._check_parameters()
+        check_choice("energy_sigma", energy_sigma, ("evidence", "cross-validation"))
+        cross_validated = energy_sigma == "cross-validation" and self.sigma_energy is not None \
+            and "sigma_energy" not in fixed
+        energies = EnergyRows() if cross_validated else None
         source = frame_source(frames)
         try:
             plan = self._plan(source, sample_weight)
             terms = self._terms()
-            statistics = self._evidence_statistics(plan)
+            statistics = self._evidence_statistics(plan, energies)
             deltas = {"delta": float(self.delta), **{f"{name}__delta": float(term.delta) for name, term in terms}}
             globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
             names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
@@ -476,13 +488,23 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             if unknown:
                 raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised "
                                  f"{sorted(known)}")
-            result = maximize_evidence(
-                statistics, deltas, {kind: float(globals_[kind]) for kind in kinds},
-                fixed=[known[name] for name in fixed],
-                bounds={known[name]: value for name, value in (bounds or {}).items()}, jitter=self.sparse_jitter,
-            )
-            self.set_params(**result.deltas, **{names[kind]: result.sigmas[kind] for kind in kinds})
-            self._warn_unfitted(statistics, result)
+            cross_validated = cross_validated and "energy" in kinds
+            search_bounds = {known[name]: value for name, value in (bounds or {}).items()}
+            with warnings.catch_warnings(record=cross_validated) as caught:
+                result = maximize_evidence(
+                    statistics, deltas, {kind: float(globals_[kind]) for kind in kinds},
+                    fixed=[known[name] for name in fixed], bounds=search_bounds, jitter=self.sparse_jitter,
+                )
+            sigmas = dict(result.sigmas)
+            if cross_validated:
+                low = search_bounds.get("energy", (float(globals_["energy"]) / 100, None))[0]
+                choice = choose_energy_sigma(statistics, energies, result.deltas, sigmas, jitter=self.sparse_jitter,
+                                             low=low, seed=_candidate_seed(self.random_state))
+                sigmas["energy"] = choice.sigma
+                self._rewarn(caught, list(result.at_bounds) != ["energy"] or choice.sigma == result.sigmas["energy"])
+                logger.info("sigma_energy by cross-validation of the energies: %.4g (%s)", choice.sigma, choice.reason)
+            self.set_params(**result.deltas, **{names[kind]: sigmas[kind] for kind in kinds})
+            self._warn_unfitted(statistics, replace(result, sigmas=sigmas))
             logger.info("evidence: %s", ", ".join(
                 [f"{name}={value:.4g}" for name, value in result.deltas.items()]
                 + [f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()]))
@@ -495,10 +517,21 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 source.close()
         self.evidence_ = result
         self.provenance_["evidence"] = {
-            "deltas": dict(result.deltas), "sigmas": {names[kind]: value for kind, value in result.sigmas.items()},
+            "deltas": dict(result.deltas), "sigmas": {names[kind]: value for kind, value in sigmas.items()},
             "log_marginal_likelihood": result.log_marginal_likelihood, "converged": result.converged,
             "at_bounds": list(result.at_bounds), "fixed": list(fixed)}
+        if cross_validated:
+            self.provenance_["evidence"]["evidence_sigma_energy"] = result.sigmas["energy"]
+            self.provenance_["evidence"]["sigma_energy_cross_validation"] = choice.as_dict()
         return self
+
+    @staticmethod
+    def _rewarn(caught, keep_energy_bound: bool) -> None:
+        """Warn again what the evidence warned, but for its energy sigma alone on its upper bound when
+        the cross-validation chose lower (the advice to weigh the energies more is then followed)."""
+        for record in caught or ():
+            if keep_energy_bound or "noise sigma of energy at its upper bound" not in str(record.message):
+                warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
 
     def _warn_unfitted(self, statistics: EvidenceStatistics, result) -> None:
         """Warn of label kinds that the fit leaves practically as they are (:data:`UNFITTED_SHARE`)."""
@@ -515,10 +548,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                     "VASP's pressure, forces are -dE/dx; a unit slip; an outlier) or the model cannot describe them "
                     "(a descriptor too small)", RuntimeWarning, stacklevel=3)
 
-    def _evidence_statistics(self, plan: "_FitPlan") -> EvidenceStatistics:
+    def _evidence_statistics(self, plan: "_FitPlan", energies: Optional[EnergyRows] = None) -> EvidenceStatistics:
         """The observations of ``plan`` at unit deltas, one block of columns per delta:
         SOAP's (``"delta"``), then each term's (``"two_body__delta"``, ...); ``K_MM`` is
-        block-diagonal."""
+        block-diagonal. ``energies`` also keeps the energies row by row."""
         unit = plan.unit_basis()
         blocks = {"delta": slice(0, len(unit.sparse)),
                   **{f"{name}__delta": columns for (name, _), columns in zip(self._terms(), unit.term_slices())}}
@@ -527,6 +560,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         for observations in self._observations(plan, unit):
             for kind, (rows, targets, sigmas) in observations.items():
                 statistics.add(kind, rows, targets, sigmas / globals_[kind])
+                if kind == "energy" and energies is not None:
+                    energies.add(rows, targets, sigmas / globals_[kind])
         return statistics
 
     def _plan(self, source: FrameSource, sample_weight) -> "_FitPlan":

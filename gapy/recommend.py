@@ -109,6 +109,9 @@ class Recommendation:
         (``sigma_energy`` at most :data:`ENERGY_NOISE_SHARE` times the spread of the
         energies per atom; with several species ``sigma_virial`` at most
         :data:`VIRIAL_NOISE_SHARE` times the RMS of the virials per atom).
+    energy_sigma : str, default="cross-validation"
+        How :meth:`GAPRegressor.maximize_evidence` chooses ``sigma_energy`` after the
+        evidence (:mod:`gapy.gp.energy_noise`).
 
     Examples
     --------
@@ -124,6 +127,20 @@ class Recommendation:
     measured: Dict[str, float]
     fixed: list = field(default_factory=list)
     bounds: dict = field(default_factory=dict)
+    energy_sigma: str = "cross-validation"
+
+    @property
+    def evidence_options(self) -> dict:
+        """The keyword arguments of :meth:`GAPRegressor.maximize_evidence` for these settings.
+
+        Examples
+        --------
+        >>> from gapy.recommend import recommend
+        >>> from gapy.datasets import load_si
+        >>> sorted(recommend(load_si("train")[:20]).evidence_options)
+        ['bounds', 'energy_sigma', 'fixed']
+        """
+        return {"fixed": list(self.fixed), "bounds": dict(self.bounds), "energy_sigma": self.energy_sigma}
 
     def summary(self) -> str:
         """One line per setting: the value and why.
@@ -160,10 +177,11 @@ class Recommendation:
         >>> from gapy.recommend import recommend
         >>> from gapy.datasets import load_si
         >>> sorted(recommend(load_si("train")[:20]).as_dict())
-        ['bounds', 'fixed', 'measured', 'reasons']
+        ['bounds', 'energy_sigma', 'fixed', 'measured', 'reasons']
         """
         return {"reasons": dict(self.reasons), "measured": {k: float(v) for k, v in self.measured.items()},
-                "fixed": list(self.fixed), "bounds": {k: [float(v) for v in pair] for k, pair in self.bounds.items()}}
+                "fixed": list(self.fixed), "bounds": {k: [float(v) for v in pair] for k, pair in self.bounds.items()},
+                "energy_sigma": self.energy_sigma}
 
 
 def _cap_noise(bounds: dict, reasons: dict, sigmas: dict, name: str, share: float, scale: float, scale_what: str,
@@ -360,6 +378,10 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     spread = _energy_spread(compositions, energies, singles) if has["energy"] else 0.0
     _cap_noise(bounds, reasons, sigmas, "sigma_energy", ENERGY_NOISE_SHARE, spread,
                "the spread of the energies per atom beyond per-species constants", "energies")
+    if has["energy"]:
+        reasons["sigma_energy"] = reasons["sigma_energy"][:-1] + (
+            "; then the lowest error of held-out energies among the evidence's value and its halvings, "
+            "the other values kept: gapy.gp.energy_noise)")
     if len(species) > 1:
         virial_rms = float(np.sqrt(np.mean(np.square(virials)))) if virials else 0.0
         _cap_noise(bounds, reasons, sigmas, "sigma_virial", VIRIAL_NOISE_SHARE, virial_rms,

@@ -364,3 +364,70 @@ def test_too_few_observations_for_the_parameters_warn():
         warnings.simplefilter("always")
         maximize_evidence(enough, delta=1.0, sigmas={"energy": 0.1})
     assert not [w for w in caught if "too few" in str(w.message)]
+
+
+def test_cross_validated_energies_equal_refits_without_each_fold():
+    """gapy.gp.energy_noise: each held-out energy equals the prediction of the fit whose
+    energy group lacks that fold (every other group kept), for two deltas (blocks) and
+    each candidate sigma; the forces' residuals equal those of the full refit."""
+    from gapy.gp.energy_noise import FOLDS, EnergyRows, choose_energy_sigma
+    from gapy.gp.evidence import _posterior
+
+    kmm, groups, blocks = two_block_problem()
+    rows, targets, scales = groups["energy"]
+    rows, targets, scales = np.vstack([rows] * 3), np.concatenate([targets] * 3), np.concatenate([scales] * 3)
+    targets = targets + np.random.default_rng(5).normal(scale=0.1, size=len(targets))
+    groups = {"energy": (rows, targets, scales), "forces": groups["forces"]}
+    statistics, energies = statistics_of(kmm, groups), EnergyRows()
+    statistics.blocks = blocks
+    for part in np.array_split(np.arange(len(targets)), 3):
+        energies.add(rows[part], targets[part], scales[part])
+    deltas, sigmas = {"delta": 0.7, "pair": 1.9}, {"energy": 0.4, "forces": 0.5}
+    choice = choose_energy_sigma(statistics, energies, deltas, sigmas, jitter=1e-8, seed=3)
+    assert len(choice.candidates) == 7 and choice.sigma in [row["sigma"] for row in choice.candidates]
+    folds = np.array_split(np.random.default_rng(3).permutation(len(targets)), FOLDS)
+    for row in choice.candidates[::3]:
+        held_out = np.zeros(len(targets))
+        for fold in folds:
+            kept = np.setdiff1d(np.arange(len(targets)), fold)
+            refit = statistics_of(kmm, {"energy": (rows[kept], targets[kept], scales[kept]),
+                                        "forces": groups["forces"]})
+            refit.blocks = blocks
+            _, scale, _, _, _, _, alpha = _posterior(refit, deltas, {**sigmas, "energy": row["sigma"]}, 1e-8)
+            held_out[fold] = (rows[fold] * scale) @ alpha
+        expected = np.sqrt(np.mean(((held_out - targets) / scales**2) ** 2))
+        assert row["energy"] == pytest.approx(expected, rel=1e-8)
+        factors, scale, _, _, _, _, alpha = _posterior(statistics, deltas, {**sigmas, "energy": row["sigma"]}, 1e-8)
+        force_rows, force_targets, force_scales = groups["forces"]
+        residual = (force_targets - (force_rows * scale) @ alpha) / force_scales
+        assert row["forces"] == pytest.approx(np.sqrt(np.mean(residual**2)), rel=1e-8)
+    best = min(choice.candidates, key=lambda row: row["score"])
+    assert choice.sigma == best["sigma"] and best["score"] >= 1.0
+
+
+def test_maximize_evidence_with_cross_validated_energy_sigma():
+    """energy_sigma="cross-validation": the evidence's other values, sigma_energy one of the
+    candidates (recorded with the evidence's in provenance_), the energies fitted at least as
+    closely; a bad choice is refused; no energies to fit: the evidence alone."""
+    from gapy import GAPRegressor, SOAP
+    from gapy.datasets import load_si
+
+    frames = load_si("train")[:12]
+    settings = dict(descriptor=SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=20, sigma_energy=0.01,
+                    sigma_force=0.2, random_state=0)
+    plain = GAPRegressor(**settings).maximize_evidence(frames)
+    model = GAPRegressor(**settings).maximize_evidence(frames, energy_sigma="cross-validation")
+    record = model.provenance_["evidence"]
+    assert record["evidence_sigma_energy"] == pytest.approx(plain.sigma_energy, rel=1e-10)
+    assert model.sigma_force == pytest.approx(plain.sigma_force, rel=1e-10)
+    assert model.delta == pytest.approx(plain.delta, rel=1e-10)
+    assert model.sigma_energy == record["sigma_energy_cross_validation"]["sigma"] <= plain.sigma_energy
+    assert record["sigmas"]["sigma_energy"] == model.sigma_energy
+    residual = [np.sqrt(np.mean([((m.predict([a])[0] - a.get_potential_energy()) / len(a)) ** 2 for a in frames]))
+                for m in (plain, model)]
+    assert residual[1] <= residual[0] * 1.0001
+    with pytest.raises(ValueError, match="energy_sigma"):
+        GAPRegressor(**settings).maximize_evidence(frames, energy_sigma="cv")
+    forces_only = GAPRegressor(**{**settings, "sigma_energy": None}).maximize_evidence(
+        frames, energy_sigma="cross-validation")
+    assert "sigma_energy_cross_validation" not in forces_only.provenance_["evidence"]

@@ -703,13 +703,16 @@ def _run(args: argparse.Namespace) -> int:
             weights[held_out] = 0.0  # left out of the fit
         data = source if stream else frames
         if recommended:
-            model.maximize_evidence(data, sample_weight=weights, fixed=recommendation.fixed,
-                                    bounds=recommendation.bounds)
+            model.maximize_evidence(data, sample_weight=weights, **recommendation.evidence_options)
             model.provenance_["recommended"] = recommendation.as_dict()
             chosen = {**model.evidence_.deltas, **model.provenance_["evidence"]["sigmas"]}
             print("chosen by the evidence" + (f" ({', '.join(recommendation.fixed)} kept as given)"
                                               if recommendation.fixed else "") + ": "
                   + ", ".join(f"{name} = {value:.4g}" for name, value in chosen.items()))
+            cross_validation = model.provenance_["evidence"].get("sigma_energy_cross_validation")
+            if cross_validation:
+                print(f"sigma_energy = {cross_validation['sigma']:.4g} instead of the evidence's "
+                      f"{model.provenance_['evidence']['evidence_sigma_energy']:.4g}: {cross_validation['reason']}")
         else:
             model.fit(data, sample_weight=weights)
     keys = {"energy": model.energy_key, "forces": model.forces_key,

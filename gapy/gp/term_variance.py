@@ -178,8 +178,10 @@ def instance_prior_covariance(frames: Sequence["Instances"], quantity: str, thet
     quantity : {"forces", "virial"}
         Forces: the components of every atom, atom-major (``forces.ravel()``); virial:
         the six Voigt components.
-    theta, delta
-        As for :func:`instance_prior_variances`.
+    theta : float or ndarray of shape (n_features,)
+        Length scale of each feature, in the units of the features.
+    delta : float
+        Prior standard deviation of the latent function ``g`` (eV).
 
     Returns
     -------
@@ -187,6 +189,19 @@ def instance_prior_covariance(frames: Sequence["Instances"], quantity: str, thet
         The components of each structure in turn (``3 n_atoms`` or ``6`` per structure),
         in eV^2 (forces (eV/A)^2); the diagonal of each structure's block is
         :func:`instance_force_prior_variance` or :func:`instance_virial_prior_variance`.
+
+    Examples
+    --------
+    Two dimers, one stretched: each pair's prior covariance couples their virials.
+
+    >>> from ase import Atoms
+    >>> from gapy.descriptors import TwoBody
+    >>> pairs = TwoBody(["Si"], r_cut=4.0)
+    >>> frames = [pairs.compute(Atoms("Si2", positions=[[0, 0, 0], [0, 0, z]], cell=[10, 10, 10], pbc=True),
+    ...                         gradients=True) for z in (2.0, 2.2)]
+    >>> covariance = instance_prior_covariance(frames, "virial", theta=1.0, delta=1.0)
+    >>> covariance.shape, bool(covariance[2, 8] > 0)
+    ((12, 12), True)
     """
     functionals = {"forces": _force_functionals, "virial": _virial_functionals}[quantity]
     parts = [functionals(instances) for instances in frames]
