@@ -3,6 +3,7 @@
 import copy
 import logging
 import os
+import sys
 import warnings
 from dataclasses import dataclass, replace
 from numbers import Real
@@ -529,9 +530,16 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def _rewarn(caught, keep_energy_bound: bool) -> None:
         """Warn again what the evidence warned, but for its energy sigma alone on its upper bound when
         the cross-validation chose lower (the advice to weigh the energies more is then followed)."""
-        for record in caught or ():
+        if not caught:
+            return
+        # the module each warning was raised in (warn_explicit would otherwise name it by its file path, and a
+        # filter such as filterwarnings("always", module="gapy") after simplefilter("ignore") would drop it)
+        modules = {getattr(module, "__file__", None): module for module in list(sys.modules.values())}
+        for record in caught:
             if keep_energy_bound or "noise sigma of energy at its upper bound" not in str(record.message):
-                warnings.warn_explicit(record.message, record.category, record.filename, record.lineno)
+                module = modules.get(record.filename)
+                warnings.warn_explicit(record.message, record.category, record.filename, record.lineno,
+                                       module=None if module is None else module.__name__)
 
     def _warn_unfitted(self, statistics: EvidenceStatistics, result) -> None:
         """Warn of label kinds that the fit leaves practically as they are (:data:`UNFITTED_SHARE`)."""

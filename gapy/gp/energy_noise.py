@@ -15,9 +15,10 @@ virials' residuals in the fit, which a smaller energy noise raises), as
 
 Cheap: with ``R0`` the factor of the fit without the energies (``K_MM``, forces,
 virials) and ``W = A D R0^-1`` the energies' unit rows in its basis, the fit with the
-energies ``T`` at noise ``sigma`` has ``u = R0 x = c0 + W_T^T v`` with
-``(I + G_TT / sigma^2) v = (b_T - g_T) / sigma`` (``G = W W^T``, ``g = W c0``), so every
-fold and candidate costs one small solve in the number of energies.
+energies ``T`` at noise ``sigma`` has ``u = R0 x = c0 + W_T^T v / sigma`` with
+``(I + G_TT / sigma^2) v = (b_T - g_T) / sigma`` (``G = W W^T``, ``g = W c0``; the
+predicted energies are ``W u``), so every fold and candidate costs one small solve in the
+number of energies.
 """
 
 from dataclasses import dataclass, field
