@@ -11,7 +11,10 @@ energies are left out of the fit (every structure's forces and stresses stay in)
 predicted. The score of a candidate is the mean over the label kinds of its error
 divided by the lowest of all candidates (the held-out energies; the forces' and
 virials' residuals in the fit, which a smaller energy noise raises), as
-:func:`gapy.search.search_settings` weighs its quantities.
+:func:`gapy.search.search_settings` weighs its quantities. The choice is the largest
+sigma whose score is within one standard error of the lowest (the energies' part, from
+the paired differences of the structures' held-out errors): where the score is flat, the
+differences are noise and the evidence's value stands.
 
 Cheap: with ``R0`` the factor of the fit without the energies (``K_MM``, forces,
 virials) and ``W = A D R0^-1`` the energies' unit rows in its basis, the fit with the
@@ -204,14 +207,15 @@ def choose_energy_sigma(statistics: EvidenceStatistics, energies: EnergyRows, de
     gram, predicted = basis @ basis.T, basis @ c0
     folds = np.array_split(np.random.default_rng(seed).permutation(len(targets)), n_folds)
     candidates = [largest * 0.5**k for k in range(HALVINGS + 1) if largest * 0.5**k >= low] or [largest]
-    table = []
+    table, squared = [], []
     for sigma in candidates:
         held_out = np.zeros(len(targets))
         for fold in folds:
             kept = np.setdiff1d(np.arange(len(targets)), fold)
             v = _small_solve(gram[np.ix_(kept, kept)], targets[kept] - predicted[kept], sigma)
             held_out[fold] = predicted[fold] + gram[np.ix_(fold, kept)] @ v / sigma
-        row = {"sigma": sigma, "energy": float(np.sqrt(np.mean(((held_out - targets) * per_atom) ** 2)))}
+        squared.append(((held_out - targets) * per_atom) ** 2)
+        row = {"sigma": sigma, "energy": float(np.sqrt(np.mean(squared[-1])))}
         v = _small_solve(gram, targets - predicted, sigma)
         weights = solve_triangular(r0, c0 + basis.T @ v / sigma, lower=False)  # x of predictions A D x
         for name, entry in others.groups.items():
@@ -223,9 +227,19 @@ def choose_energy_sigma(statistics: EvidenceStatistics, energies: EnergyRows, de
     lowest = {name: min(row[name] for row in table) for name in kinds}
     for row in table:
         row["score"] = float(np.mean([row[name] / lowest[name] if lowest[name] > 0 else 1.0 for name in kinds]))
-    best = min(table, key=lambda row: row["score"])
+    lowest_score = min(range(len(table)), key=lambda k: table[k]["score"])
+    # the largest sigma whose score is within one standard error of the lowest (the energies' part, from the
+    # paired per-structure differences): a flat score is noise, and the evidence's sigma the default
+    for k, row in enumerate(table):
+        difference = squared[k] - squared[lowest_score]
+        error = np.std(difference, ddof=1) / np.sqrt(len(difference)) if len(difference) > 1 else 0.0
+        row["score_error"] = float(error / (2 * table[lowest_score]["energy"] * lowest["energy"] * len(kinds))
+                                   if lowest["energy"] > 0 else 0.0)
+    best = next(row for k, row in enumerate(table)
+                if k == lowest_score or row["score"] - table[lowest_score]["score"] <= row["score_error"])
     reason = (f"{n_folds}-fold cross-validation of the {len(targets)} energies among the evidence's "
-              f"{largest:.3g} and its halvings: held-out energy residuals "
+              f"{largest:.3g} and its halvings (the largest within one standard error of the lowest score, "
+              f"{table[lowest_score]['sigma']:.3g}'s): held-out energy residuals "
               f"{table[0]['energy']:.3g} -> {best['energy']:.3g} eV/atom"
               + "".join(f", {name} residuals {table[0][name]:.3g} -> {best[name]:.3g}" for name in kinds
                         if name != "energy"))
