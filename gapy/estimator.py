@@ -188,7 +188,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     label_sigmas_ : dict
         The noise sigmas the model was fitted with (``"energy"``, ``"forces"``,
         ``"virial"``, ``"per_atom"``): what ``std_noise`` adds, even after a
-        ``set_params`` of the sigmas without a refit.
+        ``set_params`` of the sigmas without a refit. With the energy sigma chosen by
+        cross-validation (:meth:`maximize_evidence`) the energy's is the evidence's,
+        the noise of a new label, not the one that weighed the energies in the fit.
     n_observations_ : int
         Number of fitted values (energies, force and virial components).
     provenance_ : dict
@@ -434,7 +436,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             value and its halvings by cross-validation of the energies, the other
             values kept (:mod:`gapy.gp.energy_noise`; what :func:`gapy.recommend`
             asks for). With many force labels the evidence can leave the energies
-            loosely fitted.
+            loosely fitted. The energy noise that ``std_noise`` adds stays the
+            evidence's (``label_sigmas_``).
 
         Returns
         -------
@@ -513,6 +516,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 replace(term, delta=float(result.deltas[f"{name}__delta"]))
                 for (name, _), term in zip(terms, plan.basis.terms)))
             self._fit_plan(plan)
+            if cross_validated:  # the noise of a new energy label stays the evidence's (std_noise)
+                self.label_sigmas_["energy"] = float(result.sigmas["energy"])
         finally:
             if source is not frames:
                 source.close()

@@ -427,6 +427,13 @@ def test_maximize_evidence_with_cross_validated_energy_sigma():
     assert model.delta == pytest.approx(plain.delta, rel=1e-10)
     assert model.sigma_energy == record["sigma_energy_cross_validation"]["sigma"] <= plain.sigma_energy
     assert record["sigmas"]["sigma_energy"] == model.sigma_energy
+    # std_noise adds the evidence's energy noise (a new label's), also after a save and load
+    assert model.label_sigmas_["energy"] == pytest.approx(plain.sigma_energy, rel=1e-10)
+    assert GAPRegressor.from_state(*model.to_state()).label_sigmas_["energy"] == model.label_sigmas_["energy"]
+    atoms = frames[0]
+    noisy = [m.set_params(std_noise=flag).predict_all([atoms], return_std=True)[0]["energy_std"]
+             for m in (model, model) for flag in (True, False)][:2]
+    assert noisy[0] ** 2 - noisy[1] ** 2 == pytest.approx(plain.sigma_energy**2 * len(atoms), rel=1e-6)
     residual = [np.sqrt(np.mean([((m.predict([a])[0] - a.get_potential_energy()) / len(a)) ** 2 for a in frames]))
                 for m in (plain, model)]
     assert residual[1] <= residual[0] * 1.0001

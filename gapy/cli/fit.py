@@ -711,8 +711,10 @@ def _run(args: argparse.Namespace) -> int:
                   + ", ".join(f"{name} = {value:.4g}" for name, value in chosen.items()))
             cross_validation = model.provenance_["evidence"].get("sigma_energy_cross_validation")
             if cross_validation:
-                print(f"sigma_energy = {cross_validation['sigma']:.4g} instead of the evidence's "
-                      f"{model.provenance_['evidence']['evidence_sigma_energy']:.4g}: {cross_validation['reason']}")
+                evidence = model.provenance_["evidence"]["evidence_sigma_energy"]
+                print(f"sigma_energy = {cross_validation['sigma']:.4g}"
+                      + (" as the evidence's" if cross_validation["sigma"] == evidence
+                         else f" instead of the evidence's {evidence:.4g}") + f": {cross_validation['reason']}")
         else:
             model.fit(data, sample_weight=weights)
     keys = {"energy": model.energy_key, "forces": model.forces_key,
