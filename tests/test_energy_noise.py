@@ -15,6 +15,7 @@ import gapy
 from gapy import GAPRegressor, SOAP, Term, TwoBody
 from gapy.datasets import load_si
 from gapy.estimator import _candidate_seed
+from gapy.gp import energy_noise
 from gapy.gp.energy_noise import FOLDS
 
 SETTINGS = dict(n_sparse=20, sigma_energy=0.01, sigma_force=0.2, random_state=0)
@@ -51,6 +52,14 @@ def relabelled(frames, keep_energy=lambda k: True, energy=None):
     return out
 
 
+@pytest.fixture(scope="module", autouse=True)
+def few_energies_suffice():
+    """These small sets are cross-validated: at least 5 energies instead of MIN_ENERGIES."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(energy_noise, "MIN_ENERGIES", 5)
+        yield
+
+
 @pytest.fixture(scope="module")
 def frames():
     return load_si("train")[:12]
@@ -79,6 +88,16 @@ def test_held_out_energy_errors_are_per_atom_and_equal_refits_without_each_fold(
                 model.fit(relabelled(frames, lambda k: k not in fold))
             held_out[fold] = model.predict([frames[k] for k in fold])
         assert row["energy"] == pytest.approx(np.sqrt(np.mean(((held_out - energies) / n_atoms) ** 2)), rel=1e-5)
+
+
+def test_fewer_than_min_energies_keep_the_evidence_sigma(frames, monkeypatch):
+    """By default 12 energies are too few to judge by: the evidence's sigma, with the reason."""
+    monkeypatch.setattr(energy_noise, "MIN_ENERGIES", 50)
+    model, _ = cross_validated(si_model(), frames)
+    record = model.provenance_["evidence"]
+    assert record["sigma_energy_cross_validation"]["candidates"] == []
+    assert "fewer than 50 energies" in record["sigma_energy_cross_validation"]["reason"]
+    assert model.sigma_energy == record["evidence_sigma_energy"]
 
 
 def test_fewer_than_five_energies_keep_the_evidence_sigma_five_are_cross_validated(frames):

@@ -366,12 +366,15 @@ def test_too_few_observations_for_the_parameters_warn():
     assert not [w for w in caught if "too few" in str(w.message)]
 
 
-def test_cross_validated_energies_equal_refits_without_each_fold():
+def test_cross_validated_energies_equal_refits_without_each_fold(monkeypatch):
     """gapy.gp.energy_noise: each held-out energy equals the prediction of the fit whose
     energy group lacks that fold (every other group kept), for two deltas (blocks) and
     each candidate sigma; the forces' residuals equal those of the full refit."""
+    from gapy.gp import energy_noise
     from gapy.gp.energy_noise import FOLDS, EnergyRows, choose_energy_sigma
     from gapy.gp.evidence import _posterior
+
+    monkeypatch.setattr(energy_noise, "MIN_ENERGIES", 5)  # a small problem, cross-validated
 
     kmm, groups, blocks = two_block_problem()
     rows, targets, scales = groups["energy"]
@@ -409,13 +412,15 @@ def test_cross_validated_energies_equal_refits_without_each_fold():
     assert all(row["score_error"] >= 0 for row in choice.candidates)
 
 
-def test_maximize_evidence_with_cross_validated_energy_sigma():
+def test_maximize_evidence_with_cross_validated_energy_sigma(monkeypatch):
     """energy_sigma="cross-validation": the evidence's other values, sigma_energy one of the
     candidates (recorded with the evidence's in provenance_), the energies fitted at least as
     closely; a bad choice is refused; no energies to fit: the evidence alone."""
     from gapy import GAPRegressor, SOAP
     from gapy.datasets import load_si
+    from gapy.gp import energy_noise
 
+    monkeypatch.setattr(energy_noise, "MIN_ENERGIES", 5)  # 12 energies, cross-validated
     frames = load_si("train")[:12]
     settings = dict(descriptor=SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=20, sigma_energy=0.01,
                     sigma_force=0.2, random_state=0)

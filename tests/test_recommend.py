@@ -186,7 +186,7 @@ def test_gapy_fit_without_settings_recommends_and_prints_why(tmp_path, capsys):
     assert main(["fit", str(data), "--no-progress", "--seed", "2", "-o", str(tmp_path / "a.gapy")]) == 0
     out = capsys.readouterr().out
     assert "chosen by the evidence: delta = " in out
-    assert "as the evidence's: the evidence's (fewer than 5 energies: not cross-validated)" in out
+    assert "as the evidence's: the evidence's (fewer than 50 energies: not cross-validated)" in out
     model = gapy.load(tmp_path / "a.gapy")
     assert model.random_state == 2 and "evidence" in model.provenance_ and "recommended" in model.provenance_
 
