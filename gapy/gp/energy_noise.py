@@ -189,8 +189,8 @@ def choose_energy_sigma(statistics: EvidenceStatistics, energies: EnergyRows, de
     >>> statistics, energies = EvidenceStatistics(np.eye(6)), EnergyRows()
     >>> forces = rng.normal(size=(60, 6))
     >>> statistics.add("forces", forces, forces @ weights + 0.05 * rng.normal(size=60), np.ones(60))
-    >>> rows = rng.normal(size=(30, 6))
-    >>> for part in (rows[:15], rows[15:]):
+    >>> rows = rng.normal(size=(60, 6))  # at least MIN_ENERGIES
+    >>> for part in (rows[:30], rows[30:]):
     ...     statistics.add("energy", part, part @ weights, np.ones(len(part)))
     ...     energies.add(part, part @ weights, np.ones(len(part)))
     >>> choice = choose_energy_sigma(statistics, energies, {"delta": 1.0}, {"forces": 0.05, "energy": 1.0})
