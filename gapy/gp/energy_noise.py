@@ -2,9 +2,9 @@
 
 The evidence weighs each kind of label by its likelihood. With many more force components
 than energies it can set the energy noise far above the error the model makes on new
-energies, leaving the energies loosely fitted: on the mlearn Ge and Li sets it ended on
-the upper bound of its search, and halving it four to thirty-two times lowered the test
-energy errors by 15-47 % (``docs/gp.md``). Here every other hyperparameter keeps the
+energies, leaving the energies loosely fitted: on the mlearn Ge, Li and Si sets it ended
+on the upper bound of its search, and a half (Ge, Si) to a sixteenth (Li) of it lowered
+the test energy errors by 14-45 % (``docs/gp.md``). Here every other hyperparameter keeps the
 evidence's value, and ``sigma_energy`` is chosen among the evidence's value and its
 halvings by ``K``-fold cross-validation over the structures' energies: each fold's
 energies are left out of the fit (every structure's forces and stresses stay in) and
