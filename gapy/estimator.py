@@ -31,7 +31,7 @@ from ._training_checks import (check_config_types, check_energies, check_forces,
                                warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import EnergyRows, choose_energy_sigma
-from .gp.evidence import EvidenceStatistics, maximize_evidence, residual_shares
+from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares
 from .kernels import check_theta, check_zeta
 from .labels import LABEL_DECIMALS, Labels, digest, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
@@ -501,7 +501,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 )
             sigmas = dict(result.sigmas)
             if cross_validated:
-                low = search_bounds.get("energy", (float(globals_["energy"]) / 100, None))[0]
+                low = search_bounds.get("energy", (float(globals_["energy"]) / SEARCH_WINDOW, None))[0]
                 choice = choose_energy_sigma(statistics, energies, result.deltas, sigmas, jitter=self.sparse_jitter,
                                              low=low, seed=_candidate_seed(self.random_state))
                 sigmas["energy"] = choice.sigma

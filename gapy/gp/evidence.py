@@ -45,6 +45,8 @@ from ..exceptions import SingularKernelError
 from .fit import IncrementalQR
 
 
+#: The default search window: a factor this either way of each starting value.
+SEARCH_WINDOW = 100
 #: Fewer observations than this per optimised parameter make :func:`maximize_evidence` warn: the
 #: parameters are then barely determined (one energy alone put every delta on its lower bound).
 MIN_OBSERVATIONS_PER_PARAMETER = 5
@@ -503,7 +505,8 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
                       f"({', '.join(names)}): too few to determine them (fewer than {MIN_OBSERVATIONS_PER_PARAMETER} "
                       "per parameter); keep some as they are (fixed) or add data", RuntimeWarning, stacklevel=2)
     given = set(bounds or {})
-    bounds = {**{name: (value / 100, value * 100) for name, value in start.items()}, **(bounds or {})}
+    bounds = {**{name: (value / SEARCH_WINDOW, value * SEARCH_WINDOW) for name, value in start.items()},
+              **(bounds or {})}
     best = {"value": -np.inf, "point": dict(start)}
     n_total = max(sum(entry["n"] for entry in statistics.groups.values()), 1)
     as_given = (lambda point: {k: point[k] for k in deltas}) if isinstance(delta, dict) else (

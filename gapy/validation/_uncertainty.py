@@ -19,7 +19,7 @@ Two numbers per property:
   energy (eV) over every structure the property used, compared with the flag threshold.
 """
 
-from typing import Dict, List, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 import numpy as np
 from ase import Atoms
@@ -32,6 +32,16 @@ from ..gp.variance import force_prior_covariance, virial_prior_covariance, voigt
 
 #: Quantities a property may need from the draws.
 NEEDS = ("energy", "forces", "stress")
+
+
+class _Features(NamedTuple):
+    """What the residual's prior covariance needs of one structure."""
+
+    values: np.ndarray
+    species: np.ndarray
+    instances: list
+    strain: Optional[np.ndarray]  # Voigt strain gradients, when stresses are drawn
+    grad: object  # SOAPGradients, when forces are drawn
 
 
 class PosteriorDraws:
@@ -88,7 +98,7 @@ class PosteriorDraws:
             values, grad = computed if gradients else (computed, None)
             instances = [found.compute(atoms, gradients=gradients, index=k) for found in self.term_descriptors]
             strain = voigt_strain(grad.dstrain) if "stress" in needs else None
-            features.append((values, species, instances, strain, grad if "forces" in needs else None))
+            features.append(_Features(values, species, instances, strain, grad if "forces" in needs else None))
             rows = gp.rows(values, species, grad, instances or None)
             energy_rows.append(rows["energy"])
             energies[k] = mean["energy"] + self.scale["energy"] * (rows["energy"] @ self.dalpha)
@@ -133,7 +143,7 @@ class PosteriorDraws:
         before, so that a property's std does not depend on which other properties were computed."""
         if self.random_state is None:
             return self.rng
-        return np.random.default_rng([int(self.random_state), len(features)] + [len(f[0]) for f in features])
+        return np.random.default_rng([int(self.random_state), len(features)] + [len(f.values) for f in features])
 
     def _draw(self, prior: np.ndarray, rows: List[np.ndarray], rng: np.random.Generator) -> np.ndarray:
         """Draws of the Nystrom residual of observables with prior covariance ``prior`` and
@@ -160,10 +170,9 @@ class PosteriorDraws:
         prior = np.zeros((n, n))
         for a in range(n):
             for b in range(a, n):
-                values_a, species_a, instances_a = features[a][:3]
-                values_b, species_b, instances_b = features[b][:3]
-                prior[a, b] = gp.kernel(values_a, species_a, values_b, species_b).sum()
-                for term, found_a, found_b in zip(gp.terms, instances_a, instances_b):
+                first, second = features[a], features[b]
+                prior[a, b] = gp.kernel(first.values, first.species, second.values, second.species).sum()
+                for term, found_a, found_b in zip(gp.terms, first.instances, second.instances):
                     if len(found_a.values) and len(found_b.values):
                         cross = instance_kernel_rows(found_a, found_b.values, found_b.classes, term.theta, term.delta)
                         prior[a, b] += cross["energy"] @ found_b.weights
@@ -174,19 +183,20 @@ class PosteriorDraws:
         """Prior covariance of the structures' forces (atom-major) or Voigt virials, one
         structure after the other: (n_obs, n_obs) with 3 n_atoms or 6 rows per structure."""
         gp = self.model.gp_
-        covariance, gradients = {"forces": (force_prior_covariance, 4), "virial": (virial_prior_covariance, 3)}[quantity]
-        sizes = [3 * len(f[0]) if quantity == "forces" else 6 for f in features]
+        covariance, gradients = {"forces": (force_prior_covariance, "grad"),
+                                 "virial": (virial_prior_covariance, "strain")}[quantity]
+        sizes = [3 * len(f.values) if quantity == "forces" else 6 for f in features]
         edges = np.concatenate([[0], np.cumsum(sizes)])
         prior = np.zeros((edges[-1], edges[-1]))
         for a in range(len(features)):
             for b in range(a, len(features)):
-                (values_a, species_a), (values_b, species_b) = features[a][:2], features[b][:2]
-                block = covariance(values_a, species_a, features[a][gradients], values_b, species_b,
-                                   features[b][gradients], gp.zeta, gp.delta, gp.isolated)
+                first, second = features[a], features[b]
+                block = covariance(first.values, first.species, getattr(first, gradients), second.values,
+                                   second.species, getattr(second, gradients), gp.zeta, gp.delta, gp.isolated)
                 prior[edges[a]:edges[a + 1], edges[b]:edges[b + 1]] = block
                 prior[edges[b]:edges[b + 1], edges[a]:edges[a + 1]] = block.T
         for t, term in enumerate(gp.terms):
-            prior += instance_prior_covariance([f[2][t] for f in features], quantity, term.theta, term.delta)
+            prior += instance_prior_covariance([f.instances[t] for f in features], quantity, term.theta, term.delta)
         return prior
 
 
