@@ -3,7 +3,6 @@
 import copy
 import logging
 import os
-import sys
 import warnings
 from dataclasses import dataclass, replace
 from numbers import Real
@@ -31,7 +30,7 @@ from ._training_checks import (check_config_types, check_energies, check_forces,
                                warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import EnergyRows, choose_energy_sigma
-from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares
+from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
 from .kernels import check_theta, check_zeta
 from .labels import LABEL_DECIMALS, Labels, digest, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
@@ -414,7 +413,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ``sigma_virial`` not None), ``delta`` and the delta of each extra term
         (``two_body__delta``, ``three_body__delta``) are optimised from their current values;
         per-structure factors (``sqrt(N)``, weights, ``config_type_sigma`` relative to the
-        global sigma) keep their ratios. The sparse points are those of a plain fit, and
+        global sigma) keep their ratios: ``config_type_sigma`` is scaled with them. The sparse points are those of a plain fit, and
         the final fit reuses them.
 
         Parameters
@@ -494,20 +493,22 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                  f"{sorted(known)}")
             cross_validated = cross_validated and "energy" in kinds
             search_bounds = {known[name]: value for name, value in (bounds or {}).items()}
-            with warnings.catch_warnings(record=cross_validated) as caught:
-                result = maximize_evidence(
-                    statistics, deltas, {kind: float(globals_[kind]) for kind in kinds},
-                    fixed=[known[name] for name in fixed], bounds=search_bounds, jitter=self.sparse_jitter,
-                )
+            result = maximize_evidence(
+                statistics, deltas, {kind: float(globals_[kind]) for kind in kinds},
+                fixed=[known[name] for name in fixed], bounds=search_bounds, jitter=self.sparse_jitter,
+                warn_bounds=not cross_validated)
             sigmas = dict(result.sigmas)
             if cross_validated:
                 low = search_bounds.get("energy", (float(globals_["energy"]) / SEARCH_WINDOW, None))[0]
                 choice = choose_energy_sigma(statistics, energies, result.deltas, sigmas, jitter=self.sparse_jitter,
                                              low=low, seed=_candidate_seed(self.random_state))
                 sigmas["energy"] = choice.sigma
-                self._rewarn(caught, list(result.at_bounds) != ["energy"] or choice.sigma == result.sigmas["energy"])
+                # an energy sigma on the upper bound is answered by a lower choice (the advice is to weigh them more)
+                warn_at_bounds(result, search_bounds, ["energy"] if choice.sigma < result.sigmas["energy"] else [],
+                               stacklevel=1)
                 logger.info("sigma_energy by cross-validation of the energies: %.4g (%s)", choice.sigma, choice.reason)
-            self.set_params(**result.deltas, **{names[kind]: sigmas[kind] for kind in kinds})
+            self.set_params(**result.deltas, **{names[kind]: sigmas[kind] for kind in kinds},
+                            **self._scaled_config_type_sigma({kind: sigmas[kind] / globals_[kind] for kind in kinds}))
             self._warn_unfitted(statistics, replace(result, sigmas=sigmas))
             logger.info("evidence: %s", ", ".join(
                 [f"{name}={value:.4g}" for name, value in result.deltas.items()]
@@ -531,20 +532,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             self.provenance_["evidence"]["sigma_energy_cross_validation"] = choice.as_dict()
         return self
 
-    @staticmethod
-    def _rewarn(caught, keep_energy_bound: bool) -> None:
-        """Warn again what the evidence warned, but for its energy sigma alone on its upper bound when
-        the cross-validation chose lower (the advice to weigh the energies more is then followed)."""
-        if not caught:
-            return
-        # the module each warning was raised in (warn_explicit would otherwise name it by its file path, and a
-        # filter such as filterwarnings("always", module="gapy") after simplefilter("ignore") would drop it)
-        modules = {getattr(module, "__file__", None): module for module in list(sys.modules.values())}
-        for record in caught:
-            if keep_energy_bound or "noise sigma of energy at its upper bound" not in str(record.message):
-                module = modules.get(record.filename)
-                warnings.warn_explicit(record.message, record.category, record.filename, record.lineno,
-                                       module=None if module is None else module.__name__)
+    def _scaled_config_type_sigma(self, ratios: Dict[str, float]) -> dict:
+        """``config_type_sigma`` scaled as its kind's global sigma was (the evidence keeps their ratios)."""
+        if not self.config_type_sigma:
+            return {}
+        kinds = {"energy": "energy", "force": "forces", "virial": "virial"}
+        return {"config_type_sigma": {
+            config_type: {key: None if value is None else float(value) * ratios.get(kinds[key], 1.0)
+                          for key, value in override.items()}
+            for config_type, override in self.config_type_sigma.items()}}
 
     def _warn_unfitted(self, statistics: EvidenceStatistics, result) -> None:
         """Warn of label kinds that the fit leaves practically as they are (:data:`UNFITTED_SHARE`)."""
@@ -570,11 +566,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                   **{f"{name}__delta": columns for (name, _), columns in zip(self._terms(), unit.term_slices())}}
         statistics = EvidenceStatistics(unit.kernel_matrix(), blocks=blocks)
         globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
-        for observations in self._observations(plan, unit):
+        for index, observations in zip(plan.used, self._observations(plan, unit)):
             for kind, (rows, targets, sigmas) in observations.items():
                 statistics.add(kind, rows, targets, sigmas / globals_[kind])
                 if kind == "energy" and energies is not None:
-                    energies.add(rows, targets, sigmas / globals_[kind])
+                    energies.add(rows, targets, sigmas / globals_[kind], np.array([plan.n_atoms[index]]),
+                                 np.array([plan.weights[index]]))
         return statistics
 
     def _plan(self, source: FrameSource, sample_weight) -> "_FitPlan":
@@ -668,7 +665,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self._log_memory(max(summary.n_atoms for summary in summaries if summary.used), len(used),
                          descriptor, len(basis.sparse))
         term_descriptors = {name: copy.deepcopy(term.descriptor) for name, term in self._terms()}
-        return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors)
+        n_atoms = {summary.index: summary.n_atoms for summary in summaries if summary.used}
+        return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors, n_atoms)
 
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
         """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads
@@ -1539,6 +1537,7 @@ class _FitPlan:
     basis: SparseSet
     remote: bool
     term_descriptors: Dict[str, object]
+    n_atoms: Dict[int, int]  # atoms of each used structure
 
     def unit_basis(self) -> SparseSet:
         """:attr:`basis` with every delta (SOAP's and each term's) set to 1."""

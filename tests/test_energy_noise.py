@@ -127,8 +127,6 @@ def test_uniform_weights_scale_the_sigmas_not_the_choice(frames, plain):
         [row["score"] for row in record_of(plain)["candidates"]], rel=1e-3)
 
 
-@pytest.mark.xfail(strict=True, reason="the held-out energy residuals are divided by s_i^2 = N / w: with weights "
-                                       "they are not eV/atom (and weigh a structure by w^2), though the reason says so")
 def test_held_out_energy_errors_stay_per_atom_with_weights(frames, plain):
     weighted, _ = cross_validated(si_model(), frames, sample_weight=np.full(len(frames), 4.0))
     assert [row["energy"] for row in record_of(weighted)["candidates"]] == pytest.approx(
@@ -144,7 +142,7 @@ def test_a_fixed_sigma_energy_is_not_cross_validated(frames):
 def test_candidates_stay_within_the_bounds_and_the_answered_bound_warning_goes(frames):
     """The evidence on the upper bound of sigma_energy alone: its warning is dropped when
     the cross-validation chose lower (and given once otherwise), no candidate lies below
-    the lower bound; with delta on a bound too the warning is given, once."""
+    the lower bound; with delta on a bound too, delta's is given and the energy's as before."""
     model, messages = cross_validated(si_model(), frames, bounds={"sigma_energy": (0.005, 0.02)})
     record = model.provenance_["evidence"]
     assert record["at_bounds"] == ["energy"] and record["evidence_sigma_energy"] == pytest.approx(0.02)
@@ -154,7 +152,8 @@ def test_candidates_stay_within_the_bounds_and_the_answered_bound_warning_goes(f
     model, messages = cross_validated(si_model(), frames, bounds={"sigma_energy": (0.005, 0.02),
                                                                   "delta": (0.1, 1.0)})
     assert model.provenance_["evidence"]["at_bounds"] == ["delta", "energy"]
-    assert len([message for message in messages if UPPER in message]) == 1
+    bound = [message for message in messages if "evidence maximisation: delta at its upper bound 1" in message]
+    assert len(bound) == 1 and (UPPER in bound[0]) == (model.sigma_energy == pytest.approx(0.02))
 
 
 def test_identical_energies_per_atom_keep_the_other_warnings(frames):
@@ -199,15 +198,21 @@ def test_a_generator_random_state_gives_reproducible_folds(frames):
     assert record_of(first) == record_of(second)
 
 
-@pytest.mark.xfail(strict=True, reason="maximize_evidence scales the config_type_sigma energies with the global "
-                                       "sigma, the final fit keeps them absolute: the choice does not reach the fit")
-def test_config_type_sigma_for_every_structure_follows_the_choice(frames):
-    overrides = {"Vacancy": {"energy": 0.002}, "Surface": {"energy": 0.002}}
+def test_config_type_sigma_is_scaled_with_its_kind_and_get_params_refit_the_model(frames):
+    """The evidence keeps the config types' sigmas relative to the global ones: the model
+    shows them scaled as their kind's sigma was, and a plain fit with its parameters is it."""
+    types = sorted({atoms.info["config_type"] for atoms in frames})
+    overrides = {types[0]: {"energy": 0.002, "force": 0.1}, types[-1]: {"energy": 0.002}}
     model, _ = cross_validated(si_model(config_type_sigma=overrides), frames)
-    evidence = model.provenance_["evidence"]["evidence_sigma_energy"]
-    assert model.sigma_energy < evidence  # scores: the lowest candidate far better than the evidence's
-    at_evidence = GAPRegressor(**{**model.get_params(deep=False), "sigma_energy": evidence}).fit(frames)
-    assert np.max(np.abs(model.predict(frames) - at_evidence.predict(frames))) > 1e-6
+    energy, force = model.sigma_energy / SETTINGS["sigma_energy"], model.sigma_force / SETTINGS["sigma_force"]
+    assert abs(np.log(energy)) > 0.1 and abs(np.log(force)) > 0.1
+    assert model.config_type_sigma == {types[0]: {"energy": pytest.approx(0.002 * energy),
+                                                  "force": pytest.approx(0.1 * force)},
+                                       types[-1]: {"energy": pytest.approx(0.002 * energy)}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        refit = GAPRegressor(**model.get_params(deep=False)).fit(frames)
+    assert np.max(np.abs(refit.predict(frames) - model.predict(frames))) < 1e-6
 
 
 def emt_cells(n=12, seed=0):

@@ -369,7 +369,8 @@ def test_too_few_observations_for_the_parameters_warn():
 def test_cross_validated_energies_equal_refits_without_each_fold(monkeypatch):
     """gapy.gp.energy_noise: each held-out energy equals the prediction of the fit whose
     energy group lacks that fold (every other group kept), for two deltas (blocks) and
-    each candidate sigma; the forces' residuals equal those of the full refit."""
+    each candidate sigma, its error per atom averaged with the weights; the forces'
+    residuals equal those of the full refit."""
     from gapy.gp import energy_noise
     from gapy.gp.energy_noise import FOLDS, EnergyRows, choose_energy_sigma
     from gapy.gp.evidence import _posterior
@@ -383,8 +384,10 @@ def test_cross_validated_energies_equal_refits_without_each_fold(monkeypatch):
     groups = {"energy": (rows, targets, scales), "forces": groups["forces"]}
     statistics, energies = statistics_of(kmm, groups), EnergyRows()
     statistics.blocks = blocks
+    n_atoms = np.random.default_rng(6).integers(2, 9, size=len(targets))
+    weights = np.random.default_rng(7).uniform(0.5, 2.0, size=len(targets))
     for part in np.array_split(np.arange(len(targets)), 3):
-        energies.add(rows[part], targets[part], scales[part])
+        energies.add(rows[part], targets[part], scales[part], n_atoms[part], weights[part])
     deltas, sigmas = {"delta": 0.7, "pair": 1.9}, {"energy": 0.4, "forces": 0.5}
     choice = choose_energy_sigma(statistics, energies, deltas, sigmas, jitter=1e-8, seed=3)
     assert len(choice.candidates) == 7 and choice.sigma in [row["sigma"] for row in choice.candidates]
@@ -398,7 +401,8 @@ def test_cross_validated_energies_equal_refits_without_each_fold(monkeypatch):
             refit.blocks = blocks
             _, scale, _, _, _, _, alpha = _posterior(refit, deltas, {**sigmas, "energy": row["sigma"]}, 1e-8)
             held_out[fold] = (rows[fold] * scale) @ alpha
-        expected = np.sqrt(np.mean(((held_out - targets) / scales**2) ** 2))
+        per_atom = (held_out - targets) / n_atoms
+        expected = np.sqrt(np.sum(weights * per_atom**2) / np.sum(weights))
         assert row["energy"] == pytest.approx(expected, rel=1e-8)
         factors, scale, _, _, _, _, alpha = _posterior(statistics, deltas, {**sigmas, "energy": row["sigma"]}, 1e-8)
         force_rows, force_targets, force_scales = groups["forces"]

@@ -58,6 +58,10 @@ class EnergyRows:
         Targets divided by their noise factors, ``b_i / s_i``.
     scales : list of ndarray
         The noise factors ``s_i`` (``sqrt(N_atoms)`` without weights).
+    n_atoms : list of ndarray
+        The structures' numbers of atoms (held-out errors are per atom).
+    weights : list of ndarray
+        The structures' sample weights (held-out errors are averaged with them).
     overflow : bool, default=False
         More than :data:`MAX_ENERGIES` energies were offered: none are kept.
 
@@ -65,7 +69,7 @@ class EnergyRows:
     --------
     >>> import numpy as np
     >>> energies = EnergyRows()
-    >>> energies.add(np.ones((2, 3)), np.array([4.0, 8.0]), np.array([2.0, 2.0]))
+    >>> energies.add(np.ones((2, 3)), np.array([4.0, 8.0]), np.array([2.0, 2.0]), np.array([4, 4]), np.ones(2))
     >>> energies.targets[0].tolist(), energies.overflow
     ([2.0, 4.0], False)
     """
@@ -73,9 +77,12 @@ class EnergyRows:
     rows: List[np.ndarray] = field(default_factory=list)
     targets: List[np.ndarray] = field(default_factory=list)
     scales: List[np.ndarray] = field(default_factory=list)
+    n_atoms: List[np.ndarray] = field(default_factory=list)
+    weights: List[np.ndarray] = field(default_factory=list)
     overflow: bool = False
 
-    def add(self, rows: np.ndarray, targets: np.ndarray, scales: np.ndarray) -> None:
+    def add(self, rows: np.ndarray, targets: np.ndarray, scales: np.ndarray, n_atoms: np.ndarray,
+            weights: np.ndarray) -> None:
         """Keep energies, as :meth:`~gapy.gp.evidence.EvidenceStatistics.add` takes them.
 
         Parameters
@@ -86,12 +93,16 @@ class EnergyRows:
             Energies (minus ``e0``).
         scales : ndarray of shape (n,)
             Relative noise factors ``s_i``.
+        n_atoms : ndarray of shape (n,)
+            Atoms in each structure.
+        weights : ndarray of shape (n,)
+            Sample weight of each structure.
 
         Examples
         --------
         >>> import numpy as np
         >>> energies = EnergyRows()
-        >>> energies.add(np.ones((1, 2)), np.array([3.0]), np.array([1.0]))
+        >>> energies.add(np.ones((1, 2)), np.array([3.0]), np.array([1.0]), np.array([1]), np.array([1.0]))
         >>> len(energies.rows)
         1
         """
@@ -100,8 +111,11 @@ class EnergyRows:
         self.rows.append(np.atleast_2d(rows) / scales[:, None])
         self.targets.append(np.asarray(targets, dtype=float) / scales)
         self.scales.append(np.asarray(scales, dtype=float))
+        self.n_atoms.append(np.asarray(n_atoms, dtype=float))
+        self.weights.append(np.asarray(weights, dtype=float))
         if sum(len(t) for t in self.targets) > MAX_ENERGIES:
-            self.rows, self.targets, self.scales, self.overflow = [], [], [], True
+            self.rows, self.targets, self.scales, self.n_atoms, self.weights = [], [], [], [], []
+            self.overflow = True
 
 
 @dataclass
@@ -113,8 +127,8 @@ class EnergySigmaChoice:
     sigma : float
         The chosen energy noise sigma.
     candidates : list of dict
-        Per candidate: ``sigma``, ``energy`` (RMS of the held-out energy residuals over
-        ``s_i^2``: eV/atom without weights), ``forces`` and ``virial`` (RMS residuals in
+        Per candidate: ``sigma``, ``energy`` (RMS of the held-out energy residuals per
+        atom, eV/atom, weighted by the sample weights), ``forces`` and ``virial`` (RMS residuals in
         the fit, per noise factor) where fitted, and ``score``.
     reason : str
         Why this sigma.
@@ -192,14 +206,17 @@ def choose_energy_sigma(statistics: EvidenceStatistics, energies: EnergyRows, de
     >>> rows = rng.normal(size=(60, 6))  # at least MIN_ENERGIES
     >>> for part in (rows[:30], rows[30:]):
     ...     statistics.add("energy", part, part @ weights, np.ones(len(part)))
-    ...     energies.add(part, part @ weights, np.ones(len(part)))
+    ...     energies.add(part, part @ weights, np.ones(len(part)), np.ones(len(part)), np.ones(len(part)))
     >>> choice = choose_energy_sigma(statistics, energies, {"delta": 1.0}, {"forces": 0.05, "energy": 1.0})
     >>> choice.sigma < 1.0
     True
     """
     rows = np.vstack(energies.rows) if energies.rows else np.zeros((0, len(statistics.kmm)))
     targets = np.concatenate(energies.targets) if energies.targets else np.zeros(0)
-    per_atom = 1.0 / np.concatenate(energies.scales) if energies.scales else np.zeros(0)
+    # held-out residuals (in units of the scaled targets) to eV/atom, and the weights of their mean
+    per_atom = np.concatenate(energies.scales) / np.concatenate(energies.n_atoms) if energies.scales else np.zeros(0)
+    importance = np.concatenate(energies.weights) if energies.weights else np.zeros(0)
+    importance = importance / np.mean(importance) if len(importance) else importance
     largest = float(sigmas["energy"])
     least = max(MIN_ENERGIES, n_folds, 2)
     if energies.overflow or len(targets) < least:
@@ -220,7 +237,7 @@ def choose_energy_sigma(statistics: EvidenceStatistics, energies: EnergyRows, de
             kept = np.setdiff1d(np.arange(len(targets)), fold)
             v = _small_solve(gram[np.ix_(kept, kept)], targets[kept] - predicted[kept], sigma)
             held_out[fold] = predicted[fold] + gram[np.ix_(fold, kept)] @ v / sigma
-        squared.append(((held_out - targets) * per_atom) ** 2)
+        squared.append(importance * ((held_out - targets) * per_atom) ** 2)
         row = {"sigma": sigma, "energy": float(np.sqrt(np.mean(squared[-1])))}
         v = _small_solve(gram, targets - predicted, sigma)
         weights = solve_triangular(r0, c0 + basis.T @ v / sigma, lower=False)  # x of predictions A D x

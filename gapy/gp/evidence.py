@@ -35,7 +35,7 @@ derivative in ``log delta_b^2`` is ``y^T C^-1 Q_b C^-1 y - tr(C^-1 Q_b)`` with
 
 import warnings
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Collection, Dict, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from scipy.linalg import cholesky, qr, solve_triangular
@@ -373,6 +373,8 @@ class OptimizationResult:
         Parameters that ended on a bound of the search.
     deltas : dict of str to float, optional
         The chosen delta of every block (``{"delta": delta}`` for one block).
+    at_lower_bounds : list of str, default=[]
+        Those of ``at_bounds`` on their lower bound.
 
     Examples
     --------
@@ -389,6 +391,7 @@ class OptimizationResult:
     converged: bool
     at_bounds: Sequence[str]
     deltas: Optional[Dict[str, float]] = None
+    at_lower_bounds: Sequence[str] = field(default_factory=list)
 
     def __post_init__(self):
         if self.deltas is None:
@@ -446,7 +449,7 @@ def residual_shares(statistics: EvidenceStatistics, delta: Union[float, Dict[str
 def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[str, float]],
                       sigmas: Dict[str, float], *,
                       bounds: Optional[Dict[str, Tuple[float, float]]] = None, fixed: Sequence[str] = (),
-                      jitter: float = 1e-8) -> OptimizationResult:
+                      jitter: float = 1e-8, warn_bounds: bool = True) -> OptimizationResult:
     """The ``delta`` and noise sigmas that maximise the evidence (L-BFGS-B in log space).
 
     Parameters
@@ -465,6 +468,9 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
         Parameters kept at their starting values.
     jitter : float, default=1e-8
         Added to the diagonal of ``delta^2 K_MM``, as in the fit.
+    warn_bounds : bool, default=True
+        Warn of parameters on a bound of the search (:func:`warn_at_bounds`); ``False``
+        leaves that to the caller (which may answer some of them).
 
     Returns
     -------
@@ -541,21 +547,63 @@ def maximize_evidence(statistics: EvidenceStatistics, delta: Union[float, Dict[s
             reason = "the line search found no better point"
         warnings.warn(f"evidence maximisation did not converge ({reason}, after {result.nfev} evaluations); "
                       "keeping the best point found", RuntimeWarning, stacklevel=2)
-    if at_bounds:
-        described = ", ".join(f"{name if name in deltas else 'the noise sigma of ' + name} at its "
-                              f"{'lower' if name in lower else 'upper'} bound {point[name]:.3g}" for name in at_bounds)
-        hint = ("" if given >= set(at_bounds) else
-                "; the search spans 100x either way of the starting value: start nearer or give wider bounds")
-        if any(name in sigmas for name in lower):
-            hint += (" (a noise sigma on its lower bound: the labels are fitted as closely as the search allows, as "
-                     "with noise-free labels such as EMT's or copies of structures; the model then depends on the "
-                     "bound)")
-        if any(name in sigmas and name not in lower for name in at_bounds):
-            hint += (" (a noise sigma on its upper bound: the evidence would fit those labels more loosely still, "
-                     "as it can when other labels far outnumber them; to weigh them more, give that sigma by hand "
-                     "and keep it fixed)")
-        warnings.warn(f"evidence maximisation: {described} of the search{hint}", RuntimeWarning, stacklevel=2)
     chosen = {k: point[k] for k in deltas}
-    return OptimizationResult(delta=chosen[next(iter(deltas))], sigmas={k: point[k] for k in sigmas},
-                              log_marginal_likelihood=float(best["value"]), converged=bool(result.success),
-                              at_bounds=at_bounds, deltas=chosen)
+    found = OptimizationResult(delta=chosen[next(iter(deltas))], sigmas={k: point[k] for k in sigmas},
+                               log_marginal_likelihood=float(best["value"]), converged=bool(result.success),
+                               at_bounds=at_bounds, deltas=chosen, at_lower_bounds=lower)
+    if warn_bounds:
+        warn_at_bounds(found, given, stacklevel=2)
+    return found
+
+
+def warn_at_bounds(result: OptimizationResult, given: Collection[str] = (), answered: Collection[str] = (),
+                   stacklevel: int = 2) -> None:
+    """Warn of the parameters of ``result`` that ended on a bound of the search.
+
+    Parameters
+    ----------
+    result : OptimizationResult
+        What :func:`maximize_evidence` found.
+    given : collection of str, default=()
+        Parameters whose bounds the user gave (no advice to widen the default ones).
+    answered : collection of str, default=()
+        Parameters on a bound that the caller has dealt with: not named.
+    stacklevel : int, default=2
+        As in :func:`warnings.warn`, from the caller of this function.
+
+    Warns
+    -----
+    RuntimeWarning
+        One warning naming every such parameter, its bound and what it means.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> result = OptimizationResult(delta=1.0, sigmas={"energy": 0.5}, log_marginal_likelihood=0.0,
+    ...                             converged=True, at_bounds=["energy"])
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     warn_at_bounds(result)
+    ...     warn_at_bounds(result, answered=["energy"])
+    >>> len(caught), "noise sigma of energy at its upper bound 0.5" in str(caught[0].message)
+    (1, True)
+    """
+    at_bounds = [name for name in result.at_bounds if name not in answered]
+    if not at_bounds:
+        return
+    point = {**result.deltas, **result.sigmas}
+    lower = set(result.at_lower_bounds)
+    described = ", ".join(f"{name if name in result.deltas else 'the noise sigma of ' + name} at its "
+                          f"{'lower' if name in lower else 'upper'} bound {point[name]:.3g}" for name in at_bounds)
+    hint = ("" if set(given) >= set(at_bounds) else
+            "; the search spans 100x either way of the starting value: start nearer or give wider bounds")
+    if any(name in result.sigmas for name in lower & set(at_bounds)):
+        hint += (" (a noise sigma on its lower bound: the labels are fitted as closely as the search allows, as "
+                 "with noise-free labels such as EMT's or copies of structures; the model then depends on the "
+                 "bound)")
+    if any(name in result.sigmas and name not in lower for name in at_bounds):
+        hint += (" (a noise sigma on its upper bound: the evidence would fit those labels more loosely still, "
+                 "as it can when other labels far outnumber them; to weigh them more, give that sigma by hand "
+                 "and keep it fixed)")
+    warnings.warn(f"evidence maximisation: {described} of the search{hint}", RuntimeWarning,
+                  stacklevel=stacklevel + 1)
