@@ -177,15 +177,16 @@ def test_gapy_fit_without_settings_recommends_and_prints_why(tmp_path, capsys):
                  "-o", str(tmp_path / "s.gapy")]) == 0
     out = capsys.readouterr().out
     assert "recommended settings (from 3 structures)" in out and "errors on the validation set" in out
-    # a hyperparameter given without --recommend: the plain defaults, no evidence
+    # a hyperparameter given without --recommend: the plain defaults, no evidence, and a note that says so
     assert main(["fit", str(data), *small, "-o", str(tmp_path / "p.gapy")]) == 0
     out = capsys.readouterr().out
     assert "recommended settings" not in out and gapy.load(tmp_path / "p.gapy").provenance_ == {}
+    assert "model settings given (--n-max, --l-max, --n-sparse): the others are gapy's fixed defaults" in out
     # nothing but run options: recommended
     ase.io.write(data, load_si("train")[:3])
     assert main(["fit", str(data), "--no-progress", "--seed", "2", "-o", str(tmp_path / "a.gapy")]) == 0
     out = capsys.readouterr().out
-    assert "chosen by the evidence: delta = " in out
+    assert "chosen by the evidence: delta = " in out and "model settings given" not in out
     assert "as the evidence's: the evidence's (fewer than 50 energies: not cross-validated)" in out
     model = gapy.load(tmp_path / "a.gapy")
     assert model.random_state == 2 and "evidence" in model.provenance_ and "recommended" in model.provenance_

@@ -412,10 +412,10 @@ def parse_settings(raw: Dict[str, Any], where: str,
 
 
 
-def gives_hyperparameters(settings: Dict[str, Any]) -> bool:
-    """Whether parsed settings set a model hyperparameter (not only run settings such as label keys)."""
-    return any(option.name in settings for option in FIT_OPTIONS
-               if option.target != "run" and option.name not in NOT_HYPERPARAMETERS)
+def given_hyperparameters(settings: Dict[str, Any]) -> List[str]:
+    """The model hyperparameters that parsed settings set (not run settings such as label keys)."""
+    return [option.name for option in FIT_OPTIONS
+            if option.name in settings and option.target != "run" and option.name not in NOT_HYPERPARAMETERS]
 
 
 def recommend_overrides(settings: Dict[str, Any], species: Sequence[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
@@ -621,7 +621,13 @@ def _run(args: argparse.Namespace) -> int:
         raise GapyError(f"invalid setting: {error}") from None
     recommended = run["recommend"]
     if recommended is None:
-        recommended = not gives_hyperparameters(settings)
+        given_model = given_hyperparameters(settings)
+        recommended = not given_model
+        if given_model:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given_model)
+            print(f"model settings given ({flags}): the others are gapy's fixed defaults and the "
+                  "deltas and sigmas are not chosen by the evidence; add --recommend to choose the others from the "
+                  "data, keeping these")
     found, n_frames, n_atoms, singles = _check_training_frames(frames, train_path, model, settings.get("species"),
                                                                recommended and "sigma_virial" not in settings)
     validation, validation_name, held_out = [], None, []

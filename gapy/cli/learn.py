@@ -18,7 +18,7 @@ from ..sampling import (DRIVERS, SCORES, SELECTIONS, active_learning, history_ro
 from ..sampling.loop import REFITS
 from ..sampling.md import check_driver_options
 from ._common import check_outputs, integer, read_frames
-from .fit import gives_hyperparameters, model_from_settings, parse_settings, recommend_overrides
+from .fit import given_hyperparameters, model_from_settings, parse_settings, recommend_overrides
 
 #: Top-level keys of the config file and their defaults (``...``: required).
 LEARN_KEYS: Dict[str, Any] = {
@@ -145,7 +145,7 @@ def read_learn_config(path) -> Dict[str, Any]:
         raise GapyError(f"{path}: {error}") from None
     settings["model"] = parse_settings(raw.get("model", {}), f"{path}: [model]", targets=("soap", "gap", "term"))
     if settings["refit"] is None:  # as gapy fit: recommended settings unless the model's are given
-        settings["refit"] = "fit" if gives_hyperparameters(settings["model"]) else "recommend"
+        settings["refit"] = "fit" if given_hyperparameters(settings["model"]) else "recommend"
     if settings["refit"] == "recommend" and "species" in settings["model"]:
         raise GapyError(f"{path}: [model] species: refit = 'recommend' models the species of the training "
                         "structures; leave species out")
