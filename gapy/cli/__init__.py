@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from .._version import __version__
 from ..exceptions import GapyError
 from . import coverage, demo, evaluate, fit, learn, predict, select, validate
-from .demo import DEMO_GAP, DEMO_SOAP, run_demo
+from .demo import run_demo
 from .fit import FIT_OPTIONS, read_config
 
-__all__ = ["DEMO_GAP", "DEMO_SOAP", "FIT_OPTIONS", "build_parser", "main", "read_config", "run_demo"]
+__all__ = ["FIT_OPTIONS", "build_parser", "main", "read_config", "run_demo"]
 
 #: Command modules, in the order ``gapy --help`` lists them.
 COMMANDS = (fit, evaluate, predict, select, learn, coverage, validate, demo)

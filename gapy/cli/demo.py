@@ -10,16 +10,10 @@ from ase import Atoms
 from .._version import __version__
 from ..datasets import load_si
 from ..descriptors import SOAP
-from ..estimator import GAPRegressor
+from ..recommend import recommend
 from ..report import evaluate, write_report
 from ._common import calibration_hint, check_outputs, integer, print_table
-from .fit import model_summary
-
-
-#: SOAP and GAP settings of ``gapy demo``.
-DEMO_SOAP = dict(species=["Si"], r_cut=5.4, n_max=8, l_max=8, atom_sigma=0.5, cutoff_width=0.5)
-DEMO_GAP = dict(zeta=4, n_sparse=500, sigma_energy=0.005, sigma_force=0.05, sigma_virial=0.05,
-                e0={"Si": -0.79}, random_state=0)
+from .fit import fit_as_recommended
 
 
 def run_demo(
@@ -27,12 +21,16 @@ def run_demo(
     *,
     n_jobs: int = -1,
     descriptor: Optional[SOAP] = None,
-    n_sparse: int = DEMO_GAP["n_sparse"],
+    n_sparse: Optional[int] = None,
     train: Optional[List[Atoms]] = None,
     test: Optional[List[Atoms]] = None,
     progress: bool = True,
 ) -> List[dict]:
-    """Fit the bundled Si data, evaluate on the bundled test set, write model and plots.
+    """Fit the bundled Si data as ``gapy fit`` does, evaluate on the bundled test set, write model and plots.
+
+    The settings come from the data (:func:`gapy.recommend`, printed with their reasons),
+    the deltas and sigmas from the evidence, so the predicted standard deviations need no
+    calibration.
 
     Parameters
     ----------
@@ -41,9 +39,9 @@ def run_demo(
     n_jobs : int, default=-1
         Threads (all cores).
     descriptor : SOAP, optional
-        Default :data:`DEMO_SOAP`; a smaller one makes a quick check.
-    n_sparse : int, default=500
-        Sparse points (the model's other settings are :data:`DEMO_GAP`).
+        Replaces the recommended one; a smaller one makes a quick check.
+    n_sparse : int, optional
+        Replaces the recommended number of SOAP sparse points.
     train : list of ase.Atoms, optional
         Training structures; default :func:`gapy.datasets.load_si` ``("train")``.
     test : list of ase.Atoms, optional
@@ -59,7 +57,7 @@ def run_demo(
 
     Examples
     --------
-    A quick check with a small descriptor (the full demo takes 30-60 s on two cores);
+    A quick check with a small descriptor (the full demo takes 10-20 s on two cores);
     it prints the settings, the error table and the files written:
 
     >>> from gapy import SOAP
@@ -73,13 +71,15 @@ def run_demo(
     output = Path(output)
     train = load_si("train") if train is None else train
     test = load_si("test") if test is None else test
-    descriptor = SOAP(**DEMO_SOAP) if descriptor is None else descriptor
-    model = GAPRegressor(descriptor, **{**DEMO_GAP, "n_sparse": n_sparse}, n_jobs=n_jobs, verbose=progress)
+    overrides = {name: value for name, value in (("descriptor", descriptor), ("n_sparse", n_sparse))
+                 if value is not None}
     print(f"gapy {__version__} demo: Si, mlearn data (Zuo et al., J. Phys. Chem. A 124, 731 (2020))")
     print(f"training on {len(train)} structures ({sum(len(a) for a in train)} atoms), "
-          f"testing on {len(test)} ({sum(len(a) for a in test)} atoms)")
-    print(f"{descriptor}\n{model_summary(model)}")
-    model.fit(train)
+          f"testing on {len(test)} ({sum(len(a) for a in test)} atoms), as gapy fit does")
+    recommendation = recommend(train, overrides=overrides)
+    model = recommendation.model.set_params(n_jobs=n_jobs, verbose=progress)
+    print(recommendation.summary())
+    fit_as_recommended(model, train, recommendation)
     fitted = time.perf_counter()
     print(f"fitted in {fitted - start:.1f} s")
     output.mkdir(parents=True, exist_ok=True)
@@ -108,9 +108,9 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
     """Register ``gapy demo``."""
     demo = commands.add_parser(
         "demo", parents=[common], help="fit and evaluate the bundled Si data",
-        description="Fit a Si model (SOAP r_cut=5.4 A, n_max=8, l_max=8; zeta=4, 500 sparse points) to "
-                    "the bundled mlearn training data, evaluate it on the bundled test set and write "
-                    "the model, error tables and plots. Takes 30-60 s on two cores.",
+        description="Fit a Si model to the bundled mlearn training data as gapy fit does (settings from "
+                    "the data, deltas and sigmas by the evidence), evaluate it on the bundled test set and "
+                    "write the model, error tables and plots. Takes 10-20 s on two cores.",
     )
     demo.add_argument("-o", "--output", default="gapy-demo", metavar="DIR",
                       help="output directory (default: gapy-demo)")

@@ -23,7 +23,7 @@ from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
 from ..labels import (EV_PER_A3_IN_GPA, EnergyOutlierWarning, LabelConflictWarning, Labels, StressUnitWarning,
                       label_keys, outlier_message, outlying_energies, read_labels, stress_from_virial)
-from ..recommend import recommend
+from ..recommend import Recommendation, recommend
 from ..report import evaluate
 from ..search import search_settings
 from ..sparsify import METHODS
@@ -412,6 +412,22 @@ def parse_settings(raw: Dict[str, Any], where: str,
 
 
 
+def fit_as_recommended(model: GAPRegressor, frames, recommendation: Recommendation, sample_weight=None) -> None:
+    """Fit the recommended ``model`` with its deltas and sigmas by the evidence and print what was chosen."""
+    model.maximize_evidence(frames, sample_weight=sample_weight, **recommendation.evidence_options)
+    model.provenance_["recommended"] = recommendation.as_dict()
+    chosen = {**model.evidence_.deltas, **model.provenance_["evidence"]["sigmas"]}
+    print("chosen by the evidence" + (f" ({', '.join(recommendation.fixed)} kept as given)"
+                                      if recommendation.fixed else "") + ": "
+          + ", ".join(f"{name} = {value:.4g}" for name, value in chosen.items()))
+    cross_validation = model.provenance_["evidence"].get("sigma_energy_cross_validation")
+    if cross_validation:
+        evidence = model.provenance_["evidence"]["evidence_sigma_energy"]
+        print(f"sigma_energy = {cross_validation['sigma']:.4g}"
+              + (" as the evidence's" if cross_validation["sigma"] == evidence
+                 else f" instead of the evidence's {evidence:.4g}") + f": {cross_validation['reason']}")
+
+
 def given_hyperparameters(settings: Dict[str, Any]) -> List[str]:
     """The model hyperparameters that parsed settings set (not run settings such as label keys)."""
     return [option.name for option in FIT_OPTIONS
@@ -709,18 +725,7 @@ def _run(args: argparse.Namespace) -> int:
             weights[held_out] = 0.0  # left out of the fit
         data = source if stream else frames
         if recommended:
-            model.maximize_evidence(data, sample_weight=weights, **recommendation.evidence_options)
-            model.provenance_["recommended"] = recommendation.as_dict()
-            chosen = {**model.evidence_.deltas, **model.provenance_["evidence"]["sigmas"]}
-            print("chosen by the evidence" + (f" ({', '.join(recommendation.fixed)} kept as given)"
-                                              if recommendation.fixed else "") + ": "
-                  + ", ".join(f"{name} = {value:.4g}" for name, value in chosen.items()))
-            cross_validation = model.provenance_["evidence"].get("sigma_energy_cross_validation")
-            if cross_validation:
-                evidence = model.provenance_["evidence"]["evidence_sigma_energy"]
-                print(f"sigma_energy = {cross_validation['sigma']:.4g}"
-                      + (" as the evidence's" if cross_validation["sigma"] == evidence
-                         else f" instead of the evidence's {evidence:.4g}") + f": {cross_validation['reason']}")
+            fit_as_recommended(model, data, recommendation, sample_weight=weights)
         else:
             model.fit(data, sample_weight=weights)
     keys = {"energy": model.energy_key, "forces": model.forces_key,
