@@ -363,7 +363,8 @@ def test_eval_and_fit_name_the_label_keys(model_file, data, tmp_path, capsys):
     for argv in (["eval", str(model_file), str(renamed)], ["fit", str(renamed), *SMALL]):
         err = one_line_error(capsys, argv)
         assert "structure 0 (Si" in err and "'energy'" in err, err
-        assert "'dft_energy'], arrays ['dft_forces']" in err and "--energy-key" in err, err
+        assert "'dft_energy'], arrays ['dft_forces']" in err, err
+        assert "(here perhaps --energy-key dft_energy --forces-key dft_forces)" in err, err
     argv = ["eval", str(model_file), str(renamed), "--energy-key", "dft_energy", "--forces-key", "dft_forces",
             "-o", str(tmp_path / "report"), "--no-plots", "--no-std"]
     assert main(argv) == 0

@@ -13,7 +13,7 @@ from ..report import evaluate, write_report
 from ..structures import structure_name
 from ._common import (about, add_prediction_options, calibration_hint, check_model_species, check_outputs,
                       print_table, read_frames, read_model)
-from .fit import FIT_OPTIONS, KEY_HINT
+from .fit import FIT_OPTIONS, key_hint
 
 #: ``gapy fit`` options that name the labels; ``gapy eval`` takes them too.
 LABEL_KEYS = ("energy_key", "forces_key", "stress_key", "virial_key")
@@ -28,7 +28,7 @@ def _check_labelled(model, frames, path) -> None:
             return
     fields = ", ".join(f"'{key}'" for key in keys)
     raise GapyError(f"{path}: no structure has a label to compare with (fields {fields}); "
-                    f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: {KEY_HINT}")
+                    f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: {key_hint(frames[0])}")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -282,6 +282,20 @@ NOT_HYPERPARAMETERS = ("species", "energy_key", "forces_key", "stress_key", "vir
                        "sparse_candidates")
 #: How to name labels stored under other keys, for the messages of a missing label.
 KEY_HINT = "name the labels with --energy-key, --forces-key, --stress-key or --virial-key"
+#: The flag for labels whose names contain these words (``REF_energy``, ``dft_forces``).
+KEY_FLAGS = (("energy", "--energy-key"), ("force", "--forces-key"), ("stress", "--stress-key"),
+             ("virial", "--virial-key"))
+
+
+def key_hint(atoms: Atoms) -> str:
+    """:data:`KEY_HINT`, with the flags for the names of ``atoms`` that look like labels."""
+    names = [*atoms.info, *(name for name in atoms.arrays if name not in ("numbers", "positions"))]
+    flags = []
+    for word, flag in KEY_FLAGS:
+        matches = [name for name in names if word in name.lower()]
+        if len(matches) == 1:
+            flags.append(f"{flag} {matches[0]}")
+    return KEY_HINT + (f" (here perhaps {' '.join(flags)})" if flags else "")
 #: Structures whose geometry ``gapy fit --recommend`` reads from a streamed file.
 RECOMMEND_SAMPLE = 300
 #: Training files larger than this (bytes) are streamed unless ``--no-stream``.
@@ -509,7 +523,7 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
         if needed and all(getattr(labels, attribute) is None for attribute, _ in needed):
             fields = " or ".join(field for _, field in needed)
             raise GapyError(f"{path}: {name} has no label to fit: needs field {fields}; it has {label_keys(atoms)}: "
-                            f"{KEY_HINT}")
+                            f"{key_hint(atoms)}")
         symbols = atoms.get_chemical_symbols()
         if known is not None:
             unknown = sorted({s for s in symbols if atomic_number(s) not in known})
