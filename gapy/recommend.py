@@ -42,7 +42,7 @@ from ase.data import chemical_symbols
 from .baseline import PAIR_LENGTH_RATIO, ZBL, merge_shortest, shortest_pair_distances
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
-from .labels import ZERO_FORCES, outlying_forces, read_labels
+from .labels import ZERO_FORCES, label_keys, outlying_forces, read_labels
 from .structures import (as_frames, atomic_number, is_isolated_atom, molecule_image_distance, neighbor_pairs,
                          structure_name)
 from .term import Term
@@ -271,7 +271,9 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
             counts[int(z)] = counts.get(int(z), 0) + int(n)
     if not any(has.values()):
         raise ValueError("recommend: no structure has an energy, forces or a stress "
-                         f"(looked for {energy_key!r}, {forces_key!r}, {stress_key!r}/{virial_key!r})")
+                         f"(looked for {energy_key!r}, {forces_key!r}, {stress_key!r}/{virial_key!r}); "
+                         f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: name the labels with "
+                         "energy_key=..., forces_key=..., stress_key=... or virial_key=...")
     if n_environments is not None:
         counts = {atomic_number(symbol): int(n) for symbol, n in n_environments.items()}
     species = sorted(counts)
