@@ -132,7 +132,8 @@ def test_bad_input_is_named():
         recommend([])
     unlabelled = bulk("Cu", "fcc", a=3.61)
     unlabelled.info["dft_energy"] = -3.5
-    with pytest.raises(ValueError, match=r"no structure has an energy.*structure 0 \(Cu\) has info keys \['dft_energy'\]"):
+    found = r"no structure has an energy.*structure 0 \(Cu\) has info keys \['dft_energy'\]"
+    with pytest.raises(ValueError, match=found):
         recommend([unlabelled])
     lonely = labelled(Atoms("Cu", positions=[[0, 0, 0]]), stress=False)
     with pytest.raises(ValueError, match="no atom has a neighbour within 8 A"):
