@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .exceptions import StructureError
-from .labels import (ZERO_FORCES, EnergyOutlierWarning, ForceOutlierWarning, RepeatedStructureWarning,
-                     force_outlier_message, outlier_message, outlying_energies, outlying_forces, repeated_structures)
+from .labels import (ZERO_FORCES, CloseAtomsWarning, EnergyOutlierWarning, ForceOutlierWarning,
+                     RepeatedStructureWarning, force_outlier_message, outlier_message, outlying_energies,
+                     outlying_forces, repeated_structures)
 
 if TYPE_CHECKING:
     from .estimator import _Summary
@@ -25,6 +26,9 @@ logger = logging.getLogger(__name__)
 #: few atoms (EMT Cu-Ni with Au in 6 atoms of 4 of 50 structures: test structures with one Au atom were 0.5-2.8
 #: eV off, at 2-12 predicted stds).
 RARE_SPECIES, RARE_SPECIES_SHARE = 100, 0.05
+#: Atoms closer than this times the sum of their covalent radii are named in a warning: bonds are 1.0-1.2
+#: times it, and 0.5 is far inside any repulsive wall (as the MD of :mod:`gapy.sampling` stops there).
+CLOSE_FACTOR = 0.5
 
 
 def check_labels(summaries: Sequence["_Summary"], keys: Tuple[set, set, set], *, sigma_energy: Optional[float],
@@ -125,6 +129,19 @@ def check_repeats(summaries: Sequence["_Summary"]) -> None:
         [None if summary.energy is None else summary.energy / summary.n_atoms for summary in weighted])
     if message:
         warnings.warn(message, RepeatedStructureWarning, stacklevel=4)
+
+
+def check_close_atoms(summaries: Sequence["_Summary"]) -> None:
+    """Warn of fitted structures with atoms closer than :data:`CLOSE_FACTOR` times the sum of their covalent radii."""
+    close = [f"{summary.name}: {summary.close_pair}" for summary in summaries if summary.close_pair]
+    if close:
+        warnings.warn(
+            f"{len(close)} training structure{'s have' if len(close) > 1 else ' has'} atoms far closer than a bond "
+            f"({'; '.join(close[:3])}{'; ...' if len(close) > 3 else ''}): a broken geometry gives that (positions "
+            "in the wrong units, a wrong cell, an atom written twice), and its labels are then wrong too; the ZBL "
+            "core and the 2-body term start from the shortest distance in the data. Fix or remove such structures; "
+            "if they are short-range data on purpose (dimer curves for the repulsive wall), ignore this warning",
+            CloseAtomsWarning, stacklevel=4)
 
 
 def check_config_types(summaries: Sequence["_Summary"], config_type_sigma: Optional[dict]) -> None:

@@ -26,8 +26,8 @@ from .gp.terms import InstanceSparseSet
 from .gp.variance import local_prior_variance
 from .io import estimator_state
 from .io.frames import FileSource, FrameSource, frame_source, load_structure
-from ._training_checks import (check_config_types, check_energies, check_forces, check_labels, check_repeats,
-                               warn_rare_species)
+from ._training_checks import (CLOSE_FACTOR, check_close_atoms, check_config_types, check_energies, check_forces,
+                               check_labels, check_repeats, warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import EnergyRows, choose_energy_sigma
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
@@ -35,7 +35,7 @@ from .kernels import check_theta, check_zeta
 from .labels import LABEL_DECIMALS, Labels, digest, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
-from .structures import as_frames, atomic_number, is_isolated_atom, structure_name
+from .structures import as_frames, atomic_number, closest_covalent_pair, is_isolated_atom, structure_name
 from .term import TERMS, Term, check_term
 
 logger = logging.getLogger(__name__)
@@ -413,8 +413,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ``sigma_virial`` not None), ``delta`` and the delta of each extra term
         (``two_body__delta``, ``three_body__delta``) are optimised from their current values;
         per-structure factors (``sqrt(N)``, weights, ``config_type_sigma`` relative to the
-        global sigma) keep their ratios: ``config_type_sigma`` is scaled with them. The sparse points are those of a plain fit, and
-        the final fit reuses them.
+        global sigma) keep their ratios: ``config_type_sigma`` is scaled with them. The
+        sparse points are those of a plain fit, and the final fit reuses them.
 
         Parameters
         ----------
@@ -626,6 +626,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             sigma_force=self.sigma_force, sigma_virial=self.sigma_virial, energy_key=self.energy_key,
             forces_key=self.forces_key, stress_key=self.stress_key, virial_key=self.virial_key)
         check_repeats(summaries)
+        check_close_atoms(summaries)
         if self.baseline == "zbl":  # (a pair of much longer bonds, C-H beside H-H, gets its own switch)
             pair_shortest = merge_shortest(summary.pair_shortest for summary in summaries)
             self.baseline_ = ZBL.below_distance(min(pair_shortest.values(), default=np.inf),
@@ -723,6 +724,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             pair_shortest=(shortest_pair_distances(atoms, index, self._largest_cutoff(descriptor))
                            if used and self.baseline == "zbl" else None),
             config_type=atoms.info.get("config_type"),
+            close_pair=closest_covalent_pair(atoms, CLOSE_FACTOR) if used else None,
             force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
             geometry=digest(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc),
             label_digest=digest(*(None if value is None else np.round(value, LABEL_DECIMALS) + 0.0  # (no -0.0)
@@ -1475,6 +1477,7 @@ class _Summary:
     keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
     pair_shortest: Optional[Dict[Tuple[int, int], float]] = None  # shortest distance by species pair ("zbl")
     config_type: Optional[object] = None  # atoms.info["config_type"]
+    close_pair: Optional[str] = None  # closest_covalent_pair(atoms, CLOSE_FACTOR)
     force_rms: Optional[float] = None  # root mean square of the force labels (eV/A), None without
     geometry: str = ""  # gapy.labels.digest of the numbers, positions, cell and pbc
     label_digest: str = ""  # ... and of the labels

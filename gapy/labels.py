@@ -55,6 +55,10 @@ class RepeatedStructureWarning(RuntimeWarning):
     """Training structures with the same species, positions and cell (:func:`repeated_structures`)."""
 
 
+class CloseAtomsWarning(RuntimeWarning):
+    """Training structures with atoms far closer than a bond (a broken geometry, or short-range data on purpose)."""
+
+
 @dataclass
 class Labels:
     """Labels of one structure; ``None`` where a label is missing.

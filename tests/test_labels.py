@@ -177,6 +177,37 @@ def test_repeated_structures_are_named_by_the_fit():
     assert message.startswith("2 structures repeat another's species, positions, cell and labels")
 
 
+def test_atoms_far_closer_than_a_bond_are_named_by_the_fit():
+    """Two Cu atoms 0.5 A apart (a broken structure) were fitted without a word, and set the
+    ZBL core's switch; now the fit names the structure and the pair, once. A structure
+    left out (weight 0) or atoms at a bond length are not named."""
+    import warnings
+
+    import pytest
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+
+    from gapy import SOAP, GAPRegressor
+    from gapy.labels import CloseAtomsWarning
+    from gapy.sampling import label_structures
+
+    cells = [bulk("Cu", cubic=True) for _ in range(3)]
+    for k, atoms in enumerate(cells):
+        atoms.rattle(0.05, seed=k)
+    cells[1].positions[1] = cells[1].positions[0] + [0.5, 0.0, 0.0]
+    frames = label_structures(cells, EMT(), config_type=None)
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4)
+    with pytest.warns(CloseAtomsWarning) as caught:
+        model.fit(frames)
+    (message,) = [str(warning.message) for warning in caught if warning.category is CloseAtomsWarning]
+    assert message.startswith("1 training structure has atoms far closer than a bond (structure 1 (Cu4): atoms 0 "
+                              "and 1 are 0.5 A apart, less than 0.5 x the sum of their covalent radii (1.32 A))")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CloseAtomsWarning)
+        model.fit(frames, sample_weight=[1, 0, 1])
+        model.fit([frames[0], frames[2]])
+
+
 def test_a_model_fitted_without_energies_does_not_calibrate_its_energy_stds():
     """Forces alone give energies up to a constant per species: calibrate scaled the energy
     stds by that constant's error (EMT Cu: x 1.7 for a 440 meV/atom offset); now it leaves
