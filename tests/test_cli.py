@@ -6,10 +6,12 @@ import json
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 import gapy
@@ -507,3 +509,22 @@ def test_gapy_eval_says_when_the_model_was_fitted_without_energies(tmp_path, cap
     GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=8).fit(frames).save(tmp_path / "both.gapy")
     assert main(["eval", str(tmp_path / "both.gapy"), str(tmp_path / "test.xyz")]) == 0
     assert "fitted without energies" not in capsys.readouterr().out
+
+
+def test_fit_names_a_training_energy_it_misses_far_more_than_the_others(tmp_path, capsys):
+    """One energy stored per atom instead of per structure bends the whole fit; the training
+    errors name that structure first (the unchanged data: nothing)."""
+    frames = load_si("train")[:20]
+    wrong = frames[4]
+    wrong.calc = SinglePointCalculator(wrong, energy=wrong.get_potential_energy() / len(wrong),
+                                       forces=wrong.get_forces(), stress=wrong.get_stress())
+    write(tmp_path / "slip.xyz", frames)
+    with pytest.warns(RuntimeWarning) as record:
+        assert main(["fit", str(tmp_path / "slip.xyz"), *SMALL, "-o", str(tmp_path / "slip.gapy")]) == 0
+    warned = [str(w.message) for w in record if "misses the energy" in str(w.message)]
+    assert len(warned) == 1 and "far more than all the others' (structure 4 (Si63, config_type=Vacancy) -" in warned[0]
+    write(tmp_path / "clean.xyz", load_si("train")[:20])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert main(["fit", str(tmp_path / "clean.xyz"), *SMALL, "-o", str(tmp_path / "clean.gapy")]) == 0
+    assert not [w for w in record if "misses the energy" in str(w.message)]
