@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from .exceptions import StructureError
-from .labels import (ZERO_FORCES, CloseAtomsWarning, EnergyOutlierWarning, ForceOutlierWarning,
-                     RepeatedStructureWarning, force_outlier_message, outlier_message, outlying_energies,
-                     outlying_forces, repeated_structures)
+from .labels import (ZERO_FORCES, CloseAtomsWarning, EnergyOutlierWarning, EnergyResidualWarning,
+                     ForceOutlierWarning, RepeatedStructureWarning, force_outlier_message, outlier_message,
+                     outlying_energies, outlying_forces, repeated_structures)
 
 if TYPE_CHECKING:
     from .estimator import _Summary
@@ -29,6 +29,14 @@ RARE_SPECIES, RARE_SPECIES_SHARE = 100, 0.05
 #: Atoms closer than this times the sum of their covalent radii are named in a warning: bonds are 1.0-1.2
 #: times it, and 0.5 is far inside any repulsive wall (as the MD of :mod:`gapy.sampling` stops there).
 CLOSE_FACTOR = 0.5
+#: :func:`check_energy_residuals`: a structure is named when its energy residual lies more than this many robust
+#: standard deviations (1.4826 x the median absolute deviation) from the median residual ...
+RESIDUAL_OUTLIER_FACTOR = 10.0
+#: ... and more than this (eV/atom) from it: a model that misses a structure by less may simply not know it
+#: (mlearn Ge's training slabs are fitted to 17 meV/atom, the other structures to 1-2).
+RESIDUAL_OUTLIER_FLOOR = 0.1
+#: Energy kernel rows kept during a fit for that check at most (bytes); beyond, it is skipped.
+RESIDUAL_ROWS_BUDGET = 64 * 2**20
 
 
 def check_labels(summaries: Sequence["_Summary"], keys: Tuple[set, set, set], *, sigma_energy: Optional[float],
@@ -142,6 +150,37 @@ def check_close_atoms(summaries: Sequence["_Summary"]) -> None:
             "core and the 2-body term start from the shortest distance in the data. Fix or remove such structures; "
             "if they are short-range data on purpose (dimer curves for the repulsive wall), ignore this warning",
             CloseAtomsWarning, stacklevel=4)
+
+
+def check_energy_residuals(names: Sequence[str], standardized: Sequence[float],
+                           atoms_per_sigma: Sequence[float]) -> None:
+    """Warn of training structures whose energy residual per atom (fitted minus label, eV/atom)
+    lies far from all the others' (:data:`RESIDUAL_OUTLIER_FACTOR`, :data:`RESIDUAL_OUTLIER_FLOOR`)
+    and beyond three of its noise sigmas (a structure given a large sigma on purpose is not named).
+    ``standardized`` are the residuals over each structure's energy sigma, ``atoms_per_sigma``
+    its atoms over that sigma.
+
+    One energy stored per atom instead of per structure (mlearn Si, 38 structures) bent a fit
+    so far that its force errors rose from 0.1 to 3.3 eV/A, while the evidence's warnings
+    blamed the forces; the structure itself was missed by 184 meV/atom, 20 robust standard
+    deviations from the others' median.
+    """
+    standardized = np.asarray(standardized, dtype=float)
+    residuals = standardized / np.asarray(atoms_per_sigma, dtype=float)
+    if len(residuals) < 5:
+        return
+    deviation = residuals - np.median(residuals)
+    spread = 1.4826 * np.median(np.abs(deviation))
+    far = [k for k in np.argsort(-np.abs(deviation)) if abs(standardized[k]) > 3.0
+           and abs(deviation[k]) > max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR)]
+    if far:
+        named = ", ".join(f"{names[k]} {1000 * residuals[k]:+.0f} meV/atom" for k in far[:5])
+        warnings.warn(
+            f"the fitted model misses the energy of {len(far)} training structure{'s' if len(far) > 1 else ''} far "
+            f"more than all the others' ({named}{', ...' if len(far) > 5 else ''}): a label slip (an energy per "
+            "atom stored as the total, another unit or DFT setup, an unconverged calculation) bends the whole fit, "
+            "forces included, and can make it miss other structures too; check those labels, the first named "
+            "first, or leave the structures out", EnergyResidualWarning, stacklevel=4)
 
 
 def check_config_types(summaries: Sequence["_Summary"], config_type_sigma: Optional[dict]) -> None:

@@ -55,6 +55,10 @@ class RepeatedStructureWarning(RuntimeWarning):
     """Training structures with the same species, positions and cell (:func:`repeated_structures`)."""
 
 
+class EnergyResidualWarning(RuntimeWarning):
+    """Training energies that the fitted model misses far more than all the others' (a label slip)."""
+
+
 class CloseAtomsWarning(RuntimeWarning):
     """Training structures with atoms far closer than a bond (a broken geometry, or short-range data on purpose)."""
 

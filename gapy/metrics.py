@@ -263,53 +263,6 @@ def standardized_errors(comparison: Comparison, mask: Optional[np.ndarray] = Non
     return error[uncertain] / std[uncertain]
 
 
-#: :func:`outlying_residuals`: a structure is named when its energy residual lies more than this many robust
-#: standard deviations (1.4826 x the median absolute deviation) from the median residual ...
-RESIDUAL_OUTLIER_FACTOR = 10.0
-#: ... and more than this (meV/atom) from it: a model that misses a structure by less may simply not know it
-#: (mlearn Ge's training slabs are fitted to 17 meV/atom, the other structures to 1-2).
-RESIDUAL_OUTLIER_FLOOR = 100.0
-
-
-def outlying_residuals(comparison: Comparison) -> List[tuple]:
-    """Structures whose energy residual per atom lies far from all the others' (a label slip, in training data).
-
-    One training energy given per atom instead of per structure (mlearn Si, 38 structures)
-    bent a fit so far that its force errors rose from 0.1 to 3.3 eV/A, while the structure
-    itself was missed by 184 meV/atom, 20 robust standard deviations from the others' median
-    (:data:`RESIDUAL_OUTLIER_FACTOR`, :data:`RESIDUAL_OUTLIER_FLOOR`).
-
-    Parameters
-    ----------
-    comparison : Comparison
-        The energies (``compare(...)["energy"]``).
-
-    Returns
-    -------
-    list of tuple
-        ``(structure, residual)`` (position in the compared frames; predicted minus
-        reference, meV/atom), largest deviation first.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from gapy.metrics import Comparison, outlying_residuals
-    >>> residuals = np.array([1.0, -2.0, 0.5, 1.5, -184.0, 0.0])
-    >>> energies = Comparison("energy", "meV/atom", np.zeros(6), residuals, None, np.arange(6),
-    ...                       np.array(["bulk"] * 6))
-    >>> outlying_residuals(energies)
-    [(4, -184.0)]
-    """
-    residuals = comparison.predicted - comparison.reference
-    if len(residuals) < 5:
-        return []
-    deviation = residuals - np.median(residuals)
-    spread = 1.4826 * np.median(np.abs(deviation))
-    far = np.abs(deviation) > max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR)
-    order = np.argsort(-np.abs(deviation))
-    return [(int(comparison.structure[k]), float(residuals[k])) for k in order if far[k]]
-
-
 def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:
     """RMSE and MAE of each quantity over all structures and per config_type.
 

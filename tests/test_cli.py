@@ -18,6 +18,7 @@ import gapy
 from gapy import GAPRegressor, SOAP
 from gapy.cli import FIT_OPTIONS, main, run_demo
 from gapy.datasets import load_si
+from gapy.labels import EnergyResidualWarning
 
 SMALL = ["--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "10", "--no-progress"]
 
@@ -519,7 +520,7 @@ def test_fit_names_a_training_energy_it_misses_far_more_than_the_others(tmp_path
     wrong.calc = SinglePointCalculator(wrong, energy=wrong.get_potential_energy() / len(wrong),
                                        forces=wrong.get_forces(), stress=wrong.get_stress())
     write(tmp_path / "slip.xyz", frames)
-    with pytest.warns(RuntimeWarning) as record:
+    with pytest.warns(EnergyResidualWarning) as record:
         assert main(["fit", str(tmp_path / "slip.xyz"), *SMALL, "-o", str(tmp_path / "slip.gapy")]) == 0
     warned = [str(w.message) for w in record if "misses the energy" in str(w.message)]
     assert len(warned) == 1 and "far more than all the others' (structure 4 (Si63, config_type=Vacancy) -" in warned[0]

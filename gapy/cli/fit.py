@@ -24,7 +24,6 @@ from ..gp import VARIANCE_KINDS
 from ..labels import (EV_PER_A3_IN_GPA, EnergyOutlierWarning, LabelConflictWarning, Labels, StressUnitWarning,
                       label_keys, outlier_message, outlying_energies, read_labels, stress_from_virial)
 from ..recommend import Recommendation, recommend
-from ..metrics import outlying_residuals
 from ..report import evaluate
 from ..search import search_settings
 from ..sparsify import METHODS
@@ -564,19 +563,6 @@ def _read_checked_labels(atoms: Atoms, index: int,
     return labels, None, conflict
 
 
-def _warn_outlying_residuals(path, outliers: List[Tuple[str, float]]) -> None:
-    """Name the training structures whose energies the fit misses far more than all the others'."""
-    if outliers:
-        named = ", ".join(f"{name} {residual:+.0f} meV/atom" for name, residual in outliers[:5])
-        warnings.warn(
-            f"{path}: the fitted model misses the energy of {len(outliers)} training structure"
-            f"{'s' if len(outliers) > 1 else ''} far more than all the others' ({named}"
-            f"{', ...' if len(outliers) > 5 else ''}): a label slip (an energy per atom stored as the total, "
-            "another unit or DFT setup, an unconverged calculation) bends the whole fit, forces included, and can "
-            "make it miss other structures too; check those labels, the first named first, or leave the "
-            "structures out", RuntimeWarning, stacklevel=2)
-
-
 def _warn_label_conflicts(path, conflicts: List[str]) -> None:
     """One warning for all the structures that give a label twice with different values."""
     if conflicts:
@@ -772,14 +758,9 @@ def _run(args: argparse.Namespace) -> int:
             title = (f"errors on a random sample of {STREAM_REPORT} of the {n_frames - len(held_out)} training "
                      f"structures ({train_path})")
         frames = [atoms for _, atoms in _structures(source, train_path, training)]
-    else:
-        training = sorted(set(range(n_frames)) - set(held_out))
     with about(train_path):
-        comparisons, rows = evaluate(model, frames, model.predict_all(frames))
+        _, rows = evaluate(model, frames, model.predict_all(frames))
     print_table(title, rows)
-    if "energy" in comparisons:
-        _warn_outlying_residuals(train_path, [(structure_name(frames[k], training[k]), residual)
-                                              for k, residual in outlying_residuals(comparisons["energy"])])
     if validation:
         with about(validation_name):
             _, rows = evaluate(model, validation, model.predict_all(validation, return_std=run["calibrate"]))
