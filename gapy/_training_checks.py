@@ -7,7 +7,7 @@ settings it checks them against, and warns (or raises) with a message that says 
 import difflib
 import logging
 import warnings
-from typing import TYPE_CHECKING, Dict, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -29,7 +29,7 @@ RARE_SPECIES, RARE_SPECIES_SHARE = 100, 0.05
 #: Atoms closer than this times the sum of their covalent radii are named in a warning: bonds are 1.0-1.2
 #: times it, and 0.5 is far inside any repulsive wall (as the MD of :mod:`gapy.sampling` stops there).
 CLOSE_FACTOR = 0.5
-#: :func:`check_energy_residuals`: a structure is named when its energy residual lies more than this many robust
+#: :class:`EnergyResiduals`: a structure is named when its energy residual lies more than this many robust
 #: standard deviations (1.4826 x the median absolute deviation) from the median residual ...
 RESIDUAL_OUTLIER_FACTOR = 10.0
 #: ... and more than this (eV/atom) from it: a model that misses a structure by less may simply not know it
@@ -152,35 +152,61 @@ def check_close_atoms(summaries: Sequence["_Summary"]) -> None:
             CloseAtomsWarning, stacklevel=4)
 
 
-def check_energy_residuals(names: Sequence[str], standardized: Sequence[float],
-                           atoms_per_sigma: Sequence[float]) -> None:
-    """Warn of training structures whose energy residual per atom (fitted minus label, eV/atom)
-    lies far from all the others' (:data:`RESIDUAL_OUTLIER_FACTOR`, :data:`RESIDUAL_OUTLIER_FLOOR`)
-    and beyond three of its noise sigmas (a structure given a large sigma on purpose is not named).
-    ``standardized`` are the residuals over each structure's energy sigma, ``atoms_per_sigma``
-    its atoms over that sigma.
+class EnergyResiduals:
+    """The energies of a fit, kept during its pass 2 to check their residuals after it.
 
     One energy stored per atom instead of per structure (mlearn Si, 38 structures) bent a fit
     so far that its force errors rose from 0.1 to 3.3 eV/A, while the evidence's warnings
     blamed the forces; the structure itself was missed by 184 meV/atom, 20 robust standard
-    deviations from the others' median.
+    deviations from the others' median. :meth:`check` names such structures. The kernel
+    rows are kept in float64 (their products cancel to far below their size), within
+    :data:`RESIDUAL_ROWS_BUDGET`; beyond it nothing is kept or checked.
     """
-    standardized = np.asarray(standardized, dtype=float)
-    residuals = standardized / np.asarray(atoms_per_sigma, dtype=float)
-    if len(residuals) < 5:
-        return
-    deviation = residuals - np.median(residuals)
-    spread = 1.4826 * np.median(np.abs(deviation))
-    far = [k for k in np.argsort(-np.abs(deviation)) if abs(standardized[k]) > 3.0
-           and abs(deviation[k]) > max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR)]
-    if far:
-        named = ", ".join(f"{names[k]} {1000 * residuals[k]:+.0f} meV/atom" for k in far[:5])
-        warnings.warn(
-            f"the fitted model misses the energy of {len(far)} training structure{'s' if len(far) > 1 else ''} far "
-            f"more than all the others' ({named}{', ...' if len(far) > 5 else ''}): a label slip (an energy per "
-            "atom stored as the total, another unit or DFT setup, an unconverged calculation) bends the whole fit, "
-            "forces included, and can make it miss other structures too; check those labels, the first named "
-            "first, or leave the structures out", EnergyResidualWarning, stacklevel=4)
+
+    def __init__(self) -> None:
+        self.names: List[str] = []
+        self.rows: List[np.ndarray] = []
+        self.targets: List[float] = []
+        self.sigmas: List[float] = []
+        self.n_atoms: List[int] = []
+        self.complete = True
+
+    def keep(self, name: str, n_atoms: int, rows: np.ndarray, targets: np.ndarray, sigmas: np.ndarray) -> None:
+        """Keep one structure's energy observation (kernel row, target and noise sigma, in eV)."""
+        if not self.complete:
+            return
+        if (len(self.rows) + 1) * rows.shape[1] * 8 > RESIDUAL_ROWS_BUDGET:
+            self.names, self.rows, self.targets, self.sigmas, self.n_atoms = [], [], [], [], []
+            self.complete = False
+            return
+        self.names.append(name)
+        self.rows.append(np.array(rows[0], dtype=float))
+        self.targets.append(float(targets[0]))
+        self.sigmas.append(float(sigmas[0]))
+        self.n_atoms.append(int(n_atoms))
+
+    def check(self, alpha: np.ndarray) -> None:
+        """Warn of structures whose energy residual per atom (fitted minus label) lies far from
+        all the others' (:data:`RESIDUAL_OUTLIER_FACTOR` robust stds and :data:`RESIDUAL_OUTLIER_FLOOR`
+        from their median) and beyond three of its own noise sigmas (a structure given a large
+        sigma on purpose is not named)."""
+        if not self.complete or len(self.rows) < 5:
+            return
+        sigmas = np.array(self.sigmas)
+        misses = np.array(self.rows) @ alpha - np.array(self.targets)
+        residuals = misses / np.array(self.n_atoms)
+        deviation = residuals - np.median(residuals)
+        spread = 1.4826 * np.median(np.abs(deviation))
+        far = [k for k in np.argsort(-np.abs(deviation)) if abs(misses[k]) > 3.0 * sigmas[k]
+               and abs(deviation[k]) > max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR)]
+        if far:
+            named = ", ".join(f"{self.names[k]} {1000 * residuals[k]:+.0f} meV/atom" for k in far[:5])
+            warnings.warn(
+                f"the fitted model misses the energy of {len(far)} training structure{'s' if len(far) > 1 else ''} "
+                f"far more than all the others' ({named}{', ...' if len(far) > 5 else ''}): a label slip (an "
+                "energy per atom stored as the total, another unit or DFT setup, an unconverged calculation) bends "
+                "the whole fit, forces included, and can make it miss other structures too; check those labels, the "
+                "first named first, or leave the structures out", EnergyResidualWarning, stacklevel=4)
 
 
 def check_config_types(summaries: Sequence["_Summary"], config_type_sigma: Optional[dict]) -> None:

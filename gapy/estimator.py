@@ -26,9 +26,8 @@ from .gp.terms import InstanceSparseSet
 from .gp.variance import local_prior_variance
 from .io import estimator_state
 from .io.frames import FileSource, FrameSource, frame_source, load_structure
-from ._training_checks import (CLOSE_FACTOR, RESIDUAL_ROWS_BUDGET, check_close_atoms, check_config_types,
-                               check_energies, check_energy_residuals, check_forces, check_labels, check_repeats,
-                               warn_rare_species)
+from ._training_checks import (CLOSE_FACTOR, EnergyResiduals, check_close_atoms, check_config_types,
+                               check_energies, check_forces, check_labels, check_repeats, warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import EnergyRows, choose_energy_sigma
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
@@ -385,26 +384,18 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
     def _fit_plan(self, plan: "_FitPlan") -> None:
         """Pass 2: fold the noise-scaled kernel rows of every observation into the GP; then check
-        the energies' residuals (their rows are kept for that, within :data:`RESIDUAL_ROWS_BUDGET`)."""
-        energies, kept = [], {"bytes": 0, "all": True}  # (structure, kernel row, target) of each energy label
+        the energies' residuals (:class:`gapy._training_checks.EnergyResiduals`)."""
+        energies = EnergyResiduals()
 
         def row_blocks():
             for index, observations in zip(plan.used, self._observations(plan, plan.basis)):
                 if "energy" in observations:
-                    kept["all"] = kept["all"] and kept["bytes"] <= RESIDUAL_ROWS_BUDGET
-                    if kept["all"]:
-                        rows, targets, sigmas = observations["energy"]
-                        # (float64: the row's products cancel to far below their size)
-                        energies.append((index, rows[0].copy(), float(targets[0]), float(sigmas[0])))
-                        kept["bytes"] += energies[-1][1].nbytes
+                    energies.keep(plan.names[index], plan.n_atoms[index], *observations["energy"])
                 yield _noise_scaled(observations)
 
         gp = fit_sparse_gp(plan.basis, row_blocks(), jitter=self.sparse_jitter, block_rows=self.block_rows)
         plan.source.verify()  # a file that changed during pass 2 gives no model
-        if energies and kept["all"]:
-            check_energy_residuals([plan.names[index] for index, _, _, _ in energies],
-                                   [(float(row @ gp.alpha) - target) / sigma for _, row, target, sigma in energies],
-                                   [plan.n_atoms[index] / sigma for index, _, _, sigma in energies])
+        energies.check(gp.alpha)
         self.gp_ = gp
         self.descriptor_ = plan.descriptor
         self.term_descriptors_ = dict(plan.term_descriptors)

@@ -292,3 +292,41 @@ def test_a_calibration_factor_from_one_or_two_values_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.calibrate(frames[3:])  # 3 energies
+
+
+def test_energy_residuals_name_the_structure_missed_beyond_the_others_and_its_own_sigma(monkeypatch):
+    """gapy._training_checks.EnergyResiduals on rows whose fit is known: the structure missed
+    by 0.5 eV/atom is named; the same miss with a sigma of 1 eV/atom (down-weighted on purpose)
+    is not; rows beyond the memory budget are dropped and nothing is checked."""
+    import warnings
+
+    import numpy as np
+    import pytest
+
+    from gapy import _training_checks
+    from gapy._training_checks import EnergyResiduals
+    from gapy.labels import EnergyResidualWarning
+
+    rng = np.random.default_rng(0)
+    alpha = rng.normal(size=3)
+    rows = rng.normal(size=(12, 3))
+    targets = rows @ alpha + 0.01 * rng.normal(size=12)  # 10 atoms each: misses of ~1 meV/atom
+    targets[7] -= 5.0  # 0.5 eV/atom
+
+    def collected(sigma_of_7):
+        energies = EnergyResiduals()
+        for k in range(12):
+            sigma = sigma_of_7 if k == 7 else 0.05
+            energies.keep(f"structure {k}", 10, rows[k:k + 1], targets[k:k + 1], np.array([sigma]))
+        return energies
+
+    named = r"misses the energy of 1 training structure .*\(structure 7 \+(499|500) "
+    with pytest.warns(EnergyResidualWarning, match=named):
+        collected(0.05).check(alpha)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EnergyResidualWarning)
+        collected(10.0).check(alpha)  # 5 eV within three of its 10 eV
+        monkeypatch.setattr(_training_checks, "RESIDUAL_ROWS_BUDGET", 5 * 3 * 8)
+        over = collected(0.05)
+        assert not over.complete and over.rows == []
+        over.check(alpha)
