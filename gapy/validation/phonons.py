@@ -15,6 +15,7 @@ from typing import Dict, List
 
 import numpy as np
 from ase import Atoms
+from ase.dft.kpoints import parse_path_string
 
 from ._base import Context, Outcome
 from ._structures import bare, repeats_for
@@ -41,6 +42,28 @@ def _frequencies(phonon, forces: np.ndarray, qpoints: np.ndarray) -> np.ndarray:
     return np.sort(np.asarray(phonon.qpoints.frequencies), axis=1)
 
 
+def special_point_names(path) -> List[str]:
+    """Each special point of a band path once, in path order.
+
+    Parameters
+    ----------
+    path : ase.dft.kpoints.BandPath
+        The path (``atoms.cell.bandpath()``).
+
+    Returns
+    -------
+    list of str
+        Names such as ``"G"``, ``"X"`` or ``"S1"`` (one point, not ``"S"`` and ``"1"``).
+
+    Examples
+    --------
+    >>> from ase.lattice import BCT
+    >>> special_point_names(BCT(2.6, 3.3).tocell().bandpath())
+    ['G', 'X', 'Y', 'S', 'Z', 'S1', 'N', 'P', 'Y1']
+    """
+    return [name for name in dict.fromkeys(sum(parse_path_string(path.path), [])) if name in path.special_points]
+
+
 def compute(context: Context) -> Outcome:
     """Phonons of ``context.calc``; see the module docstring."""
     Phonopy, PhonopyAtoms = _phonopy()
@@ -63,9 +86,8 @@ def compute(context: Context) -> Outcome:
     primitive = Atoms(phonon.primitive.symbols, cell=phonon.primitive.cell,
                       scaled_positions=phonon.primitive.scaled_positions, pbc=True)
     path = primitive.cell.bandpath(npoints=BAND_POINTS)
-    special = path.special_points
-    names = [name for name in dict.fromkeys(path.path.replace(",", "")) if name in special]
-    qpoints = np.array([special[name] for name in names])
+    names = special_point_names(path)
+    qpoints = np.array([path.special_points[name] for name in names])
     n_atoms = len(primitive)
 
     def values_of(supercell_forces) -> Dict[str, float]:
