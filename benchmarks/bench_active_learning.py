@@ -262,6 +262,8 @@ def main():
     parser.add_argument("--metad-width", type=float, default=METAD["width"],
                         help="exploration: width in descriptor distance")
     parser.add_argument("--metad-stride", type=int, default=METAD["stride"], help="exploration: steps per deposit")
+    parser.add_argument("--metad-bias-temperature", type=float, default=None,
+                        help="exploration: well-tempered metadynamics with this bias temperature (K)")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.03, 0.035, 0.027],
                         help="efficiency: force RMSE targets (eV/A); the last line is the ratio at the first")
     parser.add_argument("--batch", type=int, default=2, help="efficiency: labels per round")
@@ -270,6 +272,8 @@ def main():
     start = time.perf_counter()
     ratio = None
     METAD.update(height=args.metad_height, width=args.metad_width, stride=args.metad_stride)
+    if args.metad_bias_temperature is not None:
+        METAD["bias_temperature"] = args.metad_bias_temperature
     if args.part in ("all", "exploration"):
         exploration(args.exploration_seeds, args.iterations, args.n_select, args.temperature, args.strains,
                     args.drivers, None if args.baseline == "none" else args.baseline, args.selection, args.refit,
