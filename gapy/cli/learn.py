@@ -184,8 +184,9 @@ def run(args: argparse.Namespace) -> int:
               "unstrained (strains scale periodic cells only)")
     starts = strained_copies(starts, settings["strains"])
     outputs = {key: workdir / name for key, name in OUTPUTS.items()}
+    n_temperatures = len(settings["temperatures"])
     print(f"{len(train)} training structures from {settings['train']}; {len(starts)} starts "
-          f"x {len(settings['temperatures'])} temperatures; driver {settings['driver']}; reference "
+          f"x {n_temperatures} temperature{'s' if n_temperatures > 1 else ''}; driver {settings['driver']}; reference "
           f"{settings['reference']}; refit {settings['refit']}; work directory {workdir}")
 
     def report(iteration, fitted) -> None:
