@@ -35,32 +35,82 @@ ZERO_FORCES = 1e-4
 
 
 class StressUnitWarning(RuntimeWarning):
-    """A stress label so large that it is probably in GPa or kbar rather than eV/A^3."""
+    """A stress label so large that it is probably in GPa or kbar rather than eV/A^3.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gapy.labels import StressUnitWarning
+    >>> warnings.filterwarnings("ignore", category=StressUnitWarning)  # doctest: +SKIP
+    """
 
 
 class LabelConflictWarning(RuntimeWarning):
-    """A label given twice with different values (``atoms.calc`` and ``atoms.info``/``arrays``, or a
-    stress and a virial): :func:`read_labels` uses the first, as documented, and says so."""
+    """A label given twice with different values: :func:`read_labels` uses the first, and says so.
+
+    Twice: in ``atoms.calc`` and in ``atoms.info``/``arrays``, or as a stress and a virial.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gapy.labels import LabelConflictWarning
+    >>> warnings.filterwarnings("ignore", category=LabelConflictWarning)  # doctest: +SKIP
+    """
 
 
 class EnergyOutlierWarning(RuntimeWarning):
-    """Energies per atom far from all the others' (:func:`outlying_energies`): a unit or parsing slip."""
+    """Energies per atom far from all the others' (:func:`outlying_energies`): a unit or parsing slip.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gapy.labels import EnergyOutlierWarning
+    >>> warnings.filterwarnings("ignore", category=EnergyOutlierWarning)  # doctest: +SKIP
+    """
 
 
 class ForceOutlierWarning(RuntimeWarning):
-    """Forces far larger than all the others' (:func:`outlying_forces`): a unit or parsing slip."""
+    """Forces far larger than all the others' (:func:`outlying_forces`): a unit or parsing slip.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gapy.labels import ForceOutlierWarning
+    >>> warnings.filterwarnings("ignore", category=ForceOutlierWarning)  # doctest: +SKIP
+    """
 
 
 class RepeatedStructureWarning(RuntimeWarning):
-    """Training structures with the same species, positions and cell (:func:`repeated_structures`)."""
+    """Training structures with the same species, positions and cell (:func:`repeated_structures`).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gapy.labels import RepeatedStructureWarning
+    >>> warnings.filterwarnings("ignore", category=RepeatedStructureWarning)  # doctest: +SKIP
+    """
 
 
 class EnergyResidualWarning(RuntimeWarning):
-    """Training energies that the fitted model misses far more than all the others' (a label slip)."""
+    """Training energies that the fitted model misses far more than all the others' (a label slip).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gapy.labels import EnergyResidualWarning
+    >>> warnings.filterwarnings("ignore", category=EnergyResidualWarning)  # doctest: +SKIP
+    """
 
 
 class CloseAtomsWarning(RuntimeWarning):
-    """Training structures with atoms far closer than a bond (a broken geometry, or short-range data on purpose)."""
+    """Training structures with atoms far closer than a bond (a broken geometry, or short-range data on purpose).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gapy.labels import CloseAtomsWarning
+    >>> warnings.filterwarnings("ignore", category=CloseAtomsWarning)  # doctest: +SKIP
+    """
 
 
 @dataclass
