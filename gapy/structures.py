@@ -133,6 +133,10 @@ def atomic_number(species) -> int:
     >>> from gapy.structures import atomic_number
     >>> atomic_number("Si"), atomic_number(14), atomic_number("14")
     (14, 14, 14)
+    >>> atomic_number("si")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown species 'si' ('Si'?): give a chemical symbol or atomic number
     """
     if isinstance(species, (int, np.integer)) and not isinstance(species, bool):
         if 0 < int(species) < len(chemical_symbols):
@@ -141,7 +145,10 @@ def atomic_number(species) -> int:
         return atomic_numbers[species]
     elif isinstance(species, str) and species.isdigit():  # JSON keys
         return atomic_number(int(species))
-    raise ValueError(f"unknown species {species!r}: give a chemical symbol or atomic number")
+    hint = ""
+    if isinstance(species, str) and species.strip().capitalize() in atomic_numbers:
+        hint = f" ({species.strip().capitalize()!r}?)"  # "si", "SI", " Si"
+    raise ValueError(f"unknown species {species!r}{hint}: give a chemical symbol or atomic number")
 
 
 def check_species(species) -> np.ndarray:
