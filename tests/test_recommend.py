@@ -417,3 +417,16 @@ def test_data_without_a_condensed_phase_get_a_cutoff_of_at_most_five_bonds():
     nearest = recommendation.measured["nearest_neighbour"]
     assert recommendation.model.descriptor.r_cut == pytest.approx(MAX_CUTOFF_RATIO * nearest, abs=0.05)
     assert "no condensed phase" in recommendation.reasons["descriptor__r_cut"]
+
+
+def test_a_minority_species_gets_a_tenth_of_the_largest_species_sparse_points():
+    """Cu with 20 Au atoms among 800: a quarter of the Au environments (5, then the floor of 10)
+    was too few; now at least a tenth of Cu's 195 points, so all 20 (the cap: its environments).
+    Cu alone keeps its quarter."""
+    frames = crystals("Cu", 3.61, n=25, stress=False)
+    for k in range(20):
+        atoms = frames[k].copy()
+        atoms.symbols[k % 32] = "Au"
+        frames[k] = labelled(atoms, stress=False)
+    assert recommend(frames).model.n_sparse == {"Cu": 195, "Au": 20}
+    assert recommend(crystals("Cu", 3.61, n=25, stress=False)).model.n_sparse == {"Cu": 200}
