@@ -10,7 +10,7 @@ import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
@@ -261,6 +261,47 @@ def standardized_errors(comparison: Comparison, mask: Optional[np.ndarray] = Non
         error, std = error[mask], std[mask]
     uncertain = std > 1e-9 * comparison.std.max()
     return error[uncertain] / std[uncertain]
+
+
+def largest_errors(comparison: Comparison, n: int = 3) -> List[Tuple[int, float, Optional[float]]]:
+    """The ``n`` structures with the largest errors, largest first.
+
+    A structure's error is its energy error (predicted minus reference), or the RMS of
+    its force or stress components' errors; an unseen kind of structure (a surface
+    reconstruction no training slab has) shows here before it shows in the RMSE.
+
+    Parameters
+    ----------
+    comparison : Comparison
+        Values of one quantity, from :func:`compare`.
+    n : int, default=3
+        How many structures.
+
+    Returns
+    -------
+    list of tuple
+        ``(structure, error, z)``: the structure's position in the compared frames, its
+        error in ``comparison.unit``, and the RMS of its errors over their predicted stds
+        (``None`` without stds).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from gapy.metrics import Comparison, largest_errors
+    >>> c = Comparison("energy", "meV/atom", np.zeros(3), np.array([1.0, -24.0, 2.0]),
+    ...                np.array([5.0, 5.0, 5.0]), np.arange(3), np.array(["a"] * 3))
+    >>> largest_errors(c, n=1)
+    [(1, -24.0, 4.8)]
+    """
+    error = comparison.error
+    structures = np.unique(comparison.structure)
+    rows = []
+    for k in structures:
+        mine = comparison.structure == k
+        value = float(error[mine][0]) if comparison.quantity == "energy" else float(np.sqrt(np.mean(error[mine] ** 2)))
+        z = standardized_errors(comparison, mine)
+        rows.append((int(k), value, float(np.sqrt(np.mean(z**2))) if z is not None and len(z) else None))
+    return sorted(rows, key=lambda row: -abs(row[1]))[:n]
 
 
 def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:

@@ -83,6 +83,15 @@ def test_eval_writes_tables_and_plots(model_file, data, tmp_path, capsys):
     assert main(["eval", str(model_file), str(data / "test.xyz"), "-o", str(report)]) == 0
     out = capsys.readouterr().out
     assert "meV/atom" in out and "AIMD-NVT" in out
+    # the three structures with the largest energy errors, largest first, as the model predicts them
+    frames = read(data / "test.xyz", ":")
+    errors = [(gapy.load(model_file).predict([atoms])[0] - atoms.get_potential_energy()) / len(atoms) * 1000
+              for atoms in frames]
+    order = np.argsort(-np.abs(errors))[:3]
+    (line,) = [line for line in out.splitlines() if line.startswith("largest energy errors (meV/atom): ")]
+    assert [int(part.split()[1]) for part in line.split(": ", 1)[1].split("; ")] == order.tolist()
+    assert f"{errors[order[0]]:+.3g} (" in line
+    assert "largest force errors (eV/A, RMS over the components): " in out
     with open(report / "errors.csv") as handle:
         rows = list(csv.DictReader(handle))
     overall = {row["quantity"]: row for row in rows if row["config_type"] == "all"}

@@ -9,6 +9,7 @@ import numpy as np
 from .._version import __version__
 from ..exceptions import GapyError
 from ..labels import label_keys, read_labels
+from ..metrics import largest_errors
 from ..report import evaluate, write_report
 from ..structures import structure_name
 from ._common import (about, add_prediction_options, calibration_hint, check_model_species, check_outputs,
@@ -49,6 +50,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(frames)} structures from {args.data} predicted in {elapsed:.1f} s"
           + (f" (with {args.variance or model.variance} standard deviations)" if with_std else ""))
     print_table(f"errors of {args.model} on {args.data}", rows)
+    for quantity, comparison in comparisons.items():  # the structures that make the RMSE
+        worst = largest_errors(comparison)
+        if len(frames) > len(worst):
+            signed = quantity == "energy"
+            print(f"largest {'force' if quantity == 'forces' else quantity} errors ({comparison.unit}"
+                  + ("" if signed else ", RMS over the components") + "): " + "; ".join(
+                      f"{structure_name(frames[k], k)} {value:{'+' if signed else ''}.3g}"
+                      + (f" ({z:.1f} std)" if z is not None else "") for k, value, z in worst))
     if "energy" in comparisons and model.label_sigmas_.get("energy") is None:
         offset = float(np.mean(comparisons["energy"].error))
         print(f"note: {args.model} was fitted without energies, so its energies are known up to a constant per "
