@@ -26,9 +26,6 @@ logger = logging.getLogger(__name__)
 #: few atoms (EMT Cu-Ni with Au in 6 atoms of 4 of 50 structures: test structures with one Au atom were 0.5-2.8
 #: eV off, at 2-12 predicted stds).
 RARE_SPECIES, RARE_SPECIES_SHARE = 100, 0.05
-#: Atoms closer than this times the sum of their covalent radii are named in a warning: bonds are 1.0-1.2
-#: times it, and 0.5 is far inside any repulsive wall (as the MD of :mod:`gapy.sampling` stops there).
-CLOSE_FACTOR = 0.5
 #: :class:`EnergyResiduals`: a structure is named when its energy residual lies more than this many robust
 #: standard deviations (1.4826 x the median absolute deviation) from the median residual ...
 RESIDUAL_OUTLIER_FACTOR = 10.0
@@ -140,7 +137,8 @@ def check_repeats(summaries: Sequence["_Summary"]) -> None:
 
 
 def check_close_atoms(summaries: Sequence["_Summary"]) -> None:
-    """Warn of fitted structures with atoms closer than :data:`CLOSE_FACTOR` times the sum of their covalent radii."""
+    """Warn of fitted structures with atoms closer than :data:`gapy.structures.CLOSE_FACTOR` times the sum of
+    their covalent radii."""
     close = [f"{summary.name}: {summary.close_pair}" for summary in summaries if summary.close_pair]
     if close:
         warnings.warn(

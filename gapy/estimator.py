@@ -26,8 +26,8 @@ from .gp.terms import InstanceSparseSet
 from .gp.variance import local_prior_variance
 from .io import estimator_state
 from .io.frames import FileSource, FrameSource, frame_source, load_structure
-from ._training_checks import (CLOSE_FACTOR, EnergyResiduals, check_close_atoms, check_config_types,
-                               check_energies, check_forces, check_labels, check_repeats, warn_rare_species)
+from ._training_checks import (EnergyResiduals, check_close_atoms, check_config_types, check_energies,
+                               check_forces, check_labels, check_repeats, warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import EnergyRows, choose_energy_sigma
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
@@ -35,7 +35,8 @@ from .kernels import check_theta, check_zeta
 from .labels import LABEL_DECIMALS, Labels, digest, read_labels, stress_from_virial
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
-from .structures import as_frames, atomic_number, closest_covalent_pair, is_isolated_atom, structure_name
+from .structures import (CLOSE_FACTOR, as_frames, atomic_number, closest_covalent_pair, is_isolated_atom,
+                         structure_name)
 from .term import TERMS, Term, check_term
 
 logger = logging.getLogger(__name__)

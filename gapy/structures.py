@@ -13,6 +13,9 @@ from .exceptions import StructureError
 
 #: Atoms closer than this (Angstrom) are rejected as unphysical.
 MIN_DISTANCE = 0.1
+#: Atoms closer than this times the sum of their covalent radii are far inside any repulsive wall (bonds are
+#: 1.0-1.2 times it): MD stops there, and a fit names such training structures (:func:`closest_covalent_pair`).
+CLOSE_FACTOR = 0.5
 
 
 def require_atoms(atoms, index: Optional[int] = None) -> None:

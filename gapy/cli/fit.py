@@ -285,17 +285,6 @@ KEY_HINT = "name the labels with --energy-key, --forces-key, --stress-key or --v
 #: The flag for labels whose names contain these words (``REF_energy``, ``dft_forces``).
 KEY_FLAGS = (("energy", "--energy-key"), ("force", "--forces-key"), ("stress", "--stress-key"),
              ("virial", "--virial-key"))
-
-
-def key_hint(atoms: Atoms) -> str:
-    """:data:`KEY_HINT`, with the flags for the names of ``atoms`` that look like labels."""
-    names = [*atoms.info, *(name for name in atoms.arrays if name not in ("numbers", "positions"))]
-    flags = []
-    for word, flag in KEY_FLAGS:
-        matches = [name for name in names if word in name.lower()]
-        if len(matches) == 1:
-            flags.append(f"{flag} {matches[0]}")
-    return KEY_HINT + (f" (here perhaps {' '.join(flags)})" if flags else "")
 #: Structures whose geometry ``gapy fit --recommend`` reads from a streamed file.
 RECOMMEND_SAMPLE = 300
 #: Training files larger than this (bytes) are streamed unless ``--no-stream``.
@@ -440,6 +429,17 @@ def fit_as_recommended(model: GAPRegressor, frames, recommendation: Recommendati
         print(f"sigma_energy = {cross_validation['sigma']:.4g}"
               + (" as the evidence's" if cross_validation["sigma"] == evidence
                  else f" instead of the evidence's {evidence:.4g}") + f": {cross_validation['reason']}")
+
+
+def key_hint(atoms: Atoms) -> str:
+    """:data:`KEY_HINT`, with the flags for the names of ``atoms`` that look like labels."""
+    names = [*atoms.info, *(name for name in atoms.arrays if name not in ("numbers", "positions"))]
+    flags = []
+    for word, flag in KEY_FLAGS:
+        matches = [name for name in names if word in name.lower()]
+        if len(matches) == 1:
+            flags.append(f"{flag} {matches[0]}")
+    return KEY_HINT + (f" (here perhaps {' '.join(flags)})" if flags else "")
 
 
 def given_hyperparameters(settings: Dict[str, Any]) -> List[str]:

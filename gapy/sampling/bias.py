@@ -39,7 +39,7 @@ from ..gp import check_variance_kind, voigt
 from ..gp.terms import instance_weighted_gradients
 from ..gp.variance import local_prior_variance
 from ..labels import stress_from_virial
-from ..structures import closest_covalent_pair
+from ..structures import CLOSE_FACTOR, closest_covalent_pair
 
 #: Collective variables of :class:`DescriptorMetadynamics`.
 COLLECTIVE_VARIABLES = ("atoms", "structure")
@@ -289,11 +289,11 @@ class DescriptorMetadynamics(_BiasedCalculator):
     """
 
     default_parameters = {"height": 0.005, "width": 0.05, "stride": 5, "bias_temperature": None,
-                          "collective_variable": "atoms", "min_distance_factor": 0.5}
+                          "collective_variable": "atoms", "min_distance_factor": CLOSE_FACTOR}
 
     def __init__(self, model, height: float = 0.005, width: float = 0.05, stride: int = 5,
                  bias_temperature: Optional[float] = None, collective_variable: str = "atoms",
-                 min_distance_factor: float = 0.5, **kwargs):
+                 min_distance_factor: float = CLOSE_FACTOR, **kwargs):
         self._centers = np.zeros((0, _fitted_model(model).descriptor_.n_features))
         self._center_species = np.zeros(0, dtype=np.int64)
         self._heights = np.zeros(0)
@@ -600,10 +600,11 @@ class UncertaintyBias(_BiasedCalculator):
     (4, 3)
     """
 
-    default_parameters = {"strength": 0.1, "variance_scale": None, "variance": None, "min_distance_factor": 0.5}
+    default_parameters = {"strength": 0.1, "variance_scale": None, "variance": None,
+                          "min_distance_factor": CLOSE_FACTOR}
 
     def __init__(self, model, strength: float = 0.1, variance_scale: Optional[float] = None,
-                 variance: Optional[str] = None, min_distance_factor: float = 0.5,
+                 variance: Optional[str] = None, min_distance_factor: float = CLOSE_FACTOR,
                  reference_frames: Optional[Sequence[Atoms]] = None, **kwargs):
         fitted = _fitted_model(model)
         self.reference_frames = None if reference_frames is None else list(reference_frames)

@@ -14,7 +14,7 @@ from ase.md.velocitydistribution import Stationary
 from .._validation import check_choice, check_integer, check_number
 from ..calculator import GAPCalculator
 from ..exceptions import StructureError
-from ..structures import closest_covalent_pair
+from ..structures import CLOSE_FACTOR, closest_covalent_pair
 from .bias import DescriptorMetadynamics, UncertaintyBias
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
            timestep: float = 1.0, friction: float = 0.02, random_state=None,
-           max_force_std: Optional[float] = None, min_distance_factor: float = 0.5) -> tuple:
+           max_force_std: Optional[float] = None, min_distance_factor: float = CLOSE_FACTOR) -> tuple:
     """Langevin dynamics with the model (or any ASE calculator); snapshots every ``interval`` steps.
 
     A trajectory that reaches an unphysical geometry (two atoms closer than
