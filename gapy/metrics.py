@@ -294,14 +294,18 @@ def largest_errors(comparison: Comparison, n: int = 3) -> List[Tuple[int, float,
     [(1, -24.0, 4.8)]
     """
     error = comparison.error
-    structures = np.unique(comparison.structure)
+    structures, inverse = np.unique(comparison.structure, return_inverse=True)
+    if comparison.quantity == "energy":  # one value per structure
+        values = np.zeros(len(structures))
+        values[inverse] = error
+    else:
+        values = np.sqrt(np.bincount(inverse, error**2) / np.bincount(inverse))
     rows = []
-    for k in structures:
-        mine = comparison.structure == k
-        value = float(error[mine][0]) if comparison.quantity == "energy" else float(np.sqrt(np.mean(error[mine] ** 2)))
-        z = standardized_errors(comparison, mine)
-        rows.append((int(k), value, float(np.sqrt(np.mean(z**2))) if z is not None and len(z) else None))
-    return sorted(rows, key=lambda row: -abs(row[1]))[:n]
+    for j in np.argsort(-np.abs(values), kind="stable")[:n]:  # the stds of these few structures only
+        z = standardized_errors(comparison, inverse == j)
+        rows.append((int(structures[j]), float(values[j]),
+                     float(np.sqrt(np.mean(z**2))) if z is not None and len(z) else None))
+    return rows
 
 
 def error_table(comparisons: Dict[str, Comparison]) -> List[dict]:

@@ -596,7 +596,8 @@ def warn_at_bounds(result: OptimizationResult, given: Collection[str] = (), answ
     described = ", ".join(f"{name if name in result.deltas else 'the noise sigma of ' + name} at its "
                           f"{'lower' if name in lower else 'upper'} bound {point[name]:.3g}" for name in at_bounds)
     hint = ("" if set(given) >= set(at_bounds) else
-            "; the search spans 100x either way of the starting value: start nearer or give wider bounds")
+            f"; the search spans {SEARCH_WINDOW:g}x either way of the starting value: start nearer or give wider "
+            "bounds")
     if any(name in result.sigmas for name in lower & set(at_bounds)):
         hint += (" (a noise sigma on its lower bound: the labels are fitted as closely as the search allows, as "
                  "with noise-free labels such as EMT's or copies of structures; the model then depends on the "
