@@ -381,6 +381,67 @@ def merge_shortest(found: Iterable[Mapping[Tuple[int, int], float]]) -> Dict[Tup
     return merged
 
 
+#: :func:`closer_than_training` names a pair closer than this fraction of the training data's
+#: shortest distance of its species pair (mlearn Si: the test sets' closest pairs are at 1.04-1.29
+#: of the training's).
+SHORT_DISTANCE_FRACTION = 0.9
+
+
+class ShortDistanceWarning(RuntimeWarning):
+    """Atoms closer than any pair of their species in the training data: the model extrapolates.
+
+    A SOAP model without a repulsive core (``baseline="zbl"``, a 2-body term) can predict
+    such a structure wrongly with a small std: normalised SOAP vectors change little when a
+    structure is compressed. Given by ``gapy predict``, ``eval`` and ``select``.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from gapy.baseline import ShortDistanceWarning
+    >>> warnings.filterwarnings("ignore", category=ShortDistanceWarning)  # doctest: +SKIP
+    """
+
+
+def closer_than_training(atoms: Atoms, training_shortest: Mapping[Tuple[int, int], float],
+                         fraction: float = SHORT_DISTANCE_FRACTION, index: Optional[int] = None) -> Optional[str]:
+    """The pair of ``atoms`` furthest below ``fraction`` of its species pair's shortest training distance.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        The structure.
+    training_shortest : dict of (int, int) to float
+        Shortest distance of each species pair in the training data
+        (:attr:`gapy.GAPRegressor.pair_shortest_`); pairs it lacks are not compared.
+    fraction : float, default=SHORT_DISTANCE_FRACTION
+        Distances below ``fraction`` times the training's count.
+    index : int, optional
+        The structure's place in a data set, named in error messages.
+
+    Returns
+    -------
+    str or None
+        The pair, its distance and the training's shortest (``"Cu-Cu 1.09 A (shortest in
+        training 2.27 A)"``), or None when no pair is that close.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> training = shortest_pair_distances(bulk("Cu", cubic=True))
+    >>> closer_than_training(bulk("Cu", cubic=True, a=3.0), training)
+    'Cu-Cu 2.12 A (shortest in training 2.55 A)'
+    >>> closer_than_training(bulk("Cu", cubic=True, a=3.5), training) is None
+    True
+    """
+    found = [(distance / training_shortest[pair], pair, distance)
+             for pair, distance in shortest_pair_distances(atoms, index, 0.0).items() if pair in training_shortest]
+    ratio, (z_i, z_j), distance = min(found, default=(np.inf, (0, 0), np.inf))
+    if ratio >= fraction:
+        return None
+    return (f"{chemical_symbols[z_i]}-{chemical_symbols[z_j]} {distance:.2f} A (shortest in training "
+            f"{training_shortest[(z_i, z_j)]:.2f} A)")
+
+
 def _check_radii(r_inner, r_outer, name: str = "ZBL") -> Tuple[float, float]:
     """``(r_inner, r_outer)`` as floats, checked: both > 0 and ``r_inner < r_outer``."""
     check_number("r_inner", r_inner, 0.0)

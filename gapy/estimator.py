@@ -175,6 +175,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         Atomic numbers the model knows.
     n_environments_ : dict
         Chemical symbol to the number of fitted environments (atoms) of that species.
+    pair_shortest_ : dict
+        ``(lighter, heavier atomic number)`` to the shortest distance (A) of that species
+        pair in the fitted structures (within the cutoff, at least 4 A): what the ZBL
+        switch starts from, and below which predictions extrapolate
+        (:func:`gapy.baseline.closer_than_training`). Empty in models saved before it.
     label_counts_ : dict
         Number of values fitted of each kind: ``"energy"`` (structures), ``"forces"``
         (components), ``"virial"`` (components).
@@ -327,7 +332,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             ``joblib.parallel_config(backend="dask")`` the tasks of a file read their own
             structures (the workers must see the file under the same path).
         y : None
-            Ignored: labels are read from the structures.
+            Must be None: labels are read from the structures.
         sample_weight : array-like of shape (n_frames,), optional
             Per-structure weights: every sigma of structure ``k`` is divided by
             ``sqrt(sample_weight[k])``; a weight of 0 leaves the structure out.
@@ -343,7 +348,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             An element of ``frames`` is not an ``ase.Atoms``, or a parameter has the
             wrong type.
         ValueError
-            A parameter out of range, no structures, a bad ``sample_weight``, an ``e0``
+            ``y`` is given, a parameter out of range, no structures, a bad ``sample_weight``, an ``e0``
             that cannot be determined, no structure left to fit (all have zero weight
             or are isolated atoms), or no atom with a neighbour (no sparse point).
         gapy.StructureError
@@ -373,6 +378,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> model.fit(train, sample_weight=[1.0, 1.0, 2.0, 0.0]).label_counts_  # the last one left out
         {'energy': 3, 'forces': 567}
         """
+        _refuse_y(y)
         self._check_parameters()
         source = frame_source(frames)
         try:
@@ -431,7 +437,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         frames : sequence of ase.Atoms, path or iterable of ase.Atoms
             Labelled training structures, as for :meth:`fit`.
         y : None
-            Ignored: labels are read from the structures.
+            Must be None: labels are read from the structures.
         sample_weight : array-like of shape (n_frames,), optional
             As in :meth:`fit`.
         fixed : sequence of str, default=()
@@ -482,6 +488,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> model.delta, bool(model.sigma_force != 0.2)
         (1.0, True)
         """
+        _refuse_y(y)
         self._check_parameters()
         check_choice("energy_sigma", energy_sigma, ("evidence", "cross-validation"))
         cross_validated = energy_sigma == "cross-validation" and self.sigma_energy is not None \
@@ -637,10 +644,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             forces_key=self.forces_key, stress_key=self.stress_key, virial_key=self.virial_key)
         check_repeats(summaries)
         check_close_atoms(summaries)
+        self.pair_shortest_ = merge_shortest(summary.pair_shortest for summary in summaries)
         if self.baseline == "zbl":  # (a pair of much longer bonds, C-H beside H-H, gets its own switch)
-            pair_shortest = merge_shortest(summary.pair_shortest for summary in summaries)
-            self.baseline_ = ZBL.below_distance(min(pair_shortest.values(), default=np.inf),
-                                                pair_shortest=pair_shortest)
+            self.baseline_ = ZBL.below_distance(min(self.pair_shortest_.values(), default=np.inf),
+                                                pair_shortest=self.pair_shortest_)
         else:
             self.baseline_ = None if self.baseline is None else ZBL(**self.baseline.get_params())
 
@@ -732,8 +739,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             name=structure_name(atoms, index),
             keys=(tuple(atoms.info), tuple(atoms.arrays),
                   tuple(getattr(atoms.calc, "results", {})) if atoms.calc is not None else ()),
-            pair_shortest=(shortest_pair_distances(atoms, index, self._largest_cutoff(descriptor))
-                           if used and self.baseline == "zbl" else None),
+            pair_shortest=shortest_pair_distances(atoms, index, self._largest_cutoff(descriptor)) if used else None,
             config_type=atoms.info.get("config_type"),
             close_pair=closest_covalent_pair(atoms, CLOSE_FACTOR) if used else None,
             force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
@@ -908,9 +914,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                              f"give sparse_candidates >= {largest} (10x or more keeps CUR meaningful) or None")
         return cap
 
-    def _read_labels(self, atoms: Atoms, index: int) -> Labels:
+    def _read_labels(self, atoms: Atoms, index: int, warn: bool = True) -> Labels:
         return read_labels(atoms, index, self.energy_key, self.forces_key, self.stress_key, self.virial_key,
-                           self.force_weights_key)
+                           self.force_weights_key, warn=warn)
 
     def _n_sparse_per_species(self, descriptor: SOAP):
         if isinstance(self.n_sparse, dict):
@@ -1400,7 +1406,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         frames : sequence of ase.Atoms
             Structures with reference energies (under ``energy_key``).
         y : None
-            Ignored: the energies are read from the structures.
+            Must be None: the energies are read from the structures.
         sample_weight : array-like of shape (n_frames,), optional
             Weights of the structures in the mean squared error (finite, non-negative,
             not all zero).
@@ -1415,7 +1421,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         sklearn.exceptions.NotFittedError
             The model is not fitted.
         ValueError
-            ``sample_weight`` of the wrong shape, negative, NaN or all zero.
+            ``y`` is given, or ``sample_weight`` of the wrong shape, negative, NaN or all zero.
         gapy.StructureError
             A structure has no energy label.
 
@@ -1429,6 +1435,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         True
         """
         check_is_fitted(self, "gp_")
+        _refuse_y(y)
         frames = as_frames(frames)
         weights = _SampleWeights(sample_weight, len(frames)).values
         if weights is not None and not weights.sum() > 0:
@@ -1441,6 +1448,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         predicted = self.predict(frames) / n_atoms
         reference = np.array([lab.energy for lab in labels]) / n_atoms
         return -float(np.sqrt(np.average((predicted - reference) ** 2, weights=weights)))
+
+
+def _refuse_y(y) -> None:
+    """scikit-learn's ``y``: the labels are in the structures, and a ``y`` would be silently ignored."""
+    if y is not None:
+        raise ValueError("y must be None: the labels are read from the structures (atoms.calc, or info/arrays under "
+                         "energy_key, forces_key, stress_key); put the targets there")
 
 
 class _SampleWeights:
@@ -1486,7 +1500,7 @@ class _Summary:
     label_sizes: Dict[str, Optional[int]]  # values of each label kind, None where missing
     name: str  # structure_name, for messages
     keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
-    pair_shortest: Optional[Dict[Tuple[int, int], float]] = None  # shortest distance by species pair ("zbl")
+    pair_shortest: Optional[Dict[Tuple[int, int], float]] = None  # shortest distance by species pair
     config_type: Optional[object] = None  # atoms.info["config_type"]
     close_pair: Optional[str] = None  # closest_covalent_pair(atoms, CLOSE_FACTOR)
     force_rms: Optional[float] = None  # root mean square of the force labels (eV/A), None without
@@ -1515,7 +1529,7 @@ def _observation_rows_task(task: tuple, shared: tuple) -> dict:
     item, k, weight = task
     model, descriptor, basis, term_descriptors = shared
     atoms = load_structure(item)
-    labels = model._read_labels(atoms, k)
+    labels = model._read_labels(atoms, k, warn=False)  # (pass 1 gave them)
     species = descriptor.species_indices(atoms, k)
     return model._structure_observations(atoms, k, labels, species, descriptor, basis, weight, term_descriptors)
 

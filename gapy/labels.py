@@ -209,6 +209,7 @@ def read_labels(
     stress_key: str = "stress",
     virial_key: str = "virial",
     force_weights_key: Optional[str] = None,
+    warn: bool = True,
 ) -> Labels:
     """Labels from ``atoms.calc`` results, else from ``atoms.info`` / ``atoms.arrays``.
 
@@ -234,6 +235,8 @@ def read_labels(
         Virial (eV): ``atoms.info``.
     force_weights_key : str, optional
         Per-atom force weights in ``atoms.arrays``; not read when ``None``.
+    warn : bool, default=True
+        Give the warnings below; False for a second reading of the same structure.
 
     Returns
     -------
@@ -273,18 +276,19 @@ def read_labels(
     """
     name = structure_name(atoms, index)
     labels = Labels()
+    compare = _warn_if_different if warn else (lambda *_: None)  # a label given twice
     energy = _calculator_result(atoms, energy_key)
     if energy is None:
         energy = atoms.info.get(energy_key)
     if energy is not None:
         labels.energy = float(_finite(energy, name, energy_key, shape=()))
-        _warn_if_different(atoms, name, energy_key, labels.energy, atoms.info.get(energy_key), "atoms.info")
+        compare(atoms, name, energy_key, labels.energy, atoms.info.get(energy_key), "atoms.info")
     forces = _calculator_result(atoms, forces_key)
     if forces is None:
         forces = atoms.arrays.get(forces_key)
     if forces is not None:
         labels.forces = _finite(forces, name, forces_key, shape=(len(atoms), 3))
-        _warn_if_different(atoms, name, forces_key, labels.forces, atoms.arrays.get(forces_key), "atoms.arrays")
+        compare(atoms, name, forces_key, labels.forces, atoms.arrays.get(forces_key), "atoms.arrays")
     if force_weights_key is not None and force_weights_key in atoms.arrays:
         weights = _finite(atoms.arrays[force_weights_key], name, force_weights_key, shape=(len(atoms),))
         if np.any(weights < 0):
@@ -300,16 +304,16 @@ def read_labels(
         if stress.shape in ((3, 3), (9,)):
             stress = _symmetric_voigt(stress, name, stress_key)
         stress = _finite(stress, name, stress_key, shape=(6,))
-        if np.abs(stress).max() > MAX_PLAUSIBLE_STRESS:
+        if warn and np.abs(stress).max() > MAX_PLAUSIBLE_STRESS:
             warnings.warn(
                 f"{name}: field '{stress_key}' reaches {np.abs(stress).max():.3g} eV/A^3 "
                 f"({np.abs(stress).max() * EV_PER_A3_IN_GPA:.3g} GPa): is it in GPa or kbar? gapy reads stresses "
                 "in eV/A^3 (ASE units; 1 eV/A^3 = 160.2 GPa)", StressUnitWarning, stacklevel=2,
             )
-        _warn_if_different(atoms, name, stress_key, stress, atoms.info.get(stress_key), "atoms.info")
+        compare(atoms, name, stress_key, stress, atoms.info.get(stress_key), "atoms.info")
         labels.virial = -stress * _volume(atoms, name, stress_key)
         if virial is not None:
-            _warn_if_different(atoms, name, virial_key, labels.virial, virial, "atoms.info",
+            compare(atoms, name, virial_key, labels.virial, virial, "atoms.info",
                                f"-{stress_key} * volume")
     elif virial is not None:
         virial = _finite(virial, name, virial_key)

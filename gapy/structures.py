@@ -140,16 +140,22 @@ def atomic_number(species) -> int:
     Traceback (most recent call last):
     ...
     ValueError: unknown species 'si' ('Si'?): give a chemical symbol or atomic number
+    >>> atomic_number("X")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown species 'X' (ASE's dummy atom, not an element): give a chemical symbol or atomic number
     """
     if isinstance(species, (int, np.integer)) and not isinstance(species, bool):
         if 0 < int(species) < len(chemical_symbols):
             return int(species)
-    elif isinstance(species, str) and species in atomic_numbers:
+    elif isinstance(species, str) and atomic_numbers.get(species, 0) > 0:  # (not "X", ASE's dummy atom)
         return atomic_numbers[species]
     elif isinstance(species, str) and species.isdigit():  # JSON keys
         return atomic_number(int(species))
     hint = ""
-    if isinstance(species, str) and species.strip().capitalize() in atomic_numbers:
+    if species in ("X", 0):
+        hint = " (ASE's dummy atom, not an element)"
+    elif isinstance(species, str) and species.strip().capitalize() in atomic_numbers:
         hint = f" ({species.strip().capitalize()!r}?)"  # "si", "SI", " Si"
     raise ValueError(f"unknown species {species!r}{hint}: give a chemical symbol or atomic number")
 
@@ -221,7 +227,7 @@ class NeighborPairs:
 
 
 def check_geometry(atoms: Atoms, index: Optional[int] = None) -> None:
-    """Raise :class:`StructureError` for NaN positions or a degenerate periodic cell.
+    """Raise :class:`StructureError` for atoms that are no element, NaN positions or a degenerate periodic cell.
 
     Parameters
     ----------
@@ -235,8 +241,9 @@ def check_geometry(atoms: Atoms, index: Optional[int] = None) -> None:
     TypeError
         ``atoms`` is not an ``ase.Atoms``.
     gapy.StructureError
-        No atoms, non-finite positions or cell, a zero-volume cell periodic in all
-        directions, or a zero cell vector along a periodic direction.
+        No atoms, an atomic number that is no element (0: ASE's ``X``), non-finite
+        positions or cell, a zero-volume cell periodic in all directions, or a zero
+        cell vector along a periodic direction.
     """
     require_atoms(atoms, index)
 
@@ -245,6 +252,11 @@ def check_geometry(atoms: Atoms, index: Optional[int] = None) -> None:
 
     if len(atoms) == 0:
         fail(" has no atoms")
+    numbers = atoms.numbers
+    if numbers.min() < 1 or numbers.max() >= len(chemical_symbols):
+        bad = np.flatnonzero((numbers < 1) | (numbers >= len(chemical_symbols)))
+        fail(f": field 'numbers' has {numbers[bad[0]]} for atoms {bad[:10].tolist()}, which is no element"
+             + (" ('X', ASE's dummy atom)" if numbers[bad[0]] == 0 else ""))
     positions = atoms.positions
     if not np.isfinite(positions).all():
         bad = np.flatnonzero(~np.isfinite(positions).all(axis=1))

@@ -20,6 +20,7 @@ from ase.io import write
 
 import gapy
 from gapy import GAPCalculator, GAPRegressor, ModelFileError, SOAP, StructureError
+from gapy.exceptions import DataFileError
 from gapy.cli import main
 from gapy.datasets import load_si
 from gapy.sampling import active_learning, run_md, select_structures
@@ -177,6 +178,12 @@ def _negative_force_weights():
     return atoms
 
 
+def _dummy_atom():
+    atoms = labelled(si())
+    atoms.numbers[2] = 0  # 'X' in an extxyz file
+    return atoms
+
+
 # (second training structure, exception, message pattern); the first structure is fine
 TRAINING_DATA = [
     (_nan_forces, StructureError, r"structure 1 \(Si8\): field 'forces' contains NaN"),
@@ -191,6 +198,7 @@ TRAINING_DATA = [
     (_bad_force_shape, StructureError, r"structure 1 \(Si8\): field 'forces' has shape \(7, 3\)"),
     (_negative_force_weights, StructureError, r"structure 1 \(Si8\): field 'force_weights' has negative"),
     (lambda: "Si8", TypeError, "structure 1: expected ase.Atoms, got str"),
+    (_dummy_atom, StructureError, r"structure 1 \(Si7X\): species \['X'\] not in the descriptor's species"),
 ]
 
 
@@ -198,6 +206,26 @@ TRAINING_DATA = [
 def test_training_data(make, error, match):
     with pytest.raises(error, match=match):
         GAPRegressor(soap(), n_sparse=5, e0=0.0).fit([labelled(si(seed=1)), make()])
+
+
+def test_targets_given_as_y_are_refused_not_ignored():
+    """scikit-learn's y was silently ignored: the labels are read from the structures."""
+    frames = [labelled(si(seed=k)) for k in range(2)]
+    model = GAPRegressor(soap(), n_sparse=5, e0=0.0)
+    for call in (lambda: model.fit(frames, [-10.0, -11.0]), lambda: model.maximize_evidence(frames, [-10.0, -11.0]),
+                 lambda: model.fit(frames).score(frames, [-10.0, -11.0])):
+        with pytest.raises(ValueError, match="y must be None: the labels are read from the structures"):
+            call()
+
+
+def test_a_dummy_atom_is_named_where_the_species_come_from_the_data():
+    """'X' (atomic number 0) was taken for a species of its own."""
+    frames = [labelled(si(seed=1)), _dummy_atom()]
+    with pytest.raises(StructureError, match=r"structure 1 \(Si7X\): field 'numbers' has 0 for atoms \[2\], which "
+                                             r"is no element \('X', ASE's dummy atom\)"):
+        gapy.recommend(frames)
+    with pytest.raises(ValueError, match="unknown species 'X' \\(ASE's dummy atom, not an element\\)"):
+        SOAP(["X", "Si"])
 
 
 def test_labels_under_another_name_are_refused():
@@ -461,6 +489,52 @@ def test_no_command_overwrites_its_input(files, capsys, case):
     err = capsys.readouterr().err
     assert "would overwrite the input" in err or "exists and is not a directory" in err, err
     assert {p.name: p.read_bytes() for p in files.iterdir()} == before
+
+
+def test_a_model_is_never_written_over_structures_nor_structures_over_a_model(files, tmp_path, capsys):
+    """'gapy fit train.xyz -o test.xyz' (a typo for --validation) replaced the test set with a model."""
+    test_set, other_model = tmp_path / "test.xyz", tmp_path / "other.gapy"
+    test_set.write_bytes((files / "data.xyz").read_bytes())
+    other_model.write_bytes((files / "m.gapy").read_bytes())
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    fit = ["fit", str(files / "data.xyz"), "--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "5",
+           "--no-progress", "-o"]
+    assert main(fit + [str(test_set)]) == 1
+    assert "test.xyz: exists and is not a gapy model file" in capsys.readouterr().err
+    for command in ("predict", "select"):
+        assert main([command, str(files / "m.gapy"), str(files / "data.xyz"), "-o", str(other_model)]
+                    + (["-n", "1"] if command == "select" else [])) == 1
+        assert "other.gapy: is a gapy model file and would be replaced" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert main(fit + [str(other_model)]) == 0  # a model over a model: a refit
+    assert gapy.load(other_model).gp_.alpha.shape == (5,)
+
+
+def test_a_model_file_given_as_structures_is_named(files, capsys):
+    assert main(["fit", str(files / "m.gapy")]) == 1
+    assert f"{files / 'm.gapy'}: is a gapy model file, not structures" in capsys.readouterr().err
+    with pytest.raises(DataFileError, match="is a gapy model file, not structures"):
+        GAPRegressor(soap(), n_sparse=5).fit(str(files / "m.gapy"))
+
+
+def test_a_failed_calibrated_fit_leaves_the_previous_model(files, tmp_path, capsys):
+    """The model was written before the validation set was checked: a validation file with a
+    species the training data lack replaced a calibrated model with an uncalibrated one."""
+    validation = tmp_path / "validation.xyz"
+    write(validation, [labelled(si(seed=4)), _germanium()], format="extxyz")
+    output = tmp_path / "m.gapy"
+    output.write_bytes((files / "m.gapy").read_bytes())
+    before = output.read_bytes()
+    argv = ["fit", str(files / "data.xyz"), "--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "5",
+            "--no-progress", "--validation", str(validation), "--calibrate", "-o", str(output)]
+    assert main(argv) == 1
+    captured = capsys.readouterr()
+    assert "structure 1 (GeSi7) has species ['Ge'], which the training structures do not have" in captured.err
+    assert "training on" not in captured.out  # refused before the fit
+    write(validation, [si(seed=5)], format="extxyz")  # no labels
+    assert main(argv) == 1
+    assert "no structure has an energy, forces or stress" in capsys.readouterr().err
+    assert output.read_bytes() == before
 
 
 def test_output_locations_are_checked_before_the_work(files, tmp_path, capsys):

@@ -18,6 +18,7 @@ import gapy
 from gapy import GAPRegressor, SOAP
 from gapy.cli import FIT_OPTIONS, main, run_demo
 from gapy.datasets import load_si
+from gapy.baseline import ShortDistanceWarning, shortest_distance
 from gapy.labels import EnergyResidualWarning
 
 SMALL = ["--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "10", "--no-progress"]
@@ -147,6 +148,29 @@ def test_predict_writes_extxyz_with_stds(model_file, data, tmp_path):
     assert "energy_std" not in plain.info and "forces_std" not in plain.arrays
 
 
+def test_atoms_closer_than_in_training_are_named(model_file, data, tmp_path, capsys):
+    """A SOAP-only model predicted a structure squeezed to half its cell with a small std, silently."""
+    model = gapy.load(model_file)
+    shortest = min(shortest_distance(atoms) for atoms in read(data / "train.xyz", ":"))
+    assert model.pair_shortest_ == {(14, 14): pytest.approx(shortest, abs=1e-6)}  # kept in the model file
+    test = read(data / "test.xyz", ":")
+    squeezed = test[1].copy()
+    squeezed.set_cell(squeezed.cell * 0.8, scale_atoms=True)
+    write(tmp_path / "pool.xyz", test[:1] + [squeezed], format="extxyz")
+    for argv in (["predict", str(model_file), str(tmp_path / "pool.xyz"), "-o", str(tmp_path / "out.xyz")],
+                 ["select", str(model_file), str(tmp_path / "pool.xyz"), "-n", "1", "-o", str(tmp_path / "out.xyz")]):
+        with pytest.warns(ShortDistanceWarning) as caught:
+            assert main(argv) == 0
+        message = str(caught[0].message)
+        assert f"1 structure has atoms closer than any pair of the training data (structure 1 ({squeezed.symbols}" in (
+            message)
+        assert f"Si-Si {0.8 * shortest_distance(test[1]):.2f} A (shortest in training {shortest:.2f} A)" in message
+        assert "without a repulsive core" in message
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShortDistanceWarning)
+        assert main(["predict", str(model_file), str(data / "test.xyz"), "-o", str(tmp_path / "out.xyz")]) == 0
+
+
 def test_errors_are_one_line_with_the_file_and_field(model_file, data, tmp_path, capsys):
     garbage = tmp_path / "garbage.xyz"
     garbage.write_text("garbage\n")
@@ -270,10 +294,15 @@ def test_select_writes_the_most_uncertain_structures(model_file, data, tmp_path,
     expected = model.predict_all([as_read], return_std=True)[0]["forces_std"].max()
     assert chosen[0].info["uncertainty_score"] == pytest.approx(expected)
     assert f"structure {len(pool) - 1}" in out
-    # above every score: nothing to write, said plainly
+    # above every score: the batch is empty, said plainly; the previous batch is not left to be labelled again
     assert main(["select", str(model_file), str(tmp_path / "pool.xyz"), "-n", "2", "-o",
-                 str(tmp_path / "none.xyz"), "--threshold", "1e6"]) == 0
-    assert "nothing written" in capsys.readouterr().out and not (tmp_path / "none.xyz").exists()
+                 str(out_path), "--threshold", "1e6"]) == 0
+    assert f"{out_path} written empty" in capsys.readouterr().out and out_path.read_text() == ""
+    # fewer than asked: why
+    write(tmp_path / "copies.xyz", [far, far.copy(), far.copy()], format="extxyz")
+    assert main(["select", str(model_file), str(tmp_path / "copies.xyz"), "-n", "2", "-o", str(out_path)]) == 0
+    assert "fewer than the 2 asked: the others are copies" in capsys.readouterr().out
+    assert len(read(out_path, ":")) == 1
     err = one_line_error(capsys, ["select", str(model_file), str(tmp_path / "pool.xyz"), "-n", "2",
                                   "-o", str(out_path), "--score", "stress"], status=2)
     assert "--score" in err

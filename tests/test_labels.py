@@ -102,6 +102,26 @@ def test_a_label_given_twice_with_different_values_warns_which_one_is_used():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # equal values in both places: nothing to say
         read_labels(atoms, 2)
+        atoms.info["energy"] = -9.0
+        assert read_labels(atoms, 2, warn=False).energy == -14.0  # a second reading stays quiet
+
+
+def test_a_fit_names_a_label_conflict_once_per_structure():
+    """Both passes of the fit read the labels, and the warning came twice per structure."""
+    import pytest
+
+    from gapy import SOAP, GAPRegressor
+    from gapy.datasets import load_si
+    from gapy.labels import LabelConflictWarning
+    from gapy.structures import structure_name
+
+    frames = load_si("train")[:3]
+    for atoms in frames:
+        atoms.info["energy"] = atoms.get_potential_energy() + 1.0
+    with pytest.warns(LabelConflictWarning) as caught:
+        GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=5).fit(frames)
+    named = [str(w.message).split(": field")[0] for w in caught if w.category is LabelConflictWarning]
+    assert named == [structure_name(atoms, k) for k, atoms in enumerate(frames)]
 
 
 def test_forces_far_larger_than_the_others_are_named_by_the_fit():

@@ -9,6 +9,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk, fcc100, fcc111
 from ase.calculators.emt import EMT
+from ase.io import write
 
 import gapy
 from gapy import GAPRegressor, GapyError, SOAP
@@ -289,6 +290,12 @@ def test_command_checks_paths_first(cu_model, tmp_path):
         run(_parse(["validate", str(tmp_path / "missing.gapy"), "--bulk", "Cu:fcc", "-o", str(tmp_path / "o")]))
     with pytest.raises(GapyError, match="no such structure file"):
         run(_parse(["validate", str(model_path), "--structure", str(tmp_path / "POSCAR"), "-o", str(tmp_path / "o")]))
+    write(tmp_path / "frames.xyz", [bulk("Cu", "fcc", 3.6), bulk("Cu", "fcc", 3.7)])
+    with pytest.raises(GapyError, match="frames.xyz: holds 2 structures; give a file with the one crystal"):
+        run(_parse(["validate", str(model_path), "--structure", str(tmp_path / "frames.xyz"), "-o",
+                    str(tmp_path / "o")]))
+    with pytest.raises(GapyError, match="cu.gapy: is a gapy model file, not structures"):
+        run(_parse(["validate", str(model_path), "--structure", str(model_path), "-o", str(tmp_path / "o")]))
     with pytest.raises(SystemExit):  # usage error: --bulk needs SYMBOL:LATTICE
         _parse(["validate", str(model_path), "--bulk", "Cu", "-o", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()

@@ -4,6 +4,7 @@ before the work starts, and naming the file in error messages."""
 import argparse
 import os
 import tempfile
+import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,9 +14,11 @@ from ase import Atoms
 from ase.data import chemical_symbols
 from ase.io import iread
 
+from ..baseline import ShortDistanceWarning, closer_than_training
 from ..estimator import GAPRegressor, load_model
 from ..exceptions import GapyError
 from ..gp import VARIANCE_KINDS
+from ..io.model import is_model_file
 from ..metrics import format_table
 from ..structures import atomic_number, structure_name
 
@@ -117,6 +120,8 @@ def read_frames(path: PathLike) -> List[Atoms]:
     path = Path(path)
     if not path.is_file():
         raise GapyError(f"{path}: no such file")
+    if is_model_file(path):
+        raise GapyError(f"{path}: is a gapy model file, not structures")
     frames = []
     try:
         for atoms in iread(str(path), index=":"):
@@ -142,13 +147,19 @@ def read_model(path: PathLike, n_jobs: Optional[int] = None) -> GAPRegressor:
     return model
 
 
-def check_model_species(model: GAPRegressor, frames: Sequence[Atoms], path: PathLike) -> None:
-    """Refuse structures with a species the model was not fitted for, with the command-line fix.
+def check_model_frames(model: GAPRegressor, frames: Sequence[Atoms], path: PathLike) -> None:
+    """Refuse structures with a species the model was not fitted for, with the command-line fix; warn of
+    structures with atoms closer than any pair of the training data.
 
     Raises
     ------
     GapyError
         Names the first such structure, its unknown species and the model's species.
+
+    Warns
+    -----
+    gapy.baseline.ShortDistanceWarning
+        Names the first three such structures, their closest pair and the training's.
     """
     known = set(model.descriptor_.atomic_numbers.tolist())
     for k, atoms in enumerate(frames):
@@ -160,6 +171,16 @@ def check_model_species(model: GAPRegressor, frames: Sequence[Atoms], path: Path
                 f"fitted for {[chemical_symbols[z] for z in sorted(known)]}): refit it with 'gapy fit' on training "
                 f"structures that contain {', '.join(unknown)} (or name them with --species)"
             )
+    close = [f"{structure_name(atoms, k)}: {pair}" for k, atoms in enumerate(frames)
+             for pair in [closer_than_training(atoms, getattr(model, "pair_shortest_", {}), index=k)] if pair]
+    if close:
+        core = model.baseline_ is not None or bool(model.gp_.terms)
+        warnings.warn(
+            f"{path}: {len(close)} structure{'s have' if len(close) > 1 else ' has'} atoms closer than any pair of "
+            f"the training data ({'; '.join(close[:3])}{'; ...' if len(close) > 3 else ''}): the model extrapolates "
+            "there" + ("" if core else "; without a repulsive core (ZBL baseline or 2-body term: 'gapy fit' "
+                       "chooses them unless given model settings) its predictions and stds there can be far off"),
+            ShortDistanceWarning, stacklevel=2)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -170,22 +191,34 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_outputs(inputs: Sequence[Optional[PathLike]], files: Sequence[Optional[PathLike]] = (),
-                  directories: Sequence[Optional[PathLike]] = ()) -> None:
+                  directories: Sequence[Optional[PathLike]] = (), models: Sequence[Optional[PathLike]] = ()) -> None:
     """Check every output before any work: never an input, and writable.
 
     Output files get their parent directories created; output directories are created.
-    A path that would overwrite an input (the same file, through any path) is refused.
+    A path that would overwrite an input (the same file, through any path) is refused, and
+    so is a model written over an existing file that is not a gapy model (``models``: a
+    typo for ``--validation test.xyz`` must not replace the test set) or other output
+    (``files``) written over an existing gapy model.
 
     Raises
     ------
     GapyError
-        An output is an input, or cannot be created or written.
+        An output is an input, would replace a file of the other kind, or cannot be
+        created or written.
     """
     sources = [Path(p) for p in inputs if p is not None]
-    for output in [Path(p) for p in list(files) + list(directories) if p is not None]:
+    for output in [Path(p) for p in list(files) + list(models) + list(directories) if p is not None]:
         for source in sources:
             if output.resolve() == source.resolve() or _same_file(output, source):
                 raise GapyError(f"{output}: the output would overwrite the input {source}; choose another name")
+    for output in [Path(p) for p in models if p is not None]:
+        if output.is_file() and not is_model_file(output):
+            raise GapyError(f"{output}: exists and is not a gapy model file; a model is written only over a "
+                            "model: remove the file or choose another name")
+    for output in [Path(p) for p in files if p is not None]:
+        if output.is_file() and is_model_file(output):
+            raise GapyError(f"{output}: is a gapy model file and would be replaced; choose another name")
+    files = list(files) + list(models)
     for output in [Path(p) for p in files if p is not None]:
         if output.is_dir():
             raise GapyError(f"{output}: is a directory; give a file name")

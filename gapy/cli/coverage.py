@@ -13,7 +13,7 @@ from ..descriptors import SOAP
 from .fit import SOAP_DEFAULTS
 from ..exceptions import GapyError
 from ..structures import atomic_number
-from ._common import (about, check_model_species, check_outputs, choice, integer, number, read_frames, read_model,
+from ._common import (about, check_model_frames, check_outputs, choice, integer, number, read_frames, read_model,
                       species_list)
 
 
@@ -51,8 +51,8 @@ def run(args: argparse.Namespace) -> int:
             flags = ", ".join("--" + name.replace("_", "-") for name in soap_flags)
             raise GapyError(f"give either --model or SOAP settings ({flags}), not both")
         model = read_model(args.model)
-        check_model_species(model, train, args.train)
-        check_model_species(model, new, args.new)
+        check_model_frames(model, train, args.train)
+        check_model_frames(model, new, args.new)
         descriptor = model.descriptor_
         zeta = model.zeta if args.zeta is None else args.zeta
     else:

@@ -12,7 +12,7 @@ from ..labels import label_keys, read_labels
 from ..metrics import largest_errors
 from ..report import evaluate, write_report
 from ..structures import structure_name
-from ._common import (about, add_prediction_options, calibration_hint, check_model_species, check_outputs,
+from ._common import (about, add_prediction_options, calibration_hint, check_model_frames, check_outputs,
                       print_table, read_frames, read_model)
 from .fit import FIT_OPTIONS, key_hint
 
@@ -24,7 +24,7 @@ def _check_labelled(model, frames, path) -> None:
     """Refuse test structures of which none has a label under the model's keys, naming the keys found."""
     keys = [getattr(model, name) for name in LABEL_KEYS]
     for k, atoms in enumerate(frames):
-        labels = read_labels(atoms, k, *keys)
+        labels = read_labels(atoms, k, *keys, warn=False)  # (said when the errors are computed)
         if any(value is not None for value in (labels.energy, labels.forces, labels.virial)):
             return
     fields = ", ".join(f"'{key}'" for key in keys)
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     model = read_model(args.model, args.n_jobs)
     model.set_params(**{name: getattr(args, name) for name in LABEL_KEYS if getattr(args, name) is not None})
     frames = read_frames(args.data)
-    check_model_species(model, frames, args.data)
+    check_model_frames(model, frames, args.data)
     with about(args.data):
         _check_labelled(model, frames, args.data)
     with_std = not args.no_std

@@ -548,6 +548,17 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
     return {symbol: found[symbol] for symbol in sorted(found, key=atomic_number)}, n_frames, n_atoms, singles
 
 
+def _check_validation_species(frames: Sequence[Atoms], path: Path, species: Sequence[str]) -> None:
+    """Refuse validation structures with a species the model is not fitted for, named by their index in ``path``."""
+    known = {atomic_number(symbol) for symbol in species}
+    for k, atoms in enumerate(frames):
+        unknown = sorted({symbol for symbol, z in zip(atoms.get_chemical_symbols(), atoms.numbers)
+                          if z not in known}, key=atomic_number)
+        if unknown:
+            raise GapyError(f"{path}: {structure_name(atoms, k)} has species {unknown}, which the training "
+                            f"structures do not have (the model is fitted for {list(species)})")
+
+
 def _read_checked_labels(atoms: Atoms, index: int,
                          model: GAPRegressor) -> Tuple[Labels, Optional[float], Optional[str]]:
     """``read_labels`` with the model's keys; the largest stress (eV/A^3) when it is so large
@@ -632,7 +643,7 @@ def _run(args: argparse.Namespace) -> int:
 
     train_path = Path(args.train)
     output = Path(run["output"])
-    check_outputs([train_path, run["validation"], args.config], files=[output])
+    check_outputs([train_path, run["validation"], args.config], models=[output])
     if not train_path.is_file():
         raise GapyError(f"{train_path}: no such file")
     stream = run["stream"] if run["stream"] is not None else train_path.stat().st_size > STREAM_ABOVE
@@ -665,11 +676,16 @@ def _run(args: argparse.Namespace) -> int:
         validation_name = Path(run["validation"])
         validation = read_frames(validation_name)
         with about(validation_name):
-            checked = [(structure_name(atoms, k), *_read_checked_labels(atoms, k, model)[1:])
+            checked = [(structure_name(atoms, k), *_read_checked_labels(atoms, k, model))
                        for k, atoms in enumerate(validation)]
-        _warn_stress_units(validation_name, model, [(name, stress) for name, stress, _ in checked
+        _warn_stress_units(validation_name, model, [(name, stress) for name, _, stress, _ in checked
                                                     if stress is not None])
-        _warn_label_conflicts(validation_name, [conflict for _, _, conflict in checked if conflict is not None])
+        _warn_label_conflicts(validation_name, [conflict for *_, conflict in checked if conflict is not None])
+        if run["calibrate"] and all(labels.energy is None and labels.forces is None and labels.virial is None
+                                    for _, labels, _, _ in checked):
+            raise GapyError(f"{validation_name}: no structure has an energy, forces or stress ('{model.energy_key}',"
+                            f" '{model.forces_key}', '{model.stress_key}'): --calibrate compares the predicted "
+                            "stds with the errors on these labels")
     elif run["validation_fraction"]:
         seed = settings.get("seed", GAP_DEFAULTS["random_state"])
         held_out = _held_out(n_frames, run["validation_fraction"], seed)
@@ -681,6 +697,8 @@ def _run(args: argparse.Namespace) -> int:
             frames, validation = ([a for k, a in enumerate(frames) if k not in held],
                                   [a for k, a in enumerate(frames) if k in held])
     species = settings.get("species") or list(found)
+    if run["validation"]:  # before the fit, which must not be lost to them
+        _check_validation_species(validation, validation_name, species)
     if run["search"]:
         if run["folds"] < 2:  # (an integer: the flag and the TOML key are checked as such)
             raise GapyError(f"folds: --search needs at least 2 folds, got {run['folds']!r}")
@@ -747,8 +765,19 @@ def _run(args: argparse.Namespace) -> int:
     fitted = ", ".join(f"{n} {kind} values ('{keys[kind]}')" for kind, n in model.label_counts_.items())
     print(f"fitted in {time.perf_counter() - start:.1f} s: {len(model.gp_.sparse)} sparse points, "
           f"{model.n_observations_} observations: {fitted}")
-    model.save(output)
+    validation_predictions = None
+    if validation:
+        with about(validation_name):
+            validation_predictions = model.predict_all(validation, return_std=run["calibrate"])
+    if run["calibrate"]:
+        with about(validation_name):
+            model.calibrate(validation)
+    model.save(output)  # once, when all is done: a failure leaves the file that was there
     print(f"model written to {output}")
+    if run["calibrate"]:
+        factors = ", ".join(f"{quantity} x{factor:.3g}" for quantity, factor in model.std_scale_.items())
+        print(f"standard deviations calibrated on the validation set ({factors}); the validation table below "
+              "shows them before")
 
     title = f"errors on the training set ({train_path})"
     if stream:
@@ -763,14 +792,8 @@ def _run(args: argparse.Namespace) -> int:
     print_table(title, rows)
     if validation:
         with about(validation_name):
-            _, rows = evaluate(model, validation, model.predict_all(validation, return_std=run["calibrate"]))
+            _, rows = evaluate(model, validation, validation_predictions)
         print_table(f"errors on the validation set ({validation_name})", rows)
-    if run["calibrate"]:
-        with about(validation_name):
-            model.calibrate(validation)
-        model.save(output)
-        factors = ", ".join(f"{quantity} x{factor:.3g}" for quantity, factor in model.std_scale_.items())
-        print(f"\nstandard deviations calibrated on the validation set ({factors}); model updated")
     return 0
 
 

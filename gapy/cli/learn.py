@@ -160,7 +160,8 @@ def run(args: argparse.Namespace) -> int:
         settings["iterations"] = args.iterations
     workdir = Path(settings["workdir"])
     inputs = [args.config, settings["train"], settings["starts"], settings["test"]]
-    check_outputs(inputs, directories=[workdir], files=[workdir / name for name in OUTPUTS.values()])
+    check_outputs(inputs, directories=[workdir], models=[workdir / OUTPUTS["model"]],
+                  files=[workdir / name for key, name in OUTPUTS.items() if key != "model"])
     train = read_frames(settings["train"])
     starts = read_frames(settings["starts"]) if settings["starts"] else [a.copy() for a in train]
     test = read_frames(settings["test"]) if settings["test"] else None

@@ -2,10 +2,9 @@
 
 import argparse
 
-from ase.io import write
-
 from ..calculator import store_results
-from ._common import about, add_prediction_options, check_model_species, check_outputs, read_frames, read_model
+from ..io.atomic import write_structures
+from ._common import about, add_prediction_options, check_model_frames, check_outputs, read_frames, read_model
 
 
 def run(args: argparse.Namespace) -> int:
@@ -13,12 +12,12 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([args.model, args.input], files=[args.output])
     model = read_model(args.model, args.n_jobs)
     frames = read_frames(args.input)
-    check_model_species(model, frames, args.input)
+    check_model_frames(model, frames, args.input)
     with about(args.input):
         predictions = model.predict_all(frames, return_std=args.std, variance=args.variance)
     for atoms, result in zip(frames, predictions):
         store_results(atoms, result)
-    write(args.output, frames, format="extxyz")
+    write_structures(args.output, frames)
     print(f"predictions for {len(frames)} structures written to {args.output}")
     return 0
 

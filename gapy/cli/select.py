@@ -3,11 +3,11 @@
 import argparse
 
 import numpy as np
-from ase.io import write
 
+from ..io.atomic import write_structures
 from ..sampling import SCORE_UNITS, SCORES, select_structures
 from ..structures import structure_name
-from ._common import (about, add_prediction_options, check_model_species, check_outputs, choice, integer, number,
+from ._common import (about, add_prediction_options, check_model_frames, check_outputs, choice, integer, number,
                       read_frames, read_model)
 
 
@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     check_outputs([args.model, args.pool], files=[args.output])
     model = read_model(args.model, args.n_jobs)
     frames = read_frames(args.pool)
-    check_model_species(model, frames, args.pool)
+    check_model_frames(model, frames, args.pool)
     with about(args.pool):
         selection = select_structures(model, frames, args.n, score=args.score, threshold=args.threshold,
                                       diverse=not args.no_diversity, variance=args.variance)
@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(frames)} structures in {args.pool}: {args.score} uncertainty median "
           f"{np.median(scores):.4g}, max {scores.max():.4g} {unit}")
     if len(selection.indices) == 0:
-        print(f"no structure scores above the threshold {args.threshold} {unit}; nothing written")
+        write_structures(args.output, [])  # not a batch of an earlier run, to be labelled again
+        print(f"no structure scores above the threshold {args.threshold} {unit}; {args.output} written empty")
         return 0
     print(f"\n{'score (' + unit + ')':>14}  structure (index in the pool)")
     chosen = []
@@ -36,8 +37,14 @@ def run(args: argparse.Namespace) -> int:
         atoms.info["pool_index"] = int(k)
         chosen.append(atoms)
         print(f"{scores[k]:>14.4g}  {structure_name(frames[k], k)}")
-    write(args.output, chosen, format="extxyz")
+    write_structures(args.output, chosen)
     print(f"\n{len(chosen)} structures written to {args.output} (info: uncertainty_score, pool_index)")
+    if len(chosen) < args.n:
+        above = int(np.sum(scores > args.threshold)) if args.threshold is not None else len(frames)
+        print(f"fewer than the {args.n} asked: " + (
+            f"{above} of the {len(frames)} structures score above the threshold" if above < args.n else
+            "the others are copies of the chosen ones (the same structure up to symmetry and the "
+            "order of the atoms)"))
     return 0
 
 

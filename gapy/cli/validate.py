@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import List
 
 from ase.build import bulk
-from ase.io import read
 
 from ..exceptions import GapyError
 from ..structures import atomic_number
 from ..validation import FAMILIES, Settings, validate
-from ._common import check_outputs
+from ._common import check_outputs, read_frames
 
 
 def _bulk_spec(text: str):
@@ -130,6 +129,17 @@ def run(args: argparse.Namespace) -> int:
         if not structure_path.is_file():
             raise GapyError(f"{structure_path}: no such structure file")
         inputs.append(structure_path)
+        frames = read_frames(structure_path)
+        if len(frames) > 1:
+            raise GapyError(f"{structure_path}: holds {len(frames)} structures; give a file with the one crystal "
+                            "to validate on")
+        structure = frames[0]
+    else:
+        symbol, lattice, a = args.bulk
+        try:
+            structure = bulk(symbol, lattice, a=a)
+        except Exception as error:
+            raise GapyError(f"--bulk {symbol}:{lattice}: {error}") from None
     if args.reference and args.reference.endswith(".json"):
         if not Path(args.reference).is_file():
             raise GapyError(f"{args.reference}: no such reference file")
@@ -137,17 +147,6 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
     check_outputs(inputs, directories=[output])
 
-    if args.structure:
-        try:
-            structure = read(args.structure)
-        except Exception as error:
-            raise GapyError(f"{args.structure}: cannot read the structure ({error})") from None
-    else:
-        symbol, lattice, a = args.bulk
-        try:
-            structure = bulk(symbol, lattice, a=a)
-        except Exception as error:
-            raise GapyError(f"--bulk {symbol}:{lattice}: {error}") from None
     properties = [p.strip() for p in args.properties.split(",") if p.strip()] if args.properties else None
     overrides = dict(flag_std=args.flag_std, supercell_length=args.supercell_length, n_samples=args.n_samples)
     if args.miller:

@@ -1,11 +1,15 @@
 """Files written atomically: to a temporary file next to the target, flushed to disk, then
 moved over it, so a failed or killed write leaves any previous file intact."""
 
+import io
 import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Tuple, Union
+from typing import Sequence, Tuple, Union
+
+from ase import Atoms
+from ase.io import write
 
 
 def write_atomically(path: Union[str, os.PathLike], data: Union[bytes, str]) -> None:
@@ -42,6 +46,33 @@ def write_atomically(path: Union[str, os.PathLike], data: Union[bytes, str]) -> 
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def to_extxyz(frames: Sequence[Atoms]) -> str:
+    """``frames`` as the text of an extended XYZ file (empty for none)."""
+    buffer = io.StringIO()
+    if len(frames):
+        write(buffer, list(frames), format="extxyz")
+    return buffer.getvalue()
+
+
+def write_structures(path: Union[str, os.PathLike], frames: Sequence[Atoms]) -> None:
+    """Write ``frames`` to an extended XYZ file atomically (:func:`write_atomically`); none gives an empty file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from ase.build import bulk
+    >>> from ase.io import read
+    >>> from gapy.io.atomic import write_structures
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_structures(Path(tmp) / "out.xyz", [bulk("Cu"), bulk("Ni")])
+    ...     formulas = [atoms.get_chemical_formula() for atoms in read(Path(tmp) / "out.xyz", ":")]
+    >>> formulas
+    ['Cu', 'Ni']
+    """
+    write_atomically(path, to_extxyz(frames))
 
 
 def _temporary_file(path: Path) -> Tuple[int, str]:

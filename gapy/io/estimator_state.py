@@ -53,6 +53,7 @@ def to_state(model: "GAPRegressor") -> Tuple[dict, Dict[str, np.ndarray]]:
         "std_scale": dict(model.std_scale_),
         "std_scale_variance": model.std_scale_variance_,
         "label_sigmas": model.label_sigmas_,
+        "pair_shortest": [[*pair, distance] for pair, distance in model.pair_shortest_.items()],
     }
     if getattr(model, "provenance_", None):
         header["provenance"] = model.provenance_
@@ -104,6 +105,10 @@ def from_state(cls: Type["GAPRegressor"], header: dict, arrays: Dict[str, np.nda
         if not isinstance(provenance, dict):
             raise ValueError("provenance must be a JSON object")
         n_observations = int(header["n_observations"])
+        pair_shortest = {(atomic_number(int(z_i)), atomic_number(int(z_j))): float(distance)
+                         for z_i, z_j, distance in header.get("pair_shortest", [])}
+        if not all(np.isfinite(distance) and distance > 0 for distance in pair_shortest.values()):
+            raise ValueError("pair_shortest must hold positive finite distances")
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise ModelFileError(f"malformed model header ({type(error).__name__}: {error})") from None
     _check_state_arrays(arrays, descriptor.n_features, len(descriptor.atomic_numbers),
@@ -127,6 +132,7 @@ def from_state(cls: Type["GAPRegressor"], header: dict, arrays: Dict[str, np.nda
     model.std_scale_ = std_scale
     model.std_scale_variance_ = std_scale_variance
     model.label_sigmas_ = label_sigmas
+    model.pair_shortest_ = pair_shortest
     model.provenance_ = provenance
     return model
 

@@ -41,6 +41,7 @@ from ase import Atoms
 
 from ..exceptions import DataFileError
 from ..structures import as_frames, require_atoms
+from .model import is_model_file
 
 PathLike = Union[str, os.PathLike]
 
@@ -462,6 +463,8 @@ class FileSource(FrameSource):
         self.name = str(path)
         if not self.path.is_file():
             raise DataFileError(f"{path}: no such file")
+        if is_model_file(self.path):
+            raise DataFileError(f"{path}: is a gapy model file, not structures")
         if format is None:
             suffix = self.path.suffix.lower()
             format = "extxyz" if suffix in EXTXYZ_SUFFIXES else "db" if suffix in DB_SUFFIXES else None

@@ -143,6 +143,30 @@ def write_state(header: dict, arrays: Dict[str, np.ndarray], path: Union[str, Pa
     write_atomically(path, buffer.getvalue())
 
 
+def is_model_file(path: Union[str, Path]) -> bool:
+    """Whether ``path`` is a file that looks like a gapy model (an ``.npz`` archive with a header).
+
+    Only the archive's table of contents is read; :func:`read_state` checks the rest.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> import numpy as np
+    >>> from gapy.io.model import is_model_file, write_state
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     write_state({}, {"alpha": np.zeros(2)}, Path(tmp) / "model.gapy")
+    ...     _ = (Path(tmp) / "train.xyz").write_text("1\\n\\nSi 0 0 0\\n")
+    ...     is_model_file(Path(tmp) / "model.gapy"), is_model_file(Path(tmp) / "train.xyz")
+    (True, False)
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "header.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
 def _text_checksum(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 

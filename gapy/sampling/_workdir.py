@@ -36,11 +36,11 @@ except ImportError:  # (Windows: no advisory locks)
 
 import numpy as np
 from ase import Atoms
-from ase.io import read, write
+from ase.io import read
 
 from ..estimator import load_model
 from ..exceptions import GapyError, ModelFileError
-from ..io.atomic import write_atomically
+from ..io.atomic import to_extxyz, write_atomically
 from ..io.model import jsonable
 
 logger = logging.getLogger(__name__)
@@ -56,12 +56,6 @@ LOCK_FILE = ".lock"
 #: Settings added after the first state version: a work directory written before has none and
 #: resumes (its state then records them).
 LATER_SETTINGS = ("reference",)
-
-
-def to_extxyz(frames: Sequence[Atoms]) -> str:
-    buffer = io.StringIO()
-    write(buffer, list(frames), format="extxyz")
-    return buffer.getvalue()
 
 
 def from_extxyz(text: str) -> List[Atoms]:
