@@ -250,8 +250,9 @@ def read_labels(
     gapy.StructureError
         A label that is not a number (a boolean included), of the wrong shape, NaN or
         inf, a 3x3 stress or virial that is not symmetric (:data:`MAX_ASYMMETRY`), a
-        stress on a non-periodic structure or with a zero-volume cell, or a negative
-        force weight.
+        stress on a non-periodic structure or with a zero-volume cell, forces in
+        ``atoms.info`` (a value of the structure, not of its atoms), or a negative force
+        weight.
 
     Warns
     -----
@@ -286,6 +287,10 @@ def read_labels(
     forces = _calculator_result(atoms, forces_key)
     if forces is None:
         forces = atoms.arrays.get(forces_key)
+    if forces is None and forces_key in atoms.info:
+        raise StructureError(f"{name}: field '{forces_key}' is in atoms.info ({np.size(atoms.info[forces_key])} "
+                             "values for the structure), not an array of the atoms: in extended XYZ, forces are "
+                             f"columns of the atom lines (Properties=species:S:1:pos:R:3:{forces_key}:R:3)")
     if forces is not None:
         labels.forces = _finite(forces, name, forces_key, shape=(len(atoms), 3))
         compare(atoms, name, forces_key, labels.forces, atoms.arrays.get(forces_key), "atoms.arrays")

@@ -184,6 +184,13 @@ def _dummy_atom():
     return atoms
 
 
+def _forces_in_info():
+    atoms = si()
+    atoms.calc = SinglePointCalculator(atoms, energy=-10.0)
+    atoms.info["forces"] = np.array([0.1, 0.2, 0.3])  # 'forces="0.1 0.2 0.3"' on an extxyz comment line
+    return atoms
+
+
 # (second training structure, exception, message pattern); the first structure is fine
 TRAINING_DATA = [
     (_nan_forces, StructureError, r"structure 1 \(Si8\): field 'forces' contains NaN"),
@@ -198,6 +205,8 @@ TRAINING_DATA = [
     (_bad_force_shape, StructureError, r"structure 1 \(Si8\): field 'forces' has shape \(7, 3\)"),
     (_negative_force_weights, StructureError, r"structure 1 \(Si8\): field 'force_weights' has negative"),
     (lambda: "Si8", TypeError, "structure 1: expected ase.Atoms, got str"),
+    (_forces_in_info, StructureError, r"structure 1 \(Si8\): field 'forces' is in atoms.info \(3 values for the "
+     r"structure\), not an array of the atoms"),
     (_dummy_atom, StructureError, r"structure 1 \(Si7X\): species \['X'\] not in the descriptor's species"),
 ]
 
@@ -549,6 +558,14 @@ def test_output_locations_are_checked_before_the_work(files, tmp_path, capsys):
     # a missing directory is created
     assert main(argv[:3] + [str(tmp_path / "new" / "dir" / "model.gapy")] + argv[4:]) == 0
     assert (tmp_path / "new" / "dir" / "model.gapy").is_file()
+
+
+def test_a_file_in_place_of_a_directory_is_named(files, tmp_path, capsys):
+    data = str(files / "data.xyz")
+    assert main(["fit", data, "-o", str(files / "data.xyz" / "sub" / "m.gapy")]) == 1
+    assert f"{files / 'data.xyz'} is a file, not a directory" in capsys.readouterr().err
+    assert main(["predict", str(files), data, "-o", str(tmp_path / "out.xyz")]) == 1
+    assert f"{files}: is a directory, not a model file" in capsys.readouterr().err
 
 
 def test_the_same_command_gives_the_same_model(files, tmp_path):

@@ -755,6 +755,15 @@ strength = 0.05
         Path("learn.toml").write_text(config.replace(old, new))
         assert main(["learn", "learn.toml"]) == 1
         assert re.search(message, capsys.readouterr().err)
+    # a bad label of the test set: named with its file, before any work
+    broken = read("test.xyz")
+    broken.calc.results["forces"][0, 0] = np.nan
+    write("broken.xyz", broken)
+    Path("learn.toml").write_text(config.replace('test = "test.xyz"', 'test = "broken.xyz"').replace('"run"', '"run2"'))
+    assert main(["learn", "learn.toml"]) == 1
+    assert "broken.xyz: structure 0 (Cu8, config_type=active_learning): field 'forces' contains NaN" in (
+        capsys.readouterr().err)
+    assert not Path("run2/state.json").exists()
 
 
 @pytest.mark.filterwarnings("ignore:evidence maximisation")

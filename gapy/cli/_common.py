@@ -137,6 +137,8 @@ def read_frames(path: PathLike) -> List[Atoms]:
 
 def read_model(path: PathLike, n_jobs: Optional[int] = None) -> GAPRegressor:
     """A model file, with one-line errors; ``n_jobs`` overrides the stored threads."""
+    if Path(path).is_dir():
+        raise GapyError(f"{path}: is a directory, not a model file")
     if not Path(path).is_file():
         raise GapyError(f"{path}: no such model file")
     if not zipfile.is_zipfile(path):
@@ -231,6 +233,9 @@ def check_outputs(inputs: Sequence[Optional[PathLike]], files: Sequence[Optional
 
 def _writable_directory(directory: Path) -> None:
     directory = directory if str(directory) else Path(".")
+    blocking = next((parent for parent in [directory, *directory.parents] if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise GapyError(f"{directory}: cannot write there ({blocking} is a file, not a directory)")
     try:
         directory.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=directory):

@@ -636,9 +636,9 @@ def _run(args: argparse.Namespace) -> int:
         settings.pop("validation", None)
     settings.update(given)
     if settings.get("validation") and settings.get("validation_fraction"):
-        raise GapyError("give either validation or validation_fraction, not both")
+        raise GapyError("give either --validation or --validation-fraction, not both")
     if settings.get("calibrate") and not (settings.get("validation") or settings.get("validation_fraction")):
-        raise GapyError("calibrate needs validation structures: give validation or validation_fraction")
+        raise GapyError("--calibrate needs validation structures: give --validation or --validation-fraction")
     run = {**_RUN_DEFAULTS, **{k: v for k, v in settings.items() if k in _RUN_DEFAULTS}}
 
     train_path = Path(args.train)

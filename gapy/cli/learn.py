@@ -12,12 +12,13 @@ from ase.io import write
 from .._validation import check_choice, check_integer, check_number
 from ..estimator import GAPRegressor
 from ..exceptions import GapyError
+from ..labels import read_labels
 from ..plots import learning_curve_plot
 from ..sampling import (DRIVERS, SCORES, SELECTIONS, active_learning, history_rows, reference_calculator,
                         strained_copies, workdir_history, write_history_csv)
 from ..sampling.loop import REFITS
 from ..sampling.md import check_driver_options
-from ._common import check_outputs, integer, read_frames
+from ._common import about, check_outputs, integer, read_frames
 from .fit import given_hyperparameters, model_from_settings, parse_settings, recommend_overrides
 
 #: Top-level keys of the config file and their defaults (``...``: required).
@@ -179,6 +180,11 @@ def run(args: argparse.Namespace) -> int:
             raise GapyError(f"{args.config}: [model]: {error}") from None
     else:
         model = model_from_settings(settings["model"], train + starts)
+    for path, frames in ((settings["train"], train), (settings["test"], test or [])):
+        with about(path):  # bad labels named with their file, before any work
+            for k, atoms in enumerate(frames):
+                read_labels(atoms, k, model.energy_key, model.forces_key, model.stress_key, model.virial_key,
+                            warn=False)
     unstrained = sum(not atoms.pbc.all() for atoms in starts)
     if unstrained and any(settings["strains"]):
         print(f"note: {unstrained} of the {len(starts)} starts are not periodic in all directions: they run once, "
