@@ -187,24 +187,38 @@ class EnergyResiduals:
         """Warn of structures whose energy residual per atom (fitted minus label) lies far from
         all the others' (:data:`RESIDUAL_OUTLIER_FACTOR` robust stds and :data:`RESIDUAL_OUTLIER_FLOOR`
         from their median) and beyond three of its own noise sigmas (a structure given a large
-        sigma on purpose is not named)."""
+        sigma on purpose is not named); or, when the median residual itself is beyond
+        :data:`RESIDUAL_OUTLIER_FLOOR`, of the energies missed as a whole."""
         if not self.complete or len(self.rows) < 5:
             return
         sigmas = np.array(self.sigmas)
         misses = np.array(self.rows) @ alpha - np.array(self.targets)
         residuals = misses / np.array(self.n_atoms)
-        deviation = residuals - np.median(residuals)
+        offset = np.median(residuals)
+        deviation = residuals - offset
         spread = 1.4826 * np.median(np.abs(deviation))
-        far = [k for k in np.argsort(-np.abs(deviation)) if abs(misses[k]) > 3.0 * sigmas[k]
-               and abs(deviation[k]) > max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR)]
-        if far:
-            named = ", ".join(f"{self.names[k]} {1000 * residuals[k]:+.0f} meV/atom" for k in far[:5])
+        whole = abs(offset) > RESIDUAL_OUTLIER_FLOOR  # every energy missed: a structure is named only when it
+        least = max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR, abs(offset) if whole else 0.0)  # stands
+        far = [k for k in np.argsort(-np.abs(deviation))                               # out further than that
+               if abs(misses[k]) > 3.0 * sigmas[k] and abs(deviation[k]) > least]
+        named = ", ".join(f"{self.names[k]} {1000 * residuals[k]:+.0f} meV/atom" for k in far[:5]) + (
+            ", ..." if len(far) > 5 else "")
+        some = f"{len(far)} training structure{'s' if len(far) > 1 else ''}"
+        if whole:
             warnings.warn(
-                f"the fitted model misses the energy of {len(far)} training structure{'s' if len(far) > 1 else ''} "
-                f"far more than all the others' ({named}{', ...' if len(far) > 5 else ''}): a label slip (an "
-                "energy per atom stored as the total, another unit or DFT setup, an unconverged calculation) bends "
-                "the whole fit, forces included, and can make it miss other structures too; check those labels, the "
-                "first named first, or leave the structures out", EnergyResidualWarning, stacklevel=4)
+                f"the fitted model misses the energies of the training structures as a whole (median residual "
+                f"{1000 * offset:+.0f} meV/atom" + (f"; {some} far more: {named}" if far else "") + "): they are "
+                "hardly fitted, as with a sigma_energy so large that the forces outweigh them (maximize_evidence can "
+                "choose that when its bounds allow: give bounds={'sigma_energy': ...})" + (
+                    ", energies on another scale than e0, or a label slip in the structures named, which shifts e0 "
+                    "and bends the fit" if far else ", or energies on another scale than e0"),
+                EnergyResidualWarning, stacklevel=4)
+        elif far:
+            warnings.warn(
+                f"the fitted model misses the energy of {some} far more than all the others' ({named}): a label slip "
+                "(an energy per atom stored as the total, another unit or DFT setup, an unconverged calculation) "
+                "bends the whole fit, forces included, and can make it miss other structures too; check those "
+                "labels, the first named first, or leave the structures out", EnergyResidualWarning, stacklevel=4)
 
 
 def check_config_types(summaries: Sequence["_Summary"], config_type_sigma: Optional[dict]) -> None:

@@ -29,7 +29,7 @@ from .io.frames import FileSource, FrameSource, frame_source, load_structure
 from ._training_checks import (EnergyResiduals, check_close_atoms, check_config_types, check_energies,
                                check_forces, check_labels, check_repeats, warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
-from .gp.energy_noise import EnergyRows, choose_energy_sigma
+from .gp.energy_noise import ENERGY_NOISE_SHARE, EnergyRows, choose_energy_sigma, energy_spread
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
 from .kernels import check_theta, check_zeta
 from .labels import LABEL_DECIMALS, Labels, digest, read_labels, stress_from_virial
@@ -445,14 +445,20 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             ``"three_body__delta"``, ``"sigma_energy"``, ``"sigma_force"``,
             ``"sigma_virial"``.
         bounds : dict, optional
-            ``name: (low, high)`` search bounds; default a factor 100 either way.
+            ``name: (low, high)`` search bounds; default a factor 100 either way, and
+            ``sigma_energy`` at most :data:`~gapy.gp.energy_noise.ENERGY_NOISE_SHARE` times
+            the spread of the energies per atom beyond per-species constants (never below
+            its start): with many force labels the evidence can otherwise leave the
+            energies unfitted.
         energy_sigma : {"evidence", "cross-validation"}, default="evidence"
             ``"cross-validation"``: ``sigma_energy`` is then chosen among the evidence's
             value and its halvings by cross-validation of the energies, the other
             values kept (:mod:`gapy.gp.energy_noise`; what :func:`gapy.recommend`
             asks for). With many force labels the evidence can leave the energies
             loosely fitted. The energy noise that ``std_noise`` adds stays the
-            evidence's (``label_sigmas_``).
+            evidence's (``label_sigmas_``). With fewer than
+            :data:`~gapy.gp.energy_noise.MIN_ENERGIES` energies the evidence's value
+            stands (``provenance_["evidence"]`` says so).
 
         Returns
         -------
@@ -510,6 +516,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                  f"{sorted(known)}")
             cross_validated = cross_validated and "energy" in kinds
             search_bounds = {known[name]: value for name, value in (bounds or {}).items()}
+            if "energy" in kinds and "energy" not in search_bounds:  # many force labels must not leave the
+                start = float(globals_["energy"])                      # energies unfitted
+                if start / SEARCH_WINDOW < plan.energy_sigma_ceiling < start * SEARCH_WINDOW:
+                    search_bounds["energy"] = (start / SEARCH_WINDOW, max(plan.energy_sigma_ceiling, start))
             result = maximize_evidence(
                 statistics, deltas, {kind: float(globals_[kind]) for kind in kinds},
                 fixed=[known[name] for name in fixed], bounds=search_bounds, jitter=self.sparse_jitter,
@@ -685,7 +695,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         term_descriptors = {name: copy.deepcopy(term.descriptor) for name, term in self._terms()}
         n_atoms = {summary.index: summary.n_atoms for summary in summaries if summary.used}
         names = {summary.index: summary.name for summary in summaries if summary.used}
-        return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors, n_atoms, names)
+        labelled = [summary for summary in summaries if summary.energy is not None and summary.weight > 0]
+        spread = energy_spread([summary.composition for summary in labelled], [summary.energy for summary in labelled],
+                               [summary.isolated_number for summary in labelled])
+        ceiling = ENERGY_NOISE_SHARE * spread * np.sqrt(np.median([summary.weight for summary in labelled] or [1.0]))
+        return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors, n_atoms, names, ceiling)
 
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
         """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads
@@ -1399,7 +1413,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         Compares predicted and reference total energies divided by the number of atoms.
         This is the score scikit-learn's model selection (``cross_val_score``,
-        ``GridSearchCV``) maximises.
+        ``GridSearchCV``) maximises by default; its named scorers
+        (``scoring="neg_mean_absolute_error"``) compare predictions with a ``y``, which
+        this estimator does not take (they give NaN): use this score, or
+        :func:`gapy.search.search_settings` for forces and stresses too.
 
         Parameters
         ----------
@@ -1567,6 +1584,7 @@ class _FitPlan:
     term_descriptors: Dict[str, object]
     n_atoms: Dict[int, int]  # atoms of each used structure
     names: Dict[int, str]  # structure_name of each used structure
+    energy_sigma_ceiling: float  # ENERGY_NOISE_SHARE x the energies' spread per atom (x sqrt(weight)), or 0
 
     def unit_basis(self) -> SparseSet:
         """:attr:`basis` with every delta (SOAP's and each term's) set to 1."""

@@ -92,7 +92,7 @@ class RepeatedStructureWarning(RuntimeWarning):
 
 
 class EnergyResidualWarning(RuntimeWarning):
-    """Training energies that the fitted model misses far more than all the others' (a label slip).
+    """Training energies the fitted model misses far more than the others' (a label slip), or all of them.
 
     Examples
     --------

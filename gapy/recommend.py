@@ -42,6 +42,7 @@ from ase.data import chemical_symbols
 from .baseline import PAIR_LENGTH_RATIO, ZBL, merge_shortest, shortest_pair_distances
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
+from .gp.energy_noise import ENERGY_NOISE_SHARE, energy_spread
 from .labels import ZERO_FORCES, label_keys, outlying_forces, read_labels
 from .structures import (as_frames, atomic_number, is_isolated_atom, molecule_image_distance, neighbor_pairs,
                          structure_name)
@@ -77,12 +78,6 @@ LONG_BOND = 3.0
 #: from the usual deltas and sigmas (mlearn Si 2.0 and Mo 4.1 eV, EMT metals 1.1-1.9 eV; energy
 #: spreads 0.06-0.43 eV/atom); beyond a bound the starts are scaled by the ratio to it.
 ENERGY_SCALE, ENERGY_SPREAD = (1.0, 5.0), (0.05, 0.5)
-#: Largest energy noise the evidence may choose, as a share of the spread of the energies per
-#: atom beyond per-species constants: with many force labels it can prefer to leave the
-#: energies unfitted (5-7 species: sigma_energy at its ceiling, test energies 0.1 eV/atom off; the
-#: 38 structures of the bundled Si set: at a quarter of the spread, 72 meV/atom, test energies 9.5-12
-#: meV/atom, at a tenth 4.4-5.1, forces the same; mlearn Si and Mo choose less than a tenth).
-ENERGY_NOISE_SHARE = 0.1
 #: Largest virial noise the evidence may choose for data of several species, as a multiple of the RMS of the
 #: virial labels per atom: with many force labels it can prefer to leave the stresses unfitted (random EMT alloys
 #: of 3-4 species: sigma_virial at the top of its window, 2 eV/atom against virials of 0.2-0.27, test stresses
@@ -386,7 +381,7 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
         reasons["sigma_force"] = reasons["sigma_force"][:-1] + f"; / {length:.3g} for the longer bonds)"
     reasons["delta"] = f"start of the evidence search (each term's delta is chosen with the sigmas; {scale_why})"
     bounds = {}
-    spread = _energy_spread(compositions, energies, singles) if has["energy"] else 0.0
+    spread = energy_spread(compositions, energies, singles) if has["energy"] else 0.0
     _cap_noise(bounds, reasons, sigmas, "sigma_energy", ENERGY_NOISE_SHARE, spread,
                "the spread of the energies per atom beyond per-species constants", "energies")
     if has["energy"]:
@@ -456,7 +451,7 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
             what += (f" (without {len(outliers)} structure{'s' if len(outliers) > 1 else ''} whose forces are far "
                      "larger: gapy.labels.outlying_forces)")
     else:  # (no forces, or all zero: energies, or only virials, which leave the starts as they are)
-        value = _energy_spread(compositions, energies, singles)
+        value = energy_spread(compositions, energies, singles)
         (low, high), what = ENERGY_SPREAD, f"spread of the energies per atom {value:.3g} eV/atom"
         if len(squares):
             what = f"all forces zero (RMS {rms:.2g} eV/A: structures at equilibrium), {what}"
@@ -468,18 +463,6 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
     return factor, (f"{what}, outside the {low:g}-{high:g} of DFT solids: the usual starts x {factor:.2g}"
                     + (" (the deltas' only: the sigmas' windows reach 100 x above the usual starts)"
                        if factor > 1 else ""))
-
-
-def _energy_spread(compositions, energies, singles) -> float:
-    """Standard deviation (eV/atom) of the energies per atom less a least-squares fit on the
-    compositions (what per-species constants leave), single atoms left out; 0 without two."""
-    rows = [row for row, single in enumerate(singles) if single is None]
-    if len(rows) < 2:
-        return 0.0
-    counts = np.array([compositions[row] for row in rows], dtype=float)
-    values = np.array([energies[row] for row in rows], dtype=float)
-    residual = values - counts @ np.linalg.lstsq(counts, values, rcond=None)[0]
-    return float(np.std(residual / counts.sum(axis=1)))
 
 
 def _start(value: float, factor: float) -> float:

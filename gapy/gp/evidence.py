@@ -595,7 +595,9 @@ def warn_at_bounds(result: OptimizationResult, given: Collection[str] = (), answ
     lower = set(result.at_lower_bounds)
     described = ", ".join(f"{name if name in result.deltas else 'the noise sigma of ' + name} at its "
                           f"{'lower' if name in lower else 'upper'} bound {point[name]:.3g}" for name in at_bounds)
-    hint = ("" if set(given) >= set(at_bounds) else
+    widen = [name for name in at_bounds if name not in given  # (not a noise sigma on its upper bound: wider
+             and (name in result.deltas or name in lower)]       # would fit those labels more loosely still)
+    hint = ("" if not widen else
             f"; the search spans {SEARCH_WINDOW:g}x either way of the starting value: start nearer or give wider "
             "bounds")
     if any(name in result.sigmas for name in lower & set(at_bounds)):
