@@ -38,7 +38,9 @@ class Term(BaseEstimator):
     theta : float or sequence of float, default=0.5
         Length scale of each feature (Angstrom for distances); one number for all.
     n_sparse : int, default=20
-        Sparse points per class (species pair or triplet); >= 2 for a 2-body grid.
+        Sparse points per class (species pair or triplet); >= 2 for a 2-body grid. A
+        3-body term needs a few hundred for meaningful "dtc" and "local" stds: the
+        residuals of thousands of similar triplets add up (``docs/terms.md``).
 
     Examples
     --------
