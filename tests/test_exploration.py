@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
-from ase.io import read
+from ase.io import read, write
 from sklearn.base import clone
 
 from gapy import GAPCalculator, GapyError, GAPRegressor, SOAP, StructureError
@@ -515,10 +515,40 @@ def test_a_partly_written_last_label_is_dropped_and_damage_elsewhere_refused(tmp
     path.write_text(text[:-40])  # killed while appending the third
     assert [a.info["al_id"] for a in store.read_labelled()] == ["0:0", "0:1"]
     assert "partly written" in caplog.text and len(read(path, ":")) == 2
+    assert (tmp_path / "labelled.xyz.cut").read_text() == text[len(path.read_text()):-40]  # set aside, not lost
+    # an editor that drops the final newline: the structure is whole, and kept
+    path.write_text(text[:-1])
+    assert [a.info["al_id"] for a in store.read_labelled()] == ["0:0", "0:1", "0:2"]
+    assert path.read_text() == text  # (the newline back, for the next append)
+    # a structure added by hand (no al_id) at the end is refused, not dropped
+    extra = frames[0].copy()
+    del extra.info["al_id"]
+    write(path, extra, format="extxyz", append=True)
+    before = path.read_text()
+    with pytest.raises(GapyError, match=r"labelled.xyz has a structure that gapy did not write \(structure 3"):
+        store.read_labelled()
+    assert path.read_text() == before
     lines = text.splitlines(keepends=True)
     path.write_text("".join(lines[:3] + lines[4:]))  # a line missing in the first structure
     with pytest.raises(GapyError, match="damaged at structure 0"):
         store.read_labelled()
+
+
+def test_a_label_edited_by_hand_gives_a_refit_not_the_kept_model(tmp_path):
+    """The kept model was reused when the number of labelled structures agreed, so the final
+    model did not match the final training set after a label was corrected in labelled.xyz."""
+    run_loop(EMT(), tmp_path / "run", n_iterations=1, n_select=2)
+    path = tmp_path / "run" / "labelled.xyz"
+    frames = read(path, ":")
+    before = (tmp_path / "run" / "model.gapy").read_bytes()
+    assert run_loop(EMT(), tmp_path / "run", n_iterations=1, n_select=2).model is not None
+    assert (tmp_path / "run" / "model.gapy").read_bytes() == before  # the same labels: kept
+    frames[0].calc.results["energy"] += 5.0
+    write(path, frames, format="extxyz")
+    result = run_loop(EMT(), tmp_path / "run", n_iterations=1, n_select=2)
+    assert (tmp_path / "run" / "model.gapy").read_bytes() != before
+    refit = clone(result.model).fit(result.frames)
+    np.testing.assert_allclose(result.model.predict(frames[:1]), refit.predict(frames[:1]), rtol=1e-9)
 
 
 @pytest.mark.filterwarnings("ignore:evidence maximisation")  # a sigma on a bound: 2-6 structures
@@ -602,6 +632,45 @@ def test_a_reference_past_its_timeout_is_killed_and_recorded(tmp_path):
     direct = atoms.copy()
     direct.calc = EMT()
     np.testing.assert_allclose(results["forces"], direct.get_forces())
+
+
+def test_a_reference_child_ends_with_the_run_that_started_it(tmp_path):
+    """With a timeout the reference runs in its own process group: a killed run left it running
+    (its result going nowhere, the work directory's lock held) and Ctrl-C did not reach it."""
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys, time\n"
+        "from ase.build import bulk\n"
+        "from ase.calculators.emt import EMT\n"
+        "from gapy.sampling import reference_results\n"
+        "class Slow(EMT):\n"
+        "    def calculate(self, *args, **kwargs):\n"
+        "        import os\n"
+        "        open(sys.argv[1], 'w').write(str(os.getpid()))\n"
+        "        time.sleep(60)\n"
+        "reference_results(bulk('Cu', cubic=True), Slow(), timeout=120)\n")
+    for stop in (signal.SIGKILL, signal.SIGINT):
+        marker = tmp_path / f"child-{stop}"
+        run = subprocess.Popen([sys.executable, str(script), str(marker)])
+        deadline = time.time() + 60
+        while not marker.exists() or not marker.read_text():
+            assert time.time() < deadline and run.poll() is None
+            time.sleep(0.1)
+        child = int(marker.read_text())
+        run.send_signal(stop)
+        run.wait(timeout=30)
+        deadline = time.time() + 10
+        while _alive(child):
+            assert time.time() < deadline, f"the reference child outlived its run ({stop})"
+            time.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"  # (a zombie has ended)
+    except FileNotFoundError:
+        return False
 
 
 class NoStressEMT(EMT):

@@ -104,6 +104,13 @@ def _describe(settings: dict, key: str) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def _complete_last_line(lines: List[str]) -> bool:
+    """Whether the last line of an extxyz text without its final newline is whole: an atom
+    line as long as the one before it (ASE writes fixed-width columns; a kill while appending
+    cuts a line short)."""
+    return len(lines) >= 2 and len(lines[-1]) == len(lines[-2].rstrip("\n")) and len(lines[-1].split()) > 1
+
+
 class Workdir:
     """A work directory of :func:`gapy.sampling.active_learning` (see the module docstring).
 
@@ -177,7 +184,9 @@ class Workdir:
                          if (self.path / name).exists()]
             if leftovers:
                 raise GapyError(f"workdir {self.path}: has {', '.join(leftovers)} but no {STATE_FILE}; it is not "
-                                "a resumable gapy run (or its state was deleted); use another workdir")
+                                "a resumable gapy run (or its state was deleted); use another workdir"
+                                + (f", with {LABELLED_FILE} added to the training structures (its labels are kept "
+                                   "there)" if LABELLED_FILE in leftovers else ""))
             return None
         try:
             state = json.loads(self.state_file.read_text())
@@ -230,10 +239,15 @@ class Workdir:
 
     def _append(self, name: str, atoms: Atoms) -> None:
         data = to_extxyz([atoms]).encode()
-        with open(self.path / name, "ab") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
+        try:
+            with open(self.path / name, "ab") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError as error:  # (a full disk: a resume drops the partly written structure)
+            if error.filename is not None:
+                raise
+            raise OSError(error.errno, f"{error.strerror} while appending", str(self.path / name)) from error
 
     def _read_appended(self, name: str, when_cut: str) -> List[Atoms]:
         """The structures of an appended file; a partly written last one is dropped (with
@@ -242,6 +256,9 @@ class Workdir:
         if not path.exists():
             return []
         lines = path.read_text().splitlines(keepends=True)
+        if lines and not lines[-1].endswith("\n") and _complete_last_line(lines):
+            lines[-1] += "\n"  # (an editor that drops the final newline; the next append needs it)
+            write_atomically(path, "".join(lines))
         frames, position = [], 0
         while position < len(lines):
             n_atoms = 0
@@ -251,17 +268,21 @@ class Workdir:
                 if len(block) < n_atoms + 2 or not block[-1].endswith("\n"):
                     raise ValueError("incomplete structure")
                 (atoms,) = from_extxyz("".join(block))
-                if "al_id" not in atoms.info:
-                    raise ValueError("no al_id in its info")
             except ValueError as error:
-                last = position + max(n_atoms + 2, 1) >= len(lines)
-                if not last:  # damage in the middle is not a kill while appending: do not guess
-                    raise GapyError(f"workdir {self.path}: {name} is damaged at structure {len(frames)} "
+                if position + max(n_atoms + 2, 1) < len(lines):  # damage in the middle is not a kill while
+                    raise GapyError(f"workdir {self.path}: {name} is damaged at structure {len(frames)} "  # appending
                                     f"(line {position + 1}: {error}); repair or remove it") from None
-                logger.warning("workdir %s: %s ends with a partly written structure (%s); dropped, %s",
-                               self.path, name, error, when_cut)
+                kept = self.path / f"{name}.cut"  # (set aside, never deleted)
+                with open(kept, "a") as stream:
+                    stream.write("".join(lines[position:]))
+                logger.warning("workdir %s: %s ends with a partly written structure (%s), moved to %s; %s",
+                               self.path, name, error, kept.name, when_cut)
                 write_atomically(path, "".join(lines[:position]))
                 break
+            if "al_id" not in atoms.info:
+                raise GapyError(f"workdir {self.path}: {name} has a structure that gapy did not write (structure "
+                                f"{len(frames)}, line {position + 1}: no al_id in its info); remove it, and give "
+                                "extra training structures in the training file instead")
             frames.append(atoms)
             position += n_atoms + 2
         return frames
@@ -270,11 +291,13 @@ class Workdir:
         """Write the fitted ``model`` to ``model.gapy`` (atomically)."""
         model.save(self.path / MODEL_FILE)
 
-    def load_model(self, state: dict, n_labelled: int):
-        """The saved model if ``state`` says it was fitted on ``n_labelled`` labelled structures
-        (``labelled.xyz`` only grows, so the count names the training set), else None; an
+    def load_model(self, state: dict, labelled: Sequence[Atoms]):
+        """The saved model if ``state`` says it was fitted on these ``labelled`` structures (their
+        digest: a label edited by hand in ``labelled.xyz`` gives a refit), else None; an
         unreadable file is reported and None returned (the run fits the model again)."""
-        if state.get("model_labelled") != n_labelled or not (self.path / MODEL_FILE).exists():
+        digest = state.get("model_labelled_digest")  # (states before it: the count)
+        if (state.get("model_labelled") != len(labelled) or digest not in (None, frames_digest(labelled))
+                or not (self.path / MODEL_FILE).exists()):
             return None
         try:
             return load_model(self.path / MODEL_FILE)

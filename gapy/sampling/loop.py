@@ -5,6 +5,7 @@ reference result is on disk as soon as it exists, and a killed run resumes."""
 import contextlib
 import logging
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, List, Optional, Sequence, Union
@@ -265,7 +266,8 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
               threshold, md_max_force_std, random_state, driver, driver_options, selection, refit="fit",
               overrides=None) -> dict:
     """What makes a run: a work directory refuses to resume with other values."""
-    params = {k: repr(v) for k, v in sorted(model.get_params(deep=False).items()) if k not in ("n_jobs", "verbose")}
+    params = {k: _stable_repr(v) for k, v in sorted(model.get_params(deep=False).items())
+              if k not in ("n_jobs", "verbose")}
     if isinstance(random_state, np.random.Generator):
         seed = repr(random_state.bit_generator.state)
     else:
@@ -275,14 +277,33 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
         "starts": frames_digest(starts), "temperatures": [float(t) for t in temperatures], "n_select": n_select,
         "md_steps": md_steps, "md_interval": md_interval, "timestep": float(timestep), "score": score,
         "threshold": threshold, "md_max_force_std": md_max_force_std, "random_state": seed, "driver": driver,
-        "driver_options": {k: repr(v) for k, v in sorted((driver_options or {}).items())},
+        "driver_options": {k: _stable_repr(v) for k, v in sorted((driver_options or {}).items())},
         "selection": selection,
         # what the labels mean: a resume with another functional, basis or k-points would mix labels
         "reference": {"calculator": f"{type(reference).__module__}.{type(reference).__qualname__}",
-                      "parameters": {str(k): repr(v) for k, v in sorted(getattr(reference, "parameters", {}).items())}},
+                      "parameters": {str(k): _stable_repr(v)
+                                     for k, v in sorted(getattr(reference, "parameters", {}).items())}},
         **({} if refit == "fit" else {"refit": refit}),  # (work directories written before it resume)
-        **({} if not overrides else {"overrides": {k: repr(v) for k, v in sorted(overrides.items())}}),
+        **({} if not overrides else {"overrides": {k: _stable_repr(v) for k, v in sorted(overrides.items())}}),
     }
+
+
+def _stable_repr(value) -> str:
+    """``repr`` of a setting that is the same in every process: an object without a ``__repr__`` of
+    its own (a DFT code's mixer) is its class and attributes, not its memory address.
+
+    Examples
+    --------
+    >>> class Mixer:
+    ...     def __init__(self, beta):
+    ...         self.beta = beta
+    >>> _stable_repr(Mixer(0.05)), _stable_repr([1, "a"])
+    ('gapy.sampling.loop.Mixer(beta=0.05)', "[1, 'a']")
+    """
+    if type(value).__repr__ is object.__repr__ and hasattr(value, "__dict__"):
+        attributes = ", ".join(f"{k}={_stable_repr(v)}" for k, v in sorted(vars(value).items()))
+        return f"{type(value).__module__}.{type(value).__qualname__}({attributes})"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
 
 
 def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = None):
@@ -579,13 +600,13 @@ def active_learning(
             """The model fitted on ``train``: the one the workdir kept if it was fitted on the same
             structures, else a refit, which the workdir then keeps."""
             if store is not None:
-                kept = store.load_model(state, len(labelled))
+                kept = store.load_model(state, labelled)
                 if kept is not None:
                     return kept
             fresh = _refit(model, train, refit, overrides)
             if store is not None:
-                store.save_model(fresh)  # (the model first, then the count it was fitted on)
-                save(model_labelled=len(labelled))
+                store.save_model(fresh)  # (the model first, then what it was fitted on)
+                save(model_labelled=len(labelled), model_labelled_digest=frames_digest(labelled))
             return fresh
 
         if retry_failed and failures:

@@ -9,6 +9,8 @@ import logging
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from typing import Callable, List, Optional, Sequence
 
 import numpy as np
@@ -80,7 +82,9 @@ def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional
         Seconds. With a timeout the calculation runs in a forked child process (in its
         own process group), killed with everything it started when the time is up; the
         calculator's in-memory state then does not come back to this process (files it
-        writes do). Without one it runs here and may hang. Needs ``fork`` (Linux, macOS).
+        writes do). The child ends too when this process is killed or interrupted (its
+        result could go nowhere). Without one it runs here and may hang. Needs ``fork``
+        (Linux, macOS).
 
     Returns
     -------
@@ -161,8 +165,24 @@ def _check_not_moved(before: Atoms, after: Atoms) -> None:
                                "positions", "moved")
 
 
-def _reference_child(atoms, reference, connection) -> None:  # pragma: no cover (runs in the child)
+#: Seconds between a reference child's checks that the run that started it is alive.
+PARENT_POLL = 0.5
+
+
+def _end_with_parent(parent: int) -> None:  # pragma: no cover (runs in the child)
+    """Kill this process group when ``parent`` is gone (the run killed or stopped by SIGTERM):
+    its result could go nowhere, and it would keep the work directory's lock."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL)
+        os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def _reference_child(atoms, reference, connection, parent: int) -> None:  # pragma: no cover (runs in the child)
     os.setpgid(0, 0)  # its own process group: a timeout kills what it started too
+    _end_with_parent(parent)
     try:
         message = ("ok", _compute_reference(atoms, reference))
     except ReferenceFailure as error:
@@ -180,22 +200,20 @@ def _compute_reference_in_child(atoms: Atoms, reference: BaseCalculator, timeout
         raise GapyError("reference_timeout needs the 'fork' start method (Linux, macOS); "
                         "leave it unset on this system") from None
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_reference_child, args=(atoms, reference, sender))
+    process = context.Process(target=_reference_child, args=(atoms, reference, sender, os.getpid()))
     process.start()
     sender.close()
+    answered = False
     try:
         if not receiver.poll(timeout):
-            for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
-                try:
-                    kill()
-                except (ProcessLookupError, PermissionError):
-                    pass
+            _kill_group(process)
             raise ReferenceFailure(f"reference calculation timed out after {timeout:g} s (killed)", "timeout")
         try:
             status, payload = receiver.recv()
         except EOFError:
             process.join()
             raise ReferenceFailure(f"reference process died (exit code {process.exitcode})", "died") from None
+        answered = True
         if status == "failure":
             raise ReferenceFailure(*payload)
         if status != "ok":
@@ -203,7 +221,19 @@ def _compute_reference_in_child(atoms: Atoms, reference: BaseCalculator, timeout
         return payload
     finally:
         receiver.close()
-        process.join(5)
+        process.join(5 if answered else 0)
+        if process.is_alive():  # interrupted here (Ctrl-C): the calculation is abandoned, not left running
+            _kill_group(process)
+            process.join()
+
+
+def _kill_group(process) -> None:
+    """SIGKILL a reference child and what it started (its own process group)."""
+    for kill in (lambda: os.killpg(process.pid, signal.SIGKILL), process.kill):
+        try:
+            kill()
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def label_structures(frames: Sequence[Atoms], reference: Calculator,
