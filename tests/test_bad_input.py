@@ -439,9 +439,10 @@ def test_a_failed_save_leaves_the_previous_file_unchanged(model, tmp_path, monke
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match="No space left on device; the previous file is unchanged") as error:
         unsaveable.set_params(random_state=0)
         unsaveable.save(path)
+    assert error.value.filename == str(path)  # named (the message was only '[Errno 28] No space left')
     monkeypatch.undo()
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gapy"]  # no temporary file left behind

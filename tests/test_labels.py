@@ -138,7 +138,7 @@ def test_forces_far_larger_than_the_others_are_named_by_the_fit():
     from gapy.recommend import recommend
 
     frames = []
-    for k in range(6):
+    for k in range(24):
         atoms = bulk("Cu", cubic=True).repeat((2, 1, 1))
         atoms.rattle(0.05, seed=k)
         atoms.calc = EMT()
@@ -285,9 +285,10 @@ def test_energies_equal_per_atom_beside_forces_that_are_not_zero_are_named():
         model.fit(frames(0.0))
 
 
-def test_a_calibration_factor_from_one_or_two_values_warns():
+def test_a_calibration_factor_from_few_structures_warns():
     """gapy fit --validation-fraction 0.5 on 2 structures scaled the energy stds by x0.046 from
-    one held-out energy, silently; the factor is kept (as asked) but said to be chance."""
+    one held-out energy, silently; the factor is kept (as asked) but said to be chance. Five
+    held-out structures were not said to be few either (CALIBRATION_MIN_STRUCTURES)."""
     import warnings
 
     import pytest
@@ -298,20 +299,22 @@ def test_a_calibration_factor_from_one_or_two_values_warns():
     from gapy import SOAP, GAPRegressor
 
     frames = []
-    for k in range(6):
+    for k in range(24):
         atoms = bulk("Cu", cubic=True)
         atoms.rattle(0.05, seed=k)
         atoms.calc = EMT()
         atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces())
         frames.append(atoms)
     model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=4).fit(frames[:3])
-    with pytest.warns(UserWarning, match=r"calibrate: energy x[0-9.e+-]+ from 1 value: a factor from so few errors is "
-                                         r"mostly chance"):
+    with pytest.warns(UserWarning, match=r"calibrate: energy x[0-9.e+-]+, forces x[0-9.e+-]+ from 1 structure: "
+                                         r"factors from so few are mostly chance"):
         model.calibrate(frames[3:4])
     assert sorted(model.std_scale_) == ["energy", "forces"]
+    with pytest.warns(UserWarning, match=r"from 5 structures: factors from so few are mostly chance"):
+        model.calibrate(frames[3:8])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        model.calibrate(frames[3:])  # 3 energies
+        model.calibrate(frames[3:])  # 21 structures
 
 
 def test_energy_residuals_name_the_structure_missed_beyond_the_others_and_its_own_sigma(monkeypatch):

@@ -368,6 +368,9 @@ def test_reference_values_with_unknown_names_or_units_are_refused_before_any_wor
     with pytest.raises(ValueError, match=r"dft.json: 'surface_energy_111' is in 'J/m2'; gapy reports it in 'J/m\^2'"):
         validate(EMT(), CU, str(values), ["eos", "surfaces"], **{**FAST, "progress": steps.append})
     assert steps == []
+    values.write_text('{"lattice_constant": NaN}')  # (json reads NaN; it was reported as a reference of nan)
+    with pytest.raises(ValueError, match=r"dft.json: 'lattice_constant' must be a finite number or null, got nan"):
+        validate(EMT(), CU, str(values), ["eos"], **FAST)
     values.write_text(json.dumps({"phonon_X_3": {"value": 7.0, "unit": "THz"}, "surface_energy_m110": 1.2,
                                   "C13": 80.0}))  # accepted
     validate(EMT(), CU, str(values), ["eos"], **FAST)

@@ -43,6 +43,11 @@ def write_atomically(path: Union[str, os.PathLike], data: Union[bytes, str]) -> 
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temporary, path)
+    except OSError as error:  # (a full disk: the message names the file, the previous one stays)
+        Path(temporary).unlink(missing_ok=True)
+        if error.filename is None:
+            raise OSError(error.errno, f"{error.strerror}; the previous file is unchanged", str(path)) from error
+        raise
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise

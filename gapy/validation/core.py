@@ -632,8 +632,9 @@ def _check_values(values, where: str) -> dict:
                 raise ValueError(f"{where}: {name!r} is in {unit!r}; gapy reports it in {_unit({}, name)!r}")
         else:
             unit = None
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ValueError(f"{where}: {name!r} must be a number or null, got {value!r}")
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):  # (json reads NaN and Infinity)
+            raise ValueError(f"{where}: {name!r} must be a finite number or null, got {value!r}")
         out[name] = (None if value is None else float(value), unit)
     return out
 
