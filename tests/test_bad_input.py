@@ -393,6 +393,8 @@ def test_malformed_headers_and_arrays_raise_model_file_error(model, tmp_path):
         (old_format(lambda h: h["params"].update(sigma_force=-1)), "malformed model header.*sigma_force"),
         (old_format(lambda h: h["descriptor"].update(n_max=None)), "malformed model header.*n_max"),
         (old_format(lambda h: h.update(e0={})), "e0 has no value"),
+        (old_format(lambda h: h.update(std_noise_weight={"forces": -1.0})), "std_noise_weight >= 0"),
+        (old_format(lambda h: h.update(pair_shortest=[[14, 14, -1.0]])), "pair_shortest must hold positive"),
     ]
     for change, match in cases:
         _edit_header(path, tmp_path / "bad.gapy", change, legacy=True)

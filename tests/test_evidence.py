@@ -285,6 +285,42 @@ def test_std_noise_adds_the_fitted_noise_of_each_label():
     assert clone(noisy).fit(frames).label_sigmas_["forces"] == 1.0  # a refit takes the new ones
 
 
+def test_calibration_weighs_the_noise_against_the_latent_variance_by_the_errors(tmp_path):
+    """With std_noise the stds were nearly the noise everywhere, and calibrate() only scaled them:
+    strained crystals got the stds of AIMD frames. It now weighs the noise against the latent
+    variance by the likelihood of the held-out errors: the stds follow the errors better on
+    other held-out structures than the old stds at their best factor for those very errors."""
+    from sklearn.base import clone
+
+    from gapy import GAPRegressor, SOAP, load
+    from gapy.datasets import load_si
+    from gapy.metrics import NOISE_WEIGHT_RANGE, compare
+
+    train, test = load_si("train"), load_si("test")
+    model = GAPRegressor(SOAP(["Si"], r_cut=5.0, n_max=4, l_max=3), n_sparse=100, sigma_energy=0.005,
+                         sigma_force=0.1, std_noise=True).fit(train)
+    plain = clone(model).fit(train)
+    latent = clone(model).set_params(std_noise=False).fit(train)
+    for calibration, held_out in ((test[0::2], test[1::2]), (test[1::2], test[0::2])):
+        calibrated = clone(model).fit(train).calibrate(calibration)
+        weight, scale = calibrated.std_noise_weight_["forces"], calibrated.std_scale_["forces"]
+        assert NOISE_WEIGHT_RANGE[0] <= weight < 0.1  # the latent variance says more here than the noise
+        forces = compare(held_out, calibrated.predict_all(held_out, return_std=True))["forces"]
+        band = compare(held_out, plain.predict_all(held_out, return_std=True))["forces"]
+        best = np.mean((band.error / band.std) ** 2)  # the old stds' best factor, on the errors themselves
+        assert (np.mean(np.log(forces.std**2) + (forces.error / forces.std) ** 2)
+                < np.mean(np.log(best * band.std**2) + (band.error / band.std) ** 2 / best) - 0.5)
+    # std^2 = scale^2 (latent^2 + weight noise^2), kept in model files
+    atoms = test[3]
+    expected = latent.predict_all([atoms], return_std=True)[0]["forces_std"]
+    got = calibrated.predict_all([atoms], return_std=True)[0]["forces_std"]
+    np.testing.assert_allclose(got, scale * np.sqrt(expected**2 + weight * 0.1**2), rtol=1e-9)
+    calibrated.save(tmp_path / "m.gapy")
+    loaded = load(tmp_path / "m.gapy")
+    assert loaded.std_noise_weight_ == calibrated.std_noise_weight_
+    np.testing.assert_array_equal(loaded.predict_all([atoms], return_std=True)[0]["forces_std"], got)
+
+
 def test_an_optimiser_that_stops_early_warns_and_keeps_the_best_point(monkeypatch):
     import gapy.gp.evidence as evidence
 

@@ -775,7 +775,9 @@ def _run(args: argparse.Namespace) -> int:
     model.save(output)  # once, when all is done: a failure leaves the file that was there
     print(f"model written to {output}")
     if run["calibrate"]:
-        factors = ", ".join(f"{quantity} x{factor:.3g}" for quantity, factor in model.std_scale_.items())
+        factors = ", ".join(f"{quantity} x{factor:.3g}" + (
+            f" with the noise weighed {model.std_noise_weight_[quantity]:.3g}" if quantity in model.std_noise_weight_
+            else "") for quantity, factor in model.std_scale_.items())
         print(f"standard deviations calibrated on the validation set ({factors}); the validation table below "
               "shows them before")
 

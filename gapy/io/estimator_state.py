@@ -51,6 +51,7 @@ def to_state(model: "GAPRegressor") -> Tuple[dict, Dict[str, np.ndarray]]:
         "delta": gp.delta,
         "n_observations": int(gp.n_observations),
         "std_scale": dict(model.std_scale_),
+        "std_noise_weight": dict(getattr(model, "std_noise_weight_", {})),
         "std_scale_variance": model.std_scale_variance_,
         "label_sigmas": model.label_sigmas_,
         "pair_shortest": [[*pair, distance] for pair, distance in model.pair_shortest_.items()],
@@ -99,6 +100,7 @@ def from_state(cls: Type["GAPRegressor"], header: dict, arrays: Dict[str, np.nda
                             for name, record in header.get("terms", {}).items()})
         model._check_parameters()
         std_scale = {str(k): float(v) for k, v in header.get("std_scale", {}).items()}
+        std_noise_weight = {str(k): float(v) for k, v in header.get("std_noise_weight", {}).items()}
         std_scale_variance = check_variance_kind(header.get("std_scale_variance", model.variance))
         label_sigmas = _label_sigmas_from_state(header.get("label_sigmas"), model)
         provenance = header.get("provenance", {})
@@ -116,8 +118,10 @@ def from_state(cls: Type["GAPRegressor"], header: dict, arrays: Dict[str, np.nda
     missing = sorted(set(int(z) for z in descriptor.atomic_numbers) - set(e0))
     if missing:
         raise ModelFileError(f"malformed model header: e0 has no value for atomic numbers {missing}")
-    if not np.all(np.isfinite(list(e0.values()) + [delta] + list(std_scale.values()))) or delta <= 0:
-        raise ModelFileError("malformed model header: e0, delta and std_scale must be finite, delta > 0")
+    if not np.all(np.isfinite(list(e0.values()) + [delta] + list(std_scale.values()) + list(std_noise_weight.values()))
+                  ) or delta <= 0 or any(w < 0 for w in std_noise_weight.values()):
+        raise ModelFileError("malformed model header: e0, delta, std_scale and std_noise_weight must be finite, "
+                             "delta > 0, std_noise_weight >= 0")
     model.descriptor_ = descriptor
     model.term_descriptors_ = term_descriptors
     model.e0_ = e0
@@ -130,6 +134,7 @@ def from_state(cls: Type["GAPRegressor"], header: dict, arrays: Dict[str, np.nda
     model.species_ = descriptor.atomic_numbers.copy()
     model.n_observations_ = n_observations
     model.std_scale_ = std_scale
+    model.std_noise_weight_ = std_noise_weight
     model.std_scale_variance_ = std_scale_variance
     model.label_sigmas_ = label_sigmas
     model.pair_shortest_ = pair_shortest
