@@ -296,6 +296,10 @@ def test_command_checks_paths_first(cu_model, tmp_path):
                     str(tmp_path / "o")]))
     with pytest.raises(GapyError, match="cu.gapy: is a gapy model file, not structures"):
         run(_parse(["validate", str(model_path), "--structure", str(model_path), "-o", str(tmp_path / "o")]))
+    (tmp_path / "dft.json").write_text('{"bulk_moduls": 140}')  # refused before the output directory is made
+    with pytest.raises(GapyError, match="dft.json: unknown property 'bulk_moduls'"):
+        run(_parse(["validate", str(model_path), "--bulk", "Cu:fcc:3.6", "--reference", str(tmp_path / "dft.json"),
+                    "-o", str(tmp_path / "o")]))
     with pytest.raises(SystemExit):  # usage error: --bulk needs SYMBOL:LATTICE
         _parse(["validate", str(model_path), "--bulk", "Cu", "-o", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()

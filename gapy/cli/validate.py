@@ -16,6 +16,7 @@ from ase.build import bulk
 from ..exceptions import GapyError
 from ..structures import atomic_number
 from ..validation import FAMILIES, Settings, validate
+from ..validation.core import _resolve_reference as resolve_reference
 from ._common import check_outputs, read_frames
 
 
@@ -144,6 +145,10 @@ def run(args: argparse.Namespace) -> int:
         if not Path(args.reference).is_file():
             raise GapyError(f"{args.reference}: no such reference file")
         inputs.append(Path(args.reference))
+        try:  # its names, units and values, before the output directory is made
+            resolve_reference(args.reference)
+        except ValueError as error:
+            raise GapyError(str(error)) from None
     output = Path(args.output)
     check_outputs(inputs, directories=[output])
 
