@@ -8,7 +8,7 @@ import warnings
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Union
 
 from ase import Atoms
 from ase.data import chemical_symbols
@@ -165,8 +165,7 @@ def check_model_frames(model: GAPRegressor, frames: Sequence[Atoms], path: PathL
     """
     known = set(model.descriptor_.atomic_numbers.tolist())
     for k, atoms in enumerate(frames):
-        unknown = sorted({symbol for symbol, z in zip(atoms.get_chemical_symbols(), atoms.numbers) if z not in known},
-                         key=atomic_number)
+        unknown = unknown_species(atoms, known)
         if unknown:
             raise GapyError(
                 f"{path}: {structure_name(atoms, k)} has species {unknown} that the model does not know (it was "
@@ -183,6 +182,12 @@ def check_model_frames(model: GAPRegressor, frames: Sequence[Atoms], path: PathL
             "there" + ("" if core else "; without a repulsive core (ZBL baseline or 2-body term: 'gapy fit' "
                        "chooses them unless given model settings) its predictions and stds there can be far off"),
             ShortDistanceWarning, stacklevel=2)
+
+
+def unknown_species(atoms: Atoms, known: Set[int]) -> List[str]:
+    """The chemical symbols of ``atoms`` whose atomic numbers are not in ``known``, in the order of the table."""
+    return sorted({symbol for symbol, z in zip(atoms.get_chemical_symbols(), atoms.numbers.tolist())
+                   if z not in known}, key=atomic_number)
 
 
 def _same_file(a: Path, b: Path) -> bool:

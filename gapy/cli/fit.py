@@ -30,7 +30,7 @@ from ..sparsify import METHODS
 from ..structures import atomic_number, neighbor_pairs, structure_name
 from ..term import Term
 from ._common import (about, check_outputs, choice, integer, number, number_or_none,
-                      print_table, read_frames, species_list, species_map)
+                      print_table, read_frames, species_list, species_map, unknown_species)
 
 def _n_sparse(text: str) -> Union[int, Dict[str, int]]:
     if ":" in text:
@@ -526,7 +526,7 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
                             f"{key_hint(atoms)}")
         symbols = atoms.get_chemical_symbols()
         if known is not None:
-            unknown = sorted({s for s in symbols if atomic_number(s) not in known})
+            unknown = unknown_species(atoms, known)
             if unknown:
                 raise GapyError(f"{path}: {name} has species {unknown} not in --species {','.join(species)}")
         for symbol in symbols:
@@ -552,8 +552,7 @@ def _check_validation_species(frames: Sequence[Atoms], path: Path, species: Sequ
     """Refuse validation structures with a species the model is not fitted for, named by their index in ``path``."""
     known = {atomic_number(symbol) for symbol in species}
     for k, atoms in enumerate(frames):
-        unknown = sorted({symbol for symbol, z in zip(atoms.get_chemical_symbols(), atoms.numbers)
-                          if z not in known}, key=atomic_number)
+        unknown = unknown_species(atoms, known)
         if unknown:
             raise GapyError(f"{path}: {structure_name(atoms, k)} has species {unknown}, which the training "
                             f"structures do not have (the model is fitted for {list(species)})")
