@@ -197,9 +197,10 @@ class EnergyResiduals:
         offset = np.median(residuals)
         deviation = residuals - offset
         spread = 1.4826 * np.median(np.abs(deviation))
-        whole = abs(offset) > RESIDUAL_OUTLIER_FLOOR  # every energy missed: a structure is named only when it
-        least = max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR, abs(offset) if whole else 0.0)  # stands
-        far = [k for k in np.argsort(-np.abs(deviation))                               # out further than that
+        # every energy missed as a whole: a structure is named only when it stands out further than that
+        whole = abs(offset) > RESIDUAL_OUTLIER_FLOOR
+        least = max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR, abs(offset) if whole else 0.0)
+        far = [k for k in np.argsort(-np.abs(deviation))
                if abs(misses[k]) > 3.0 * sigmas[k] and abs(deviation[k]) > least]
         named = ", ".join(f"{self.names[k]} {1000 * residuals[k]:+.0f} meV/atom" for k in far[:5]) + (
             ", ..." if len(far) > 5 else "")

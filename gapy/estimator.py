@@ -528,8 +528,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                  f"{sorted(known)}")
             cross_validated = cross_validated and "energy" in kinds
             search_bounds = {known[name]: value for name, value in (bounds or {}).items()}
-            if "energy" in kinds and "energy" not in search_bounds:  # many force labels must not leave the
-                start = float(globals_["energy"])                      # energies unfitted
+            if "energy" in kinds and "energy" not in search_bounds:  # (many forces must not leave them unfitted)
+                start = float(globals_["energy"])
                 if start / SEARCH_WINDOW < plan.energy_sigma_ceiling < start * SEARCH_WINDOW:
                     search_bounds["energy"] = (start / SEARCH_WINDOW, max(plan.energy_sigma_ceiling, start))
             result = maximize_evidence(
@@ -786,8 +786,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         later predictions are multiplied by the factors, kept in :attr:`std_scale_` and
         in saved models; means do not change. With ``std_noise`` the stds are first
         reshaped (from :data:`NOISE_WEIGHT_MIN_VALUES` held-out values of a quantity on,
-        forces and stresses in practice): ``std^2 = latent^2 + w noise^2``, the weight ``w`` of the fitted noise
-        against the latent variance chosen by the likelihood of the errors
+        forces and stresses in practice): ``std^2 = latent^2 + w noise^2``, the weight
+        ``w`` of the fitted noise against the latent variance chosen by the likelihood of
+        the errors
         (:func:`gapy.metrics.noise_weight`, kept in :attr:`std_noise_weight_`), so that the
         stds follow the errors from structure to structure, not only on average (mlearn
         Si, calibrated on half of the test set and checked on the other half: the strained

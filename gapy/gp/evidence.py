@@ -595,8 +595,8 @@ def warn_at_bounds(result: OptimizationResult, given: Collection[str] = (), answ
     lower = set(result.at_lower_bounds)
     described = ", ".join(f"{name if name in result.deltas else 'the noise sigma of ' + name} at its "
                           f"{'lower' if name in lower else 'upper'} bound {point[name]:.3g}" for name in at_bounds)
-    widen = [name for name in at_bounds if name not in given  # (not a noise sigma on its upper bound: wider
-             and (name in result.deltas or name in lower)]       # would fit those labels more loosely still)
+    # a noise sigma on its upper bound is not to be widened: that would fit its labels more loosely still
+    widen = [name for name in at_bounds if name not in given and (name in result.deltas or name in lower)]
     hint = ("" if not widen else
             f"; the search spans {SEARCH_WINDOW:g}x either way of the starting value: start nearer or give wider "
             "bounds")

@@ -269,8 +269,8 @@ class Workdir:
                     raise ValueError("incomplete structure")
                 (atoms,) = from_extxyz("".join(block))
             except ValueError as error:
-                if position + max(n_atoms + 2, 1) < len(lines):  # damage in the middle is not a kill while
-                    raise GapyError(f"workdir {self.path}: {name} is damaged at structure {len(frames)} "  # appending
+                if position + max(n_atoms + 2, 1) < len(lines):  # (in the middle: not a kill while appending)
+                    raise GapyError(f"workdir {self.path}: {name} is damaged at structure {len(frames)} "
                                     f"(line {position + 1}: {error}); repair or remove it") from None
                 kept = self.path / f"{name}.cut"  # (set aside, never deleted)
                 with open(kept, "a") as stream:
