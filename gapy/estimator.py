@@ -343,8 +343,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             file); or a :class:`gapy.io.FrameSource`. Under
             ``joblib.parallel_config(backend="dask")`` the tasks of a file read their own
             structures (the workers must see the file under the same path).
-        y : None
-            Must be None: labels are read from the structures.
+        y : None or array-like of shape (n_frames,)
+            Labels are read from the structures; a ``y`` (as scikit-learn's model selection
+            passes it) must be their total energies.
         sample_weight : array-like of shape (n_frames,), optional
             Per-structure weights: every sigma of structure ``k`` is divided by
             ``sqrt(sample_weight[k])``; a weight of 0 leaves the structure out.
@@ -360,9 +361,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             An element of ``frames`` is not an ``ase.Atoms``, or a parameter has the
             wrong type.
         ValueError
-            ``y`` is given, a parameter out of range, no structures, a bad ``sample_weight``, an ``e0``
-            that cannot be determined, no structure left to fit (all have zero weight
-            or are isolated atoms), or no atom with a neighbour (no sparse point).
+            ``y`` that is not the structures' energies, a parameter out of range, no
+            structures, a bad ``sample_weight``, an ``e0`` that cannot be determined, no
+            structure left to fit (all have zero weight or are isolated atoms), or no atom
+            with a neighbour (no sparse point).
         gapy.StructureError
             A species the descriptor does not know, a bad geometry or label, or a
             fitted label kind (``sigma_*`` set) that no structure carries.
@@ -390,11 +392,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> model.fit(train, sample_weight=[1.0, 1.0, 2.0, 0.0]).label_counts_  # the last one left out
         {'energy': 3, 'forces': 567}
         """
-        _refuse_y(y)
         self._check_parameters()
         source = frame_source(frames)
         try:
-            plan = self._plan(source, sample_weight)
+            plan = self._plan(source, sample_weight, y)
             self._fit_plan(plan)
         finally:
             if source is not frames:
@@ -448,8 +449,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ----------
         frames : sequence of ase.Atoms, path or iterable of ase.Atoms
             Labelled training structures, as for :meth:`fit`.
-        y : None
-            Must be None: labels are read from the structures.
+        y : None or array-like of shape (n_frames,)
+            Labels are read from the structures; a ``y`` (as scikit-learn's model selection
+            passes it) must be their total energies.
         sample_weight : array-like of shape (n_frames,), optional
             As in :meth:`fit`.
         fixed : sequence of str, default=()
@@ -506,7 +508,6 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         >>> model.delta, bool(model.sigma_force != 0.2)
         (1.0, True)
         """
-        _refuse_y(y)
         self._check_parameters()
         check_choice("energy_sigma", energy_sigma, ("evidence", "cross-validation"))
         cross_validated = energy_sigma == "cross-validation" and self.sigma_energy is not None \
@@ -514,7 +515,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         energies = EnergyRows() if cross_validated else None
         source = frame_source(frames)
         try:
-            plan = self._plan(source, sample_weight)
+            plan = self._plan(source, sample_weight, y)
             terms = self._terms()
             statistics = self._evidence_statistics(plan, energies)
             deltas = {"delta": float(self.delta), **{f"{name}__delta": float(term.delta) for name, term in terms}}
@@ -613,8 +614,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                  np.array([plan.weights[index]]))
         return statistics
 
-    def _plan(self, source: FrameSource, sample_weight) -> "_FitPlan":
-        """Pass 1 of a fit: checks, labels, ``e0``, the baseline and the sparse points.
+    def _plan(self, source: FrameSource, sample_weight, y=None) -> "_FitPlan":
+        """Pass 1 of a fit: checks, labels, ``e0``, the baseline and the sparse points; ``y``, if given,
+        must be the structures' energies (:func:`_check_y`).
 
         Every environment's SOAP vector is computed; at most ``sparse_candidates`` per
         species are kept (a seeded uniform sample), among which the sparse points are
@@ -649,6 +651,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                         collector.add(summary.index, term_values, classes)
                 del results
         weights.check_count(len(summaries))
+        _check_y(y, [summary.energy for summary in summaries], [summary.name for summary in summaries])
 
         check_config_types(summaries, self.config_type_sigma)
         if self.sigma_energy is not None:
@@ -1472,8 +1475,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ----------
         frames : sequence of ase.Atoms
             Structures with reference energies (under ``energy_key``).
-        y : None
-            Must be None: the energies are read from the structures.
+        y : None or array-like of shape (n_frames,)
+            The energies are read from the structures; a ``y`` must be them.
         sample_weight : array-like of shape (n_frames,), optional
             Weights of the structures in the mean squared error (finite, non-negative,
             not all zero).
@@ -1488,7 +1491,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         sklearn.exceptions.NotFittedError
             The model is not fitted.
         ValueError
-            ``y`` is given, or ``sample_weight`` of the wrong shape, negative, NaN or all zero.
+            ``y`` that is not the structures' energies, or ``sample_weight`` of the wrong
+            shape, negative, NaN or all zero.
         gapy.StructureError
             A structure has no energy label.
 
@@ -1502,12 +1506,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         True
         """
         check_is_fitted(self, "gp_")
-        _refuse_y(y)
         frames = as_frames(frames)
         weights = _SampleWeights(sample_weight, len(frames)).values
         if weights is not None and not weights.sum() > 0:
             raise ValueError("sample_weight must have a positive value: all weights are zero")
         labels = [self._read_labels(atoms, k) for k, atoms in enumerate(frames)]
+        _check_y(y, [lab.energy for lab in labels], [structure_name(atoms, k) for k, atoms in enumerate(frames)])
         missing = [k for k, lab in enumerate(labels) if lab.energy is None]
         if missing:
             raise StructureError(f"score needs energies; structures {missing[:10]} have none")
@@ -1517,11 +1521,23 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         return -float(np.sqrt(np.average((predicted - reference) ** 2, weights=weights)))
 
 
-def _refuse_y(y) -> None:
-    """scikit-learn's ``y``: the labels are in the structures, and a ``y`` would be silently ignored."""
-    if y is not None:
-        raise ValueError("y must be None: the labels are read from the structures (atoms.calc, or info/arrays under "
-                         "energy_key, forces_key, stress_key); put the targets there")
+def _check_y(y, energies: Sequence[Optional[float]], names: Sequence[str]) -> None:
+    """scikit-learn's ``y``: the labels are read from the structures, so a ``y`` (``cross_val_score(model, frames,
+    energies)``) is accepted only when it is their total energies; any other would be silently ignored."""
+    if y is None:
+        return
+    try:
+        values = np.asarray(y, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"y must be None or the structures' total energies, got {type(y).__name__}") from None
+    if len(values) != len(energies):
+        raise ValueError(f"y has {len(values)} values for {len(energies)} structures; the labels are read from "
+                         "the structures (pass y=None)")
+    for value, energy, name in zip(values, energies, names):
+        if energy is None or not np.isclose(value, energy, rtol=1e-6, atol=1e-6):
+            raise ValueError(f"y is {value:.10g} for {name}, whose energy label is {energy}: the labels are read "
+                             "from the structures (atoms.calc, or info/arrays under energy_key, forces_key, "
+                             "stress_key); put the targets there and pass y=None")
 
 
 class _SampleWeights:

@@ -217,14 +217,22 @@ def test_training_data(make, error, match):
         GAPRegressor(soap(), n_sparse=5, e0=0.0).fit([labelled(si(seed=1)), make()])
 
 
-def test_targets_given_as_y_are_refused_not_ignored():
-    """scikit-learn's y was silently ignored: the labels are read from the structures."""
-    frames = [labelled(si(seed=k)) for k in range(2)]
+def test_targets_given_as_y_must_be_the_labels_of_the_structures():
+    """scikit-learn's y was silently ignored (y = 2 x the energies gave the model of the file's
+    labels); the labels are read from the structures, so a y must be their energies."""
+    frames = [labelled(si(seed=k), energy=-10.0 - k) for k in range(2)]
     model = GAPRegressor(soap(), n_sparse=5, e0=0.0)
-    for call in (lambda: model.fit(frames, [-10.0, -11.0]), lambda: model.maximize_evidence(frames, [-10.0, -11.0]),
-                 lambda: model.fit(frames).score(frames, [-10.0, -11.0])):
-        with pytest.raises(ValueError, match="y must be None: the labels are read from the structures"):
-            call()
+    for call in (lambda y: model.fit(frames, y), lambda y: model.maximize_evidence(frames, y),
+                 lambda y: model.fit(frames).score(frames, y)):
+        with pytest.raises(ValueError, match=r"y is -22 for structure 1 \(Si8\), whose energy label is -11.0: the "
+                                             r"labels are read from the structures"):
+            call([-10.0, -22.0])
+        with pytest.raises(ValueError, match="y has 3 values for 2 structures"):
+            call([-10.0, -11.0, -12.0])
+        call(np.array([-10.0, -11.0]))  # what cross_val_score(model, frames, energies) passes
+    from sklearn.model_selection import cross_val_score
+    scores = cross_val_score(model, frames * 2, np.array([-10.0, -11.0] * 2), cv=2)
+    assert np.all(np.isfinite(scores))
 
 
 def test_a_dummy_atom_is_named_where_the_species_come_from_the_data():
