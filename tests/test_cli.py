@@ -567,3 +567,22 @@ def test_fit_names_a_training_energy_it_misses_far_more_than_the_others(tmp_path
         warnings.simplefilter("always")
         assert main(["fit", str(tmp_path / "clean.xyz"), *SMALL, "-o", str(tmp_path / "clean.gapy")]) == 0
     assert not [w for w in record if "misses the energy" in str(w.message)]
+
+
+def test_n_jobs_given_on_the_command_line_bounds_the_blas_threads_too(monkeypatch):
+    """'gapy demo --n-jobs 1' used two cores: OpenBLAS takes every core for the solves."""
+    from threadpoolctl import threadpool_info
+
+    import gapy.cli.predict
+
+    seen = []
+
+    def record(args):
+        seen.append([pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"])
+        return 0
+
+    monkeypatch.setattr(gapy.cli.predict, "run", record)
+    assert main(["predict", "m.gapy", "d.xyz", "-o", "o.xyz", "--n-jobs", "1"]) == 0
+    assert main(["predict", "m.gapy", "d.xyz", "-o", "o.xyz"]) == 0
+    assert seen[0] and all(n == 1 for n in seen[0])
+    assert seen[1] == [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]

@@ -14,6 +14,7 @@ import sys
 import warnings
 from typing import List, Optional
 
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .._version import __version__
@@ -114,8 +115,13 @@ def main(argv: Optional[List[str]] = None) -> int:
         warnings.formatwarning = lambda message, *_, **__: f"{handler.line('warning', str(message))}\n"
     package_logger = logging.getLogger("gapy")
     package_logger.addHandler(handler)  # the library's log warnings too (a failed reference calculation)
-    try:
-        return args.run(args)
+    given = argv if argv is not None else sys.argv[1:]
+    threads = getattr(args, "n_jobs", None)
+    explicit = any(item == "--n-jobs" or item.startswith("--n-jobs=") for item in given)
+    try:  # --n-jobs N: N cores, the BLAS of the solves included (OpenBLAS takes every core by default)
+        with threadpool_limits(threads if explicit and isinstance(threads, int) and threads > 0 else None,
+                               user_api="blas"):
+            return args.run(args)
     except KeyboardInterrupt:
         print(f"gapy {args.command}: interrupted", file=sys.stderr)
         return 130
