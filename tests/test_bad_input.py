@@ -530,6 +530,29 @@ def test_a_model_is_never_written_over_structures_nor_structures_over_a_model(fi
     assert gapy.load(other_model).gp_.alpha.shape == (5,)
 
 
+def test_an_extxyz_stress_in_another_layout_and_a_blank_line_are_refused(files, tmp_path, capsys):
+    """ASE's reader keeps the upper triangle of a 9-value stress (a Voigt vector padded to 9 was
+    fitted as wrong numbers without a word) and stops at a blank line (the structures after it
+    were silently left out of a 'gapy fit'); both are refused, naming the structure and line."""
+    text = (files / "data.xyz").read_text()
+    lines = text.splitlines(keepends=True)
+    n = int(lines[0]) + 2  # lines of the first structure
+    header = lines[n + 1]
+    assert 'stress="' in header
+    start = header.index('stress="') + len('stress="')
+    padded = header[:start] + "0.01 0.02 0.03 0.001 0.002 0.003 0.0 0.0 0.0" + header[header.index('"', start):]
+    (tmp_path / "padded.xyz").write_text("".join(lines[:n + 1] + [padded] + lines[n + 2:]))
+    argv = ["fit", str(tmp_path / "padded.xyz"), "--r-cut", "4.0", "--n-max", "4", "--l-max", "3", "--n-sparse", "5",
+            "--sigma-virial", "0.05", "--no-progress", "-o", str(tmp_path / "m.gapy")]
+    assert main(argv) == 1
+    assert "padded.xyz: structure 1 (line " in capsys.readouterr().err
+    with pytest.raises(StructureError, match=r"structure 1 \(line [0-9]+\): field 'stress' is not a symmetric 3x3"):
+        GAPRegressor(soap(), n_sparse=5, sigma_virial=0.05).fit(str(tmp_path / "padded.xyz"))
+    (tmp_path / "blank.xyz").write_text("".join(lines[:n]) + "\n" + "".join(lines[n:]))
+    assert main(argv[:1] + [str(tmp_path / "blank.xyz")] + argv[2:]) == 1
+    assert "blank line at line" in capsys.readouterr().err
+
+
 def test_a_model_file_given_as_structures_is_named(files, capsys):
     assert main(["fit", str(files / "m.gapy")]) == 1
     assert f"{files / 'm.gapy'}: is a gapy model file, not structures" in capsys.readouterr().err

@@ -182,7 +182,7 @@ def test_errors_are_one_line_with_the_file_and_field(model_file, data, tmp_path,
     train, test = str(data / "train.xyz"), str(data / "test.xyz")
     cases = [
         (["fit", str(tmp_path / "missing.xyz")], "missing.xyz: no such file"),
-        (["fit", str(garbage)], "garbage.xyz: cannot read structure 0"),
+        (["fit", str(garbage)], "garbage.xyz: structure 0 (line 1): expected the number of atoms, got 'garbage'"),
         (["fit", str(tmp_path / "unlabelled.xyz"), *SMALL], "structure 2 (Si24, config_type=Surface) has no label"),
         (["eval", str(tmp_path / "missing.gapy"), test], "missing.gapy: no such model file"),
         (["eval", train, test], "train.xyz: not a gapy model file"),

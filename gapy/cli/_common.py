@@ -18,6 +18,7 @@ from ..baseline import ShortDistanceWarning, closer_than_training
 from ..estimator import GAPRegressor, load_model
 from ..exceptions import GapyError
 from ..gp import VARIANCE_KINDS
+from ..io.frames import EXTXYZ_SUFFIXES, check_extxyz
 from ..io.model import is_model_file
 from ..metrics import format_table
 from ..structures import atomic_number, structure_name
@@ -122,6 +123,8 @@ def read_frames(path: PathLike) -> List[Atoms]:
         raise GapyError(f"{path}: no such file")
     if is_model_file(path):
         raise GapyError(f"{path}: is a gapy model file, not structures")
+    if path.suffix.lower() in EXTXYZ_SUFFIXES:
+        check_extxyz(path)  # (a blank line ASE would stop at; a stress ASE would symmetrise)
     frames = []
     try:
         for atoms in iread(str(path), index=":"):

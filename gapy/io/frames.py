@@ -38,8 +38,10 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from ase import Atoms
+from ase.io.extxyz import key_val_str_to_dict
 
 from ..exceptions import DataFileError
+from ..labels import _symmetric_voigt
 from ..structures import as_frames, require_atoms
 from .model import is_model_file
 
@@ -972,11 +974,13 @@ def _index_extxyz(path: Path) -> Tuple[np.ndarray, np.ndarray, Fingerprint]:
             offsets.append(start)
             lines.append(start_line)
             for read in range(natoms + 1):
-                if not next_line():
+                if not (line := next_line()):
                     raise DataFileError(
                         f"{path}: structure {k} (line {start_line}) is truncated: {natoms} atoms announced, "
                         f"the file ends after {max(read - 1, 0)} of them"
                     )
+                if read == 0 and b"stress" in line:
+                    _check_comment_stress(line, f"{path}: structure {k} (line {start_line + 1})")
             line = next_line()
             while line.lstrip().startswith(b"VEC"):  # VEC1..3 lines belong to this frame
                 line = next_line()
@@ -987,6 +991,34 @@ def _index_extxyz(path: Path) -> Tuple[np.ndarray, np.ndarray, Fingerprint]:
     if os.stat(path).st_size != stat.st_size or end > stat.st_size:
         raise _changed(path, "it grew while it was indexed")
     return np.array(offsets + [end], dtype=np.int64), np.array(lines, dtype=np.int64), fingerprint
+
+
+def _check_comment_stress(comment: bytes, name: str) -> None:
+    """Refuse a 9-value ``stress`` on an extxyz comment line that is not symmetric: ASE's reader
+    keeps its upper triangle as the Voigt stress, so another layout (a Voigt vector padded to 9,
+    another order) would be fitted as wrong numbers (:func:`gapy.labels.read_labels` refuses the
+    same tensor in ``atoms.info``)."""
+    try:
+        info = key_val_str_to_dict(comment.decode(errors="replace"))
+    except Exception:  # (ASE's reader says what is wrong with the line)
+        return
+    value = info.get("stress")
+    if value is not None and np.shape(value) in ((3, 3), (9,)):
+        _symmetric_voigt(np.asarray(value, dtype=float), name, "stress")
+
+
+def check_extxyz(path: PathLike) -> None:
+    """Check an extended XYZ file as :class:`FileSource` indexes it: no blank line before more
+    structures (ASE would stop reading there), no truncated structure, symmetric 9-value stresses.
+
+    Raises
+    ------
+    gapy.DataFileError
+        A blank line or a truncated structure, named by its line.
+    gapy.StructureError
+        A 9-value stress that is not symmetric, named by its structure and line.
+    """
+    _index_extxyz(Path(path))
 
 
 def _parse_extxyz(text: bytes, path, index: int, line: int) -> Atoms:
