@@ -369,7 +369,8 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
                                     "isolated-atom energies for every species; the compositions vary)")
     else:
         e0, reasons["e0"] = "average", ("mean energy per atom (no isolated-atom energies for every species"
-                                        + ("; the compositions do not vary)" if len(species) > 1 else ")"))
+                                        + ("; the compositions do not determine a constant per species)"
+                                           if len(species) > 1 else ")"))
     if not has["energy"]:
         reasons["e0"] = "no energy labels: 0 (the energies are known up to a constant per atom)"
     sigmas = {name: start[name] if has[kind] else None

@@ -318,7 +318,7 @@ def test_fit_calibrates_stds_on_the_validation_set(data, tmp_path, capsys):
     model = gapy.load(path)
     assert set(model.std_scale_) == {"energy", "forces", "stress"} and all(f > 0 for f in model.std_scale_.values())
     err = one_line_error(capsys, ["fit", str(data / "train.xyz"), *SMALL, "--calibrate", "-o", str(path)])
-    assert "calibrate needs validation structures" in err
+    assert "--calibrate needs validation structures" in err
 
 
 def test_overconfident_stds_get_a_hint(capsys):
@@ -333,6 +333,11 @@ def test_overconfident_stds_get_a_hint(capsys):
     assert "predicted forces standard deviations are too small" in out and "--calibrate" in out
     _calibration_hint(rows[1:])
     assert capsys.readouterr().out == ""
+    # stds far larger than the errors pass as "100 % within 2 std": said too (small molecules: 20-80 times)
+    _calibration_hint([{"quantity": "forces", "config_type": "all", "within_2std": 1.0, "z_rms": 0.046},
+                       {"quantity": "energy", "config_type": "all", "within_2std": 1.0, "z_rms": 0.8}])
+    out = capsys.readouterr().out
+    assert "far larger than the errors here (RMS of error / std: forces 0.046)" in out and "energy" not in out
 
 
 def test_coverage_with_a_model_reports_its_uncertainty(model_file, data, tmp_path, capsys):

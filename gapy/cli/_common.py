@@ -257,11 +257,22 @@ def print_table(title: str, rows: List[dict]) -> None:
     print(format_table(rows))
 
 
+#: :func:`calibration_hint` calls stds far too large when the RMS of error / std is below this (stds five times the
+#: errors: the default stds of a few small molecules, 20-80 times their errors, passed as "100 % within 2 std").
+OVERCAUTIOUS_Z_RMS = 0.2
+
+
 def calibration_hint(rows: List[dict]) -> None:
-    """Say so when the predicted stds are clearly too small (uncalibrated model)."""
-    overconfident = [row["quantity"] for row in rows
-                     if row["config_type"] == "all" and (row.get("within_2std") or 1.0) < 0.8]
+    """Say so when the predicted stds are clearly too small or far too large (uncalibrated model)."""
+    overall = [row for row in rows if row["config_type"] == "all"]
+    overconfident = [row["quantity"] for row in overall if (row.get("within_2std") or 1.0) < 0.8]
+    overcautious = [f"{row['quantity']} {row['z_rms']:.2g}" for row in overall
+                    if row.get("z_rms") is not None and row["z_rms"] < OVERCAUTIOUS_Z_RMS]
     if overconfident:
         print(f"\nthe predicted {', '.join(overconfident)} standard deviations are too small here "
               "(fewer than 80 % of the errors within 2 std); 'gapy fit --calibrate' scales them to "
               "the errors on held-out structures (docs/sampling.md)")
+    if overcautious:
+        print(f"\nthe predicted standard deviations are far larger than the errors here (RMS of error / std: "
+              f"{', '.join(overcautious)}): within 2 std says little; 'gapy fit --calibrate' fits them to the "
+              "errors on held-out structures (docs/gp.md)")

@@ -79,7 +79,8 @@ class Fingerprint:
         if self.size != other.size:
             parts.append(f"size {self.size} -> {other.size} bytes")
         if self.mtime_ns != other.mtime_ns:
-            parts.append("modification time")
+            parts.append("modification time" + (" only: touched, the content the same" if (
+                self.size, self.sha256) == (other.size, other.sha256) else ""))
         if self.sha256 != other.sha256:
             parts.append(f"SHA-256 {self.sha256[:12]}... -> {other.sha256[:12]}...")
         return ", ".join(parts)
