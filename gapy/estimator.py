@@ -794,9 +794,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         the errors
         (:func:`gapy.metrics.noise_weight`, kept in :attr:`std_noise_weight_`), so that the
         stds follow the errors from structure to structure, not only on average (mlearn
-        Si, calibrated on half of the test set and checked on the other half: the strained
-        crystals' force errors at 0.6 of their stds instead of 0.03, 94-97 % of all within
-        two stds). Use structures that were not fitted (20 or
+        Mo, a tenth of the training set held out: the strained crystals' force errors at
+        0.76 of their stds on the test set instead of 0.10, 92.7 % of all within two stds;
+        ``benchmarks/README.md``). Use structures that were not fitted (20 or
         more). The factors are measured for, and applied to, the model's ``variance``
         kind; stds of another kind (``predict_all(variance=...)``) stay unscaled. A model
         fitted without energy labels gets no energy factor: its energies are known up to a
