@@ -125,7 +125,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ``"isolated"`` (energies of isolated atoms in the data: single-atom structures
         with no neighbour within the cutoff, without periodic boundaries or in a large
         box; they are then not fitted), or ``"fit"`` (least squares of the total energies
-        on the composition).
+        on the composition). A given or ``"isolated"`` e0 is the energy of an atom without
+        neighbours (std zero); an estimated one (``"average"``, ``"fit"``) leaves that
+        energy to the GP (std ``delta`` where no data have such atoms).
     two_body : Term or None, default=None
         An extra 2-body term (a :class:`~gapy.Term` with a :class:`~gapy.TwoBody`
         descriptor) added to the local energy, with its own kernel, ``delta`` and sparse
@@ -680,8 +682,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         for s, n in reservoir.overflowed.items():
             logger.info("species %s: %d environments; sparse points chosen among a seeded sample of %d "
                         "(sparse_candidates)", chemical_symbols[descriptor.atomic_numbers[s]], n, cap)
-        isolated = isolated_descriptors(descriptor)
-        # neighbourless environments have a fixed local energy (0): never sparse points
+        # with e0 the isolated-atom energies a neighbourless atom's local energy is fixed
+        # (conditioned to 0; never a sparse point); with e0 estimated ("average", "fit") it is
+        # unknown like any environment's (prior std delta) and learnt from data that have it
+        isolated = isolated_descriptors(descriptor) if self._e0_is_free_atom_energy() else None
         free = local_prior_variance(values, all_species, zeta, 1.0, isolated) > 1e-8
         symbols = {s: chemical_symbols[z] for s, z in enumerate(descriptor.atomic_numbers)}
         chosen = np.flatnonzero(free)[select_points(
@@ -1047,7 +1051,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         e0 = self._e0_values(summaries, descriptor)
         unfit = [summary for summary in summaries if summary.used and summary.isolated_number is not None
                  and summary.energy is not None and abs(summary.energy - e0[summary.isolated_number]) > 1e-3]
-        if unfit and self.sigma_energy is not None:
+        if unfit and self.sigma_energy is not None and self._e0_is_free_atom_energy():
             first = unfit[0]
             warnings.warn(
                 f"{len(unfit)} isolated atoms (single atoms without a neighbour within "
@@ -1057,6 +1061,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 "label cannot be fitted and counts as noise; use e0='isolated' (or leave them out)",
                 UserWarning, stacklevel=4)
         return e0
+
+    def _e0_is_free_atom_energy(self) -> bool:
+        """Whether ``e0`` is the energy of an isolated atom (``"isolated"``, or numbers given,
+        as QUIP's ``e0``), not an estimate from the structures' energies."""
+        return not (isinstance(self.e0, str) and self.e0 in ("average", "fit"))
 
     def _e0_values(self, summaries: List["_Summary"], descriptor) -> Dict[int, float]:
         """e0 per atomic number, as the ``e0`` parameter says."""

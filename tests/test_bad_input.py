@@ -252,13 +252,13 @@ def test_labels_under_another_name_are_refused():
 
 
 def test_isolated_atoms_alone_are_refused_with_a_reason():
-    """Only atoms without neighbours: no sparse point, and the fit failed with numpy's 'cannot
-    reshape array of size 0 into shape (0)'."""
+    """Only atoms without neighbours, whose energy a given e0 fixes: no sparse point, and the fit
+    failed with numpy's 'cannot reshape array of size 0 into shape (0)'."""
     atoms = Atoms("Si", cell=[20, 20, 20], pbc=False)
     atoms.calc = SinglePointCalculator(atoms, energy=-0.8, forces=np.zeros((1, 3)))
     with pytest.raises(ValueError, match=r"no sparse point: no atom of the 1 training structures has a neighbour "
                                          r"within the cutoff \(4 A\)"):
-        GAPRegressor(soap(), n_sparse=5).fit([atoms])
+        GAPRegressor(soap(), n_sparse=5, e0=-0.8).fit([atoms])
 
 
 def test_labels_of_a_kind_that_is_not_fitted_are_named():

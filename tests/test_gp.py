@@ -349,10 +349,10 @@ def test_e0_options(training_set):
     with pytest.raises(ValueError, match=r"no isolated atom \(a single-atom structure without a neighbour within "
                                          r"the cutoff, [0-9.]+ A\) with an energy for Si"):
         GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), e0="isolated").fit(frames + [small_box])
-    # with another e0 its label cannot be fitted: said, with the structure
+    # with another isolated-atom energy given its label cannot be fitted: said, with the structure
     with pytest.warns(UserWarning, match=r"1 isolated atoms .* e.g. structure 3 \(Si, energy -0.7 eV\).*"
                                          r"use e0='isolated'"):
-        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5, e0="average").fit(frames + [boxed])
+        GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5, e0=-0.3).fit(frames + [boxed])
     with pytest.raises(ValueError, match="e0 has no value"):
         GAPRegressor(SOAP(["Si", "Ge"], **SOAP_SETTINGS), e0={"Si": 0.0}).fit(frames)
 
@@ -647,6 +647,24 @@ def test_an_atom_without_neighbours_contributes_exactly_its_e0(training_set):
     # in a crystal the local energies are not pinned
     bulk_energy = model.predict_all([training_set[0]], return_std=True)[0]
     assert bulk_energy["energies_std"].min() > 0
+
+
+def test_an_estimated_e0_leaves_an_atom_without_neighbours_uncertain(training_set):
+    """With e0 estimated from the structures ("average", "fit") the energy of a lone atom is
+    not known: its std is the prior's (delta), not zero, as the atom leaves its neighbours too."""
+    model = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=20, delta=0.7, e0="average",
+                         random_state=0).fit(training_set)
+    assert model.gp_.isolated is None
+    (single,) = model.predict_all([Atoms("Si", pbc=False)], return_std=True)
+    assert 0.5 * 0.7 < single["energy_std"] <= 0.7 + 1e-9
+    stds = [model.predict_all([Atoms("Si2", positions=[[0, 0, 0], [0, 0, d]], pbc=False)], return_std=True)[0]
+            ["energies_std"].min() for d in (2.4, 3.5, 3.99, 4.5)]
+    assert min(stds) > 0.5 * 0.7
+    # given isolated-atom energies pin it (the conditioned kernel), as test above
+    pinned = GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=20, delta=0.7, e0=-0.79,
+                          random_state=0).fit(training_set)
+    assert pinned.gp_.isolated is not None
+    assert pinned.predict_all([Atoms("Si", pbc=False)], return_std=True)[0]["energy_std"] < 1e-6
 
 
 def test_models_without_isolated_descriptors_load_with_the_plain_kernel(fitted, training_set, tmp_path):

@@ -383,7 +383,8 @@ class SparseSet:
         >>> from ase.build import bulk
         >>> from gapy import GAPRegressor, SOAP
         >>> from gapy.datasets import load_si
-        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20).fit(load_si("train")[:4])
+        >>> model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3), n_sparse=20,
+        ...                      e0=-0.79).fit(load_si("train")[:4])  # the isolated atom's e0: q0 too
         >>> atoms = bulk("Si", cubic=True)
         >>> values = model.descriptor_.compute(atoms)
         >>> kernel, factor = model.gp_.local_kernel(values, model.descriptor_.species_indices(atoms))
