@@ -1,9 +1,11 @@
 """``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
 
 import copy
+import hashlib
 import logging
 import os
 import warnings
+from collections import Counter
 from dataclasses import dataclass, replace
 from numbers import Real
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -213,10 +215,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     n_observations_ : int
         Number of fitted values (energies, force and virial components).
     provenance_ : dict
-        How the hyperparameters were chosen, stored in model files: ``"evidence"``
-        (after :meth:`maximize_evidence`: the chosen values, the evidence, convergence)
-        and ``"recommended"`` (the reasons of :func:`gapy.recommend.recommend`, set by
-        ``gapy fit``); empty after a plain :meth:`fit`.
+        How the model came about, stored in model files (``gapy info`` shows it):
+        ``"training"`` (every fit: structures, environments per species, labels, config
+        types, energy range and a SHA-256 of the fitted data), ``"evidence"`` (after
+        :meth:`maximize_evidence`: the chosen values, the evidence, convergence),
+        ``"recommended"`` (the reasons of :func:`gapy.recommend.recommend`, set by
+        ``gapy fit``) and ``"calibration"`` (after :meth:`calibrate`: the structures and
+        values the factors came from).
 
     See Also
     --------
@@ -424,7 +429,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self.species_ = plan.descriptor.atomic_numbers.copy()
         self.n_observations_ = self.gp_.n_observations
         self.std_scale_, self.std_scale_variance_, self.std_noise_weight_ = {}, self.variance, {}
-        self.provenance_ = {}
+        self.provenance_ = {"training": plan.training}
         self.label_sigmas_ = self._label_sigmas()
 
     def _label_sigmas(self) -> dict:
@@ -718,7 +723,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         spread = energy_spread([summary.composition for summary in labelled], [summary.energy for summary in labelled],
                                [summary.isolated_number for summary in labelled])
         ceiling = ENERGY_NOISE_SHARE * spread * np.sqrt(np.median([summary.weight for summary in labelled] or [1.0]))
-        return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors, n_atoms, names, ceiling)
+        training = _training_record([summary for summary in summaries if summary.used], self.n_environments_,
+                                    self.label_counts_)
+        return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors, n_atoms, names, ceiling,
+                        training)
 
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
         """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads
@@ -896,6 +904,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                           UserWarning, stacklevel=2)
         self.std_scale_, self.std_noise_weight_ = scale, {q: w for q, w in weights.items() if q in scale}
         self.std_scale_variance_ = self.variance
+        self.provenance_["calibration"] = {"structures": len(frames), "values": {
+            quantity: int(comparison.error.size) for quantity, comparison in comparisons.items()}}
         return self
 
     def _noise_stds(self, atoms: Atoms, result: dict) -> dict:
@@ -1600,6 +1610,20 @@ class _Summary:
     label_digest: str = ""  # ... and of the labels
 
 
+def _training_record(used: List[_Summary], environments: Dict[str, int], labels: Dict[str, int]) -> dict:
+    """What a model was fitted on, for its file (``provenance_["training"]``, ``gapy info``):
+    structures, environments per species, labels, config types, the range of the energies
+    per atom and a SHA-256 of the structures' geometries, labels and weights in their order."""
+    hasher = hashlib.sha256()
+    for summary in used:
+        hasher.update(f"{summary.label_digest} {summary.weight!r}\n".encode())
+    per_atom = [summary.energy / summary.n_atoms for summary in used if summary.energy is not None]
+    config_types = Counter(str(summary.config_type) for summary in used if summary.config_type is not None)
+    return {"structures": len(used), "atoms": int(sum(summary.n_atoms for summary in used)),
+            "environments": dict(environments), "labels": dict(labels), "config_types": dict(sorted(config_types.items())),
+            "energy_per_atom": [min(per_atom), max(per_atom)] if per_atom else None, "sha256": hasher.hexdigest()}
+
+
 def _candidate_seed(random_state) -> int:
     """Seed of the candidate keys, from ``random_state`` without consuming a Generator."""
     if isinstance(random_state, np.random.Generator):
@@ -1660,6 +1684,7 @@ class _FitPlan:
     n_atoms: Dict[int, int]  # atoms of each used structure
     names: Dict[int, str]  # structure_name of each used structure
     energy_sigma_ceiling: float  # ENERGY_NOISE_SHARE x the energies' spread per atom (x sqrt(weight)), or 0
+    training: dict  # _training_record: what the model was fitted on (provenance_["training"])
 
     def unit_basis(self) -> SparseSet:
         """:attr:`basis` with every delta (SOAP's and each term's) set to 1."""

@@ -591,3 +591,39 @@ def test_n_jobs_given_on_the_command_line_bounds_the_blas_threads_too(monkeypatc
     assert main(["predict", "m.gapy", "d.xyz", "-o", "o.xyz"]) == 0
     assert seen[0] and all(n == 1 for n in seen[0])
     assert seen[1] == [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+def test_info_describes_a_model_and_what_it_was_fitted_on(model_file, data, tmp_path, capsys):
+    """``gapy info``: terms, noise, stds and the training record, whose counts are the fit's
+    and whose digest is that of the data (a file and the same structures in memory agree)."""
+    assert main(["info", str(model_file)]) == 0
+    out = capsys.readouterr().out
+    train = read(data / "train.xyz", ":")
+    model = gapy.load(model_file)
+    assert model.label_counts_ == {"energy": 8, "forces": 3 * sum(map(len, train)), "virial": 48}
+    assert model.n_environments_ == {"Si": sum(map(len, train))}
+    for expected in ["species     Si", "e0          Si -0.79 eV (given)", "SOAP        r_cut 4 A, n_max 4, l_max 3",
+                     "10 sparse points (Si 10)", "noise       energy 0.01 eV x sqrt(atoms), forces",
+                     "variance 'dtc'; not calibrated", f"training    8 structures, {sum(map(len, train))} atoms",
+                     f"data sha256 {model.provenance_['training']['sha256']}"]:
+        assert expected in out, (expected, out)
+    energies = [atoms.get_potential_energy() / len(atoms) for atoms in train]
+    assert f"energies {min(energies):.4g} to {max(energies):.4g} eV/atom" in out
+    in_memory = GAPRegressor(**model.get_params(deep=False)).fit(train)
+    assert in_memory.provenance_["training"] == model.provenance_["training"]
+    relabelled = [atoms.copy() for atoms in train]
+    for atoms, original in zip(relabelled, train):
+        atoms.calc = SinglePointCalculator(atoms, **original.calc.results)
+    relabelled[3].calc.results["energy"] += 1e-3
+    changed = GAPRegressor(**model.get_params(deep=False)).fit(relabelled)
+    assert changed.provenance_["training"]["sha256"] != model.provenance_["training"]["sha256"]
+    # calibration is recorded and shown; --json prints the header
+    calibrated = tmp_path / "calibrated.gapy"
+    model.calibrate(read(data / "test.xyz", ":") * 4).save(calibrated)
+    assert main(["info", str(calibrated)]) == 0
+    assert "calibrated on 20 structures (energy x" in capsys.readouterr().out
+    assert main(["info", str(calibrated), "--json"]) == 0
+    header = json.loads(capsys.readouterr().out)
+    assert header["provenance"]["calibration"]["structures"] == 20 and "checksums" not in header
+    error = one_line_error(capsys, ["info", str(data / "train.xyz")])
+    assert "not a gapy model file" in error

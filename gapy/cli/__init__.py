@@ -1,5 +1,5 @@
 """The ``gapy`` command line: ``gapy fit``, ``eval``, ``predict``, ``select``, ``learn``,
-``coverage``, ``validate`` and ``demo``, one module each.
+``coverage``, ``validate``, ``info`` and ``demo``, one module each.
 
 Run ``gapy --help`` or ``gapy COMMAND --help``. Errors are reported as one line on
 stderr with exit status 1 (2 for bad command-line usage), warnings as one line each;
@@ -19,14 +19,14 @@ from tqdm.auto import tqdm
 
 from .._version import __version__
 from ..exceptions import GapyError
-from . import coverage, demo, evaluate, fit, learn, predict, select, validate
+from . import coverage, demo, evaluate, fit, info, learn, predict, select, validate
 from .demo import run_demo
 from .fit import FIT_OPTIONS, read_config
 
 __all__ = ["FIT_OPTIONS", "build_parser", "main", "read_config", "run_demo"]
 
 #: Command modules, in the order ``gapy --help`` lists them.
-COMMANDS = (fit, evaluate, predict, select, learn, coverage, validate, demo)
+COMMANDS = (fit, evaluate, predict, select, learn, coverage, validate, info, demo)
 
 
 class _Parser(argparse.ArgumentParser):
