@@ -371,7 +371,16 @@ MODEL_FILES = [
     ("empty", lambda p, t: t.write_bytes(b""), r"not an \.npz archive"),
     ("no header", lambda p, t: np.savez(open(t, "wb"), alpha=np.zeros(3)), "no header"),
     ("a directory", lambda p, t: t.mkdir(), "is a directory"),
+    ("an array header damaged", lambda p, t: t.write_bytes(_flipped(p.read_bytes(), b"{'descr'", 1)),
+     r"not a readable gapy model file \((SyntaxError|TokenError|ValueError)"),
 ]
+
+
+def _flipped(data: bytes, marker: bytes, offset: int) -> bytes:
+    """``data`` with one bit flipped ``offset`` bytes after the first ``marker`` (numpy parses the
+    array headers before the archive's checksum is checked: a SyntaxError was not named as the file's)."""
+    position = data.index(marker) + offset
+    return data[:position] + bytes([data[position] ^ 0x10]) + data[position + 1:]
 
 
 @pytest.mark.parametrize("name, damage, match", MODEL_FILES, ids=[case[0] for case in MODEL_FILES])

@@ -5,12 +5,14 @@ import pickle
 import joblib
 import numpy as np
 import pytest
+from ase.calculators.singlepoint import SinglePointCalculator
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 from sklearn.utils.validation import check_is_fitted
 
-from gapy import GAPRegressor, SOAP
+import gapy
+from gapy import GAPRegressor, SOAP, Term, ThreeBody, TwoBody
 from gapy.datasets import load_si
 
 
@@ -160,3 +162,46 @@ def test_score_before_fit_is_not_fitted_even_without_labels(frames):
     unlabelled = [atoms.copy() for atoms in frames]
     with pytest.raises(NotFittedError):
         small_model().score(unlabelled)
+
+
+def test_a_failed_refit_leaves_the_fitted_model_as_it_was(frames):
+    """A refit that fails (a typo in maximize_evidence's names, a label kind the new data lack)
+    left the new data's e0 beside the old GP: predictions 18-173 eV off, without a word."""
+    from gapy.exceptions import StructureError
+
+    model = small_model(sigma_virial=0.05).set_params(e0="average").fit(frames)
+    before, params = model.predict(frames), model.get_params(deep=False)
+    with pytest.raises(ValueError, match=r"\['sigma_forces'\] are not among the optimised"):
+        model.maximize_evidence(frames[:4], fixed=("sigma_forces",))
+    shifted = [atoms.copy() for atoms in frames[:5]]
+    for atoms, original in zip(shifted, frames):  # energies of another scale, and no stress
+        atoms.calc = SinglePointCalculator(atoms, energy=original.get_potential_energy() - 50.0,
+                                           forces=original.get_forces())
+    with pytest.raises(StructureError, match="stress"):
+        model.fit(shifted)
+    with pytest.raises(StructureError, match="stress"):
+        model.maximize_evidence(shifted)
+    assert np.array_equal(model.predict(frames), before) and model.get_params(deep=False) == params
+
+
+def test_maximize_evidence_leaves_the_callers_term_unchanged(frames):
+    term = Term(TwoBody(["Si"], r_cut=4.0), n_sparse=10, delta=1.0)
+    model = small_model(two_body=term).maximize_evidence(frames)
+    assert term.delta == 1.0 and model.two_body.delta != 1.0 and model.two_body is not term
+    assert hasattr(model, "evidence_") and not hasattr(small_model().fit(frames), "evidence_")
+    model.fit(frames)  # a plain refit: the evidence of the earlier search is not its own
+    assert not hasattr(model, "evidence_") and "evidence" not in model.provenance_
+
+
+def test_a_model_saved_after_its_terms_were_set_again_reloads_as_fitted(frames, tmp_path):
+    """save() paired the current term parameters with the fitted terms: a file that load refused."""
+    model = small_model(two_body=Term(TwoBody(["Si"], r_cut=4.0), n_sparse=10)).fit(frames)
+    expected = model.predict(frames)
+    model.set_params(two_body=None)
+    model.save(tmp_path / "a.gapy")
+    model.set_params(three_body=Term(ThreeBody(["Si"], r_cut=3.0)))
+    model.save(tmp_path / "b.gapy")
+    for name in ("a.gapy", "b.gapy"):
+        loaded = gapy.load(tmp_path / name)
+        assert np.array_equal(loaded.predict(frames), expected)
+        assert loaded.two_body is not None and loaded.three_body is None

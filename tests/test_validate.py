@@ -1,6 +1,7 @@
 """gapy.validate: procedures (EMT against EMT), report files, bad input, the flag, the command."""
 
 import argparse
+import copy
 import csv
 import json
 
@@ -209,6 +210,19 @@ def test_posterior_draws_reproduce_the_predicted_std(cu_model):
     sor = cu_model.predict_all([atoms], return_std=True, variance="sor")[0]["forces_std"]
     assert result["forces_std"].max() > 1.2 * sor.max()  # the residual matters
     np.testing.assert_allclose(forces.std(axis=0), result["forces_std"], rtol=0.15)
+
+
+def test_posterior_draws_scale_only_the_calibrated_variance_kind(cu_model):
+    """Factors calibrated for 'dtc' are not applied to 'sor' draws, as predict_all does not."""
+    atoms = bulk("Cu", "fcc", a=3.59, cubic=True).repeat(2)
+    atoms.rattle(0.1, seed=3)
+    model = copy.deepcopy(cu_model)
+    model.std_scale_, model.std_scale_variance_ = {"energy": 3.0, "forces": 3.0, "stress": 3.0}, "dtc"
+    for kind in ("dtc", "sor"):
+        model.set_params(variance=kind)
+        (result,) = model.predict_all([atoms], return_std=True)
+        draws = PosteriorDraws(model, 2000, random_state=1).predict([atoms], ("energy",))
+        assert np.std([d[0]["energy"] for d in draws]) == pytest.approx(result["energy_std"], rel=0.1)
 
 
 def test_stress_draws_carry_the_nystrom_residual_jointly_over_structures(cu_model):

@@ -63,12 +63,16 @@ def to_state(model: "GAPRegressor") -> Tuple[dict, Dict[str, np.ndarray]]:
         arrays["isolated"] = gp.isolated
     if gp.terms:
         header["terms"] = {}
-        for (name, term), fitted in zip(model._terms(), gp.terms):
-            descriptor = model.term_descriptors_[name]
+        # the fitted terms, whatever set_params did to the parameters since
+        for (name, descriptor), fitted in zip(model.term_descriptors_.items(), gp.terms):
+            term = getattr(model, name)
+            if term is not None and term.descriptor.get_params() == descriptor.get_params():
+                params = {"delta": term.delta, "theta": term.theta, "n_sparse": term.n_sparse}
+            else:  # (a term set to None or replaced after the fit: its fitted values)
+                params = {"delta": fitted.delta, "theta": fitted.theta.tolist(), "n_sparse": len(fitted.sparse)}
             header["terms"][name] = {
                 "descriptor": {"type": type(descriptor).__name__, **descriptor.get_params()},
-                "params": {"delta": term.delta, "theta": term.theta, "n_sparse": term.n_sparse},
-                "theta": fitted.theta.tolist(), "delta": fitted.delta,
+                "params": params, "theta": fitted.theta.tolist(), "delta": fitted.delta,
             }
             arrays[f"{name}_sparse"] = fitted.sparse
             arrays[f"{name}_sparse_classes"] = fitted.sparse_classes

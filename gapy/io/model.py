@@ -244,8 +244,9 @@ def read_state(path: Union[str, Path]) -> Tuple[dict, Dict[str, np.ndarray]]:
             arrays = {name: archive[name] for name in checksums}
     except ModelFileError:
         raise
-    except (zipfile.BadZipFile, OSError, ValueError, KeyError, EOFError, TypeError) as error:
-        raise ModelFileError(f"{path} is not a readable gapy model file ({error})") from error
+    except Exception as error:  # a damaged archive or array header raises many kinds (numpy parses it)
+        raise ModelFileError(f"{path} is not a readable gapy model file ({type(error).__name__}: {error})") \
+            from error
     version = header.get("format_version")
     if isinstance(version, bool) or not isinstance(version, int) or version not in READABLE_VERSIONS:
         raise ModelFileError(

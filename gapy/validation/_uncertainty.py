@@ -71,7 +71,8 @@ class PosteriorDraws:
         # Sigma = R^-1 R^-T (SparseGP.variance: k Sigma k^T = |R^-T k|^2)
         self.dalpha = solve_triangular(gp.r_factor, z, lower=False) if self.weights else np.zeros_like(z)
         self.scale = {"energy": 1.0, "forces": 1.0, "stress": 1.0}
-        self.scale.update(getattr(model, "std_scale_", {}) or {})
+        if kind == getattr(model, "std_scale_variance_", kind):  # calibrate() measured them for this kind only
+            self.scale.update(getattr(model, "std_scale_", {}) or {})
 
     def predict(self, frames: Sequence[Atoms], needs: Sequence[str] = ("energy",)) -> List[List[dict]]:
         """Draws of the predictions of every structure.
