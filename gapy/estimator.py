@@ -437,7 +437,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         gp = fit_sparse_gp(plan.basis, row_blocks(), jitter=self.sparse_jitter, block_rows=self.block_rows)
         plan.source.verify()  # a file that changed during pass 2 gives no model
-        energies.check(gp.alpha)
+        energies.check(gp.alpha, gp.r_factor)
         self.gp_ = gp
         self.descriptor_ = plan.descriptor
         self.term_descriptors_ = dict(plan.term_descriptors)

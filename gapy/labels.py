@@ -3,7 +3,7 @@
 import hashlib
 import warnings
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -603,6 +603,49 @@ def label_keys(atoms: Atoms) -> str:
     arrays = sorted(name for name in atoms.arrays if name not in ("numbers", "positions"))
     results = sorted(getattr(atoms.calc, "results", None) or {})
     return f"info keys {sorted(atoms.info)}, arrays {arrays} and calculator results {results}"
+
+
+#: Words in the names of labels kept under other keys (QUIP's ``force``, ``REF_energy``, ``dft_stress``).
+LABEL_WORDS = {"energy": ("energy",), "forces": ("force",), "virial": ("stress", "virial")}
+
+
+def lookalike_labels(atoms: Atoms, kind: str) -> List[str]:
+    """Names in ``atoms`` that look like labels of ``kind`` kept under another key.
+
+    Parameters
+    ----------
+    atoms : ase.Atoms
+        A structure.
+    kind : {"energy", "forces", "virial"}
+        The label kind.
+
+    Returns
+    -------
+    list of str
+        ``atoms.info`` keys holding one number (energy) or 6 or 9 numbers (stress, virial)
+        and ``atoms.arrays`` of shape (n_atoms, 3) (forces) whose names contain a word of
+        :data:`LABEL_WORDS`, without standard deviations and weights (``forces_std``).
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from gapy.labels import lookalike_labels
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> atoms.arrays["force"] = np.zeros((4, 3))
+    >>> atoms.info["REF_energy"] = -14.0
+    >>> lookalike_labels(atoms, "forces"), lookalike_labels(atoms, "energy")
+    (['force'], ['REF_energy'])
+    """
+    def named(name: str) -> bool:
+        lowered = name.lower()
+        return any(word in lowered for word in LABEL_WORDS[kind]) and not (
+            lowered.endswith("_std") or "weight" in lowered)
+
+    if kind == "forces":
+        return [name for name, value in atoms.arrays.items() if named(name) and np.shape(value) == (len(atoms), 3)]
+    sizes = (1,) if kind == "energy" else (6, 9)
+    return [name for name, value in atoms.info.items() if named(name) and not isinstance(value, (bool, str))
+            and np.size(value) in sizes and np.issubdtype(np.asarray(value).dtype, np.number)]
 
 
 def _volume(atoms: Atoms, name: str, field: str) -> float:

@@ -43,7 +43,7 @@ from .baseline import PAIR_LENGTH_RATIO, ZBL, merge_shortest, shortest_pair_dist
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
 from .gp.energy_noise import ENERGY_NOISE_SHARE, energy_spread
-from .labels import ZERO_FORCES, label_keys, outlying_forces, read_labels
+from .labels import ZERO_FORCES, label_keys, lookalike_labels, outlying_forces, read_labels
 from .structures import (as_frames, atomic_number, is_isolated_atom, molecule_image_distance, neighbor_pairs,
                          structure_name)
 from .term import Term
@@ -274,6 +274,7 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
                          f"(looked for {energy_key!r}, {forces_key!r}, {stress_key!r}/{virial_key!r}); "
                          f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: name the labels with "
                          "energy_key=..., forces_key=..., stress_key=... or virial_key=...")
+    _refuse_lookalike_labels(frames, has, keys, overrides or {})
     if n_environments is not None:
         counts = {atomic_number(symbol): int(n) for symbol, n in n_environments.items()}
     species = sorted(counts)
@@ -469,6 +470,22 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
 def _start(value: float, factor: float) -> float:
     """``value * factor`` to two significant digits (``value`` itself for ``factor == 1``)."""
     return value if factor == 1 else float(f"{value * factor:.2g}")
+
+
+def _refuse_lookalike_labels(frames: List[Atoms], has: Dict[str, int], keys: Dict[str, str], overrides: dict) -> None:
+    """A label kind no structure has under its key while some have it under another name
+    (QUIP's ``force``) would be left out without a word: refused, with the key to give."""
+    for kind, key, sigma in (("energy", "energy_key", "sigma_energy"), ("forces", "forces_key", "sigma_force"),
+                             ("virial", "stress_key", "sigma_virial")):
+        if has[kind] or (sigma in overrides and overrides[sigma] is None):
+            continue
+        found = [(k, names) for k, atoms in enumerate(frames) for names in [lookalike_labels(atoms, kind)] if names]
+        if found:
+            index, names = found[0]
+            raise ValueError(
+                f"recommend: no structure has {kind} under {keys[key]!r}, but {len(found)} have "
+                f"{names[0]!r} ({structure_name(frames[index], index)}): give {key}={names[0]!r} to fit them, or "
+                f"overrides={{{sigma!r}: None}} to fit without them")
 
 
 def _partial_isolated_e0(isolated: Dict[int, float], present: List[int], species: List[int], compositions,

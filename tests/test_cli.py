@@ -627,3 +627,17 @@ def test_info_describes_a_model_and_what_it_was_fitted_on(model_file, data, tmp_
     assert header["provenance"]["calibration"]["structures"] == 20 and "checksums" not in header
     error = one_line_error(capsys, ["info", str(data / "train.xyz")])
     assert "not a gapy model file" in error
+
+
+def test_forces_under_another_name_are_not_left_out_by_the_recommendation(data, tmp_path, capsys):
+    """QUIP's 'force' array: the recommendation found no 'forces' and fitted energies and stresses
+    alone, saying so only among its reasons. Now refused, with the flag that fits them."""
+    renamed = tmp_path / "quip.xyz"
+    renamed.write_text((data / "train.xyz").read_text().replace(":forces:R:3", ":force:R:3"))
+    error = one_line_error(capsys, ["fit", str(renamed), "--no-progress", "-o", str(tmp_path / "m.gapy")])
+    assert "no structure has forces under the name looked for, but structure 0" in error
+    assert "'--forces-key force' fits them" in error
+    with pytest.raises(ValueError, match=r"give forces_key='force' to fit them, or overrides=\{'sigma_force': None\}"):
+        gapy.recommend(read(renamed, ":"))
+    assert gapy.recommend(read(renamed, ":"), forces_key="force").model.sigma_force is not None
+    assert gapy.recommend(read(renamed, ":"), overrides={"sigma_force": None}).model.sigma_force is None

@@ -1,6 +1,7 @@
 """Sparse GP potential: exactness against a dense GP, derivatives, variances, persistence."""
 
 import json
+import warnings
 import zipfile
 
 import numpy as np
@@ -12,6 +13,7 @@ from sklearn.base import clone
 
 import gapy
 from gapy import GAPRegressor, ModelFileError, SOAP, StructureError
+from gapy.datasets import load_si
 from gapy.gp import IncrementalQR, kmm_cholesky
 from gapy.sparsify import cur_points, fps_points, select_points
 from gapy.testing import assert_allclose_relative, finite_difference_positions, finite_difference_strain
@@ -494,7 +496,6 @@ def test_force_and_stress_variances_equal_dense_gp_when_all_environments_are_spa
 
 
 def test_calibrate_scales_stds_to_the_held_out_errors(tmp_path):
-    from gapy.datasets import load_si
     from gapy.metrics import compare, error_table
 
     frames = load_si("train")
@@ -800,7 +801,6 @@ def test_a_species_without_training_environments_is_said(training_set):
 def test_a_rare_species_is_named_with_its_counts():
     """Cu-Ni with Au in 6 atoms of 4 of 50 structures (EMT): test structures with one Au atom were
     0.5-2.8 eV off at 2-12 predicted stds, and nothing said that Au was barely in the data."""
-    import warnings
 
     frames = []
     for k in range(10):
@@ -831,3 +831,29 @@ def test_an_absurd_energy_is_named_by_the_python_fit(training_set):
         # the fit misses every energy (e0 is shifted) and that one far more: named after the fit too
         with pytest.warns(EnergyResidualWarning, match=r"as a whole .*; 1 training structure far more: structure 4"):
             GAPRegressor(SOAP(["Si"], **SOAP_SETTINGS), n_sparse=5).fit(frames)
+
+
+def test_a_wrong_energy_in_a_small_set_is_named_by_the_fit_without_it():
+    """Ten bundled structures, one energy stored per atom: the fit bent so far (others missed by up
+    to 1.25 eV/atom) that the robust spread hid the 3.5 eV/atom miss. The fit without that energy
+    (a rank-one downdate) names it; the same ten with the right energy, and random small subsets
+    with other sigmas, give no warning."""
+    from gapy.labels import EnergyResidualWarning
+
+    train = load_si("train")[:10]
+    wrong = train[3].copy()
+    wrong.calc = SinglePointCalculator(wrong, energy=train[3].get_potential_energy() / len(wrong),
+                                       forces=train[3].get_forces())
+    soap = SOAP(["Si"], r_cut=4.0, n_max=4, l_max=3)
+    with pytest.warns(EnergyResidualWarning, match=r"energy of 1 training structure .*\(structure 3 \(Si63, "
+                                                   r"config_type=Vacancy\) -4\d\d\d meV/atom by the fit without its"):
+        GAPRegressor(soap, n_sparse=30).fit(train[:3] + [wrong] + train[4:])
+    rng = np.random.default_rng(0)
+    pool = load_si("train") + load_si("test")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", EnergyResidualWarning)
+        GAPRegressor(soap, n_sparse=30).fit(train)
+        for _ in range(6):
+            frames = [pool[k] for k in rng.choice(len(pool), int(rng.integers(5, 14)), replace=False)]
+            GAPRegressor(soap, n_sparse=int(rng.choice([10, 30, 100])),
+                         sigma_energy=float(rng.choice([0.001, 0.01, 0.03]))).fit(frames)
