@@ -167,8 +167,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         float64 low-rank part, within 0.5 % of ``"double"`` and about 1.25x faster.
     block_rows : int, default=4096
         Observation rows folded into the QR factor at a time (memory bound).
-    n_jobs : int, default=1
-        Threads for descriptors and kernel rows.
+    n_jobs : int or None, default=1
+        Threads for descriptors and kernel rows (-1: all cores; None: 1, or what a
+        joblib ``parallel_backend`` context sets).
     random_state : int, numpy.random.Generator or None, default=0
         Seed of the sparse point selection: the same data and settings give the same
         model. ``None`` draws a fresh seed each fit (and the model is not reproducible).
@@ -955,7 +956,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         check_number("delta", self.delta, 0.0)
         check_number("sparse_jitter", self.sparse_jitter, 0.0, low_inclusive=True)
         check_integer("block_rows", self.block_rows, 1)
-        if check_integer("n_jobs", self.n_jobs, None) == 0:
+        if self.n_jobs is not None and check_integer("n_jobs", self.n_jobs, None) == 0:  # (None: joblib's, 1)
             raise ValueError("n_jobs must be a positive integer or negative (-1: all cores), got 0")
         for name in ("sigma_per_atom", "std_noise"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
@@ -1147,7 +1148,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         neighbors = 4.0 / 3.0 * np.pi * descriptor.r_cut**3 * 0.1  # generous density
         gradient_bytes = largest * neighbors * 3 * (descriptor.n_features + m) * 8
         qr_bytes = (self.block_rows + 2 * m) * (m + 1) * 8 + 3 * m * m * 8
-        threads = max(1, self.n_jobs if self.n_jobs > 0 else 2)
+        threads = effective_n_jobs(self.n_jobs)
         total = qr_bytes + threads * gradient_bytes
         message = (
             f"fit: {n_used} structures, {m} sparse points; estimated peak memory "

@@ -142,6 +142,36 @@ class Recommendation:
         """
         return {"fixed": list(self.fixed), "bounds": dict(self.bounds), "energy_sigma": self.energy_sigma}
 
+    def fit(self, frames, sample_weight=None) -> GAPRegressor:
+        """Fit :attr:`model` as ``gapy fit`` does: the deltas and sigmas by the evidence
+        (:attr:`evidence_options`), and these reasons kept in ``provenance_["recommended"]``,
+        which model files store.
+
+        Parameters
+        ----------
+        frames : sequence of ase.Atoms or path
+            The labelled training structures.
+        sample_weight : array-like, optional
+            Per-structure weights (0 leaves a structure out).
+
+        Returns
+        -------
+        GAPRegressor
+            :attr:`model`, fitted.
+
+        Examples
+        --------
+        >>> from gapy.recommend import recommend
+        >>> from gapy.datasets import load_si
+        >>> train = load_si("train")[:8]
+        >>> model = recommend(train, overrides={"descriptor__n_max": 4, "descriptor__l_max": 3}).fit(train)
+        >>> sorted(model.provenance_)
+        ['evidence', 'recommended', 'training']
+        """
+        self.model.maximize_evidence(frames, sample_weight=sample_weight, **self.evidence_options)
+        self.model.provenance_["recommended"] = self.as_dict()
+        return self.model
+
     def summary(self) -> str:
         """One line per setting: the value and why.
 
@@ -398,6 +428,8 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     model = GAPRegressor(soap, zeta=4, delta=start["delta"], n_sparse=n_sparse, sparse_method="cur", e0=e0,
                          two_body=pair_term, baseline=baseline, random_state=random_state, **sigmas, **keys)
     reasons["zeta"] = "4, as the published SOAP-GAPs"
+    reasons["random_state"] = ("seed of the sparse points and of the structure sample: the same data and "
+                               "settings give the same model")
     model.set_params(std_noise=True)
     reasons["std_noise"] = ("the predicted stds of energies, forces and stress include the fitted noise: with "
                             "sigmas from the evidence they are the stds of new labels")

@@ -67,10 +67,8 @@ def fit_recommended(frames: Sequence[Atoms], template: Optional[GAPRegressor] = 
     template = GAPRegressor() if template is None else template
     seed = template.random_state if isinstance(template.random_state, (int, np.integer)) else 0
     recommendation = recommend(frames, **_keys(template), overrides=overrides, random_state=int(seed))
-    model = recommendation.model.set_params(n_jobs=template.n_jobs, verbose=template.verbose)
-    model.maximize_evidence(frames, sample_weight=sample_weight, **recommendation.evidence_options)
-    model.provenance_["recommended"] = recommendation.as_dict()
-    return model
+    recommendation.model.set_params(n_jobs=template.n_jobs, verbose=template.verbose)
+    return recommendation.fit(frames, sample_weight=sample_weight)
 
 
 def choose(scores: np.ndarray) -> int:

@@ -205,3 +205,8 @@ def test_a_model_saved_after_its_terms_were_set_again_reloads_as_fitted(frames, 
         loaded = gapy.load(tmp_path / name)
         assert np.array_equal(loaded.predict(frames), expected)
         assert loaded.two_body is not None and loaded.three_body is None
+
+
+def test_n_jobs_none_means_one_thread_as_in_scikit_learn(frames):
+    assert np.array_equal(small_model(n_jobs=None).fit(frames).predict(frames),
+                          small_model(n_jobs=1).fit(frames).predict(frames))

@@ -431,3 +431,13 @@ def test_an_unstable_crystal_is_said_to_be_unstable():
         assert f"{side}: the elastic constants fail the Born stability criteria" in table
     stable = validate(EMT(), CU, "emt", ["elastic", "phonon_X_1"], **FAST).table()
     assert "unstable" not in stable
+
+
+def test_a_crystal_with_noise_is_said_to_have_no_symmetry():
+    """A cubic cell rattled by 3 mA (a relaxation's noise) is P1 at symprec 1e-3 A: its properties came
+    out as those of a triclinic cell (lattice_a/b/c, 21 Cij) without a word."""
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True)
+    atoms.rattle(0.003, seed=1)
+    with pytest.warns(UserWarning, match=r"no symmetry at symprec 0.001 A .* but is Fm-3m \(225\) at 0.05 A"):
+        results = validate(EMT(), atoms, "emt", ["eos"], **FAST).results
+    assert "lattice_a" in results

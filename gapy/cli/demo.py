@@ -79,7 +79,7 @@ def run_demo(
     recommendation = recommend(train, overrides=overrides)
     model = recommendation.model.set_params(n_jobs=n_jobs, verbose=progress)
     print(recommendation.summary())
-    fit_as_recommended(model, train, recommendation)
+    fit_as_recommended(recommendation, train)
     fitted = time.perf_counter()
     print(f"fitted in {fitted - start:.1f} s")
     output.mkdir(parents=True, exist_ok=True)

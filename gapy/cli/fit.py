@@ -415,10 +415,9 @@ def parse_settings(raw: Dict[str, Any], where: str,
 
 
 
-def fit_as_recommended(model: GAPRegressor, frames, recommendation: Recommendation, sample_weight=None) -> None:
-    """Fit the recommended ``model`` with its deltas and sigmas by the evidence and print what was chosen."""
-    model.maximize_evidence(frames, sample_weight=sample_weight, **recommendation.evidence_options)
-    model.provenance_["recommended"] = recommendation.as_dict()
+def fit_as_recommended(recommendation: Recommendation, frames, sample_weight=None) -> GAPRegressor:
+    """Fit the recommended model with its deltas and sigmas by the evidence and print what was chosen."""
+    model = recommendation.fit(frames, sample_weight=sample_weight)
     chosen = {**model.evidence_.deltas, **model.provenance_["evidence"]["sigmas"]}
     print("chosen by the evidence" + (f" ({', '.join(recommendation.fixed)} kept as given)"
                                       if recommendation.fixed else "") + ": "
@@ -429,6 +428,7 @@ def fit_as_recommended(model: GAPRegressor, frames, recommendation: Recommendati
         print(f"sigma_energy = {cross_validation['sigma']:.4g}"
               + (" as the evidence's" if cross_validation["sigma"] == evidence
                  else f" instead of the evidence's {evidence:.4g}") + f": {cross_validation['reason']}")
+    return model
 
 
 def key_hint(atoms: Atoms) -> str:
@@ -769,13 +769,14 @@ def _run(args: argparse.Namespace) -> int:
             weights[held_out] = 0.0  # left out of the fit
         data = source if stream else frames
         if recommended:
-            fit_as_recommended(model, data, recommendation, sample_weight=weights)
+            fit_as_recommended(recommendation, data, sample_weight=weights)
         else:
             model.fit(data, sample_weight=weights)
     keys = {"energy": model.energy_key, "forces": model.forces_key,
             "virial": f"{model.stress_key} or {model.virial_key}"}
     fitted = ", ".join(f"{n} {kind} values ('{keys[kind]}')" for kind, n in model.label_counts_.items())
-    print(f"fitted in {time.perf_counter() - start:.1f} s: {len(model.gp_.sparse)} sparse points, "
+    terms = "".join(f" + {len(term.sparse)} of {name}" for name, term in zip(model.term_descriptors_, model.gp_.terms))
+    print(f"fitted in {time.perf_counter() - start:.1f} s: {len(model.gp_.sparse)} sparse points{terms}, "
           f"{model.n_observations_} observations: {fitted}")
     validation_predictions = None
     if validation:
@@ -814,8 +815,9 @@ def _run(args: argparse.Namespace) -> int:
 def model_summary(model: GAPRegressor) -> str:
     params = model.get_params(deep=False)
     shown = ("zeta", "delta", "n_sparse", "sparse_method", "sigma_energy", "sigma_force", "sigma_virial", "e0",
-             "random_state")
-    return "GAPRegressor(" + ", ".join(f"{k}={params[k]!r}" for k in shown) + ")"
+             "random_state", "two_body", "three_body", "baseline")
+    return "GAPRegressor(" + ", ".join(f"{k}={params[k]!r}" for k in shown
+                                       if k in shown[:9] or params[k] is not None) + ")"
 
 
 def add_parser(commands, common: argparse.ArgumentParser) -> None:

@@ -29,7 +29,8 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
         description="Predict energies, per-atom energies, forces and (periodic structures) stresses and "
                     "write them as extxyz (eV, eV/A, eV/A^3); labels in the input are replaced. With "
                     "--std, energy_std and stress_std are written per structure, energies_std and "
-                    "forces_std per atom, in the same units.",
+                    "forces_std per atom, in the same units (stress as ASE writes it, 3x3; stress_std as 6 "
+                    "values in Voigt order xx yy zz yz xz xy).",
     )
     predict.add_argument("model", metavar="MODEL", help="model file written by 'gapy fit'")
     predict.add_argument("input", metavar="IN.xyz", help="structures")

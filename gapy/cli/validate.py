@@ -167,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     if flagged:
         print(f"\n* flagged (the model is unsure on the structures used: local-energy std > {args.flag_std} eV): "
               + ", ".join(flagged))
-    print(f"\ndone in {time.perf_counter() - start:.1f} s; wrote {output}/validation.csv, validation.json"
-          + ("" if args.no_plots else " and the plots"))
     computed = [r for r in report.results.values() if r.model is not None or r.reference is not None]
+    print(f"\n{'done' if computed else 'no property computed (exit status 1)'} in "
+          f"{time.perf_counter() - start:.1f} s; wrote {output}/validation.csv, validation.json"
+          + ("" if args.no_plots else " and the plots"))
     return 0 if computed else 1

@@ -27,6 +27,11 @@ def _spglib():
     return spglib
 
 
+#: Tolerance (A) at which a structure without symmetry at the working one is looked at again, to say
+#: when it is a symmetric crystal with noise (a DFT relaxation's 1e-3-1e-2 A).
+LOOSE_SYMPREC = 0.05
+
+
 def check_crystal(atoms: Atoms, what: str) -> None:
     """Raise :class:`StructureError` unless ``atoms`` is a periodic crystal.
 
@@ -79,6 +84,14 @@ def conventional_cell(atoms: Atoms, symprec: float = 1e-3) -> Tuple[Atoms, bool]
     dataset = symmetry_dataset(atoms, symprec)
     if dataset is None:
         raise StructureError(f"no crystal symmetry found for the structure ({atoms.get_chemical_formula()})")
+    loose = symmetry_dataset(atoms, LOOSE_SYMPREC) if int(dataset.number) == 1 else None
+    if loose is not None and int(loose.number) > 1:
+        warnings.warn(
+            f"the structure ({atoms.get_chemical_formula()}) has no symmetry at symprec {symprec:g} A (space group "
+            f"P1: its properties are those of a triclinic cell, lattice_a/b/c and 21 elastic constants), but is "
+            f"{loose.international} ({int(loose.number)}) at {LOOSE_SYMPREC:g} A: noise from a relaxation? "
+            "Symmetrise it first (ase.constraints.FixSymmetry, or spglib.standardize_cell with that symprec)",
+            UserWarning, stacklevel=2)
     cell = (atoms.cell.array, atoms.get_scaled_positions(), atoms.numbers)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
