@@ -143,9 +143,10 @@ class Recommendation:
         return {"fixed": list(self.fixed), "bounds": dict(self.bounds), "energy_sigma": self.energy_sigma}
 
     def fit(self, frames, sample_weight=None) -> GAPRegressor:
-        """Fit :attr:`model` as ``gapy fit`` does: the deltas and sigmas by the evidence
-        (:attr:`evidence_options`), and these reasons kept in ``provenance_["recommended"]``,
-        which model files store.
+        """Fit :attr:`model` as ``gapy fit`` does, keeping these reasons in the model.
+
+        The deltas and sigmas are chosen by the evidence (:attr:`evidence_options`); the
+        reasons go to ``provenance_["recommended"]``, which model files store.
 
         Parameters
         ----------

@@ -17,7 +17,7 @@ from sphinx_gallery.scrapers import figure_rst
 FIRST = ("fit_si.py",)
 
 #: ``gapy`` subcommands whose ``--help`` the CLI guide includes.
-CLI_COMMANDS = ("fit", "eval", "predict", "select", "learn", "coverage", "validate", "demo")
+CLI_COMMANDS = ("fit", "eval", "predict", "select", "learn", "coverage", "validate", "info", "demo")
 
 
 #: Files in ``examples/`` that the examples write (or Python caches): not copied.
