@@ -32,10 +32,6 @@ RESIDUAL_OUTLIER_FACTOR = 10.0
 #: ... and more than this (eV/atom) from it: a model that misses a structure by less may simply not know it
 #: (mlearn Ge's training slabs are fitted to 17 meV/atom, the other structures to 1-2).
 RESIDUAL_OUTLIER_FLOOR = 0.1
-#: ... and, judged by the fit without its own energy (a small set, where one wrong energy bends the fit),
-#: more than this (eV/atom): a structure unlike the few others is predicted from them 0.16-0.26 eV/atom
-#: off (an elastic cell among 8 bundled Si structures); a unit or per-atom slip misses by eV/atom.
-LEFT_OUT_FLOOR = 1.0
 #: Energy kernel rows kept during a fit for that check at most (bytes); beyond, it is skipped.
 RESIDUAL_ROWS_BUDGET = 64 * 2**20
 
@@ -187,20 +183,12 @@ class EnergyResiduals:
         self.sigmas.append(float(sigmas[0]))
         self.n_atoms.append(int(n_atoms))
 
-    def check(self, alpha: np.ndarray, r_factor: Optional[np.ndarray] = None) -> None:
+    def check(self, alpha: np.ndarray) -> None:
         """Warn of structures whose energy residual per atom (fitted minus label) lies far from
         all the others' (:data:`RESIDUAL_OUTLIER_FACTOR` robust stds and :data:`RESIDUAL_OUTLIER_FLOOR`
         from their median) and beyond three of its own noise sigmas (a structure given a large
         sigma on purpose is not named); or, when the median residual itself is beyond
-        :data:`RESIDUAL_OUTLIER_FLOOR`, of the energies missed as a whole.
-
-        In a small set one wrong energy bends the fit so far that the others' residuals
-        spread as wide as its own (10 structures, one energy stored per atom: missed by 3.5
-        eV/atom, the others by up to 1.25). With ``r_factor`` (``R^T R``, the posterior
-        precision of ``alpha``) the structure that deviates most is judged again by the fit
-        without its energy (exact, a rank-one downdate), when leaving it out at least halves
-        the others' spread and it then misses by more than :data:`LEFT_OUT_FLOOR`: a label
-        that bent the fit, not a structure unlike the others."""
+        :data:`RESIDUAL_OUTLIER_FLOOR`, of the energies missed as a whole."""
         if not self.complete or len(self.rows) < 5:
             return
         sigmas = np.array(self.sigmas)
@@ -214,12 +202,7 @@ class EnergyResiduals:
         least = max(RESIDUAL_OUTLIER_FACTOR * spread, RESIDUAL_OUTLIER_FLOOR, abs(offset) if whole else 0.0)
         far = [k for k in np.argsort(-np.abs(deviation))
                if abs(misses[k]) > 3.0 * sigmas[k] and abs(deviation[k]) > least]
-        note = ""
-        if not far and not whole and r_factor is not None:
-            far, misses, residuals = self._judged_without_its_energy(misses, r_factor, int(np.argmax(np.abs(deviation))),
-                                                                     spread)
-            note = " by the fit without its energy"
-        named = ", ".join(f"{self.names[k]} {1000 * residuals[k]:+.0f} meV/atom{note}" for k in far[:5]) + (
+        named = ", ".join(f"{self.names[k]} {1000 * residuals[k]:+.0f} meV/atom" for k in far[:5]) + (
             ", ..." if len(far) > 5 else "")
         some = f"{len(far)} training structure{'s' if len(far) > 1 else ''}"
         if whole:
@@ -237,31 +220,6 @@ class EnergyResiduals:
                 "(an energy per atom stored as the total, another unit or DFT setup, an unconverged calculation) "
                 "bends the whole fit, forces included, and can make it miss other structures too; check those "
                 "labels, the first named first, or leave the structures out", EnergyResidualWarning, stacklevel=4)
-
-
-    def _judged_without_its_energy(self, misses, r_factor, k, spread) -> Tuple[List[int], np.ndarray, np.ndarray]:
-        """``([k], misses, residuals)`` of the fit without structure ``k``'s energy when that fit
-        names it (see :meth:`check`; ``k``'s own miss is then its prediction from the others),
-        else ``([], misses, residuals)`` as given."""
-        from scipy.linalg import solve_triangular
-
-        rows, sigmas = np.array(self.rows), np.array(self.sigmas)
-        n_atoms = np.array(self.n_atoms)
-        unchanged = [], misses, misses / n_atoms
-        weighted = solve_triangular(r_factor, solve_triangular(r_factor, rows[k], trans="T"))  # Sigma e_k
-        leverage = float(rows[k] @ weighted) / sigmas[k] ** 2
-        if not leverage < 1.0 - 1e-9:
-            return unchanged
-        # weights without the energy of k: alpha + Sigma e_k r_k / (s_k^2 (1 - h_k)) (Sherman-Morrison)
-        left_out = misses + rows @ weighted * misses[k] / (sigmas[k] ** 2 * (1.0 - leverage))
-        residuals = left_out / n_atoms
-        others = np.delete(residuals, k)
-        offset = np.median(others)
-        spread_without = 1.4826 * np.median(np.abs(others - offset))
-        least = max(RESIDUAL_OUTLIER_FACTOR * spread_without, LEFT_OUT_FLOOR)
-        if spread_without < 0.5 * spread and abs(residuals[k] - offset) > least and abs(left_out[k]) > 3.0 * sigmas[k]:
-            return [k], left_out, residuals
-        return unchanged
 
 
 def check_config_types(summaries: Sequence["_Summary"], config_type_sigma: Optional[dict]) -> None:

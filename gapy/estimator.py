@@ -35,7 +35,8 @@ from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import ENERGY_NOISE_SHARE, EnergyRows, choose_energy_sigma, energy_spread
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
 from .kernels import check_theta, check_zeta
-from .labels import LABEL_DECIMALS, Labels, digest, read_labels, stress_from_virial
+from .labels import (LABEL_DECIMALS, Labels, digest, lookalike_labels, mixed_label_names, read_labels,
+                     stress_from_virial)
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import (CLOSE_FACTOR, as_frames, atomic_number, closest_covalent_pair, is_isolated_atom,
@@ -438,7 +439,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
         gp = fit_sparse_gp(plan.basis, row_blocks(), jitter=self.sparse_jitter, block_rows=self.block_rows)
         plan.source.verify()  # a file that changed during pass 2 gives no model
-        energies.check(gp.alpha, gp.r_factor)
+        energies.check(gp.alpha)
         self.gp_ = gp
         self.descriptor_ = plan.descriptor
         self.term_descriptors_ = dict(plan.term_descriptors)
@@ -698,6 +699,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         used = [summary.index for summary in summaries if summary.used]
         if not used:
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
+        fitted = [summary for summary in summaries if summary.used]
+        mixed = mixed_label_names([summary.name for summary in fitted], [summary.lookalikes for summary in fitted],
+                                  self._fitted_kinds(), {"energy": self.energy_key, "forces": self.forces_key,
+                                                         "virial": self.stress_key})
+        if mixed is not None:
+            sigma = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}[mixed[0]]
+            raise StructureError(f"{mixed[1]} ({sigma}=None fits without that kind)")
         self.label_counts_ = check_labels(
             [summary for summary in summaries if summary.used], keys, sigma_energy=self.sigma_energy,
             sigma_force=self.sigma_force, sigma_virial=self.sigma_virial, energy_key=self.energy_key,
@@ -800,11 +808,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             found.append((instances.values[inside], instances.classes[inside]))
         sizes = {kind: (None if getattr(labels, kind) is None else int(np.size(getattr(labels, kind))))
                  for kind in ("energy", "forces", "virial")}
+        if labels.forces is not None and labels.force_weights is not None:  # (atoms of weight 0 are not fitted)
+            sizes["forces"] = 3 * int(np.count_nonzero(np.asarray(labels.force_weights) > 0))
+        lookalikes = {kind: names[0] for kind in self._fitted_kinds() if used and getattr(labels, kind) is None
+                      for names in [lookalike_labels(atoms, kind)] if names}
         summary = _Summary(
             index=index, n_atoms=len(atoms), weight=weight, used=used,
             composition=np.bincount(species, minlength=len(descriptor.atomic_numbers)),
             energy=labels.energy, isolated_number=int(atoms.numbers[0]) if isolated else None,
-            label_sizes=sizes,
+            label_sizes=sizes, lookalikes=lookalikes,
             name=structure_name(atoms, index),
             keys=(tuple(atoms.info), tuple(atoms.arrays),
                   tuple(getattr(atoms.calc, "results", {})) if atoms.calc is not None else ()),
@@ -812,7 +824,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             config_type=atoms.info.get("config_type"),
             close_pair=closest_covalent_pair(atoms, CLOSE_FACTOR) if used else None,
             force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
-            geometry=digest(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc),
+            geometry=digest(atoms.numbers, *(np.round(array, LABEL_DECIMALS) + 0.0  # (as files write them)
+                                             for array in (atoms.positions, atoms.cell.array)), atoms.pbc),
             label_digest=digest(*(None if value is None else np.round(value, LABEL_DECIMALS) + 0.0  # (no -0.0)
                                   for value in (labels.energy, labels.forces, labels.virial, labels.force_weights))),
         )
@@ -1627,7 +1640,8 @@ class _Summary:
     composition: np.ndarray  # atoms of each descriptor species
     energy: Optional[float]
     isolated_number: Optional[int]  # atomic number of a single atom without neighbours (is_isolated_atom)
-    label_sizes: Dict[str, Optional[int]]  # values of each label kind, None where missing
+    label_sizes: Dict[str, Optional[int]]  # values of each label kind fitted, None where missing
+    lookalikes: Dict[str, str]  # fitted kind it lacks: a name that looks like that label (lookalike_labels)
     name: str  # structure_name, for messages
     keys: Optional[tuple]  # info keys, array names, calculator results (dropped once merged)
     pair_shortest: Optional[Dict[Tuple[int, int], float]] = None  # shortest distance by species pair
@@ -1641,14 +1655,16 @@ class _Summary:
 def _training_record(used: List[_Summary], environments: Dict[str, int], labels: Dict[str, int]) -> dict:
     """What a model was fitted on, for its file (``provenance_["training"]``, ``gapy info``):
     structures, environments per species, labels, config types, the range of the energies
-    per atom and a SHA-256 of the structures' geometries, labels and weights in their order."""
+    per atom and a SHA-256 of the structures (species, positions, cell, pbc), their labels as
+    read and their weights, in their order."""
     hasher = hashlib.sha256()
     for summary in used:
-        hasher.update(f"{summary.label_digest} {summary.weight!r}\n".encode())
+        hasher.update(f"{summary.geometry} {summary.label_digest} {float(summary.weight).hex()}\n".encode())
     per_atom = [summary.energy / summary.n_atoms for summary in used if summary.energy is not None]
     config_types = Counter(str(summary.config_type) for summary in used if summary.config_type is not None)
     return {"structures": len(used), "atoms": int(sum(summary.n_atoms for summary in used)),
-            "environments": dict(environments), "labels": dict(labels), "config_types": dict(sorted(config_types.items())),
+            "environments": dict(environments), "labels": dict(labels),
+            "config_types": dict(sorted(config_types.items())),
             "energy_per_atom": [min(per_atom), max(per_atom)] if per_atom else None, "sha256": hasher.hexdigest()}
 
 

@@ -3,7 +3,7 @@
 import hashlib
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from ase import Atoms, units
@@ -605,8 +605,10 @@ def label_keys(atoms: Atoms) -> str:
     return f"info keys {sorted(atoms.info)}, arrays {arrays} and calculator results {results}"
 
 
-#: Words in the names of labels kept under other keys (QUIP's ``force``, ``REF_energy``, ``dft_stress``).
+#: Words in the names of labels kept under other keys (QUIP's ``force``, ``REF_energy``, ``dft_virial``) ...
 LABEL_WORDS = {"energy": ("energy",), "forces": ("force",), "virial": ("stress", "virial")}
+#: ... and in names that are not labels (``forces_std``, ``force_weights``, a DFT ``energy_cutoff``).
+NOT_LABEL_WORDS = ("_std", "weight", "cutoff", "tol", "conv", "smear")
 
 
 def lookalike_labels(atoms: Atoms, kind: str) -> List[str]:
@@ -624,7 +626,11 @@ def lookalike_labels(atoms: Atoms, kind: str) -> List[str]:
     list of str
         ``atoms.info`` keys holding one number (energy) or 6 or 9 numbers (stress, virial)
         and ``atoms.arrays`` of shape (n_atoms, 3) (forces) whose names contain a word of
-        :data:`LABEL_WORDS`, without standard deviations and weights (``forces_std``).
+        :data:`LABEL_WORDS` and none of :data:`NOT_LABEL_WORDS`.
+
+    See Also
+    --------
+    label_key : The estimator parameter that names such a label.
 
     Examples
     --------
@@ -632,20 +638,83 @@ def lookalike_labels(atoms: Atoms, kind: str) -> List[str]:
     >>> from gapy.labels import lookalike_labels
     >>> atoms = bulk("Cu", cubic=True)
     >>> atoms.arrays["force"] = np.zeros((4, 3))
-    >>> atoms.info["REF_energy"] = -14.0
+    >>> atoms.info["REF_energy"], atoms.info["energy_cutoff"] = -14.0, 520.0
     >>> lookalike_labels(atoms, "forces"), lookalike_labels(atoms, "energy")
     (['force'], ['REF_energy'])
     """
     def named(name: str) -> bool:
         lowered = name.lower()
-        return any(word in lowered for word in LABEL_WORDS[kind]) and not (
-            lowered.endswith("_std") or "weight" in lowered)
+        return any(word in lowered for word in LABEL_WORDS[kind]) and not any(
+            word in lowered for word in NOT_LABEL_WORDS)
 
     if kind == "forces":
         return [name for name, value in atoms.arrays.items() if named(name) and np.shape(value) == (len(atoms), 3)]
     sizes = (1,) if kind == "energy" else (6, 9)
     return [name for name, value in atoms.info.items() if named(name) and not isinstance(value, (bool, str))
             and np.size(value) in sizes and np.issubdtype(np.asarray(value).dtype, np.number)]
+
+
+def label_key(kind: str, name: str) -> str:
+    """The :class:`~gapy.GAPRegressor` parameter that reads a label of ``kind`` named ``name``.
+
+    Parameters
+    ----------
+    kind : {"energy", "forces", "virial"}
+        The label kind.
+    name : str
+        The label's name (a stress, in eV/A^3, or a virial, in eV, for ``"virial"``).
+
+    Returns
+    -------
+    str
+        ``"energy_key"``, ``"forces_key"``, ``"virial_key"`` (a name with "virial") or ``"stress_key"``.
+
+    Examples
+    --------
+    >>> from gapy.labels import label_key
+    >>> label_key("virial", "dft_virial"), label_key("virial", "REF_stress")
+    ('virial_key', 'stress_key')
+    """
+    if kind == "virial":
+        return "virial_key" if "virial" in name.lower() else "stress_key"
+    return f"{kind}_key"
+
+
+def mixed_label_names(names: Sequence[str], lookalikes: Sequence[Dict[str, str]], fitted: Sequence[str],
+                      keys: Dict[str, str], give=lambda parameter, value: f"{parameter}={value!r}",
+                      ) -> Optional[Tuple[str, str]]:
+    """Why structures that keep a fitted label kind only under another name would lose it, or None.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The structures (``structure_name``).
+    lookalikes : sequence of dict
+        Per structure: kind to the first name that looks like a label of that kind, for the
+        kinds it lacks under ``keys``.
+    fitted : sequence of str
+        The label kinds fitted.
+    keys : dict
+        Kind to the name looked for (``{"forces": "forces", ...}``).
+    give : callable, optional
+        ``give(parameter, value)``: how the message asks for a parameter (``forces_key='force'``;
+        the command line gives its flag).
+
+    Returns
+    -------
+    (str, str) or None
+        The kind and a message naming the structures and the parameter to give.
+    """
+    for kind in fitted:
+        found = [(name, found[kind]) for name, found in zip(names, lookalikes) if kind in found]
+        if found:
+            first, other = found[0]
+            parameter = label_key(kind, other)
+            return kind, (f"{len(found)} structure{'s have' if len(found) > 1 else ' has'} no {kind} under "
+                    f"{keys[kind]!r} but {other!r} ({first}{', ...' if len(found) > 1 else ''}): its {kind} would be "
+                    f"left out; give {give(parameter, other)} if every structure names it so, else rename the label "
+                    "in the file")
+    return None
 
 
 def _volume(atoms: Atoms, name: str, field: str) -> float:

@@ -43,7 +43,7 @@ from .baseline import PAIR_LENGTH_RATIO, ZBL, merge_shortest, shortest_pair_dist
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
 from .gp.energy_noise import ENERGY_NOISE_SHARE, energy_spread
-from .labels import ZERO_FORCES, label_keys, lookalike_labels, outlying_forces, read_labels
+from .labels import ZERO_FORCES, label_keys, lookalike_labels, mixed_label_names, outlying_forces, read_labels
 from .structures import (as_frames, atomic_number, is_isolated_atom, molecule_image_distance, neighbor_pairs,
                          structure_name)
 from .term import Term
@@ -286,8 +286,11 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     virials = []  # per structure with a virial: its components per atom (eV/atom)
     compositions, energies, singles = [], [], []  # of the structures with an energy; singles: one atom
     present = sorted({int(z) for atoms in frames for z in atoms.numbers})
+    lookalikes = []  # per structure: kind it lacks to a name that looks like that label
     for k, atoms in enumerate(frames):
         labels = read_labels(atoms, k, **keys)
+        lookalikes.append({kind: names[0] for kind in has if getattr(labels, kind) is None
+                           for names in [lookalike_labels(atoms, kind)] if names})
         if labels.energy is not None:
             compositions.append([int(np.sum(atoms.numbers == z)) for z in present])
             energies.append(float(labels.energy))
@@ -305,7 +308,13 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
                          f"(looked for {energy_key!r}, {forces_key!r}, {stress_key!r}/{virial_key!r}); "
                          f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: name the labels with "
                          "energy_key=..., forces_key=..., stress_key=... or virial_key=...")
-    _refuse_lookalike_labels(frames, has, keys, overrides or {})
+    fitted = [kind for kind, sigma in (("energy", "sigma_energy"), ("forces", "sigma_force"),
+                                       ("virial", "sigma_virial")) if (overrides or {}).get(sigma, 0.0) is not None]
+    mixed = mixed_label_names([structure_name(atoms, k) for k, atoms in enumerate(frames)], lookalikes, fitted,
+                              {"energy": energy_key, "forces": forces_key, "virial": stress_key})
+    if mixed is not None:
+        sigma = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}[mixed[0]]
+        raise ValueError(f"recommend: {mixed[1]} (overrides={{{sigma!r}: None}} fits without that kind)")
     if n_environments is not None:
         counts = {atomic_number(symbol): int(n) for symbol, n in n_environments.items()}
     species = sorted(counts)
@@ -503,22 +512,6 @@ def _energy_factor(force_squares, nearest: float, compositions, energies, single
 def _start(value: float, factor: float) -> float:
     """``value * factor`` to two significant digits (``value`` itself for ``factor == 1``)."""
     return value if factor == 1 else float(f"{value * factor:.2g}")
-
-
-def _refuse_lookalike_labels(frames: List[Atoms], has: Dict[str, int], keys: Dict[str, str], overrides: dict) -> None:
-    """A label kind no structure has under its key while some have it under another name
-    (QUIP's ``force``) would be left out without a word: refused, with the key to give."""
-    for kind, key, sigma in (("energy", "energy_key", "sigma_energy"), ("forces", "forces_key", "sigma_force"),
-                             ("virial", "stress_key", "sigma_virial")):
-        if has[kind] or (sigma in overrides and overrides[sigma] is None):
-            continue
-        found = [(k, names) for k, atoms in enumerate(frames) for names in [lookalike_labels(atoms, kind)] if names]
-        if found:
-            index, names = found[0]
-            raise ValueError(
-                f"recommend: no structure has {kind} under {keys[key]!r}, but {len(found)} have "
-                f"{names[0]!r} ({structure_name(frames[index], index)}): give {key}={names[0]!r} to fit them, or "
-                f"overrides={{{sigma!r}: None}} to fit without them")
 
 
 def _partial_isolated_e0(isolated: Dict[int, float], present: List[int], species: List[int], compositions,

@@ -247,7 +247,8 @@ def test_a_dummy_atom_is_named_where_the_species_come_from_the_data():
 
 def test_labels_under_another_name_are_refused():
     quip = [_quip_force_array(), _quip_force_array()]
-    with pytest.raises(StructureError, match=r"no training structure has field 'forces'.*arrays \['force'"):
+    with pytest.raises(StructureError, match=r"2 structures have no forces under 'forces' but 'force' \(structure 0 "
+                                             r"\(Si8\), ...\): .* give forces_key='force' if every structure"):
         GAPRegressor(soap(), n_sparse=5, e0=0.0).fit(quip)
 
 

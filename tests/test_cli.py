@@ -15,7 +15,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io import read, write
 
 import gapy
-from gapy import GAPRegressor, SOAP
+from gapy import GAPRegressor, SOAP, StructureError
 from gapy.cli import FIT_OPTIONS, main, run_demo
 from gapy.datasets import load_si
 from gapy.baseline import ShortDistanceWarning, shortest_distance
@@ -629,15 +629,67 @@ def test_info_describes_a_model_and_what_it_was_fitted_on(model_file, data, tmp_
     assert "not a gapy model file" in error
 
 
-def test_forces_under_another_name_are_not_left_out_by_the_recommendation(data, tmp_path, capsys):
+def test_labels_under_another_name_are_not_left_out(data, tmp_path, capsys):
     """QUIP's 'force' array: the recommendation found no 'forces' and fitted energies and stresses
-    alone, saying so only among its reasons. Now refused, with the flag that fits them."""
+    alone, saying so only among its reasons; a file that names them 'forces' in some structures
+    and 'force' in others lost the latter's without a word. Both refused, naming the flag."""
+    text = (data / "train.xyz").read_text()
     renamed = tmp_path / "quip.xyz"
-    renamed.write_text((data / "train.xyz").read_text().replace(":forces:R:3", ":force:R:3"))
-    error = one_line_error(capsys, ["fit", str(renamed), "--no-progress", "-o", str(tmp_path / "m.gapy")])
-    assert "no structure has forces under the name looked for, but structure 0" in error
-    assert "'--forces-key force' fits them" in error
-    with pytest.raises(ValueError, match=r"give forces_key='force' to fit them, or overrides=\{'sigma_force': None\}"):
-        gapy.recommend(read(renamed, ":"))
-    assert gapy.recommend(read(renamed, ":"), forces_key="force").model.sigma_force is not None
-    assert gapy.recommend(read(renamed, ":"), overrides={"sigma_force": None}).model.sigma_force is None
+    renamed.write_text(text.replace(":forces:R:3", ":force:R:3"))
+    for extra in ([], ["--n-max", "4", "--l-max", "3", "--n-sparse", "10"]):  # recommended, and settings given
+        error = one_line_error(capsys, ["fit", str(renamed), "--no-progress", "-o", str(tmp_path / "m.gapy"), *extra])
+        assert "8 structures have no forces under 'forces' but 'force' (structure 0" in error
+        assert "give '--forces-key force' if every structure names it so" in error
+    frames = read(renamed, ":")
+    with pytest.raises(ValueError, match=r"give forces_key='force' if every structure.*overrides=\{'sigma_force': "
+                                         r"None\} fits without that kind"):
+        gapy.recommend(frames)
+    with pytest.raises(StructureError, match=r"no forces under 'forces' but 'force'.*sigma_force=None fits"):
+        GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=10).fit(frames)
+    assert gapy.recommend(frames, forces_key="force").model.sigma_force is not None
+    assert gapy.recommend(frames, overrides={"sigma_force": None}).model.sigma_force is None
+    blocks = text.split("Lattice=")
+    mixed = tmp_path / "mixed.xyz"  # the last four structures name them 'force'
+    mixed.write_text("Lattice=".join(blocks[:5] + [block.replace(":forces:R:3", ":force:R:3") for block in blocks[5:]]))
+    error = one_line_error(capsys, ["fit", str(mixed), "--no-progress", "-o", str(tmp_path / "m.gapy")])
+    assert "4 structures have no forces under 'forces' but 'force' (structure 4" in error
+    with pytest.raises(StructureError, match="4 structures have no forces under 'forces' but 'force'"):
+        GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=10).fit(read(mixed, ":"))
+
+
+def test_lookalike_label_names():
+    """A virial is named for virial_key, a stress for stress_key; settings and stds are no labels."""
+    from ase.build import bulk
+
+    from gapy.labels import label_key, lookalike_labels
+
+    atoms = bulk("Cu", cubic=True)
+    atoms.info.update(dft_virial=np.zeros(9), energy_cutoff=520.0, free_energy=-14.0, smearing_energy=0.1)
+    atoms.arrays["forces_std"] = np.zeros((4, 3))
+    atoms.arrays["dft_forces"] = np.zeros((4, 3))
+    assert lookalike_labels(atoms, "virial") == ["dft_virial"] and label_key("virial", "dft_virial") == "virial_key"
+    assert lookalike_labels(atoms, "forces") == ["dft_forces"]
+    assert lookalike_labels(atoms, "energy") == ["free_energy"]
+
+
+def test_the_training_record_fingerprints_geometry_labels_and_weights(data):
+    """The SHA-256 changes with the positions (it held the labels alone), not with how equal weights
+    are given; force components of atoms with force weight 0 are not counted as fitted."""
+    train = read(data / "train.xyz", ":")[:4]
+    model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=10)
+    record = model.fit(train).provenance_["training"]
+    assert model.fit(train, sample_weight=[1.0] * 4).provenance_["training"] == record
+    assert model.fit(train, sample_weight=[1.0, 1.0, 2.0, 1.0]).provenance_["training"]["sha256"] != record["sha256"]
+    moved = [atoms.copy() for atoms in train]
+    for atoms, original in zip(moved, train):
+        atoms.calc = SinglePointCalculator(atoms, **original.calc.results)
+    moved[2].positions += 0.05
+    assert model.fit(moved).provenance_["training"]["sha256"] != record["sha256"]
+    weighted = [atoms.copy() for atoms in train]
+    for atoms, original in zip(weighted, train):
+        atoms.calc = SinglePointCalculator(atoms, **original.calc.results)
+    weighted[0].arrays["force_weights"] = np.ones(len(weighted[0]))
+    weighted[0].arrays["force_weights"][:2] = 0.0
+    model.fit(weighted)
+    assert model.label_counts_["forces"] == record["labels"]["forces"] - 6
+    assert model.n_observations_ == model.label_counts_["energy"] + model.label_counts_["forces"]

@@ -22,7 +22,8 @@ from ..exceptions import DataFileError, GapyError
 from ..io.frames import FileSource
 from ..gp import VARIANCE_KINDS
 from ..labels import (EV_PER_A3_IN_GPA, EnergyOutlierWarning, LabelConflictWarning, Labels, StressUnitWarning,
-                      label_keys, lookalike_labels, outlier_message, outlying_energies, read_labels, stress_from_virial)
+                      label_keys, lookalike_labels, mixed_label_names, outlier_message, outlying_energies,
+                      read_labels, stress_from_virial)
 from ..recommend import Recommendation, recommend
 from ..report import evaluate
 from ..search import search_settings
@@ -509,18 +510,16 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
     known = None if species is None else {atomic_number(s) for s in species}
     found, n_frames, n_atoms, singles = {}, 0, 0, []
     stressed, energies, conflicts = [], [], []  # (name, largest stress); (name, energy, atoms of each Z); str
-    labelled, lookalikes = Counter(), {}  # structures with each label kind; kind: (name, a lookalike key)
-    unfitted = {kind for kind, sigma in (("energy", model.sigma_energy), ("forces", model.sigma_force)) if sigma is None}
+    lookalikes = []  # (structure, {fitted kind it lacks: a name that looks like that label})
     for k, atoms in enumerate(frames):
         name = structure_name(atoms, k)
         with about(path):
             labels, stress, conflict = _read_checked_labels(atoms, k, model)
             neighbor_pairs(atoms, 1.0, k)  # non-finite positions, bad cell, overlapping atoms
-        for kind in ("energy", "forces", "virial"):
-            if getattr(labels, kind) is not None:
-                labelled[kind] += 1
-            elif recommended and kind not in lookalikes and kind not in unfitted and lookalike_labels(atoms, kind):
-                lookalikes[kind] = (name, lookalike_labels(atoms, kind)[0])
+        lacking = {kind: names[0] for kind, _ in needed if getattr(labels, kind) is None
+                   for names in [lookalike_labels(atoms, kind)] if names}
+        if lacking:
+            lookalikes.append((name, lacking))
         if stress is not None:
             stressed.append((name, stress))
         if conflict is not None:
@@ -542,12 +541,14 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
         n_atoms += len(atoms)
         if len(atoms) == 1:
             singles.append(k)
-    for kind, (name, key) in lookalikes.items():  # (recommend would refuse them, naming its arguments)
-        if not labelled[kind]:
-            flag, sigma = {"energy": ("--energy-key", "--sigma-energy"), "forces": ("--forces-key", "--sigma-force"),
-                           "virial": ("--stress-key", "--sigma-virial")}[kind]
-            raise GapyError(f"{path}: no structure has {kind} under the name looked for, but {name} has {key!r}: "
-                            f"'{flag} {key}' fits them ('--recommend {sigma} none' fits without them)")
+    mixed = mixed_label_names([name for name, _ in lookalikes], [lacking for _, lacking in lookalikes],
+                              [kind for kind, _ in needed],
+                              {"energy": model.energy_key, "forces": model.forces_key, "virial": model.stress_key},
+                              give=lambda parameter, value: f"'--{parameter.replace('_', '-')} {value}'")
+    if mixed is not None:  # (recommend and the fit would refuse them too, naming their arguments)
+        sigma = {"energy": "--sigma-energy", "forces": "--sigma-force", "virial": "--sigma-virial"}[mixed[0]]
+        raise GapyError(f"{path}: {mixed[1]} ('{'--recommend ' if recommended else ''}{sigma} none' fits without "
+                        "that kind)")
     _warn_stress_units(path, model, stressed)
     _warn_label_conflicts(path, conflicts)
     numbers = sorted({z for _, _, counts in energies for z in counts})

@@ -130,7 +130,9 @@ def _training_lines(model: GAPRegressor) -> List[str]:
     if record is None:
         return [f"{model.n_observations_} values fitted (no record of the structures: file written before "
                 "gapy kept one)"] + last
-    environments = ", ".join(f"{symbol} {count}" for symbol, count in record["environments"].items())
+    order = {chemical_symbols[z]: k for k, z in enumerate(model.species_)}  # (files keep JSON keys sorted)
+    environments = ", ".join(f"{symbol} {count}" for symbol, count in
+                             sorted(record["environments"].items(), key=lambda item: order.get(item[0], len(order))))
     labels = ", ".join(f"{count} {_LABEL_NAMES.get(kind, kind)}" for kind, count in record["labels"].items())
     lines = [f"{record['structures']} structures, {record['atoms']} atoms ({environments}); fitted {labels}"]
     if record.get("config_types"):
