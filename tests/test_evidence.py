@@ -429,7 +429,9 @@ def test_many_force_labels_do_not_leave_the_energies_unfitted():
     assert worst_energy(capped) < 0.03
     with pytest.warns(EnergyResidualWarning, match=r"misses the energies of the training structures as a whole "
                                                    r"\(median residual -[0-9]+ meV/atom"):
-        loose = model().maximize_evidence(frames, bounds={"sigma_energy": (1e-4, 1.0)})
+        # (the evidence has a second, lower maximum near 0.05 eV/atom, with the energies fitted, where a
+        # search started at 0.01 can end by round-off: 2 BLAS threads did; started nearer the higher one)
+        loose = model().set_params(sigma_energy=0.3).maximize_evidence(frames, bounds={"sigma_energy": (1e-4, 1.0)})
     assert loose.sigma_energy > 0.5 and worst_energy(loose) > 0.1
 
 
