@@ -219,7 +219,9 @@ class EnergyResiduals:
                 f"the fitted model misses the energy of {some} far more than all the others' ({named}): a label slip "
                 "(an energy per atom stored as the total, another unit or DFT setup, an unconverged calculation) "
                 "bends the whole fit, forces included, and can make it miss other structures too; check those "
-                "labels, the first named first, or leave the structures out", EnergyResidualWarning, stacklevel=4)
+                "labels, the first named first, or leave the structures out (in a small set a structure unlike "
+                "all the others, a lone dimer or molecule, can be missed so too without a slip)",
+                EnergyResidualWarning, stacklevel=4)
 
 
 def check_config_types(summaries: Sequence["_Summary"], config_type_sigma: Optional[dict]) -> None:
