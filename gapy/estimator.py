@@ -544,69 +544,67 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         if unknown:  # (before the passes over the data; a kind without labels is found after pass 1)
             raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised {sorted(optimised)}")
         source = frame_source(frames)
-        try:
+        try:  # (warnings name the caller's line: no helper method between it and the checks)
             with self._unchanged_on_failure():
-                self._maximize_evidence(source, sample_weight, y, fixed, bounds, cross_validated, energies)
+                plan = self._plan(source, sample_weight, y)
+                terms = self._terms()
+                statistics = self._evidence_statistics(plan, energies)
+                deltas = {"delta": float(self.delta), **{f"{name}__delta": float(term.delta) for name, term in terms}}
+                globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
+                names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
+                kinds = list(statistics.groups)
+                known = {**{name: name for name in deltas}, **{names[kind]: kind for kind in kinds}}
+                unknown = (set(fixed) | set(bounds or {})) - set(known)
+                if unknown:  # a sigma of a label kind no structure has
+                    raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised "
+                                     f"{sorted(known)}")
+                cross_validated = cross_validated and "energy" in kinds
+                search_bounds = {known[name]: value for name, value in (bounds or {}).items()}
+                if "energy" in kinds and "energy" not in search_bounds:  # (many forces must not leave them unfitted)
+                    start = float(globals_["energy"])
+                    if start / SEARCH_WINDOW < plan.energy_sigma_ceiling < start * SEARCH_WINDOW:
+                        search_bounds["energy"] = (start / SEARCH_WINDOW, max(plan.energy_sigma_ceiling, start))
+                result = maximize_evidence(
+                    statistics, deltas, {kind: float(globals_[kind]) for kind in kinds},
+                    fixed=[known[name] for name in fixed], bounds=search_bounds, jitter=self.sparse_jitter,
+                    warn_bounds=not cross_validated)
+                sigmas = dict(result.sigmas)
+                if cross_validated:
+                    low = search_bounds.get("energy", (float(globals_["energy"]) / SEARCH_WINDOW, None))[0]
+                    choice = choose_energy_sigma(statistics, energies, result.deltas, sigmas, jitter=self.sparse_jitter,
+                                                 low=low, seed=_candidate_seed(self.random_state))
+                    sigmas["energy"] = choice.sigma
+                    # an energy sigma on the upper bound is answered by a lower choice (the advice: weigh them more)
+                    warn_at_bounds(result, search_bounds, ["energy"] if choice.sigma < result.sigmas["energy"] else [],
+                                   stacklevel=1)
+                    logger.info("sigma_energy by cross-validation of the energies: %.4g (%s)", choice.sigma,
+                                choice.reason)
+                self.set_params(**{name: copy.deepcopy(term) for name, term in terms})  # (not the caller's Terms)
+                ratios = {kind: sigmas[kind] / globals_[kind] for kind in kinds}
+                self.set_params(**result.deltas, **{names[kind]: sigmas[kind] for kind in kinds},
+                                **self._scaled_config_type_sigma(ratios))
+                self._warn_unfitted(statistics, replace(result, sigmas=sigmas))
+                logger.info("evidence: %s", ", ".join(
+                    [f"{name}={value:.4g}" for name, value in result.deltas.items()]
+                    + [f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()]))
+                plan.basis = replace(plan.basis, delta=float(result.delta), terms=tuple(
+                    replace(term, delta=float(result.deltas[f"{name}__delta"]))
+                    for (name, _), term in zip(terms, plan.basis.terms)))
+                self._fit_plan(plan)
+                if cross_validated:  # the noise of a new energy label stays the evidence's (std_noise)
+                    self.label_sigmas_["energy"] = float(result.sigmas["energy"])
+                self.evidence_ = result
+                self.provenance_["evidence"] = {
+                    "deltas": dict(result.deltas), "sigmas": {names[kind]: value for kind, value in sigmas.items()},
+                    "log_marginal_likelihood": result.log_marginal_likelihood, "converged": result.converged,
+                    "at_bounds": list(result.at_bounds), "fixed": list(fixed)}
+                if cross_validated:
+                    self.provenance_["evidence"]["evidence_sigma_energy"] = result.sigmas["energy"]
+                    self.provenance_["evidence"]["sigma_energy_cross_validation"] = choice.as_dict()
         finally:
             if source is not frames:
                 source.close()
         return self
-
-    def _maximize_evidence(self, source, sample_weight, y, fixed, bounds, cross_validated, energies) -> None:
-        """:meth:`maximize_evidence` on an open frame source."""
-        plan = self._plan(source, sample_weight, y)
-        terms = self._terms()
-        statistics = self._evidence_statistics(plan, energies)
-        deltas = {"delta": float(self.delta), **{f"{name}__delta": float(term.delta) for name, term in terms}}
-        globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
-        names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
-        kinds = list(statistics.groups)
-        known = {**{name: name for name in deltas}, **{names[kind]: kind for kind in kinds}}
-        unknown = (set(fixed) | set(bounds or {})) - set(known)
-        if unknown:  # a sigma of a label kind no structure has
-            raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised "
-                             f"{sorted(known)}")
-        cross_validated = cross_validated and "energy" in kinds
-        search_bounds = {known[name]: value for name, value in (bounds or {}).items()}
-        if "energy" in kinds and "energy" not in search_bounds:  # (many forces must not leave them unfitted)
-            start = float(globals_["energy"])
-            if start / SEARCH_WINDOW < plan.energy_sigma_ceiling < start * SEARCH_WINDOW:
-                search_bounds["energy"] = (start / SEARCH_WINDOW, max(plan.energy_sigma_ceiling, start))
-        result = maximize_evidence(
-            statistics, deltas, {kind: float(globals_[kind]) for kind in kinds},
-            fixed=[known[name] for name in fixed], bounds=search_bounds, jitter=self.sparse_jitter,
-            warn_bounds=not cross_validated)
-        sigmas = dict(result.sigmas)
-        if cross_validated:
-            low = search_bounds.get("energy", (float(globals_["energy"]) / SEARCH_WINDOW, None))[0]
-            choice = choose_energy_sigma(statistics, energies, result.deltas, sigmas, jitter=self.sparse_jitter,
-                                         low=low, seed=_candidate_seed(self.random_state))
-            sigmas["energy"] = choice.sigma
-            # an energy sigma on the upper bound is answered by a lower choice (the advice is to weigh them more)
-            warn_at_bounds(result, search_bounds, ["energy"] if choice.sigma < result.sigmas["energy"] else [],
-                           stacklevel=1)
-            logger.info("sigma_energy by cross-validation of the energies: %.4g (%s)", choice.sigma, choice.reason)
-        self.set_params(**{name: copy.deepcopy(term) for name, term in terms})  # (not the caller's Term objects)
-        self.set_params(**result.deltas, **{names[kind]: sigmas[kind] for kind in kinds},
-                        **self._scaled_config_type_sigma({kind: sigmas[kind] / globals_[kind] for kind in kinds}))
-        self._warn_unfitted(statistics, replace(result, sigmas=sigmas))
-        logger.info("evidence: %s", ", ".join(
-            [f"{name}={value:.4g}" for name, value in result.deltas.items()]
-            + [f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()]))
-        plan.basis = replace(plan.basis, delta=float(result.delta), terms=tuple(
-            replace(term, delta=float(result.deltas[f"{name}__delta"]))
-            for (name, _), term in zip(terms, plan.basis.terms)))
-        self._fit_plan(plan)
-        if cross_validated:  # the noise of a new energy label stays the evidence's (std_noise)
-            self.label_sigmas_["energy"] = float(result.sigmas["energy"])
-        self.evidence_ = result
-        self.provenance_["evidence"] = {
-            "deltas": dict(result.deltas), "sigmas": {names[kind]: value for kind, value in sigmas.items()},
-            "log_marginal_likelihood": result.log_marginal_likelihood, "converged": result.converged,
-            "at_bounds": list(result.at_bounds), "fixed": list(fixed)}
-        if cross_validated:
-            self.provenance_["evidence"]["evidence_sigma_energy"] = result.sigmas["energy"]
-            self.provenance_["evidence"]["sigma_energy_cross_validation"] = choice.as_dict()
 
     def _scaled_config_type_sigma(self, ratios: Dict[str, float]) -> dict:
         """``config_type_sigma`` scaled as its kind's global sigma was (the evidence keeps their ratios)."""
