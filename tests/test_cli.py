@@ -591,6 +591,11 @@ def test_n_jobs_given_on_the_command_line_bounds_the_blas_threads_too(monkeypatc
     assert main(["predict", "m.gapy", "d.xyz", "-o", "o.xyz"]) == 0
     assert seen[0] and all(n == 1 for n in seen[0])
     assert seen[1] == [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):  # as OMP_NUM_THREADS=1 sets it: --n-jobs 2 does not raise it
+        assert main(["predict", "m.gapy", "d.xyz", "-o", "o.xyz", "--n-jobs", "2"]) == 0
+    assert seen[2] and all(n == 1 for n in seen[2])
 
 
 def test_info_describes_a_model_and_what_it_was_fitted_on(model_file, data, tmp_path, capsys):

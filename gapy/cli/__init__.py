@@ -14,7 +14,7 @@ import sys
 import warnings
 from typing import List, Optional
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm.auto import tqdm
 
 from .._version import __version__
@@ -118,9 +118,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     given = argv if argv is not None else sys.argv[1:]
     threads = getattr(args, "n_jobs", None)
     explicit = any(item == "--n-jobs" or item.startswith("--n-jobs=") for item in given)
-    try:  # --n-jobs N: N cores, the BLAS of the solves included (OpenBLAS takes every core by default)
-        with threadpool_limits(threads if explicit and isinstance(threads, int) and threads > 0 else None,
-                               user_api="blas"):
+    limit = None  # --n-jobs N: at most N cores, the BLAS of the solves included (OpenBLAS takes every core by
+    if explicit and isinstance(threads, int) and threads > 0:  # default), never more than the environment allows
+        limit = min([threads] + [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"])
+    try:
+        with threadpool_limits(limit, user_api="blas"):
             return args.run(args)
     except KeyboardInterrupt:
         print(f"gapy {args.command}: interrupted", file=sys.stderr)

@@ -250,7 +250,8 @@ FIT_OPTIONS: Tuple[_Option, ...] = (
             "double, or mixed (float32 for the largest product, within 0.5 %%)", "PRECISION"),
     _Option("block_rows", "gap", integer, (int,), "observation rows folded into the QR factor at "
             "a time (bounds memory)", "N"),
-    _Option("n_jobs", "gap", integer, (int,), "threads (-1: all cores)", "N"),
+    _Option("n_jobs", "gap", integer, (int,),
+            "threads (-1: all cores); given, it also bounds the BLAS threads (never above OMP_NUM_THREADS)", "N"),
     _Option("seed", "gap", integer, (int,), "random seed of the sparse point selection and of "
             "--validation-fraction", "N", argument="random_state"),
     _Option("validation", "run", str, (), "structures to report validation errors on", "VAL.xyz"),
