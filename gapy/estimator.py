@@ -173,7 +173,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         joblib ``parallel_backend`` context sets).
     random_state : int, numpy.random.Generator or None, default=0
         Seed of the sparse point selection: the same data and settings give the same
-        model. ``None`` draws a fresh seed each fit (and the model is not reproducible).
+        model. ``None`` draws a fresh seed each fit, recorded in
+        ``provenance_["training"]["seed"]`` (fitted again with it, the model is the same).
     verbose : bool, default=False
         Progress bars and a memory estimate.
 
@@ -405,7 +406,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         self._check_parameters()
         source = frame_source(frames)
         try:
-            with self._unchanged_on_failure():
+            with self._unchanged_on_failure(), self._one_seed():
                 plan = self._plan(source, sample_weight, y)
                 self._fit_plan(plan)
         finally:
@@ -425,6 +426,20 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             vars(self).clear()
             vars(self).update(saved)
             raise
+
+    @contextmanager
+    def _one_seed(self) -> Iterator[None]:
+        """With ``random_state=None``, one seed drawn for the whole fit (the candidate sample, the
+        sparse points, the folds), recorded in ``provenance_["training"]["seed"]``: a model fitted
+        so can be fitted again identically with ``random_state`` set to it."""
+        if self.random_state is not None:
+            yield
+            return
+        self.random_state = int(np.random.SeedSequence().generate_state(1)[0])
+        try:
+            yield
+        finally:
+            self.random_state = None
 
     def _fit_plan(self, plan: "_FitPlan") -> None:
         """Pass 2: fold the noise-scaled kernel rows of every observation into the GP; then check
@@ -545,7 +560,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"maximize_evidence: {sorted(unknown)} are not among the optimised {sorted(optimised)}")
         source = frame_source(frames)
         try:  # (warnings name the caller's line: no helper method between it and the checks)
-            with self._unchanged_on_failure():
+            with self._unchanged_on_failure(), self._one_seed():
                 plan = self._plan(source, sample_weight, y)
                 terms = self._terms()
                 statistics = self._evidence_statistics(plan, energies)
@@ -758,7 +773,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                                [summary.isolated_number for summary in labelled])
         ceiling = ENERGY_NOISE_SHARE * spread * np.sqrt(np.median([summary.weight for summary in labelled] or [1.0]))
         training = _training_record([summary for summary in summaries if summary.used], self.n_environments_,
-                                    self.label_counts_)
+                                    self.label_counts_, self.random_state)
         return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors, n_atoms, names, ceiling,
                         training)
 
@@ -1650,11 +1665,12 @@ class _Summary:
     label_digest: str = ""  # ... and of the labels
 
 
-def _training_record(used: List[_Summary], environments: Dict[str, int], labels: Dict[str, int]) -> dict:
+def _training_record(used: List[_Summary], environments: Dict[str, int], labels: Dict[str, int],
+                     random_state) -> dict:
     """What a model was fitted on, for its file (``provenance_["training"]``, ``gapy info``):
     structures, environments per species, labels, config types, the range of the energies
-    per atom and a SHA-256 of the structures (species, positions, cell, pbc), their labels as
-    read and their weights, in their order."""
+    per atom, a SHA-256 of the structures (species, positions, cell, pbc), their labels as
+    read and their weights, in their order, and the seed (None for a Generator)."""
     hasher = hashlib.sha256()
     for summary in used:
         hasher.update(f"{summary.geometry} {summary.label_digest} {float(summary.weight).hex()}\n".encode())
@@ -1663,7 +1679,8 @@ def _training_record(used: List[_Summary], environments: Dict[str, int], labels:
     return {"structures": len(used), "atoms": int(sum(summary.n_atoms for summary in used)),
             "environments": dict(environments), "labels": dict(labels),
             "config_types": dict(sorted(config_types.items())),
-            "energy_per_atom": [min(per_atom), max(per_atom)] if per_atom else None, "sha256": hasher.hexdigest()}
+            "energy_per_atom": [min(per_atom), max(per_atom)] if per_atom else None, "sha256": hasher.hexdigest(),
+            "seed": int(random_state) if isinstance(random_state, (int, np.integer)) else None}
 
 
 def _candidate_seed(random_state) -> int:

@@ -210,3 +210,13 @@ def test_a_model_saved_after_its_terms_were_set_again_reloads_as_fitted(frames, 
 def test_n_jobs_none_means_one_thread_as_in_scikit_learn(frames):
     assert np.array_equal(small_model(n_jobs=None).fit(frames).predict(frames),
                           small_model(n_jobs=1).fit(frames).predict(frames))
+
+
+def test_a_drawn_seed_is_recorded_and_refits_the_same_model(frames):
+    first = small_model().set_params(random_state=None).fit(frames)
+    seed = first.provenance_["training"]["seed"]
+    assert first.random_state is None and isinstance(seed, int)
+    again = small_model().set_params(random_state=seed).fit(frames)
+    assert np.array_equal(again.gp_.sparse, first.gp_.sparse)
+    assert np.array_equal(again.predict(frames), first.predict(frames))
+    assert small_model().fit(frames).provenance_["training"]["seed"] == 0

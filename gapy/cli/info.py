@@ -140,7 +140,8 @@ def _training_lines(model: GAPRegressor) -> List[str]:
     if record.get("energy_per_atom"):
         low, high = record["energy_per_atom"]
         lines.append(f"energies {low:.4g} to {high:.4g} eV/atom")
-    return lines + last + [f"data sha256 {record['sha256']}"]
+    seed = "" if record.get("seed") is None else f"; seed {record['seed']}"
+    return lines + last + [f"data sha256 {record['sha256']}{seed}"]
 
 
 _LABEL_NAMES = {"energy": "energies", "forces": "force components", "virial": "virial components"}
