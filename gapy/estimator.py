@@ -35,8 +35,8 @@ from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import ENERGY_NOISE_SHARE, EnergyRows, choose_energy_sigma, energy_spread
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
 from .kernels import check_theta, check_zeta
-from .labels import (LABEL_DECIMALS, Labels, digest, lookalike_labels, mixed_label_names, read_labels,
-                     stress_from_virial)
+from .labels import (LABEL_DECIMALS, SIGMA_NAMES, Labels, digest, lookalike_labels, mixed_label_names,
+                     read_labels, stress_from_virial)
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import (CLOSE_FACTOR, as_frames, atomic_number, closest_covalent_pair, is_isolated_atom,
@@ -566,7 +566,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 statistics = self._evidence_statistics(plan, energies)
                 deltas = {"delta": float(self.delta), **{f"{name}__delta": float(term.delta) for name, term in terms}}
                 globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
-                names = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
+                names = SIGMA_NAMES
                 kinds = list(statistics.groups)
                 known = {**{name: name for name in deltas}, **{names[kind]: kind for kind in kinds}}
                 unknown = (set(fixed) | set(bounds or {})) - set(known)
@@ -709,18 +709,17 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             check_forces(summaries, self.forces_key)
         weighted = [summary for summary in summaries if summary.weight > 0]
         self.e0_ = self._reference_energies(weighted, descriptor)
-        used = [summary.index for summary in summaries if summary.used]
+        fitted = [summary for summary in summaries if summary.used]
+        used = [summary.index for summary in fitted]
         if not used:
             raise ValueError("no structure to fit: all have zero weight or are isolated atoms")
-        fitted = [summary for summary in summaries if summary.used]
         mixed = mixed_label_names([summary.name for summary in fitted], [summary.lookalikes for summary in fitted],
                                   self._fitted_kinds(), {"energy": self.energy_key, "forces": self.forces_key,
                                                          "virial": self.stress_key})
         if mixed is not None:
-            sigma = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}[mixed[0]]
-            raise StructureError(f"{mixed[1]} ({sigma}=None fits without that kind)")
+            raise StructureError(mixed)
         self.label_counts_ = check_labels(
-            [summary for summary in summaries if summary.used], keys, sigma_energy=self.sigma_energy,
+            fitted, keys, sigma_energy=self.sigma_energy,
             sigma_force=self.sigma_force, sigma_virial=self.sigma_virial, energy_key=self.energy_key,
             forces_key=self.forces_key, stress_key=self.stress_key, virial_key=self.virial_key)
         check_repeats(summaries)
@@ -772,8 +771,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         spread = energy_spread([summary.composition for summary in labelled], [summary.energy for summary in labelled],
                                [summary.isolated_number for summary in labelled])
         ceiling = ENERGY_NOISE_SHARE * spread * np.sqrt(np.median([summary.weight for summary in labelled] or [1.0]))
-        training = _training_record([summary for summary in summaries if summary.used], self.n_environments_,
-                                    self.label_counts_, self.random_state)
+        training = _training_record(fitted, self.n_environments_, self.label_counts_, self.random_state)
         return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors, n_atoms, names, ceiling,
                         training)
 

@@ -3,7 +3,7 @@
 import hashlib
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from ase import Atoms, units
@@ -605,6 +605,8 @@ def label_keys(atoms: Atoms) -> str:
     return f"info keys {sorted(atoms.info)}, arrays {arrays} and calculator results {results}"
 
 
+#: The noise parameter of each label kind (:class:`~gapy.GAPRegressor`): None leaves that kind unfitted.
+SIGMA_NAMES = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
 #: Words in the names of labels kept under other keys (QUIP's ``force``, ``REF_energy``, ``dft_virial``) ...
 LABEL_WORDS = {"energy": ("energy",), "forces": ("force",), "virial": ("stress", "virial")}
 #: ... and in names that are not labels (``forces_std``, ``force_weights``, a DFT ``energy_cutoff``).
@@ -682,7 +684,7 @@ def label_key(kind: str, name: str) -> str:
 
 def mixed_label_names(names: Sequence[str], lookalikes: Sequence[Dict[str, str]], fitted: Sequence[str],
                       keys: Dict[str, str], give=lambda parameter, value: f"{parameter}={value!r}",
-                      ) -> Optional[Tuple[str, str]]:
+                      without=lambda sigma: f"{sigma}=None") -> Optional[str]:
     """Why structures that keep a fitted label kind only under another name would lose it, or None.
 
     Parameters
@@ -699,21 +701,23 @@ def mixed_label_names(names: Sequence[str], lookalikes: Sequence[Dict[str, str]]
     give : callable, optional
         ``give(parameter, value)``: how the message asks for a parameter (``forces_key='force'``;
         the command line gives its flag).
+    without : callable, optional
+        ``without(sigma)``: how the message says to fit without the kind (``sigma_force=None``).
 
     Returns
     -------
-    (str, str) or None
-        The kind and a message naming the structures and the parameter to give.
+    str or None
+        A message naming the structures, the parameter to give and how to fit without that kind.
     """
     for kind in fitted:
-        found = [(name, found[kind]) for name, found in zip(names, lookalikes) if kind in found]
+        found = [(name, lacking[kind]) for name, lacking in zip(names, lookalikes) if kind in lacking]
         if found:
             first, other = found[0]
             parameter = label_key(kind, other)
-            return kind, (f"{len(found)} structure{'s have' if len(found) > 1 else ' has'} no {kind} under "
+            return (f"{len(found)} structure{'s have' if len(found) > 1 else ' has'} no {kind} under "
                     f"{keys[kind]!r} but {other!r} ({first}{', ...' if len(found) > 1 else ''}): its {kind} would be "
                     f"left out; give {give(parameter, other)} if every structure names it so, else rename the label "
-                    "in the file")
+                    f"in the file ({without(SIGMA_NAMES[kind])} fits without that kind)")
     return None
 
 

@@ -43,7 +43,8 @@ from .baseline import PAIR_LENGTH_RATIO, ZBL, merge_shortest, shortest_pair_dist
 from .descriptors import SOAP, TwoBody
 from .estimator import GAPRegressor
 from .gp.energy_noise import ENERGY_NOISE_SHARE, energy_spread
-from .labels import ZERO_FORCES, label_keys, lookalike_labels, mixed_label_names, outlying_forces, read_labels
+from .labels import (SIGMA_NAMES, ZERO_FORCES, label_keys, lookalike_labels, mixed_label_names, outlying_forces,
+                     read_labels)
 from .structures import (as_frames, atomic_number, is_isolated_atom, molecule_image_distance, neighbor_pairs,
                          structure_name)
 from .term import Term
@@ -308,13 +309,12 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
                          f"(looked for {energy_key!r}, {forces_key!r}, {stress_key!r}/{virial_key!r}); "
                          f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: name the labels with "
                          "energy_key=..., forces_key=..., stress_key=... or virial_key=...")
-    fitted = [kind for kind, sigma in (("energy", "sigma_energy"), ("forces", "sigma_force"),
-                                       ("virial", "sigma_virial")) if (overrides or {}).get(sigma, 0.0) is not None]
+    fitted = [kind for kind, sigma in SIGMA_NAMES.items() if (overrides or {}).get(sigma, 0.0) is not None]
     mixed = mixed_label_names([structure_name(atoms, k) for k, atoms in enumerate(frames)], lookalikes, fitted,
-                              {"energy": energy_key, "forces": forces_key, "virial": stress_key})
+                              {"energy": energy_key, "forces": forces_key, "virial": stress_key},
+                              without=lambda sigma: f"overrides={{{sigma!r}: None}}")
     if mixed is not None:
-        sigma = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}[mixed[0]]
-        raise ValueError(f"recommend: {mixed[1]} (overrides={{{sigma!r}: None}} fits without that kind)")
+        raise ValueError(f"recommend: {mixed}")
     if n_environments is not None:
         counts = {atomic_number(symbol): int(n) for symbol, n in n_environments.items()}
     species = sorted(counts)

@@ -545,11 +545,11 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
     mixed = mixed_label_names([name for name, _ in lookalikes], [lacking for _, lacking in lookalikes],
                               [kind for kind, _ in needed],
                               {"energy": model.energy_key, "forces": model.forces_key, "virial": model.stress_key},
-                              give=lambda parameter, value: f"'--{parameter.replace('_', '-')} {value}'")
+                              give=lambda parameter, value: f"'--{parameter.replace('_', '-')} {value}'",
+                              without=lambda sigma: (f"'{'--recommend ' if recommended else ''}"
+                                                     f"--{sigma.replace('_', '-')} none'"))
     if mixed is not None:  # (recommend and the fit would refuse them too, naming their arguments)
-        sigma = {"energy": "--sigma-energy", "forces": "--sigma-force", "virial": "--sigma-virial"}[mixed[0]]
-        raise GapyError(f"{path}: {mixed[1]} ('{'--recommend ' if recommended else ''}{sigma} none' fits without "
-                        "that kind)")
+        raise GapyError(f"{path}: {mixed}")
     _warn_stress_units(path, model, stressed)
     _warn_label_conflicts(path, conflicts)
     numbers = sorted({z for _, _, counts in energies for z in counts})
@@ -817,9 +817,9 @@ def _run(args: argparse.Namespace) -> int:
 def model_summary(model: GAPRegressor) -> str:
     params = model.get_params(deep=False)
     shown = ("zeta", "delta", "n_sparse", "sparse_method", "sigma_energy", "sigma_force", "sigma_virial", "e0",
-             "random_state", "two_body", "three_body", "baseline")
-    return "GAPRegressor(" + ", ".join(f"{k}={params[k]!r}" for k in shown
-                                       if k in shown[:9] or params[k] is not None) + ")"
+             "random_state") + tuple(name for name in ("two_body", "three_body", "baseline")
+                                     if params[name] is not None)  # (the extra terms when set)
+    return "GAPRegressor(" + ", ".join(f"{k}={params[k]!r}" for k in shown) + ")"
 
 
 def add_parser(commands, common: argparse.ArgumentParser) -> None:

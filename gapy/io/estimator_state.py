@@ -108,12 +108,12 @@ def from_state(cls: Type["GAPRegressor"], header: dict, arrays: Dict[str, np.nda
         std_scale_variance = check_variance_kind(header.get("std_scale_variance", model.variance))
         label_sigmas = _label_sigmas_from_state(header.get("label_sigmas"), model)
         provenance = header.get("provenance", {})
-        training = provenance.get("training") if isinstance(provenance, dict) else None
+        if not isinstance(provenance, dict):
+            raise ValueError("provenance must be a JSON object")
+        training = provenance.get("training")
         counts = {} if training is None else {  # (files before the record: not restored)
             "label_counts_": {str(kind): int(n) for kind, n in training["labels"].items()},
             "n_environments_": {str(symbol): int(n) for symbol, n in training["environments"].items()}}
-        if not isinstance(provenance, dict):
-            raise ValueError("provenance must be a JSON object")
         n_observations = int(header["n_observations"])
         pair_shortest = {(atomic_number(int(z_i)), atomic_number(int(z_j))): float(distance)
                          for z_i, z_j, distance in header.get("pair_shortest", [])}
