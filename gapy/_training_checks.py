@@ -10,6 +10,7 @@ import warnings
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 from .exceptions import StructureError
 from .labels import (ZERO_FORCES, CloseAtomsWarning, EnergyOutlierWarning, EnergyResidualWarning,
@@ -32,7 +33,10 @@ RESIDUAL_OUTLIER_FACTOR = 10.0
 #: ... and more than this (eV/atom) from it: a model that misses a structure by less may simply not know it
 #: (mlearn Ge's training slabs are fitted to 17 meV/atom, the other structures to 1-2).
 RESIDUAL_OUTLIER_FLOOR = 0.1
-#: Energy kernel rows kept during a fit for that check at most (bytes); beyond, it is skipped.
+#: Fitted virials whose correlation with what the other labels imply (:func:`agreement_without`) is at most this
+#: are of the opposite sign (EMT Cu, mlearn Si and Mo: +0.96 to +1.00 as given, -0.96 to -1.00 flipped).
+OPPOSITE_AGREEMENT = -0.5
+#: Kernel rows of one label kind kept during a fit for the checks after it at most (bytes); beyond, they are skipped.
 RESIDUAL_ROWS_BUDGET = 64 * 2**20
 
 
@@ -150,6 +154,106 @@ def check_close_atoms(summaries: Sequence["_Summary"]) -> None:
             CloseAtomsWarning, stacklevel=4)
 
 
+class KeptObservations:
+    """Observations of one label kind (kernel rows, targets and noise sigmas, in eV) kept
+    during pass 2 of a fit, within :data:`RESIDUAL_ROWS_BUDGET`; beyond it nothing is kept
+    (``complete`` is False) and the checks that need them are skipped."""
+
+    def __init__(self) -> None:
+        self.rows: List[np.ndarray] = []
+        self.targets: List[np.ndarray] = []
+        self.sigmas: List[np.ndarray] = []
+        self.n_rows = 0
+        self.complete = True
+
+    def keep(self, rows: np.ndarray, targets: np.ndarray, sigmas: np.ndarray) -> bool:
+        """Keep the observations (float64 copies); False once the budget is exceeded."""
+        if not self.complete:
+            return False
+        if (self.n_rows + len(rows)) * rows.shape[1] * 8 > RESIDUAL_ROWS_BUDGET:
+            self.__init__()
+            self.complete = False
+            return False
+        self.rows.append(np.array(rows, dtype=float))
+        self.targets.append(np.array(targets, dtype=float))
+        self.sigmas.append(np.array(sigmas, dtype=float))
+        self.n_rows += len(rows)
+        return True
+
+    def misses(self, alpha: np.ndarray) -> np.ndarray:
+        """Fitted minus label, one per observation kept."""
+        return np.concatenate(self.rows) @ alpha - np.concatenate(self.targets)
+
+    def unfitted_share(self, alpha: np.ndarray) -> Optional[float]:
+        """RMS of the residuals as a share of the RMS of the labels, both per unit noise (as
+        :func:`gapy.gp.evidence.residual_shares`); None when nothing (or not all) was kept or
+        the labels are all zero."""
+        if not self.complete or not self.n_rows:
+            return None
+        sigmas = np.concatenate(self.sigmas)
+        labels = np.sum((np.concatenate(self.targets) / sigmas) ** 2)
+        if labels <= 1e-12 * self.n_rows:
+            return None
+        return float(np.sqrt(np.sum((self.misses(alpha) / sigmas) ** 2) / labels))
+
+
+def predicted_without(kept: KeptObservations, r_factor: np.ndarray, alpha: np.ndarray) -> Optional[np.ndarray]:
+    """What the fit predicts for the kept observations without them (per unit noise, ``A alpha'``).
+
+    With ``A`` the kept rows and ``b`` their labels (per unit noise) and ``R^T R`` the
+    fit's posterior precision, the fit without them predicts ``(I - H)^-1 (A alpha - H b)``,
+    ``H = A (R^T R)^-1 A^T`` (the leave-out formula of a linear model): a triangular solve
+    with ``R``, no second pass over the data. None when not every row was kept or the
+    solve fails.
+    """
+    if not kept.complete or not kept.n_rows:
+        return None
+    sigmas = np.concatenate(kept.sigmas)
+    rows = np.concatenate(kept.rows) / sigmas[:, None]
+    projected = solve_triangular(r_factor, rows.T, trans="T")  # R^-T A^T
+    hat = projected.T @ projected
+    try:
+        return np.linalg.solve(np.eye(len(hat)) - hat, rows @ alpha - hat @ (np.concatenate(kept.targets) / sigmas))
+    except np.linalg.LinAlgError:
+        return None
+
+
+def agreement_without(kept: KeptObservations, r_factor: np.ndarray, alpha: np.ndarray) -> Optional[float]:
+    """Correlation of the kept labels with what the fit predicts for them without them
+    (:func:`predicted_without`); near -1 the other labels imply the opposite sign (a stress
+    in VASP's pressure convention). None without a prediction, or when either side is zero."""
+    without = predicted_without(kept, r_factor, alpha)
+    if without is None:
+        return None
+    labels = np.concatenate(kept.targets) / np.concatenate(kept.sigmas)
+    norms = np.linalg.norm(without) * np.linalg.norm(labels)
+    return float(without @ labels / norms) if norms > 0 and np.isfinite(norms) else None
+
+
+def warn_opposite_virials(virials: KeptObservations, gp, field: str) -> bool:
+    """Warn when the fitted virials have the opposite sign of those the other labels imply
+    (correlation at most :data:`OPPOSITE_AGREEMENT`, :func:`agreement_without`); True if so."""
+    agreement = agreement_without(virials, gp.r_factor, gp.alpha)
+    if agreement is None or agreement > OPPOSITE_AGREEMENT:
+        return False
+    warnings.warn(
+        f"the stresses of the training structures (field {field}) have the opposite sign of those the energies "
+        f"and forces imply (correlation {agreement:.2f} with what the fit predicts without them): ASE's stress is "
+        "positive when tensile, the opposite of VASP's pressure; flip their sign, or leave them out "
+        "(sigma_virial=None)", RuntimeWarning, stacklevel=4)
+    return True
+
+
+def unfitted_message(field: str, share: float, sigma_name: str, sigma: float, where: str = "") -> str:
+    """The warning of a label kind that a fit leaves practically as it is (share of at least 1)."""
+    prefix = f"{where}: " if where else ""
+    return (f"{prefix}the fit leaves the labels of field {field} practically as they are (their residuals' RMS is "
+            f"{share:.2g} x theirs; {sigma_name} = {sigma:.3g}): they disagree with the other labels (a sign "
+            "convention: ASE's stress is positive when tensile, the opposite of VASP's pressure, forces are -dE/dx; "
+            "a unit slip; an outlier) or the model cannot describe them (a descriptor too small, too few sparse "
+            "points)")
+
+
 class EnergyResiduals:
     """The energies of a fit, kept during its pass 2 to check their residuals after it.
 
@@ -162,26 +266,17 @@ class EnergyResiduals:
     """
 
     def __init__(self) -> None:
+        self.kept = KeptObservations()
         self.names: List[str] = []
-        self.rows: List[np.ndarray] = []
-        self.targets: List[float] = []
-        self.sigmas: List[float] = []
         self.n_atoms: List[int] = []
-        self.complete = True
 
     def keep(self, name: str, n_atoms: int, rows: np.ndarray, targets: np.ndarray, sigmas: np.ndarray) -> None:
         """Keep one structure's energy observation (kernel row, target and noise sigma, in eV)."""
-        if not self.complete:
-            return
-        if (len(self.rows) + 1) * rows.shape[1] * 8 > RESIDUAL_ROWS_BUDGET:
-            self.names, self.rows, self.targets, self.sigmas, self.n_atoms = [], [], [], [], []
-            self.complete = False
-            return
-        self.names.append(name)
-        self.rows.append(np.array(rows[0], dtype=float))
-        self.targets.append(float(targets[0]))
-        self.sigmas.append(float(sigmas[0]))
-        self.n_atoms.append(int(n_atoms))
+        if self.kept.keep(rows[:1], targets[:1], sigmas[:1]):
+            self.names.append(name)
+            self.n_atoms.append(int(n_atoms))
+        else:
+            self.names, self.n_atoms = [], []
 
     def check(self, alpha: np.ndarray) -> None:
         """Warn of structures whose energy residual per atom (fitted minus label) lies far from
@@ -189,10 +284,10 @@ class EnergyResiduals:
         from their median) and beyond three of its own noise sigmas (a structure given a large
         sigma on purpose is not named); or, when the median residual itself is beyond
         :data:`RESIDUAL_OUTLIER_FLOOR`, of the energies missed as a whole."""
-        if not self.complete or len(self.rows) < 5:
+        if not self.kept.complete or len(self.names) < 5:
             return
-        sigmas = np.array(self.sigmas)
-        misses = np.array(self.rows) @ alpha - np.array(self.targets)
+        sigmas = np.concatenate(self.kept.sigmas)
+        misses = self.kept.misses(alpha)
         residuals = misses / np.array(self.n_atoms)
         offset = np.median(residuals)
         deviation = residuals - offset

@@ -29,8 +29,9 @@ from .gp.terms import InstanceSparseSet
 from .gp.variance import local_prior_variance
 from .io import estimator_state
 from .io.frames import FileSource, FrameSource, frame_source, load_structure
-from ._training_checks import (EnergyResiduals, check_close_atoms, check_config_types, check_energies,
-                               check_forces, check_labels, check_repeats, warn_rare_species)
+from ._training_checks import (EnergyResiduals, KeptObservations, check_close_atoms, check_config_types, check_energies,
+                               check_forces, check_labels, check_repeats, unfitted_message, warn_opposite_virials,
+                               warn_rare_species)
 from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import ENERGY_NOISE_SHARE, EnergyRows, choose_energy_sigma, energy_spread
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
@@ -77,8 +78,9 @@ _FIRST_PASS_BATCH = 64
 SPARSE_CANDIDATES = 20000
 
 
-#: A label kind whose residuals after the evidence's fit have an RMS of at least this share of its labels
-#: is practically not fitted (:meth:`GAPRegressor.maximize_evidence` warns; :func:`gapy.gp.evidence.residual_shares`):
+#: A label kind whose residuals after a fit have an RMS of at least this share of its labels is practically
+#: not fitted (:meth:`GAPRegressor.maximize_evidence` warns, :func:`gapy.gp.evidence.residual_shares`; a plain
+#: :meth:`GAPRegressor.fit` of its energies and virials, with given sigmas):
 #: EMT Cu stresses or energies of the wrong sign 2.0; mlearn Si 0.26 (virials; 0.48 from 3 structures), forces of
 #: ordinary data 0.01-0.15.
 UNFITTED_SHARE = 1.0
@@ -393,6 +395,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             Structures without any label to fit (they are left out).
         gapy.labels.LabelConflictWarning
             A label given twice with different values (see ``frames``).
+        RuntimeWarning
+            The fit leaves the energies or the virials practically as they are (residuals
+            as large as the labels, :data:`UNFITTED_SHARE`: stresses of the wrong sign, with
+            a tight ``sigma_virial`` the energies give way; only when their kernel rows fit
+            within :data:`gapy._training_checks.RESIDUAL_ROWS_BUDGET`).
 
         Examples
         --------
@@ -441,20 +448,30 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         finally:
             self.random_state = None
 
-    def _fit_plan(self, plan: "_FitPlan") -> None:
+    def _fit_plan(self, plan: "_FitPlan", check_unfitted: bool = True) -> None:
         """Pass 2: fold the noise-scaled kernel rows of every observation into the GP; then check
-        the energies' residuals (:class:`gapy._training_checks.EnergyResiduals`)."""
-        energies = EnergyResiduals()
+        the energies' residuals (:class:`gapy._training_checks.EnergyResiduals`) and, with
+        ``check_unfitted``, that energies and virials are fitted (:data:`UNFITTED_SHARE`; forces
+        are not kept, their rows are too many), and that the virials have the sign the other labels
+        imply (:func:`gapy._training_checks.warn_opposite_virials`)."""
+        energies, virials = EnergyResiduals(), KeptObservations()
 
         def row_blocks():
             for index, observations in zip(plan.used, self._observations(plan, plan.basis)):
                 if "energy" in observations:
                     energies.keep(plan.names[index], plan.n_atoms[index], *observations["energy"])
+                if "virial" in observations:
+                    virials.keep(*observations["virial"])
                 yield _noise_scaled(observations)
 
         gp = fit_sparse_gp(plan.basis, row_blocks(), jitter=self.sparse_jitter, block_rows=self.block_rows)
         plan.source.verify()  # a file that changed during pass 2 gives no model
         energies.check(gp.alpha)
+        opposite = warn_opposite_virials(virials, gp, f"'{self.stress_key}' or '{self.virial_key}'")
+        if check_unfitted:
+            self._warn_unfitted({"energy": energies.kept.unfitted_share(gp.alpha),
+                                 "virial": None if opposite else virials.unfitted_share(gp.alpha)},
+                                self._label_sigmas())
         self.gp_ = gp
         self.descriptor_ = plan.descriptor
         self.term_descriptors_ = dict(plan.term_descriptors)
@@ -598,14 +615,15 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 ratios = {kind: sigmas[kind] / globals_[kind] for kind in kinds}
                 self.set_params(**result.deltas, **{names[kind]: sigmas[kind] for kind in kinds},
                                 **self._scaled_config_type_sigma(ratios))
-                self._warn_unfitted(statistics, replace(result, sigmas=sigmas))
+                self._warn_unfitted(residual_shares(statistics, result.deltas, sigmas, self.sparse_jitter),
+                                    sigmas, "maximize_evidence", stacklevel=3)
                 logger.info("evidence: %s", ", ".join(
                     [f"{name}={value:.4g}" for name, value in result.deltas.items()]
                     + [f"{names[k]}={v:.4g}" for k, v in result.sigmas.items()]))
                 plan.basis = replace(plan.basis, delta=float(result.delta), terms=tuple(
                     replace(term, delta=float(result.deltas[f"{name}__delta"]))
                     for (name, _), term in zip(terms, plan.basis.terms)))
-                self._fit_plan(plan)
+                self._fit_plan(plan, check_unfitted=False)
                 if cross_validated:  # the noise of a new energy label stays the evidence's (std_noise)
                     self.label_sigmas_["energy"] = float(result.sigmas["energy"])
                 self.evidence_ = result
@@ -631,20 +649,16 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                           for key, value in override.items()}
             for config_type, override in self.config_type_sigma.items()}}
 
-    def _warn_unfitted(self, statistics: EvidenceStatistics, result) -> None:
+    def _warn_unfitted(self, shares: Dict[str, Optional[float]], sigmas: Dict[str, float], where: str = "",
+                       stacklevel: int = 4) -> None:
         """Warn of label kinds that the fit leaves practically as they are (:data:`UNFITTED_SHARE`)."""
         fields = {"energy": ("sigma_energy", f"'{self.energy_key}'"), "forces": ("sigma_force", f"'{self.forces_key}'"),
                   "virial": ("sigma_virial", f"'{self.stress_key}' or '{self.virial_key}'")}
-        shares = residual_shares(statistics, result.deltas, result.sigmas, self.sparse_jitter)
         for kind, share in shares.items():
-            name, field = fields[kind]
-            if share >= UNFITTED_SHARE and statistics.groups[kind]["targets"] > 1e-12 * statistics.groups[kind]["n"]:
-                warnings.warn(
-                    f"maximize_evidence: the fit leaves the labels of field {field} practically as they are (their "
-                    f"residuals' RMS is {share:.2g} x theirs; {name} = {result.sigmas[kind]:.3g}): they disagree with "
-                    "the other labels (a sign convention: ASE's stress is positive when tensile, the opposite of "
-                    "VASP's pressure, forces are -dE/dx; a unit slip; an outlier) or the model cannot describe them "
-                    "(a descriptor too small)", RuntimeWarning, stacklevel=3)
+            if share is not None and share >= UNFITTED_SHARE:
+                name, field = fields[kind]
+                warnings.warn(unfitted_message(field, share, name, sigmas[kind], where), RuntimeWarning,
+                              stacklevel=stacklevel)
 
     def _evidence_statistics(self, plan: "_FitPlan", energies: Optional[EnergyRows] = None) -> EvidenceStatistics:
         """The observations of ``plan`` at unit deltas, one block of columns per delta:

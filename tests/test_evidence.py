@@ -1,6 +1,8 @@
 """Evidence of the sparse GP: equal to a dense Gaussian log-likelihood, gradient equal to
 finite differences, and its maximum recovers the noise that made the data."""
 
+import re
+
 import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
@@ -176,6 +178,7 @@ def estimator_observations(model, frames):
     """``model``'s pass 1, its evidence statistics and the raw rows, targets and noise of
     its observations at unit deltas (for a dense reference)."""
     from gapy.io.frames import frame_source
+    from sklearn.base import clone
 
     model._check_parameters()
     plan = model._plan(frame_source(frames), None)
@@ -373,6 +376,84 @@ def test_labels_the_evidence_leaves_unfitted_are_named():
         warnings.simplefilter("always")
         model().maximize_evidence(frames())
     assert not [w for w in caught if "practically as they are" in str(w.message)]
+
+
+def _strained_cu(n=12, stress_sign=1.0):
+    """Rattled 8-atom Cu cells strained by up to 4 %, EMT labels, the stress times ``stress_sign``."""
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    rng = np.random.default_rng(0)
+    frames = []
+    for k in range(n):
+        atoms = bulk("Cu", cubic=True).repeat((2, 1, 1))
+        atoms.set_cell(atoms.cell * (1 + rng.uniform(-0.04, 0.04)), scale_atoms=True)
+        atoms.rattle(0.05, seed=k)
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                                           stress=stress_sign * atoms.get_stress())
+        frames.append(atoms)
+    return frames
+
+
+def test_a_fit_names_stresses_of_the_opposite_sign_and_labels_it_leaves_unfitted():
+    """Stresses of the opposite sign with given sigmas: a tight sigma_virial fitted the stresses
+    and gave up the energies (48 meV/atom off against 0.2 with the right sign), a loose one left
+    the stresses as they were, both without a word. The fit now compares the stresses with what
+    the other labels imply and names energies and virials it leaves unfitted; right signs give
+    no warning."""
+    import warnings
+
+    from gapy import SOAP, GAPRegressor
+
+    def fit(frames, sigma_virial):
+        return GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=20, sigma_energy=0.002,
+                            sigma_force=0.02, sigma_virial=sigma_virial).fit(frames)
+
+    flipped = _strained_cu(stress_sign=-1.0)
+    opposite = (r"^the stresses of the training structures \(field 'stress' or 'virial'\) have the opposite sign of "
+                r"those the energies and forces imply \(correlation -(0\.9|1\.0)")
+    with pytest.warns(RuntimeWarning) as caught:
+        fit(flipped, 0.005)
+    messages = [str(warning.message) for warning in caught]
+    assert any(re.match(opposite, message) for message in messages)
+    assert any(re.match(r"the fit leaves the labels of field 'energy' practically as they are \(their residuals' RMS "
+                        r"is [0-9.]+ x theirs; sigma_energy = 0.002\)", message) for message in messages)
+    with pytest.warns(RuntimeWarning) as caught:  # the stresses left as they are: named once, with the cause
+        fit(flipped, 0.5)
+    assert [re.match(opposite, str(warning.message)) is not None for warning in caught] == [True]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fit(_strained_cu(), 0.005)
+        fit(_strained_cu(), 0.5)
+
+
+def test_the_leave_out_prediction_of_the_virials_is_a_fit_without_them():
+    """gapy._training_checks.predicted_without from one fit's factor equals the virials of a
+    fit without the stress labels (same sparse points), and agreement_without is their
+    correlation with the labels."""
+    from gapy import SOAP, GAPRegressor
+    from gapy._training_checks import KeptObservations, agreement_without, predicted_without
+    from gapy.io.frames import frame_source
+    from sklearn.base import clone
+
+    frames = _strained_cu()
+    model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=20, sigma_virial=0.05, random_state=0)
+    model.fit(frames)
+    plan = model._plan(frame_source(frames), None)
+    kept = KeptObservations()
+    for observations in model._observations(plan, model.gp_):
+        kept.keep(*observations["virial"])
+    without = predicted_without(kept, model.gp_.r_factor, model.gp_.alpha)
+    refit = clone(model).set_params(sigma_virial=None).fit(frames)
+    np.testing.assert_array_equal(refit.gp_.sparse, model.gp_.sparse)
+    sigmas = np.concatenate(kept.sigmas)
+    expected = np.concatenate(kept.rows) @ refit.gp_.alpha / sigmas
+    np.testing.assert_allclose(without, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
+    labels = np.concatenate(kept.targets) / sigmas
+    assert agreement_without(kept, model.gp_.r_factor, model.gp_.alpha) == pytest.approx(
+        expected @ labels / np.linalg.norm(expected) / np.linalg.norm(labels), rel=1e-6)
 
 
 def test_many_force_labels_do_not_leave_the_energies_unfitted():

@@ -186,7 +186,7 @@ def test_repeated_structures_are_named_by_the_fit():
     frames[3].calc = SinglePointCalculator(frames[3], energy=energy, forces=-forces)
     with pytest.warns(RepeatedStructureWarning) as caught:
         model.fit(frames, sample_weight=[1, 0, 1, 1])  # a structure left out is no copy
-    (message,) = [str(warning.message) for warning in caught]
+    (message,) = [str(warning.message) for warning in caught if warning.category is RepeatedStructureWarning]
     assert message.startswith("2 structures have the positions of another but different labels (structure 2 (Cu4) "
                               "vs structure 0 (Cu4), structure 3 (Cu4) vs structure 0 (Cu4): energies differ by up "
                               "to 0.1 eV/atom)")
@@ -351,5 +351,6 @@ def test_energy_residuals_name_the_structure_missed_beyond_the_others_and_its_ow
         collected(10.0).check(alpha)  # 5 eV within three of its 10 eV
         monkeypatch.setattr(_training_checks, "RESIDUAL_ROWS_BUDGET", 5 * 3 * 8)
         over = collected(0.05)
-        assert not over.complete and over.rows == []
+        assert not over.kept.complete and over.kept.rows == [] and over.names == []
+        assert over.kept.unfitted_share(alpha) is None
         over.check(alpha)

@@ -421,7 +421,7 @@ def residual_shares(statistics: EvidenceStatistics, delta: Union[float, Dict[str
     Returns
     -------
     dict of str to float
-        The share of each group with non-zero targets.
+        The share of each group whose targets are not all zero.
 
     Examples
     --------
@@ -440,7 +440,7 @@ def residual_shares(statistics: EvidenceStatistics, delta: Union[float, Dict[str
     shares = {}
     for name, entry in statistics.groups.items():
         r_g, z_g = factors[name]
-        if entry["targets"] > 0:
+        if entry["targets"] > 1e-12 * entry["n"]:  # (labels not all zero)
             residual = (entry["targets"] - z_g @ z_g) + np.sum((z_g - (r_g * scale) @ alpha) ** 2)
             shares[name] = float(np.sqrt(max(residual, 0.0) / entry["targets"]))
     return shares
