@@ -177,8 +177,10 @@ def test_a_bound_and_fixed_parameters_are_reported():
 def estimator_observations(model, frames):
     """``model``'s pass 1, its evidence statistics and the raw rows, targets and noise of
     its observations at unit deltas (for a dense reference)."""
-    from gapy.io.frames import frame_source
+    from scipy.linalg import solve_triangular
     from sklearn.base import clone
+
+    from gapy.io.frames import frame_source
 
     model._check_parameters()
     plan = model._plan(frame_source(frames), None)
@@ -432,11 +434,14 @@ def test_a_fit_names_stresses_of_the_opposite_sign_and_labels_it_leaves_unfitted
 def test_the_leave_out_prediction_of_the_virials_is_a_fit_without_them():
     """gapy._training_checks.predicted_without from one fit's factor equals the virials of a
     fit without the stress labels (same sparse points), and agreement_without is their
-    correlation with the labels."""
+    correlation with the labels, and its projection on them in units of its std (the fit
+    without them, ``A P'^-1 A^T``)."""
+    from scipy.linalg import solve_triangular
+    from sklearn.base import clone
+
     from gapy import SOAP, GAPRegressor
     from gapy._training_checks import KeptObservations, agreement_without, predicted_without
     from gapy.io.frames import frame_source
-    from sklearn.base import clone
 
     frames = _strained_cu()
     model = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=20, sigma_virial=0.05, random_state=0)
@@ -445,15 +450,19 @@ def test_the_leave_out_prediction_of_the_virials_is_a_fit_without_them():
     kept = KeptObservations()
     for observations in model._observations(plan, model.gp_):
         kept.keep(*observations["virial"])
-    without = predicted_without(kept, model.gp_.r_factor, model.gp_.alpha)
+    without, covariance = predicted_without(kept, model.gp_.r_factor, model.gp_.alpha)
     refit = clone(model).set_params(sigma_virial=None).fit(frames)
     np.testing.assert_array_equal(refit.gp_.sparse, model.gp_.sparse)
     sigmas = np.concatenate(kept.sigmas)
     expected = np.concatenate(kept.rows) @ refit.gp_.alpha / sigmas
     np.testing.assert_allclose(without, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
     labels = np.concatenate(kept.targets) / sigmas
+    rows = np.concatenate(kept.rows) / sigmas[:, None]
+    projected = solve_triangular(refit.gp_.r_factor, rows.T, trans="T")  # R'^T R' = K_MM + the others' A^T A
+    np.testing.assert_allclose(covariance, projected.T @ projected, rtol=1e-6, atol=1e-6 * np.abs(covariance).max())
     assert agreement_without(kept, model.gp_.r_factor, model.gp_.alpha) == pytest.approx(
-        expected @ labels / np.linalg.norm(expected) / np.linalg.norm(labels), rel=1e-6)
+        (expected @ labels / np.linalg.norm(expected) / np.linalg.norm(labels),
+         expected @ labels / np.sqrt(labels @ covariance @ labels)), rel=1e-6)
 
 
 def test_many_force_labels_do_not_leave_the_energies_unfitted():
