@@ -124,6 +124,7 @@ class GAPCalculator(Calculator):
             )
         check_is_fitted(model, "gp_")
         self.model = model
+        self._model_state = model_state(model)
         self.n_calculations = 0
         self._lock = threading.RLock()
         Calculator.__init__(self, compute_std=compute_std, variance=variance, **kwargs)
@@ -289,6 +290,7 @@ class GAPCalculator(Calculator):
         True
         """
         with self._lock:
+            forget_results_of_a_changed_model(self)
             return Calculator.get_property(self, name, atoms, allow_calculation)
 
     def calculate(
@@ -360,6 +362,27 @@ class GAPCalculator(Calculator):
         )
         self.n_calculations += 1
         self.results.update(result)
+
+
+#: The fitted attributes of a model that its predictions read: a refit or ``calibrate`` replaces them.
+_MODEL_STATE = ("gp_", "descriptor_", "term_descriptors_", "e0_", "baseline_", "std_scale_", "std_scale_variance_",
+                "std_noise_weight_", "label_sigmas_")
+
+
+def model_state(model: GAPRegressor) -> tuple:
+    """What a fitted model's predictions depend on: its fitted attributes (compared by
+    identity: a refit or ``calibrate`` replaces them), then its ``variance`` and ``std_noise``."""
+    return tuple(getattr(model, name, None) for name in _MODEL_STATE) + (model.variance, model.std_noise)
+
+
+def forget_results_of_a_changed_model(calculator: Calculator) -> None:
+    """Clear ``calculator.results`` when its ``model`` was refitted, calibrated or set to predict
+    otherwise since they were computed (ASE's cache checks only the atoms)."""
+    state = model_state(calculator.model)
+    old = calculator._model_state
+    if any(a is not b for a, b in zip(state[:-2], old[:-2])) or state[-2:] != old[-2:]:
+        calculator.results = {}
+        calculator._model_state = state
 
 
 #: What :meth:`GAPCalculator.calculate` asks the model for (stress only if periodic).

@@ -231,6 +231,30 @@ def test_changing_settings_with_set_clears_cached_results(model, si8):
         si8.calc.set(n_max=4)
 
 
+def test_a_model_refitted_calibrated_or_reset_in_place_is_not_answered_from_the_cache(si8):
+    """The calculator holds the caller's model: after model.fit or model.calibrate it returned
+    the old model's energy and stds (ASE's cache checks only the atoms)."""
+    from gapy import SOAP
+    from gapy.datasets import load_si
+
+    frames = load_si("train")
+    model = GAPRegressor(SOAP(["Si"], r_cut=4.0, n_max=3, l_max=2), n_sparse=20, random_state=0).fit(frames[:4])
+    si8.calc = GAPCalculator(model)
+    first = si8.get_potential_energy(), si8.calc.get_property("forces_std", si8)
+    assert si8.get_potential_energy() == first[0] and si8.calc.n_calculations == 2  # (energy, then its stds)
+    model.fit(frames[:12])
+    assert si8.get_potential_energy() == pytest.approx(model.predict([si8])[0], rel=1e-12) != first[0]
+    model.calibrate(frames[12:24])
+    np.testing.assert_allclose(si8.calc.get_property("forces_std", si8),
+                               model.predict_all([si8], return_std=True)[0]["forces_std"], rtol=1e-12)
+    model.set_params(std_noise=True)
+    np.testing.assert_allclose(si8.calc.get_property("forces_std", si8),
+                               model.predict_all([si8], return_std=True)[0]["forces_std"], rtol=1e-12)
+    calls = si8.calc.n_calculations
+    si8.get_forces(), si8.calc.get_property("forces_std", si8)
+    assert si8.calc.n_calculations == calls  # an unchanged model is answered from the cache
+
+
 def test_a_calculator_shared_between_threads_gives_each_its_own_result(model):
     """ASE's get_property calculates and then reads self.results: without a lock another
     thread's structure can land in between."""

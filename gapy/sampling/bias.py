@@ -32,7 +32,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_choice, check_integer, check_number
-from ..calculator import GAPCalculator
+from ..calculator import GAPCalculator, forget_results_of_a_changed_model, model_state
 from ..estimator import GAPRegressor
 from ..exceptions import StructureError
 from ..gp import check_variance_kind, voigt
@@ -75,6 +75,7 @@ class _BiasedCalculator(Calculator):
 
     def __init__(self, model, **kwargs):
         self.model = model = _fitted_model(model)
+        self._model_state = model_state(model)
         self.n_calculations = 0
         self._lock = threading.RLock()
         self._stds = GAPCalculator(model)
@@ -123,8 +124,9 @@ class _BiasedCalculator(Calculator):
         """Checks of the subclass's own settings."""
 
     def get_property(self, name: str, atoms: Optional[Atoms] = None, allow_calculation: bool = True):
-        """As ASE's, one thread at a time."""
+        """As ASE's, one thread at a time; results of a model changed since are not kept."""
         with self._lock:
+            forget_results_of_a_changed_model(self)
             return Calculator.get_property(self, name, atoms, allow_calculation)
 
     def calculate(self, atoms: Optional[Atoms] = None, properties: Optional[Sequence[str]] = None,
