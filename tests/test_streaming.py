@@ -98,6 +98,25 @@ def test_fit_from_a_path_an_iterator_or_a_database_equals_the_list(frames, train
     np.testing.assert_array_equal(unlimited.gp_.alpha, model().fit(frames).gp_.alpha)
 
 
+def test_the_command_line_reads_a_database_as_it_is_streamed(frames, tmp_path):
+    """In memory (gapy's commands below 100 MiB) ASE's reader dropped the rows' key-value pairs
+    and data: config types and labels kept there were found only with --stream."""
+    from ase.db import connect
+
+    from gapy.cli._common import read_frames
+
+    database = tmp_path / "train.db"
+    with connect(database) as db:
+        for atoms in frames[:4]:
+            db.write(atoms, config_type=atoms.info["config_type"], data={"REF_forces": atoms.get_forces()})
+    streamed = [atoms for _, atoms in FileSource(database).structures()]
+    in_memory = read_frames(database)
+    assert [a.info["config_type"] for a in in_memory] == [a.info["config_type"] for a in frames[:4]]
+    for a, b, original in zip(in_memory, streamed, frames):
+        assert_same_structures(a, b)
+        np.testing.assert_array_equal(a.arrays["REF_forces"], original.get_forces())
+
+
 def test_above_the_cap_the_candidates_are_a_seeded_sample(frames, train_file):
     capped = dict(sparse_candidates=200)
     a = model(**capped).fit(frames)

@@ -18,7 +18,7 @@ from ..baseline import ShortDistanceWarning, closer_than_training
 from ..estimator import GAPRegressor, load_model
 from ..exceptions import GapyError
 from ..gp import VARIANCE_KINDS
-from ..io.frames import EXTXYZ_SUFFIXES, check_extxyz
+from ..io.frames import EXTXYZ_SUFFIXES, FileSource, check_extxyz
 from ..io.model import is_model_file
 from ..metrics import format_table
 from ..structures import atomic_number, structure_name
@@ -111,7 +111,9 @@ def about(path: Optional[PathLike]) -> Iterator[None]:
 
 
 def read_frames(path: PathLike) -> List[Atoms]:
-    """All structures of a file ASE can read (extxyz for ``.xyz``), with clear errors.
+    """All structures of a file ASE can read (extxyz for ``.xyz``), with clear errors; an ASE
+    database as :class:`gapy.io.frames.FileSource` streams it (rows' key-value pairs in ``info``,
+    their ``data`` in ``info`` or ``arrays``), so that a file gives the same structures either way.
 
     Raises
     ------
@@ -125,6 +127,12 @@ def read_frames(path: PathLike) -> List[Atoms]:
         raise GapyError(f"{path}: is a gapy model file, not structures")
     if path.suffix.lower() in EXTXYZ_SUFFIXES:
         check_extxyz(path)  # (a blank line ASE would stop at; a stress ASE would symmetrise)
+    source = FileSource(path)
+    if source.format == "db":  # as streamed: key-value pairs and data in info and arrays (ASE's reader drops them)
+        try:
+            return [atoms for _, atoms in source.structures()]
+        finally:
+            source.close()
     frames = []
     try:
         for atoms in iread(str(path), index=":"):
@@ -201,21 +209,24 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_outputs(inputs: Sequence[Optional[PathLike]], files: Sequence[Optional[PathLike]] = (),
-                  directories: Sequence[Optional[PathLike]] = (), models: Sequence[Optional[PathLike]] = ()) -> None:
+                  directories: Sequence[Optional[PathLike]] = (), models: Sequence[Optional[PathLike]] = (),
+                  structures: Sequence[Optional[PathLike]] = ()) -> None:
     """Check every output before any work: never an input, and writable.
 
     Output files get their parent directories created; output directories are created.
     A path that would overwrite an input (the same file, through any path) is refused, and
     so is a model written over an existing file that is not a gapy model (``models``: a
     typo for ``--validation test.xyz`` must not replace the test set) or other output
-    (``files``) written over an existing gapy model.
+    (``files``, ``structures``) written over an existing gapy model. ``structures`` are
+    written as extended XYZ: a name whose suffix says another format is refused.
 
     Raises
     ------
     GapyError
-        An output is an input, would replace a file of the other kind, or cannot be
-        created or written.
+        An output is an input, would replace a file of the other kind, cannot be created
+        or written, or names a format gapy does not write.
     """
+    files = list(files) + list(structures)
     sources = [Path(p) for p in inputs if p is not None]
     for output in [Path(p) for p in list(files) + list(models) + list(directories) if p is not None]:
         for source in sources:
@@ -228,6 +239,10 @@ def check_outputs(inputs: Sequence[Optional[PathLike]], files: Sequence[Optional
     for output in [Path(p) for p in files if p is not None]:
         if output.is_file() and is_model_file(output):
             raise GapyError(f"{output}: is a gapy model file and would be replaced; choose another name")
+    for output in [Path(p) for p in structures if p is not None]:
+        if output.suffix and output.suffix.lower() not in EXTXYZ_SUFFIXES:
+            raise GapyError(f"{output}: structures are written as extended XYZ; give a name ending in "
+                            f"{' or '.join(EXTXYZ_SUFFIXES)} (ase convert turns it into other formats)")
     files = list(files) + list(models)
     for output in [Path(p) for p in files if p is not None]:
         if output.is_dir():
