@@ -16,7 +16,7 @@ import pytest
 from ase import Atoms
 from ase.build import bulk
 from ase.calculators.singlepoint import SinglePointCalculator
-from ase.io import write
+from ase.io import read, write
 
 import gapy
 from gapy import GAPCalculator, GAPRegressor, ModelFileError, SOAP, StructureError
@@ -602,6 +602,19 @@ def test_output_locations_are_checked_before_the_work(files, tmp_path, capsys):
     # a missing directory is created
     assert main(argv[:3] + [str(tmp_path / "new" / "dir" / "model.gapy")] + argv[4:]) == 0
     assert (tmp_path / "new" / "dir" / "model.gapy").is_file()
+
+
+@pytest.mark.parametrize("command", ["predict", "select"])
+def test_structures_are_not_written_under_the_name_of_another_format(files, tmp_path, capsys, command):
+    """'gapy predict ... -o out.traj' said "written" and wrote extxyz text that ASE could not read back."""
+    data, model_file = str(files / "data.xyz"), str(files / "m.gapy")
+    extra = ["-n", "1"] if command == "select" else []
+    for name in ("out.traj", "out.db"):
+        assert main([command, model_file, data, *extra, "-o", str(tmp_path / name)]) == 1
+        assert "structures are written as extended XYZ; give a name ending in .xyz or .extxyz" in capsys.readouterr().err
+        assert not (tmp_path / name).exists()
+    assert main([command, model_file, data, *extra, "-o", str(tmp_path / "out.extxyz")]) == 0
+    assert len(read(tmp_path / "out.extxyz", ":")) == (1 if command == "select" else len(read(data, ":")))
 
 
 def test_a_file_in_place_of_a_directory_is_named(files, tmp_path, capsys):

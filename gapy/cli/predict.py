@@ -9,7 +9,7 @@ from ._common import about, add_prediction_options, check_model_frames, check_ou
 
 def run(args: argparse.Namespace) -> int:
     """Run ``gapy predict``; returns the exit status."""
-    check_outputs([args.model, args.input], files=[args.output])
+    check_outputs([args.model, args.input], structures=[args.output])
     model = read_model(args.model, args.n_jobs)
     frames = read_frames(args.input)
     check_model_frames(model, frames, args.input)

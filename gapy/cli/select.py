@@ -13,7 +13,7 @@ from ._common import (about, add_prediction_options, check_model_frames, check_o
 
 def run(args: argparse.Namespace) -> int:
     """Run ``gapy select``; returns the exit status."""
-    check_outputs([args.model, args.pool], files=[args.output])
+    check_outputs([args.model, args.pool], structures=[args.output])
     model = read_model(args.model, args.n_jobs)
     frames = read_frames(args.pool)
     check_model_frames(model, frames, args.pool)
