@@ -611,7 +611,8 @@ def test_structures_are_not_written_under_the_name_of_another_format(files, tmp_
     extra = ["-n", "1"] if command == "select" else []
     for name in ("out.traj", "out.db"):
         assert main([command, model_file, data, *extra, "-o", str(tmp_path / name)]) == 1
-        assert "structures are written as extended XYZ; give a name ending in .xyz or .extxyz" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "structures are written as extended XYZ; give a name ending in .xyz or .extxyz" in err
         assert not (tmp_path / name).exists()
     assert main([command, model_file, data, *extra, "-o", str(tmp_path / "out.extxyz")]) == 0
     assert len(read(tmp_path / "out.extxyz", ":")) == (1 if command == "select" else len(read(data, ":")))

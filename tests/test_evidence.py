@@ -177,9 +177,6 @@ def test_a_bound_and_fixed_parameters_are_reported():
 def estimator_observations(model, frames):
     """``model``'s pass 1, its evidence statistics and the raw rows, targets and noise of
     its observations at unit deltas (for a dense reference)."""
-    from scipy.linalg import solve_triangular
-    from sklearn.base import clone
-
     from gapy.io.frames import frame_source
 
     model._check_parameters()
