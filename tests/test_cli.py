@@ -417,6 +417,14 @@ def test_eval_and_fit_name_the_label_keys(model_file, data, tmp_path, capsys):
     rows = json.loads((tmp_path / "report" / "errors.json").read_text())["errors"]
     assert {(r["quantity"], r["n_structures"]) for r in rows if r["config_type"] == "all"} == {("energy", 3),
                                                                                              ("forces", 3)}
+    # energies under another name in some kinds only: the rows of the others, and a note for the energies
+    capsys.readouterr()
+    argv = ["eval", str(model_file), str(renamed), "--forces-key", "dft_forces", "--no-std"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert ("note: the model was fitted on field 'energy' but no structure of " in out
+            and "has it, so there are no energy errors below; structure 0 (Si" in out), out
+    assert "\nforces " in out and "\nenergy " not in out
 
 
 @pytest.fixture(scope="module")

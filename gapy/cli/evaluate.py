@@ -21,15 +21,23 @@ LABEL_KEYS = ("energy_key", "forces_key", "stress_key", "virial_key")
 
 
 def _check_labelled(model, frames, path) -> None:
-    """Refuse test structures of which none has a label under the model's keys, naming the keys found."""
+    """Refuse test structures of which none has a label under the model's keys, naming the keys found;
+    print a note for each kind the model was fitted on that no structure has (no rows for it below)."""
     keys = [getattr(model, name) for name in LABEL_KEYS]
+    found = set()
     for k, atoms in enumerate(frames):
         labels = read_labels(atoms, k, *keys, warn=False)  # (said when the errors are computed)
-        if any(value is not None for value in (labels.energy, labels.forces, labels.virial)):
-            return
-    fields = ", ".join(f"'{key}'" for key in keys)
-    raise GapyError(f"{path}: no structure has a label to compare with (fields {fields}); "
-                    f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: {key_hint(frames[0])}")
+        found |= {kind for kind in ("energy", "forces", "virial") if getattr(labels, kind) is not None}
+    first = f"{structure_name(frames[0], 0)} has {label_keys(frames[0])}: {key_hint(frames[0])}"
+    if not found:
+        fields = ", ".join(f"'{key}'" for key in keys)
+        raise GapyError(f"{path}: no structure has a label to compare with (fields {fields}); {first}")
+    fields = {"energy": f"'{model.energy_key}'", "forces": f"'{model.forces_key}'",
+              "virial": f"'{model.stress_key}' or '{model.virial_key}'"}
+    for kind in ("energy", "forces", "virial"):
+        if kind not in found and getattr(model, "label_sigmas_", {}).get(kind) is not None:
+            print(f"note: the model was fitted on field {fields[kind]} but no structure of {path} has it, so there "
+                  f"are no {'stress' if kind == 'virial' else kind} errors below; {first}")
 
 
 def run(args: argparse.Namespace) -> int:
