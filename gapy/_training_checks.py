@@ -38,7 +38,8 @@ RESIDUAL_OUTLIER_FLOOR = 0.1
 OPPOSITE_AGREEMENT = -0.5
 #: ... when that prediction lies this many of its stds on the other side: with a few structures the other labels
 #: say little (3 bundled Si structures with a small descriptor: -0.70 at 4.0 stds, as given; 2-3 cells of one
-#: volume: -1.00 at 1.9; flipped: 6 EMT Cu cells 7.0, 12 cells 102, mlearn Si 102).
+#: volume: -1.00 at 1.9; flipped: 6 EMT Cu cells 7.0, 12 cells 102, mlearn Si 102). The traceless part is
+#: compared first (:func:`warn_opposite_virials`).
 OPPOSITE_STDS = 5.0
 #: Kernel rows of one label kind kept during a fit for the checks after it at most (bytes); beyond, they are skipped.
 RESIDUAL_ROWS_BUDGET = 64 * 2**20
@@ -226,36 +227,68 @@ def predicted_without(kept: KeptObservations, r_factor: np.ndarray,
     return inverse @ (rows @ alpha - hat @ labels), inverse - np.eye(len(hat))
 
 
-def agreement_without(kept: KeptObservations, r_factor: np.ndarray,
-                      alpha: np.ndarray) -> Optional[Tuple[float, float]]:
+def agreement_without(kept: KeptObservations, r_factor: np.ndarray, alpha: np.ndarray,
+                      projection: Optional[np.ndarray] = None) -> Optional[Tuple[float, float]]:
     """How the kept labels agree with what the fit predicts for them without them
     (:func:`predicted_without`): the correlation of the two, and the prediction's
     projection on the labels in units of its std (near -1 and far below zero: the other
-    labels imply the opposite sign, as of a stress in VASP's pressure convention). None
-    without a prediction, or when either side is zero."""
+    labels imply the opposite sign, as of a stress in VASP's pressure convention).
+
+    ``projection`` (symmetric and idempotent, of the size of one structure's block of
+    observations) compares only that part of each block. None without a prediction, or
+    when either side is zero.
+    """
     found = predicted_without(kept, r_factor, alpha)
     if found is None:
         return None
     without, covariance = found
     labels = np.concatenate(kept.targets) / np.concatenate(kept.sigmas)
-    norms = np.linalg.norm(without) * np.linalg.norm(labels)
+    if projection is not None:
+        def project(values):
+            return (values.reshape(-1, len(projection)) @ projection).ravel()
+
+        labels = project(labels)  # (w . P l = P w . P l, and l^T P C P l: P idempotent and symmetric)
+        norms = np.linalg.norm(project(without)) * np.linalg.norm(labels)
+    else:
+        norms = np.linalg.norm(without) * np.linalg.norm(labels)
     spread = labels @ covariance @ labels
     if not (norms > 0 and np.isfinite(norms) and spread > 0):
         return None
     return float(without @ labels / norms), float(without @ labels / np.sqrt(spread))
 
 
+#: The traceless (deviatoric) part of a virial in Voigt order (xx, yy, zz, yz, xz, xy).
+DEVIATORIC = np.eye(6)
+DEVIATORIC[:3, :3] -= 1.0 / 3.0
+
+
 def warn_opposite_virials(virials: KeptObservations, gp, field: str) -> bool:
-    """Warn when the fitted virials have the opposite sign of those the other labels imply
-    (correlation at most :data:`OPPOSITE_AGREEMENT` and beyond :data:`OPPOSITE_STDS` stds,
-    :func:`agreement_without`); True if so."""
-    found = agreement_without(virials, gp.r_factor, gp.alpha)
-    if found is None or found[0] > OPPOSITE_AGREEMENT or found[1] > -OPPOSITE_STDS:
+    """Warn when the fitted virials have the opposite sign of those the other labels imply; True if so.
+
+    The traceless part is compared first (:func:`agreement_without`): forces determine it
+    even at one volume, where the trace, a volume derivative, is not determined and its
+    prediction is confidently wrong (EMT Ni, rattled cells of one volume: -0.83 as given,
+    +0.83 flipped; traceless +0.98 and -0.98). Opposite: a correlation at most
+    :data:`OPPOSITE_AGREEMENT` and :data:`OPPOSITE_STDS` stds on the other side, of the
+    traceless part, or of the whole virial when the traceless part is on the other side
+    too (a small model predicts the shear loosely: strained EMT Cu cells, flipped, -0.41 at
+    29 stds, the whole -1.00), or when it is inconclusive (within :data:`OPPOSITE_STDS`
+    stds either way: no shear, as of unrattled cells under hydrostatic strain).
+    """
+    def opposite(found):
+        return found is not None and found[0] <= OPPOSITE_AGREEMENT and found[1] <= -OPPOSITE_STDS
+
+    traceless = agreement_without(virials, gp.r_factor, gp.alpha, DEVIATORIC)
+    whole = agreement_without(virials, gp.r_factor, gp.alpha)
+    if traceless is not None and abs(traceless[1]) >= OPPOSITE_STDS:  # (else: no shear to judge by)
+        found = traceless if opposite(traceless) else whole if traceless[1] < 0 and opposite(whole) else None
+    else:
+        found = whole if opposite(whole) else None
+    if found is None:
         return False
-    agreement = found[0]
     warnings.warn(
         f"the stresses of the training structures (field {field}) have the opposite sign of those the energies "
-        f"and forces imply (correlation {agreement:.2f} with what the fit predicts without them): ASE's stress is "
+        f"and forces imply (correlation {found[0]:.2f} with what the fit predicts without them): ASE's stress is "
         "positive when tensile, the opposite of VASP's pressure; flip their sign, or leave them out "
         "(sigma_virial=None)", RuntimeWarning, stacklevel=4)
     return True

@@ -428,6 +428,44 @@ def test_a_fit_names_stresses_of_the_opposite_sign_and_labels_it_leaves_unfitted
         fit(_strained_cu(), 0.5)
 
 
+def test_stresses_of_cells_of_one_volume_are_judged_by_their_traceless_part():
+    """Rattled EMT Ni cells of one volume (a QA pass): the energies and forces do not determine
+    the volume derivative, and the fit's prediction of the trace without the stresses was
+    confidently wrong: correct stresses were called flipped (correlation -0.83) and flipped
+    ones passed (+0.83). The traceless part, which the forces determine, decides."""
+    import warnings
+
+    from ase.build import bulk
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from gapy import SOAP, GAPRegressor
+
+    rng = np.random.default_rng(0)
+
+    def cells(stress_sign):
+        frames = []
+        for _ in range(10):
+            atoms = bulk("Ni", cubic=True) * (2, 2, 1)
+            atoms.positions += rng.normal(0.0, 0.1, atoms.positions.shape)
+            atoms.calc = EMT()
+            atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                                               stress=stress_sign * atoms.get_stress())
+            frames.append(atoms)
+        return frames
+
+    def fit(frames):
+        return GAPRegressor(SOAP(["Ni"], r_cut=4.5, n_max=5, l_max=4), n_sparse=50, sigma_energy=0.005,
+                            sigma_force=0.05, sigma_virial=0.02).fit(frames)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        fit(cells(1.0))
+    with pytest.warns(RuntimeWarning, match=r"have the opposite sign of those the energies and forces imply "
+                                            r"\(correlation -0\.9"):
+        fit(cells(-1.0))
+
+
 def test_the_leave_out_prediction_of_the_virials_is_a_fit_without_them():
     """gapy._training_checks.predicted_without from one fit's factor equals the virials of a
     fit without the stress labels (same sparse points), and agreement_without is their
