@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 from tqdm.auto import tqdm
@@ -267,8 +268,18 @@ def search_settings(frames: Sequence[Atoms], grid: Dict[str, Sequence], template
             for f, (train, held) in enumerate(folds):
                 with warnings.catch_warnings():  # (a sigma on its bound: the final fit says it if it matters)
                     warnings.filterwarnings("ignore", "evidence maximisation", RuntimeWarning)
-                    model = fit_recommended([frames[i] for i in train], template, overrides={**given, **candidate})
-                held_out = [frames[i] for i in held]
+                    try:
+                        model = fit_recommended([frames[i] for i in train], template,
+                                                overrides={**given, **candidate})
+                    except ValueError as error:  # (a StructureError too) named with the candidate that met it
+                        raise ValueError(f"candidate {candidate or 'recommended'}, fold {f}: {error}") from error
+                # a species its training part lacks cannot be predicted: such structures are not scored in the fold
+                held_out = [frames[i] for i in held if set(frames[i].numbers.tolist()) <= set(model.species_.tolist())]
+                if not held_out:
+                    missing = sorted({chemical_symbols[z] for i in held for z in frames[i].numbers} -
+                                     {chemical_symbols[z] for z in model.species_})
+                    raise ValueError(f"fold {f}: every held-out structure has a species ({', '.join(missing)}) that "
+                                     "the fold's training structures lack: give more structures of it or fewer folds")
                 comparisons = compare(held_out, model.predict_all(held_out), **_keys(template))
                 for quantity, comparison in comparisons.items():
                     errors[k, f, quantity] = float(np.sqrt(np.mean(comparison.error ** 2)))

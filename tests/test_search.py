@@ -83,3 +83,27 @@ def test_gapy_fit_search_prints_the_comparison_and_fits_the_choice(frames, tmp_p
     assert "leave the model settings to the recommendation" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "train.xyz"), "--search", "n_max=3", "--folds", "1", "-o", str(out)]) == 1
     assert "folds: --search needs at least 2 folds, got 1" in capsys.readouterr().err
+
+
+def test_a_species_one_fold_lacks_is_not_scored_there_and_a_failing_candidate_is_named(frames):
+    """A species in one structure only: the fold holding it out fitted a model without it and
+    predicting that structure raised, naming it by its place in the fold (a QA pass); a value
+    that made the fit raise was not named at all."""
+    import warnings
+
+    mixed = [atoms.copy() for atoms in frames]
+    mixed[5].numbers[0] = 79  # one Au atom, in structure 5 only
+    mixed = label_structures(mixed, EMT())
+    folds = list(KFold(2, shuffle=True, random_state=0).split(np.arange(len(mixed))))
+    fold = next(f for f, (_, held) in enumerate(folds) if 5 in held)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (the rare species and pair warnings)
+        search = search_settings(mixed, {"descriptor__n_max": [3]}, n_folds=2, refit=False)
+        train, held = folds[fold]
+        model = fit_recommended([mixed[i] for i in train])
+        scored = [mixed[i] for i in held if i != 5]
+        expected = compare(scored, model.predict_all(scored))["forces"].error
+        assert search.errors[0, fold, search.quantities.index("forces")] == pytest.approx(
+            np.sqrt(np.mean(expected**2)), rel=1e-10)
+        with pytest.raises(ValueError, match=r"candidate \{'descriptor__r_cut': 1\.0\}, fold 0: "):
+            search_settings(frames, {"descriptor__r_cut": [1.0]}, n_folds=2, refit=False)
