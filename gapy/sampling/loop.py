@@ -290,20 +290,45 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
 
 def _stable_repr(value) -> str:
     """``repr`` of a setting that is the same in every process: an object without a ``__repr__`` of
-    its own (a DFT code's mixer) is its class and attributes, not its memory address.
+    its own (a DFT code's mixer) is its class and attributes, not its memory address; a set (also
+    within lists, tuples and dicts) has its elements sorted, not in the order of the hash seed.
 
     Examples
     --------
     >>> class Mixer:
     ...     def __init__(self, beta):
     ...         self.beta = beta
-    >>> _stable_repr(Mixer(0.05)), _stable_repr([1, "a"])
-    ('gapy.sampling.loop.Mixer(beta=0.05)', "[1, 'a']")
+    >>> _stable_repr(Mixer(0.05)), _stable_repr([1, "a"]), _stable_repr({"tags": {"Zn", "Al"}})
+    ('gapy.sampling.loop.Mixer(beta=0.05)', "[1, 'a']", "{'tags': {'Al', 'Zn'}}")
     """
     if type(value).__repr__ is object.__repr__ and hasattr(value, "__dict__"):
         attributes = ", ".join(f"{k}={_stable_repr(v)}" for k, v in sorted(vars(value).items()))
         return f"{type(value).__module__}.{type(value).__qualname__}({attributes})"
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(_with_sorted_sets(value)))
+
+
+class _SortedSet:
+    """A set or frozenset whose ``repr`` lists its elements sorted (by their ``repr``)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self) -> str:
+        items = ", ".join(sorted(repr(_with_sorted_sets(item)) for item in self.value))
+        text = f"{{{items}}}" if items else "set()"
+        return f"frozenset({text if items else ''})" if isinstance(self.value, frozenset) else text
+
+
+def _with_sorted_sets(value):
+    """``value`` with every set in it (within plain lists, tuples and dicts) a :class:`_SortedSet`;
+    the same ``repr`` as ``value`` when it holds no set."""
+    if isinstance(value, (set, frozenset)):
+        return _SortedSet(value)
+    if type(value) in (list, tuple):
+        return type(value)(_with_sorted_sets(item) for item in value)
+    if type(value) is dict:
+        return {key: _with_sorted_sets(item) for key, item in value.items()}
+    return value
 
 
 def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = None):
