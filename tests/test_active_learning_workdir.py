@@ -2,14 +2,20 @@
 reference results and settings are refused or repaired with a clear message, and a resumed run
 never repeats a reference calculation (Cu8 + EMT, a tiny SOAP)."""
 
+import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
 from ase.build import bulk
+from ase.calculators.emt import EMT
 
-from gapy.sampling import loop
+from gapy import GapyError, GAPRegressor, SOAP
+from gapy.sampling import active_learning, label_structures, loop
+from gapy.sampling._workdir import Workdir
 
 
 def cu8(rattle: float, seed: int):
@@ -29,3 +35,61 @@ def test_a_set_valued_setting_has_the_same_repr_under_every_hash_seed():
         outputs.add(process.stdout.strip())
     assert outputs == {"{'elements': {'Ag', 'Al', 'Cu', 'Ni', 'Zn'}, 'k': [frozenset({'a', 'b'})]}"}
     assert loop._stable_repr([1, (2.5, "a"), {"x": None}]) == repr([1, (2.5, "a"), {"x": None}])
+
+
+class CountingEMT(EMT):
+    """EMT that appends a line per calculation to a file; calls in ``fail_at`` (counted over every run
+    on the file) raise, as a DFT code whose SCF does not converge."""
+
+    def __init__(self, path, fail_at=()):
+        super().__init__()
+        self.path, self.fail_at = Path(path), set(fail_at)
+
+    def calls(self):
+        return self.path.read_text().split() if self.path.exists() else []
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
+        call = len(self.calls()) + 1
+        super().calculate(atoms, properties, system_changes)
+        digest = hashlib.sha256(np.round(atoms.positions, 6).tobytes()).hexdigest()[:16]
+        with open(self.path, "a") as stream:
+            stream.write(f"{digest}{'-failed' if call in self.fail_at else ''}\n")
+        if call in self.fail_at:
+            raise RuntimeError("SCF did not converge")
+
+
+def training_set():
+    return label_structures([cu8(0.02, seed) for seed in range(2)], EMT())
+
+
+MODEL = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=12, sigma_energy=0.001,
+                     sigma_force=0.01, random_state=0)
+
+
+def run(reference, workdir=None, frames=None, model=MODEL, **options):
+    """Two labels per iteration from short MD of one start."""
+    options = {"n_iterations": 1, "n_select": 2, "md_steps": 12, "md_interval": 3, "temperature": 600.0,
+               "timestep": 2.0, "random_state": 7, **options}
+    frames = training_set() if frames is None else frames
+    return active_learning(model, frames, reference, [cu8(0.0, 0)], workdir=workdir, **options)
+
+
+def test_a_partly_written_last_failure_is_set_aside_on_resume_and_damage_elsewhere_refused(tmp_path, caplog):
+    workdir, calls = tmp_path / "run", tmp_path / "calls.txt"
+    run(CountingEMT(calls, fail_at={1}), workdir)
+    text = (workdir / "failed.xyz").read_text()
+    with open(workdir / "failed.xyz", "a") as stream:  # killed while appending a failure
+        stream.write(text[:len(text) // 2])
+    result = run(CountingEMT(calls, fail_at={4}), workdir, n_iterations=2)
+    assert "failed.xyz ends with a partly written structure" in caplog.text
+    assert (workdir / "failed.xyz.cut").read_text() == text[:len(text) // 2]
+    assert [failure["id"].split(":")[0] for failure in result.failures] == ["0", "1"]
+    result = run(CountingEMT(calls), workdir, n_iterations=2, retry_failed=True)
+    assert not result.failures and len(result.frames) == 2 + 4 and len(CountingEMT(calls).calls()) == 6
+    # a cut structure in the middle (appended after, by a run that did not repair it): refused, whatever
+    # error ASE's extxyz reader gives (KeyError, AttributeError, ValueError at these cuts)
+    one = "".join(text.splitlines(keepends=True)[:10])
+    for cut in (2, 59, len(one) // 2):
+        (workdir / "failed.xyz").write_text(one + one[:cut] + one)
+        with pytest.raises(GapyError, match=r"failed.xyz is damaged at structure 1 \(line 11: "):
+            Workdir(workdir, {}).read_failed()

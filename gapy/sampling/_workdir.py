@@ -268,7 +268,9 @@ class Workdir:
                 if len(block) < n_atoms + 2 or not block[-1].endswith("\n"):
                     raise ValueError("incomplete structure")
                 (atoms,) = from_extxyz("".join(block))
-            except ValueError as error:
+            except Exception as error:  # (ASE's reader: ValueError, KeyError, IndexError, AttributeError, XYZError)
+                if not isinstance(error, ValueError):
+                    error = f"{type(error).__name__}: {error}"
                 if position + max(n_atoms + 2, 1) < len(lines):  # (in the middle: not a kill while appending)
                     raise GapyError(f"workdir {self.path}: {name} is damaged at structure {len(frames)} "
                                     f"(line {position + 1}: {error}); repair or remove it") from None

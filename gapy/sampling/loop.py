@@ -586,6 +586,7 @@ def active_learning(
         else:
             rng.bit_generator.state = state["rng"]
             labelled = store.read_labelled()
+            store.read_failed()  # (sets a partly written last failure aside before another is appended)
             logger.info("workdir %s: resuming at iteration %d (%s) with %d labelled structures and %d failures",
                         workdir, state["iteration"], state["phase"], len(labelled), len(state["failures"]))
         history = [Iteration.from_dict(entry) for entry in state["history"]]
