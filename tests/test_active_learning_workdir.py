@@ -93,3 +93,29 @@ def test_a_partly_written_last_failure_is_set_aside_on_resume_and_damage_elsewhe
         (workdir / "failed.xyz").write_text(one + one[:cut] + one)
         with pytest.raises(GapyError, match=r"failed.xyz is damaged at structure 1 \(line 11: "):
             Workdir(workdir, {}).read_failed()
+
+
+class Killed(BaseException):
+    """A kill at a chosen point (nothing catches it, as nothing catches SIGKILL)."""
+
+
+def test_a_failure_written_to_failed_xyz_but_not_to_the_state_is_not_run_again(tmp_path, monkeypatch, caplog):
+    workdir, calls = tmp_path / "run", tmp_path / "calls.txt"
+    append_failed = Workdir.append_failed
+
+    def then_killed(self, atoms):
+        append_failed(self, atoms)
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Workdir, "append_failed", then_killed)
+        with pytest.raises(Killed):
+            run(CountingEMT(calls, fail_at={1}), workdir)
+    result = run(CountingEMT(calls), workdir)
+    names = CountingEMT(calls).calls()
+    assert len(names) == 2 and names[0].endswith("-failed") and names[1] != names[0].split("-")[0]
+    assert "are in failed.xyz but not in the state" in caplog.text
+    uninterrupted = run(CountingEMT(tmp_path / "other.txt", fail_at={1}))
+    assert [(f["id"], f["kind"], f["attempts"]) for f in result.failures] == [
+        (f["id"], f["kind"], f["attempts"]) for f in uninterrupted.failures]
+    assert [h.n_failed for h in result.history] == [1] and len(result.frames) == 3

@@ -341,6 +341,22 @@ def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = N
     return fit_recommended(frames, model, overrides=overrides)
 
 
+def _unrecorded_failures(store: Workdir, failures: List[dict], labelled: List[Atoms]) -> List[dict]:
+    """Records of the structures of ``failed.xyz`` whose failure ``failures`` lacks (the run was killed
+    after writing the structure and before saving the state), so that their reference calculation
+    is not run again; reading the file also sets a partly written last structure aside."""
+    known = {failure["id"] for failure in failures} | {atoms.info["al_id"] for atoms in labelled}
+    found = [atoms for atoms in store.read_failed() if atoms.info["al_id"] not in known]
+    if found:
+        logger.warning("workdir %s: %d failed reference calculations (%s) are in %s but not in the state (the "
+                       "run was killed in between): recorded as failed, not run again", store.path, len(found),
+                       ", ".join(atoms.info["al_id"] for atoms in found), FAILED_FILE)
+    return [{"id": atoms.info["al_id"], "iteration": int(str(atoms.info["al_id"]).split(":")[0]),
+             "kind": atoms.info.get("al_failure", "exception"), "attempts": 1,
+             "message": f"failed ({atoms.info.get('al_failure', 'exception')}); its message was lost (the run was "
+                        f"killed before recording it); the structure is in {FAILED_FILE}"} for atoms in found]
+
+
 def _retry_failures(store: Workdir, failures: List[dict], labelled: List[Atoms], label, save) -> None:
     """Run ``label`` again on the structures of ``failures`` kept in ``store``, one at a time
     and saved after each; ``failures`` keeps those that fail again and those whose structure
@@ -582,15 +598,15 @@ def active_learning(
                      "current": None, "rng": rng.bit_generator.state}
             if store is not None:
                 store.save(state)
-            labelled = []
+            labelled, unrecorded = [], []
         else:
             rng.bit_generator.state = state["rng"]
             labelled = store.read_labelled()
-            store.read_failed()  # (sets a partly written last failure aside before another is appended)
+            unrecorded = _unrecorded_failures(store, state["failures"], labelled)
             logger.info("workdir %s: resuming at iteration %d (%s) with %d labelled structures and %d failures",
                         workdir, state["iteration"], state["phase"], len(labelled), len(state["failures"]))
         history = [Iteration.from_dict(entry) for entry in state["history"]]
-        failures = list(state["failures"])
+        failures = list(state["failures"]) + unrecorded
 
         def save(**changes) -> None:
             state.update(changes)
