@@ -4,6 +4,7 @@ never repeats a reference calculation (Cu8 + EMT, a tiny SOAP)."""
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +13,11 @@ import numpy as np
 import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
+from ase.io import read
+from ase.stress import voigt_6_to_full_3x3_stress
 
 from gapy import GapyError, GAPRegressor, SOAP
-from gapy.sampling import active_learning, label_structures, loop
+from gapy.sampling import ReferenceFailure, active_learning, label_structures, loop, reference_results
 from gapy.sampling._workdir import Workdir
 
 
@@ -119,3 +122,44 @@ def test_a_failure_written_to_failed_xyz_but_not_to_the_state_is_not_run_again(t
     assert [(f["id"], f["kind"], f["attempts"]) for f in result.failures] == [
         (f["id"], f["kind"], f["attempts"]) for f in uninterrupted.failures]
     assert [h.n_failed for h in result.history] == [1] and len(result.frames) == 3
+
+
+class WrongShapeEMT(EMT):
+    """EMT whose result ``key`` is replaced by ``change(value)``."""
+
+    def __init__(self, key, change):
+        super().__init__()
+        self.key, self.change = key, change
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=("positions",)):
+        super().calculate(atoms, properties, system_changes)
+        self.results[self.key] = self.change(self.results[self.key])
+
+
+@pytest.mark.parametrize("key, change, message", [
+    ("forces", lambda forces: forces[:-1], r"forces of shape \(7, 3\) for Cu8 \(8 atoms\); expected \(8, 3\)"),
+    ("forces", np.ravel, r"forces of shape \(24,\) for Cu8 \(8 atoms\); expected \(8, 3\)"),
+    ("stress", lambda stress: np.ones(9), r"stress of shape \(9,\) for Cu8 \(8 atoms\); expected \(6,\) or \(3, 3\)"),
+    ("energy", lambda energy: np.array([energy, 1.0]), r"energy of shape \(2,\) for Cu8 \(8 atoms\); expected a num"),
+])
+def test_a_reference_result_of_the_wrong_shape_is_a_recorded_failure(tmp_path, key, change, message):
+    with pytest.raises(ReferenceFailure, match="reference returned " + message) as error:
+        reference_results(cu8(0.05, 1), WrongShapeEMT(key, change))
+    assert error.value.kind == "exception"
+    result = run(WrongShapeEMT(key, change), tmp_path / "run")  # recorded, and the loop goes on
+    assert len(result.frames) == 2 and len(result.failures) == 2
+    assert all(re.search(message, failure["message"]) for failure in result.failures)
+    assert len(read(tmp_path / "run" / "failed.xyz", ":")) == 2
+    # a 3x3 stress is a stress (in Voigt order)
+    results = reference_results(cu8(0.05, 1), WrongShapeEMT("stress", voigt_6_to_full_3x3_stress))
+    np.testing.assert_allclose(results["stress"], reference_results(cu8(0.05, 1), EMT())["stress"])
+
+
+def test_labels_that_cannot_be_stored_are_a_recorded_failure(tmp_path, monkeypatch):
+    def unwritable(*args, **kwargs):
+        raise ValueError("cannot write this label")
+
+    monkeypatch.setattr(loop, "_labelled_copy", unwritable)
+    result = run(EMT(), tmp_path / "run")
+    assert [failure["message"] for failure in result.failures] == [
+        "its labels cannot be stored: ValueError: cannot write this label"] * 2

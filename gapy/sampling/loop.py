@@ -622,6 +622,11 @@ def active_learning(
             name, clock = atoms.info["al_id"], time.perf_counter()
             try:
                 results = reference_results(atoms, reference, reference_timeout)
+                try:
+                    (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
+                except Exception as error:  # (labels an extended XYZ file cannot hold)
+                    raise ReferenceFailure(f"its labels cannot be stored: {type(error).__name__}: {error}",
+                                           "exception") from error
             except ReferenceFailure as error:
                 logger.warning("active learning: structure %s (%s): %s; recorded as failed, going on",
                                name, atoms.get_chemical_formula(), error)
@@ -632,7 +637,6 @@ def active_learning(
                 failures.append({"id": name, "iteration": iteration_index, "kind": error.kind,
                                  "message": str(error), "attempts": attempts})
                 return time.perf_counter() - clock
-            (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
             if store is not None:
                 store.append_labelled(new)  # first the label, durable; then the bookkeeping
             labelled.append(new)
