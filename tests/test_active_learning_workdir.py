@@ -3,8 +3,10 @@ reference results and settings are refused or repaired with a clear message, and
 never repeats a reference calculation (Cu8 + EMT, a tiny SOAP)."""
 
 import hashlib
+import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +165,35 @@ def test_labels_that_cannot_be_stored_are_a_recorded_failure(tmp_path, monkeypat
     result = run(EMT(), tmp_path / "run")
     assert [failure["message"] for failure in result.failures] == [
         "its labels cannot be stored: ValueError: cannot write this label"] * 2
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A work directory of a finished one-iteration run (copied by each test that changes it)."""
+    workdir = tmp_path_factory.mktemp("finished") / "run"
+    run(EMT(), workdir)
+    return workdir
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda state: "", r"cannot read state.json \(.*\); use another workdir, with labelled.xyz added to the train"),
+    (lambda state: {**state, "phase": "labelling"}, r"field 'phase' is \"labelling\", not one of 'md', 'label'"),
+    (lambda state: {**state, "iteration": "1"}, r"field 'iteration' is \"1\", not a count"),
+    (lambda state: {k: v for k, v in state.items() if k != "rng"}, r"field 'rng' is missing, not the random gen"),
+    (lambda state: {**state, "history": [{**state["history"][0], "note": 1}]},
+     r"field 'history\[0\]' has an unknown field 'note'"),
+    (lambda state: {**state, "history": [{**state["history"][0], "n_train": None}]},
+     r"field 'history\[0\]' has n_train = null, not a count"),
+    (lambda state: {**state, "failures": {}}, r"field 'failures' is \{\}, not a list of failed calculations"),
+    (lambda state: {**state, "phase": "label", "current": None}, r"field 'current' is null, not the iteration being"),
+    (lambda state: {k: v for k, v in state.items() if k != "settings"}, r"field 'settings' is missing, not a table"),
+    (lambda state: {**state, "rng": {**state["rng"], "bit_generator": "MT19937"}},
+     r"field 'rng' is not a random generator's state \(ValueError: "),
+])
+def test_a_state_edited_by_hand_is_refused_naming_the_field(finished_run, tmp_path, edit, message):
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)
+    changed = edit(json.loads((workdir / "state.json").read_text()))
+    (workdir / "state.json").write_text(changed if isinstance(changed, str) else json.dumps(changed))
+    with pytest.raises(GapyError, match=r"workdir .*run: .*" + message):
+        run(EMT(), workdir, n_iterations=2)

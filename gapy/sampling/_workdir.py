@@ -53,6 +53,8 @@ PENDING_FILE = "pending.xyz"
 FAILED_FILE = "failed.xyz"
 MODEL_FILE = "model.gapy"
 LOCK_FILE = ".lock"
+#: Phases of ``state.json``: dynamics and selection, labelling the pending structures, converged.
+PHASES = ("md", "label", "done")
 #: Settings added after the first state version: a work directory written before has none and
 #: resumes (its state then records them).
 LATER_SETTINGS = ("reference",)
@@ -109,6 +111,79 @@ def _complete_last_line(lines: List[str]) -> bool:
     line as long as the one before it (ASE writes fixed-width columns; a kill while appending
     cuts a line short)."""
     return len(lines) >= 2 and len(lines[-1]) == len(lines[-2].rstrip("\n")) and len(lines[-1].split()) > 1
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _iteration_problem(entry) -> Optional[str]:
+    """What is wrong with an :class:`~gapy.sampling.Iteration` as stored, or None."""
+    from dataclasses import MISSING, fields
+
+    from .loop import Iteration
+
+    if not isinstance(entry, dict):
+        return f"is {type(entry).__name__}, not a table of the iteration's fields"
+    known = {f.name: f for f in fields(Iteration)}
+    for name in entry:
+        if name not in known:
+            return f"has an unknown field {name!r} (known: {', '.join(known)})"
+    for name, field in known.items():
+        if name not in entry:
+            if field.default is MISSING:
+                return f"has no {name!r}"
+            continue
+        value = entry[name]
+        if name == "selected_scores":
+            valid, expected = isinstance(value, list) and all(_is_number(v) for v in value), "a list of numbers"
+        elif field.type is int:
+            valid, expected = _is_count(value), "a count"
+        else:
+            valid, expected = _is_number(value) or (value is None and field.default is None), "a number"
+        if not valid:
+            return f"has {name} = {json.dumps(value)[:40]}, not {expected}"
+    return None
+
+
+def state_problem(state: dict) -> Optional[str]:
+    """The first field of a ``state.json`` (format already checked) that gapy did not write so
+    (edited by hand, or damaged), with what is wrong with it; None when every field is valid."""
+    checks = [
+        ("version", _is_count(state.get("version", 0)), "a count"),
+        ("iteration", _is_count(state.get("iteration")), "a count (0, 1, ...)"),
+        ("phase", state.get("phase") in PHASES, f"one of {', '.join(map(repr, PHASES))}"),
+        ("converged", isinstance(state.get("converged"), bool), "true or false"),
+        ("settings", isinstance(state.get("settings"), dict), "a table"),
+        ("rng", isinstance(state.get("rng"), dict) and isinstance(state["rng"].get("bit_generator"), str),
+         "the random generator's state (a table with 'bit_generator')"),
+        ("history", isinstance(state.get("history"), list), "a list of iterations"),
+        ("failures", isinstance(state.get("failures"), list), "a list of failed calculations"),
+        ("current", state.get("current") is None and state.get("phase") != "label" or isinstance(
+            state.get("current"), dict), "the iteration being labelled (phase 'label')"),
+        ("model_labelled", _is_count(state.get("model_labelled", 0)), "a count"),
+        ("model_labelled_digest", isinstance(state.get("model_labelled_digest", ""), str), "a digest (text)"),
+    ]
+    for name, valid, expected in checks:
+        if not valid:
+            found = json.dumps(state[name]) if name in state else "missing"
+            return f"field {name!r} is {found if len(found) <= 40 else found[:37] + '...'}, not {expected}"
+    entries = [(f"history[{k}]", entry) for k, entry in enumerate(state["history"])]
+    for name, entry in entries + ([("current", state["current"])] if state["current"] is not None else []):
+        problem = _iteration_problem(entry)
+        if problem is not None:
+            return f"field {name!r} {problem}"
+    for k, failure in enumerate(state["failures"]):
+        if not (isinstance(failure, dict) and isinstance(failure.get("id"), str)
+                and _is_count(failure.get("iteration")) and isinstance(failure.get("kind"), str)
+                and isinstance(failure.get("message"), str) and _is_count(failure.get("attempts", 1))):
+            return (f"field 'failures[{k}]' is {json.dumps(failure)[:60]}, not a failed calculation (id, iteration, "
+                    "kind, message, attempts)")
+    return None
 
 
 class Workdir:
@@ -184,20 +259,24 @@ class Workdir:
                          if (self.path / name).exists()]
             if leftovers:
                 raise GapyError(f"workdir {self.path}: has {', '.join(leftovers)} but no {STATE_FILE}; it is not "
-                                "a resumable gapy run (or its state was deleted); use another workdir"
-                                + (f", with {LABELLED_FILE} added to the training structures (its labels are kept "
-                                   "there)" if LABELLED_FILE in leftovers else ""))
+                                f"a resumable gapy run (or its state was deleted); use another workdir"
+                                f"{self._labels_kept()}")
             return None
         try:
             state = json.loads(self.state_file.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise GapyError(f"workdir {self.path}: cannot read {STATE_FILE} ({error}); use another workdir") from None
+            raise GapyError(f"workdir {self.path}: cannot read {STATE_FILE} ({error}); use another "
+                            f"workdir{self._labels_kept()}") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise GapyError(f"workdir {self.path}: {STATE_FILE} is not a gapy active-learning state; "
                             "use another workdir")
-        if state.get("version", 0) > STATE_VERSION:
+        if _is_count(state.get("version", 0)) and state.get("version", 0) > STATE_VERSION:
             raise GapyError(f"workdir {self.path}: {STATE_FILE} has version {state.get('version')}, newer than this "
                             f"gapy reads ({STATE_VERSION}); upgrade gapy")
+        problem = state_problem(state)
+        if problem is not None:
+            raise GapyError(f"workdir {self.path}: {STATE_FILE}: {problem} (edited by hand?); restore it, or use "
+                            f"another workdir{self._labels_kept()}")
         old, new = _flatten(state.get("settings", {})), _flatten(self.settings)
         later = [name for name in LATER_SETTINGS if name not in state.get("settings", {})]
         differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
@@ -213,6 +292,12 @@ class Workdir:
             raise GapyError(f"workdir {self.path} holds another run (different {', '.join(differ)}): {details}. "
                             f"{advice}")
         return state
+
+    def _labels_kept(self) -> str:
+        """The advice to keep the labels of this directory in another run (or nothing without any)."""
+        if not (self.path / LABELLED_FILE).exists():
+            return ""
+        return f", with {LABELLED_FILE} added to the training structures (its labels are kept there)"
 
     def save(self, state: dict) -> None:
         """Replace ``state.json`` atomically."""
@@ -329,4 +414,7 @@ def read_state_file(workdir: Union[str, os.PathLike]) -> dict:
         raise GapyError(f"workdir {workdir}: cannot read {STATE_FILE} ({error})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise GapyError(f"workdir {workdir}: {STATE_FILE} is not a gapy active-learning state")
+    problem = state_problem(state)
+    if problem is not None:
+        raise GapyError(f"workdir {workdir}: {STATE_FILE}: {problem} (edited by hand?)")
     return state

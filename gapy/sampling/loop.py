@@ -600,7 +600,12 @@ def active_learning(
                 store.save(state)
             labelled, unrecorded = [], []
         else:
-            rng.bit_generator.state = state["rng"]
+            try:
+                rng.bit_generator.state = state["rng"]
+            except (TypeError, ValueError, KeyError) as error:
+                raise GapyError(f"workdir {workdir}: state.json: field 'rng' is not a random generator's state "
+                                f"({type(error).__name__}: {error}); restore it, or use another workdir with "
+                                "labelled.xyz added to the training structures") from None
             labelled = store.read_labelled()
             unrecorded = _unrecorded_failures(store, state["failures"], labelled)
             logger.info("workdir %s: resuming at iteration %d (%s) with %d labelled structures and %d failures",
