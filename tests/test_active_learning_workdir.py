@@ -197,3 +197,19 @@ def test_a_state_edited_by_hand_is_refused_naming_the_field(finished_run, tmp_pa
     (workdir / "state.json").write_text(changed if isinstance(changed, str) else json.dumps(changed))
     with pytest.raises(GapyError, match=r"workdir .*run: .*" + message):
         run(EMT(), workdir, n_iterations=2)
+
+
+def test_labels_lost_from_labelled_xyz_are_refused_on_resume(finished_run, tmp_path):
+    workdir = tmp_path / "run"
+    shutil.copytree(finished_run, workdir)
+    text = (workdir / "labelled.xyz").read_text()
+    one = "".join(text.splitlines(keepends=True)[:10])
+    (workdir / "labelled.xyz").write_text(text + one[:len(one) // 2])  # a kill while appending: set aside
+    assert len(run(EMT(), workdir).frames) == 4
+    (workdir / "labelled.xyz").write_text(one)
+    with pytest.raises(GapyError, match=r"labelled.xyz holds 1 labelled structures but state.json records 2: "
+                                        r"labels were lost .*restore it"):
+        run(EMT(), workdir, n_iterations=2)
+    (workdir / "labelled.xyz").unlink()
+    with pytest.raises(GapyError, match=r"labelled.xyz holds 0 labelled structures but state.json records 2"):
+        run(EMT(), workdir, n_iterations=2)

@@ -312,6 +312,22 @@ class Workdir:
         """Every labelled structure; a partly written last one (a kill while writing) is dropped."""
         return self._read_appended(LABELLED_FILE, "its reference calculation will be repeated")
 
+    def check_labelled(self, state: dict, labelled: Sequence[Atoms]) -> None:
+        """Refuse ``labelled`` (as read) when it holds fewer structures than ``state`` records: the
+        structures the history counts and those the kept model was fitted on. (A partly written last
+        structure, dropped on reading, was never counted.)
+
+        Raises
+        ------
+        GapyError
+            Labels were lost (``labelled.xyz`` deleted, truncated or replaced); both numbers are named.
+        """
+        recorded = max(sum(entry.get("n_labelled", 0) for entry in state["history"]), state.get("model_labelled", 0))
+        if len(labelled) < recorded:
+            raise GapyError(f"workdir {self.path}: {LABELLED_FILE} holds {len(labelled)} labelled structures but "
+                            f"{STATE_FILE} records {recorded}: labels were lost ({LABELLED_FILE} deleted, truncated or "
+                            "replaced); restore it (from a backup), or use another workdir")
+
     def append_failed(self, atoms: Atoms) -> None:
         """Append one structure whose reference calculation failed to ``failed.xyz`` (fsync)."""
         self._append(FAILED_FILE, atoms)

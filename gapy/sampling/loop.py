@@ -607,6 +607,7 @@ def active_learning(
                                 f"({type(error).__name__}: {error}); restore it, or use another workdir with "
                                 "labelled.xyz added to the training structures") from None
             labelled = store.read_labelled()
+            store.check_labelled(state, labelled)
             unrecorded = _unrecorded_failures(store, state["failures"], labelled)
             logger.info("workdir %s: resuming at iteration %d (%s) with %d labelled structures and %d failures",
                         workdir, state["iteration"], state["phase"], len(labelled), len(state["failures"]))
