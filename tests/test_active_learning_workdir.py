@@ -71,12 +71,13 @@ MODEL = GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=12, sig
                      sigma_force=0.01, random_state=0)
 
 
-def run(reference, workdir=None, frames=None, model=MODEL, **options):
+def run(reference, workdir=None, frames=None, starts=None, model=MODEL, **options):
     """Two labels per iteration from short MD of one start."""
     options = {"n_iterations": 1, "n_select": 2, "md_steps": 12, "md_interval": 3, "temperature": 600.0,
                "timestep": 2.0, "random_state": 7, **options}
     frames = training_set() if frames is None else frames
-    return active_learning(model, frames, reference, [cu8(0.0, 0)], workdir=workdir, **options)
+    starts = [cu8(0.0, 0)] if starts is None else starts
+    return active_learning(model, frames, reference, starts, workdir=workdir, **options)
 
 
 def test_a_partly_written_last_failure_is_set_aside_on_resume_and_damage_elsewhere_refused(tmp_path, caplog):
@@ -213,3 +214,17 @@ def test_labels_lost_from_labelled_xyz_are_refused_on_resume(finished_run, tmp_p
     (workdir / "labelled.xyz").unlink()
     with pytest.raises(GapyError, match=r"labelled.xyz holds 0 labelled structures but state.json records 2"):
         run(EMT(), workdir, n_iterations=2)
+
+
+def test_a_run_that_stopped_before_any_reference_calculation_is_replaced_by_a_corrected_one(tmp_path, caplog):
+    close = cu8(0.0, 0)
+    close.positions[1] = close.positions[0] + [0.4, 0.0, 0.0]
+    with pytest.raises(GapyError, match="every MD run stopped before its first snapshot"):
+        run(EMT(), tmp_path / "run", starts=[close])
+    assert (tmp_path / "run" / "state.json").exists()
+    result = run(EMT(), tmp_path / "run")  # the starts corrected
+    assert "replacing the run it holds, with other settings (starts), which labelled nothing" in caplog.text
+    assert len(result.frames) == 4 and [h.n_train for h in result.history] == [2]
+    # a run with labels is kept: refused
+    with pytest.raises(GapyError, match=r"holds another run \(different starts\)"):
+        run(EMT(), tmp_path / "run", starts=[close])

@@ -195,7 +195,7 @@ class Workdir:
         Created if missing.
     settings : dict
         JSON-able settings of the run; a directory holding a run with other settings is
-        refused.
+        refused (unless that run labelled nothing and recorded no failure).
     """
 
     def __init__(self, path: Union[str, os.PathLike], settings: dict):
@@ -251,8 +251,10 @@ class Workdir:
         ------
         GapyError
             The directory holds something else: a state of another format or newer
-            version, labelled structures without a state, or a run with other settings
-            (the message names the settings that differ).
+            version, a state edited by hand (the field is named), labelled structures
+            without a state, or a run with other settings (the message names the settings
+            that differ) that has labels or failures; one with neither is replaced (with a
+            warning) and None returned.
         """
         if not self.state_file.exists():
             leftovers = [name for name in (LABELLED_FILE, PENDING_FILE, FAILED_FILE)
@@ -281,6 +283,10 @@ class Workdir:
         later = [name for name in LATER_SETTINGS if name not in state.get("settings", {})]
         differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
                   and key.split(".")[0] not in later]
+        if differ and self._holds_nothing(state):
+            logger.warning("workdir %s: replacing the run it holds, with other settings (%s), which labelled "
+                           "nothing and recorded no failure", self.path, ", ".join(differ[:4]))
+            return None
         if differ:
             details = "; ".join(f"{key}: {_describe(old, key)} in the workdir, {_describe(new, key)} now"
                                 for key in differ[:4])
@@ -292,6 +298,15 @@ class Workdir:
             raise GapyError(f"workdir {self.path} holds another run (different {', '.join(differ)}): {details}. "
                             f"{advice}")
         return state
+
+    def _holds_nothing(self, state: dict) -> bool:
+        """Whether the run of ``state`` has nothing worth keeping: no label and no failure (e.g. it
+        stopped before its first reference calculation), so a run with other settings may replace it."""
+        def empty(name: str) -> bool:
+            path = self.path / name
+            return not path.exists() or not path.read_text().strip()
+
+        return not state["failures"] and empty(LABELLED_FILE) and empty(FAILED_FILE)
 
     def _labels_kept(self) -> str:
         """The advice to keep the labels of this directory in another run (or nothing without any)."""
