@@ -17,6 +17,7 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 from ase.io import read
 from ase.stress import voigt_6_to_full_3x3_stress
+from sklearn.base import clone
 
 from gapy import GapyError, GAPRegressor, SOAP
 from gapy.sampling import ReferenceFailure, active_learning, label_structures, loop, reference_results
@@ -228,3 +229,48 @@ def test_a_run_that_stopped_before_any_reference_calculation_is_replaced_by_a_co
     # a run with labels is kept: refused
     with pytest.raises(GapyError, match=r"holds another run \(different starts\)"):
         run(EMT(), tmp_path / "run", starts=[close])
+
+
+def labels_in_info(shift: float):
+    """The training set with its labels under custom keys in info and arrays, the energies shifted."""
+    frames = []
+    for atoms in training_set():
+        bare = cu8(0.0, 0)
+        bare.positions = atoms.positions
+        bare.info["REF_energy"] = atoms.get_potential_energy() + shift
+        bare.arrays["REF_forces"] = atoms.get_forces()
+        frames.append(bare)
+    return frames
+
+
+def test_labels_in_info_and_arrays_are_part_of_the_training_set_digest(tmp_path, monkeypatch, caplog):
+    model = clone(MODEL).set_params(energy_key="REF_energy", forces_key="REF_forces")
+    run(EMT(), tmp_path / "run", frames=labels_in_info(0.0), model=model)
+    with pytest.raises(GapyError, match=r"holds another run \(different training_set\)"):
+        run(EMT(), tmp_path / "run", frames=labels_in_info(1.0), model=model)
+    for key, shift in (("config_type", "surface"), ("energy_weight", 2.0)):
+        changed = labels_in_info(0.0)
+        changed[0].info[key] = shift
+        with pytest.raises(GapyError, match=r"different training_set"):
+            run(EMT(), tmp_path / "run", frames=changed, model=model)
+    # a work directory of the digest before (calculator labels only): compared by it, then by the new one
+    from gapy.sampling._workdir import frames_digest_v1, through_extxyz
+
+    state_file = tmp_path / "run" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["settings"]["digest"]
+    state["settings"]["training_set"] = frames_digest_v1(through_extxyz(labels_in_info(0.0)))
+    state["settings"]["starts"] = frames_digest_v1([cu8(0.0, 0)])
+    state["model_labelled_digest"] = "an old digest"
+    state_file.write_text(json.dumps(state))
+    with caplog.at_level("INFO", logger="gapy.sampling"):
+        before = run(EMT(), tmp_path / "run", frames=labels_in_info(0.0), model=model)
+    assert "compared by the old digest" in caplog.text
+    assert json.loads(state_file.read_text())["settings"]["digest"] == 2
+    with monkeypatch.context() as patch:  # the model fitted again once, then kept
+        patch.setattr(loop, "_refit", lambda *args, **kwargs: pytest.fail("refitted a kept model"))
+        again = run(EMT(), tmp_path / "run", frames=labels_in_info(0.0), model=model)
+    probe = [cu8(0.1, 3)]
+    np.testing.assert_array_equal(again.model.predict(probe), before.model.predict(probe))
+    with pytest.raises(GapyError, match=r"different training_set"):
+        run(EMT(), tmp_path / "run", frames=labels_in_info(1.0), model=model)

@@ -75,8 +75,42 @@ def through_extxyz(frames: Sequence[Atoms]) -> List[Atoms]:
     return from_extxyz(to_extxyz(frames)) if len(frames) else []
 
 
+#: Version of :func:`frames_digest`, recorded in the settings (``"digest"``): a state without it was
+#: written with :func:`frames_digest_v1`.
+DIGEST_VERSION = 2
+
+
 def frames_digest(frames: Sequence[Atoms]) -> str:
-    """SHA-256 of species, positions, cell, pbc and labels of ``frames``."""
+    """SHA-256 of ``frames``: species, positions, cell, pbc and every label, on the calculator or
+    in ``info`` and ``arrays`` (the model's label keys, ``config_type``, weights), in a canonical
+    form (keys sorted)."""
+    digest = hashlib.sha256()
+    for atoms in frames:
+        results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+        for name, table in (("arrays", atoms.arrays), ("results", results)):
+            for key in sorted(table):
+                value = np.asarray(table[key])
+                digest.update(f"{name}.{key} {value.dtype.str} {value.shape}\n".encode())
+                digest.update(repr(value.tolist()).encode() if value.dtype == object else
+                              np.ascontiguousarray(value).tobytes())
+        for array in (atoms.cell.array, atoms.pbc):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(json.dumps(atoms.info, sort_keys=True, default=_json_value).encode())
+    return digest.hexdigest()
+
+
+def _json_value(value):
+    """A value of ``atoms.info`` that ``json`` does not know, for :func:`frames_digest`."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
+
+
+def frames_digest_v1(frames: Sequence[Atoms]) -> str:
+    """The digest of work directories written before :data:`DIGEST_VERSION`: species, positions,
+    cell, pbc and the calculator's labels only."""
     digest = hashlib.sha256()
     for atoms in frames:
         for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
@@ -196,14 +230,18 @@ class Workdir:
     settings : dict
         JSON-able settings of the run; a directory holding a run with other settings is
         refused (unless that run labelled nothing and recorded no failure).
+    digests_v1 : dict, optional
+        Setting name to :func:`frames_digest_v1` of its structures (``"training_set"``,
+        ``"starts"``): a state written before :data:`DIGEST_VERSION` is compared by these.
     """
 
-    def __init__(self, path: Union[str, os.PathLike], settings: dict):
+    def __init__(self, path: Union[str, os.PathLike], settings: dict, digests_v1: Optional[dict] = None):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise GapyError(f"workdir {self.path}: exists and is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
         self.settings = jsonable(settings)
+        self.digests_v1 = digests_v1 or {}
 
     @property
     def state_file(self) -> Path:
@@ -279,8 +317,9 @@ class Workdir:
         if problem is not None:
             raise GapyError(f"workdir {self.path}: {STATE_FILE}: {problem} (edited by hand?); restore it, or use "
                             f"another workdir{self._labels_kept()}")
-        old, new = _flatten(state.get("settings", {})), _flatten(self.settings)
-        later = [name for name in LATER_SETTINGS if name not in state.get("settings", {})]
+        saved = self._with_new_digests(state["settings"])
+        old, new = _flatten(saved), _flatten(self.settings)
+        later = [name for name in LATER_SETTINGS if name not in saved]
         differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
                   and key.split(".")[0] not in later]
         if differ and self._holds_nothing(state):
@@ -298,6 +337,20 @@ class Workdir:
             raise GapyError(f"workdir {self.path} holds another run (different {', '.join(differ)}): {details}. "
                             f"{advice}")
         return state
+
+    def _with_new_digests(self, saved: dict) -> dict:
+        """``saved`` settings, those of a state written before :data:`DIGEST_VERSION` with the digests
+        of :func:`frames_digest_v1` that agree with ``digests_v1`` replaced by the new ones (a digest
+        that differs stays: the structures differ)."""
+        if "digest" in saved or "digest" not in self.settings:
+            return saved
+        saved = {**saved, "digest": self.settings["digest"]}
+        for key, value in self.digests_v1.items():
+            if saved.get(key) == value:
+                saved[key] = self.settings[key]
+        logger.info("workdir %s: written before labels in info and arrays were digested; its structures are "
+                    "compared by the old digest (the kept model is fitted again once)", self.path)
+        return saved
 
     def _holds_nothing(self, state: dict) -> bool:
         """Whether the run of ``state`` has nothing worth keeping: no label and no failure (e.g. it

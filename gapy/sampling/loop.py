@@ -21,7 +21,7 @@ from ..exceptions import GapyError, StructureError
 from ..labels import label_keys
 from ..search import fit_recommended
 from ..structures import structure_name
-from ._workdir import FAILED_FILE, Workdir, frames_digest, through_extxyz
+from ._workdir import DIGEST_VERSION, FAILED_FILE, Workdir, frames_digest, frames_digest_v1, through_extxyz
 from .md import REFERENCE_FRAMES, _check_interval, check_driver_options, driver_calculator, run_md
 from .reference import ACTIVE_LEARNING_CONFIG_TYPE, ReferenceFailure, _labelled_copy, reference_results
 from .select import SCORES, select_per_run, select_structures
@@ -273,7 +273,7 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
     else:
         seed = random_state if random_state is None else int(random_state)
     return {
-        "model": params, "training_set": frames_digest(frames), "n_initial": len(frames),
+        "model": params, "digest": DIGEST_VERSION, "training_set": frames_digest(frames), "n_initial": len(frames),
         "starts": frames_digest(starts), "temperatures": [float(t) for t in temperatures], "n_select": n_select,
         "md_steps": md_steps, "md_interval": md_interval, "timestep": float(timestep), "score": score,
         "threshold": threshold, "md_max_force_std": md_max_force_std, "random_state": seed, "driver": driver,
@@ -589,7 +589,8 @@ def active_learning(
                          threshold=threshold, md_max_force_std=md_max_force_std, random_state=random_state,
                          driver=driver, driver_options=driver_options, selection=selection, refit=refit,
                          overrides=overrides)
-    store = Workdir(workdir, settings) if workdir is not None else None
+    digests_v1 = {"training_set": frames_digest_v1(initial), "starts": frames_digest_v1(starts)}  # (older workdirs)
+    store = Workdir(workdir, settings, digests_v1) if workdir is not None else None
     with store.locked() if store is not None else contextlib.nullcontext():  # (one run at a time)
         rng = np.random.default_rng(random_state)
         state = store.load() if store is not None else None
