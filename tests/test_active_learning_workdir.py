@@ -274,3 +274,28 @@ def test_labels_in_info_and_arrays_are_part_of_the_training_set_digest(tmp_path,
     np.testing.assert_array_equal(again.model.predict(probe), before.model.predict(probe))
     with pytest.raises(GapyError, match=r"different training_set"):
         run(EMT(), tmp_path / "run", frames=labels_in_info(1.0), model=model)
+
+
+def test_gapy_learn_imports_a_reference_module_from_the_config_files_directory(tmp_path, monkeypatch, capsys):
+    from ase.io import write
+
+    from gapy.cli import main
+
+    name = "gapy_test_reference_next_to_the_config"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    (tmp_path / "conf").mkdir()
+    write("conf/train.xyz", training_set())
+    Path("conf/learn.toml").write_text(
+        f'reference = "{name}:make"\ntrain = "conf/train.xyz"\nworkdir = "run"\niterations = 1\nbatch = 1\n'
+        'md_steps = 6\nmd_interval = 3\nprogress = false\nrefit = "fit"\n'
+        '[model]\nr_cut = 4.0\nn_max = 3\nl_max = 2\nn_sparse = 12\n')
+    assert main(["learn", "conf/learn.toml"]) == 1
+    error = capsys.readouterr().err
+    assert f"cannot import '{name}'" in error and f"looked for it in {tmp_path / 'conf'}, {tmp_path}, the ins" in error
+    Path(f"conf/{name}.py").write_text("from ase.calculators.emt import EMT\n\n\ndef make():\n    return EMT()\n")
+    path = list(sys.path)
+    assert main(["learn", "conf/learn.toml"]) == 0
+    assert "1 structures labelled" in capsys.readouterr().out
+    assert sys.path == path  # (put in front for the import only)
+    sys.modules.pop(name)

@@ -35,6 +35,7 @@ OUTPUTS = {"log": "log.csv", "curve": "learning_curve.png", "model": "model.gapy
 
 EXAMPLE = """\
 reference = "emt"            # or "module:factory", a function returning an ASE calculator
+                             # (module.py next to this file, in the current directory or installed)
 train = "train.xyz"          # labelled initial structures
 starts = "starts.xyz"        # MD starting structures (default: train)
 test = "test.xyz"            # optional: test errors per iteration
@@ -167,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
     starts = read_frames(settings["starts"]) if settings["starts"] else [a.copy() for a in train]
     test = read_frames(settings["test"]) if settings["test"] else None
     try:
-        reference = reference_calculator(settings["reference"])
+        reference = reference_calculator(settings["reference"], search=[Path(args.config).resolve().parent,
+                                                                        Path.cwd()])
     except (TypeError, ValueError) as error:
         raise GapyError(f"{args.config}: {error}") from None
     overrides = None
@@ -253,7 +255,8 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                     "timed-out or non-finite reference calculations are recorded and skipped (their "
                     "structures kept in failed.xyz; --retry-failed tries them again on resuming). Writes a CSV "
                     "log per iteration, a learning-curve PNG, the final model and training set. Paths in the "
-                    "file are relative to the current directory.",
+                    "file are relative to the current directory; a reference 'module:factory' is imported from "
+                    "the config file's directory, the current directory or the installed packages.",
         epilog="Example learn.toml:\n\n" + EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -4,11 +4,13 @@ A calculation that raises, returns NaN or infinity, runs past its timeout, dies 
 the atoms is a :class:`ReferenceFailure` (the active-learning loop records it and goes on).
 """
 
+import contextlib
 import functools
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Callable, List, Optional, Sequence
@@ -336,7 +338,7 @@ def _labelled_copy(atoms: Atoms, results: dict, config_type: Optional[str], keys
 
 
 
-def reference_calculator(spec: str) -> BaseCalculator:
+def reference_calculator(spec: str, search: Sequence[str] = ()) -> BaseCalculator:
     """An ASE calculator from ``"emt"`` or ``"module:factory"`` (a function returning one).
 
     The ``reference`` of ``gapy learn`` and ``gapy validate``.
@@ -347,6 +349,10 @@ def reference_calculator(spec: str) -> BaseCalculator:
         ``"emt"`` (any case) for ASE's :class:`~ase.calculators.emt.EMT`, or
         ``"module:factory"``: ``module`` is imported and ``factory()`` is called without
         arguments.
+    search : sequence of str or path-like, default=()
+        Directories where ``module`` is looked for first (put at the front of
+        ``sys.path`` while it is imported), then ``sys.path`` (the installed packages);
+        ``gapy learn`` gives the config file's directory and the current directory.
 
     Returns
     -------
@@ -377,10 +383,10 @@ def reference_calculator(spec: str) -> BaseCalculator:
         ...
     ValueError: reference 'emt:': give 'emt' or 'module:factory' (a function returning an ASE calculator)
     """
-    return reference_factory(spec)()
+    return reference_factory(spec, search)()
 
 
-def reference_factory(spec: str) -> Callable[[], BaseCalculator]:
+def reference_factory(spec: str, search: Sequence[str] = ()) -> Callable[[], BaseCalculator]:
     """A function that returns a new calculator of ``"emt"`` or ``"module:factory"`` at each call.
 
     The module is imported now; each call runs the factory and checks what it returns.
@@ -388,6 +394,8 @@ def reference_factory(spec: str) -> Callable[[], BaseCalculator]:
     Parameters
     ----------
     spec : str
+        As :func:`reference_calculator`.
+    search : sequence of str or path-like, default=()
         As :func:`reference_calculator`.
 
     Returns
@@ -422,14 +430,30 @@ def reference_factory(spec: str) -> Callable[[], BaseCalculator]:
     if not sep or not module_name or not factory_name:
         raise ValueError(f"reference {spec!r}: give 'emt' or 'module:factory' (a function returning an ASE "
                          "calculator)")
+    directories = list(dict.fromkeys(str(directory) for directory in search))
     try:
-        module = importlib.import_module(module_name)
+        with _front_of_path(directories):
+            module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"reference {spec!r}: cannot import {module_name!r} ({error})") from None
+        where = ", ".join(directories + ["the installed packages (sys.path)"])
+        raise ValueError(f"reference {spec!r}: cannot import {module_name!r} ({error}); looked for it in "
+                         f"{where}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"reference {spec!r}: {module_name} has no callable {factory_name!r}")
     return functools.partial(_checked_call, spec, factory)
+
+
+@contextlib.contextmanager
+def _front_of_path(directories: List[str]):
+    """``directories`` at the front of ``sys.path`` for the time of the block."""
+    sys.path[:0] = directories
+    try:
+        yield
+    finally:
+        for directory in directories:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(directory)
 
 
 def _checked_call(spec: str, factory: Callable) -> BaseCalculator:
