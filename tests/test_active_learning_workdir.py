@@ -19,8 +19,8 @@ from ase.io import read
 from ase.stress import voigt_6_to_full_3x3_stress
 from sklearn.base import clone
 
-from gapy import GapyError, GAPRegressor, SOAP
-from gapy.sampling import ReferenceFailure, active_learning, label_structures, loop, reference_results
+from gapy import GapyError, GAPRegressor, SOAP, StructureError
+from gapy.sampling import ReferenceFailure, active_learning, label_structures, loop, reference_results, run_md
 from gapy.sampling._workdir import Workdir
 
 
@@ -299,3 +299,18 @@ def test_gapy_learn_imports_a_reference_module_from_the_config_files_directory(t
     assert "1 structures labelled" in capsys.readouterr().out
     assert sys.path == path  # (put in front for the import only)
     sys.modules.pop(name)
+
+
+def test_a_one_atom_start_is_refused_and_a_stopped_trajectory_is_named(caplog):
+    from ase import Atoms
+
+    one = Atoms("Cu", cell=[2.5, 2.5, 2.5], pbc=True)
+    with pytest.raises(StructureError, match=r"starts\[1\] \(Cu\) has 1 atom: the MD keeps the centre of mass"):
+        run(EMT(), starts=[cu8(0.0, 0), one])
+    with pytest.raises(StructureError, match=r"start \(Cu\) has 1 atom"):
+        run_md(EMT(), one, 4, 2, 300.0)
+    close = cu8(0.0, 0)
+    close.positions[1] = close.positions[0] + [0.4, 0.0, 0.0]
+    close.info["strain"] = 0.02
+    assert run_md(EMT(), close, 4, 2, 600.0, random_state=0) == ([], True)
+    assert "MD of Cu8, strain 0.02 at 600 K stopped after 0 steps: atoms 0 and 1 are 0.4 A apart" in caplog.text

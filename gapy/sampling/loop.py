@@ -22,7 +22,7 @@ from ..labels import label_keys
 from ..search import fit_recommended
 from ..structures import structure_name
 from ._workdir import DIGEST_VERSION, FAILED_FILE, Workdir, frames_digest, frames_digest_v1, through_extxyz
-from .md import REFERENCE_FRAMES, _check_interval, check_driver_options, driver_calculator, run_md
+from .md import REFERENCE_FRAMES, _check_interval, _check_start, check_driver_options, driver_calculator, run_md
 from .reference import ACTIVE_LEARNING_CONFIG_TYPE, ReferenceFailure, _labelled_copy, reference_results
 from .select import SCORES, select_per_run, select_structures
 
@@ -514,7 +514,8 @@ def active_learning(
         A numeric parameter is not a number, or ``driver_options`` that the driver does
         not take (see :func:`driver_calculator`).
     ValueError
-        No ``starts`` or no temperature, a value out of range, or an unknown ``score``,
+        No ``starts`` or no temperature, a start of fewer than 2 atoms (a
+        :class:`gapy.StructureError`), a value out of range, or an unknown ``score``,
         ``driver`` or ``selection``.
 
     See Also
@@ -576,6 +577,7 @@ def active_learning(
                            if isinstance(reference, str) else ""))
     known = {int(z) for atoms in initial for z in atoms.numbers}
     for k, atoms in enumerate(starts):
+        _check_start(f"starts[{k}]", atoms)
         unknown = sorted({str(s) for s, z in zip(atoms.get_chemical_symbols(), atoms.numbers) if z not in known})
         if unknown:
             raise ValueError(f"starts[{k}] ({atoms.get_chemical_formula()}) has species {unknown} that no "
