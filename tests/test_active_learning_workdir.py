@@ -314,3 +314,25 @@ def test_a_one_atom_start_is_refused_and_a_stopped_trajectory_is_named(caplog):
     close.info["strain"] = 0.02
     assert run_md(EMT(), close, 4, 2, 600.0, random_state=0) == ([], True)
     assert "MD of Cu8, strain 0.02 at 600 K stopped after 0 steps: atoms 0 and 1 are 0.4 A apart" in caplog.text
+
+
+def test_gapy_learn_names_the_settings_of_another_run_as_its_config_file(tmp_path, monkeypatch, capsys):
+    from ase.io import write
+
+    from gapy.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    write("train.xyz", training_set())
+    config = ('reference = "emt"\ntrain = "train.xyz"\nworkdir = "run"\niterations = 1\nbatch = 1\nseed = 0\n'
+              'md_steps = 6\nmd_interval = 3\nprogress = false\nrefit = "fit"\ndriver = "metad"\n'
+              '[model]\nr_cut = 4.0\nn_max = 3\nl_max = 2\nn_sparse = 12\n[metad]\nheight = 0.01\n')
+    Path("learn.toml").write_text(config)
+    assert main(["learn", "learn.toml"]) == 0
+    capsys.readouterr()
+    Path("learn.toml").write_text(config.replace("batch = 1", "batch = 2").replace("seed = 0", "seed = 1")
+                                  .replace("height = 0.01", "height = 0.02"))
+    assert main(["learn", "learn.toml"]) == 1
+    error = capsys.readouterr().err
+    assert "holds another run (different metad.height, batch, seed): metad.height: \"0.01\" in the w" in error
+    assert "batch: 1 in the workdir, 2 now; seed: 0 in the workdir, 1 now" in error
+    assert "n_select" not in error and "random_state" not in error and "driver_options" not in error

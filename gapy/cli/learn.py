@@ -2,6 +2,7 @@
 
 import argparse
 import difflib
+import re
 import time
 import warnings
 from pathlib import Path
@@ -155,6 +156,17 @@ def read_learn_config(path) -> Dict[str, Any]:
     return settings
 
 
+#: Settings of active_learning under their name in the config file, where it differs.
+CONFIG_NAMES = {"n_select": "batch", "random_state": "seed", "md_max_force_std": "max_force_std"}
+
+
+def _with_config_names(message: str, driver: str) -> str:
+    """``message`` of :func:`active_learning` with its settings named as in the config file
+    (``n_select`` as ``batch``, ``driver_options.height`` as ``metad.height``)."""
+    names = {**CONFIG_NAMES, "driver_options": driver}
+    return re.sub(r"(?<![.\w])(" + "|".join(names) + r")\b", lambda match: names[match.group(1)], message)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``gapy learn``; returns the exit status."""
     settings = read_learn_config(args.config)
@@ -213,16 +225,21 @@ def run(args: argparse.Namespace) -> int:
 
     printed = []
     start = time.perf_counter()
-    result = active_learning(
-        model, train, reference, starts, n_iterations=settings["iterations"], n_select=settings["batch"],
-        md_steps=settings["md_steps"], md_interval=settings["md_interval"],
-        temperature=settings["temperatures"], timestep=settings["timestep"], score=settings["score"],
-        threshold=settings["threshold"], md_max_force_std=settings["max_force_std"],
-        random_state=settings["seed"], callback=report, driver=settings["driver"],
-        driver_options=settings["driver_options"], selection=settings["selection"], workdir=workdir,
-        reference_timeout=settings["reference_timeout"], test_frames=test, progress=settings["progress"],
-        refit=settings["refit"], overrides=overrides, retry_failed=args.retry_failed,
-    )
+    try:
+        result = active_learning(
+            model, train, reference, starts, n_iterations=settings["iterations"], n_select=settings["batch"],
+            md_steps=settings["md_steps"], md_interval=settings["md_interval"],
+            temperature=settings["temperatures"], timestep=settings["timestep"], score=settings["score"],
+            threshold=settings["threshold"], md_max_force_std=settings["max_force_std"],
+            random_state=settings["seed"], callback=report, driver=settings["driver"],
+            driver_options=settings["driver_options"], selection=settings["selection"], workdir=workdir,
+            reference_timeout=settings["reference_timeout"], test_frames=test, progress=settings["progress"],
+            refit=settings["refit"], overrides=overrides, retry_failed=args.retry_failed,
+        )
+    except GapyError as error:
+        if "holds another run" not in str(error):
+            raise
+        raise GapyError(_with_config_names(str(error), settings["driver"])) from None
     rows = history_rows(result.history, final=result)
     write_history_csv(rows, outputs["log"])
     learning_curve_plot(rows, outputs["curve"], title=str(workdir))
