@@ -2,6 +2,7 @@
 
 import argparse
 import difflib
+import re
 import time
 import warnings
 from pathlib import Path
@@ -35,6 +36,7 @@ OUTPUTS = {"log": "log.csv", "curve": "learning_curve.png", "model": "model.gapy
 
 EXAMPLE = """\
 reference = "emt"            # or "module:factory", a function returning an ASE calculator
+                             # (module.py next to this file, in the current directory or installed)
 train = "train.xyz"          # labelled initial structures
 starts = "starts.xyz"        # MD starting structures (default: train)
 test = "test.xyz"            # optional: test errors per iteration
@@ -154,6 +156,17 @@ def read_learn_config(path) -> Dict[str, Any]:
     return settings
 
 
+#: Settings of active_learning under their name in the config file, where it differs.
+CONFIG_NAMES = {"n_select": "batch", "random_state": "seed", "md_max_force_std": "max_force_std"}
+
+
+def _with_config_names(message: str, driver: str) -> str:
+    """``message`` of :func:`active_learning` with its settings named as in the config file
+    (``n_select`` as ``batch``, ``driver_options.height`` as ``metad.height``)."""
+    names = {**CONFIG_NAMES, "driver_options": driver}
+    return re.sub(r"(?<![.\w])(" + "|".join(names) + r")\b", lambda match: names[match.group(1)], message)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``gapy learn``; returns the exit status."""
     settings = read_learn_config(args.config)
@@ -167,7 +180,8 @@ def run(args: argparse.Namespace) -> int:
     starts = read_frames(settings["starts"]) if settings["starts"] else [a.copy() for a in train]
     test = read_frames(settings["test"]) if settings["test"] else None
     try:
-        reference = reference_calculator(settings["reference"])
+        reference = reference_calculator(settings["reference"], search=[Path(args.config).resolve().parent,
+                                                                        Path.cwd()])
     except (TypeError, ValueError) as error:
         raise GapyError(f"{args.config}: {error}") from None
     overrides = None
@@ -211,16 +225,21 @@ def run(args: argparse.Namespace) -> int:
 
     printed = []
     start = time.perf_counter()
-    result = active_learning(
-        model, train, reference, starts, n_iterations=settings["iterations"], n_select=settings["batch"],
-        md_steps=settings["md_steps"], md_interval=settings["md_interval"],
-        temperature=settings["temperatures"], timestep=settings["timestep"], score=settings["score"],
-        threshold=settings["threshold"], md_max_force_std=settings["max_force_std"],
-        random_state=settings["seed"], callback=report, driver=settings["driver"],
-        driver_options=settings["driver_options"], selection=settings["selection"], workdir=workdir,
-        reference_timeout=settings["reference_timeout"], test_frames=test, progress=settings["progress"],
-        refit=settings["refit"], overrides=overrides, retry_failed=args.retry_failed,
-    )
+    try:
+        result = active_learning(
+            model, train, reference, starts, n_iterations=settings["iterations"], n_select=settings["batch"],
+            md_steps=settings["md_steps"], md_interval=settings["md_interval"],
+            temperature=settings["temperatures"], timestep=settings["timestep"], score=settings["score"],
+            threshold=settings["threshold"], md_max_force_std=settings["max_force_std"],
+            random_state=settings["seed"], callback=report, driver=settings["driver"],
+            driver_options=settings["driver_options"], selection=settings["selection"], workdir=workdir,
+            reference_timeout=settings["reference_timeout"], test_frames=test, progress=settings["progress"],
+            refit=settings["refit"], overrides=overrides, retry_failed=args.retry_failed,
+        )
+    except GapyError as error:
+        if "holds another run" not in str(error):
+            raise
+        raise GapyError(_with_config_names(str(error), settings["driver"])) from None
     rows = history_rows(result.history, final=result)
     write_history_csv(rows, outputs["log"])
     learning_curve_plot(rows, outputs["curve"], title=str(workdir))
@@ -253,7 +272,8 @@ def add_parser(commands, common: argparse.ArgumentParser) -> None:
                     "timed-out or non-finite reference calculations are recorded and skipped (their "
                     "structures kept in failed.xyz; --retry-failed tries them again on resuming). Writes a CSV "
                     "log per iteration, a learning-curve PNG, the final model and training set. Paths in the "
-                    "file are relative to the current directory.",
+                    "file are relative to the current directory; a reference 'module:factory' is imported from "
+                    "the config file's directory, the current directory or the installed packages.",
         epilog="Example learn.toml:\n\n" + EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

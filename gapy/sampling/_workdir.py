@@ -53,6 +53,8 @@ PENDING_FILE = "pending.xyz"
 FAILED_FILE = "failed.xyz"
 MODEL_FILE = "model.gapy"
 LOCK_FILE = ".lock"
+#: Phases of ``state.json``: dynamics and selection, labelling the pending structures, converged.
+PHASES = ("md", "label", "done")
 #: Settings added after the first state version: a work directory written before has none and
 #: resumes (its state then records them).
 LATER_SETTINGS = ("reference",)
@@ -73,8 +75,42 @@ def through_extxyz(frames: Sequence[Atoms]) -> List[Atoms]:
     return from_extxyz(to_extxyz(frames)) if len(frames) else []
 
 
+#: Version of :func:`frames_digest`, recorded in the settings (``"digest"``): a state without it was
+#: written with :func:`frames_digest_v1`.
+DIGEST_VERSION = 2
+
+
 def frames_digest(frames: Sequence[Atoms]) -> str:
-    """SHA-256 of species, positions, cell, pbc and labels of ``frames``."""
+    """SHA-256 of ``frames``: species, positions, cell, pbc and every label, on the calculator or
+    in ``info`` and ``arrays`` (the model's label keys, ``config_type``, weights), in a canonical
+    form (keys sorted)."""
+    digest = hashlib.sha256()
+    for atoms in frames:
+        results = getattr(atoms.calc, "results", {}) if atoms.calc is not None else {}
+        for name, table in (("arrays", atoms.arrays), ("results", results)):
+            for key in sorted(table):
+                value = np.asarray(table[key])
+                digest.update(f"{name}.{key} {value.dtype.str} {value.shape}\n".encode())
+                digest.update(repr(value.tolist()).encode() if value.dtype == object else
+                              np.ascontiguousarray(value).tobytes())
+        for array in (atoms.cell.array, atoms.pbc):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        digest.update(json.dumps(atoms.info, sort_keys=True, default=_json_value).encode())
+    return digest.hexdigest()
+
+
+def _json_value(value):
+    """A value of ``atoms.info`` that ``json`` does not know, for :func:`frames_digest`."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
+
+
+def frames_digest_v1(frames: Sequence[Atoms]) -> str:
+    """The digest of work directories written before :data:`DIGEST_VERSION`: species, positions,
+    cell, pbc and the calculator's labels only."""
     digest = hashlib.sha256()
     for atoms in frames:
         for array in (atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc):
@@ -111,6 +147,79 @@ def _complete_last_line(lines: List[str]) -> bool:
     return len(lines) >= 2 and len(lines[-1]) == len(lines[-2].rstrip("\n")) and len(lines[-1].split()) > 1
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _iteration_problem(entry) -> Optional[str]:
+    """What is wrong with an :class:`~gapy.sampling.Iteration` as stored, or None."""
+    from dataclasses import MISSING, fields
+
+    from .loop import Iteration
+
+    if not isinstance(entry, dict):
+        return f"is {type(entry).__name__}, not a table of the iteration's fields"
+    known = {f.name: f for f in fields(Iteration)}
+    for name in entry:
+        if name not in known:
+            return f"has an unknown field {name!r} (known: {', '.join(known)})"
+    for name, field in known.items():
+        if name not in entry:
+            if field.default is MISSING:
+                return f"has no {name!r}"
+            continue
+        value = entry[name]
+        if name == "selected_scores":
+            valid, expected = isinstance(value, list) and all(_is_number(v) for v in value), "a list of numbers"
+        elif field.type is int:
+            valid, expected = _is_count(value), "a count"
+        else:
+            valid, expected = _is_number(value) or (value is None and field.default is None), "a number"
+        if not valid:
+            return f"has {name} = {json.dumps(value)[:40]}, not {expected}"
+    return None
+
+
+def state_problem(state: dict) -> Optional[str]:
+    """The first field of a ``state.json`` (format already checked) that gapy did not write so
+    (edited by hand, or damaged), with what is wrong with it; None when every field is valid."""
+    checks = [
+        ("version", _is_count(state.get("version", 0)), "a count"),
+        ("iteration", _is_count(state.get("iteration")), "a count (0, 1, ...)"),
+        ("phase", state.get("phase") in PHASES, f"one of {', '.join(map(repr, PHASES))}"),
+        ("converged", isinstance(state.get("converged"), bool), "true or false"),
+        ("settings", isinstance(state.get("settings"), dict), "a table"),
+        ("rng", isinstance(state.get("rng"), dict) and isinstance(state["rng"].get("bit_generator"), str),
+         "the random generator's state (a table with 'bit_generator')"),
+        ("history", isinstance(state.get("history"), list), "a list of iterations"),
+        ("failures", isinstance(state.get("failures"), list), "a list of failed calculations"),
+        ("current", state.get("current") is None and state.get("phase") != "label" or isinstance(
+            state.get("current"), dict), "the iteration being labelled (phase 'label')"),
+        ("model_labelled", _is_count(state.get("model_labelled", 0)), "a count"),
+        ("model_labelled_digest", isinstance(state.get("model_labelled_digest", ""), str), "a digest (text)"),
+    ]
+    for name, valid, expected in checks:
+        if not valid:
+            found = json.dumps(state[name]) if name in state else "missing"
+            return f"field {name!r} is {found if len(found) <= 40 else found[:37] + '...'}, not {expected}"
+    entries = [(f"history[{k}]", entry) for k, entry in enumerate(state["history"])]
+    for name, entry in entries + ([("current", state["current"])] if state["current"] is not None else []):
+        problem = _iteration_problem(entry)
+        if problem is not None:
+            return f"field {name!r} {problem}"
+    for k, failure in enumerate(state["failures"]):
+        if not (isinstance(failure, dict) and isinstance(failure.get("id"), str)
+                and _is_count(failure.get("iteration")) and isinstance(failure.get("kind"), str)
+                and isinstance(failure.get("message"), str) and _is_count(failure.get("attempts", 1))):
+            return (f"field 'failures[{k}]' is {json.dumps(failure)[:60]}, not a failed calculation (id, iteration, "
+                    "kind, message, attempts)")
+    return None
+
+
 class Workdir:
     """A work directory of :func:`gapy.sampling.active_learning` (see the module docstring).
 
@@ -120,15 +229,19 @@ class Workdir:
         Created if missing.
     settings : dict
         JSON-able settings of the run; a directory holding a run with other settings is
-        refused.
+        refused (unless that run labelled nothing and recorded no failure).
+    digests_v1 : dict, optional
+        Setting name to :func:`frames_digest_v1` of its structures (``"training_set"``,
+        ``"starts"``): a state written before :data:`DIGEST_VERSION` is compared by these.
     """
 
-    def __init__(self, path: Union[str, os.PathLike], settings: dict):
+    def __init__(self, path: Union[str, os.PathLike], settings: dict, digests_v1: Optional[dict] = None):
         self.path = Path(path)
         if self.path.exists() and not self.path.is_dir():
             raise GapyError(f"workdir {self.path}: exists and is not a directory")
         self.path.mkdir(parents=True, exist_ok=True)
         self.settings = jsonable(settings)
+        self.digests_v1 = digests_v1 or {}
 
     @property
     def state_file(self) -> Path:
@@ -176,32 +289,43 @@ class Workdir:
         ------
         GapyError
             The directory holds something else: a state of another format or newer
-            version, labelled structures without a state, or a run with other settings
-            (the message names the settings that differ).
+            version, a state edited by hand (the field is named), labelled structures
+            without a state, or a run with other settings (the message names the settings
+            that differ) that has labels or failures; one with neither is replaced (with a
+            warning) and None returned.
         """
         if not self.state_file.exists():
             leftovers = [name for name in (LABELLED_FILE, PENDING_FILE, FAILED_FILE)
                          if (self.path / name).exists()]
             if leftovers:
                 raise GapyError(f"workdir {self.path}: has {', '.join(leftovers)} but no {STATE_FILE}; it is not "
-                                "a resumable gapy run (or its state was deleted); use another workdir"
-                                + (f", with {LABELLED_FILE} added to the training structures (its labels are kept "
-                                   "there)" if LABELLED_FILE in leftovers else ""))
+                                f"a resumable gapy run (or its state was deleted); use another workdir"
+                                f"{self._labels_kept()}")
             return None
         try:
             state = json.loads(self.state_file.read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise GapyError(f"workdir {self.path}: cannot read {STATE_FILE} ({error}); use another workdir") from None
+            raise GapyError(f"workdir {self.path}: cannot read {STATE_FILE} ({error}); use another "
+                            f"workdir{self._labels_kept()}") from None
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             raise GapyError(f"workdir {self.path}: {STATE_FILE} is not a gapy active-learning state; "
                             "use another workdir")
-        if state.get("version", 0) > STATE_VERSION:
+        if _is_count(state.get("version", 0)) and state.get("version", 0) > STATE_VERSION:
             raise GapyError(f"workdir {self.path}: {STATE_FILE} has version {state.get('version')}, newer than this "
                             f"gapy reads ({STATE_VERSION}); upgrade gapy")
-        old, new = _flatten(state.get("settings", {})), _flatten(self.settings)
-        later = [name for name in LATER_SETTINGS if name not in state.get("settings", {})]
+        problem = state_problem(state)
+        if problem is not None:
+            raise GapyError(f"workdir {self.path}: {STATE_FILE}: {problem} (edited by hand?); restore it, or use "
+                            f"another workdir{self._labels_kept()}")
+        saved = self._with_new_digests(state["settings"])
+        old, new = _flatten(saved), _flatten(self.settings)
+        later = [name for name in LATER_SETTINGS if name not in saved]
         differ = [key for key in sorted(set(old) | set(new)) if old.get(key) != new.get(key)
                   and key.split(".")[0] not in later]
+        if differ and self._holds_nothing(state):
+            logger.warning("workdir %s: replacing the run it holds, with other settings (%s), which labelled "
+                           "nothing and recorded no failure", self.path, ", ".join(differ[:4]))
+            return None
         if differ:
             details = "; ".join(f"{key}: {_describe(old, key)} in the workdir, {_describe(new, key)} now"
                                 for key in differ[:4])
@@ -213,6 +337,35 @@ class Workdir:
             raise GapyError(f"workdir {self.path} holds another run (different {', '.join(differ)}): {details}. "
                             f"{advice}")
         return state
+
+    def _with_new_digests(self, saved: dict) -> dict:
+        """``saved`` settings, those of a state written before :data:`DIGEST_VERSION` with the digests
+        of :func:`frames_digest_v1` that agree with ``digests_v1`` replaced by the new ones (a digest
+        that differs stays: the structures differ)."""
+        if "digest" in saved or "digest" not in self.settings:
+            return saved
+        saved = {**saved, "digest": self.settings["digest"]}
+        for key, value in self.digests_v1.items():
+            if saved.get(key) == value:
+                saved[key] = self.settings[key]
+        logger.info("workdir %s: written before labels in info and arrays were digested; its structures are "
+                    "compared by the old digest (the kept model is fitted again once)", self.path)
+        return saved
+
+    def _holds_nothing(self, state: dict) -> bool:
+        """Whether the run of ``state`` has nothing worth keeping: no label and no failure (e.g. it
+        stopped before its first reference calculation), so a run with other settings may replace it."""
+        def empty(name: str) -> bool:
+            path = self.path / name
+            return not path.exists() or not path.read_text().strip()
+
+        return not state["failures"] and empty(LABELLED_FILE) and empty(FAILED_FILE)
+
+    def _labels_kept(self) -> str:
+        """The advice to keep the labels of this directory in another run (or nothing without any)."""
+        if not (self.path / LABELLED_FILE).exists():
+            return ""
+        return f", with {LABELLED_FILE} added to the training structures (its labels are kept there)"
 
     def save(self, state: dict) -> None:
         """Replace ``state.json`` atomically."""
@@ -226,6 +379,22 @@ class Workdir:
     def read_labelled(self) -> List[Atoms]:
         """Every labelled structure; a partly written last one (a kill while writing) is dropped."""
         return self._read_appended(LABELLED_FILE, "its reference calculation will be repeated")
+
+    def check_labelled(self, state: dict, labelled: Sequence[Atoms]) -> None:
+        """Refuse ``labelled`` (as read) when it holds fewer structures than ``state`` records: the
+        structures the history counts and those the kept model was fitted on. (A partly written last
+        structure, dropped on reading, was never counted.)
+
+        Raises
+        ------
+        GapyError
+            Labels were lost (``labelled.xyz`` deleted, truncated or replaced); both numbers are named.
+        """
+        recorded = max(sum(entry.get("n_labelled", 0) for entry in state["history"]), state.get("model_labelled", 0))
+        if len(labelled) < recorded:
+            raise GapyError(f"workdir {self.path}: {LABELLED_FILE} holds {len(labelled)} labelled structures but "
+                            f"{STATE_FILE} records {recorded}: labels were lost ({LABELLED_FILE} deleted, truncated or "
+                            "replaced); restore it (from a backup), or use another workdir")
 
     def append_failed(self, atoms: Atoms) -> None:
         """Append one structure whose reference calculation failed to ``failed.xyz`` (fsync)."""
@@ -268,7 +437,9 @@ class Workdir:
                 if len(block) < n_atoms + 2 or not block[-1].endswith("\n"):
                     raise ValueError("incomplete structure")
                 (atoms,) = from_extxyz("".join(block))
-            except ValueError as error:
+            except Exception as error:  # (ASE's reader: ValueError, KeyError, IndexError, AttributeError, XYZError)
+                if not isinstance(error, ValueError):
+                    error = f"{type(error).__name__}: {error}"
                 if position + max(n_atoms + 2, 1) < len(lines):  # (in the middle: not a kill while appending)
                     raise GapyError(f"workdir {self.path}: {name} is damaged at structure {len(frames)} "
                                     f"(line {position + 1}: {error}); repair or remove it") from None
@@ -327,4 +498,7 @@ def read_state_file(workdir: Union[str, os.PathLike]) -> dict:
         raise GapyError(f"workdir {workdir}: cannot read {STATE_FILE} ({error})") from None
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise GapyError(f"workdir {workdir}: {STATE_FILE} is not a gapy active-learning state")
+    problem = state_problem(state)
+    if problem is not None:
+        raise GapyError(f"workdir {workdir}: {STATE_FILE}: {problem} (edited by hand?)")
     return state

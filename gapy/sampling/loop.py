@@ -21,8 +21,8 @@ from ..exceptions import GapyError, StructureError
 from ..labels import label_keys
 from ..search import fit_recommended
 from ..structures import structure_name
-from ._workdir import FAILED_FILE, Workdir, frames_digest, through_extxyz
-from .md import REFERENCE_FRAMES, _check_interval, check_driver_options, driver_calculator, run_md
+from ._workdir import DIGEST_VERSION, FAILED_FILE, Workdir, frames_digest, frames_digest_v1, through_extxyz
+from .md import REFERENCE_FRAMES, _check_interval, _check_start, check_driver_options, driver_calculator, run_md
 from .reference import ACTIVE_LEARNING_CONFIG_TYPE, ReferenceFailure, _labelled_copy, reference_results
 from .select import SCORES, select_per_run, select_structures
 
@@ -273,7 +273,7 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
     else:
         seed = random_state if random_state is None else int(random_state)
     return {
-        "model": params, "training_set": frames_digest(frames), "n_initial": len(frames),
+        "model": params, "digest": DIGEST_VERSION, "training_set": frames_digest(frames), "n_initial": len(frames),
         "starts": frames_digest(starts), "temperatures": [float(t) for t in temperatures], "n_select": n_select,
         "md_steps": md_steps, "md_interval": md_interval, "timestep": float(timestep), "score": score,
         "threshold": threshold, "md_max_force_std": md_max_force_std, "random_state": seed, "driver": driver,
@@ -290,20 +290,45 @@ def _settings(model, frames, starts, reference, *, temperatures, n_select, md_st
 
 def _stable_repr(value) -> str:
     """``repr`` of a setting that is the same in every process: an object without a ``__repr__`` of
-    its own (a DFT code's mixer) is its class and attributes, not its memory address.
+    its own (a DFT code's mixer) is its class and attributes, not its memory address; a set (also
+    within lists, tuples and dicts) has its elements sorted, not in the order of the hash seed.
 
     Examples
     --------
     >>> class Mixer:
     ...     def __init__(self, beta):
     ...         self.beta = beta
-    >>> _stable_repr(Mixer(0.05)), _stable_repr([1, "a"])
-    ('gapy.sampling.loop.Mixer(beta=0.05)', "[1, 'a']")
+    >>> _stable_repr(Mixer(0.05)), _stable_repr([1, "a"]), _stable_repr({"tags": {"Zn", "Al"}})
+    ('gapy.sampling.loop.Mixer(beta=0.05)', "[1, 'a']", "{'tags': {'Al', 'Zn'}}")
     """
     if type(value).__repr__ is object.__repr__ and hasattr(value, "__dict__"):
         attributes = ", ".join(f"{k}={_stable_repr(v)}" for k, v in sorted(vars(value).items()))
         return f"{type(value).__module__}.{type(value).__qualname__}({attributes})"
-    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(value))
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(_with_sorted_sets(value)))
+
+
+class _SortedSet:
+    """A set or frozenset whose ``repr`` lists its elements sorted (by their ``repr``)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __repr__(self) -> str:
+        items = ", ".join(sorted(repr(_with_sorted_sets(item)) for item in self.value))
+        text = f"{{{items}}}" if items else "set()"
+        return f"frozenset({text if items else ''})" if isinstance(self.value, frozenset) else text
+
+
+def _with_sorted_sets(value):
+    """``value`` with every set in it (within plain lists, tuples and dicts) a :class:`_SortedSet`;
+    the same ``repr`` as ``value`` when it holds no set."""
+    if isinstance(value, (set, frozenset)):
+        return _SortedSet(value)
+    if type(value) in (list, tuple):
+        return type(value)(_with_sorted_sets(item) for item in value)
+    if type(value) is dict:
+        return {key: _with_sorted_sets(item) for key, item in value.items()}
+    return value
 
 
 def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = None):
@@ -314,6 +339,22 @@ def _refit(model, frames: List[Atoms], refit: str, overrides: Optional[dict] = N
         fresh = clone(model)
         return fresh.maximize_evidence(frames) if refit == "evidence" else fresh.fit(frames)
     return fit_recommended(frames, model, overrides=overrides)
+
+
+def _unrecorded_failures(store: Workdir, failures: List[dict], labelled: List[Atoms]) -> List[dict]:
+    """Records of the structures of ``failed.xyz`` whose failure ``failures`` lacks (the run was killed
+    after writing the structure and before saving the state), so that their reference calculation
+    is not run again; reading the file also sets a partly written last structure aside."""
+    known = {failure["id"] for failure in failures} | {atoms.info["al_id"] for atoms in labelled}
+    found = [atoms for atoms in store.read_failed() if atoms.info["al_id"] not in known]
+    if found:
+        logger.warning("workdir %s: %d failed reference calculations (%s) are in %s but not in the state (the "
+                       "run was killed in between): recorded as failed, not run again", store.path, len(found),
+                       ", ".join(atoms.info["al_id"] for atoms in found), FAILED_FILE)
+    return [{"id": atoms.info["al_id"], "iteration": int(str(atoms.info["al_id"]).split(":")[0]),
+             "kind": atoms.info.get("al_failure", "exception"), "attempts": 1,
+             "message": f"failed ({atoms.info.get('al_failure', 'exception')}); its message was lost (the run was "
+                        f"killed before recording it); the structure is in {FAILED_FILE}"} for atoms in found]
 
 
 def _retry_failures(store: Workdir, failures: List[dict], labelled: List[Atoms], label, save) -> None:
@@ -473,7 +514,8 @@ def active_learning(
         A numeric parameter is not a number, or ``driver_options`` that the driver does
         not take (see :func:`driver_calculator`).
     ValueError
-        No ``starts`` or no temperature, a value out of range, or an unknown ``score``,
+        No ``starts`` or no temperature, a start of fewer than 2 atoms (a
+        :class:`gapy.StructureError`), a value out of range, or an unknown ``score``,
         ``driver`` or ``selection``.
 
     See Also
@@ -535,6 +577,7 @@ def active_learning(
                            if isinstance(reference, str) else ""))
     known = {int(z) for atoms in initial for z in atoms.numbers}
     for k, atoms in enumerate(starts):
+        _check_start(f"starts[{k}]", atoms)
         unknown = sorted({str(s) for s, z in zip(atoms.get_chemical_symbols(), atoms.numbers) if z not in known})
         if unknown:
             raise ValueError(f"starts[{k}] ({atoms.get_chemical_formula()}) has species {unknown} that no "
@@ -548,7 +591,8 @@ def active_learning(
                          threshold=threshold, md_max_force_std=md_max_force_std, random_state=random_state,
                          driver=driver, driver_options=driver_options, selection=selection, refit=refit,
                          overrides=overrides)
-    store = Workdir(workdir, settings) if workdir is not None else None
+    digests_v1 = {"training_set": frames_digest_v1(initial), "starts": frames_digest_v1(starts)}  # (older workdirs)
+    store = Workdir(workdir, settings, digests_v1) if workdir is not None else None
     with store.locked() if store is not None else contextlib.nullcontext():  # (one run at a time)
         rng = np.random.default_rng(random_state)
         state = store.load() if store is not None else None
@@ -557,14 +601,21 @@ def active_learning(
                      "current": None, "rng": rng.bit_generator.state}
             if store is not None:
                 store.save(state)
-            labelled = []
+            labelled, unrecorded = [], []
         else:
-            rng.bit_generator.state = state["rng"]
+            try:
+                rng.bit_generator.state = state["rng"]
+            except (TypeError, ValueError, KeyError) as error:
+                raise GapyError(f"workdir {workdir}: state.json: field 'rng' is not a random generator's state "
+                                f"({type(error).__name__}: {error}); restore it, or use another workdir with "
+                                "labelled.xyz added to the training structures") from None
             labelled = store.read_labelled()
+            store.check_labelled(state, labelled)
+            unrecorded = _unrecorded_failures(store, state["failures"], labelled)
             logger.info("workdir %s: resuming at iteration %d (%s) with %d labelled structures and %d failures",
                         workdir, state["iteration"], state["phase"], len(labelled), len(state["failures"]))
         history = [Iteration.from_dict(entry) for entry in state["history"]]
-        failures = list(state["failures"])
+        failures = list(state["failures"]) + unrecorded
 
         def save(**changes) -> None:
             state.update(changes)
@@ -580,6 +631,11 @@ def active_learning(
             name, clock = atoms.info["al_id"], time.perf_counter()
             try:
                 results = reference_results(atoms, reference, reference_timeout)
+                try:
+                    (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
+                except Exception as error:  # (labels an extended XYZ file cannot hold)
+                    raise ReferenceFailure(f"its labels cannot be stored: {type(error).__name__}: {error}",
+                                           "exception") from error
             except ReferenceFailure as error:
                 logger.warning("active learning: structure %s (%s): %s; recorded as failed, going on",
                                name, atoms.get_chemical_formula(), error)
@@ -590,7 +646,6 @@ def active_learning(
                 failures.append({"id": name, "iteration": iteration_index, "kind": error.kind,
                                  "message": str(error), "attempts": attempts})
                 return time.perf_counter() - clock
-            (new,) = through_extxyz([_labelled_copy(atoms, results, ACTIVE_LEARNING_CONFIG_TYPE, label_keys)])
             if store is not None:
                 store.append_labelled(new)  # first the label, durable; then the bookkeeping
             labelled.append(new)

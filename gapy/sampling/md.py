@@ -76,6 +76,8 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
         ``steps`` or ``interval`` below 1, ``interval`` above ``steps`` (no snapshot), a
         negative ``temperature`` or ``friction``, a ``timestep`` or ``max_force_std``
         that is not positive, or a ``min_distance_factor`` outside [0, 1].
+    gapy.StructureError
+        A ``start`` of fewer than 2 atoms (the centre of mass is fixed: it would not move).
 
     Examples
     --------
@@ -97,6 +99,7 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     check_number("timestep", timestep, 0.0)
     check_number("friction", friction, 0.0, low_inclusive=True)
     check_number("max_force_std", max_force_std, 0.0, allow_none=True)
+    _check_start("start", start)
     rng = np.random.default_rng(random_state)
     atoms = start.copy()
     atoms.calc = model if isinstance(model, Calculator) else GAPCalculator(model)
@@ -123,12 +126,28 @@ def run_md(model, start: Atoms, steps: int, interval: int, temperature: float,
     try:
         dynamics.run(steps)
     except StructureError as error:
-        logger.warning("MD stopped after %d steps: %s", dynamics.get_number_of_steps(), error)
+        logger.warning("MD of %s stopped after %d steps: %s", _run_name(start, temperature),
+                       dynamics.get_number_of_steps(), error)
         return snapshots[1:], True
     except _TooUncertain as error:
-        logger.info("MD stopped after %d steps: %s", dynamics.get_number_of_steps(), error)
+        logger.info("MD of %s stopped after %d steps: %s", _run_name(start, temperature),
+                    dynamics.get_number_of_steps(), error)
         return snapshots[1:], True
     return snapshots[1:], False  # the first snapshot is the start structure
+
+
+def _run_name(start: Atoms, temperature: float) -> str:
+    """The start (formula, strain) and temperature of a trajectory, for its log messages."""
+    strain = f", strain {start.info['strain']:g}" if isinstance(start.info.get("strain"), (int, float)) else ""
+    return f"{start.get_chemical_formula()}{strain} at {temperature:g} K"
+
+
+def _check_start(name: str, start: Atoms) -> None:
+    """Refuse a start of fewer than 2 atoms: with its centre of mass fixed the dynamics cannot move it."""
+    if len(start) < 2:
+        raise StructureError(f"{name} ({start.get_chemical_formula() or 'no atoms'}) has {len(start)} atom"
+                         f"{'s' if len(start) != 1 else ''}: the MD keeps the centre of mass fixed, so it would not "
+                         "move; give a start of at least 2 atoms")
 
 
 def _check_interval(interval_name: str, interval: int, steps_name: str, steps: int) -> None:

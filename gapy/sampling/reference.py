@@ -4,11 +4,13 @@ A calculation that raises, returns NaN or infinity, runs past its timeout, dies 
 the atoms is a :class:`ReferenceFailure` (the active-learning loop records it and goes on).
 """
 
+import contextlib
 import functools
 import logging
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Callable, List, Optional, Sequence
@@ -17,6 +19,7 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import BaseCalculator, Calculator
 from ase.calculators.singlepoint import SinglePointCalculator
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from .._validation import check_number
 from ..exceptions import GapyError
@@ -40,7 +43,8 @@ class ReferenceFailure(GapyError):
     message : str
         What failed (the error's ``str``).
     kind : {"exception", "non-finite", "timeout", "died", "moved"}
-        How it failed: the calculator raised, returned NaN or infinity, ran past its
+        How it failed: the calculator raised (or returned a label of the wrong shape),
+        returned NaN or infinity, ran past its
         timeout, its child process died, or it moved the atoms or the cell (a relaxation
         or MD instead of a single point: its labels belong to other positions).
 
@@ -96,7 +100,9 @@ def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional
     Raises
     ------
     ReferenceFailure
-        The calculator raised (``kind="exception"``), returned NaN or infinity
+        The calculator raised or returned a label of the wrong shape (forces not
+        ``(n_atoms, 3)``, an energy not a number, a stress not 6 or 3x3 components:
+        ``kind="exception"``), returned NaN or infinity
         (``"non-finite"``), ran past ``timeout`` (``"timeout"``), its process died
         (``"died"``), or it moved the atoms or changed the cell (``"moved"``).
     gapy.GapyError
@@ -121,6 +127,7 @@ def reference_results(atoms: Atoms, reference: BaseCalculator, timeout: Optional
                                    "exception") from error
     else:
         results = _compute_reference_in_child(atoms, reference, timeout)
+    results = _checked_shapes(atoms, results)
     bad = [key for key, value in results.items() if not np.all(np.isfinite(value))]
     if bad:
         raise ReferenceFailure(f"reference returned non-finite {', '.join(bad)}", "non-finite")
@@ -135,16 +142,42 @@ MOVED_TOLERANCE = 1e-4
 def _compute_reference(atoms: Atoms, reference: BaseCalculator) -> dict:
     copy = atoms.copy()
     copy.calc = reference
-    results = {"energy": float(copy.get_potential_energy()), "forces": np.array(copy.get_forces(), dtype=float)}
+    results = {"energy": copy.get_potential_energy(), "forces": copy.get_forces()}
     if copy.pbc.all():
         try:
             stress = copy.get_stress()
         except NotImplementedError:  # (ASE's PropertyNotImplementedError): energy and forces are still labels
             stress = None
+        except AssertionError:  # (ASE's check of its shape: named by _checked_shapes)
+            stress = copy.calc.get_stress(copy)
         if stress is not None:
-            results["stress"] = np.array(stress, dtype=float)
+            results["stress"] = stress
     _check_not_moved(atoms, copy)
     return results
+
+
+def _checked_shapes(atoms: Atoms, results: dict) -> dict:
+    """``results`` as float arrays (the energy a float, a 3x3 stress in Voigt order), or a
+    :class:`ReferenceFailure` naming the structure, the field and both shapes."""
+    shapes = {"energy": [(), (1,)], "forces": [(len(atoms), 3)], "stress": [(6,), (3, 3)]}
+    checked = {}
+    for key, value in results.items():
+        where = f"for {atoms.get_chemical_formula()} ({len(atoms)} atoms)"
+        try:
+            value = np.array(value, dtype=float)
+        except (TypeError, ValueError) as error:
+            raise ReferenceFailure(f"reference returned {key} that is not an array of numbers {where} "
+                                   f"({type(error).__name__}: {error})", "exception") from None
+        if value.shape not in shapes[key]:
+            expected = "a number" if key == "energy" else " or ".join(map(str, shapes[key]))
+            raise ReferenceFailure(f"reference returned {key} of shape {value.shape} {where}; expected {expected}",
+                                   "exception")
+        if key == "energy":
+            value = float(value.ravel()[0])
+        elif value.shape == (3, 3):
+            value = full_3x3_to_voigt_6_stress(value)
+        checked[key] = value
+    return checked
 
 
 def _check_not_moved(before: Atoms, after: Atoms) -> None:
@@ -305,7 +338,7 @@ def _labelled_copy(atoms: Atoms, results: dict, config_type: Optional[str], keys
 
 
 
-def reference_calculator(spec: str) -> BaseCalculator:
+def reference_calculator(spec: str, search: Sequence[str] = ()) -> BaseCalculator:
     """An ASE calculator from ``"emt"`` or ``"module:factory"`` (a function returning one).
 
     The ``reference`` of ``gapy learn`` and ``gapy validate``.
@@ -316,6 +349,10 @@ def reference_calculator(spec: str) -> BaseCalculator:
         ``"emt"`` (any case) for ASE's :class:`~ase.calculators.emt.EMT`, or
         ``"module:factory"``: ``module`` is imported and ``factory()`` is called without
         arguments.
+    search : sequence of str or path-like, default=()
+        Directories where ``module`` is looked for first (put at the front of
+        ``sys.path`` while it is imported), then ``sys.path`` (the installed packages);
+        ``gapy learn`` gives the config file's directory and the current directory.
 
     Returns
     -------
@@ -346,10 +383,10 @@ def reference_calculator(spec: str) -> BaseCalculator:
         ...
     ValueError: reference 'emt:': give 'emt' or 'module:factory' (a function returning an ASE calculator)
     """
-    return reference_factory(spec)()
+    return reference_factory(spec, search)()
 
 
-def reference_factory(spec: str) -> Callable[[], BaseCalculator]:
+def reference_factory(spec: str, search: Sequence[str] = ()) -> Callable[[], BaseCalculator]:
     """A function that returns a new calculator of ``"emt"`` or ``"module:factory"`` at each call.
 
     The module is imported now; each call runs the factory and checks what it returns.
@@ -357,6 +394,8 @@ def reference_factory(spec: str) -> Callable[[], BaseCalculator]:
     Parameters
     ----------
     spec : str
+        As :func:`reference_calculator`.
+    search : sequence of str or path-like, default=()
         As :func:`reference_calculator`.
 
     Returns
@@ -391,14 +430,30 @@ def reference_factory(spec: str) -> Callable[[], BaseCalculator]:
     if not sep or not module_name or not factory_name:
         raise ValueError(f"reference {spec!r}: give 'emt' or 'module:factory' (a function returning an ASE "
                          "calculator)")
+    directories = list(dict.fromkeys(str(directory) for directory in search))
     try:
-        module = importlib.import_module(module_name)
+        with _front_of_path(directories):
+            module = importlib.import_module(module_name)
     except ImportError as error:
-        raise ValueError(f"reference {spec!r}: cannot import {module_name!r} ({error})") from None
+        where = ", ".join(directories + ["the installed packages (sys.path)"])
+        raise ValueError(f"reference {spec!r}: cannot import {module_name!r} ({error}); looked for it in "
+                         f"{where}") from None
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise ValueError(f"reference {spec!r}: {module_name} has no callable {factory_name!r}")
     return functools.partial(_checked_call, spec, factory)
+
+
+@contextlib.contextmanager
+def _front_of_path(directories: List[str]):
+    """``directories`` at the front of ``sys.path`` for the time of the block."""
+    sys.path[:0] = directories
+    try:
+        yield
+    finally:
+        for directory in directories:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(directory)
 
 
 def _checked_call(spec: str, factory: Callable) -> BaseCalculator:
