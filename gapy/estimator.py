@@ -1,5 +1,6 @@
 """``GAPRegressor``: a Gaussian Approximation Potential with a scikit-learn interface."""
 
+import base64
 import copy
 import hashlib
 import logging
@@ -36,7 +37,7 @@ from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import ENERGY_NOISE_SHARE, EnergyRows, choose_energy_sigma, energy_spread
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
 from .kernels import check_theta, check_zeta
-from .labels import (LABEL_DECIMALS, SIGMA_NAMES, Labels, digest, lookalike_labels, mixed_label_names,
+from .labels import (LABEL_DECIMALS, SIGMA_NAMES, Labels, digest, geometry_digest, lookalike_labels, mixed_label_names,
                      read_labels, stress_from_virial)
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
@@ -849,8 +850,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             config_type=atoms.info.get("config_type"),
             close_pair=closest_covalent_pair(atoms, CLOSE_FACTOR) if used else None,
             force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
-            geometry=digest(atoms.numbers, *(np.round(array, LABEL_DECIMALS) + 0.0  # (as files write them)
-                                             for array in (atoms.positions, atoms.cell.array)), atoms.pbc),
+            geometry=geometry_digest(atoms),
             label_digest=digest(*(None if value is None else np.round(value, LABEL_DECIMALS) + 0.0  # (no -0.0)
                                   for value in (labels.energy, labels.forces, labels.virial, labels.force_weights))),
         )
@@ -907,6 +907,9 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         UserWarning
             Fewer than :data:`CALIBRATION_MIN_STRUCTURES` structures, or a factor measured on
             fewer than :data:`CALIBRATION_MIN_VALUES` values.
+        UserWarning
+            Structures the model was fitted on (named; by :func:`geometry_keys` in
+            ``provenance_["training"]``): their errors are smaller than a new structure's.
 
         References
         ----------
@@ -937,6 +940,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             predictions = self.predict_all(frames, return_std=True)
         finally:
             self.std_noise = with_noise
+        fitted = training_structures(self, frames)
+        if fitted:
+            named = ", ".join(structure_name(frames[k], k) for k in fitted[:3]) + (", ..." if len(fitted) > 3 else "")
+            warnings.warn(f"calibrate: {len(fitted)} of the {len(frames)} structures are training structures of this "
+                          f"model ({named}): its errors on them are smaller than on new ones, so the factors would "
+                          "shrink the stds; calibrate on structures left out of the fit ('gapy fit --calibrate' "
+                          "holds some out)", UserWarning, stacklevel=2)
         comparisons = compare(frames, predictions, **keys)
         noises = compare(frames, [self._noise_stds(atoms, result) for atoms, result in zip(frames, predictions)],
                          **keys) if with_noise else {}
@@ -1692,7 +1702,27 @@ def _training_record(used: List[_Summary], environments: Dict[str, int], labels:
             "environments": dict(environments), "labels": dict(labels),
             "config_types": dict(sorted(config_types.items())),
             "energy_per_atom": [min(per_atom), max(per_atom)] if per_atom else None, "sha256": hasher.hexdigest(),
-            "seed": int(random_state) if isinstance(random_state, (int, np.integer)) else None}
+            "seed": int(random_state) if isinstance(random_state, (int, np.integer)) else None,
+            "geometry_keys": geometry_keys([summary.geometry for summary in used])}
+
+
+def geometry_keys(geometries: Sequence[str]) -> str:
+    """The structures' :func:`gapy.labels.geometry_digest` cut to 64 bits, sorted, as base64 text
+    (11 characters per structure in a model file): :meth:`GAPRegressor.calibrate` names
+    training structures among its held-out ones by them."""
+    keys = np.unique(np.array([int(text[:16], 16) for text in geometries], dtype=np.uint64))
+    return base64.b64encode(keys.astype("<u8").tobytes()).decode("ascii")
+
+
+def training_structures(model: "GAPRegressor", frames: Sequence[Atoms]) -> List[int]:
+    """Indices of ``frames`` that ``model`` was fitted on (by :func:`geometry_keys`; [] for a
+    model whose file has none)."""
+    text = getattr(model, "provenance_", {}).get("training", {}).get("geometry_keys")
+    if not text:
+        return []
+    keys = np.frombuffer(base64.b64decode(text), dtype="<u8")
+    wanted = np.array([int(geometry_digest(atoms)[:16], 16) for atoms in frames], dtype=np.uint64)
+    return np.flatnonzero(np.isin(wanted, keys)).tolist()
 
 
 def _candidate_seed(random_state) -> int:

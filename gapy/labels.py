@@ -509,6 +509,24 @@ def digest(*values) -> str:
     return hasher.hexdigest()
 
 
+def geometry_digest(atoms: Atoms) -> str:
+    """:func:`digest` of a structure's species, positions and cell (to :data:`LABEL_DECIMALS`,
+    as files write them) and pbc: equal for the same structure read from any file.
+
+    Examples
+    --------
+    >>> from ase.build import bulk
+    >>> from gapy.labels import geometry_digest
+    >>> atoms = bulk("Cu", cubic=True)
+    >>> moved = atoms.copy()
+    >>> moved.positions += 1e-9
+    >>> geometry_digest(atoms) == geometry_digest(moved), geometry_digest(atoms) == geometry_digest(bulk("Cu"))
+    (True, False)
+    """
+    return digest(atoms.numbers, *(np.round(array, LABEL_DECIMALS) + 0.0  # (+0.0: no -0.0)
+                                   for array in (atoms.positions, atoms.cell.array)), atoms.pbc)
+
+
 def repeated_structures(names: Sequence[str], geometries: Sequence[str], labels: Sequence[str],
                         energies_per_atom: Sequence[Optional[float]]) -> Optional[str]:
     """What to say of structures that repeat another's species, positions and cell, or ``None``.
