@@ -289,7 +289,7 @@ def recommend(frames: Union[Atoms, Iterable[Atoms]], *, energy_key: str = "energ
     present = sorted({int(z) for atoms in frames for z in atoms.numbers})
     lookalikes = []  # per structure: kind it lacks to a name that looks like that label
     for k, atoms in enumerate(frames):
-        labels = read_labels(atoms, k, **keys)
+        labels = read_labels(atoms, k, **keys, warn=False)  # (the fit warns of units and label conflicts)
         lookalikes.append({kind: names[0] for kind in has if getattr(labels, kind) is None
                            for names in [lookalike_labels(atoms, kind)] if names})
         if labels.energy is not None:
