@@ -396,6 +396,33 @@ class InstanceSparseSet:
         """
         return instance_sparse_kernel(self.sparse, self.sparse_classes, self.theta, self.delta)
 
+    def modelled(self, instances: "Instances") -> "Instances":
+        """The instances of the classes that have sparse points: a class without them (a rare
+        pair left out, a pair absent from the training data) is not in the model, and its
+        instances carry neither a mean nor a prior.
+
+        Parameters
+        ----------
+        instances : Instances
+            One structure's instances of this term's descriptor.
+
+        Returns
+        -------
+        Instances
+            ``instances`` itself when every class is modelled.
+
+        Examples
+        --------
+        >>> from ase import Atoms
+        >>> from gapy.descriptors import TwoBody
+        >>> term = InstanceSparseSet(np.array([[2.0]]), np.array([0]), np.array([1.0]), 1.0)  # class 0 only
+        >>> found = TwoBody(["Si", "C"], r_cut=4.0).compute(Atoms("SiC", positions=[[0, 0, 0], [0, 0, 2.0]]))
+        >>> found.classes, len(term.modelled(found).values)  # one Si-C pair: not modelled
+        (array([1]), 0)
+        """
+        modelled = np.isin(instances.classes, self.sparse_classes)
+        return instances if modelled.all() else _subset(instances, modelled)
+
     def prior_variances(self, instances: "Instances", quantities=("energies", "energy")) -> Dict[str, np.ndarray]:
         """Prior variances of the term's part of each quantity (eV^2, forces (eV/A)^2).
 
@@ -426,9 +453,7 @@ class InstanceSparseSet:
         from .term_variance import (instance_energy_prior_variance, instance_force_prior_variance,
                                     instance_local_energy_prior_variance, instance_virial_prior_variance)
 
-        modelled = np.isin(instances.classes, self.sparse_classes)
-        if not modelled.all():  # a class without sparse points (a rare pair left out) is not in the model
-            instances = _subset(instances, modelled)
+        instances = self.modelled(instances)
         theta, delta = self.theta, self.delta
         compute = {
             "energies": lambda: instance_local_energy_prior_variance(instances, theta, delta),

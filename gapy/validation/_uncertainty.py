@@ -97,7 +97,8 @@ class PosteriorDraws:
             species = descriptor.species_indices(atoms, k)
             computed = descriptor.compute(atoms, gradients=gradients, index=k)
             values, grad = computed if gradients else (computed, None)
-            instances = [found.compute(atoms, gradients=gradients, index=k) for found in self.term_descriptors]
+            instances = [term.modelled(found.compute(atoms, gradients=gradients, index=k))  # (as the model's priors)
+                         for term, found in zip(gp.terms, self.term_descriptors)]
             strain = voigt_strain(grad.dstrain) if "stress" in needs else None
             features.append(_Features(values, species, instances, strain, grad if "forces" in needs else None))
             rows = gp.rows(values, species, grad, instances or None)
