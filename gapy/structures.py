@@ -361,7 +361,7 @@ def closest_covalent_pair(atoms: Atoms, factor: float) -> Optional[str]:
     >>> closest_covalent_pair(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 1.0]]), 0.5)
     'atoms 0 and 1 are 1 A apart, less than 0.5 x the sum of their covalent radii (1.32 A)'
     """
-    if not factor or len(atoms) < 2:
+    if not factor or (len(atoms) < 2 and not atoms.pbc.any()):  # (a periodic atom meets its images)
         return None
     radii = covalent_radii[atoms.numbers]
     pairs = neighbor_pairs(atoms, 2.0 * factor * radii.max())

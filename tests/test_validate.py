@@ -4,6 +4,7 @@ import argparse
 import copy
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -470,3 +471,14 @@ def test_a_crystal_with_noise_is_said_to_have_no_symmetry():
     with pytest.warns(UserWarning, match=r"no symmetry at symprec 0.001 A .* but is Fm-3m \(225\) at 0.05 A"):
         results = validate(EMT(), atoms, "emt", ["eos"], **FAST).results
     assert "lattice_a" in results
+
+
+def test_a_crystal_with_atoms_far_closer_than_a_bond_is_refused():
+    """--bulk Cu:fcc:0.5 (a lattice constant in another unit) was accepted: the model 'relaxed'
+    it to a bulk modulus of 4449 GPa, and EMT's relaxation ran for more than ten minutes. The
+    one atom of the primitive cell is that close to its own periodic images."""
+    report = validate(EMT(), bulk("Cu", "fcc", a=0.5), None, ["eos"], **FAST)
+    for result in report.results.values():
+        assert result.model is None and re.search(
+            r"equation of state: the crystal \(Cu\) has atoms 0 and 0 are 0.354 A apart.* is its lattice constant in "
+            r"Angstrom\?", result.error), result.error

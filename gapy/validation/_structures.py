@@ -10,6 +10,7 @@ from ase.optimize import BFGS
 from threadpoolctl import threadpool_limits
 
 from ..exceptions import GapyError, StructureError
+from ..structures import CLOSE_FACTOR, closest_covalent_pair
 
 #: Space-group numbers of the cubic crystal system.
 CUBIC_SPACE_GROUPS = range(195, 231)
@@ -49,6 +50,9 @@ def check_crystal(atoms: Atoms, what: str) -> None:
         )
     if abs(atoms.cell.volume) < 1e-6:
         raise StructureError(f"{what} needs a crystal, but the structure ({formula}) has a zero-volume cell")
+    close = closest_covalent_pair(atoms, CLOSE_FACTOR)
+    if close is not None:  # (a lattice constant in the wrong unit: relaxations of it ran for hours)
+        raise StructureError(f"{what}: the crystal ({formula}) has {close}; is its lattice constant in Angstrom?")
     if symmetry_dataset(atoms) is None:
         raise StructureError(f"{what}: no crystal symmetry found for the structure ({formula}) "
                              "(spglib, symprec 1e-3 A); is it a crystal?")
