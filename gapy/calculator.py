@@ -370,14 +370,20 @@ _MODEL_STATE = ("gp_", "descriptor_", "term_descriptors_", "e0_", "baseline_", "
 
 
 def model_state(model: GAPRegressor) -> tuple:
-    """What a fitted model's predictions depend on: its fitted attributes (compared by
-    identity: a refit or ``calibrate`` replaces them), then its ``variance`` and ``std_noise``."""
+    """What a fitted model's predictions depend on.
+
+    Its fitted attributes (compared by identity: a refit or ``calibrate`` replaces them),
+    then its ``variance`` and ``std_noise``.
+    """
     return tuple(getattr(model, name, None) for name in _MODEL_STATE) + (model.variance, model.std_noise)
 
 
 def forget_results_of_a_changed_model(calculator: Calculator) -> None:
-    """Clear ``calculator.results`` when its ``model`` was refitted, calibrated or set to predict
-    otherwise since they were computed (ASE's cache checks only the atoms)."""
+    """Clear ``calculator.results`` when its ``model`` changed since they were computed.
+
+    A refit, ``calibrate`` or ``set_params(variance=..., std_noise=...)`` of the model the
+    calculator holds changes its predictions; ASE's cache checks only the atoms.
+    """
     state = model_state(calculator.model)
     old = calculator._model_state
     if any(a is not b for a, b in zip(state[:-2], old[:-2])) or state[-2:] != old[-2:]:

@@ -1707,16 +1707,20 @@ def _training_record(used: List[_Summary], environments: Dict[str, int], labels:
 
 
 def geometry_keys(geometries: Sequence[str]) -> str:
-    """The structures' :func:`gapy.labels.geometry_digest` cut to 64 bits, sorted, as base64 text
-    (11 characters per structure in a model file): :meth:`GAPRegressor.calibrate` names
-    training structures among its held-out ones by them."""
+    """The structures' :func:`gapy.labels.geometry_digest` cut to 64 bits, as base64 text.
+
+    Sorted, 11 characters per structure in a model file: :meth:`GAPRegressor.calibrate`
+    names training structures among its held-out ones by them.
+    """
     keys = np.unique(np.array([int(text[:16], 16) for text in geometries], dtype=np.uint64))
     return base64.b64encode(keys.astype("<u8").tobytes()).decode("ascii")
 
 
 def training_structures(model: "GAPRegressor", frames: Sequence[Atoms]) -> List[int]:
-    """Indices of ``frames`` that ``model`` was fitted on (by :func:`geometry_keys`; [] for a
-    model whose file has none)."""
+    """Indices of ``frames`` that ``model`` was fitted on (by :func:`geometry_keys`).
+
+    [] for a model whose file has none.
+    """
     text = getattr(model, "provenance_", {}).get("training", {}).get("geometry_keys")
     if not text:
         return []

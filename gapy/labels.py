@@ -510,8 +510,10 @@ def digest(*values) -> str:
 
 
 def geometry_digest(atoms: Atoms) -> str:
-    """:func:`digest` of a structure's species, positions and cell (to :data:`LABEL_DECIMALS`,
-    as files write them) and pbc: equal for the same structure read from any file.
+    """:func:`digest` of a structure's species, positions, cell and pbc.
+
+    Positions and cell are rounded to :data:`LABEL_DECIMALS`, as files write them: equal
+    for the same structure read from any file.
 
     Examples
     --------

@@ -397,9 +397,10 @@ class InstanceSparseSet:
         return instance_sparse_kernel(self.sparse, self.sparse_classes, self.theta, self.delta)
 
     def modelled(self, instances: "Instances") -> "Instances":
-        """The instances of the classes that have sparse points: a class without them (a rare
-        pair left out, a pair absent from the training data) is not in the model, and its
-        instances carry neither a mean nor a prior.
+        """The instances of the classes that have sparse points.
+
+        A class without them (a rare pair left out, a pair absent from the training data)
+        is not in the model: its instances carry neither a mean nor a prior.
 
         Parameters
         ----------
