@@ -7,10 +7,10 @@ settings it checks them against, and warns (or raises) with a message that says 
 import difflib
 import logging
 import warnings
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import cholesky, solve_triangular
 
 from .exceptions import StructureError
 from .labels import (ZERO_FORCES, CloseAtomsWarning, EnergyOutlierWarning, EnergyResidualWarning,
@@ -41,6 +41,10 @@ OPPOSITE_AGREEMENT = -0.5
 #: volume: -1.00 at 1.9; flipped: 6 EMT Cu cells 7.0, 12 cells 102, mlearn Si 102). The traceless part is
 #: compared first (:func:`warn_opposite_virials`).
 OPPOSITE_STDS = 5.0
+#: ... and the whole virial, when its traceless part says nothing, only when the volumes per atom of the structures
+#: differ by this share or more: at one volume the energies and forces do not fix the trace (correct stresses of
+#: rattled Cu cells of one volume were called flipped, -1.00 at 5.7 stds).
+VOLUME_SPREAD = 0.05
 #: Kernel rows of one label kind kept during a fit for the checks after it at most (bytes); beyond, they are skipped.
 RESIDUAL_ROWS_BUDGET = 64 * 2**20
 
@@ -192,69 +196,64 @@ class KeptObservations:
     def unfitted_share(self, alpha: np.ndarray) -> Optional[float]:
         """RMS of the residuals as a share of the RMS of the labels, both per unit noise (as
         :func:`gapy.gp.evidence.residual_shares`); None when nothing (or not all) was kept or
-        the labels are all zero."""
+        the labels lie within their noise (an RMS below one sigma: nothing to fit, as energies
+        of cells of one volume rattled a little)."""
         if not self.complete or not self.n_rows:
             return None
         sigmas = np.concatenate(self.sigmas)
         labels = np.sum((np.concatenate(self.targets) / sigmas) ** 2)
-        if labels <= 1e-12 * self.n_rows:
+        if labels <= self.n_rows:
             return None
         return float(np.sqrt(np.sum((self.misses(alpha) / sigmas) ** 2) / labels))
 
 
-def predicted_without(kept: KeptObservations, r_factor: np.ndarray,
-                      alpha: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndarray]]:
-    """What the fit predicts for the kept observations without them, and its covariance (per
-    unit noise: ``A alpha'`` and ``A P'^-1 A^T``).
+class LeaveOut(NamedTuple):
+    """What a fit predicts for some of its observations without them (:func:`leave_out`), per unit noise."""
 
-    With ``A`` the kept rows and ``b`` their labels (per unit noise) and ``R^T R`` the
-    fit's posterior precision, the fit without them predicts ``(I - H)^-1 (A alpha - H b)``
-    with covariance ``(I - H)^-1 - I``, ``H = A (R^T R)^-1 A^T`` (the leave-out formulas of
-    a linear model): a triangular solve with ``R``, no second pass over the data. None
-    when not every row was kept or the solve fails.
+    without: np.ndarray  # the prediction, one per observation
+    labels: np.ndarray  # the labels
+    whitened: np.ndarray  # L^-1 W^T (M, n_observations): the prediction's covariance is its Gram matrix
+
+    def agreement(self, projection: Optional[np.ndarray] = None) -> Optional[Tuple[float, float]]:
+        """The correlation of the prediction with the labels, and its projection on them in units
+        of its std; ``projection`` (symmetric, idempotent, the size of one structure's block)
+        compares that part of each block. None when either side is zero."""
+        without, labels = self.without, self.labels
+        if projection is not None:
+            def project(values):
+                return (values.reshape(-1, len(projection)) @ projection).ravel()
+
+            without, labels = project(without), project(labels)  # (w . P l = P w . P l: P idempotent)
+        norms = np.linalg.norm(without) * np.linalg.norm(labels)
+        spread = float(np.sum((self.whitened @ labels) ** 2))
+        if not (norms > 0 and np.isfinite(norms) and spread > 0):
+            return None
+        return float(without @ labels / norms), float(without @ labels / np.sqrt(spread))
+
+
+def leave_out(kept: KeptObservations, r_factor: np.ndarray, alpha: np.ndarray) -> Optional[LeaveOut]:
+    """What the fit predicts for the kept observations without them, and its covariance.
+
+    With ``A`` the kept rows and ``b`` their labels (per unit noise), ``R^T R`` the fit's
+    posterior precision and ``W = A R^-1``, the fit without them has the precision
+    ``R^T (I - W^T W) R`` and predicts ``W (I - W^T W)^-1 (R alpha - W^T b)``, with covariance
+    ``W (I - W^T W)^-1 W^T``: ``O(n M^2 + M^3)`` for ``n`` observations and ``M`` sparse
+    points, no second pass over the data. None when not every row was kept or ``I - W^T W``
+    is not positive definite (labels that pin down some direction alone).
     """
     if not kept.complete or not kept.n_rows:
         return None
     sigmas = np.concatenate(kept.sigmas)
-    rows = np.concatenate(kept.rows) / sigmas[:, None]
-    projected = solve_triangular(r_factor, rows.T, trans="T")  # R^-T A^T
-    hat = projected.T @ projected
+    labels = np.concatenate(kept.targets) / sigmas
+    whitened_rows = solve_triangular(r_factor, (np.concatenate(kept.rows) / sigmas[:, None]).T,
+                                     trans="T")  # W^T = R^-T A^T, (M, n)
     try:
-        inverse = np.linalg.inv(np.eye(len(hat)) - hat)
+        factor = cholesky(np.eye(len(r_factor)) - whitened_rows @ whitened_rows.T, lower=True)
     except np.linalg.LinAlgError:
         return None
-    labels = np.concatenate(kept.targets) / sigmas
-    return inverse @ (rows @ alpha - hat @ labels), inverse - np.eye(len(hat))
-
-
-def agreement_without(kept: KeptObservations, r_factor: np.ndarray, alpha: np.ndarray,
-                      projection: Optional[np.ndarray] = None) -> Optional[Tuple[float, float]]:
-    """How the kept labels agree with what the fit predicts for them without them
-    (:func:`predicted_without`): the correlation of the two, and the prediction's
-    projection on the labels in units of its std (near -1 and far below zero: the other
-    labels imply the opposite sign, as of a stress in VASP's pressure convention).
-
-    ``projection`` (symmetric and idempotent, of the size of one structure's block of
-    observations) compares only that part of each block. None without a prediction, or
-    when either side is zero.
-    """
-    found = predicted_without(kept, r_factor, alpha)
-    if found is None:
-        return None
-    without, covariance = found
-    labels = np.concatenate(kept.targets) / np.concatenate(kept.sigmas)
-    if projection is not None:
-        def project(values):
-            return (values.reshape(-1, len(projection)) @ projection).ravel()
-
-        labels = project(labels)  # (w . P l = P w . P l, and l^T P C P l: P idempotent and symmetric)
-        norms = np.linalg.norm(project(without)) * np.linalg.norm(labels)
-    else:
-        norms = np.linalg.norm(without) * np.linalg.norm(labels)
-    spread = labels @ covariance @ labels
-    if not (norms > 0 and np.isfinite(norms) and spread > 0):
-        return None
-    return float(without @ labels / norms), float(without @ labels / np.sqrt(spread))
+    whitened = solve_triangular(factor, whitened_rows, lower=True)  # L^-1 W^T
+    inner = solve_triangular(factor, r_factor @ alpha - whitened_rows @ labels, lower=True)
+    return LeaveOut(whitened.T @ inner, labels, whitened)
 
 
 #: The traceless (deviatoric) part of a virial in Voigt order (xx, yy, zz, yz, xz, xy).
@@ -262,34 +261,36 @@ DEVIATORIC = np.eye(6)
 DEVIATORIC[:3, :3] -= 1.0 / 3.0
 
 
-def warn_opposite_virials(virials: KeptObservations, gp, field: str) -> bool:
+def warn_opposite_virials(virials: KeptObservations, volumes: Sequence[float], gp, field: str) -> bool:
     """Warn when the fitted virials have the opposite sign of those the other labels imply; True if so.
 
-    The traceless part is compared first (:func:`agreement_without`): forces determine it
-    even at one volume, where the trace, a volume derivative, is not determined and its
-    prediction is confidently wrong (EMT Ni, rattled cells of one volume: -0.83 as given,
-    +0.83 flipped; traceless +0.98 and -0.98). Opposite: a correlation at most
-    :data:`OPPOSITE_AGREEMENT` and :data:`OPPOSITE_STDS` stds on the other side, of the
-    traceless part, or of the whole virial when the traceless part is on the other side
-    too (a small model predicts the shear loosely: strained EMT Cu cells, flipped, -0.41 at
-    29 stds, the whole -1.00), or when it is inconclusive (within :data:`OPPOSITE_STDS`
-    stds either way: no shear, as of unrattled cells under hydrostatic strain).
+    ``volumes`` are the volumes per atom of the structures kept. The traceless part is
+    compared first (:meth:`LeaveOut.agreement`): the forces determine it even at one
+    volume, where the trace, a volume derivative, is not determined and its prediction is
+    confidently wrong (EMT Ni, rattled cells of one volume: -0.83 as given, +0.83 flipped;
+    traceless +0.98 and -0.98). When the traceless part is inconclusive (within
+    :data:`OPPOSITE_STDS` stds either way: no shear, as in unrattled cells under hydrostatic
+    strain, or cells rattled too little) the whole virial decides, only if the volumes per
+    atom differ by :data:`VOLUME_SPREAD` or more, so that the energies fix the trace.
+    Opposite: a correlation at most :data:`OPPOSITE_AGREEMENT` and :data:`OPPOSITE_STDS`
+    stds on the other side.
     """
-    def opposite(found):
-        return found is not None and found[0] <= OPPOSITE_AGREEMENT and found[1] <= -OPPOSITE_STDS
-
-    traceless = agreement_without(virials, gp.r_factor, gp.alpha, DEVIATORIC)
-    whole = agreement_without(virials, gp.r_factor, gp.alpha)
-    if traceless is not None and abs(traceless[1]) >= OPPOSITE_STDS:  # (else: no shear to judge by)
-        found = traceless if opposite(traceless) else whole if traceless[1] < 0 and opposite(whole) else None
-    else:
-        found = whole if opposite(whole) else None
+    found = leave_out(virials, gp.r_factor, gp.alpha)
     if found is None:
+        return False
+    traceless = found.agreement(DEVIATORIC)
+    if traceless is not None and abs(traceless[1]) >= OPPOSITE_STDS:
+        agreement = traceless
+    elif len(volumes) and max(volumes) >= (1.0 + VOLUME_SPREAD) * min(volumes):
+        agreement = found.agreement()
+    else:
+        return False
+    if agreement is None or agreement[0] > OPPOSITE_AGREEMENT or agreement[1] > -OPPOSITE_STDS:
         return False
     warnings.warn(
         f"the stresses of the training structures (field {field}) have the opposite sign of those the energies "
-        f"and forces imply (correlation {found[0]:.2f} with what the fit predicts without them): ASE's stress is "
-        "positive when tensile, the opposite of VASP's pressure; flip their sign, or leave them out "
+        f"and forces imply (correlation {agreement[0]:.2f} with what the fit predicts without them): ASE's stress "
+        "is positive when tensile, the opposite of VASP's pressure; flip their sign, or leave them out "
         "(sigma_virial=None)", RuntimeWarning, stacklevel=4)
     return True
 

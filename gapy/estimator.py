@@ -455,7 +455,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ``check_unfitted``, that energies and virials are fitted (:data:`UNFITTED_SHARE`; forces
         are not kept, their rows are too many), and that the virials have the sign the other labels
         imply (:func:`gapy._training_checks.warn_opposite_virials`)."""
-        energies, virials = EnergyResiduals(), KeptObservations()
+        energies, virials, volumes = EnergyResiduals(), KeptObservations(), []
 
         def row_blocks():
             for index, observations in zip(plan.used, self._observations(plan, plan.basis)):
@@ -463,12 +463,13 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                     energies.keep(plan.names[index], plan.n_atoms[index], *observations["energy"])
                 if "virial" in observations:
                     virials.keep(*observations["virial"])
+                    volumes.append(plan.volumes[index])
                 yield _noise_scaled(observations)
 
         gp = fit_sparse_gp(plan.basis, row_blocks(), jitter=self.sparse_jitter, block_rows=self.block_rows)
         plan.source.verify()  # a file that changed during pass 2 gives no model
         energies.check(gp.alpha)
-        opposite = warn_opposite_virials(virials, gp, f"'{self.stress_key}' or '{self.virial_key}'")
+        opposite = warn_opposite_virials(virials, volumes, gp, f"'{self.stress_key}' or '{self.virial_key}'")
         if check_unfitted:
             self._warn_unfitted({"energy": energies.kept.unfitted_share(gp.alpha),
                                  "virial": None if opposite else virials.unfitted_share(gp.alpha)},
@@ -781,6 +782,8 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                          descriptor, len(basis.sparse))
         term_descriptors = {name: copy.deepcopy(term.descriptor) for name, term in self._terms()}
         n_atoms = {summary.index: summary.n_atoms for summary in summaries if summary.used}
+        volumes = {summary.index: summary.volume_per_atom for summary in summaries
+                   if summary.used and summary.volume_per_atom is not None}
         names = {summary.index: summary.name for summary in summaries if summary.used}
         labelled = [summary for summary in summaries if summary.energy is not None and summary.weight > 0]
         spread = energy_spread([summary.composition for summary in labelled], [summary.energy for summary in labelled],
@@ -788,7 +791,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         ceiling = ENERGY_NOISE_SHARE * spread * np.sqrt(np.median([summary.weight for summary in labelled] or [1.0]))
         training = _training_record(fitted, self.n_environments_, self.label_counts_, self.random_state)
         return _FitPlan(source, used, weights, descriptor, basis, remote, term_descriptors, n_atoms, names, ceiling,
-                        training)
+                        training, volumes)
 
     def _observations(self, plan: "_FitPlan", basis: SparseSet):
         """Per used structure: ``{kind: (rows, targets, sigmas)}``, in batches on threads
@@ -850,6 +853,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
             config_type=atoms.info.get("config_type"),
             close_pair=closest_covalent_pair(atoms, CLOSE_FACTOR) if used else None,
             force_rms=None if labels.forces is None else float(np.sqrt(np.mean(np.square(labels.forces)))),
+            volume_per_atom=None if labels.virial is None else float(abs(atoms.get_volume())) / len(atoms),
             geometry=geometry_digest(atoms),
             label_digest=digest(*(None if value is None else np.round(value, LABEL_DECIMALS) + 0.0  # (no -0.0)
                                   for value in (labels.energy, labels.forces, labels.virial, labels.force_weights))),
@@ -1685,6 +1689,7 @@ class _Summary:
     force_rms: Optional[float] = None  # root mean square of the force labels (eV/A), None without
     geometry: str = ""  # gapy.labels.digest of the numbers, positions, cell and pbc
     label_digest: str = ""  # ... and of the labels
+    volume_per_atom: Optional[float] = None  # (A^3) of a structure with a virial label
 
 
 def _training_record(used: List[_Summary], environments: Dict[str, int], labels: Dict[str, int],
@@ -1790,6 +1795,7 @@ class _FitPlan:
     names: Dict[int, str]  # structure_name of each used structure
     energy_sigma_ceiling: float  # ENERGY_NOISE_SHARE x the energies' spread per atom (x sqrt(weight)), or 0
     training: dict  # _training_record: what the model was fitted on (provenance_["training"])
+    volumes: Dict[int, float]  # volume per atom of each used structure with a virial label
 
     def unit_basis(self) -> SparseSet:
         """:attr:`basis` with every delta (SOAP's and each term's) set to 1."""

@@ -407,7 +407,7 @@ def test_a_fit_names_stresses_of_the_opposite_sign_and_labels_it_leaves_unfitted
     from gapy import SOAP, GAPRegressor
 
     def fit(frames, sigma_virial):
-        return GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=3, l_max=2), n_sparse=20, sigma_energy=0.002,
+        return GAPRegressor(SOAP(["Cu"], r_cut=4.0, n_max=4, l_max=3), n_sparse=40, sigma_energy=0.002,
                             sigma_force=0.02, sigma_virial=sigma_virial).fit(frames)
 
     flipped = _strained_cu(stress_sign=-1.0)
@@ -467,15 +467,14 @@ def test_stresses_of_cells_of_one_volume_are_judged_by_their_traceless_part():
 
 
 def test_the_leave_out_prediction_of_the_virials_is_a_fit_without_them():
-    """gapy._training_checks.predicted_without from one fit's factor equals the virials of a
-    fit without the stress labels (same sparse points), and agreement_without is their
-    correlation with the labels, and its projection on them in units of its std (the fit
-    without them, ``A P'^-1 A^T``)."""
+    """gapy._training_checks.leave_out from one fit's factor equals the virials of a fit without
+    the stress labels (same sparse points), its covariance that fit's, and agreement() their
+    correlation with the labels and the projection on them in units of its std."""
     from scipy.linalg import solve_triangular
     from sklearn.base import clone
 
     from gapy import SOAP, GAPRegressor
-    from gapy._training_checks import KeptObservations, agreement_without, predicted_without
+    from gapy._training_checks import DEVIATORIC, KeptObservations, leave_out
     from gapy.io.frames import frame_source
 
     frames = _strained_cu()
@@ -485,19 +484,25 @@ def test_the_leave_out_prediction_of_the_virials_is_a_fit_without_them():
     kept = KeptObservations()
     for observations in model._observations(plan, model.gp_):
         kept.keep(*observations["virial"])
-    without, covariance = predicted_without(kept, model.gp_.r_factor, model.gp_.alpha)
+    found = leave_out(kept, model.gp_.r_factor, model.gp_.alpha)
     refit = clone(model).set_params(sigma_virial=None).fit(frames)
     np.testing.assert_array_equal(refit.gp_.sparse, model.gp_.sparse)
     sigmas = np.concatenate(kept.sigmas)
-    expected = np.concatenate(kept.rows) @ refit.gp_.alpha / sigmas
-    np.testing.assert_allclose(without, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
-    labels = np.concatenate(kept.targets) / sigmas
     rows = np.concatenate(kept.rows) / sigmas[:, None]
+    expected = rows @ refit.gp_.alpha
+    np.testing.assert_allclose(found.without, expected, rtol=1e-6, atol=1e-6 * np.abs(expected).max())
     projected = solve_triangular(refit.gp_.r_factor, rows.T, trans="T")  # R'^T R' = K_MM + the others' A^T A
-    np.testing.assert_allclose(covariance, projected.T @ projected, rtol=1e-6, atol=1e-6 * np.abs(covariance).max())
-    assert agreement_without(kept, model.gp_.r_factor, model.gp_.alpha) == pytest.approx(
+    covariance = projected.T @ projected
+    np.testing.assert_allclose(found.whitened.T @ found.whitened, covariance, rtol=1e-6,
+                               atol=1e-6 * np.abs(covariance).max())
+    labels = np.concatenate(kept.targets) / sigmas
+    assert found.agreement() == pytest.approx(
         (expected @ labels / np.linalg.norm(expected) / np.linalg.norm(labels),
          expected @ labels / np.sqrt(labels @ covariance @ labels)), rel=1e-6)
+    traceless = (labels.reshape(-1, 6) @ DEVIATORIC).ravel()
+    assert found.agreement(DEVIATORIC) == pytest.approx(
+        (expected @ traceless / np.linalg.norm((expected.reshape(-1, 6) @ DEVIATORIC).ravel())
+         / np.linalg.norm(traceless), expected @ traceless / np.sqrt(traceless @ covariance @ traceless)), rel=1e-6)
 
 
 def test_many_force_labels_do_not_leave_the_energies_unfitted():
