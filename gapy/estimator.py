@@ -1726,10 +1726,14 @@ def training_structures(model: "GAPRegressor", frames: Sequence[Atoms]) -> List[
 
     [] for a model whose file has none.
     """
-    text = getattr(model, "provenance_", {}).get("training", {}).get("geometry_keys")
-    if not text:
+    record = getattr(model, "provenance_", {}).get("training")
+    text = record.get("geometry_keys") if isinstance(record, dict) else None
+    try:
+        keys = np.frombuffer(base64.b64decode(text, validate=True), dtype="<u8") if isinstance(text, str) else None
+    except ValueError:  # (binascii.Error, or a length that is no multiple of 8: a file edited by hand)
+        keys = None
+    if keys is None or not len(keys):
         return []
-    keys = np.frombuffer(base64.b64decode(text), dtype="<u8")
     wanted = np.array([int(geometry_digest(atoms)[:16], 16) for atoms in frames], dtype=np.uint64)
     return np.flatnonzero(np.isin(wanted, keys)).tolist()
 

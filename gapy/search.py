@@ -23,6 +23,7 @@ from sklearn.model_selection import KFold
 from tqdm.auto import tqdm
 
 from ._validation import check_integer
+from .exceptions import GapyError
 from .estimator import GAPRegressor
 from .metrics import compare
 from .recommend import recommend
@@ -70,6 +71,14 @@ def fit_recommended(frames: Sequence[Atoms], template: Optional[GAPRegressor] = 
     recommendation = recommend(frames, **_keys(template), overrides=overrides, random_state=int(seed))
     recommendation.model.set_params(n_jobs=template.n_jobs, verbose=template.verbose)
     return recommendation.fit(frames, sample_weight=sample_weight)
+
+
+def _named(error: Exception, message: str) -> Exception:
+    """``error``'s type with ``message`` (a ``ValueError`` when that type takes no message alone)."""
+    try:
+        return type(error)(message)
+    except Exception:
+        return ValueError(message)
 
 
 def choose(scores: np.ndarray) -> int:
@@ -271,8 +280,8 @@ def search_settings(frames: Sequence[Atoms], grid: Dict[str, Sequence], template
                     try:
                         model = fit_recommended([frames[i] for i in train], template,
                                                 overrides={**given, **candidate})
-                    except ValueError as error:  # (a StructureError too) named with the candidate that met it
-                        raise ValueError(f"candidate {candidate or 'recommended'}, fold {f}: {error}") from error
+                    except (ValueError, GapyError) as error:  # named with the candidate that met it, same type
+                        raise _named(error, f"candidate {candidate or 'recommended'}, fold {f}: {error}") from error
                 # a species its training part lacks cannot be predicted: such structures are not scored in the fold
                 held_out = [frames[i] for i in held if set(frames[i].numbers.tolist()) <= set(model.species_.tolist())]
                 if not held_out:

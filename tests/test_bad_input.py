@@ -616,6 +616,7 @@ def test_structures_are_not_written_under_the_name_of_another_format(files, tmp_
         assert not (tmp_path / name).exists()
     assert main([command, model_file, data, *extra, "-o", str(tmp_path / "out.extxyz")]) == 0
     assert len(read(tmp_path / "out.extxyz", ":")) == (1 if command == "select" else len(read(data, ":")))
+    assert main([command, model_file, data, *extra, "-o", str(tmp_path / "at_1.5GPa")]) == 0  # (no format's name)
 
 
 def test_a_file_in_place_of_a_directory_is_named(files, tmp_path, capsys):

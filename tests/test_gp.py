@@ -558,6 +558,11 @@ def test_calibrating_on_training_structures_is_named(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.calibrate(frames[10:22])  # left out of the fit, or never in it
+        for damaged in ("not base64!", "AAAA", None):  # (a file edited by hand: nothing to compare with)
+            model.provenance_["training"]["geometry_keys"] = damaged
+            model.calibrate(frames[:12])
+        model.provenance_["training"] = None
+        model.calibrate(frames[:12])
     assert not [w for w in caught if "training structures of this model" in str(w.message)]
 
 

@@ -240,7 +240,7 @@ def check_outputs(inputs: Sequence[Optional[PathLike]], files: Sequence[Optional
         if output.is_file() and is_model_file(output):
             raise GapyError(f"{output}: is a gapy model file and would be replaced; choose another name")
     for output in [Path(p) for p in structures if p is not None]:
-        if output.suffix and output.suffix.lower() not in EXTXYZ_SUFFIXES:
+        if _ase_format(output) not in (None, "extxyz", "xyz"):
             raise GapyError(f"{output}: structures are written as extended XYZ; give a name ending in "
                             f"{' or '.join(EXTXYZ_SUFFIXES)} (ase convert turns it into other formats)")
     files = list(files) + list(models)
@@ -252,6 +252,18 @@ def check_outputs(inputs: Sequence[Optional[PathLike]], files: Sequence[Optional
         if output.exists() and not output.is_dir():
             raise GapyError(f"{output}: exists and is not a directory")
         _writable_directory(output)
+
+
+def _ase_format(path: Path) -> Optional[str]:
+    """The file format ASE would take ``path``'s name for (``out.traj``: ``"traj"``), None for a name
+    it does not know (``pred_1.5GPa``)."""
+    from ase.io.formats import filetype, ioformats
+
+    try:
+        name = filetype(str(path), read=False)
+    except Exception:  # (ASE's UnknownFileTypeError and the like)
+        return None
+    return name if name in ioformats else None
 
 
 def _writable_directory(directory: Path) -> None:
