@@ -14,8 +14,8 @@ from scipy.linalg import cholesky, solve_triangular
 
 from .exceptions import StructureError
 from .labels import (ZERO_FORCES, CloseAtomsWarning, EnergyOutlierWarning, EnergyResidualWarning,
-                     ForceOutlierWarning, RepeatedStructureWarning, force_outlier_message, outlier_message,
-                     outlying_energies, outlying_forces, repeated_structures)
+                     ForceOutlierWarning, RepeatedStructureWarning, force_outlier_message, label_fields,
+                     outlier_message, outlying_energies, outlying_forces, repeated_structures)
 
 if TYPE_CHECKING:
     from .estimator import _Summary
@@ -33,7 +33,7 @@ RESIDUAL_OUTLIER_FACTOR = 10.0
 #: ... and more than this (eV/atom) from it: a model that misses a structure by less may simply not know it
 #: (mlearn Ge's training slabs are fitted to 17 meV/atom, the other structures to 1-2).
 RESIDUAL_OUTLIER_FLOOR = 0.1
-#: Fitted virials whose correlation with what the other labels imply (:func:`agreement_without`) is at most this
+#: Fitted virials whose correlation with what the other labels imply (:meth:`LeaveOut.agreement`) is at most this
 #: are of the opposite sign (EMT Cu, mlearn Si and Mo: +0.96 to +1.00 as given, -0.96 to -1.00 flipped) ...
 OPPOSITE_AGREEMENT = -0.5
 #: ... when that prediction lies this many of its stds on the other side: with a few structures the other labels
@@ -72,10 +72,11 @@ def check_labels(summaries: Sequence["_Summary"], keys: Tuple[set, set, set], *,
     dict
         Number of values of each fitted kind (``"energy"``, ``"forces"``, ``"virial"``).
     """
-    kinds = {  # kind: (sigma, field names, how to turn it off)
-        "energy": (sigma_energy, f"'{energy_key}'", "energy_key", "sigma_energy"),
-        "forces": (sigma_force, f"'{forces_key}'", "forces_key", "sigma_force"),
-        "virial": (sigma_virial, f"'{stress_key}' or '{virial_key}'", "stress_key", "sigma_virial"),
+    fields = label_fields(energy_key, forces_key, stress_key, virial_key)
+    kinds = {  # kind: (sigma, field names, the key to name it, how to turn it off)
+        "energy": (sigma_energy, fields["energy"], "energy_key", "sigma_energy"),
+        "forces": (sigma_force, fields["forces"], "forces_key", "sigma_force"),
+        "virial": (sigma_virial, fields["virial"], "stress_key", "sigma_virial"),
     }
     unused = [f"; {n} structures have field {fields}, fitted when {sigma_name} is set" for kind, (
         sigma, fields, _, sigma_name) in kinds.items() if sigma is None

@@ -37,8 +37,8 @@ from ._validation import check_choice, check_integer, check_number
 from .gp.energy_noise import ENERGY_NOISE_SHARE, EnergyRows, choose_energy_sigma, energy_spread
 from .gp.evidence import SEARCH_WINDOW, EvidenceStatistics, maximize_evidence, residual_shares, warn_at_bounds
 from .kernels import check_theta, check_zeta
-from .labels import (LABEL_DECIMALS, SIGMA_NAMES, Labels, digest, geometry_digest, lookalike_labels, mixed_label_names,
-                     read_labels, stress_from_virial)
+from .labels import (LABEL_DECIMALS, SIGMA_NAMES, Labels, digest, geometry_digest, label_fields, lookalike_labels,
+                     mixed_label_names, read_labels, stress_from_virial)
 from .parallel import runs_remotely, thread_map
 from .sparsify import METHODS, CandidateReservoir, grid_points, instance_points, select_points
 from .structures import (CLOSE_FACTOR, as_frames, atomic_number, closest_covalent_pair, is_isolated_atom,
@@ -451,10 +451,10 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
     def _fit_plan(self, plan: "_FitPlan", check_unfitted: bool = True) -> None:
         """Pass 2: fold the noise-scaled kernel rows of every observation into the GP; then check
-        the energies' residuals (:class:`gapy._training_checks.EnergyResiduals`) and, with
-        ``check_unfitted``, that energies and virials are fitted (:data:`UNFITTED_SHARE`; forces
-        are not kept, their rows are too many), and that the virials have the sign the other labels
-        imply (:func:`gapy._training_checks.warn_opposite_virials`)."""
+        the energies' residuals (:class:`gapy._training_checks.EnergyResiduals`), that the virials
+        have the sign the other labels imply (:func:`gapy._training_checks.warn_opposite_virials`)
+        and, with ``check_unfitted``, that energies and virials are fitted (:data:`UNFITTED_SHARE`;
+        forces are not kept, their rows are too many)."""
         energies, virials, volumes = EnergyResiduals(), KeptObservations(), []
 
         def row_blocks():
@@ -469,7 +469,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         gp = fit_sparse_gp(plan.basis, row_blocks(), jitter=self.sparse_jitter, block_rows=self.block_rows)
         plan.source.verify()  # a file that changed during pass 2 gives no model
         energies.check(gp.alpha)
-        opposite = warn_opposite_virials(virials, volumes, gp, f"'{self.stress_key}' or '{self.virial_key}'")
+        opposite = warn_opposite_virials(virials, volumes, gp, self._label_fields()["virial"])
         if check_unfitted:
             self._warn_unfitted({"energy": energies.kept.unfitted_share(gp.alpha),
                                  "virial": None if opposite else virials.unfitted_share(gp.alpha)},
@@ -486,8 +486,12 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
 
     def _label_sigmas(self) -> dict:
         """The noise sigmas as the fit uses them (``std_noise`` adds these, not later ``set_params``)."""
-        return {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial,
+        return {**{kind: getattr(self, name) for kind, name in SIGMA_NAMES.items()},
                 "per_atom": bool(self.sigma_per_atom)}
+
+    def _label_fields(self) -> Dict[str, str]:
+        """How messages name the field of each label kind (:func:`gapy.labels.label_fields`)."""
+        return label_fields(self.energy_key, self.forces_key, self.stress_key, self.virial_key)
 
     def maximize_evidence(self, frames, y=None, sample_weight=None, *,
                           fixed: Sequence[str] = (), bounds: Optional[Dict[str, Tuple[float, float]]] = None,
@@ -584,7 +588,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
                 terms = self._terms()
                 statistics = self._evidence_statistics(plan, energies)
                 deltas = {"delta": float(self.delta), **{f"{name}__delta": float(term.delta) for name, term in terms}}
-                globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
+                globals_ = self._label_sigmas()
                 names = SIGMA_NAMES
                 kinds = list(statistics.groups)
                 known = {**{name: name for name in deltas}, **{names[kind]: kind for kind in kinds}}
@@ -654,13 +658,11 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
     def _warn_unfitted(self, shares: Dict[str, Optional[float]], sigmas: Dict[str, float], where: str = "",
                        stacklevel: int = 4) -> None:
         """Warn of label kinds that the fit leaves practically as they are (:data:`UNFITTED_SHARE`)."""
-        fields = {"energy": ("sigma_energy", f"'{self.energy_key}'"), "forces": ("sigma_force", f"'{self.forces_key}'"),
-                  "virial": ("sigma_virial", f"'{self.stress_key}' or '{self.virial_key}'")}
+        fields = self._label_fields()
         for kind, share in shares.items():
             if share is not None and share >= UNFITTED_SHARE:
-                name, field = fields[kind]
-                warnings.warn(unfitted_message(field, share, name, sigmas[kind], where), RuntimeWarning,
-                              stacklevel=stacklevel)
+                warnings.warn(unfitted_message(fields[kind], share, SIGMA_NAMES[kind], sigmas[kind], where),
+                              RuntimeWarning, stacklevel=stacklevel)
 
     def _evidence_statistics(self, plan: "_FitPlan", energies: Optional[EnergyRows] = None) -> EvidenceStatistics:
         """The observations of ``plan`` at unit deltas, one block of columns per delta:
@@ -670,7 +672,7 @@ class GAPRegressor(RegressorMixin, BaseEstimator):
         blocks = {"delta": slice(0, len(unit.sparse)),
                   **{f"{name}__delta": columns for (name, _), columns in zip(self._terms(), unit.term_slices())}}
         statistics = EvidenceStatistics(unit.kernel_matrix(), blocks=blocks)
-        globals_ = {"energy": self.sigma_energy, "forces": self.sigma_force, "virial": self.sigma_virial}
+        globals_ = self._label_sigmas()
         for index, observations in zip(plan.used, self._observations(plan, unit)):
             for kind, (rows, targets, sigmas) in observations.items():
                 statistics.add(kind, rows, targets, sigmas / globals_[kind])
@@ -1687,7 +1689,7 @@ class _Summary:
     config_type: Optional[object] = None  # atoms.info["config_type"]
     close_pair: Optional[str] = None  # closest_covalent_pair(atoms, CLOSE_FACTOR)
     force_rms: Optional[float] = None  # root mean square of the force labels (eV/A), None without
-    geometry: str = ""  # gapy.labels.digest of the numbers, positions, cell and pbc
+    geometry: str = ""  # gapy.labels.geometry_digest: the numbers, positions, cell and pbc
     label_digest: str = ""  # ... and of the labels
     volume_per_atom: Optional[float] = None  # (A^3) of a structure with a virial label
 
@@ -1697,7 +1699,8 @@ def _training_record(used: List[_Summary], environments: Dict[str, int], labels:
     """What a model was fitted on, for its file (``provenance_["training"]``, ``gapy info``):
     structures, environments per species, labels, config types, the range of the energies
     per atom, a SHA-256 of the structures (species, positions, cell, pbc), their labels as
-    read and their weights, in their order, and the seed (None for a Generator)."""
+    read and their weights, in their order, the seed (None for a Generator) and the
+    structures' :func:`geometry_keys`."""
     hasher = hashlib.sha256()
     for summary in used:
         hasher.update(f"{summary.geometry} {summary.label_digest} {float(summary.weight).hex()}\n".encode())

@@ -627,6 +627,20 @@ def label_keys(atoms: Atoms) -> str:
 
 #: The noise parameter of each label kind (:class:`~gapy.GAPRegressor`): None leaves that kind unfitted.
 SIGMA_NAMES = {"energy": "sigma_energy", "forces": "sigma_force", "virial": "sigma_virial"}
+
+
+def label_fields(energy_key: str, forces_key: str, stress_key: str, virial_key: str) -> Dict[str, str]:
+    """How messages name the field each label kind is read from.
+
+    Examples
+    --------
+    >>> from gapy.labels import label_fields
+    >>> label_fields("energy", "forces", "stress", "virial")["virial"]
+    "'stress' or 'virial'"
+    """
+    return {"energy": f"'{energy_key}'", "forces": f"'{forces_key}'", "virial": f"'{stress_key}' or '{virial_key}'"}
+
+
 #: Words in the names of labels kept under other keys (QUIP's ``force``, ``REF_energy``, ``dft_virial``) ...
 LABEL_WORDS = {"energy": ("energy",), "forces": ("force",), "virial": ("stress", "virial")}
 #: ... and in names that are not labels (``forces_std``, ``force_weights``, a DFT ``energy_cutoff``).

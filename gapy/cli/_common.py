@@ -18,7 +18,7 @@ from ..baseline import ShortDistanceWarning, closer_than_training
 from ..estimator import GAPRegressor, load_model
 from ..exceptions import GapyError
 from ..gp import VARIANCE_KINDS
-from ..io.frames import EXTXYZ_SUFFIXES, FileSource, check_extxyz
+from ..io.frames import DB_SUFFIXES, EXTXYZ_SUFFIXES, FileSource, check_extxyz
 from ..io.model import is_model_file
 from ..metrics import format_table
 from ..structures import atomic_number, structure_name
@@ -127,8 +127,8 @@ def read_frames(path: PathLike) -> List[Atoms]:
         raise GapyError(f"{path}: is a gapy model file, not structures")
     if path.suffix.lower() in EXTXYZ_SUFFIXES:
         check_extxyz(path)  # (a blank line ASE would stop at; a stress ASE would symmetrise)
-    source = FileSource(path)
-    if source.format == "db":  # as streamed: key-value pairs and data in info and arrays (ASE's reader drops them)
+    if path.suffix.lower() in DB_SUFFIXES:  # as streamed: key-value pairs and data in info and arrays (ASE's
+        source = FileSource(path, format="db")  # reader drops them)
         try:
             return [atoms for _, atoms in source.structures()]
         finally:

@@ -32,8 +32,7 @@ def _check_labelled(model, frames, path) -> None:
     if not found:
         fields = ", ".join(f"'{key}'" for key in keys)
         raise GapyError(f"{path}: no structure has a label to compare with (fields {fields}); {first}")
-    fields = {"energy": f"'{model.energy_key}'", "forces": f"'{model.forces_key}'",
-              "virial": f"'{model.stress_key}' or '{model.virial_key}'"}
+    fields = model._label_fields()
     periodic = any(atoms.pbc.all() for atoms in frames)  # (a slab or a molecule has no stress to compare)
     for kind in ("energy", "forces", "virial") if periodic else ("energy", "forces"):
         if kind not in found and getattr(model, "label_sigmas_", {}).get(kind) is not None:

@@ -501,13 +501,14 @@ def _check_training_frames(frames: Iterable[Atoms], path: Path, model: GAPRegres
     (isolated atoms, which a streamed recommendation must see). With ``recommended`` every
     label kind the data have is fitted (a stress alone is a label), as ``recommend`` does.
     """
+    fields = model._label_fields()
     needed = []  # (Labels attribute, field names) of the labels the model fits
     if model.sigma_energy is not None:
-        needed.append(("energy", f"'{model.energy_key}'"))
+        needed.append(("energy", fields["energy"]))
     if model.sigma_force is not None:
-        needed.append(("forces", f"'{model.forces_key}'"))
+        needed.append(("forces", fields["forces"]))
     if model.sigma_virial is not None or recommended:
-        needed.append(("virial", f"'{model.stress_key}' or '{model.virial_key}'"))
+        needed.append(("virial", fields["virial"]))
     known = None if species is None else {atomic_number(s) for s in species}
     found, n_frames, n_atoms, singles = {}, 0, 0, []
     stressed, energies, conflicts = [], [], []  # (name, largest stress); (name, energy, atoms of each Z); str
